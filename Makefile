@@ -1,0 +1,37 @@
+# Ferry: the two commands of the README, and the pieces they are made of.
+#   make demo   run the demo deploy in the local sandbox (no AWS account)
+#   make test   every check CI runs: template and ASL lint, sam build, the tests
+SHELL := /bin/bash
+PYTHON ?= $(shell scripts/find-python)
+VENV := .venv
+SAM_VENV := .venv-sam
+SAM_CLI_VERSION := 1.170.0
+
+.PHONY: demo test lint infra unit clean
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/ferry sandbox run --world examples/sandbox/world.yaml --event events/ecr-push-web-v2.json
+
+test: infra unit
+
+infra: $(VENV)/.installed $(SAM_VENV)/.installed
+	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra
+
+unit: $(VENV)/.installed
+	$(VENV)/bin/pytest -q
+
+$(VENV)/.installed: pyproject.toml requirements-dev.txt layers/ferry/requirements.txt
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[sandbox]' -r requirements-dev.txt -r layers/ferry/requirements.txt
+	touch $@
+
+$(SAM_VENV)/.installed:
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache

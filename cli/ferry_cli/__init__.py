@@ -1,0 +1,1 @@
+"""The `ferry` command: the sandbox, and the same steps run from a laptop."""

@@ -1,0 +1,92 @@
+"""Entry point of the `ferry` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class _Append(argparse.Action):
+    """Keep --event and --manifest in the order given on the command line."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = getattr(namespace, "deliveries", None) or []
+        items.append((self.dest, Path(values)))
+        namespace.deliveries = items
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferry", description="Ferry: safe ECS deploys on Step Functions.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = commands.add_parser("sandbox", help="run Ferry locally against a simulated AWS account")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    run = sandbox_commands.add_parser(
+        "run", help="build a world, deliver events through the template's EventBridge rules, run every execution")
+    run.add_argument("--world", required=True, type=Path, help="world file (YAML), see README 'Sandbox worlds'")
+    run.add_argument("--event", dest="event", action=_Append, metavar="EVENT.json",
+                     help="an EventBridge event to deliver (repeatable; delivered in order)")
+    run.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
+                     help="a release manifest to drop into the config bucket (repeatable)")
+    run.add_argument("--json", action="store_true", help="print only the JSON summary on stdout")
+    run.add_argument("--speed", type=float, default=60.0,
+                     help="simulated seconds per real second (default 60)")
+    run.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for executions")
+    run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
+    return parser
+
+
+def _sandbox_run(args: argparse.Namespace) -> int:
+    from .history import table
+    from .sandbox.run import load_delivery, run
+    from .sandbox.world import WorldError
+
+    deliveries_args = getattr(args, "deliveries", None) or []
+    if not deliveries_args:
+        print("ferry sandbox run: give at least one --event or --manifest", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        deliveries = [load_delivery(kind, path) for kind, path in deliveries_args]
+        summary = run(args.world, deliveries, speed=args.speed, timeout=args.timeout,
+                      log_echo=sys.stderr if args.logs else None)
+    except WorldError as exc:
+        print(f"ferry sandbox run: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    histories = summary.pop("histories")
+    summary.pop("logLines")
+    summary.pop("delivered")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for execution in summary["executions"]:
+            print(f"\n== {execution['name']}  ({execution['service']})  {execution['status']}")
+            print(table(histories[execution["name"]]))
+            if execution["error"]:
+                print(f"\nError: {execution['error']}\nCause: {execution['cause']}")
+        if not summary["executions"]:
+            print("No execution was started.")
+        print("\n== Summary")
+        for key, svc in summary["services"].items():
+            images = ", ".join(f"{c}={i.rsplit('/', 1)[-1]}" for c, i in sorted(svc["images"].items()))
+            print(f"{key}: {svc['taskDefinition']}  running {svc['runningCount']}/{svc['desiredCount']}  {images}")
+        statuses = ", ".join(f"{e['name']} {e['status']}" for e in summary["executions"]) or "none"
+        print(f"executions: {statuses}")
+        print(f"canary tasks left: {summary['canaryTasks']}, locks held: {summary['locksHeld']}, "
+              f"state transitions: {summary['transitions']}, Lambda invocations: {summary['lambdaInvocations']}")
+    failed = [e for e in summary["executions"] if e["status"] != "SUCCEEDED"]
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sandbox" and args.sandbox_command == "run":
+        return _sandbox_run(args)
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

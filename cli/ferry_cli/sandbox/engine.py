@@ -1,0 +1,424 @@
+"""The local sandbox: the real state machine, on this machine, with no AWS account.
+
+moto stands in for AWS. Its Step Functions interpreter runs
+`statemachine/deploy.asl.json` with the template's DefinitionSubstitutions;
+each Lambda task is dispatched to the in-process handler that template.yaml
+names; EventBridge events are matched against the rule patterns in
+template.yaml and delivered to their targets; and the ECS simulator moves
+services and tasks along on the simulated clock.
+
+Each moto divergence worked around here is a small, named patch (see
+`_patches`), covered by tests/sandbox/test_engine.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any, Callable, Iterator
+from unittest import mock
+
+import boto3
+
+from .clock import SimClock
+from .template import Resolver, Template, substitute_definition
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+ENVIRONMENT = "sandbox"
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+class SandboxError(Exception):
+    """The sandbox could not be set up or run as asked."""
+
+
+class _LogSink(io.TextIOBase):
+    """Collects the handlers' structured log lines (and optionally echoes them)."""
+
+    def __init__(self, echo: io.TextIOBase | None = None) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._echo = echo
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            for line in text.splitlines():
+                if line.strip():
+                    self.lines.append(line)
+                    if self._echo is not None:
+                        self._echo.write(line + "\n")
+        return len(text)
+
+
+class _ScaledTime:
+    """Stands in for the `time` module where the interpreter sleeps between retries."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(self._clock.real_seconds(seconds))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class Sandbox:
+    """One sandboxed Ferry installation. Use as a context manager."""
+
+    def __init__(self, *, root: Path = REPO_ROOT, speed: float = 60.0, account: str = DEFAULT_ACCOUNT,
+                 region: str = DEFAULT_REGION, clusters: list[str] | None = None,
+                 log_echo: io.TextIOBase | None = None) -> None:
+        self.root = root
+        self.clock = SimClock(speed=speed)
+        self.account = account
+        self.region = region
+        self.clusters = clusters or ["default"]
+        self.template = Template.load(root)
+        self.logs = _LogSink(log_echo)
+        self.lambda_invocations = 0
+        self.fault_hooks: list[Callable[[str, dict], None]] = []
+        self.simulator: Any = None
+        self._stack = ExitStack()
+        self._functions: dict[str, dict[str, Any]] = {}   # physical name -> {logical, module path, env}
+        self._modules: dict[str, ModuleType] = {}
+        self._invoke_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._driver: threading.Thread | None = None
+        self.refs: dict[str, Any] = {}
+        self.attrs: dict[tuple[str, str], str] = {}
+
+    # ----------------------------------------------------------------- set-up
+    def __enter__(self) -> "Sandbox":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        from moto import mock_aws
+
+        env = {
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
+            "MOTO_ACCOUNT_ID": self.account, "POWERTOOLS_METRICS_DISABLED": "false",
+        }
+        self._stack.enter_context(mock.patch.dict(os.environ, env))  # restores the whole environment on close
+        for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            os.environ.pop(var, None)
+        self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        for patcher in self._patches():
+            self._stack.enter_context(patcher)
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+
+        from ferry import aws, clock as ferry_clock
+
+        aws.reset()
+        ferry_clock.use(self.clock.now)
+        self._stack.callback(ferry_clock.use, None)
+        self._stack.callback(aws.reset)
+        self._deploy_stack()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._driver is not None:
+            self._driver.join(timeout=5)
+        if self.simulator is not None:
+            self.simulator.uninstall()
+        self._stop_running_executions()
+        self._stack.close()
+
+    def client(self, service: str):
+        return boto3.client(service, region_name=self.region)
+
+    # ----------------------------------------------------------------- patches
+    def _patches(self) -> Iterator[Any]:
+        """Each patch works around one named moto behaviour; see the module docstring."""
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_callback,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+        sandbox = self
+
+        # moto's Lambda without Docker only echoes its input: run our handler in-process instead.
+        def invoke(_backend, function_name, qualifier, body, headers, response_headers):
+            return sandbox._invoke(function_name, body, response_headers)
+
+        # Wait states sleep in real time: wait on the simulated clock, still interruptible by StopExecution.
+        def wait_interval(_self, env, wait_seconds):
+            if wait_seconds > 0:
+                env.program_state_event.wait(sandbox.clock.real_seconds(wait_seconds))
+
+        yield mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
+        yield mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval)
+        # Retry back-off sleeps in real time too.
+        yield mock.patch.object(retrier_decl, "time", _ScaledTime(self.clock))
+        # `.sync` integrations poll every 0.5 s of real time; poll faster.
+        yield mock.patch.object(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 0.02)
+
+    # ------------------------------------------------------------ the stack
+    def _physical(self) -> None:
+        """Decide every resource's physical name and ARN, as CloudFormation would."""
+        acct, region, env = self.account, self.region, ENVIRONMENT
+        self.pseudo = {"AWS::Region": region, "AWS::AccountId": acct, "AWS::Partition": "aws",
+                       "AWS::StackName": f"ferry-{env}", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
+        params = {}
+        for name, spec in self.template.body.get("Parameters", {}).items():
+            default = spec.get("Default")
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(default, str):
+                default = default.split(",")
+            params[name] = default
+        params.update({"EnvironmentName": env, "Clusters": list(self.clusters)})
+        self.refs.update(params)
+        for logical_id, resource in self.template.resources.items():
+            kind = resource["Type"]
+            lower = logical_id.lower()
+            if kind == "AWS::S3::Bucket":
+                name = f"ferry-{env}-{lower}-{acct}"
+                self.refs[logical_id] = name
+                self.attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+            elif kind == "AWS::DynamoDB::Table":
+                name = f"ferry-{env}-{logical_id}"
+                self.refs[logical_id] = name
+                self.attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{region}:{acct}:table/{name}"
+            elif kind == "AWS::Serverless::Function":
+                name = f"ferry-{env}-{logical_id}"
+                self.refs[logical_id] = name
+                self.attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{region}:{acct}:function:{name}"
+            elif kind == "AWS::Serverless::StateMachine":
+                name = f"ferry-{env}-{logical_id}"
+                arn = f"arn:aws:states:{region}:{acct}:stateMachine:{name}"
+                self.refs[logical_id] = arn
+                self.attrs[(logical_id, "Name")] = name
+                self.attrs[(logical_id, "Arn")] = arn
+            elif kind == "AWS::SQS::Queue":
+                name = f"ferry-{env}-{logical_id}"
+                self.refs[logical_id] = f"https://sqs.{region}.amazonaws.com/{acct}/{name}"
+                self.attrs[(logical_id, "Arn")] = f"arn:aws:sqs:{region}:{acct}:{name}"
+                self.attrs[(logical_id, "QueueName")] = name
+            elif kind == "AWS::Logs::LogGroup":
+                name = f"/ferry/{env}/{logical_id}"
+                self.refs[logical_id] = name
+                self.attrs[(logical_id, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
+            elif kind == "AWS::SNS::Topic":
+                arn = f"arn:aws:sns:{region}:{acct}:ferry-{env}-{logical_id}"
+                self.refs[logical_id] = arn
+                self.attrs[(logical_id, "TopicArn")] = arn
+            else:
+                self.refs[logical_id] = f"{logical_id}-{env}"
+                self.attrs[(logical_id, "Arn")] = f"arn:aws:{logical_id.lower()}:{region}:{acct}:{logical_id}"
+        self.resolver = Resolver(self.refs, self.attrs, self.pseudo)
+
+    def _deploy_stack(self) -> None:
+        self._physical()
+        resources = self.template.resources
+        s3, ddb = self.client("s3"), self.client("dynamodb")
+        for logical_id, resource in resources.items():
+            props = resource.get("Properties", {})
+            if resource["Type"] == "AWS::S3::Bucket":
+                s3.create_bucket(Bucket=self.refs[logical_id])
+            elif resource["Type"] == "AWS::DynamoDB::Table":
+                ddb.create_table(
+                    TableName=self.refs[logical_id], BillingMode="PAY_PER_REQUEST",
+                    KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
+                )
+        self.artefacts_bucket = self.refs.get("ArtefactsBucket")
+        self.config_bucket = self.refs.get("ConfigBucket")
+        self.lock_table = self.refs.get("LockTable")
+
+        iam = self.client("iam")
+        role = iam.create_role(
+            RoleName="ferry-sandbox-lambda",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        )["Role"]["Arn"]
+        lam = self.client("lambda")
+        environment: dict[str, str] = {}
+        for logical_id, fn in self.template.functions().items():
+            env = {k: str(v) for k, v in self.resolver.resolve(fn.environment).items()}
+            for key, value in env.items():
+                if environment.get(key, value) != value:
+                    raise SandboxError(
+                        f"template.yaml: functions disagree on environment variable {key}; the sandbox runs all "
+                        "handlers in one process, so a variable must mean the same for every function"
+                    )
+                environment[key] = value
+            name = self.refs[logical_id]
+            module_file, _, function = fn.handler.rpartition(".")
+            path = self.root / fn.code_uri / f"{module_file}.py"
+            if not path.exists():
+                raise SandboxError(f"template.yaml: {logical_id} handler {fn.handler} not found at {path}")
+            self._functions[name] = {"logical": logical_id, "path": path, "function": function,
+                                     "rules": self.resolver.resolve(fn.rules)}
+            lam.create_function(
+                FunctionName=name, Runtime="python3.12", Role=role, Handler=fn.handler,
+                Code={"ZipFile": _EMPTY_ZIP}, Environment={"Variables": env},
+            )
+        self._stack.enter_context(mock.patch.dict(os.environ, environment))
+
+        logical_id, props, definition_uri = self.template.state_machine()
+        substitutions = {k: str(v) for k, v in self.resolver.resolve(props.get("DefinitionSubstitutions", {})).items()}
+        self.definition = substitute_definition((self.root / definition_uri).read_text(), substitutions)
+        sfn_role = iam.create_role(
+            RoleName="ferry-sandbox-states",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        )["Role"]["Arn"]
+        self.state_machine_arn = self.client("stepfunctions").create_state_machine(
+            name=self.attrs[(logical_id, "Name")], definition=json.dumps(self.definition), roleArn=sfn_role,
+            type="STANDARD",
+        )["stateMachineArn"]
+
+    # ------------------------------------------------------------- lambdas
+    def _module(self, name: str) -> tuple[ModuleType, str]:
+        spec = self._functions[name]
+        with self._invoke_lock:
+            module = self._modules.get(name)
+            if module is None:
+                module_name = f"ferry_sandbox_fn_{spec['logical']}"
+                loader = importlib.util.spec_from_file_location(module_name, spec["path"])
+                module = importlib.util.module_from_spec(loader)
+                loader.loader.exec_module(module)
+                self._modules[name] = module
+                self._capture_logs()
+        return module, spec["function"]
+
+    def _capture_logs(self) -> None:
+        from ferry.observability import logger
+
+        for handler in logger._logger.handlers:  # the Powertools Logger's own stream handler
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(self.logs)
+
+    def _invoke(self, function_name: str, body: Any, response_headers: dict) -> bytes:
+        name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
+        if name not in self._functions:
+            raise SandboxError(f"no sandbox handler for Lambda function {function_name}")
+        event = json.loads(body) if body else {}
+        with self._invoke_lock:
+            self.lambda_invocations += 1
+        context = SimpleNamespace(
+            function_name=name, function_version="$LATEST", memory_limit_in_mb=256,
+            invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account}:function:{name}",
+            aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{name}", log_stream_name="sandbox",
+            get_remaining_time_in_millis=lambda: 60_000,
+        )
+        try:
+            for hook in self.fault_hooks:
+                hook(self._functions[name]["logical"], event)
+            module, function = self._module(name)
+            result = getattr(module, function)(event, context)
+            return json.dumps(result, default=str).encode()
+        except Exception as exc:  # reported the way the Lambda runtime reports an unhandled error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({
+                "errorType": type(exc).__name__, "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-3:],
+            }).encode()
+
+    # -------------------------------------------------------------- events
+    def rules(self) -> list[tuple[str, str, dict]]:
+        """(function name, rule name, pattern) for every EventBridge rule in the template."""
+        return [(name, rule, pattern) for name, spec in self._functions.items() for rule, pattern in spec["rules"].items()]
+
+    def deliver(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Deliver one event as EventBridge would: to every target whose rule pattern matches."""
+        from moto.events.models import EventPattern
+
+        event = {"version": "0", "id": str(uuid.uuid4()), "account": self.account, "region": self.region,
+                 "time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [], **event}
+        results = []
+        for function_name, rule, pattern in self.rules():
+            if EventPattern.load(json.dumps(pattern)).matches_event(event):
+                response = self.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+                payload = json.loads(response["Payload"].read() or b"null")
+                results.append({"rule": rule, "function": function_name, "error": response.get("FunctionError"),
+                                "result": payload})
+        return results
+
+    def start_driver(self, interval: float = 0.02) -> None:
+        """Move the ECS simulator along and deliver the events it emits."""
+        if self._driver is not None or self.simulator is None:
+            return
+
+        def drive() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    for event in self.simulator.tick():
+                        self.deliver(event)
+                except Exception:  # keep driving; a broken tick shows up in the run's outcome
+                    logging.getLogger(__name__).exception("simulator tick failed")
+
+        self._driver = threading.Thread(target=drive, name="ferry-sandbox-driver", daemon=True)
+        self._driver.start()
+
+    # ---------------------------------------------------------- executions
+    def executions(self) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        found = []
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
+            found.extend(page["executions"])
+        return sorted(found, key=lambda e: e["startDate"])
+
+    def start_execution(self, payload: dict[str, Any], name: str | None = None) -> str:
+        return self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn, name=name or f"manual-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(payload),
+        )["executionArn"]
+
+    def wait_for_executions(self, timeout: float = 300.0) -> None:
+        """Block (real seconds) until no execution is RUNNING."""
+        deadline = time.monotonic() + timeout
+        while any(e["status"] == "RUNNING" for e in self.executions()):
+            if time.monotonic() > deadline:
+                running = [e["name"] for e in self.executions() if e["status"] == "RUNNING"]
+                raise SandboxError(f"executions still running after {timeout:.0f} real seconds: {running}")
+            time.sleep(0.05)
+
+    def _stop_running_executions(self) -> None:
+        try:
+            sfn = self.client("stepfunctions")
+            for execution in self.executions():
+                if execution["status"] == "RUNNING":
+                    sfn.stop_execution(executionArn=execution["executionArn"], error="SandboxClosed")
+        except Exception:  # the sandbox is going away; nothing left to protect
+            pass
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+            events.extend(page["events"])
+        return events
+
+    def locks_held(self) -> int:
+        if not self.lock_table:
+            return 0
+        return self.client("dynamodb").scan(TableName=self.lock_table, Select="COUNT")["Count"]
+
+
+# A valid, empty zip archive: moto needs some code to create a function.
+_EMPTY_ZIP = b"PK\x05\x06" + b"\x00" * 18

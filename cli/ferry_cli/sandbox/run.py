@@ -1,0 +1,139 @@
+"""`ferry sandbox run`: build a world, deliver events, run every execution to its end."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ferry.validation import problems
+
+from .. import history
+from .engine import Sandbox
+from .world import World, WorldError, derived_digest, push_image, read_structured
+
+GAP_BETWEEN_DELIVERIES = 0.3  # real seconds: the next event arrives while earlier executions still run
+
+
+@dataclass
+class Delivery:
+    kind: str  # "event" or "manifest"
+    path: Path
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def load_delivery(kind: str, path: Path) -> Delivery:
+    body = read_structured(path if path.suffix == ".json" else path, f"{kind} file")
+    if kind == "event":
+        if not isinstance(body, dict):
+            raise WorldError(f"{path}: $: an EventBridge event is a JSON object, got {type(body).__name__}")
+        found = problems(body, "event.schema.json")
+        if found:
+            raise WorldError(f"{path} is not an EventBridge event (event.schema.json):\n" +
+                             "\n".join(f"  - {p}" for p in found))
+    return Delivery(kind, path, body)
+
+
+def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[str, Any]]:
+    if delivery.kind == "manifest":
+        key = f"manifests/{delivery.path.stem}.json"
+        sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key=key,
+                                        Body=delivery.path.read_bytes())
+        event = {"source": "aws.s3", "detail-type": "Object Created",
+                 "detail": {"bucket": {"name": sandbox.config_bucket}, "object": {"key": key}}}
+        return sandbox.deliver(event)
+    event = json.loads(json.dumps(delivery.body))
+    detail = event.get("detail", {})
+    if event.get("source") == "aws.ecr" and detail.get("action-type") == "PUSH" and detail.get("result") == "SUCCESS":
+        # An ECR push event follows a push: make the pushed image exist, as it would.
+        repo, tag = detail.get("repository-name"), detail.get("image-tag")
+        if repo and tag:
+            digest = detail.get("image-digest") or world.images().get(repo, {}).get(tag) or derived_digest(repo, tag)
+            detail["image-digest"] = digest
+            ecr = sandbox.client("ecr")
+            known = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+            if repo not in known:
+                ecr.create_repository(repositoryName=repo)
+            existing = ecr.list_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})["imageIds"]
+            if not any(i.get("imageTag") == tag for i in existing):
+                push_image(sandbox, repo, tag, digest)
+        event.setdefault("account", sandbox.account)
+        event.setdefault("region", sandbox.region)
+    return sandbox.deliver(event)
+
+
+def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
+        log_echo=None, fault_hooks=None) -> dict[str, Any]:
+    """Run the scenario; returns the summary plus per-execution histories under `histories`."""
+    from .ecs_sim import EcsSimulator
+
+    world = World.load(world_path)
+    with Sandbox(speed=speed, account=world.account, region=world.region, clusters=world.clusters,
+                 log_echo=log_echo) as sandbox:
+        sandbox.fault_hooks.extend(fault_hooks or [])
+        simulator = EcsSimulator(sandbox.clock, account_id=world.account, region=world.region,
+                                 **world.simulator_options())
+        simulator.install()
+        sandbox.simulator = simulator
+        world.build(sandbox)
+        sandbox.start_driver()
+        delivered = []
+        for i, delivery in enumerate(deliveries):
+            if i:
+                time.sleep(GAP_BETWEEN_DELIVERIES)
+            delivered.append({"file": str(delivery.path), "targets": _deliver(sandbox, world, delivery)})
+        sandbox.wait_for_executions(timeout=timeout)
+        return summarise(sandbox, delivered)
+
+
+def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, Any]:
+    executions, histories, total_transitions = [], {}, 0
+    for execution in sandbox.executions():
+        events = sandbox.history(execution["executionArn"])
+        start = execution["startDate"]
+        error, cause = history.outcome(events)
+        payload = json.loads(events[0]["executionStartedEventDetails"].get("input") or "{}") if events else {}
+        services = {k: v for k, v in sandbox.simulator.services().items()}
+        service_key = _service_key(sandbox, payload.get("service"), services)
+        total_transitions += history.transitions(events)
+        executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
+                           "error": error, "cause": cause, "states": history.entered_states(events)})
+        histories[execution["name"]] = history.rows(events, _offset(start, sandbox.clock.speed))
+    services = {
+        key: {"taskDefinition": svc["taskDefinition"], "images": svc["images"],
+              "desiredCount": svc["desiredCount"], "runningCount": svc["runningCount"]}
+        for key, svc in sorted(sandbox.simulator.services().items())
+    }
+    return {
+        "executions": executions,
+        "services": services,
+        "canaryTasks": sandbox.simulator.canary_tasks(),
+        "locksHeld": sandbox.locks_held(),
+        "transitions": total_transitions,
+        "lambdaInvocations": sandbox.lambda_invocations,
+        "delivered": delivered,
+        "histories": histories,
+        "logLines": list(sandbox.logs.lines),
+    }
+
+
+def _service_key(sandbox: Sandbox, name: str | None, services: dict[str, Any]) -> str | None:
+    """The cluster/service an execution deployed, from the registry config it named."""
+    if not name:
+        return None
+    from ferry import config
+
+    try:
+        cfg = config.load(sandbox.config_bucket, name)
+    except Exception:
+        return name
+    return cfg.key
+
+
+def _offset(start: datetime, speed: float):
+    def to_offset(ts: datetime) -> float:
+        return (ts - start).total_seconds() * speed
+    return to_offset

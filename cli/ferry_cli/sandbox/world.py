@@ -1,0 +1,268 @@
+"""World files: what exists in the simulated account before events arrive.
+
+A world is validated against schemas/sandbox-world.schema.json and then built
+into moto through the ordinary AWS APIs, the way an account would look: ECR
+images, roles, a VPC, clusters, services running their current revision,
+target groups, secrets, parameters, log groups, alarms and the config
+registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferry.validation import problems
+
+from .engine import Sandbox
+
+SCHEMA = "sandbox-world.schema.json"
+READ_ONLY_FIELDS = {"taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
+                    "registeredAt", "registeredBy", "deregisteredAt"}
+ECS_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+class WorldError(Exception):
+    """A world file (or a file it names) is unreadable or invalid."""
+
+
+def derived_digest(repository: str, tag: str) -> str:
+    """The digest the sandbox gives repository:tag when the world does not name one."""
+    return "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()
+
+
+def read_structured(path: Path, what: str) -> Any:
+    """Parse a JSON or YAML file, with an error that names the file and the position."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise WorldError(f"{path}: cannot read the {what}: {exc.strerror}") from exc
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise WorldError(f"{path}: line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        raise WorldError(f"{path}: {where}not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+@dataclass
+class World:
+    path: Path
+    data: dict[str, Any]
+    task_definitions: dict[str, dict[str, Any]] = field(default_factory=dict)  # service key -> spec
+
+    @property
+    def account(self) -> str:
+        return self.data.get("account", "123456789012")
+
+    @property
+    def region(self) -> str:
+        return self.data.get("region", "us-east-1")
+
+    @property
+    def clusters(self) -> list[str]:
+        return sorted({s["cluster"] for s in self.data["services"]})
+
+    def registry_uri(self, repository: str) -> str:
+        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{repository}"
+
+    def images(self) -> dict[str, dict[str, str]]:
+        """repository -> tag -> digest."""
+        out: dict[str, dict[str, str]] = {}
+        for repo, tags in (self.data.get("ecr") or {}).items():
+            out[repo] = dict(tags) if isinstance(tags, dict) else {t: derived_digest(repo, t) for t in tags}
+        return out
+
+    @classmethod
+    def load(cls, path: Path) -> "World":
+        data = read_structured(path, "world file")
+        if not isinstance(data, dict):
+            raise WorldError(f"{path}: $: expected a mapping with at least `services`, got {type(data).__name__}")
+        found = problems(data, SCHEMA)
+        if found:
+            raise WorldError(f"{path} breaks {SCHEMA}:\n" + "\n".join(f"  - {p}" for p in found))
+        world = cls(path, data)
+        world._check_references()
+        return world
+
+    def _check_references(self) -> None:
+        images = self.images()
+        seen = set()
+        for i, svc in enumerate(self.data["services"]):
+            key = f"{svc['cluster']}/{svc['name']}"
+            if key in seen:
+                raise WorldError(f"{self.path}: $.services[{i}]: service {key} is listed twice")
+            seen.add(key)
+            for container, ref in svc["running"].items():
+                repo, tag = ref.rsplit(":", 1)
+                if tag not in images.get(repo, {}):
+                    raise WorldError(
+                        f"{self.path}: $.services[{i}].running.{container}: {ref} is not pushed; "
+                        f"add it under ecr.{repo}"
+                    )
+            td_path = self.path.parent / svc["taskDefinition"]
+            spec = read_structured(td_path, "task definition")
+            if isinstance(spec, dict) and "taskDefinition" in spec:
+                spec = spec["taskDefinition"]  # the output of `aws ecs describe-task-definition`
+            if not isinstance(spec, dict) or not spec.get("family") or not spec.get("containerDefinitions"):
+                raise WorldError(f"{td_path}: $: a task definition needs `family` and `containerDefinitions`")
+            names = {c.get("name") for c in spec["containerDefinitions"]}
+            missing = sorted(set(svc["running"]) - names)
+            if missing:
+                raise WorldError(
+                    f"{self.path}: $.services[{i}].running: containers {missing} are not in {td_path.name} "
+                    f"(it has {sorted(n for n in names if n)})"
+                )
+            self.task_definitions[key] = {k: v for k, v in spec.items() if k not in READ_ONLY_FIELDS}
+
+    # ------------------------------------------------------------------ build
+    def simulator_options(self) -> dict[str, Any]:
+        return {"behaviour": self.data.get("behaviour") or {}, "migration": self.data.get("migration"),
+                "defaults": self.data.get("timing")}
+
+    def build(self, sandbox: Sandbox) -> None:
+        self._build_ecr(sandbox)
+        self._build_account_resources(sandbox)
+        network = self._build_network(sandbox)
+        for i, svc in enumerate(self.data["services"]):
+            self._build_service(sandbox, i, svc, network)
+        self._upload_registry(sandbox)
+
+    def _build_ecr(self, sandbox: Sandbox) -> None:
+        ecr = sandbox.client("ecr")
+        for repo, tags in self.images().items():
+            ecr.create_repository(repositoryName=repo)
+            for tag, digest in tags.items():
+                push_image(sandbox, repo, tag, digest)
+
+    def _build_account_resources(self, sandbox: Sandbox) -> None:
+        iam, logs = sandbox.client("iam"), sandbox.client("logs")
+        for role in self.data.get("roles") or []:
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))
+        for group in self.data.get("logGroups") or []:
+            logs.create_log_group(logGroupName=group)
+        sm = sandbox.client("secretsmanager")
+        for name, spec in (self.data.get("secrets") or {}).items():
+            if "value" in spec:
+                sm.create_secret(Name=name, SecretString=spec["value"])
+            else:
+                sm.create_secret(Name=name)
+        ssm = sandbox.client("ssm")
+        for name, value in (self.data.get("parameters") or {}).items():
+            ssm.put_parameter(Name=name, Value=value, Type="String")
+        cw = sandbox.client("cloudwatch")
+        for name, state in (self.data.get("alarms") or {}).items():
+            cw.put_metric_alarm(AlarmName=name, MetricName=name, Namespace="Sandbox", Statistic="Sum", Period=60,
+                                EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+            cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason="sandbox world")
+
+    def _build_network(self, sandbox: Sandbox) -> dict[str, Any]:
+        ec2 = sandbox.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        zones = [f"{self.region}a", f"{self.region}b"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
+                   for i, z in enumerate(zones)]
+        group = ec2.create_security_group(GroupName="ferry-sandbox-tasks", Description="sandbox tasks", VpcId=vpc)["GroupId"]
+        ecs = sandbox.client("ecs")
+        for cluster in self.clusters:
+            ecs.create_cluster(clusterName=cluster)
+        return {"vpc": vpc, "subnets": subnets, "securityGroups": [group]}
+
+    def _build_service(self, sandbox: Sandbox, index: int, svc: dict[str, Any], network: dict[str, Any]) -> None:
+        key = f"{svc['cluster']}/{svc['name']}"
+        spec = json.loads(json.dumps(self.task_definitions[key]))
+        images = self.images()
+        for container in spec["containerDefinitions"]:
+            if container["name"] in svc["running"]:
+                repo, tag = svc["running"][container["name"]].rsplit(":", 1)
+                container["image"] = f"{self.registry_uri(repo)}:{tag}"
+                assert tag in images[repo]
+        ecs = sandbox.client("ecs")
+        task_definition = ecs.register_task_definition(**spec)["taskDefinition"]
+        awsvpc = spec.get("networkMode") == "awsvpc"
+        fargate = "FARGATE" in (spec.get("requiresCompatibilities") or [])
+        params: dict[str, Any] = {
+            "cluster": svc["cluster"], "serviceName": svc["name"],
+            "taskDefinition": task_definition["taskDefinitionArn"], "desiredCount": svc.get("desiredCount", 1),
+            "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
+                                        "deploymentCircuitBreaker": {"enable": False, "rollback": False}},
+        }
+        if fargate:
+            params["launchType"] = "FARGATE"
+        if awsvpc:
+            params["networkConfiguration"] = {"awsvpcConfiguration": {
+                "subnets": network["subnets"], "securityGroups": network["securityGroups"], "assignPublicIp": "DISABLED"}}
+        if svc.get("targetGroup"):
+            params["loadBalancers"] = [self._target_group(sandbox, index, svc, spec, network, awsvpc)]
+        ecs.create_service(**params)
+
+    def _target_group(self, sandbox: Sandbox, index: int, svc: dict[str, Any], spec: dict[str, Any],
+                      network: dict[str, Any], awsvpc: bool) -> dict[str, Any]:
+        tg = svc["targetGroup"]
+        tg = {"name": tg} if isinstance(tg, str) else dict(tg)
+        containers = spec["containerDefinitions"]
+        if "container" in tg:
+            container = next((c for c in containers if c["name"] == tg["container"]), None)
+            if container is None:
+                raise WorldError(f"{self.path}: $.services[{index}].targetGroup.container: no container {tg['container']!r}")
+        else:
+            container = next((c for c in containers if c.get("portMappings")), None)
+            if container is None:
+                raise WorldError(f"{self.path}: $.services[{index}].targetGroup: no container has a port mapping; "
+                                 "name the container and port")
+        port = tg.get("port") or next((m["containerPort"] for m in container.get("portMappings", [])), None)
+        if port is None:
+            raise WorldError(f"{self.path}: $.services[{index}].targetGroup.port: container {container['name']} has no port")
+        elb = sandbox.client("elbv2")
+        arn = elb.create_target_group(
+            Name=tg["name"], Protocol="HTTP", Port=port, VpcId=network["vpc"],
+            TargetType="ip" if awsvpc else "instance", HealthCheckPath="/",
+        )["TargetGroups"][0]["TargetGroupArn"]
+        return {"targetGroupArn": arn, "containerName": container["name"], "containerPort": port}
+
+    def default_configs(self) -> dict[str, dict[str, Any]]:
+        """A config per service when the world has no registry: `current`, every tag deploys."""
+        names = [s["name"] for s in self.data["services"]]
+        configs = {}
+        for svc in self.data["services"]:
+            name = svc["name"] if names.count(svc["name"]) == 1 else f"{svc['cluster']}-{svc['name']}"
+            configs[name] = {
+                "cluster": svc["cluster"], "service": svc["name"],
+                "containers": {c: {"repository": ref.rsplit(":", 1)[0]} for c, ref in sorted(svc["running"].items())},
+            }
+        return configs
+
+    def _upload_registry(self, sandbox: Sandbox) -> None:
+        s3 = sandbox.client("s3")
+        registry = self.data.get("registry")
+        if not registry:
+            for name, config in self.default_configs().items():
+                s3.put_object(Bucket=sandbox.config_bucket, Key=f"services/{name}/ferry.yaml",
+                              Body=yaml.safe_dump(config, sort_keys=False).encode())
+            return
+        directory = self.path.parent / registry
+        if not directory.is_dir():
+            raise WorldError(f"{self.path}: $.registry: {directory} is not a directory")
+        for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+            key = "services/" + file.relative_to(directory).as_posix()
+            s3.put_object(Bucket=sandbox.config_bucket, Key=key, Body=file.read_bytes())
+
+
+def push_image(sandbox: Sandbox, repository: str, tag: str, digest: str) -> None:
+    """Put an image into moto's ECR under the given digest (what a `docker push` leaves behind)."""
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"digest": digest, "mediaType": "application/vnd.docker.container.image.v1+json",
+                                      "size": 1}, "layers": []})
+    sandbox.client("ecr").put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag, imageDigest=digest)

@@ -1,0 +1,1 @@
+"""Ferry's shared library: everything the step handlers do, in one place."""

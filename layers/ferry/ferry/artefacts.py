@@ -1,0 +1,25 @@
+"""Artefacts live in S3; executions carry only their keys (state stays small)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import aws
+
+
+def key(execution: str, name: str) -> str:
+    return f"executions/{execution}/{name}"
+
+
+def put_json(bucket: str, execution: str, name: str, document: Any) -> str:
+    object_key = key(execution, name)
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=object_key, ContentType="application/json",
+        Body=json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
+    )
+    return object_key
+
+
+def get_json(bucket: str, object_key: str) -> Any:
+    return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=object_key)["Body"].read())

@@ -1,0 +1,36 @@
+"""boto3 clients shared by the handlers.
+
+One client per service per process, created on first use (not at import, so
+cold starts pay only for the clients a step really calls), with botocore's
+adaptive retry mode: exponential back-off with jitter plus client-side rate
+limiting when AWS throttles.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import boto3
+from botocore.config import Config
+
+RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": int(os.environ.get("FERRY_MAX_ATTEMPTS", "8"))},
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+
+@functools.cache
+def client(service: str):
+    return boto3.client(service, config=RETRY_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached clients (tests and the sandbox switch endpoints)."""
+    client.cache_clear()
+
+
+def error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code", "")

@@ -1,0 +1,50 @@
+"""Update the service to the new revision, remembering what it ran before."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import artefacts, aws, clock
+from .ecs import describe_service, revision_name
+
+
+@dataclass(frozen=True)
+class Started:
+    deployment_id: str
+    started_at: float
+    task_definition_arn: str
+    already_started: bool
+
+    def to_state(self) -> dict[str, Any]:
+        return {"deploymentId": self.deployment_id, "startedAt": self.started_at,
+                "revision": revision_name(self.task_definition_arn), "alreadyStarted": self.already_started}
+
+
+def _epoch(value: Any) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str) -> Started:
+    """Start the ECS deployment; a retry after success returns the same deployment."""
+    current = describe_service(cluster, service)
+    primary = next(d for d in current["deployments"] if d["status"] == "PRIMARY")
+    if primary["taskDefinition"] == task_definition_arn:
+        return Started(primary["id"], _epoch(primary.get("createdAt", clock.now())), task_definition_arn, True)
+
+    artefacts.put_json(artefacts_bucket, execution, "service-before.json", {
+        "taskDefinition": current["taskDefinition"],
+        "desiredCount": current["desiredCount"],
+        "deploymentConfiguration": current.get("deploymentConfiguration", {}),
+    })
+    config = dict(current.get("deploymentConfiguration") or {})
+    # ECS stops a deployment whose tasks keep failing, and puts the previous
+    # revision back; Ferry reports that as a failure (DeploymentFailed).
+    config["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
+    updated = aws.client("ecs").update_service(
+        cluster=cluster, service=service, taskDefinition=task_definition_arn, deploymentConfiguration=config,
+    )["service"]
+    new = next((d for d in updated["deployments"] if d["status"] == "PRIMARY"), None)
+    deployment_id = new["id"] if new else ""
+    started_at = _epoch(new["createdAt"]) if new and new.get("createdAt") else clock.now()
+    return Started(deployment_id, started_at, task_definition_arn, False)

@@ -1,0 +1,28 @@
+"""Small ECS helpers shared by several steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import aws
+from .errors import ServiceNotFound
+
+
+def describe_service(cluster: str, service: str) -> dict[str, Any]:
+    ecs = aws.client("ecs")
+    try:
+        result = ecs.describe_services(cluster=cluster, services=[service])
+    except ecs.exceptions.ClusterNotFoundException as exc:
+        raise ServiceNotFound(f"cluster {cluster} does not exist: check `cluster` in the service config") from exc
+    found = [s for s in result.get("services", []) if s.get("status") == "ACTIVE"]
+    if not found:
+        raise ServiceNotFound(
+            f"service {service} does not exist (or is not ACTIVE) in cluster {cluster}: "
+            "create it first, or fix `service` in the config"
+        )
+    return found[0]
+
+
+def revision_name(task_definition_arn: str) -> str:
+    """'arn:...:task-definition/web:12' -> 'web:12'."""
+    return task_definition_arn.rsplit("/", 1)[-1]

@@ -1,0 +1,57 @@
+"""Errors the state machine matches by name.
+
+Each class name is exactly what the ASL's Retry and Catch blocks (and the Fail
+states' Error) use, so renaming one is a change to the state machine too.
+Messages are written for the person reading the Step Functions console: what
+happened, the evidence, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Base class: a failure Ferry understands and can explain."""
+
+
+class ConfigInvalid(FerryError):
+    """A service config or manifest breaks its schema or cannot be read."""
+
+
+class ServiceNotRegistered(FerryError):
+    """The service named in the input has no config in the registry."""
+
+
+class ClusterNotAllowed(FerryError):
+    """The config names a cluster outside the ones this installation may touch."""
+
+
+class ServiceLocked(FerryError):
+    """Another execution holds this service's deploy lock (retried by the ASL)."""
+
+
+class LockUnavailable(FerryError):
+    """The lock table could not be reached; the deploy must not go on without a lock."""
+
+
+class ImageNotFound(FerryError):
+    """An image named by the trigger is not in ECR."""
+
+
+class TaskDefinitionInvalid(FerryError):
+    """The rendered task definition is not something ECS would accept."""
+
+
+class ServiceNotFound(FerryError):
+    """The ECS service in the config does not exist (or is not ACTIVE)."""
+
+
+class DeploymentFailed(FerryError):
+    """ECS reported the service deployment FAILED, or rolled it back by itself."""
+
+
+class PhaseTimedOut(FerryError):
+    """A deploy phase took longer than its configured timeout."""
+
+
+class InputInvalid(FerryError):
+    """The execution input is not what the state machine expects."""

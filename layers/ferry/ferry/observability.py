@@ -1,0 +1,31 @@
+"""Logger for every handler, created once per process.
+
+Handlers log with the execution name as correlation id and the service as a
+key, so one deploy's lines can be followed across all steps in CloudWatch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from .errors import InputInvalid
+
+logger = Logger()
+
+
+def bind(execution: str | None, service: str | None) -> None:
+    logger.set_correlation_id(execution)
+    logger.append_keys(ecs_service=service)
+
+
+def field(event: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """A required field of a step's input, or InputInvalid naming it."""
+    if not isinstance(event, dict):
+        raise InputInvalid(f"the step's input must be a JSON object, got {type(event).__name__}")
+    value = event.get(name)
+    if value is None or not isinstance(value, kind) or (isinstance(value, (str, dict)) and not value):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InputInvalid(f"the step's input needs `{name}` ({expected}); got {value!r}")
+    return value

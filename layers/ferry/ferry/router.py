@@ -1,0 +1,84 @@
+"""Router: turn an ECR push into one deploy execution per service it feeds.
+
+Execution names are derived from the event, so EventBridge's at-least-once
+delivery of the same push cannot start a second deploy: Step Functions
+refuses a name it has already seen (ExecutionAlreadyExists).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import aws, config
+from .images import ImageRef
+
+NAME_LIMIT = 80
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Push:
+    registry: str
+    region: str
+    repository: str
+    tag: str
+    digest: str
+    event_id: str
+
+    @property
+    def image(self) -> ImageRef:
+        return ImageRef(self.registry, self.region, self.repository, self.tag, self.digest)
+
+
+def parse_push(event: dict[str, Any]) -> Push | None:
+    """The push in an EventBridge 'ECR Image Action' event, or None when it is not a deployable push."""
+    detail = event.get("detail") or {}
+    if event.get("detail-type") != "ECR Image Action" or detail.get("action-type") != "PUSH" or detail.get("result") != "SUCCESS":
+        return None
+    tag, digest, repository = detail.get("image-tag"), detail.get("image-digest"), detail.get("repository-name")
+    if not (tag and digest and repository):
+        return None
+    return Push(event.get("account", ""), event.get("region", ""), repository, tag, digest, event.get("id", ""))
+
+
+def execution_name(service: str, label: str, event_id: str) -> str:
+    """<service>-<tag>-<hash of event and service>, at most 80 characters of [A-Za-z0-9_-]."""
+    digest = hashlib.sha256(f"{event_id}|{service}|{label}".encode()).hexdigest()[:12]
+    stem = _UNSAFE.sub("-", f"{service}-{label}").strip("-")
+    return f"{stem[: NAME_LIMIT - len(digest) - 1]}-{digest}"
+
+
+def plan_push(push: Push, configs: list[config.ServiceConfig]) -> list[dict[str, Any]]:
+    """The executions a push starts: one per service whose triggers match."""
+    plans = []
+    for cfg in configs:
+        if not cfg.deploys_push(push.repository, push.tag):
+            continue
+        containers = cfg.containers_fed_by(push.repository)
+        plans.append({
+            "name": execution_name(cfg.name, push.tag, push.event_id),
+            "input": {
+                "service": cfg.name,
+                "images": {c: push.image.pinned for c in containers},
+                "trigger": {"type": "ecr-push", "repository": push.repository, "tag": push.tag,
+                            "digest": push.digest, "eventId": push.event_id},
+            },
+        })
+    return plans
+
+
+def start(state_machine_arn: str, plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    sfn = aws.client("stepfunctions")
+    started = []
+    for plan in plans:
+        try:
+            arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=plan["name"],
+                                      input=json.dumps(plan["input"]))["executionArn"]
+            started.append({"service": plan["input"]["service"], "executionArn": arn, "duplicate": False})
+        except sfn.exceptions.ExecutionAlreadyExists:
+            started.append({"service": plan["input"]["service"], "executionName": plan["name"], "duplicate": True})
+    return started

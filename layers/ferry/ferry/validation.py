@@ -1,0 +1,59 @@
+"""JSON Schema validation with errors a person can act on.
+
+Every config, manifest and sandbox world goes through `validate`, which
+reports every failing field at once, each with its JSON path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+
+@functools.cache
+def schema(name: str) -> dict[str, Any]:
+    return json.loads(resources.files("ferry").joinpath("schemas", name).read_text())
+
+
+@functools.cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(name))
+
+
+def json_path(error: ValidationError) -> str:
+    path = "$"
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _describe(error: ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return f"{error.message} (remove it, or check its spelling against the schema)"
+    if error.validator == "required":
+        return f"{error.message}: add it"
+    return error.message
+
+
+def problems(instance: Any, schema_name: str) -> list[str]:
+    """Every schema violation as '<json path>: <what is wrong>', sorted by path."""
+    errors = sorted(_validator(schema_name).iter_errors(instance), key=lambda e: (json_path(e), e.message))
+    return [f"{json_path(e)}: {_describe(e)}" for e in errors]
+
+
+def with_defaults(instance: dict[str, Any], schema_name: str) -> dict[str, Any]:
+    """Fill top-level and one-level-nested `default`s from the schema (a copy)."""
+    result = json.loads(json.dumps(instance))
+    for key, prop in schema(schema_name).get("properties", {}).items():
+        if key not in result and "default" in prop:
+            result[key] = prop["default"]
+        if isinstance(result.get(key), dict):
+            for sub, sub_prop in prop.get("properties", {}).items():
+                if sub not in result[key] and "default" in sub_prop:
+                    result[key][sub] = sub_prop["default"]
+    return result

@@ -1,0 +1,59 @@
+"""Fixtures for the library's unit tests: a small ECS world built with boto3 on moto."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import boto3
+import pytest
+
+ACCOUNT = "123456789012"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def digest(ref: str) -> str:
+    return "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+
+
+def push(repo: str, tag: str) -> str:
+    d = digest(f"{repo}:{tag}")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"digest": d, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
+                           "layers": []})
+    boto3.client("ecr").put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag, imageDigest=d)
+    return d
+
+
+@pytest.fixture
+def ecs_world(aws):
+    """Cluster prod with service web (2 tasks of web:1 running web:v1), buckets and a lock table."""
+    ecr = boto3.client("ecr")
+    ecr.create_repository(repositoryName="web")
+    push("web", "v1")
+    push("web", "v2")
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName="prod")
+    td = ecs.register_task_definition(
+        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[
+            {"name": "app", "image": f"{REGISTRY}/web:v1", "essential": True,
+             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "prod/web/db"}]},
+            {"name": "nginx", "image": "public.ecr.aws/nginx/nginx:1.27", "essential": True},
+        ],
+        tags=[{"key": "team", "value": "payments"}],
+    )["taskDefinition"]
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition=td["taskDefinitionArn"], desiredCount=2)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="ferry-config")
+    s3.create_bucket(Bucket="ferry-artefacts")
+    boto3.client("dynamodb").create_table(
+        TableName="locks", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    )
+    return {"taskDefinitionArn": td["taskDefinitionArn"]}
+
+
+def put_config(name: str, text: str, filename: str = "ferry.yaml") -> None:
+    boto3.client("s3").put_object(Bucket="ferry-config", Key=f"services/{name}/{filename}", Body=text.encode())

@@ -1,0 +1,89 @@
+import pytest
+
+from ferry import config
+from ferry.errors import ClusterNotAllowed, ConfigInvalid, ServiceNotRegistered
+
+from .conftest import put_config
+
+GOOD = """
+cluster: prod
+service: web
+containers:
+  app: {repository: web}
+  worker: {repository: web}
+triggers:
+  - repository: web
+    tags: ["main-*"]
+"""
+
+
+def test_a_valid_config_gets_defaults_and_maps_repositories(ecs_world):
+    put_config("web", GOOD)
+    cfg = config.load("ferry-config", "web")
+    assert (cfg.cluster, cfg.service, cfg.key) == ("prod", "web", "prod/web")
+    assert cfg.containers_fed_by("web") == ["app", "worker"]
+    assert cfg.strategy == "rolling" and cfg.deployment_timeout == 1800
+    assert cfg.deploys_push("web", "main-123")
+    assert not cfg.deploys_push("web", "pr-7")
+    assert not cfg.deploys_push("other", "main-1")
+
+
+def test_without_triggers_every_tag_of_every_container_repository_deploys(ecs_world):
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
+    assert config.load("ferry-config", "web").deploys_push("web", "anything")
+
+
+def test_json_configs_are_read_too(ecs_world):
+    put_config("api", '{"cluster": "prod", "service": "api", "containers": {"app": {"repository": "api"}}}', "ferry.json")
+    assert config.load("ferry-config", "api").service == "api"
+
+
+def test_every_schema_violation_is_listed_with_its_path(ecs_world):
+    put_config("web", "cluster: prod\ncontainers: {app: {repo: web}}\nstrategy: {type: sideways}\nextra: 1\n")
+    with pytest.raises(ConfigInvalid) as err:
+        config.load("ferry-config", "web")
+    message = str(err.value)
+    assert "s3://ferry-config/services/web/ferry.yaml" in message
+    assert "$: 'service' is a required property: add it" in message
+    assert "$.containers.app: 'repository' is a required property" in message
+    assert "$.strategy.type: 'sideways' is not one of ['rolling']" in message
+    assert "Additional properties are not allowed ('extra' was unexpected)" in message
+
+
+def test_a_trigger_for_a_repository_that_feeds_no_container_is_refused(ecs_world):
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\ntriggers: [{repository: api}]\n")
+    with pytest.raises(ConfigInvalid, match=r"\$.triggers\[0\].repository: 'api' feeds no container"):
+        config.load("ferry-config", "web")
+
+
+def test_broken_yaml_names_the_file(ecs_world):
+    put_config("web", "cluster: [prod\n")
+    with pytest.raises(ConfigInvalid, match="services/web/ferry.yaml is not valid YAML"):
+        config.load("ferry-config", "web")
+
+
+@pytest.mark.parametrize("name", ["", "../web", "a/b", ".hidden"])
+def test_names_that_are_not_registry_folders_are_refused(ecs_world, name):
+    with pytest.raises(ServiceNotRegistered):
+        config.load("ferry-config", name)
+
+
+def test_an_unregistered_service_says_where_the_config_goes(ecs_world):
+    with pytest.raises(ServiceNotRegistered, match="add services/api/ferry.yaml to s3://ferry-config"):
+        config.load("ferry-config", "api")
+
+
+def test_load_all_reports_broken_configs_and_keeps_the_good_ones(ecs_world):
+    put_config("web", GOOD)
+    put_config("bad", "cluster: prod\n")
+    configs, broken = config.load_all("ferry-config")
+    assert [c.name for c in configs] == ["web"]
+    assert len(broken) == 1 and "services/bad/ferry.yaml" in broken[0]
+
+
+def test_clusters_outside_the_installation_are_refused(ecs_world):
+    put_config("web", GOOD)
+    cfg = config.load("ferry-config", "web")
+    config.check_cluster(cfg, ("prod",))
+    with pytest.raises(ClusterNotAllowed, match="add it to the stack's Clusters parameter"):
+        config.check_cluster(cfg, ("staging",))
