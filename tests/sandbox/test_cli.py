@@ -1,0 +1,85 @@
+"""`ferry sandbox run` as a user calls it: bad input, the JSON summary, the history table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ferry_cli.main import main
+
+from ..statemachine.conftest import EXAMPLE
+
+EVENT = EXAMPLE.parents[1] / "events" / "ecr-push-web-v2.json"
+
+
+@pytest.fixture
+def world_dir(tmp_path):
+    for name in ("web-task-def.json", "world.yaml"):
+        shutil.copy(EXAMPLE / name, tmp_path / name)
+    shutil.copytree(EXAMPLE / "registry", tmp_path / "registry")
+    return tmp_path
+
+
+def test_json_summary_has_the_documented_keys(world_dir, capsys):
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--json",
+                 "--speed", "240"])
+    out = capsys.readouterr().out
+    summary = json.loads(out)  # stdout holds the JSON and nothing else
+    assert code == 0
+    assert set(summary) >= {"executions", "services", "canaryTasks", "locksHeld", "transitions", "lambdaInvocations"}
+    [execution] = summary["executions"]
+    assert set(execution) >= {"name", "service", "status", "error", "cause", "states"}
+    assert execution["status"] == "SUCCEEDED"
+    assert set(summary["services"]["prod/web"]) >= {"taskDefinition", "images", "desiredCount", "runningCount"}
+
+
+def test_the_history_is_printed_like_the_console(world_dir, capsys):
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--speed", "240"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ExecutionStarted" in out and "ExecutionSucceeded" in out
+    assert "Render the new task definition" in out
+    assert "image app web:v1 -> web:v2" in out
+    assert "SUCCEEDED" in out
+
+
+@pytest.mark.parametrize("world_text, expected", [
+    ("services: [\n", "line 2 column 1: not valid YAML"),
+    ("services: []\n", "$.services: [] should be non-empty"),
+    ("services:\n  - {cluster: prod, name: web, running: {app: web}, taskDefinition: t.json}\n",
+     "$.services[0].running.app: 'web' does not match"),
+    ("services:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: web-task-def.json}\n",
+     "$.services[0].running.app: web:v1 is not pushed; add it under ecr.web"),
+    ("ecr: {web: [v1]}\nservices:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: missing.json}\n",
+     "missing.json: cannot read the task definition"),
+    ("ecr: {web: [v1]}\nservices:\n  - {cluster: prod, name: web, running: {db: 'web:v1'}, taskDefinition: web-task-def.json}\n",
+     "$.services[0].running: containers ['db'] are not in web-task-def.json"),
+    ("services:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: t.json, colour: red}\n",
+     "Additional properties are not allowed ('colour' was unexpected)"),
+])
+def test_a_bad_world_is_one_clear_error_and_exit_2(world_dir, capsys, world_text, expected):
+    (world_dir / "bad.yaml").write_text(world_text)
+    code = main(["sandbox", "run", "--world", str(world_dir / "bad.yaml"), "--event", str(EVENT)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "bad.yaml" in err or "missing.json" in err
+    assert expected in err
+
+
+def test_a_bad_event_is_refused_before_anything_starts(world_dir, capsys):
+    (world_dir / "event.json").write_text('{"source": "aws.ecr", "detail": []}')
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(world_dir / "event.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "event.json is not an EventBridge event" in err
+    assert "$: 'detail-type' is a required property" in err
+    assert "$.detail: [] is not of type 'object'" in err
+    (world_dir / "event.json").write_text('{"source": ')
+    assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(world_dir / "event.json")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_no_event_is_a_usage_error(world_dir, capsys):
+    assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml")]) == 2

@@ -1,0 +1,86 @@
+"""Each moto workaround in the sandbox engine, tested on its own."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from ferry import lock
+from ferry_cli import history
+from ferry_cli.sandbox.engine import Sandbox
+from ferry_cli.sandbox.world import World
+
+from ..statemachine.conftest import EXAMPLE, push_event
+
+
+@pytest.fixture
+def sandbox():
+    world = World.load(EXAMPLE / "world.yaml")
+    with Sandbox(clusters=world.clusters, speed=600) as box:
+        from ferry_cli.sandbox.ecs_sim import EcsSimulator
+
+        box.simulator = EcsSimulator(box.clock, account_id=box.account, region=box.region, **world.simulator_options())
+        box.simulator.install()
+        world.build(box)
+        box.start_driver()
+        yield box
+
+
+def test_lambda_tasks_run_the_template_handler_and_report_errors_like_the_lambda_runtime(sandbox):
+    response = sandbox.client("lambda").invoke(
+        FunctionName="ferry-sandbox-LockFunction",
+        Payload=json.dumps({"action": "bogus", "service": "web", "owner": "me"}).encode())
+    assert response["FunctionError"] == "Unhandled"
+    payload = json.loads(response["Payload"].read())
+    assert payload["errorType"] == "InputInvalid"  # the name the ASL's Catch and Retry match
+    assert "`action` must be acquire or release" in payload["errorMessage"]
+    ok = sandbox.client("lambda").invoke(
+        FunctionName="ferry-sandbox-LockFunction",
+        Payload=json.dumps({"action": "acquire", "service": "web", "owner": "me"}).encode())
+    assert "FunctionError" not in ok and json.loads(ok["Payload"].read())["owner"] == "me"
+    assert sandbox.lambda_invocations == 2
+
+
+def test_handler_log_lines_are_captured_with_the_execution_as_correlation_id(sandbox):
+    sandbox.deliver(push_event("web", "v2"))
+    sandbox.wait_for_executions(timeout=60)
+    lines = [json.loads(line) for line in sandbox.logs.lines]
+    rendered = next(line for line in lines if line["message"] == "task definition rendered")
+    assert rendered["correlation_id"] == sandbox.executions()[0]["name"]
+    assert rendered["ecs_service"] == "web"
+
+
+def test_retry_back_off_and_wait_states_run_on_the_simulated_clock(sandbox):
+    # Hold the lock as someone else: the deploy retries ServiceLocked every 20 simulated seconds.
+    lock.acquire(sandbox.lock_table, "web", "someone-else")
+    started = time.monotonic()
+    sandbox.deliver(push_event("web", "v2"))
+    threading.Timer(0.5, lock.release, args=(sandbox.lock_table, "web", "someone-else")).start()
+    sandbox.wait_for_executions(timeout=60)
+    elapsed = time.monotonic() - started
+    [execution] = sandbox.executions()
+    assert execution["status"] == "SUCCEEDED"
+    events = sandbox.history(execution["executionArn"])
+    lock_attempts = [e for e in events if e["type"] == "LambdaFunctionFailed"
+                     and e["lambdaFunctionFailedEventDetails"]["error"] == "ServiceLocked"]
+    assert len(lock_attempts) >= 2
+    # Several 20 s retries and at least one 30 s Wait, in a few real seconds at speed 600.
+    assert elapsed < 15
+    assert history.transitions(events) == len(history.entered_states(events)) + len(lock_attempts)
+
+
+def test_an_execution_stopped_in_its_wait_state_ends_aborted(sandbox):
+    sandbox.deliver(push_event("web", "v2"))
+    [execution] = sandbox.executions()
+    deadline = time.monotonic() + 20
+    while not any(e["type"] == "WaitStateEntered" for e in sandbox.history(execution["executionArn"])):
+        assert time.monotonic() < deadline, "the execution never reached its Wait state"
+        time.sleep(0.01)
+    sandbox.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error="Stopped", cause="test")
+    stopped = time.monotonic()
+    sandbox.wait_for_executions(timeout=10)
+    assert time.monotonic() - stopped < 2
+    assert sandbox.executions()[0]["status"] == "ABORTED"

@@ -1,0 +1,56 @@
+"""Scenario helpers: a world based on the shipped example, events built in place."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ferry_cli.sandbox.engine import REPO_ROOT
+from ferry_cli.sandbox.run import Delivery, run
+
+EXAMPLE = REPO_ROOT / "examples" / "sandbox"
+SPEED = 120.0
+
+
+def push_event(repository: str, tag: str, event_id: str = "event-1") -> dict[str, Any]:
+    return {
+        "id": event_id, "source": "aws.ecr", "detail-type": "ECR Image Action",
+        "account": "123456789012", "region": "us-east-1",
+        "detail": {"action-type": "PUSH", "result": "SUCCESS", "repository-name": repository, "image-tag": tag,
+                   "image-digest": "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()},
+    }
+
+
+class Scenario:
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        shutil.copy(EXAMPLE / "web-task-def.json", tmp_path / "web-task-def.json")
+        shutil.copytree(EXAMPLE / "registry", tmp_path / "registry")
+        self.world = yaml.safe_load((EXAMPLE / "world.yaml").read_text())
+
+    def config(self, name: str, text: str) -> None:
+        folder = self.dir / "registry" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ferry.yaml").write_text(text)
+
+    def run(self, *events: dict[str, Any], speed: float = SPEED, **kwargs: Any) -> dict[str, Any]:
+        world_path = self.dir / "world.yaml"
+        world_path.write_text(yaml.safe_dump(self.world))
+        deliveries = []
+        for i, event in enumerate(events):
+            path = self.dir / f"event-{i}.json"
+            path.write_text(json.dumps(event))
+            deliveries.append(Delivery("event", path, copy.deepcopy(event)))
+        return run(world_path, deliveries, speed=speed, timeout=120, **kwargs)
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Scenario:
+    return Scenario(tmp_path)

@@ -1,0 +1,117 @@
+"""The real deploy.asl.json, run in the sandbox: one test per path."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .conftest import push_event
+
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+HAPPY_STATES = [
+    "Take the deploy lock for this service",
+    "Render the new task definition",
+    "Update the service to the new revision",
+    "Wait for the deployment to progress",
+    "Check whether the deployment is complete",
+    "Is the deployment complete?",
+]
+
+
+def pinned(repo: str, tag: str) -> str:
+    return f"{REGISTRY}/{repo}@sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()
+
+
+def test_a_push_deploys_the_pushed_image_by_digest(scenario):
+    summary = scenario.run(push_event("web", "v2"))
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert execution["service"] == "prod/web"
+    assert execution["states"][:6] == HAPPY_STATES
+    assert execution["states"][-2:] == ["Release the deploy lock", "Deployed"]
+    web = summary["services"]["prod/web"]
+    assert web["taskDefinition"] == "web:2"
+    assert web["images"]["app"] == pinned("web", "v2")
+    assert web["images"]["nginx"] == f"{REGISTRY}/nginx:1.27"
+    assert (web["desiredCount"], web["runningCount"]) == (2, 2)
+    assert summary["locksHeld"] == 0 and summary["canaryTasks"] == 0
+    assert summary["lambdaInvocations"] >= 6  # router, lock, render, update, check(s), unlock
+    assert summary["transitions"] == len(execution["states"])
+
+
+def test_a_push_nobody_deploys_starts_nothing(scenario):
+    summary = scenario.run(push_event("nginx", "1.28"))
+    assert summary["executions"] == []
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:1"
+    [delivered] = summary["delivered"]
+    assert delivered["targets"][0]["result"] == {"started": [], "ignored": False}
+
+
+def test_a_tag_outside_the_trigger_pattern_starts_nothing(scenario):
+    summary = scenario.run(push_event("web", "pr-7"))
+    assert summary["executions"] == []
+
+
+def test_the_same_event_delivered_twice_deploys_once(scenario):
+    event = push_event("web", "v2", event_id="same")
+    summary = scenario.run(event, event)
+    assert len(summary["executions"]) == 1
+    assert summary["executions"][0]["status"] == "SUCCEEDED"
+
+
+def test_two_pushes_in_quick_succession_are_serialised_and_the_last_image_runs(scenario):
+    summary = scenario.run(push_event("web", "v2", "e1"), push_event("web", "v3", "e2"))
+    assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED", "SUCCEEDED"]
+    assert summary["services"]["prod/web"]["images"]["app"] == pinned("web", "v3")
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:3"
+    assert summary["locksHeld"] == 0
+
+
+def test_a_crashing_image_fails_the_deployment_and_ecs_puts_the_old_revision_back(scenario):
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
+    summary = scenario.run(push_event("web", "v3"))
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "DeploymentFailed"
+    assert "prod/web" in execution["cause"] and "web:2" in execution["cause"]
+    assert execution["states"][-2:] == ["Release the deploy lock after the failure", "Deploy failed"]
+    web = summary["services"]["prod/web"]
+    assert web["images"]["app"] == f"{REGISTRY}/web:v1"
+    assert web["runningCount"] == web["desiredCount"] == 2
+    assert summary["locksHeld"] == 0
+
+
+def test_a_container_the_revision_lacks_fails_render_and_changes_nothing(scenario):
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {worker: {repository: web}}\n")
+    summary = scenario.run(push_event("web", "v2"))
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "TaskDefinitionInvalid"
+    assert "containers ['worker'] are not in task definition web:1" in execution["cause"]
+    assert execution["states"] == ["Take the deploy lock for this service", "Render the new task definition",
+                                   "Release the deploy lock after the failure", "Deploy failed"]
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:1"
+    assert summary["locksHeld"] == 0
+
+
+def test_a_cluster_outside_the_installation_is_refused_before_any_change(scenario):
+    scenario.config("web", "cluster: staging\nservice: web\ncontainers: {app: {repository: web}}\n")
+    summary = scenario.run(push_event("web", "v2"))
+    assert summary["executions"] == []  # the router only deploys services on allowed clusters
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:1"
+
+
+def test_a_deployment_slower_than_its_timeout_fails_with_phase_timed_out(scenario):
+    scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                           "timeouts: {deployment: 120}\n")
+    summary = scenario.run(push_event("web", "v2"), speed=240)
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "PhaseTimedOut"
+    assert "did not complete within 120 s" in execution["cause"]
+    assert summary["locksHeld"] == 0
+    # Until rollback exists, the slow deployment is left to ECS: web:2 is PRIMARY while the
+    # two web:1 tasks still serve (the new ones have not started).
+    web = summary["services"]["prod/web"]
+    assert (web["taskDefinition"], web["runningCount"]) == ("web:2", 2)
+    assert web["images"]["app"] == pinned("web", "v2")
