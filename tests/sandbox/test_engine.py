@@ -31,14 +31,14 @@ def sandbox():
 
 def test_lambda_tasks_run_the_template_handler_and_report_errors_like_the_lambda_runtime(sandbox):
     response = sandbox.client("lambda").invoke(
-        FunctionName="ferry-sandbox-LockFunction",
+        FunctionName="ferry-sandbox-lock",
         Payload=json.dumps({"action": "bogus", "service": "web", "owner": "me"}).encode())
     assert response["FunctionError"] == "Unhandled"
     payload = json.loads(response["Payload"].read())
     assert payload["errorType"] == "InputInvalid"  # the name the ASL's Catch and Retry match
     assert "`action` must be acquire or release" in payload["errorMessage"]
     ok = sandbox.client("lambda").invoke(
-        FunctionName="ferry-sandbox-LockFunction",
+        FunctionName="ferry-sandbox-lock",
         Payload=json.dumps({"action": "acquire", "service": "web", "owner": "me"}).encode())
     assert "FunctionError" not in ok and json.loads(ok["Payload"].read())["owner"] == "me"
     assert sandbox.lambda_invocations == 2

@@ -31,7 +31,7 @@ from unittest import mock
 import boto3
 
 from .clock import SimClock
-from .template import Resolver, Template, substitute_definition
+from .template import Resolver, Template, physical_resources, substitute_definition
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ACCOUNT = "123456789012"
@@ -182,54 +182,9 @@ class Sandbox:
     # ------------------------------------------------------------ the stack
     def _physical(self) -> None:
         """Decide every resource's physical name and ARN, as CloudFormation would."""
-        acct, region, env = self.account, self.region, ENVIRONMENT
-        self.pseudo = {"AWS::Region": region, "AWS::AccountId": acct, "AWS::Partition": "aws",
-                       "AWS::StackName": f"ferry-{env}", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
-        params = {}
-        for name, spec in self.template.body.get("Parameters", {}).items():
-            default = spec.get("Default")
-            if spec.get("Type") == "CommaDelimitedList" and isinstance(default, str):
-                default = default.split(",")
-            params[name] = default
-        params.update({"EnvironmentName": env, "Clusters": list(self.clusters)})
-        self.refs.update(params)
-        for logical_id, resource in self.template.resources.items():
-            kind = resource["Type"]
-            lower = logical_id.lower()
-            if kind == "AWS::S3::Bucket":
-                name = f"ferry-{env}-{lower}-{acct}"
-                self.refs[logical_id] = name
-                self.attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
-            elif kind == "AWS::DynamoDB::Table":
-                name = f"ferry-{env}-{logical_id}"
-                self.refs[logical_id] = name
-                self.attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{region}:{acct}:table/{name}"
-            elif kind == "AWS::Serverless::Function":
-                name = f"ferry-{env}-{logical_id}"
-                self.refs[logical_id] = name
-                self.attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{region}:{acct}:function:{name}"
-            elif kind == "AWS::Serverless::StateMachine":
-                name = f"ferry-{env}-{logical_id}"
-                arn = f"arn:aws:states:{region}:{acct}:stateMachine:{name}"
-                self.refs[logical_id] = arn
-                self.attrs[(logical_id, "Name")] = name
-                self.attrs[(logical_id, "Arn")] = arn
-            elif kind == "AWS::SQS::Queue":
-                name = f"ferry-{env}-{logical_id}"
-                self.refs[logical_id] = f"https://sqs.{region}.amazonaws.com/{acct}/{name}"
-                self.attrs[(logical_id, "Arn")] = f"arn:aws:sqs:{region}:{acct}:{name}"
-                self.attrs[(logical_id, "QueueName")] = name
-            elif kind == "AWS::Logs::LogGroup":
-                name = f"/ferry/{env}/{logical_id}"
-                self.refs[logical_id] = name
-                self.attrs[(logical_id, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
-            elif kind == "AWS::SNS::Topic":
-                arn = f"arn:aws:sns:{region}:{acct}:ferry-{env}-{logical_id}"
-                self.refs[logical_id] = arn
-                self.attrs[(logical_id, "TopicArn")] = arn
-            else:
-                self.refs[logical_id] = f"{logical_id}-{env}"
-                self.attrs[(logical_id, "Arn")] = f"arn:aws:{logical_id.lower()}:{region}:{acct}:{logical_id}"
+        self.refs, self.attrs, self.pseudo = physical_resources(
+            self.template, account=self.account, region=self.region, environment=ENVIRONMENT,
+            parameters={"EnvironmentName": ENVIRONMENT, "Clusters": list(self.clusters)})
         self.resolver = Resolver(self.refs, self.attrs, self.pseudo)
 
     def _deploy_stack(self) -> None:

@@ -190,3 +190,77 @@ def substitute_definition(asl_text: str, substitutions: dict[str, str]) -> dict[
         result.append(str(substitutions[key]))
         i = end + 1
     return json.loads("".join(result))
+
+
+def physical_resources(template: Template, *, account: str, region: str, environment: str,
+                       parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], str], dict[str, Any]]:
+    """(Ref values, GetAtt values, pseudo parameters) for a stack made from `template`.
+
+    Names are what CloudFormation would use: the resource's explicit name
+    property where it has one (resolved against the parameters), else a name
+    derived from the environment and logical id.
+    """
+    acct, env = account, environment
+    pseudo = {"AWS::Region": region, "AWS::AccountId": acct, "AWS::Partition": "aws",
+              "AWS::StackName": f"ferry-{env}", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
+    params: dict[str, Any] = {}
+    for name, spec in template.body.get("Parameters", {}).items():
+        default = spec.get("Default")
+        if spec.get("Type") == "CommaDelimitedList" and isinstance(default, str):
+            default = default.split(",")
+        params[name] = default
+    params.update(parameters)
+    refs: dict[str, Any] = dict(params)
+    attrs: dict[tuple[str, str], str] = {}
+    names = Resolver(dict(params), {}, pseudo)  # explicit names use only parameters
+
+    def named(props: dict[str, Any], prop: str, default: str) -> str:
+        return str(names.resolve(props[prop])) if prop in props else default
+
+    for logical_id, resource in template.resources.items():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        lower = logical_id.lower()
+        if kind == "AWS::S3::Bucket":
+            name = named(props, "BucketName", f"ferry-{env}-{lower}-{acct}")
+            refs[logical_id] = name
+            attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+        elif kind == "AWS::DynamoDB::Table":
+            name = named(props, "TableName", f"ferry-{env}-{logical_id}")
+            refs[logical_id] = name
+            attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{region}:{acct}:table/{name}"
+        elif kind == "AWS::Serverless::Function":
+            name = named(props, "FunctionName", f"ferry-{env}-{logical_id}")
+            refs[logical_id] = name
+            attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{region}:{acct}:function:{name}"
+            for event, spec in (props.get("Events") or {}).items():  # the rules SAM generates: <Function><Event>
+                if spec.get("Type") == "EventBridgeRule":
+                    rule = named(spec.get("Properties", {}), "RuleName", f"{logical_id}{event}")
+                    refs[f"{logical_id}{event}"] = rule
+                    attrs[(f"{logical_id}{event}", "Arn")] = f"arn:aws:events:{region}:{acct}:rule/{rule}"
+        elif kind == "AWS::Serverless::LayerVersion":
+            name = named(props, "LayerName", f"ferry-{env}-{logical_id}")
+            refs[logical_id] = f"arn:aws:lambda:{region}:{acct}:layer:{name}:1"
+        elif kind == "AWS::Serverless::StateMachine":
+            name = named(props, "Name", f"ferry-{env}-{logical_id}")
+            arn = f"arn:aws:states:{region}:{acct}:stateMachine:{name}"
+            refs[logical_id] = arn
+            attrs[(logical_id, "Name")] = name
+            attrs[(logical_id, "Arn")] = arn
+        elif kind == "AWS::SQS::Queue":
+            name = named(props, "QueueName", f"ferry-{env}-{logical_id}")
+            refs[logical_id] = f"https://sqs.{region}.amazonaws.com/{acct}/{name}"
+            attrs[(logical_id, "Arn")] = f"arn:aws:sqs:{region}:{acct}:{name}"
+            attrs[(logical_id, "QueueName")] = name
+        elif kind == "AWS::Logs::LogGroup":
+            name = named(props, "LogGroupName", f"/ferry/{env}/{logical_id}")
+            refs[logical_id] = name
+            attrs[(logical_id, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
+            attrs[(logical_id, "Name")] = name
+        elif kind == "AWS::SNS::Topic":
+            arn = f"arn:aws:sns:{region}:{acct}:" + named(props, "TopicName", f"ferry-{env}-{logical_id}")
+            refs[logical_id] = arn
+            attrs[(logical_id, "TopicArn")] = arn
+        else:
+            refs[logical_id] = f"{logical_id}-{env}"
+            attrs[(logical_id, "Arn")] = f"arn:aws:{lower}:{region}:{acct}:{logical_id}"
+    return refs, attrs, pseudo
