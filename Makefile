@@ -7,7 +7,7 @@ VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
 
-.PHONY: demo test lint infra unit clean
+.PHONY: demo test infra unit bench clean
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/ferry sandbox run --world examples/sandbox/world.yaml --event events/ecr-push-web-v2.json
@@ -35,3 +35,6 @@ $(SAM_VENV)/.installed:
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/demo_deploy.py

@@ -69,13 +69,13 @@ def test_a_bad_world_is_one_clear_error_and_exit_2(world_dir, capsys, world_text
 
 
 def test_a_bad_event_is_refused_before_anything_starts(world_dir, capsys):
-    (world_dir / "event.json").write_text('{"source": "aws.ecr", "detail": []}')
+    shutil.copy(EVENT.parent / "not-an-event.json", world_dir / "event.json")
     code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(world_dir / "event.json")])
     err = capsys.readouterr().err
     assert code == 2
     assert "event.json is not an EventBridge event" in err
     assert "$: 'detail-type' is a required property" in err
-    assert "$.detail: [] is not of type 'object'" in err
+    assert "$.detail: ['this is not an EventBridge event'] is not of type 'object'" in err
     (world_dir / "event.json").write_text('{"source": ')
     assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(world_dir / "event.json")]) == 2
     assert "not valid JSON" in capsys.readouterr().err

@@ -115,3 +115,26 @@ def test_a_deployment_slower_than_its_timeout_fails_with_phase_timed_out(scenari
     web = summary["services"]["prod/web"]
     assert (web["taskDefinition"], web["runningCount"]) == ("web:2", 2)
     assert web["images"]["app"] == pinned("web", "v2")
+
+
+def load_event(name: str) -> dict:
+    import json
+
+    from .conftest import EXAMPLE
+
+    return json.loads((EXAMPLE.parents[1] / "events" / name).read_text())
+
+
+def test_the_shipped_push_event_deploys_web_v2(scenario):
+    summary = scenario.run(load_event("ecr-push-web-v2.json"))
+    assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED"]
+    assert summary["services"]["prod/web"]["images"]["app"] == pinned("web", "v2")
+
+
+def test_an_image_delete_matches_no_rule_and_a_push_without_tag_is_ignored_with_a_log_line(scenario):
+    summary = scenario.run(load_event("ecr-delete-web.json"), load_event("ecr-push-without-tag.json"))
+    assert summary["executions"] == []
+    deleted, untagged = summary["delivered"]
+    assert deleted["targets"] == []  # the EcrPush rule pattern only matches PUSH
+    assert untagged["targets"][0]["result"] == {"started": [], "ignored": True}
+    assert any('"event ignored: not a successful ECR push with a tag"' in line for line in summary["logLines"])
