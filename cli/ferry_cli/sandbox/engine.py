@@ -156,9 +156,6 @@ class Sandbox:
         """Each patch works around one named moto behaviour; see the module docstring."""
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-            state_task_service_callback,
-        )
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
 
         sandbox = self
@@ -176,8 +173,6 @@ class Sandbox:
         yield mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval)
         # Retry back-off sleeps in real time too.
         yield mock.patch.object(retrier_decl, "time", _ScaledTime(self.clock))
-        # `.sync` integrations poll every 0.5 s of real time; poll faster.
-        yield mock.patch.object(state_task_service_callback, "_DELAY_SECONDS_SYNC_CONDITION_CHECK", 0.02)
 
     # ------------------------------------------------------------ the stack
     def _physical(self) -> None:

@@ -79,7 +79,7 @@ def parse(name: str, text: str, source: str) -> ServiceConfig:
 
 
 def check_cluster(config: ServiceConfig, allowed: tuple[str, ...]) -> None:
-    if config.cluster not in allowed and "*" not in allowed:
+    if config.cluster not in allowed:
         raise ClusterNotAllowed(
             f"service {config.name} is on cluster {config.cluster!r}, which this Ferry installation may not touch "
             f"(allowed: {', '.join(allowed)}); add it to the stack's Clusters parameter"

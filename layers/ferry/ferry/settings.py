@@ -20,7 +20,7 @@ class Settings:
     state_machine_arn: str | None = None
 
     def cluster_allowed(self, cluster: str) -> bool:
-        return cluster in self.allowed_clusters or "*" in self.allowed_clusters
+        return cluster in self.allowed_clusters
 
 
 def _required(name: str) -> str:
