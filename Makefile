@@ -17,8 +17,8 @@ test: infra unit
 infra: $(VENV)/.installed $(SAM_VENV)/.installed
 	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra
 
-unit: $(VENV)/.installed
-	$(VENV)/bin/pytest -q
+unit: $(VENV)/.installed $(SAM_VENV)/.installed
+	SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest -q
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt layers/ferry/requirements.txt
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }

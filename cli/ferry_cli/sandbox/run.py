@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ferry.validation import problems
+from ferry.validation import require_valid
 
 from .. import history
 from .engine import Sandbox
@@ -26,14 +26,12 @@ class Delivery:
 
 
 def load_delivery(kind: str, path: Path) -> Delivery:
-    body = read_structured(path if path.suffix == ".json" else path, f"{kind} file")
+    body = read_structured(path, f"{kind} file")
     if kind == "event":
         if not isinstance(body, dict):
             raise WorldError(f"{path}: $: an EventBridge event is a JSON object, got {type(body).__name__}")
-        found = problems(body, "event.schema.json")
-        if found:
-            raise WorldError(f"{path} is not an EventBridge event (event.schema.json):\n" +
-                             "\n".join(f"  - {p}" for p in found))
+        require_valid(body, "event.schema.json", str(path), WorldError,
+                      what="is not an EventBridge event (event.schema.json)")
     return Delivery(kind, path, body)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ferry.validation import problems
+from ferry.validation import require_valid
 
 from .engine import Sandbox
 
@@ -88,9 +88,7 @@ class World:
         data = read_structured(path, "world file")
         if not isinstance(data, dict):
             raise WorldError(f"{path}: $: expected a mapping with at least `services`, got {type(data).__name__}")
-        found = problems(data, SCHEMA)
-        if found:
-            raise WorldError(f"{path} breaks {SCHEMA}:\n" + "\n".join(f"  - {p}" for p in found))
+        require_valid(data, SCHEMA, str(path), WorldError)
         world = cls(path, data)
         world._check_references()
         return world

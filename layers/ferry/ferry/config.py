@@ -15,7 +15,7 @@ import yaml
 
 from . import aws
 from .errors import ClusterNotAllowed, ConfigInvalid, ServiceNotRegistered
-from .validation import problems, with_defaults
+from .validation import require_valid, with_defaults
 
 SCHEMA = "service-config.schema.json"
 PREFIX = "services/"
@@ -54,9 +54,7 @@ def parse(name: str, text: str, source: str) -> ServiceConfig:
         raise ConfigInvalid(f"{source} is not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigInvalid(f"{source}: $: expected a mapping of settings, got {type(data).__name__}")
-    found = problems(data, SCHEMA)
-    if found:
-        raise ConfigInvalid(f"{source} breaks {SCHEMA}:\n" + "\n".join(f"  - {p}" for p in found))
+    require_valid(data, SCHEMA, source, ConfigInvalid)
     data = with_defaults(data, SCHEMA)
     containers = {c: spec["repository"] for c, spec in data["containers"].items()}
     triggers = data.get("triggers") or [{"repository": r} for r in sorted(set(containers.values()))]

@@ -57,3 +57,11 @@ def with_defaults(instance: dict[str, Any], schema_name: str) -> dict[str, Any]:
                 if sub not in result[key] and "default" in sub_prop:
                     result[key][sub] = sub_prop["default"]
     return result
+
+
+def require_valid(instance: Any, schema_name: str, source: str, error: type[Exception], what: str = "") -> None:
+    """Raise `error` listing every violation, e.g. 'ferry.yaml breaks service-config.schema.json: ...'."""
+    found = problems(instance, schema_name)
+    if found:
+        head = f"{source} {what}" if what else f"{source} breaks {schema_name}"
+        raise error(f"{head}:\n" + "\n".join(f"  - {p}" for p in found))
