@@ -1,6 +1,7 @@
 """Execution histories, printed the way the Step Functions console lists them.
 
-Shared by `ferry sandbox run` and (against a real account) `ferry history`.
+Used by `ferry sandbox run`; the rows come from GetExecutionHistory, so the
+same code reads executions in a real account.
 """
 
 from __future__ import annotations

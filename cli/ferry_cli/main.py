@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 def _sandbox_run(args: argparse.Namespace) -> int:
     from .history import table
     from .sandbox.run import load_delivery, run
+    from .sandbox.engine import SandboxError
     from .sandbox.world import WorldError
 
     deliveries_args = getattr(args, "deliveries", None) or []
@@ -56,6 +57,9 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     except WorldError as exc:
         print(f"ferry sandbox run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SandboxError as exc:
+        print(f"ferry sandbox run: {exc}", file=sys.stderr)
+        return 1
     histories = summary.pop("histories")
     summary.pop("logLines")
     summary.pop("delivered")

@@ -77,7 +77,8 @@ EXPECTED_ACTIONS = {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "states:DescribeExecution",
         "ecr:DescribeImages",
     },
-    "LockFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+    "LockFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                     "states:DescribeExecution"},
     "RenderFunction": {
         "s3:GetObject", "s3:PutObject", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
         "ecs:ListTaskDefinitions", "ecs:RegisterTaskDefinition", "ecs:TagResource", "ecr:DescribeImages",
@@ -344,10 +345,11 @@ def test_secret_values_are_never_readable():
 
 def test_lock_router_and_state_machine_resources():
     lock = granted("LockFunction")
-    for action in EXPECTED_ACTIONS["LockFunction"]:
-        assert lock[action] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"]
-    router = granted("RouterFunction")
     sm_name = _name_of("DeployStateMachine")
+    for action in EXPECTED_ACTIONS["LockFunction"] - {"states:DescribeExecution"}:
+        assert lock[action] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"]
+    assert lock["states:DescribeExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:*"]
+    router = granted("RouterFunction")
     assert router["states:StartExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{sm_name}"]
     assert router["states:DescribeExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:*"]
     assert router["ecr:DescribeImages"] == [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/*"]

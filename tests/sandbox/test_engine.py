@@ -11,15 +11,16 @@ import pytest
 from ferry import lock
 from ferry_cli import history
 from ferry_cli.sandbox.engine import Sandbox
-from ferry_cli.sandbox.world import World
+from ferry_cli.sandbox.world import World, derived_digest, push_image
 
 from ..statemachine.conftest import EXAMPLE, push_event
 
 
 @pytest.fixture
-def sandbox():
+def sandbox(request):
+    """The demo world at speed 600, or at the speed a test asks for with `@pytest.mark.parametrize(..., indirect=True)`."""
     world = World.load(EXAMPLE / "world.yaml")
-    with Sandbox(clusters=world.clusters, speed=600) as box:
+    with Sandbox(clusters=world.clusters, speed=getattr(request, "param", 600)) as box:
         from ferry_cli.sandbox.ecs_sim import EcsSimulator
 
         box.simulator = EcsSimulator(box.clock, account_id=box.account, region=box.region, **world.simulator_options())
@@ -72,6 +73,8 @@ def test_retry_back_off_and_wait_states_run_on_the_simulated_clock(sandbox):
     assert history.transitions(events) == len(history.entered_states(events)) + len(lock_attempts)
 
 
+# Slow enough (a 30 s Wait lasts 0.5 real seconds) that the stop lands inside the Wait state.
+@pytest.mark.parametrize("sandbox", [60], indirect=True)
 def test_an_execution_stopped_in_its_wait_state_ends_aborted(sandbox):
     sandbox.deliver(push_event("web", "v2"))
     [execution] = sandbox.executions()
@@ -84,3 +87,22 @@ def test_an_execution_stopped_in_its_wait_state_ends_aborted(sandbox):
     sandbox.wait_for_executions(timeout=10)
     assert time.monotonic() - stopped < 2
     assert sandbox.executions()[0]["status"] == "ABORTED"
+
+
+@pytest.mark.parametrize("sandbox", [60], indirect=True)
+def test_an_aborted_deploy_does_not_block_the_next_one(sandbox):
+    sandbox.deliver(push_event("web", "v2", "first"))
+    [first] = sandbox.executions()
+    deadline = time.monotonic() + 20
+    while not any(e["type"] == "WaitStateEntered" for e in sandbox.history(first["executionArn"])):
+        assert time.monotonic() < deadline, "the execution never reached its Wait state"
+        time.sleep(0.01)
+    sandbox.client("stepfunctions").stop_execution(executionArn=first["executionArn"])
+    sandbox.wait_for_executions(timeout=10)
+    assert sandbox.locks_held() == 1  # no Catch runs on abort
+    push_image(sandbox, "web", "v3", derived_digest("web", "v3"))
+    sandbox.deliver(push_event("web", "v3", "second"))
+    sandbox.wait_for_executions(timeout=60)
+    assert [e["status"] for e in sandbox.executions()] == ["ABORTED", "SUCCEEDED"]
+    assert sandbox.locks_held() == 0
+    assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:3"

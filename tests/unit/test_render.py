@@ -6,7 +6,7 @@ import pytest
 from ferry import config, render
 from ferry.errors import ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid
 
-from .conftest import REGISTRY, digest, put_config
+from .conftest import REGISTRY, digest, push, put_config
 
 
 @pytest.fixture
@@ -48,9 +48,21 @@ def test_an_image_that_was_never_pushed_registers_nothing(web):
     assert len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"]) == 1
 
 
-def test_a_container_missing_from_the_revision_is_a_task_definition_error(web):
+def test_a_container_missing_from_the_revision_is_a_task_definition_error(ecs_world):
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {worker: {repository: web}}\n")
+    cfg = config.load("ferry-config", "web")
     with pytest.raises(TaskDefinitionInvalid, match=r"containers \['worker'\] are not in task definition web:1"):
-        render.render(web, {"worker": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
+        render.render(cfg, {"worker": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
+
+
+def test_only_configured_containers_change_and_only_to_their_own_repository(web):
+    boto3.client("ecr").create_repository(repositoryName="other")
+    push("other", "v1")
+    with pytest.raises(InputInvalid, match=r"container 'nginx' is not one Ferry deploys for service web"):
+        render.render(web, {"nginx": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
+    with pytest.raises(InputInvalid, match="container app is fed by ECR repository 'web', not 'other'"):
+        render.render(web, {"app": f"{REGISTRY}/other:v1"}, "exec-1", "ferry-artefacts")
+    assert len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"]) == 1
 
 
 def test_images_must_be_ecr_uris(web):

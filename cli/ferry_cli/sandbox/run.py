@@ -94,8 +94,7 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
         start = execution["startDate"]
         error, cause = history.outcome(events)
         payload = json.loads(events[0]["executionStartedEventDetails"].get("input") or "{}") if events else {}
-        services = {k: v for k, v in sandbox.simulator.services().items()}
-        service_key = _service_key(sandbox, payload.get("service"), services)
+        service_key = _service_key(sandbox, payload.get("service"))
         total_transitions += history.transitions(events)
         executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
                            "error": error, "cause": cause, "states": history.entered_states(events)})
@@ -118,9 +117,9 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def _service_key(sandbox: Sandbox, name: str | None, services: dict[str, Any]) -> str | None:
+def _service_key(sandbox: Sandbox, name: str | None) -> str | None:
     """The cluster/service an execution deployed, from the registry config it named."""
-    if not name:
+    if not isinstance(name, str) or not name:
         return None
     from ferry import config
 

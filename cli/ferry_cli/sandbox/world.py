@@ -17,13 +17,12 @@ from typing import Any
 
 import yaml
 
+from ferry.render import READ_ONLY_FIELDS
 from ferry.validation import require_valid
 
 from .engine import Sandbox
 
 SCHEMA = "sandbox-world.schema.json"
-READ_ONLY_FIELDS = {"taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
-                    "registeredAt", "registeredBy", "deregisteredAt"}
 ECS_TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
@@ -181,12 +180,10 @@ class World:
     def _build_service(self, sandbox: Sandbox, index: int, svc: dict[str, Any], network: dict[str, Any]) -> None:
         key = f"{svc['cluster']}/{svc['name']}"
         spec = json.loads(json.dumps(self.task_definitions[key]))
-        images = self.images()
         for container in spec["containerDefinitions"]:
             if container["name"] in svc["running"]:
-                repo, tag = svc["running"][container["name"]].rsplit(":", 1)
+                repo, tag = svc["running"][container["name"]].rsplit(":", 1)  # checked pushed on load
                 container["image"] = f"{self.registry_uri(repo)}:{tag}"
-                assert tag in images[repo]
         ecs = sandbox.client("ecs")
         task_definition = ecs.register_task_definition(**spec)["taskDefinition"]
         awsvpc = spec.get("networkMode") == "awsvpc"

@@ -19,7 +19,3 @@ def put_json(bucket: str, execution: str, name: str, document: Any) -> str:
         Body=json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
     )
     return object_key
-
-
-def get_json(bucket: str, object_key: str) -> Any:
-    return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=object_key)["Body"].read())

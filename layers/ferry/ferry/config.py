@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from botocore.exceptions import ClientError
 
 from . import aws
 from .errors import ClusterNotAllowed, ConfigInvalid, ServiceNotRegistered
@@ -88,8 +89,11 @@ def _read(bucket: str, key: str) -> str | None:
     s3 = aws.client("s3")
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
-    except s3.exceptions.NoSuchKey:
-        return None
+    except ClientError as exc:
+        # Without s3:ListBucket on the key's prefix, S3 answers a missing key with 403, not 404.
+        if aws.error_code(exc) in ("NoSuchKey", "AccessDenied", "404", "403"):
+            return None
+        raise ConfigInvalid(f"s3://{bucket}/{key} could not be read: {exc}") from exc
     if obj.get("ContentLength", 0) > MAX_CONFIG_BYTES:
         raise ConfigInvalid(f"s3://{bucket}/{key} is larger than {MAX_CONFIG_BYTES} bytes")
     return obj["Body"].read().decode("utf-8")

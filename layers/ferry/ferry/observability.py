@@ -27,5 +27,6 @@ def field(event: dict[str, Any], name: str, kind: type | tuple[type, ...] = str)
     value = event.get(name)
     if value is None or not isinstance(value, kind) or (isinstance(value, (str, dict)) and not value):
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InputInvalid(f"the step's input needs `{name}` ({expected}); got {value!r}")
+        got = "nothing" if value is None else f"a {type(value).__name__}"  # never echo a value: it may be secret
+        raise InputInvalid(f"the step's input needs `{name}` ({expected}); got {got}")
     return value

@@ -56,6 +56,22 @@ def pin(uri: str) -> images.ImageRef:
     return images.resolve(ref.registry, ref.region, ref.repository, tag=ref.tag, digest=ref.digest)
 
 
+def check_images_match_config(config: ServiceConfig, pinned: dict[str, images.ImageRef]) -> None:
+    """Only the containers the config names may change, and only to images of their own repository."""
+    for name, ref in sorted(pinned.items()):
+        if name not in config.containers:
+            raise InputInvalid(
+                f"container {name!r} is not one Ferry deploys for service {config.name} "
+                f"(its config names {sorted(config.containers)}): add it under `containers` to deploy it"
+            )
+        expected = config.containers[name]
+        if ref.repository != expected:
+            raise InputInvalid(
+                f"container {name} is fed by ECR repository {expected!r}, not {ref.repository!r}: "
+                "deploy an image of that repository, or change `containers` in the config"
+            )
+
+
 def registration_input(current: dict[str, Any], new_images: dict[str, images.ImageRef]) -> tuple[dict[str, Any], list[str]]:
     """The RegisterTaskDefinition input: `current` with images swapped in."""
     spec = {k: v for k, v in current.items() if k not in READ_ONLY_FIELDS}
@@ -94,17 +110,19 @@ def render(config: ServiceConfig, new_images: dict[str, str], execution: str, ar
     service = describe_service(config.cluster, config.service)
     current = ecs.describe_task_definition(taskDefinition=service["taskDefinition"], include=["TAGS"])
     pinned = {name: pin(uri) for name, uri in new_images.items()}
+    check_images_match_config(config, pinned)
     spec, changes = registration_input(current["taskDefinition"], pinned)
 
     existing = _registered_by_execution(spec["family"], execution)
     if existing is not None:
         registered, reused = existing, True
     else:
-        tags = [t for t in current.get("tags", []) if not t["key"].startswith("ferry:")]
+        # aws:* tags are reserved (CloudFormation puts them there) and cannot be set by a caller.
+        tags = [t for t in current.get("tags", []) if not t["key"].startswith(("ferry:", "aws:"))][:49]
         tags.append({"key": EXECUTION_TAG, "value": execution[:256]})
         try:
             registered = ecs.register_task_definition(**spec, tags=tags)["taskDefinition"]
-        except ecs.exceptions.ClientException as exc:
+        except (ecs.exceptions.ClientException, ecs.exceptions.InvalidParameterException) as exc:
             raise TaskDefinitionInvalid(f"ECS refused the rendered task definition for {spec['family']}: {exc}") from exc
         reused = False
 
