@@ -60,9 +60,10 @@ def test_the_same_event_delivered_twice_deploys_once(scenario):
 
 
 def test_two_pushes_in_quick_succession_are_serialised_and_the_last_image_runs(scenario):
+    scenario.world["behaviour"] = {"web:v2": {"startSeconds": 240}}  # the first deploy is still going when v3 arrives
     summary = scenario.run(push_event("web", "v2", "e1"), push_event("web", "v3", "e2"))
     assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED", "SUCCEEDED"]
-    second = summary["histories"][summary["executions"][1]["name"]]
+    second = summary["histories"][next(e["name"] for e in summary["executions"] if e["name"].startswith("web-v3-"))]
     waited = [r for r in second if r["type"] == "LambdaFunctionFailed" and r["detail"].startswith("ServiceLocked")]
     assert waited, "the second deploy should have waited for the first one's lock"
     assert summary["services"]["prod/web"]["images"]["app"] == pinned("web", "v3")
