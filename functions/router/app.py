@@ -16,7 +16,7 @@ def handler(event, context):
     configs, broken = config.load_all(SETTINGS.config_bucket)
     for problem in broken:
         logger.warning("service config skipped", extra={"problem": problem})
-    plans = router.plan_push(push, [c for c in configs if SETTINGS.cluster_allowed(c.cluster)])
+    plans = router.plan_push(push, [c for c in configs if c.on_allowed_cluster(SETTINGS.allowed_clusters)])
     if not plans:
         logger.info("push deploys no service", extra={"repository": push.repository, "tag": push.tag})
         return {"started": [], "ignored": False}

@@ -39,6 +39,9 @@ class ServiceConfig:
     def key(self) -> str:
         return f"{self.cluster}/{self.service}"
 
+    def on_allowed_cluster(self, allowed: tuple[str, ...]) -> bool:
+        return self.cluster in allowed
+
     def containers_fed_by(self, repository: str) -> list[str]:
         return sorted(c for c, repo in self.containers.items() if repo == repository)
 
@@ -71,14 +74,14 @@ def parse(name: str, text: str, source: str) -> ServiceConfig:
         service=data["service"],
         containers=containers,
         triggers=tuple((t["repository"], tuple(t.get("tags") or ["*"])) for t in triggers),
-        strategy=(data.get("strategy") or {}).get("type", "rolling"),
-        deployment_timeout=(data.get("timeouts") or {}).get("deployment", 1800),
+        strategy=data["strategy"]["type"],
+        deployment_timeout=data["timeouts"]["deployment"],
         raw=data,
     )
 
 
 def check_cluster(config: ServiceConfig, allowed: tuple[str, ...]) -> None:
-    if config.cluster not in allowed:
+    if not config.on_allowed_cluster(allowed):
         raise ClusterNotAllowed(
             f"service {config.name} is on cluster {config.cluster!r}, which this Ferry installation may not touch "
             f"(allowed: {', '.join(allowed)}); add it to the stack's Clusters parameter"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import artefacts, aws, clock
-from .ecs import describe_service, revision_name
+from .ecs import describe_service, primary_deployment, revision_name
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def _epoch(value: Any) -> float:
 def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str) -> Started:
     """Start the ECS deployment; a retry after success returns the same deployment."""
     current = describe_service(cluster, service)
-    primary = next(d for d in current["deployments"] if d["status"] == "PRIMARY")
+    primary = primary_deployment(current)
     if primary["taskDefinition"] == task_definition_arn:
         return Started(primary["id"], _epoch(primary.get("createdAt", clock.now())), task_definition_arn, True)
 
@@ -44,7 +44,6 @@ def update_service(cluster: str, service: str, task_definition_arn: str, executi
     updated = aws.client("ecs").update_service(
         cluster=cluster, service=service, taskDefinition=task_definition_arn, deploymentConfiguration=config,
     )["service"]
-    new = next((d for d in updated["deployments"] if d["status"] == "PRIMARY"), None)
-    deployment_id = new["id"] if new else ""
-    started_at = _epoch(new["createdAt"]) if new and new.get("createdAt") else clock.now()
-    return Started(deployment_id, started_at, task_definition_arn, False)
+    new = primary_deployment(updated)
+    started_at = _epoch(new["createdAt"]) if new.get("createdAt") else clock.now()
+    return Started(new["id"], started_at, task_definition_arn, False)

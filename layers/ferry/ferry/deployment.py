@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import clock
-from .ecs import describe_service, revision_name
+from .ecs import describe_service, primary_deployment, revision_name
 from .errors import DeploymentFailed, PhaseTimedOut
 
 
 def check(cluster: str, service: str, task_definition_arn: str, started_at: float, timeout_seconds: int) -> dict[str, Any]:
     current = describe_service(cluster, service)
-    primary = next(d for d in current["deployments"] if d["status"] == "PRIMARY")
+    primary = primary_deployment(current)
     ours = revision_name(task_definition_arn)
     where = f"service {cluster}/{service}"
     if primary["taskDefinition"] != task_definition_arn:

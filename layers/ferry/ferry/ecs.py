@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import aws
-from .errors import ServiceNotFound
+from .errors import DeploymentFailed, ServiceNotFound
 
 
 def describe_service(cluster: str, service: str) -> dict[str, Any]:
@@ -21,6 +21,17 @@ def describe_service(cluster: str, service: str) -> dict[str, Any]:
             "create it first, or fix `service` in the config"
         )
     return found[0]
+
+
+def primary_deployment(service: dict[str, Any]) -> dict[str, Any]:
+    """The service's PRIMARY deployment (the one ECS is moving towards)."""
+    primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+    if primary is None:
+        raise DeploymentFailed(
+            f"service {service.get('serviceName', '?')} has no PRIMARY deployment: "
+            "it may use the CODE_DEPLOY or EXTERNAL deployment controller, which Ferry does not drive"
+        )
+    return primary
 
 
 def revision_name(task_definition_arn: str) -> str:

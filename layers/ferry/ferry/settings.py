@@ -19,9 +19,6 @@ class Settings:
     allowed_clusters: tuple[str, ...]
     state_machine_arn: str | None = None
 
-    def cluster_allowed(self, cluster: str) -> bool:
-        return cluster in self.allowed_clusters
-
 
 def _required(name: str) -> str:
     value = os.environ.get(name, "").strip()

@@ -47,11 +47,18 @@ def problems(instance: Any, schema_name: str) -> list[str]:
 
 
 def with_defaults(instance: dict[str, Any], schema_name: str) -> dict[str, Any]:
-    """Fill top-level and one-level-nested `default`s from the schema (a copy)."""
+    """Fill top-level and one-level-nested `default`s from the schema (a copy).
+
+    An absent object whose properties have defaults is created, so callers read
+    every default from the schema and never repeat it in code.
+    """
     result = json.loads(json.dumps(instance))
     for key, prop in schema(schema_name).get("properties", {}).items():
         if key not in result and "default" in prop:
             result[key] = prop["default"]
+        nested_defaults = any("default" in p for p in prop.get("properties", {}).values())
+        if key not in result and prop.get("type") == "object" and nested_defaults:
+            result[key] = {}
         if isinstance(result.get(key), dict):
             for sub, sub_prop in prop.get("properties", {}).items():
                 if sub not in result[key] and "default" in sub_prop:
