@@ -161,3 +161,12 @@ def test_a_request_without_a_service_or_images_is_refused_before_the_lock():
             error, cause = history.outcome(events)
             assert error == "InputInvalid" and "Nothing was locked or changed" in cause
         assert sandbox.locks_held() == 0 and sandbox.lambda_invocations == 0
+
+
+def test_a_push_that_moves_a_tag_deploys_the_new_digest(scenario):
+    event = push_event("web", "v2")
+    moved = "sha256:" + "ab" * 32
+    event["detail"]["image-digest"] = moved
+    summary = scenario.run(event)
+    assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED"]
+    assert summary["services"]["prod/web"]["images"]["app"] == f"{REGISTRY}/web@{moved}"

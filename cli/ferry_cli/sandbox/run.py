@@ -56,7 +56,7 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
             if repo not in known:
                 ecr.create_repository(repositoryName=repo)
             existing = ecr.list_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})["imageIds"]
-            if not any(i.get("imageTag") == tag for i in existing):
+            if {"imageTag": tag, "imageDigest": digest} not in existing:  # new tag, or a tag moved to a new digest
                 push_image(sandbox, repo, tag, digest)
         event.setdefault("account", sandbox.account)
         event.setdefault("region", sandbox.region)
