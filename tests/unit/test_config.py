@@ -46,7 +46,7 @@ def test_every_schema_violation_is_listed_with_its_path(ecs_world):
     assert "s3://ferry-config/services/web/ferry.yaml" in message
     assert "$: 'service' is a required property: add it" in message
     assert "$.containers.app: 'repository' is a required property" in message
-    assert "$.strategy.type: 'sideways' is not one of ['rolling']" in message
+    assert "$.strategy.type: 'sideways' is not one of ['canary', 'rolling', 'native']" in message
     assert "Additional properties are not allowed ('extra' was unexpected)" in message
 
 
@@ -87,3 +87,69 @@ def test_clusters_outside_the_installation_are_refused(ecs_world):
     config.check_cluster(cfg, ("prod",))
     with pytest.raises(ClusterNotAllowed, match="add it to the stack's Clusters parameter"):
         config.check_cluster(cfg, ("staging",))
+
+
+def test_every_setting_gets_its_schema_default_at_any_depth(ecs_world):
+    put_config("web", GOOD + "strategy: {canary: {count: 2}}\nmigrations: [{name: migrate, container: app, command: [rails, db:migrate]}]\n")
+    cfg = config.load("ferry-config", "web")
+    assert cfg.raw["strategy"] == {"type": "rolling", "canary": {"count": 2, "healthyForSeconds": 60, "unhealthyThreshold": 3}}
+    assert cfg.timeouts == {"canary": 600, "deployment": 1800, "rollback": 1800}
+    assert cfg.raw["healthGates"] == {"bakeSeconds": 0}
+    assert cfg.raw["notifications"]["on"] == ["started", "succeeded", "failed", "rolledBack"]
+    assert cfg.raw["rollback"] == {"keepFailedRevisions": 0} and cfg.read_secret_values is False
+    [migration] = cfg.migrations
+    assert (migration.name, migration.container, migration.command, migration.timeout) == ("migrate", "app", ("rails", "db:migrate"), 900)
+    assert cfg.template is None and cfg.values == {}
+
+
+def test_strategies_this_version_does_not_run_are_refused_by_name(ecs_world):
+    put_config("web", GOOD + "strategy: {type: canary}\n")
+    with pytest.raises(ConfigInvalid, match=r"\$.strategy.type: 'canary' is not available in this version of Ferry; use one of \['rolling'\]"):
+        config.load("ferry-config", "web")
+
+
+def test_migration_names_must_be_unique(ecs_world):
+    put_config("web", GOOD + "migrations: [{name: m, container: app, command: [a]}, {name: m, container: app, command: [b]}]\n")
+    with pytest.raises(ConfigInvalid, match=r"\$.migrations\[1\].name: 'm' is used twice"):
+        config.load("ferry-config", "web")
+
+
+def test_a_template_source_names_a_file_beside_the_config(ecs_world):
+    put_config("web", GOOD + "taskDefinition: {template: task-definition.json}\nvalues: {LOG_LEVEL: info}\n")
+    put_config("web", '{"family": "web"}', "task-definition.json")
+    cfg = config.load("ferry-config", "web")
+    assert cfg.template == "task-definition.json" and cfg.values == {"LOG_LEVEL": "info"}
+    assert cfg.read_file("task-definition.json") == ('{"family": "web"}', "s3://ferry-config/services/web/task-definition.json")
+    with pytest.raises(ConfigInvalid, match="services/web/other.json does not exist"):
+        cfg.read_file("other.json")
+
+
+@pytest.mark.parametrize("template", ["../etc/passwd.json", "a/b.json", "task.txt"])
+def test_template_names_cannot_leave_the_config_folder(ecs_world, template):
+    put_config("web", GOOD + f"taskDefinition: {{template: '{template}'}}\n")
+    with pytest.raises(ConfigInvalid, match=r"\$.taskDefinition"):
+        config.load("ferry-config", "web")
+
+
+def test_a_jsonnet_config_with_an_import_and_native_functions(ecs_world):
+    put_config("web", "{ cluster: 'prod', service: 'web' }", "base.libsonnet")
+    put_config("web", """
+local base = import 'base.libsonnet';
+base + {
+  containers: { app: { repository: 'web' } },
+  values: { ENV: std.native('environment')() },
+}
+""", "ferry.jsonnet")
+    cfg = config.load("ferry-config", "web", environment="prod")
+    assert (cfg.cluster, cfg.service, cfg.values) == ("prod", "web", {"ENV": "prod"})
+    assert config.registered_names("ferry-config") == ["web"]
+
+
+def test_a_local_folder_loads_like_the_registry(tmp_path):
+    folder = tmp_path / "web"
+    folder.mkdir()
+    (folder / "ferry.yaml").write_text(GOOD)
+    cfg = config.load_local(folder)
+    assert cfg.name == "web" and cfg.containers == {"app": "web", "worker": "web"}
+    with pytest.raises(ServiceNotRegistered, match="point --config-dir at a service's config folder"):
+        config.load_local(tmp_path)

@@ -3,10 +3,12 @@ import json
 import boto3
 import pytest
 
-from ferry import config, render
-from ferry.errors import ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid
+from ferry import artefacts, config, render
+from ferry.errors import ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid, TemplateUnresolved
 
 from .conftest import REGISTRY, digest, push, put_config
+
+V2 = f"{REGISTRY}/web:v2"
 
 
 @pytest.fixture
@@ -15,12 +17,22 @@ def web(ecs_world):
     return config.load("ferry-config", "web")
 
 
+def revisions() -> int:
+    return len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"])
+
+
+def plan_and_register(cfg, images, execution="exec-1"):
+    planned = render.plan(cfg, images, execution=execution, environment="prod")
+    state = render.write_plan(planned, execution, "ferry-artefacts")
+    return state, render.register_planned(execution, "ferry-artefacts")
+
+
 def test_current_revision_with_the_new_image_pinned_by_digest(web):
-    rendered = render.render(web, {"app": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
-    state = rendered.to_state()
-    assert state["revision"] == "web:2" and state["previousRevision"] == "web:1"
+    state, registered = plan_and_register(web, {"app": V2})
+    assert registered.to_state()["revision"] == "web:2" and state["previousRevision"] == "web:1"
     assert state["images"] == {"app": f"{REGISTRY}/web@{digest('web:v2')}"}
-    assert state["summary"] == f"image app web:v1 -> web:v2 ({digest('web:v2')[:15]}…)"
+    assert state["summary"] == (f"image app web:v1 -> web:v2 ({digest('web:v2')[:15]}…), "
+                                "task definition web:1 -> web:(new)")
     assert state["desiredCount"] == 2
     td = boto3.client("ecs").describe_task_definition(taskDefinition="web:2", include=["TAGS"])
     images = {c["name"]: c["image"] for c in td["taskDefinition"]["containerDefinitions"]}
@@ -29,50 +41,143 @@ def test_current_revision_with_the_new_image_pinned_by_digest(web):
     assert td["taskDefinition"]["containerDefinitions"][0]["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "prod/web/db"}]
     assert {"key": "ferry:execution", "value": "exec-1"} in td["tags"]
     assert {"key": "team", "value": "payments"} in td["tags"]
-    artefact = json.loads(boto3.client("s3").get_object(Bucket="ferry-artefacts", Key=state["artefacts"]["taskDefinition"])["Body"].read())
-    assert artefact["taskDefinitionArn"] == rendered.task_definition_arn
+    s3 = boto3.client("s3")
+    registered_doc = json.loads(s3.get_object(Bucket="ferry-artefacts", Key=registered.artefact_key)["Body"].read())
+    assert registered_doc["taskDefinitionArn"] == registered.task_definition_arn
+    diff = s3.get_object(Bucket="ferry-artefacts", Key=state["artefacts"]["diff"])["Body"].read().decode()
+    assert diff.startswith("--- web:1\n+++ web:(new)\n") and f"web@{digest('web:v2')}" in diff
 
 
-def test_a_retried_render_registers_nothing_new(web):
-    first = render.render(web, {"app": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
-    again = render.render(web, {"app": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
+def test_planning_registers_nothing(web):
+    planned = render.plan(web, {"app": V2})
+    assert planned.spec["containerDefinitions"][0]["image"] == f"{REGISTRY}/web@{digest('web:v2')}"
+    assert "revision" not in planned.spec and "taskDefinitionArn" not in planned.spec
+    assert revisions() == 1
+
+
+def test_a_retried_register_registers_nothing_new(web):
+    _, first = plan_and_register(web, {"app": V2})
+    again = render.register_planned("exec-1", "ferry-artefacts")
     assert again.task_definition_arn == first.task_definition_arn and again.reused
-    other = render.render(web, {"app": f"{REGISTRY}/web:v2"}, "exec-2", "ferry-artefacts")
+    _, other = plan_and_register(web, {"app": V2}, "exec-2")
     assert other.task_definition_arn != first.task_definition_arn
-    assert len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"]) == 3
+    assert revisions() == 3
 
 
 def test_an_image_that_was_never_pushed_registers_nothing(web):
     with pytest.raises(ImageNotFound, match="web:v9 is not in ECR"):
-        render.render(web, {"app": f"{REGISTRY}/web:v9"}, "exec-1", "ferry-artefacts")
-    assert len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"]) == 1
+        render.plan(web, {"app": f"{REGISTRY}/web:v9"})
+    assert revisions() == 1
 
 
 def test_a_container_missing_from_the_revision_is_a_task_definition_error(ecs_world):
     put_config("web", "cluster: prod\nservice: web\ncontainers: {worker: {repository: web}}\n")
     cfg = config.load("ferry-config", "web")
     with pytest.raises(TaskDefinitionInvalid, match=r"containers \['worker'\] are not in task definition web:1"):
-        render.render(cfg, {"worker": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
+        render.plan(cfg, {"worker": V2})
 
 
 def test_only_configured_containers_change_and_only_to_their_own_repository(web):
     boto3.client("ecr").create_repository(repositoryName="other")
     push("other", "v1")
     with pytest.raises(InputInvalid, match=r"container 'nginx' is not one Ferry deploys for service web"):
-        render.render(web, {"nginx": f"{REGISTRY}/web:v2"}, "exec-1", "ferry-artefacts")
+        render.plan(web, {"nginx": V2})
     with pytest.raises(InputInvalid, match="container app is fed by ECR repository 'web', not 'other'"):
-        render.render(web, {"app": f"{REGISTRY}/other:v1"}, "exec-1", "ferry-artefacts")
-    assert len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"]) == 1
+        render.plan(web, {"app": f"{REGISTRY}/other:v1"})
 
 
 def test_images_must_be_ecr_uris(web):
     with pytest.raises(InputInvalid, match="not an ECR image URI"):
-        render.render(web, {"app": "nginx:latest"}, "exec-1", "ferry-artefacts")
+        render.plan(web, {"app": "nginx:latest"})
     with pytest.raises(InputInvalid, match="names no images"):
-        render.render(web, {}, "exec-1", "ferry-artefacts")
+        render.plan(web, {})
 
 
 def test_a_missing_service_is_reported_with_the_fix(ecs_world):
     put_config("api", "cluster: prod\nservice: api\ncontainers: {app: {repository: web}}\n")
     with pytest.raises(ServiceNotFound, match="service api does not exist"):
-        render.render(config.load("ferry-config", "api"), {"app": f"{REGISTRY}/web:v2"}, "e", "ferry-artefacts")
+        render.plan(config.load("ferry-config", "api"), {"app": V2})
+
+
+def test_request_values_and_commit_are_checked():
+    assert render.request_values({"values": {"A": "1"}}) == {"A": "1"}
+    assert render.request_commit({"commit": "abc123"}) == "abc123"
+    with pytest.raises(InputInvalid, match="`values` must map names to strings"):
+        render.request_values({"values": {"A": 1}})
+    with pytest.raises(InputInvalid, match="`commit` must be a string"):
+        render.request_commit({"commit": ""})
+
+
+# ---------------------------------------------------------------- templates
+
+TEMPLATE = """{
+  "family": "web",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["FARGATE"],
+  "cpu": "{{ must_env `CPU` }}",
+  "memory": "512",
+  "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+  "containerDefinitions": [
+    {
+      "name": "app",
+      "image": "{{ image `app` }}",
+      "environment": [
+        {"name": "FEATURE", "value": "{{ ssm `/prod/web/feature` }}"},
+        {"name": "RELEASE", "value": "{{ environment }}-{{ tag `app` }}"}
+      ],
+      "secrets": [
+        {"name": "DB_PASSWORD", "valueFrom": "{{ secret_arn `prod/web/db` `password` }}"}
+      ]
+    }
+  ]
+}
+"""
+
+
+@pytest.fixture
+def templated(ecs_world):
+    boto3.client("ssm").put_parameter(Name="/prod/web/feature", Value="on", Type="String")
+    boto3.client("secretsmanager").create_secret(Name="prod/web/db", SecretString='{"password": "hunter2"}')
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                      "taskDefinition: {template: task-definition.json}\nvalues: {CPU: '256'}\n")
+    put_config("web", TEMPLATE, "task-definition.json")
+    return config.load("ferry-config", "web")
+
+
+def test_a_template_resolves_every_function_before_anything_is_registered(templated):
+    planned = render.plan(templated, {"app": V2}, environment="prod")
+    [app] = planned.spec["containerDefinitions"]
+    assert app["image"] == f"{REGISTRY}/web@{digest('web:v2')}"
+    assert app["environment"] == [{"name": "FEATURE", "value": "on"}, {"name": "RELEASE", "value": "prod-v2"}]
+    arn = boto3.client("secretsmanager").describe_secret(SecretId="prod/web/db")["ARN"]
+    assert app["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": f"{arn}:password::"}]
+    assert arn[-7] == "-"  # the random suffix is there
+    assert planned.spec["cpu"] == "256"
+    assert "hunter2" not in json.dumps(planned.spec) and "hunter2" not in planned.diff.text
+    assert "-container nginx" in planned.diff.summary
+    assert revisions() == 1
+
+
+def test_an_unresolved_template_names_the_file_position_and_fix(templated):
+    boto3.client("ssm").delete_parameter(Name="/prod/web/feature")
+    with pytest.raises(TemplateUnresolved) as err:
+        render.plan(templated, {"app": V2})
+    message = str(err.value)
+    assert "s3://ferry-config/services/web/task-definition.json:13:" in message
+    assert "/prod/web/feature" in message
+    assert revisions() == 1
+
+
+def test_a_template_that_breaks_the_register_input_shape_is_a_render_error(templated):
+    put_config("web", TEMPLATE.replace('"memory": "512",', '"memory": "512", "cpus": 1,'), "task-definition.json")
+    with pytest.raises(TaskDefinitionInvalid) as err:
+        render.plan(templated, {"app": V2})
+    assert 'Unknown parameter in input: "cpus"' in str(err.value)
+    assert "task-definition.json is not a valid RegisterTaskDefinition input (nothing was registered)" in str(err.value)
+    assert revisions() == 1
+
+
+def test_a_template_must_use_the_deployed_image(templated):
+    put_config("web", TEMPLATE.replace("{{ image `app` }}", f"{REGISTRY}/web:v1"), "task-definition.json")
+    with pytest.raises(TaskDefinitionInvalid, match=r"container app's image is .*web:v1', not the deployed web:v2"):
+        render.plan(templated, {"app": V2})

@@ -1,50 +1,61 @@
-"""Render: the new task definition revision, registered once per execution.
+"""Render: the new task definition revision, planned, diffed, then registered once per execution.
 
-`taskDefinition: current` takes the revision the service runs now and swaps
-in the new images, pinned by digest so a tag moved after the push cannot
-change what runs.
+Two sources: `taskDefinition: current` takes the revision the service runs
+now and swaps in the new images; `{template: <file>}` renders a template
+beside the config (placeholders resolved by `templating`). Either way images
+are pinned by digest, so a tag moved after the push cannot change what runs,
+and the result is checked against ECS's input shape before anything is
+registered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from . import artefacts, aws, images
+from . import artefacts, aws, diff, images, taskdef, templating
 from .config import ServiceConfig
 from .ecs import describe_service, revision_name
-from .errors import InputInvalid, TaskDefinitionInvalid
+from .errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
 EXECUTION_TAG = "ferry:execution"
-# Fields DescribeTaskDefinition returns that RegisterTaskDefinition does not take.
-READ_ONLY_FIELDS = {
-    "taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
-    "registeredAt", "registeredBy", "deregisteredAt",
-}
-IDEMPOTENCY_LOOKBACK = 5
+IDEMPOTENCY_LOOKBACK = 10
+MAX_TAGS = 50
 
 
 @dataclass(frozen=True)
-class Rendered:
+class Plan:
+    """Everything a deploy will register and change, computed without changing anything."""
+
+    config: ServiceConfig
+    service: dict[str, Any]
+    current: dict[str, Any]                 # the running revision (DescribeTaskDefinition)
+    current_tags: list[dict[str, str]]
+    spec: dict[str, Any]                    # the new revision's RegisterTaskDefinition input
+    pinned: dict[str, images.ImageRef]      # containers whose image this deploy sets
+    diff: diff.Diff
+    source: str                             # where the spec came from, for messages
+    context: templating.Context = field(repr=False)
+
+    @property
+    def current_arn(self) -> str:
+        return self.current["taskDefinitionArn"]
+
+
+PLAN_ARTEFACT = "task-definition.input.json"
+REGISTERED_ARTEFACT = "task-definition.json"
+DIFF_ARTEFACT = "diff.txt"
+
+
+@dataclass(frozen=True)
+class Registered:
     task_definition_arn: str
-    previous_task_definition_arn: str
-    desired_count: int
-    images: dict[str, str]
-    changes: list[str]
-    artefact_key: str
     reused: bool
+    artefact_key: str
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "taskDefinitionArn": self.task_definition_arn,
-            "revision": revision_name(self.task_definition_arn),
-            "previousTaskDefinitionArn": self.previous_task_definition_arn,
-            "previousRevision": revision_name(self.previous_task_definition_arn),
-            "desiredCount": self.desired_count,
-            "images": self.images,
-            "summary": "; ".join(self.changes) or "no image changes",
-            "artefacts": {"taskDefinition": self.artefact_key},
-        }
+        return {"taskDefinitionArn": self.task_definition_arn, "revision": revision_name(self.task_definition_arn),
+                "reused": self.reused, "artefact": self.artefact_key}
 
 
 def pin(uri: str) -> images.ImageRef:
@@ -56,7 +67,7 @@ def pin(uri: str) -> images.ImageRef:
     return images.resolve(ref.registry, ref.region, ref.repository, tag=ref.tag, digest=ref.digest)
 
 
-def check_images_match_config(config: ServiceConfig, pinned: dict[str, images.ImageRef]) -> None:
+def check_images_match_config(config: ServiceConfig, pinned: Mapping[str, images.ImageRef]) -> None:
     """Only the containers the config names may change, and only to images of their own repository."""
     for name, ref in sorted(pinned.items()):
         if name not in config.containers:
@@ -72,9 +83,38 @@ def check_images_match_config(config: ServiceConfig, pinned: dict[str, images.Im
             )
 
 
-def registration_input(current: dict[str, Any], new_images: dict[str, images.ImageRef]) -> tuple[dict[str, Any], list[str]]:
-    """The RegisterTaskDefinition input: `current` with images swapped in."""
-    spec = {k: v for k, v in current.items() if k not in READ_ONLY_FIELDS}
+def request_values(request: Mapping[str, Any]) -> dict[str, str]:
+    """Optional `values` of the execution input (a manifest's or an operator's) for templates."""
+    values = request.get("values") or {}
+    if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise InputInvalid("the input's `values` must map names to strings, e.g. {\"values\": {\"RELEASE\": \"2026-11\"}}")
+    return values
+
+
+def request_commit(request: Mapping[str, Any]) -> str | None:
+    commit = request.get("commit")
+    if commit is not None and not (isinstance(commit, str) and 0 < len(commit) <= 128):
+        raise InputInvalid("the input's `commit` must be a string of at most 128 characters (a commit id)")
+    return commit
+
+
+def _running_images(config: ServiceConfig, current: dict[str, Any]) -> dict[str, images.ImageRef]:
+    """The configured containers' images as they run now, by digest (for templates that deploy only some)."""
+    found = {}
+    for container in current.get("containerDefinitions", []):
+        ref = images.parse(container.get("image", ""))
+        if container["name"] not in config.containers or ref is None:
+            continue
+        try:
+            found[container["name"]] = ref if ref.digest else images.resolve(ref.registry, ref.region, ref.repository, tag=ref.tag)
+        except ImageNotFound:
+            continue  # only a template that asks for this container's image needs it; it then says so
+    return found
+
+
+def swap_images(current: dict[str, Any], new_images: Mapping[str, images.ImageRef]) -> dict[str, Any]:
+    """The RegisterTaskDefinition input: the running revision with images swapped in."""
+    spec = taskdef.registration_input(current)
     by_name = {c["name"]: c for c in spec["containerDefinitions"]}
     unknown = sorted(set(new_images) - set(by_name))
     if unknown:
@@ -82,15 +122,87 @@ def registration_input(current: dict[str, Any], new_images: dict[str, images.Ima
             f"containers {unknown} are not in task definition {current['family']}:{current['revision']} "
             f"(it has {sorted(by_name)}): fix `containers` in the service config"
         )
-    changes = []
-    for name, ref in sorted(new_images.items()):
-        old = by_name[name]["image"]
-        if old != ref.pinned:
-            old_ref = images.parse(old)
-            old_label = old_ref.short() if old_ref else old
-            changes.append(f"image {name} {old_label} -> {ref.short()}")
-            by_name[name]["image"] = ref.pinned
-    return spec, changes
+    for name, ref in new_images.items():
+        by_name[name]["image"] = ref.pinned
+    return spec
+
+
+def check_template_result(config: ServiceConfig, spec: dict[str, Any], pinned: Mapping[str, images.ImageRef], source: str) -> None:
+    """A template must place every configured container and use the deployed images for them."""
+    by_name = {c.get("name"): c for c in spec.get("containerDefinitions", []) if isinstance(c, dict)}
+    problems = []
+    for name in sorted(config.containers):
+        if name not in by_name:
+            problems.append(f"container {name!r} from the config's `containers` is not in the template: add it, or remove it from `containers`")
+    for name, ref in sorted(pinned.items()):
+        image = by_name.get(name, {}).get("image")
+        if name in by_name and image != ref.pinned:
+            problems.append(f"container {name}'s image is {image!r}, not the deployed {ref.short()}: write \"image\": \"{{{{ image `{name}` }}}}\"")
+    for migration in config.migrations:
+        if migration.container not in by_name:
+            problems.append(f"migration {migration.name!r} runs in container {migration.container!r}, which is not in the template")
+    if problems:
+        raise TaskDefinitionInvalid(f"{source} (nothing was registered):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str = "", environment: str = "",
+         values: Mapping[str, str] | None = None, commit: str | None = None) -> Plan:
+    """The new revision and its diff against what runs; reads AWS, changes nothing."""
+    if not new_images:
+        raise InputInvalid("the input names no images: give {\"images\": {\"<container>\": \"<image uri>\"}}")
+    service = describe_service(config.cluster, config.service)
+    described = aws.client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"], include=["TAGS"])
+    current = described["taskDefinition"]
+    pinned = {name: pin(uri) for name, uri in new_images.items()}
+    check_images_match_config(config, pinned)
+    context = templating.Context(
+        environment=environment, service=config.name, execution=execution,
+        images={**_running_images(config, current), **pinned} if config.template else pinned,
+        values={**config.values, **(values or {})}, commit=commit,
+    )
+    if config.template:
+        text, source = config.read_file(config.template)
+        imports = {}
+        if config.template.endswith(".jsonnet") and config.folder is not None:
+            imports = {n: config.folder.read(n) or "" for n in config.folder.names() if n.endswith((".jsonnet", ".libsonnet", ".json"))}
+        spec = templating.render_jsonnet(text, source, context, imports) if imports or source.endswith(".jsonnet") \
+            else templating.render_text(text, source, context)
+        taskdef.check(spec, source)
+        check_template_result(config, spec, pinned, source)
+    else:
+        source = f"task definition {revision_name(current['taskDefinitionArn'])} with the new images"
+        spec = swap_images(current, pinned)
+        taskdef.check(spec, source)
+    new_label = f"{spec.get('family')}:(new)"
+    changes = diff.combine(
+        diff.task_definition_diff(current, spec, current_label=revision_name(current["taskDefinitionArn"]), new_label=new_label,
+                                  image_labels={ref.pinned: ref.short() for ref in context.images.values()}),
+        diff.service_diff(service, {"taskDefinition": new_label, "desiredCount": service["desiredCount"]}),
+    )
+    return Plan(config, service, current, described.get("tags", []), spec, pinned, changes, source, context)
+
+
+def _tags(planned_tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    # aws:* tags are reserved (CloudFormation puts them there) and cannot be set by a caller.
+    return [t for t in planned_tags or [] if not t["key"].startswith(("ferry:", "aws:"))][: MAX_TAGS - 1]
+
+
+def write_plan(planned: Plan, execution: str, artefacts_bucket: str) -> dict[str, Any]:
+    """Store the planned revision and the diff; return the small state the execution carries."""
+    spec = {**planned.spec, "tags": _tags(planned.spec.get("tags") or planned.current_tags)}
+    keys = {
+        "taskDefinitionInput": artefacts.put_json(artefacts_bucket, execution, PLAN_ARTEFACT, spec),
+        "diff": artefacts.put_text(artefacts_bucket, execution, DIFF_ARTEFACT, planned.diff.text or "no changes\n"),
+    }
+    return {
+        "family": spec["family"],
+        "previousTaskDefinitionArn": planned.current_arn,
+        "previousRevision": revision_name(planned.current_arn),
+        "desiredCount": planned.service["desiredCount"],
+        "images": {name: ref.pinned for name, ref in planned.pinned.items()},
+        "summary": planned.diff.summary,
+        "artefacts": keys,
+    }
 
 
 def _registered_by_execution(family: str, execution: str) -> dict[str, Any] | None:
@@ -103,37 +215,27 @@ def _registered_by_execution(family: str, execution: str) -> dict[str, Any] | No
     return None
 
 
-def render(config: ServiceConfig, new_images: dict[str, str], execution: str, artefacts_bucket: str) -> Rendered:
-    if not new_images:
-        raise InputInvalid("the input names no images: give {\"images\": {\"<container>\": \"<image uri>\"}}")
+def register(spec: dict[str, Any], execution: str, artefacts_bucket: str) -> Registered:
+    """Register the planned revision once per execution: a retried step finds and reuses it."""
     ecs = aws.client("ecs")
-    service = describe_service(config.cluster, config.service)
-    current = ecs.describe_task_definition(taskDefinition=service["taskDefinition"], include=["TAGS"])
-    pinned = {name: pin(uri) for name, uri in new_images.items()}
-    check_images_match_config(config, pinned)
-    spec, changes = registration_input(current["taskDefinition"], pinned)
-
+    spec = dict(spec)
     existing = _registered_by_execution(spec["family"], execution)
     if existing is not None:
         registered, reused = existing, True
     else:
-        # aws:* tags are reserved (CloudFormation puts them there) and cannot be set by a caller.
-        tags = [t for t in current.get("tags", []) if not t["key"].startswith(("ferry:", "aws:"))][:49]
-        tags.append({"key": EXECUTION_TAG, "value": execution[:256]})
+        tags = _tags(spec.pop("tags", None)) + [{"key": EXECUTION_TAG, "value": execution[:256]}]
         try:
             registered = ecs.register_task_definition(**spec, tags=tags)["taskDefinition"]
         except (ecs.exceptions.ClientException, ecs.exceptions.InvalidParameterException) as exc:
             raise TaskDefinitionInvalid(f"ECS refused the rendered task definition for {spec['family']}: {exc}") from exc
         reused = False
-
     document = {k: v for k, v in registered.items() if k not in {"registeredAt", "deregisteredAt"}}
-    key = artefacts.put_json(artefacts_bucket, execution, "task-definition.json", document)
-    return Rendered(
-        task_definition_arn=registered["taskDefinitionArn"],
-        previous_task_definition_arn=service["taskDefinition"],
-        desired_count=service["desiredCount"],
-        images={name: ref.pinned for name, ref in pinned.items()},
-        changes=changes,
-        artefact_key=key,
-        reused=reused,
-    )
+    key = artefacts.put_json(artefacts_bucket, execution, REGISTERED_ARTEFACT, document)
+    return Registered(registered["taskDefinitionArn"], reused, key)
+
+
+def register_planned(execution: str, artefacts_bucket: str) -> Registered:
+    """The Register step: the revision Render planned (and Verify checked), from the artefacts bucket."""
+    spec = artefacts.get_json(artefacts_bucket, execution, PLAN_ARTEFACT)
+    taskdef.check(spec, f"s3://{artefacts_bucket}/{artefacts.key(execution, PLAN_ARTEFACT)}")
+    return register(spec, execution, artefacts_bucket)

@@ -47,23 +47,32 @@ def problems(instance: Any, schema_name: str) -> list[str]:
 
 
 def with_defaults(instance: dict[str, Any], schema_name: str) -> dict[str, Any]:
-    """Fill top-level and one-level-nested `default`s from the schema (a copy).
+    """A copy of `instance` with every `default` of the schema filled in, at any depth.
 
-    An absent object whose properties have defaults is created, so callers read
-    every default from the schema and never repeat it in code.
+    An absent object whose properties have defaults is created, and items of
+    arrays of objects get their defaults too, so callers read every default
+    from the schema and never repeat it in code.
     """
-    result = json.loads(json.dumps(instance))
-    for key, prop in schema(schema_name).get("properties", {}).items():
-        if key not in result and "default" in prop:
-            result[key] = prop["default"]
-        nested_defaults = any("default" in p for p in prop.get("properties", {}).values())
-        if key not in result and prop.get("type") == "object" and nested_defaults:
-            result[key] = {}
-        if isinstance(result.get(key), dict):
-            for sub, sub_prop in prop.get("properties", {}).items():
-                if sub not in result[key] and "default" in sub_prop:
-                    result[key][sub] = sub_prop["default"]
-    return result
+    return _fill(json.loads(json.dumps(instance)), schema(schema_name))
+
+
+def _has_defaults(prop: dict[str, Any]) -> bool:
+    return any("default" in p or _has_defaults(p) for p in prop.get("properties", {}).values())
+
+
+def _fill(value: Any, prop: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        for key, sub in prop.get("properties", {}).items():
+            if key not in value:
+                if "default" in sub:
+                    value[key] = json.loads(json.dumps(sub["default"]))
+                elif sub.get("type") == "object" and _has_defaults(sub):
+                    value[key] = {}
+            if key in value:
+                value[key] = _fill(value[key], sub)
+    elif isinstance(value, list) and isinstance(prop.get("items"), dict):
+        value = [_fill(item, prop["items"]) for item in value]
+    return value
 
 
 def require_valid(instance: Any, schema_name: str, source: str, error: type[Exception], what: str = "") -> None:

@@ -1,0 +1,70 @@
+"""Task definitions checked against ECS's own input shape before registration.
+
+botocore ships ECS's service model; validating the rendered document against
+RegisterTaskDefinition's input shape turns a wrong field into a render error
+that names the field, instead of an AWS error after something has changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+from .errors import TaskDefinitionInvalid
+
+# Fields DescribeTaskDefinition returns that RegisterTaskDefinition does not take.
+READ_ONLY_FIELDS = frozenset({
+    "taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
+    "registeredAt", "registeredBy", "deregisteredAt",
+})
+MAX_ERRORS = 20
+
+
+@functools.cache
+def _input_shape():
+    return botocore.session.get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition").input_shape
+
+
+def registration_input(described: dict[str, Any]) -> dict[str, Any]:
+    """A DescribeTaskDefinition result as a RegisterTaskDefinition input (a deep copy: callers edit it)."""
+    return copy.deepcopy({k: v for k, v in described.items() if k not in READ_ONLY_FIELDS})
+
+
+def problems(spec: Any) -> list[str]:
+    """Every way `spec` breaks RegisterTaskDefinition's input shape, plus the rules ECS checks on register."""
+    if not isinstance(spec, dict):
+        return [f"$: expected an object with family and containerDefinitions, got {type(spec).__name__}"]
+    found = []
+    report = ParamValidator().validate(spec, _input_shape())
+    if report.has_errors():
+        # botocore's report is one 'Invalid ... for parameter X' line per problem, after a header line.
+        found += [line.strip() for line in report.generate_report().splitlines() if line.strip()]
+    containers = spec.get("containerDefinitions")
+    if isinstance(containers, list):
+        names = [c.get("name") for c in containers if isinstance(c, dict)]
+        for name in sorted({n for n in names if names.count(n) > 1 and n}):
+            found.append(f"containerDefinitions: container name {name!r} is used twice")
+        if containers and not any(isinstance(c, dict) and c.get("essential", True) for c in containers):
+            found.append("containerDefinitions: at least one container must be essential")
+    if "FARGATE" in (spec.get("requiresCompatibilities") or []):
+        for needed in ("cpu", "memory"):
+            if not spec.get(needed):
+                found.append(f"{needed}: Fargate needs a task-level {needed}")
+        if spec.get("networkMode") != "awsvpc":
+            found.append("networkMode: Fargate needs networkMode awsvpc")
+    return found
+
+
+def check(spec: Any, source: str) -> None:
+    found = problems(spec)
+    if found:
+        shown = found[:MAX_ERRORS] + ([f"... and {len(found) - MAX_ERRORS} more"] if len(found) > MAX_ERRORS else [])
+        raise TaskDefinitionInvalid(
+            f"{source} is not a valid RegisterTaskDefinition input (nothing was registered):\n"
+            + "\n".join(f"  - {p}" for p in shown)
+            + "\nFix the template (field names and types are those of `aws ecs register-task-definition`)."
+        )
