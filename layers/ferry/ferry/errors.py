@@ -55,3 +55,11 @@ class PhaseTimedOut(FerryError):
 
 class InputInvalid(FerryError):
     """The execution input is not what the state machine expects."""
+
+
+class TemplateUnresolved(FerryError):
+    """A template placeholder could not be resolved: unknown function, missing value, parameter, stack output or secret."""
+
+
+class VerifyFailed(FerryError):
+    """Verify found references in the new revision that would break the service; nothing was changed."""
