@@ -8,7 +8,8 @@ template.yaml and delivered to their targets; and the ECS simulator moves
 services and tasks along on the simulated clock.
 
 Each moto divergence worked around here is a small, named patch (see
-`_patches`), covered by tests/sandbox/test_engine.py.
+`_patches`), covered by tests/sandbox/test_engine.py and, for task timeouts and
+task-token callbacks, tests/sandbox/test_engine_callbacks.py.
 """
 
 from __future__ import annotations
@@ -76,6 +77,32 @@ class _ScaledTime:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+class _ScaledEvent(threading.Event):
+    """A threading.Event whose wait(timeout) counts simulated seconds."""
+
+    def __init__(self, clock: SimClock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            timeout = min(self._clock.real_seconds(timeout), threading.TIMEOUT_MAX)
+        return super().wait(timeout)
+
+
+class _ScaledThreading:
+    """Stands in for the `threading` module where the interpreter waits out a state's TimeoutSeconds."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self._clock = clock
+
+    def Event(self) -> _ScaledEvent:  # noqa: N802 (the name threading uses)
+        return _ScaledEvent(self._clock)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
 
 
 class Sandbox:
@@ -173,6 +200,108 @@ class Sandbox:
         yield mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval)
         # Retry back-off sleeps in real time too.
         yield mock.patch.object(retrier_decl, "time", _ScaledTime(self.clock))
+        yield from self._callback_patches()
+
+    def _callback_patches(self) -> Iterator[Any]:
+        """Task timeouts and task-token callbacks (`.waitForTaskToken`, SendTask*), as on AWS."""
+        from moto.core.responses import EmptyResult
+        from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+            StatesErrorNameType,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec import execute_state
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+            StateTaskServiceCallback,
+        )
+        from moto.stepfunctions.parser.asl.eval.callback import callback
+        from moto.stepfunctions.parser.asl.eval.environment import Environment
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        scaled = _ScaledThreading(self.clock)
+        heartbeat_timeout = StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout)
+        timeout = StatesErrorName(typ=StatesErrorNameType.StatesTimeout)
+
+        # TimeoutSeconds (every Task, Map and Parallel state) and HeartbeatSeconds wait in real time.
+        yield mock.patch.object(execute_state, "threading", scaled)
+        yield mock.patch.object(callback, "Event", scaled.Event)
+
+        # A callback sent while the Lambda still runs (before the heartbeat wait starts) is lost, and the
+        # task times out; count it.
+        setup_heartbeat = callback.CallbackEndpoint.setup_heartbeat_endpoint
+
+        def setup_heartbeat_endpoint(endpoint, heartbeat_seconds):
+            heartbeat = setup_heartbeat(endpoint, heartbeat_seconds)
+            if endpoint.get_outcome() is not None:
+                heartbeat.notify()
+            return heartbeat
+
+        yield mock.patch.object(callback.CallbackEndpoint, "setup_heartbeat_endpoint", setup_heartbeat_endpoint)
+
+        # A Retry reuses the first attempt's task token (and its spent callback): give each attempt a new one.
+        execution = StateTaskServiceCallback._eval_execution
+
+        def eval_execution(task, env):
+            if (task.resource.condition == ResourceCondition.WaitForTaskToken
+                    and env.states.context_object.context_object_data.get("State", {}).get("RetryCount")):
+                env.callback_pool_manager.add(env.states.context_object.update_task_token())
+            execution(task, env)
+
+        yield mock.patch.object(StateTaskServiceCallback, "_eval_execution", eval_execution)
+
+        # A missed heartbeat fails with States.Timeout: name it States.HeartbeatTimeout, which States.Timeout
+        # still matches in Retry and Catch.
+        from_error = StateTaskServiceCallback._from_error
+
+        def task_from_error(task, env, ex):
+            failure = from_error(task, env, ex)
+            if isinstance(ex, callback.HeartbeatTimeoutError):
+                failure.error_name = heartbeat_timeout
+                failure.event_details["taskTimedOutEventDetails"]["error"] = heartbeat_timeout.error_name
+            return failure
+
+        error_equals = ErrorEqualsDecl._eval_body
+
+        def error_equals_body(decl, env):
+            error_name = env.stack[-1]
+            error_equals(decl, env)
+            if error_name == heartbeat_timeout and timeout in decl.error_names:
+                env.stack[-1] = True
+
+        yield mock.patch.object(StateTaskServiceCallback, "_from_error", task_from_error)
+        yield mock.patch.object(ErrorEqualsDecl, "_eval_body", error_equals_body)
+
+        # SendTaskFailure drops its cause.
+        def send_task_failure(response):
+            param = response._get_param
+            response.stepfunction_backend.send_task_failure(
+                param("taskToken"), error=param("error"), cause=param("cause"))
+            return EmptyResult()
+
+        yield mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure)
+
+        # StopExecution does not wake a task waiting for its callback (the execution stays RUNNING until the task
+        # times out, then records the timeout and runs Retry and Catch, which can turn ABORTED into FAILED):
+        # wake it, and end the state quietly, as AWS does.
+        set_stop = Environment.set_stop
+
+        def stop(env, stop_date, cause, error):
+            set_stop(env, stop_date, cause, error)
+            for endpoint in list(env.callback_pool_manager._pool.values()):
+                endpoint.interrupt_all()
+
+        evaluate = execute_state.ExecutionState._evaluate_with_timeout
+
+        def evaluate_with_timeout(state, env):
+            try:
+                evaluate(state, env)
+            except Exception:
+                if env.is_running():
+                    raise
+
+        yield mock.patch.object(Environment, "set_stop", stop)
+        yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
     # ------------------------------------------------------------ the stack
     def _physical(self) -> None:
