@@ -1,4 +1,4 @@
-"""Render and register the new task definition revision."""
+"""Render the new task definition and diff it against what runs; registers nothing."""
 
 from ferry import config, render, settings
 from ferry.observability import bind, field, logger
@@ -10,14 +10,22 @@ SETTINGS = settings.load()
 def handler(event, context):
     execution, name = field(event, "execution"), field(event, "service")
     bind(execution, name)
-    cfg = config.load(SETTINGS.config_bucket, name)
+    cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
     config.check_cluster(cfg, SETTINGS.allowed_clusters)
-    rendered = render.render(cfg, field(event, "images", dict), execution, SETTINGS.artefacts_bucket)
-    logger.info("task definition rendered", extra={"revision": rendered.task_definition_arn, "reused": rendered.reused})
+    request = event.get("request") or {}
+    planned = render.plan(
+        cfg, field(event, "images", dict), execution=execution, environment=SETTINGS.environment,
+        values=render.request_values(request), commit=render.request_commit(request),
+    )
+    state = render.write_plan(planned, execution, SETTINGS.artefacts_bucket)
+    logger.info("task definition rendered", extra={"summary": state["summary"], "source": planned.source})
     return {
         "cluster": cfg.cluster,
         "service": cfg.service,
         "strategy": cfg.strategy,
-        "timeouts": {"deployment": cfg.deployment_timeout},
-        **rendered.to_state(),
+        "timeouts": cfg.timeouts,
+        "alarms": list(cfg.alarms),
+        "targetGroups": list(cfg.target_groups),
+        "readSecretValues": cfg.read_secret_values,
+        **state,
     }

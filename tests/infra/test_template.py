@@ -49,6 +49,8 @@ FUNCTIONS = {
     "RouterFunction": "functions/router/",
     "LockFunction": "functions/lock/",
     "RenderFunction": "functions/render/",
+    "VerifyFunction": "functions/verify/",
+    "RegisterFunction": "functions/register/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
 }
@@ -60,6 +62,8 @@ STAR_ONLY_ACTIONS = {
     "ecs:ListTaskDefinitions",
     "secretsmanager:ListSecrets",
     "cloudformation:ListExports",
+    "ssm:DescribeParameters",
+    "elasticloadbalancing:DescribeTargetGroups",
     # Step Functions log delivery (cw-logs.html#cloudwatch-iam-policy)
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -80,10 +84,19 @@ EXPECTED_ACTIONS = {
     "LockFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                      "states:DescribeExecution"},
     "RenderFunction": {
-        "s3:GetObject", "s3:PutObject", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
-        "ecs:ListTaskDefinitions", "ecs:RegisterTaskDefinition", "ecs:TagResource", "ecr:DescribeImages",
-        "iam:PassRole", "ssm:GetParameter", "ssm:GetParameters", "secretsmanager:DescribeSecret",
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
+        "ecr:DescribeImages", "ssm:GetParameter", "ssm:GetParameters", "secretsmanager:DescribeSecret",
         "secretsmanager:ListSecrets", "cloudformation:DescribeStacks", "cloudformation:ListExports",
+    },
+    "VerifyFunction": {
+        "s3:GetObject", "s3:PutObject", "ecs:DescribeClusters", "ecs:DescribeServices", "ecr:DescribeImages",
+        "ecr:BatchGetImage", "iam:GetRole", "secretsmanager:DescribeSecret", "ssm:DescribeParameters",
+        "ssm:GetParameter", "logs:DescribeLogGroups", "elasticloadbalancing:DescribeTargetGroups",
+        "cloudwatch:DescribeAlarms",
+    },
+    "RegisterFunction": {
+        "s3:GetObject", "s3:PutObject", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions",
+        "ecs:RegisterTaskDefinition", "ecs:TagResource", "iam:PassRole",
     },
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
@@ -95,8 +108,8 @@ EXPECTED_ACTIONS = {
 ECS_CLUSTER_SCOPED = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
                       "ecs:DescribeServiceDeployments"}
 
-SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "UpdateServiceFunctionArn",
-                     "CheckDeploymentFunctionArn"}
+SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn",
+                     "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"}
 
 
 # ---------------------------------------------------------------- intrinsic evaluation
@@ -192,7 +205,7 @@ def iam_matches(pattern: str, arn: str) -> bool:
 
 
 # ---------------------------------------------------------------- functions and roles
-def test_the_five_functions_exist_with_their_code_dirs_and_handlers():
+def test_the_functions_exist_with_their_code_dirs_and_handlers():
     found = {k: v["Properties"] for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
     assert {k: p["CodeUri"] for k, p in found.items()} == FUNCTIONS
     for logical_id, props in found.items():
@@ -273,7 +286,7 @@ def test_passrole_only_to_ecs_tasks():
                 assert st.get("Condition") == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
                 for resource in resources_of(st):
                     assert resource.startswith(f"arn:{PARTITION}:iam::{ACCOUNT}:role/"), resource
-    assert holders == ["RenderFunction"]
+    assert holders == ["RegisterFunction"]
 
 
 def test_ecs_service_actions_are_limited_to_the_allowed_clusters():
@@ -309,6 +322,11 @@ def test_every_ecs_action_is_either_cluster_scoped_task_definition_scoped_or_sta
                     continue
                 if action in ECS_CLUSTER_SCOPED or action in STAR_ONLY_ACTIONS:
                     continue
+                if action == "ecs:DescribeClusters":
+                    assert actions_of(st) == [action]
+                    assert sorted(resources_of(st)) == sorted(f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS)
+                    assert evaluate(st.get("Condition")) == {"StringEquals": {"aws:RequestedRegion": REGION}}
+                    continue
                 assert action in ("ecs:RegisterTaskDefinition", "ecs:TagResource"), f"{logical_id}: unexpected {action}"
                 assert resources_of(st) == [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/*"]
                 if action == "ecs:TagResource":
@@ -343,6 +361,18 @@ def test_secret_values_are_never_readable():
             assert action not in ("secretsmanager:GetSecretValue", "kms:Decrypt"), logical_id
 
 
+def test_only_an_opted_in_stack_lets_verify_read_secret_values():
+    policy = RESOURCES["VerifyReadSecretValuesPolicy"]
+    assert policy["Condition"] == "VerifyMayReadSecretValues"
+    assert T["Conditions"]["VerifyMayReadSecretValues"] == {"Fn::Equals": [{"Ref": "VerifyReadsSecretValues"}, "true"]}
+    assert T["Parameters"]["VerifyReadsSecretValues"]["Default"] == "false"
+    assert policy["Properties"]["Roles"] == [{"Ref": "VerifyFunctionRole"}]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    others = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::IAM::Policy"]
+    assert others == ["VerifyReadSecretValuesPolicy"]
+
+
 def test_lock_router_and_state_machine_resources():
     lock = granted("LockFunction")
     sm_name = _name_of("DeployStateMachine")
@@ -355,9 +385,10 @@ def test_lock_router_and_state_machine_resources():
     assert router["ecr:DescribeImages"] == [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/*"]
 
 
-def test_state_machine_invokes_exactly_the_four_step_functions():
+def test_state_machine_invokes_exactly_the_step_functions():
     invoke = granted("DeployStateMachine")
-    steps = ("LockFunction", "RenderFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
+    steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "UpdateServiceFunction",
+             "CheckDeploymentFunction")
     # LambdaInvokePolicy grants function:<name>* (the function, its versions and aliases).
     assert sorted(invoke["lambda:InvokeFunction"]) == sorted(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps)
@@ -446,7 +477,7 @@ def test_state_machine():
     assert evaluate(props["Name"]) == "ferry-test-deploy"
     subs = props["DefinitionSubstitutions"]
     assert set(subs) == SUBSTITUTION_KEYS
-    for key in ("LockFunctionArn", "RenderFunctionArn", "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"):
+    for key in sorted(SUBSTITUTION_KEYS):
         assert subs[key] == {"Fn::GetAtt": [key.removesuffix("Arn"), "Arn"]}
     logging = props["Logging"]
     assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is True

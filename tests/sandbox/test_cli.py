@@ -40,7 +40,7 @@ def test_the_history_is_printed_like_the_console(world_dir, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "ExecutionStarted" in out and "ExecutionSucceeded" in out
-    assert "Render the new task definition" in out
+    assert "Render the new task definition and diff it" in out
     assert "image app web:v1 -> web:v2" in out
     assert "SUCCEEDED" in out
 

@@ -19,6 +19,18 @@ EXAMPLE = REPO_ROOT / "examples" / "sandbox"
 SPEED = 120.0
 
 
+def failed_at(summary: dict[str, Any], state: str) -> dict[str, Any]:
+    """The one execution, checked to have failed in `state` with nothing changed and no lock left."""
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED", execution
+    assert execution["states"][-3:] == [state, "Release the deploy lock after the failure", "Deploy failed"], execution["states"]
+    web = summary["services"]["prod/web"]
+    assert (web["taskDefinition"], web["desiredCount"], web["runningCount"]) == ("web:1", 2, 2)
+    assert web["images"]["app"].endswith("/web:v1")
+    assert summary["locksHeld"] == 0
+    return execution
+
+
 def push_event(repository: str, tag: str, event_id: str = "event-1") -> dict[str, Any]:
     return {
         "id": event_id, "source": "aws.ecr", "detail-type": "ECR Image Action",
@@ -35,10 +47,14 @@ class Scenario:
         shutil.copytree(EXAMPLE / "registry", tmp_path / "registry")
         self.world = yaml.safe_load((EXAMPLE / "world.yaml").read_text())
 
-    def config(self, name: str, text: str) -> None:
+    def config(self, name: str, text: str, filename: str = "ferry.yaml") -> None:
+        """Write a file of service `name`'s config folder (the config itself by default)."""
         folder = self.dir / "registry" / name
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "ferry.yaml").write_text(text)
+        if filename.startswith("ferry."):
+            for old in folder.glob("ferry.*"):
+                old.unlink()
+        (folder / filename).write_text(text)
 
     def run(self, *events: dict[str, Any], speed: float = SPEED, **kwargs: Any) -> dict[str, Any]:
         world_path = self.dir / "world.yaml"

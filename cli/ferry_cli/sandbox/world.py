@@ -17,14 +17,12 @@ from typing import Any
 
 import yaml
 
-from ferry.render import READ_ONLY_FIELDS
+from ferry.taskdef import READ_ONLY_FIELDS
 from ferry.validation import require_valid
 
 from .engine import Sandbox
 
 SCHEMA = "sandbox-world.schema.json"
-ECS_TRUST = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
 
 class WorldError(Exception):
@@ -145,7 +143,10 @@ class World:
     def _build_account_resources(self, sandbox: Sandbox) -> None:
         iam, logs = sandbox.client("iam"), sandbox.client("logs")
         for role in self.data.get("roles") or []:
-            iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(ECS_TRUST))
+            name, principal = (role, "ecs-tasks.amazonaws.com") if isinstance(role, str) else (role["name"], role["trustedBy"])
+            trust = {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
         for group in self.data.get("logGroups") or []:
             logs.create_log_group(logGroupName=group)
         sm = sandbox.client("secretsmanager")

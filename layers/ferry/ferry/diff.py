@@ -19,14 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import images
+from .taskdef import READ_ONLY_FIELDS
 from .ecs import revision_name
 
-# Fields DescribeTaskDefinition returns that RegisterTaskDefinition does not take.
-# (The same set as render.READ_ONLY_FIELDS, kept here so render can import this module.)
-READ_ONLY_FIELDS = frozenset({
-    "taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
-    "registeredAt", "registeredBy", "deregisteredAt",
-})
 # Tags are not part of DescribeTaskDefinition's `taskDefinition` (they come beside it),
 # and Ferry's own execution tag differs on every revision: they are not compared.
 IGNORED_TASK_FIELDS = frozenset({"tags"})
