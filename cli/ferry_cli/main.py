@@ -37,7 +37,46 @@ def _parser() -> argparse.ArgumentParser:
                      help="simulated seconds per real second (default 60)")
     run.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for executions")
     run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
+    _local_commands(commands)
     return parser
+
+
+def _local_commands(commands) -> None:
+    world_help = "run against this sandbox world instead of the AWS account of the environment"
+    for name, help_text in (("render", "print the task definition a deploy would register (changes nothing)"),
+                            ("diff", "print what a deploy would change, as a unified diff (changes nothing)")):
+        cmd = commands.add_parser(name, help=help_text)
+        cmd.add_argument("--config-dir", required=True, type=Path, help="a service's config folder (ferry.yaml + templates)")
+        cmd.add_argument("--image", action="append", default=[], metavar="[CONTAINER=]IMAGE",
+                         help="image to deploy: an ECR URI or <repository>:<tag> (repeatable)")
+        cmd.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a template value (repeatable)")
+        cmd.add_argument("--commit", help="commit id for {{ commit }}")
+        cmd.add_argument("--environment", help="environment name for templates (default $FERRY_ENVIRONMENT or dev)")
+        cmd.add_argument("--world", type=Path, help=world_help)
+    init = commands.add_parser("init", help="write a config and task definition template from a running service")
+    init.add_argument("--cluster", required=True)
+    init.add_argument("--service", required=True)
+    init.add_argument("--out", required=True, type=Path, help="folder to write ferry.yaml and task-definition.json into")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument("--world", type=Path, help=world_help)
+
+
+def _local(args: argparse.Namespace) -> int:
+    from ferry.errors import FerryError
+
+    from . import local
+    from .sandbox.world import WorldError
+
+    command = {"render": local.cmd_render, "diff": local.cmd_diff, "init": local.cmd_init}[args.command]
+    try:
+        print(command(args))
+    except (local.CommandError, WorldError) as exc:
+        print(f"ferry {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FerryError as exc:
+        print(f"ferry {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _sandbox_run(args: argparse.Namespace) -> int:
@@ -89,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox" and args.sandbox_command == "run":
         return _sandbox_run(args)
+    if args.command in ("render", "diff", "init"):
+        return _local(args)
     return EXIT_BAD_INPUT
 
 

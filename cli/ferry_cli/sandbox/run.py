@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ferry.validation import require_valid
 
@@ -63,9 +64,9 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
     return sandbox.deliver(event)
 
 
-def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
-        log_echo=None, fault_hooks=None) -> dict[str, Any]:
-    """Run the scenario; returns the summary plus per-execution histories under `histories`."""
+@contextmanager
+def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault_hooks=None) -> Iterator[tuple[Sandbox, World]]:
+    """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it."""
     from .ecs_sim import EcsSimulator
 
     world = World.load(world_path)
@@ -78,6 +79,13 @@ def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, ti
         sandbox.simulator = simulator
         world.build(sandbox)
         sandbox.start_driver()
+        yield sandbox, world
+
+
+def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
+        log_echo=None, fault_hooks=None) -> dict[str, Any]:
+    """Run the scenario; returns the summary plus per-execution histories under `histories`."""
+    with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks) as (sandbox, world):
         delivered = []
         for i, delivery in enumerate(deliveries):
             if i:

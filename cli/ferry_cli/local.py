@@ -1,0 +1,163 @@
+"""`ferry render`, `ferry diff` and `ferry init`: the library's own code, run from a laptop.
+
+Each command runs against a sandbox world (`--world`, nothing leaves the
+machine) or against the AWS account of the usual environment (profile,
+region and credentials as for the AWS CLI). Nothing here changes ECS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from ferry import aws, config, images, render, taskdef
+from ferry.ecs import describe_service
+
+DEFAULT_ENVIRONMENT = "dev"
+
+
+class CommandError(Exception):
+    """Bad input to a command: printed as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Target:
+    account: str
+    region: str
+
+    def image_uri(self, text: str) -> str:
+        """A full ECR URI, or `repository:tag` / `repository@sha256:…` in this account's registry."""
+        if images.parse(text):
+            return text
+        if re.fullmatch(r"[a-z0-9][a-z0-9._/-]*(:[\w.-]+|@sha256:[0-9a-f]{64})", text):
+            return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{text}"
+        raise CommandError(f"--image {text!r}: give an ECR image URI or <repository>:<tag>")
+
+
+@contextmanager
+def target(world: Path | None) -> Iterator[Target]:
+    if world is not None:
+        from .sandbox.run import world_session
+
+        with world_session(world) as (_sandbox, built):
+            yield Target(built.account, built.region)
+        return
+    import boto3
+
+    session = boto3.session.Session()
+    if not session.region_name:
+        raise CommandError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or use --world for the sandbox")
+    aws.reset()
+    yield Target(aws.client("sts").get_caller_identity()["Account"], session.region_name)
+
+
+def parse_images(cfg: config.ServiceConfig, given: list[str], where: Target) -> dict[str, str]:
+    """`--image app=<uri>` or `--image <uri>` (every container its repository feeds)."""
+    result: dict[str, str] = {}
+    for item in given:
+        container, _, text = item.rpartition("=") if "=" in item else ("", "", item)
+        uri = where.image_uri(text)
+        if container:
+            result[container] = uri
+            continue
+        ref = images.parse(uri)
+        fed = cfg.containers_fed_by(ref.repository) if ref else []
+        if not fed:
+            raise CommandError(f"--image {item}: repository {ref.repository if ref else text!r} feeds no container of "
+                               f"{cfg.name} (containers: {cfg.containers}); write --image <container>=<uri>")
+        result.update({c: uri for c in fed})
+    if not result:
+        raise CommandError("give at least one --image (<container>=<uri>, or <repository>:<tag>)")
+    return result
+
+
+def parse_values(given: list[str]) -> dict[str, str]:
+    values = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--var {item!r}: write NAME=VALUE")
+        values[name] = value
+    return values
+
+
+def plan(args) -> render.Plan:
+    environment = args.environment or os.environ.get("FERRY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
+    with target(args.world) as where:
+        cfg = config.load_local(args.config_dir, environment)
+        return render.plan(cfg, parse_images(cfg, args.image, where), environment=environment,
+                           values=parse_values(args.var), commit=args.commit)
+
+
+def cmd_render(args) -> str:
+    return json.dumps(plan(args).spec, indent=2, sort_keys=True)
+
+
+def cmd_diff(args) -> str:
+    planned = plan(args)
+    return (planned.diff.text or "") + f"\n{planned.diff.summary}"
+
+
+# ---------------------------------------------------------------- ferry init
+
+def _secret_placeholder(value_from: str) -> str:
+    """A Secrets Manager ARN as {{ secret_arn }}, so the random suffix is looked up, not copied."""
+    match = re.fullmatch(r"arn:aws[a-z-]*:secretsmanager:[^:]+:\d{12}:secret:(?P<name>.+)-[A-Za-z0-9]{6}(?::(?P<key>[^:]*)::?.*)?", value_from)
+    if not match:
+        return value_from
+    key = match["key"]
+    return f"{{{{ secret_arn `{match['name']}` `{key}` }}}}" if key else f"{{{{ secret_arn `{match['name']}` }}}}"
+
+
+def init_files(cluster: str, service: str, where: Target) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(ferry.yaml content, task-definition.json template) for a running service."""
+    running = describe_service(cluster, service)
+    described = aws.client("ecs").describe_task_definition(taskDefinition=running["taskDefinition"], include=["TAGS"])
+    spec = taskdef.registration_input(described["taskDefinition"])
+    containers = {}
+    for container in spec["containerDefinitions"]:
+        ref = images.parse(container.get("image", ""))
+        if ref and ref.registry == where.account and ref.region == where.region:
+            containers[container["name"]] = {"repository": ref.repository}
+            container["image"] = f"{{{{ image `{container['name']}` }}}}"
+        for secret in container.get("secrets", []):
+            secret["valueFrom"] = _secret_placeholder(secret["valueFrom"])
+    if not containers:
+        raise CommandError(f"service {cluster}/{service} runs no image from this account's ECR ({where.account}, "
+                           f"{where.region}): Ferry deploys images pushed to ECR")
+    tags = [t for t in described.get("tags", []) if not t["key"].startswith(("aws:", "ferry:"))]
+    if tags:
+        spec["tags"] = tags
+    cfg = {
+        "cluster": cluster,
+        "service": service,
+        "containers": containers,
+        "triggers": [{"repository": r, "tags": ["*"]} for r in sorted({c["repository"] for c in containers.values()})],
+        "taskDefinition": {"template": "task-definition.json"},
+        "strategy": {"type": "rolling"},
+        "timeouts": {"deployment": 1800},
+    }
+    return cfg, spec
+
+
+def cmd_init(args) -> str:
+    out: Path = args.out
+    files = {out / "ferry.yaml", out / "task-definition.json"}
+    existing = sorted(str(f) for f in files if f.exists())
+    if existing and not args.force:
+        raise CommandError(f"{', '.join(existing)} already exist: pass --force to overwrite")
+    with target(args.world) as where:
+        cfg, spec = init_files(args.cluster, args.service, where)
+    out.mkdir(parents=True, exist_ok=True)
+    header = (f"# Ferry config for {args.cluster}/{args.service}, written by `ferry init`.\n"
+              f"# Upload this folder to s3://<config bucket>/services/{out.name}/ ; fields: README 'Service config'.\n")
+    (out / "ferry.yaml").write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+    (out / "task-definition.json").write_text(json.dumps(spec, indent=2) + "\n")
+    return f"wrote {out / 'ferry.yaml'} and {out / 'task-definition.json'}"

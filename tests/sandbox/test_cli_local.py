@@ -1,0 +1,68 @@
+"""`ferry render`, `ferry diff` and `ferry init` against a sandbox world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ferry_cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+WORLD = ROOT / "examples/sandbox/world.yaml"
+CONFIG_DIR = ROOT / "examples/sandbox/registry/web"
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def test_render_prints_the_revision_a_deploy_would_register(capsys):
+    assert main(["render", "--config-dir", str(CONFIG_DIR), "--image", "web:v2", "--world", str(WORLD)]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    images = {c["name"]: c["image"] for c in spec["containerDefinitions"]}
+    assert images["app"].startswith(f"{REGISTRY}/web@sha256:")
+    assert images["nginx"] == f"{REGISTRY}/nginx:1.27"
+    assert "revision" not in spec and spec["family"] == "web"
+
+
+def test_diff_prints_a_unified_diff_and_the_summary(capsys):
+    assert main(["diff", "--config-dir", str(CONFIG_DIR), "--image", "app=web:v2", "--world", str(WORLD)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--- web:1\n+++ web:(new)\n")
+    assert f'-      "image": "{REGISTRY}/web:v1",' in out
+    assert out.rstrip().splitlines()[-1].startswith("image app web:v1 -> web:v2 (sha256:")
+    assert "sandbox-db-password-do-not-print" not in out
+
+
+def test_init_writes_a_config_and_template_that_render_back_to_the_running_revision(tmp_path, capsys):
+    out = tmp_path / "web"
+    assert main(["init", "--cluster", "prod", "--service", "web", "--out", str(out), "--world", str(WORLD)]) == 0
+    template = json.loads((out / "task-definition.json").read_text())
+    assert {c["name"]: c["image"] for c in template["containerDefinitions"]} == {
+        "app": "{{ image `app` }}", "nginx": "{{ image `nginx` }}"}
+    assert "taskDefinitionArn" not in template and "revision" not in template
+    assert "template: task-definition.json" in (out / "ferry.yaml").read_text()
+    capsys.readouterr()
+    # The written folder is a working config: the same images give a diff of the images only.
+    assert main(["diff", "--config-dir", str(out), "--image", "web:v1", "--image", "nginx:1.27", "--world", str(WORLD)]) == 0
+    summary = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert summary.startswith("image app web:v1 -> web:v1 (sha256:") and "image nginx nginx:1.27 -> nginx:1.27" in summary
+    assert "env var" not in summary and "secret" not in summary
+    # Refuses to overwrite.
+    assert main(["init", "--cluster", "prod", "--service", "web", "--out", str(out), "--world", str(WORLD)]) == 2
+    assert "already exist: pass --force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image", "nginx:latest!"], "give an ECR image URI or <repository>:<tag>"),
+    (["--image", "other:v1"], "repository 'other' feeds no container of web"),
+    ([], "give at least one --image"),
+    (["--image", "web:v2", "--var", "NOVALUE"], "write NAME=VALUE"),
+])
+def test_bad_arguments_exit_2_with_the_fix(capsys, argv, message):
+    assert main(["render", "--config-dir", str(CONFIG_DIR), "--world", str(WORLD), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_render_failure_exits_1_naming_the_error(capsys):
+    assert main(["render", "--config-dir", str(CONFIG_DIR), "--image", "web:v9", "--world", str(WORLD)]) == 1
+    assert "ImageNotFound: image web:v9 is not in ECR" in capsys.readouterr().err
