@@ -741,14 +741,68 @@ def render_text(text: str, source: str, ctx: Context) -> Any:
 
 EXT_VARS = ("environment", "service", "execution")
 _NATIVE_CALL = re.compile(r"""std\.native\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
-# A Jsonnet stack frame: "\tfile:3:5-20\t..." or "\tfile:(3:5)-(4:2)\t...", and a static error "file:3:5: ...".
+# A Jsonnet stack frame: "\tfile:3:5-20\t..." or "\tfile:(3:5)-(4:2)\t...".
 _FRAME = re.compile(r"^\s*(?P<file>[^\t\n]+?):(?:\((?P<l2>\d+):(?P<c2>\d+)\)|(?P<l1>\d+):(?P<c1>\d+))", re.M)
+# go-jsonnet's static error: "file:3:5-20 Message" or "file:(3:5)-(4:2) Message", then the source line(s).
+_GO_STATIC = re.compile(r"^(?P<file>[^\t\n]+?):(?:\((?P<l2>\d+):(?P<c2>\d+)\)-\(\d+:\d+\)|(?P<l1>\d+):(?P<c1>\d+)(?:-\d+)?) "
+                        r"(?P<msg>[^\n]*)")
+# What go-jsonnet says for any exception from a native callback (the binding drops the exception's text).
+_GO_NATIVE_FAILED = "failed to execute native callback"
 _SENTINEL = "<unresolved>"
 _JSONNET_NAMES = set(FUNCTIONS) | set(JSONNET_FULL_NAMES.values())
 
 
 class _Marker(Exception):
     """Raised by a native callback in the pass that locates one failing call."""
+
+
+def _lower_first(message: str) -> str:
+    return message[:1].lower() + message[1:]
+
+
+def _go_static_error(line: str, files: set[str]) -> str | None:
+    """go-jsonnet's "file:3:5-20 Expected ..." as "file:3:5: expected ..." (as the C++ Jsonnet wrote it), for a known file."""
+    match = _GO_STATIC.match(line)
+    if not match or match["file"] not in files:
+        return None
+    return f"{match['file']}:{match['l1'] or match['l2']}:{match['c1'] or match['c2']}: {_lower_first(match['msg'])}"
+
+
+def _normalize_error(error: str, source: str, files: set[str], stand_ins: set[str]) -> str:
+    """go-jsonnet's error text in the form Ferry reports: "STATIC ERROR: file:line:col: ..." or "RUNTIME ERROR: ...",
+    without the frames of the stand-ins for refused imports."""
+    lines = [line for line in error.strip().split("\n")
+             if not any(line.lstrip().startswith(stand_in + ":") for stand_in in stand_ins)]
+    first = lines[0] if lines else ""
+    if first.startswith("RUNTIME ERROR: "):
+        rest = first.removeprefix("RUNTIME ERROR: ")
+        static = _go_static_error(rest, files - {source})  # an imported file that does not parse
+        if static:
+            first = "RUNTIME ERROR: " + static
+        elif rest.lower().startswith("undefined external variable"):
+            first = "RUNTIME ERROR: " + _lower_first(rest)
+        elif rest.startswith(_GO_NATIVE_FAILED):
+            first = "RUNTIME ERROR: std.native functions take strings, numbers, booleans or null, not arrays or objects"
+    else:
+        static = _go_static_error(first, {source})
+        if static:
+            first = "STATIC ERROR: " + static
+    return "\n".join([first, *lines[1:]])
+
+
+_IMPORT_EXPR = re.compile(r"""\b(?P<kind>importstr|importbin|import)\s*(?:"(?P<d>[^"\\]*)"|'(?P<s>[^'\\]*)')""")
+
+
+def _import_position(files: Mapping[str, str], directory: str, rel: str, kinds: tuple[str, ...]) -> str | None:
+    """Where a file in `directory` writes `importstr "rel"` (or another of `kinds`): "file:line:col"."""
+    for path, content in files.items():
+        if posixpath.dirname(path) != directory.rstrip("/"):
+            continue
+        for match in _IMPORT_EXPR.finditer(content):
+            if match["kind"] in kinds and (match["d"] if match["d"] is not None else match["s"]) == rel:
+                line, col = _line_col(content, match.start())
+                return f"{path}:{line}:{col}"
+    return None
 
 
 def _first_frame(message: str) -> str | None:
@@ -848,13 +902,14 @@ def render_jsonnet(text: str, source: str, ctx: Context, imports: Mapping[str, s
     failing function call (with Jsonnet's file position), ConfigInvalid when
     the Jsonnet does not evaluate.
     """
-    import _jsonnet
+    import _gojsonnet as _jsonnet  # go-jsonnet: the reference implementation, with arm64 wheels
 
     lookups = Lookups(ctx)
     imports = dict(imports or {})
     base = posixpath.dirname(source)
     failures: dict[tuple[str, tuple], str] = {}
     locating: list[tuple[str, tuple] | None] = [None]
+    located = [False]
     unexpected: list[BaseException] = []
 
     def native(name: str, impl_name: str, arity: int):
@@ -866,6 +921,7 @@ def render_jsonnet(text: str, source: str, ctx: Context, imports: Mapping[str, s
                 return lookups.call(impl_name, tuple(args))
             except Unresolved as exc:
                 if locating[0] == key:
+                    located[0] = True  # go-jsonnet reports "failed to execute native callback", without the text
                     raise _Marker(str(exc)) from None
                 failures.setdefault(key, str(exc))
                 return _SENTINEL
@@ -900,15 +956,35 @@ def render_jsonnet(text: str, source: str, ctx: Context, imports: Mapping[str, s
 
     learn(text, source)
 
-    def import_callback(directory: str, rel: str):
+    # Every path a file can be known by, with its text: the config and the imports beside it.
+    files = {source: text, **{(posixpath.join(base, key) if base else key): content for key, content in imports.items()}}
+    # A refused import. go-jsonnet's Python binding cannot take an error from the import callback (it reads the
+    # message past its end: garbled text, or a UnicodeDecodeError in place of the whole error), so the callback
+    # never raises: a refused file stands in as `error "couldn't open import ..."`, which fails at the import
+    # like Jsonnet's own error for it. An importstr/importbin of it would read that text as the file's content
+    # instead, so the evaluation fails all the same whenever a refused file is read.
+    refusals: dict[tuple[str, str], tuple[str, str]] = {}  # (directory, rel) -> (stand-in name, message)
+    refused: list[tuple[str, str]] = []  # the ones read by this evaluation
+
+    def resolve(directory: str, rel: str) -> tuple[str, str | None]:
+        """The imports key `rel` names from `directory` (as go-jsonnet gives it, "services/web/"), or why it is refused."""
         here = directory[len(base):].lstrip("/") if base and directory.startswith(base) else directory.lstrip("/")
         if rel.startswith("/") or "\\" in rel:
-            raise RuntimeError(f"refused: only files beside the config can be imported, by a relative name ({_available(imports)})")
+            return rel, f"refused: only files beside the config can be imported, by a relative name ({_available(imports)})"
         key = posixpath.normpath(posixpath.join(here, rel))
         if key == ".." or key.startswith("../") or rel.split("/").count(".."):
-            raise RuntimeError(f"refused: imports cannot leave the config's folder ({_available(imports)})")
+            return key, f"refused: imports cannot leave the config's folder ({_available(imports)})"
         if key not in imports:
-            raise RuntimeError(f"no such file beside the config ({_available(imports)})")
+            return key, f"no such file beside the config ({_available(imports)})"
+        return key, None
+
+    def import_callback(directory: str, rel: str):
+        key, reason = resolve(directory, rel)
+        if reason is not None:
+            stand_in, message = refusals.setdefault(
+                (directory, rel), (f"<refused import {len(refusals) + 1}>", f"couldn't open import {json.dumps(rel)}: {reason}"))
+            refused.append((directory, rel))
+            return stand_in, f"error {json.dumps(message)}\n".encode()
         found = posixpath.join(base, key) if base else key
         content = imports[key]
         learn(content, found)
@@ -917,13 +993,26 @@ def render_jsonnet(text: str, source: str, ctx: Context, imports: Mapping[str, s
     ext_vars = {"environment": ctx.environment, "service": ctx.service, "execution": ctx.execution}
 
     def evaluate() -> str:
+        refused.clear()
+        located[0] = False
+        output: str | None = None
         try:
-            return _jsonnet.evaluate_snippet(source, text, ext_vars=ext_vars, native_callbacks=callbacks,
-                                             import_callback=import_callback)
-        except RuntimeError:
+            output = _jsonnet.evaluate_snippet(source, text, ext_vars=ext_vars, native_callbacks=callbacks,
+                                               import_callback=import_callback)
+        except RuntimeError as exc:
             if unexpected:
                 raise unexpected[0] from None
-            raise
+            error = str(exc)
+            stand_ins = {stand_in for stand_in, _ in refusals.values()}
+            if located[0] or not refused or any(stand_in in error for stand_in in stand_ins):
+                raise RuntimeError(_normalize_error(error, source, set(files), stand_ins)) from None
+        if refused:  # a refused file read by importstr/importbin (or failing later than another error)
+            directory, rel = refused[0]
+            where = _import_position(files, directory, rel, ("importstr", "importbin")) \
+                or _import_position(files, directory, rel, ("import",))
+            raise RuntimeError(f"RUNTIME ERROR: {refusals[(directory, rel)][1]}" + (f"\n\t{where}\t" if where else ""))
+        assert output is not None  # else the evaluation's error was raised above
+        return output
 
     error: str | None = None
     output = ""
@@ -949,16 +1038,17 @@ def render_jsonnet(text: str, source: str, ctx: Context, imports: Mapping[str, s
         try:
             evaluate()
         except RuntimeError as exc:
-            if message in str(exc):
+            if located[0]:
                 where = _first_frame(str(exc)) or source
         locating[0] = None
+        located[0] = False
         problems.append(Problem(where, _jsonnet_call_text(*key), message))
     if problems:
         _raise_unresolved(source, sorted(problems, key=lambda p: _position_key(p, source)))
     if error is not None:
         first = error.splitlines()[0] if error else error
         position = _first_frame(error)
-        if "undefined external variable" in first:
+        if first.startswith("RUNTIME ERROR: undefined external variable"):
             _raise_unresolved(source, [Problem(position or source, "std.extVar", first.removeprefix("RUNTIME ERROR: ")
                                                + f": the ext vars are {', '.join(EXT_VARS)}; use std.native(\"env\")(NAME) for values")])
         raise ConfigInvalid(f"{source}: Jsonnet evaluation failed: {error.strip()}")
