@@ -27,5 +27,7 @@ def handler(event, context):
         "alarms": list(cfg.alarms),
         "targetGroups": list(cfg.target_groups),
         "readSecretValues": cfg.read_secret_values,
+        "migrations": render.migration_steps(cfg),
+        "hasMigrations": bool(cfg.migrations),
         **state,
     }

@@ -51,6 +51,8 @@ FUNCTIONS = {
     "RenderFunction": "functions/render/",
     "VerifyFunction": "functions/verify/",
     "RegisterFunction": "functions/register/",
+    "MigrateFunction": "functions/migrate/",
+    "TaskStoppedFunction": "functions/task_stopped/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
 }
@@ -64,6 +66,8 @@ STAR_ONLY_ACTIONS = {
     "cloudformation:ListExports",
     "ssm:DescribeParameters",
     "elasticloadbalancing:DescribeTargetGroups",
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
     # Step Functions log delivery (cw-logs.html#cloudwatch-iam-policy)
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -98,6 +102,15 @@ EXPECTED_ACTIONS = {
         "s3:GetObject", "s3:PutObject", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions",
         "ecs:RegisterTaskDefinition", "ecs:TagResource", "iam:PassRole",
     },
+    "MigrateFunction": {
+        "ecs:DescribeServices", "ecs:RunTask", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+        "ecs:DescribeTaskDefinition", "ecs:TagResource", "iam:PassRole", "dynamodb:GetItem", "dynamodb:PutItem",
+        "dynamodb:DeleteItem", "states:SendTaskSuccess", "states:SendTaskFailure", "logs:GetLogEvents",
+    },
+    "TaskStoppedFunction": {
+        "dynamodb:GetItem", "dynamodb:DeleteItem", "states:SendTaskSuccess", "states:SendTaskFailure",
+        "logs:GetLogEvents",
+    },
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
         "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments",
@@ -108,7 +121,7 @@ EXPECTED_ACTIONS = {
 ECS_CLUSTER_SCOPED = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
                       "ecs:DescribeServiceDeployments"}
 
-SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn",
+SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn",
                      "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"}
 
 
@@ -242,6 +255,10 @@ def test_star_resource_only_for_actions_without_resource_level_permissions(logic
         if "*" in resources:
             assert resources == ["*"], f"{logical_id}: '*' mixed with other resources in {st.get('Sid')}"
             extra = set(actions_of(st)) - STAR_ONLY_ACTIONS
+            if extra == {"ecs:ListTasks"}:  # authorised on container instances; ecs:cluster pins the cluster
+                assert sorted(evaluate(st["Condition"])["ArnLike"]["ecs:cluster"]) == sorted(
+                    f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS), logical_id
+                continue
             assert not extra, f"{logical_id}: {sorted(extra)} granted on '*' but support resource-level permissions"
         for resource in resources:
             assert resource == "*" or resource.count(":") >= 5, f"{logical_id}: {resource} is not an ARN"
@@ -286,7 +303,7 @@ def test_passrole_only_to_ecs_tasks():
                 assert st.get("Condition") == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
                 for resource in resources_of(st):
                     assert resource.startswith(f"arn:{PARTITION}:iam::{ACCOUNT}:role/"), resource
-    assert holders == ["RegisterFunction"]
+    assert sorted(holders) == ["MigrateFunction", "RegisterFunction"]
 
 
 def test_ecs_service_actions_are_limited_to_the_allowed_clusters():
@@ -327,10 +344,24 @@ def test_every_ecs_action_is_either_cluster_scoped_task_definition_scoped_or_sta
                     assert sorted(resources_of(st)) == sorted(f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS)
                     assert evaluate(st.get("Condition")) == {"StringEquals": {"aws:RequestedRegion": REGION}}
                     continue
+                cluster_arns = sorted(f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS)
+                if action in ("ecs:RunTask", "ecs:ListTasks"):  # pinned to the allowed clusters by ecs:cluster
+                    assert actions_of(st) == [action]
+                    assert sorted(evaluate(st["Condition"])["ArnLike"]["ecs:cluster"]) == cluster_arns, logical_id
+                    expected = ["*"] if action == "ecs:ListTasks" else [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/*"]
+                    assert resources_of(st) == expected
+                    continue
+                if action in ("ecs:DescribeTasks", "ecs:StopTask"):
+                    assert sorted(resources_of(st)) == sorted(f"arn:*:ecs:*:*:task/{c}/*" for c in CLUSTERS), logical_id
+                    assert evaluate(st.get("Condition")) == {"StringEquals": {"aws:RequestedRegion": REGION}}
+                    continue
                 assert action in ("ecs:RegisterTaskDefinition", "ecs:TagResource"), f"{logical_id}: unexpected {action}"
-                assert resources_of(st) == [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/*"]
                 if action == "ecs:TagResource":
-                    assert st["Condition"] == {"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}}
+                    creator = st["Condition"]["StringEquals"]["ecs:CreateAction"]
+                    kind = {"RegisterTaskDefinition": "task-definition", "RunTask": "task"}[creator]
+                    assert resources_of(st) == [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:{kind}/*"]
+                else:
+                    assert resources_of(st) == [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/*"]
 
 
 def test_ecs_clusters_parameter_refuses_wildcards_and_arns():
@@ -387,8 +418,8 @@ def test_lock_router_and_state_machine_resources():
 
 def test_state_machine_invokes_exactly_the_step_functions():
     invoke = granted("DeployStateMachine")
-    steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "UpdateServiceFunction",
-             "CheckDeploymentFunction")
+    steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "MigrateFunction",
+             "UpdateServiceFunction", "CheckDeploymentFunction")
     # LambdaInvokePolicy grants function:<name>* (the function, its versions and aliases).
     assert sorted(invoke["lambda:InvokeFunction"]) == sorted(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps)
@@ -543,13 +574,23 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
         props = event["Properties"]
         assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, name
-    # No other function is an event target.
+    # The only other event target is the task-stopped function.
     for logical_id in FUNCTIONS:
-        if logical_id != "RouterFunction":
+        if logical_id not in ("RouterFunction", "TaskStoppedFunction"):
             assert not RESOURCES[logical_id]["Properties"].get("Events"), logical_id
 
 
-def test_dead_letter_queue_is_encrypted_and_accepts_only_the_two_rules():
+def test_stopped_ferry_tasks_reach_the_task_stopped_function():
+    [(name, event)] = RESOURCES["TaskStoppedFunction"]["Properties"]["Events"].items()
+    assert event["Type"] == "EventBridgeRule"
+    props = event["Properties"]
+    assert props["Pattern"] == {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+                                "detail": {"lastStatus": ["STOPPED"], "startedBy": [{"prefix": "ferry-"}]}}
+    assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+
+
+def test_dead_letter_queue_is_encrypted_and_accepts_only_ferrys_rules():
     queue = RESOURCES["EventsDeadLetterQueue"]["Properties"]
     assert queue.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue
     policy = next(v["Properties"] for v in RESOURCES.values()
@@ -559,7 +600,8 @@ def test_dead_letter_queue_is_encrypted_and_accepts_only_the_two_rules():
     assert allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow[0]["Action"] == "sqs:SendMessage"
     sources = evaluate(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-ecr-push", "ferry-test-manifest-dropped"]
+    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-ecr-push", "ferry-test-manifest-dropped",
+                                                            "ferry-test-task-stopped"]
 
 
 # ---------------------------------------------------------------- storage

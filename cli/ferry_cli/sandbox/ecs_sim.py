@@ -220,6 +220,11 @@ class EcsSimulator:
             return sum(1 for k in self._tasks.values()
                        if k.service is None and k.purpose == "canary" and k.last != "STOPPED")
 
+    def running_tasks(self, purpose: str) -> int:
+        """Tasks started for `purpose` (migration, canary) that have not stopped yet."""
+        with self._step():
+            return sum(1 for k in self._tasks.values() if k.purpose == purpose and k.last != "STOPPED")
+
     def task_count(self, purpose: str) -> int:
         with self._lock:
             return self._purposes.get(purpose, 0)
@@ -306,6 +311,8 @@ class EcsSimulator:
             code = int(k.behaviour.get("exitCode", 0))
             k.exit_codes = {name: 143 for name in k.container_arns}
             k.exit_codes[k.container] = code
+            if k.behaviour.get("stoppedReason"):  # e.g. OutOfMemoryError: ECS reports it on the container
+                k.container_reason = k.behaviour["stoppedReason"]
             k.containers_stopped = True
             self._begin_stop(k, "EssentialContainerExited", "Essential container in task exited")
             self._task_failed(k)

@@ -116,6 +116,8 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
         "executions": executions,
         "services": services,
         "canaryTasks": sandbox.simulator.canary_tasks(),
+        "migrationTasks": {"started": sandbox.simulator.task_count("migration"),
+                           "running": sandbox.simulator.running_tasks("migration")},
         "locksHeld": sandbox.locks_held(),
         "transitions": total_transitions,
         "lambdaInvocations": sandbox.lambda_invocations,

@@ -29,8 +29,15 @@ def client(service: str):
 def reset() -> None:
     """Forget cached clients (tests and the sandbox switch endpoints)."""
     client.cache_clear()
+    regional_client.cache_clear()
 
 
 def error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return response.get("Error", {}).get("Code", "")
+
+
+@functools.cache
+def regional_client(service: str, region: str):
+    """A client for another region (a log group or secret that lives elsewhere)."""
+    return boto3.client(service, region_name=region, config=RETRY_CONFIG)

@@ -63,3 +63,15 @@ class TemplateUnresolved(FerryError):
 
 class VerifyFailed(FerryError):
     """Verify found references in the new revision that would break the service; nothing was changed."""
+
+
+class MigrationFailed(FerryError):
+    """A migration task ran and failed: non-zero exit, or stopped by ECS (out of memory, ...)."""
+
+
+class MigrationTimedOut(FerryError):
+    """A migration task ran longer than its timeoutSeconds; Ferry stopped it."""
+
+
+class MigrationNotStarted(FerryError):
+    """ECS could not place or start a migration task (capacity, image pull, ...)."""

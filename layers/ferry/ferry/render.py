@@ -83,6 +83,17 @@ def check_images_match_config(config: ServiceConfig, pinned: Mapping[str, images
             )
 
 
+# The Migrate state's fallback check when a task's stop event is missed; shorter for short timeouts.
+MIGRATION_HEARTBEAT_SECONDS = 300
+
+
+def migration_steps(config: ServiceConfig) -> list[dict[str, Any]]:
+    """The config's migrations as the Map state runs them, in order."""
+    return [{"name": m.name, "container": m.container, "command": list(m.command), "environment": m.environment,
+             "timeoutSeconds": m.timeout, "heartbeatSeconds": min(MIGRATION_HEARTBEAT_SECONDS, m.timeout)}
+            for m in config.migrations]
+
+
 def request_values(request: Mapping[str, Any]) -> dict[str, str]:
     """Optional `values` of the execution input (a manifest's or an operator's) for templates."""
     values = request.get("values") or {}

@@ -1,0 +1,228 @@
+"""Migrations: one-off ECS tasks of the new revision, run before the service changes.
+
+Each migration runs as a task of the new revision with the service's own
+network configuration and launch settings, the container's command replaced.
+The state that starts it waits on a task token; ECS's `Task State Change`
+event for the stopped task completes it (see `waiters`), and a retried state
+(after its heartbeat ran out, or a Lambda retry) finds the same task through
+`startedBy` instead of starting a second one.
+
+Ferry does not use the `ecs:runTask.sync` integration: its failure Cause is
+the raw DescribeTasks JSON, without the log lines a person needs, and a
+timed-out `.sync` state leaves the task running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from . import aws, clock, waiters
+from .ecs import describe_service, revision_name
+from .errors import MigrationNotStarted
+
+LOG_LINES = 20
+LOG_BYTES = 4096
+# Lines that look like they carry a credential are masked before they reach a Cause.
+_SECRETISH = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|private[_-]?key|credential)(\S*\s*[=:]\s*)\S+")
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    container: str
+    command: list[str]
+    environment: dict[str, str]
+    timeout: int
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> "Migration":
+        return cls(data["name"], data["container"], list(data["command"]), dict(data.get("environment") or {}),
+                   int(data.get("timeoutSeconds", 900)))
+
+    def label(self) -> str:
+        shown = " ".join(self.command)
+        return f"{self.name} ({shown[:120]}{'…' if len(shown) > 120 else ''})"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    error: str | None  # None: succeeded
+    cause: str
+    output: dict[str, Any]
+
+
+def started_by(execution: str, name: str) -> str:
+    """ECS's startedBy (at most 36 characters) naming this execution's migration: the idempotency key."""
+    return "ferry-" + hashlib.sha256(f"{execution}|{name}".encode()).hexdigest()[:30]
+
+
+def find_task(cluster: str, marker: str) -> dict[str, Any] | None:
+    ecs = aws.client("ecs")
+    arns = []
+    for status in ("RUNNING", "STOPPED"):
+        arns += ecs.list_tasks(cluster=cluster, startedBy=marker, desiredStatus=status)["taskArns"]
+    if not arns:
+        return None
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"]
+    return max(tasks, key=lambda t: t.get("createdAt") or datetime.min) if tasks else None
+
+
+def _run_parameters(cluster: str, service: dict[str, Any], task_definition_arn: str, migration: Migration,
+                    execution: str, marker: str) -> dict[str, Any]:
+    override: dict[str, Any] = {"name": migration.container, "command": migration.command}
+    if migration.environment:
+        override["environment"] = [{"name": k, "value": v} for k, v in sorted(migration.environment.items())]
+    params: dict[str, Any] = {
+        "cluster": cluster, "taskDefinition": task_definition_arn, "count": 1, "startedBy": marker,
+        "overrides": {"containerOverrides": [override]},
+        "tags": [{"key": "ferry:execution", "value": execution[:256]}, {"key": "ferry:purpose", "value": "migration"},
+                 {"key": "ferry:migration", "value": migration.name}],
+        "propagateTags": "TASK_DEFINITION",
+    }
+    if service.get("networkConfiguration"):
+        params["networkConfiguration"] = service["networkConfiguration"]
+    if service.get("capacityProviderStrategy"):
+        params["capacityProviderStrategy"] = service["capacityProviderStrategy"]
+    elif service.get("launchType"):
+        params["launchType"] = service["launchType"]
+    if service.get("platformVersion") and service.get("platformVersion") != "LATEST":
+        params["platformVersion"] = service["platformVersion"]
+    return params
+
+
+def run_task(cluster: str, service_name: str, task_definition_arn: str, migration: Migration, execution: str,
+             marker: str) -> dict[str, Any]:
+    """Start the task (used by the Migrate step and by `ferry run`); MigrationNotStarted when ECS cannot place it."""
+    service = describe_service(cluster, service_name)
+    ecs = aws.client("ecs")
+    try:
+        result = ecs.run_task(**_run_parameters(cluster, service, task_definition_arn, migration, execution, marker))
+    except (ecs.exceptions.ClientException, ecs.exceptions.InvalidParameterException,
+            ecs.exceptions.PlatformUnknownException, ecs.exceptions.PlatformTaskDefinitionIncompatibilityException) as exc:
+        raise MigrationNotStarted(f"ECS refused to run migration {migration.label()} of {revision_name(task_definition_arn)}: {exc}") from exc
+    if not result.get("tasks"):
+        reasons = "; ".join(f"{f.get('reason')}{' (' + f['detail'] + ')' if f.get('detail') else ''}"
+                            for f in result.get("failures", [])) or "no reason given"
+        raise MigrationNotStarted(
+            f"ECS could not place migration {migration.label()} of {revision_name(task_definition_arn)} in cluster "
+            f"{cluster}: {reasons}. The service was not changed; check the cluster's capacity and retry."
+        )
+    return result["tasks"][0]
+
+
+def log_config(task_definition_arn: str, container: str) -> dict[str, str] | None:
+    """Where the container's awslogs stream lives: {group, region, prefix}, or None without awslogs."""
+    td = aws.client("ecs").describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
+    cd = next((c for c in td["containerDefinitions"] if c["name"] == container), None)
+    lc = (cd or {}).get("logConfiguration") or {}
+    if lc.get("logDriver") != "awslogs":
+        return None
+    opts = lc.get("options") or {}
+    return {"group": opts.get("awslogs-group", ""), "region": opts.get("awslogs-region", ""),
+            "prefix": opts.get("awslogs-stream-prefix", "")}
+
+
+def log_tail(logs: dict[str, str] | None, container: str, task_arn: str, limit: int = LOG_LINES) -> tuple[list[str], str]:
+    """The container's last log lines (masked, capped) and where they came from."""
+    if not logs or not logs.get("group"):
+        return [], "the container does not log to CloudWatch (awslogs)"
+    task_id = task_arn.rsplit("/", 1)[-1]
+    stream = f"{logs['prefix']}/{container}/{task_id}" if logs.get("prefix") else task_id
+    where = f"{logs['group']} {stream}"
+    client = aws.client("logs") if not logs.get("region") else aws.regional_client("logs", logs["region"])
+    try:
+        events = client.get_log_events(logGroupName=logs["group"], logStreamName=stream, limit=limit,
+                                       startFromHead=False)["events"]
+    except client.exceptions.ResourceNotFoundException:
+        return [], f"no log stream {where}"
+    lines = [_SECRETISH.sub(r"\1\2***", e["message"].rstrip()) for e in events]
+    kept: list[str] = []
+    for line in reversed(lines):
+        if sum(len(x) + 1 for x in kept) + len(line) > LOG_BYTES:
+            break
+        kept.insert(0, line[:500])
+    return kept, where
+
+
+def outcome(task: dict[str, Any], migration: Migration, logs: dict[str, str] | None, context: dict[str, Any]) -> Outcome:
+    """Judge a STOPPED task: success only when the migration's container exited 0."""
+    arn = task["taskArn"]
+    container = next((c for c in task.get("containers", []) if c.get("name") == migration.container), {})
+    exit_code, stop_code = container.get("exitCode"), task.get("stopCode")
+    revision = context.get("revision", "the new revision")
+    if exit_code == 0:
+        return Outcome(None, "", {"name": migration.name, "taskArn": arn, "exitCode": 0})
+    lines, where = log_tail(logs, migration.container, arn)
+    reason = task.get("stoppedReason") or "no reason given"
+    if container.get("reason"):
+        reason += f"; container: {container['reason']}"
+    if stop_code == "TaskFailedToStart" or (exit_code is None and not task.get("startedAt")):
+        error, what = "MigrationNotStarted", f"never started ({stop_code or 'stopped'}: {reason})"
+    elif context.get("timedOut"):
+        error, what = "MigrationTimedOut", f"ran longer than its {migration.timeout} s timeout and was stopped"
+    elif exit_code is None:
+        error, what = "MigrationFailed", f"was stopped by ECS before its container exited ({stop_code}: {reason})"
+    else:
+        error, what = "MigrationFailed", f"exited with code {exit_code} ({reason})"
+    log_part = (f"Last {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines \
+        else f"No log lines: {where}."
+    previous = context.get("previousRevision")
+    cause = (
+        f"Migration {migration.label()} in container {migration.container} of {revision} {what}.\n"
+        f"Task: {arn}.\n{log_part}\n"
+        f"The service was not changed{f': it still runs {previous}' if previous else ''}. "
+        "Fix the migration (or raise timeoutSeconds) and deploy again."
+    )
+    return Outcome(error, cause, {})
+
+
+def _age(task: dict[str, Any]) -> float:
+    created = task.get("createdAt")
+    return clock.now() - created.timestamp() if isinstance(created, datetime) else 0.0
+
+
+def start(*, table: str, token: str, execution: str, cluster: str, service: str, task_definition_arn: str,
+          migration: Migration, previous_revision: str | None = None) -> dict[str, Any]:
+    """The Migrate step: start (or find) the task, leave the token to the task's stop event, finish at once if it already stopped.
+
+    Also the fallback when the stop event was missed: the state's heartbeat
+    runs out, its Retry calls this again, and this finds the task stopped (or
+    too old, and stops it).
+    """
+    marker = started_by(execution, migration.name)
+    task = find_task(cluster, marker) or run_task(cluster, service, task_definition_arn, migration, execution, marker)
+    context = {"migration": migration.__dict__, "execution": execution, "cluster": cluster,
+               "revision": revision_name(task_definition_arn), "previousRevision": previous_revision,
+               "logs": log_config(task_definition_arn, migration.container)}
+    waiters.put(table, task["taskArn"], token, context)
+    if task.get("lastStatus") != "STOPPED":
+        task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"][0]
+    if task.get("lastStatus") != "STOPPED" and _age(task) > migration.timeout:
+        aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"],
+                                    reason=f"Ferry: migration {migration.name} ran longer than {migration.timeout} s")
+        waiters.delete(table, task["taskArn"], token)
+        result = outcome(task, migration, context["logs"], {**context, "timedOut": True})
+        waiters.complete(token, error=result.error, cause=result.cause)
+        return {"taskArn": task["taskArn"], "status": "timed out"}
+    if task.get("lastStatus") == "STOPPED":  # it ended before the waiter was stored, or its event was missed
+        finish(table, task)
+        return {"taskArn": task["taskArn"], "status": "stopped"}
+    return {"taskArn": task["taskArn"], "status": task.get("lastStatus", "PROVISIONING")}
+
+
+def finish(table: str, task: dict[str, Any]) -> bool:
+    """Complete the state waiting for this stopped task; False when nobody waits for it."""
+    found = waiters.get(table, task["taskArn"])
+    if found is None:
+        return False
+    token, context = found
+    migration = Migration.from_state({**context["migration"], "timeoutSeconds": context["migration"]["timeout"]})
+    result = outcome(task, migration, context.get("logs"), context)
+    waiters.delete(table, task["taskArn"], token)
+    if result.error:
+        return waiters.complete(token, error=result.error, cause=result.cause)
+    return waiters.complete(token, output=result.output)
