@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry import aws, config, images, render, taskdef
 from ferry.ecs import describe_service
@@ -53,9 +54,13 @@ def target(world: Path | None) -> Iterator[Target]:
 
     session = boto3.session.Session()
     if not session.region_name:
-        raise CommandError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or use --world for the sandbox")
+        raise CommandError("no AWS region: set AWS_DEFAULT_REGION (or a profile's region), or use --world for the sandbox")
     aws.reset()
-    yield Target(aws.client("sts").get_caller_identity()["Account"], session.region_name)
+    try:
+        account = aws.client("sts").get_caller_identity()["Account"]
+    except (BotoCoreError, ClientError) as exc:
+        raise CommandError(f"cannot reach your AWS account ({exc}): set credentials as for the AWS CLI, or use --world") from exc
+    yield Target(account, session.region_name)
 
 
 def parse_images(cfg: config.ServiceConfig, given: list[str], where: Target) -> dict[str, str]:
@@ -157,7 +162,7 @@ def cmd_init(args) -> str:
         cfg, spec = init_files(args.cluster, args.service, where)
     out.mkdir(parents=True, exist_ok=True)
     header = (f"# Ferry config for {args.cluster}/{args.service}, written by `ferry init`.\n"
-              f"# Upload this folder to s3://<config bucket>/services/{out.name}/ ; fields: README 'Service config'.\n")
+              f"# Upload this folder to s3://<config bucket>/services/{out.name}/ ; every field: docs/service-config.md\n")
     (out / "ferry.yaml").write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     (out / "task-definition.json").write_text(json.dumps(spec, indent=2) + "\n")
     return f"wrote {out / 'ferry.yaml'} and {out / 'task-definition.json'}"

@@ -95,7 +95,7 @@ def test_every_setting_gets_its_schema_default_at_any_depth(ecs_world):
     assert cfg.raw["strategy"] == {"type": "rolling", "canary": {"count": 2, "healthyForSeconds": 60, "unhealthyThreshold": 3}}
     assert cfg.timeouts == {"canary": 600, "deployment": 1800, "rollback": 1800}
     assert cfg.raw["healthGates"] == {"bakeSeconds": 0}
-    assert cfg.raw["notifications"]["on"] == ["started", "succeeded", "failed", "rolledBack"]
+    assert cfg.raw["notifications"]["events"] == ["started", "succeeded", "failed", "rolledBack"]
     assert cfg.raw["rollback"] == {"keepFailedRevisions": 0} and cfg.read_secret_values is False
     [migration] = cfg.migrations
     assert (migration.name, migration.container, migration.command, migration.timeout) == ("migrate", "app", ("rails", "db:migrate"), 900)
@@ -153,3 +153,8 @@ def test_a_local_folder_loads_like_the_registry(tmp_path):
     assert cfg.name == "web" and cfg.containers == {"app": "web", "worker": "web"}
     with pytest.raises(ServiceNotRegistered, match="point --config-dir at a service's config folder"):
         config.load_local(tmp_path)
+
+
+def test_an_empty_trigger_list_means_no_push_deploys_the_service(ecs_world):
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\ntriggers: []\n")
+    assert not config.load("ferry-config", "web").deploys_push("web", "v2")

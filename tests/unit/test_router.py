@@ -47,7 +47,7 @@ def test_one_execution_per_matching_service(ecs_world):
     plans = router.plan_push(router.parse_push(PUSH), configs)
     assert sorted(p["input"]["service"] for p in plans) == ["web", "web-canary"]
     web = next(p for p in plans if p["input"]["service"] == "web")
-    pinned = f"{REGISTRY}/web@{digest('web:main-42')}"
+    pinned = f"{REGISTRY}/web:main-42@{digest('web:main-42')}"  # the tag stays, for {{ tag }} and the diff
     assert web["input"]["images"] == {"app": pinned, "worker": pinned}
     assert web["input"]["trigger"]["eventId"] == "event-1"
 

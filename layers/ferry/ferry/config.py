@@ -186,7 +186,8 @@ def parse(name: str, text: str, source: str, folder: Folder | None = None, envir
     require_valid(data, SCHEMA, source, ConfigInvalid)
     data = with_defaults(data, SCHEMA)
     containers = {c: spec["repository"] for c, spec in data["containers"].items()}
-    triggers = data.get("triggers") or [{"repository": r} for r in sorted(set(containers.values()))]
+    # No `triggers`: every push of a container's repository deploys; `triggers: []`: no push does (manual deploys only).
+    triggers = data["triggers"] if "triggers" in data else [{"repository": r} for r in sorted(set(containers.values()))]
     for i, trigger in enumerate(triggers):
         if trigger["repository"] not in containers.values():
             raise ConfigInvalid(

@@ -33,6 +33,11 @@ class ImageRef:
             raise ValueError(f"{self.base}: no digest")
         return f"{self.base}@{self.digest}"
 
+    @property
+    def reference(self) -> str:
+        """<base>:<tag>@<digest>: pinned, and still saying which tag it was pushed as."""
+        return f"{self.base}:{self.tag}@{self.digest}" if self.tag else self.pinned
+
     def short(self) -> str:
         label = self.tag or ""
         if self.digest:

@@ -63,7 +63,7 @@ def plan_push(push: Push, configs: list[config.ServiceConfig]) -> list[dict[str,
             "name": execution_name(cfg.name, push.tag, push.event_id),
             "input": {
                 "service": cfg.name,
-                "images": {c: push.image.pinned for c in containers},
+                "images": {c: push.image.reference for c in containers},
                 "trigger": {"type": "ecr-push", "repository": push.repository, "tag": push.tag,
                             "digest": push.digest, "eventId": push.event_id},
             },
