@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ferry import aws, config, images, render, taskdef
+from ferry import aws, config, images, migrate, render, taskdef
 from ferry.ecs import describe_service
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -93,12 +93,20 @@ def parse_values(given: list[str]) -> dict[str, str]:
     return values
 
 
+def _environment(args) -> str:
+    return args.environment or os.environ.get("FERRY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
+
+
+def _plan_in(args, where: Target) -> render.Plan:
+    environment = _environment(args)
+    cfg = config.load_local(args.config_dir, environment)
+    return render.plan(cfg, parse_images(cfg, args.image, where), environment=environment,
+                       values=parse_values(args.var), commit=args.commit)
+
+
 def plan(args) -> render.Plan:
-    environment = args.environment or os.environ.get("FERRY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
     with target(args.world) as where:
-        cfg = config.load_local(args.config_dir, environment)
-        return render.plan(cfg, parse_images(cfg, args.image, where), environment=environment,
-                           values=parse_values(args.var), commit=args.commit)
+        return _plan_in(args, where)
 
 
 def cmd_render(args) -> str:
@@ -166,3 +174,80 @@ def cmd_init(args) -> str:
     (out / "ferry.yaml").write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     (out / "task-definition.json").write_text(json.dumps(spec, indent=2) + "\n")
     return f"wrote {out / 'ferry.yaml'} and {out / 'task-definition.json'}"
+
+
+# ---------------------------------------------------------------- ferry verify
+
+def cmd_verify(args) -> tuple[str, int]:
+    from ferry import verify
+
+    with target(args.world) as where:
+        planned = _plan_in(args, where)
+        cfg = planned.config
+        report = verify.verify(planned.spec, cluster=cfg.cluster, service=cfg.service, alarms=cfg.alarms,
+                               target_groups=cfg.target_groups, read_secret_values=cfg.read_secret_values)
+    lines = [f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<24} {c.line}" for c in report.checks]
+    lines.append(f"\n{len(report.passed)} passed, {len(report.failed)} failed")
+    return "\n".join(lines), (1 if report.failed else 0)
+
+
+# ---------------------------------------------------------------- ferry run
+
+def _task_definition_for(cfg: config.ServiceConfig, given: str | None) -> str:
+    if given:
+        return given
+    return describe_service(cfg.cluster, cfg.service)["taskDefinition"]
+
+
+def _one_off(cfg: config.ServiceConfig, args) -> migrate.Migration:
+    if args.migration:
+        found = next((m for m in cfg.migrations if m.name == args.migration), None)
+        if found is None:
+            raise CommandError(f"--migration {args.migration}: the config has {[m.name for m in cfg.migrations] or 'no migrations'}")
+        return migrate.Migration(found.name, found.container, list(found.command), found.environment, found.timeout)
+    if not args.command_args:
+        raise CommandError("give a command after --, or --migration NAME")
+    container = args.container or next(iter(sorted(cfg.containers)))
+    return migrate.Migration("run", container, list(args.command_args), parse_values(args.env), args.timeout)
+
+
+def cmd_run(args, out=None) -> int:
+    """Start a one-off task of the service's revision, print its log as it arrives, exit with its exit code."""
+    import sys
+    import time
+    import uuid
+
+    from ferry import clock
+
+    out = out or sys.stdout
+    with target(args.world):
+        cfg = config.load_local(args.config_dir, _environment(args))
+        step = _one_off(cfg, args)
+        td_arn = _task_definition_for(cfg, args.task_definition)
+        run_id = f"ferry-run-{uuid.uuid4().hex[:12]}"
+        task = migrate.run_task(cfg.cluster, cfg.service, td_arn, step, run_id, migrate.started_by(run_id, step.name))
+        arn = task["taskArn"]
+        print(f"started {arn} ({step.label()}) on {td_arn.rsplit('/', 1)[-1]}", file=out, flush=True)
+        logs = migrate.log_config(td_arn, step.container)
+        ecs, started, printed = aws.client("ecs"), clock.now(), 0
+        poll = 0.1 if args.world else 3.0
+        while True:
+            task = ecs.describe_tasks(cluster=cfg.cluster, tasks=[arn])["tasks"][0]
+            lines, _ = migrate.log_tail(logs, step.container, arn, limit=10000)
+            for line in lines[printed:]:
+                print(line, file=out, flush=True)
+            printed = max(printed, len(lines))
+            if task.get("lastStatus") == "STOPPED":
+                break
+            if clock.now() - started > step.timeout:
+                ecs.stop_task(cluster=cfg.cluster, task=arn, reason=f"ferry run: longer than {step.timeout} s")
+                print(f"timed out after {step.timeout} s: stopping {arn}", file=out, flush=True)
+                return 124
+            time.sleep(poll)
+        result = migrate.outcome(task, step, logs, {"revision": td_arn.rsplit("/", 1)[-1]})
+        if result.error is None:
+            print("exited 0", file=out)
+            return 0
+        print(f"{result.error}: {result.cause.splitlines()[0]}", file=out)
+        container = next((c for c in task.get("containers", []) if c.get("name") == step.container), {})
+        return container.get("exitCode") or 1

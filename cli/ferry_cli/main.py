@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 def _local_commands(commands) -> None:
     world_help = "run against this sandbox world instead of the AWS account of the environment"
     for name, help_text in (("render", "print the task definition a deploy would register (changes nothing)"),
-                            ("diff", "print what a deploy would change, as a unified diff (changes nothing)")):
+                            ("diff", "print what a deploy would change, as a unified diff (changes nothing)"),
+                            ("verify", "check every reference of the revision a deploy would register (changes nothing)")):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("--config-dir", required=True, type=Path, help="a service's config folder (ferry.yaml + templates)")
         cmd.add_argument("--image", action="append", default=[], metavar="[CONTAINER=]IMAGE",
@@ -59,6 +60,17 @@ def _local_commands(commands) -> None:
     init.add_argument("--out", required=True, type=Path, help="folder to write ferry.yaml and task-definition.json into")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.add_argument("--world", type=Path, help=world_help)
+    run = commands.add_parser("run", help="run a one-off task of the service's revision and stream its log",
+                              usage="ferry run --config-dir DIR [--migration NAME | [--container C] -- COMMAND...]")
+    run.add_argument("--config-dir", required=True, type=Path, help="a service's config folder")
+    run.add_argument("--migration", help="run this migration from the config, as a deploy would")
+    run.add_argument("--container", help="container whose command is replaced (default: the first configured one)")
+    run.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment (repeatable)")
+    run.add_argument("--task-definition", help="revision ARN or family:revision (default: the one the service runs)")
+    run.add_argument("--timeout", type=int, default=900, help="seconds before the task is stopped (default 900)")
+    run.add_argument("--environment", help="environment name for Jsonnet configs")
+    run.add_argument("--world", type=Path, help=world_help)
+    run.add_argument("command_args", nargs="*", metavar="COMMAND", help="the command, after --")
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -67,16 +79,21 @@ def _local(args: argparse.Namespace) -> int:
     from . import local
     from .sandbox.world import WorldError
 
-    command = {"render": local.cmd_render, "diff": local.cmd_diff, "init": local.cmd_init}[args.command]
+    command = {"render": local.cmd_render, "diff": local.cmd_diff, "init": local.cmd_init,
+               "verify": local.cmd_verify, "run": local.cmd_run}[args.command]
     try:
-        print(command(args))
+        result = command(args)
+        if isinstance(result, int):  # ferry run: the task's exit code
+            return result
+        text, status = result if isinstance(result, tuple) else (result, 0)
+        print(text)
+        return status
     except (local.CommandError, WorldError) as exc:
         print(f"ferry {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FerryError as exc:
         print(f"ferry {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def _sandbox_run(args: argparse.Namespace) -> int:
@@ -128,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox" and args.sandbox_command == "run":
         return _sandbox_run(args)
-    if args.command in ("render", "diff", "init"):
+    if args.command in ("render", "diff", "init", "verify", "run"):
         return _local(args)
     return EXIT_BAD_INPUT
 

@@ -66,3 +66,47 @@ def test_bad_arguments_exit_2_with_the_fix(capsys, argv, message):
 def test_a_render_failure_exits_1_naming_the_error(capsys):
     assert main(["render", "--config-dir", str(CONFIG_DIR), "--image", "web:v9", "--world", str(WORLD)]) == 1
     assert "ImageNotFound: image web:v9 is not in ECR" in capsys.readouterr().err
+
+
+def world_copy(tmp_path: Path, **changes) -> Path:
+    """The example world in tmp_path, with top-level fields replaced."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(WORLD.parent, tmp_path / "world")
+    path = tmp_path / "world" / "world.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_verify_lists_every_check_and_exits_1_on_a_failure(tmp_path, capsys):
+    assert main(["verify", "--config-dir", str(CONFIG_DIR), "--image", "web:v2", "--world", str(WORLD)]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.rstrip().endswith("passed, 0 failed")
+    world = world_copy(tmp_path, secrets={"prod/web/db-password": {}})
+    assert main(["verify", "--config-dir", str(CONFIG_DIR), "--image", "web:v2", "--world", str(world)]) == 1
+    out = capsys.readouterr().out
+    [failed] = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert "secret-has-value" in failed and "exists but has no value" in failed
+    assert out.rstrip().endswith("1 failed")
+
+
+def test_run_starts_a_one_off_task_prints_its_log_and_exits_with_its_code(tmp_path, capsys):
+    world = world_copy(tmp_path, migration={"exitCode": 3, "logLines": ["checking schema", "pending migration 2026112201"]})
+    code = main(["run", "--config-dir", str(CONFIG_DIR), "--world", str(world), "--", "bin/rails", "db:migrate:status"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert out.splitlines()[0].startswith("started arn:aws:ecs:us-east-1:123456789012:task/prod/")
+    assert "(run (bin/rails db:migrate:status)) on web:1" in out
+    assert "checking schema\npending migration 2026112201\n" in out
+    assert "MigrationFailed: Migration run (bin/rails db:migrate:status) in container app of web:1 exited with code 3" in out
+
+
+def test_run_needs_a_command_or_a_known_migration(capsys):
+    assert main(["run", "--config-dir", str(CONFIG_DIR), "--world", str(WORLD)]) == 2
+    assert "give a command after --, or --migration NAME" in capsys.readouterr().err
+    assert main(["run", "--config-dir", str(CONFIG_DIR), "--world", str(WORLD), "--migration", "seed"]) == 2
+    assert "--migration seed: the config has no migrations" in capsys.readouterr().err
