@@ -1,0 +1,101 @@
+"""The migration library's judgement of tasks, without ECS: outcomes, causes, masking, placement failures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from botocore.stub import Stubber
+
+from ferry import aws as ferry_aws
+from ferry import migrate
+from ferry.errors import MigrationNotStarted
+
+STEP = migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {"VERBOSE": "1"}, 600)
+ARN = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef"
+
+
+def stopped(exit_code, stop_code="EssentialContainerExited", reason="Essential container in task exited", started=True,
+            container_reason=None):
+    container = {"name": "app", "exitCode": exit_code}
+    if container_reason:
+        container["reason"] = container_reason
+    task = {"taskArn": ARN, "lastStatus": "STOPPED", "stopCode": stop_code, "stoppedReason": reason,
+            "containers": [container, {"name": "nginx", "exitCode": 143}]}
+    if started:
+        task["startedAt"] = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    if exit_code is None:
+        del container["exitCode"]
+    return task
+
+
+def test_started_by_fits_ecs_and_differs_per_execution_and_migration():
+    marker = migrate.started_by("web-v2-abc", "migrate")
+    assert marker.startswith("ferry-") and len(marker) <= 36
+    assert marker == migrate.started_by("web-v2-abc", "migrate")
+    assert marker != migrate.started_by("web-v2-abc", "seed") != migrate.started_by("web-v3-abc", "migrate")
+
+
+def test_exit_zero_is_success_and_carries_no_cause():
+    result = migrate.outcome(stopped(0), STEP, None, {})
+    assert result.error is None and result.output == {"name": "migrate", "taskArn": ARN, "exitCode": 0}
+
+
+@pytest.mark.parametrize("task, error, words", [
+    (stopped(1), "MigrationFailed", "exited with code 1 (Essential container in task exited)"),
+    (stopped(137, container_reason="OutOfMemoryError: Container killed due to memory usage"), "MigrationFailed",
+     "exited with code 137 (Essential container in task exited; container: OutOfMemoryError"),
+    (stopped(None, "TaskFailedToStart", "CannotPullContainerError: not found", started=False), "MigrationNotStarted",
+     "never started (TaskFailedToStart: CannotPullContainerError: not found)"),
+    (stopped(None, "SpotInterruption", "Your Spot Task was interrupted."), "MigrationFailed",
+     "was stopped by ECS before its container exited (SpotInterruption: Your Spot Task was interrupted.)"),
+])
+def test_each_way_a_task_can_end_has_its_error(task, error, words):
+    result = migrate.outcome(task, STEP, None, {"revision": "web:2", "previousRevision": "web:1"})
+    assert result.error == error
+    assert words in result.cause
+    assert result.cause.startswith("Migration migrate (bin/rails db:migrate) in container app of web:2 ")
+    assert "The service was not changed: it still runs web:1." in result.cause
+    assert "No log lines: the container does not log to CloudWatch (awslogs)." in result.cause
+
+
+def test_a_timed_out_task_says_so():
+    result = migrate.outcome({**stopped(None, "UserInitiated", "Ferry: too long"), "startedAt": datetime.now(timezone.utc)},
+                             STEP, None, {"timedOut": True})
+    assert result.error == "MigrationTimedOut" and "ran longer than its 600 s timeout and was stopped" in result.cause
+
+
+def test_log_lines_are_capped_and_credentials_masked(aws):
+    import boto3
+
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName="/ecs/web")
+    logs.create_log_stream(logGroupName="/ecs/web", logStreamName="web/app/0123456789abcdef")
+    lines = [f"line {i} " + "x" * 300 for i in range(40)] + ["DB_PASSWORD=hunter2", "api_key: abc123", "done"]
+    now = int(datetime.now(timezone.utc).timestamp() * 1000)
+    logs.put_log_events(logGroupName="/ecs/web", logStreamName="web/app/0123456789abcdef",
+                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
+    tail, where = migrate.log_tail({"group": "/ecs/web", "region": "", "prefix": "web"}, "app", ARN)
+    assert where == "/ecs/web web/app/0123456789abcdef"
+    assert tail[-3:] == ["DB_PASSWORD=***", "api_key: ***", "done"]
+    assert sum(len(line) + 1 for line in tail) <= migrate.LOG_BYTES and len(tail) <= migrate.LOG_LINES
+    assert "hunter2" not in "".join(tail) and "abc123" not in "".join(tail)
+
+
+def test_a_task_ecs_cannot_place_is_migration_not_started(aws):
+    ecs = ferry_aws.client("ecs")
+    with Stubber(ecs) as stub:
+        stub.add_response("describe_services", {"services": [{
+            "serviceName": "web", "status": "ACTIVE", "launchType": "FARGATE", "platformVersion": "1.4.0",
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}}]})
+        stub.add_response("run_task", {"tasks": [], "failures": [{"reason": "RESOURCE:MEMORY", "detail": "no capacity"}]}, {
+            "cluster": "prod", "taskDefinition": "web:2", "count": 1, "startedBy": "ferry-x", "propagateTags": "TASK_DEFINITION",
+            "overrides": {"containerOverrides": [{"name": "app", "command": ["bin/rails", "db:migrate"],
+                                                  "environment": [{"name": "VERBOSE", "value": "1"}]}]},
+            "tags": [{"key": "ferry:execution", "value": "exec-1"}, {"key": "ferry:purpose", "value": "migration"},
+                     {"key": "ferry:migration", "value": "migrate"}],
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}},
+            "launchType": "FARGATE", "platformVersion": "1.4.0"})
+        with pytest.raises(MigrationNotStarted, match=r"could not place migration migrate .* RESOURCE:MEMORY \(no capacity\)"):
+            migrate.run_task("prod", "web", "web:2", STEP, "exec-1", "ferry-x")
+        stub.assert_no_pending_responses()
