@@ -7,9 +7,16 @@ names; EventBridge events are matched against the rule patterns in
 template.yaml and delivered to their targets; and the ECS simulator moves
 services and tasks along on the simulated clock.
 
+Step Functions' own "Step Functions Execution Status Change" events (source
+aws.states), which moto never emits, are emitted here as AWS sends them to
+EventBridge: RUNNING when an execution starts, then its terminal status, each
+delivered through `deliver`, so the template's rule patterns decide who gets
+them (`status_events` records each; tests/sandbox/test_engine_status_events.py).
+
 Each moto divergence worked around here is a small, named patch (see
 `_patches`), covered by tests/sandbox/test_engine.py and, for task timeouts and
-task-token callbacks, tests/sandbox/test_engine_callbacks.py.
+task-token callbacks, tests/sandbox/test_engine_callbacks.py (StopExecution's
+error and cause: tests/sandbox/test_engine_status_events.py).
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ import io
 import json
 import logging
 import os
+import queue
 import threading
 import time
 import traceback
 import uuid
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, Callable, Iterator
@@ -127,6 +136,13 @@ class Sandbox:
         self._invoke_lock = threading.Lock()
         self._stop = threading.Event()
         self._driver: threading.Thread | None = None
+        # Execution status change events: queued in moto's threads, delivered in order by one emitter thread.
+        self.status_events: list[dict[str, Any]] = []  # {"event", "targets", "error"} per delivered event
+        self._status_queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._status_order = threading.Lock()    # an execution's RUNNING is queued before its terminal status
+        self._status_cv = threading.Condition()  # guards _status_pending
+        self._status_pending = 0                 # changes announced (or about to be) and not yet delivered
+        self._emitter: threading.Thread | None = None
         self.refs: dict[str, Any] = {}
         self.attrs: dict[tuple[str, str], str] = {}
 
@@ -156,6 +172,8 @@ class Sandbox:
         self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
         for patcher in self._patches():
             self._stack.enter_context(patcher)
+        for patcher in self._status_hooks():
+            self._stack.enter_context(patcher)
         logging.getLogger("moto").setLevel(logging.CRITICAL)
 
         from ferry import aws, clock as ferry_clock
@@ -165,11 +183,16 @@ class Sandbox:
         self._stack.callback(ferry_clock.use, None)
         self._stack.callback(aws.reset)
         self._deploy_stack()
+        self._emitter = threading.Thread(target=self._emit_status_events, name="ferry-sandbox-status-events",
+                                         daemon=True)
+        self._emitter.start()
 
     def close(self) -> None:
         self._stop.set()
         if self._driver is not None:
             self._driver.join(timeout=5)
+        if self._emitter is not None:
+            self._emitter.join(timeout=5)
         if self.simulator is not None:
             self.simulator.uninstall()
         self._stop_running_executions()
@@ -201,6 +224,7 @@ class Sandbox:
         # Retry back-off sleeps in real time too.
         yield mock.patch.object(retrier_decl, "time", _ScaledTime(self.clock))
         yield from self._callback_patches()
+        yield self._stop_execution_patch()
 
     def _callback_patches(self) -> Iterator[Any]:
         """Task timeouts and task-token callbacks (`.waitForTaskToken`, SendTask*), as on AWS."""
@@ -302,6 +326,146 @@ class Sandbox:
 
         yield mock.patch.object(Environment, "set_stop", stop)
         yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+
+    @staticmethod
+    def _stop_execution_patch() -> Any:
+        """StopExecution drops its error and cause (moto stops with "" and ""): pass them on, as AWS does, to the
+        ExecutionAborted history event (and so to the ABORTED status event). Its response also lacks the
+        stopDate while the execution winds down: answer with the stop's date, as AWS does."""
+        from moto.core.responses import ActionResult
+        from moto.core.utils import utcnow
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        def stop_execution(response):
+            param = response._get_param
+            execution = response.stepfunction_backend.describe_execution(param("executionArn"))
+            stop_date = utcnow()
+            execution.stop(stop_date=stop_date, error=param("error"), cause=param("cause"))
+            return ActionResult({"stopDate": execution.stop_date or stop_date})
+
+        return mock.patch.object(StepFunctionResponse, "stop_execution", stop_execution)
+
+    def _status_hooks(self) -> Iterator[Any]:
+        """Execution status change events, which moto never emits: queued as executions start and end."""
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+        sandbox = self
+
+        # RUNNING: announced before moto sets the status (so wait_for_executions cannot miss it), queued once set,
+        # under the order lock, which the terminal status below waits for.
+        start = Execution.start
+
+        def start_execution(execution):
+            if not sandbox._emits_status(execution):
+                return start(execution)
+            with sandbox._status_order:
+                sandbox._announce_status()
+                try:
+                    start(execution)
+                except BaseException:
+                    sandbox._status_delivered()
+                    raise
+                sandbox._queue_status(execution, "RUNNING")
+
+        # The terminal status: moto sets it before the output, error and cause, so queue it only once
+        # terminated() has recorded them all; announced before, so no wait sees the status before its event.
+        terminated = BaseExecutionWorkerCommunication.terminated
+
+        def execution_terminated(comm):
+            execution = comm.execution
+            if not sandbox._emits_status(execution):
+                return terminated(comm)
+            sandbox._announce_status()
+            try:
+                terminated(comm)
+            except BaseException:
+                sandbox._status_delivered()
+                raise
+            with sandbox._status_order:
+                sandbox._queue_status(execution, execution.status)
+
+        yield mock.patch.object(Execution, "start", start_execution)
+        yield mock.patch.object(BaseExecutionWorkerCommunication, "terminated", execution_terminated)
+
+    # ------------------------------------------------------- status events
+    @staticmethod
+    def _emits_status(execution: Any) -> bool:
+        """Standard workflows send status change events; Express workflows do not."""
+        sm_type = getattr(execution, "sm_type", "STANDARD")
+        return str(getattr(sm_type, "value", sm_type)) != "EXPRESS"
+
+    def _announce_status(self) -> None:
+        with self._status_cv:
+            self._status_pending += 1
+
+    def _status_delivered(self) -> None:
+        with self._status_cv:
+            self._status_pending -= 1
+            self._status_cv.notify_all()
+
+    def _queue_status(self, execution: Any, status: str) -> None:
+        """Queue the event of a change announced with _announce_status (never raises: runs in moto's threads)."""
+        try:
+            self._status_queue.put(self._status_event(execution, status))
+        except Exception:
+            logging.getLogger(__name__).exception("could not build the %s status event of %s", status,
+                                                  getattr(execution, "exec_arn", "an execution"))
+            self._status_delivered()
+
+    def _status_event(self, execution: Any, status: str) -> dict[str, Any]:
+        """The event Step Functions sends EventBridge: its detail is what DescribeExecution says at that moment."""
+        from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+        from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+        state_machine = execution.state_machine
+        error = cause = None
+        if status == "FAILED":
+            error, cause = execution.error, execution.cause
+        elif status == "ABORTED":
+            env = execution.exec_worker.env if execution.exec_worker is not None else None
+            stopped = env.program_state() if env is not None else None
+            if isinstance(stopped, ProgramStopped):
+                error, cause = stopped.error, stopped.cause
+        succeeded = status == "SUCCEEDED"
+        return {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states", "account": self.account,
+            "time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "region": self.region,
+            "resources": [execution.exec_arn],
+            "detail": {
+                "executionArn": execution.exec_arn,
+                "stateMachineArn": getattr(state_machine, "source_arn", None) or state_machine.arn,
+                "name": execution.name,
+                "status": status,
+                "startDate": _epoch_millis(execution.start_date),
+                "stopDate": None if status == "RUNNING" else _epoch_millis(execution.stop_date),
+                "input": to_json_str(execution.input_data, separators=(",", ":")),
+                "inputDetails": {"included": True},
+                "output": to_json_str(execution.output, separators=(",", ":")) if succeeded else None,
+                "outputDetails": {"included": True} if succeeded else None,
+                "error": error,
+                "cause": cause,
+            },
+        }
+
+    def _emit_status_events(self) -> None:
+        """Deliver the queued status change events, in order, until the sandbox closes."""
+        while not self._stop.is_set():
+            try:
+                event = self._status_queue.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            record: dict[str, Any] = {"event": event, "targets": [], "error": None}
+            try:
+                record["targets"] = self.deliver(event)
+            except Exception as exc:  # keep emitting; the record and the log say what went wrong
+                record["error"] = f"{type(exc).__name__}: {exc}"
+                logging.getLogger(__name__).exception(
+                    "delivering the %s status event of %s failed", event["detail"]["status"], event["resources"][0])
+            finally:
+                with self._status_cv:
+                    self.status_events.append(record)
+                self._status_delivered()
 
     # ------------------------------------------------------------ the stack
     def _physical(self) -> None:
@@ -469,9 +633,21 @@ class Sandbox:
         )["executionArn"]
 
     def wait_for_executions(self, timeout: float = 300.0) -> None:
-        """Block (real seconds) until no execution is RUNNING."""
+        """Block (real seconds) until no execution is RUNNING and every status change event has been delivered.
+
+        The targets of a delivered event may start executions of their own: those are waited for too.
+        """
         deadline = time.monotonic() + timeout
-        while any(e["status"] == "RUNNING" for e in self.executions()):
+        while True:
+            if not any(e["status"] == "RUNNING" for e in self.executions()):
+                with self._status_cv:
+                    delivered = self._status_cv.wait_for(lambda: self._status_pending == 0,
+                                                         timeout=max(0.0, deadline - time.monotonic()))
+                if not delivered:
+                    raise SandboxError(
+                        f"execution status change events still undelivered after {timeout:.0f} real seconds")
+                if not any(e["status"] == "RUNNING" for e in self.executions()):
+                    return
             if time.monotonic() > deadline:
                 running = [e["name"] for e in self.executions() if e["status"] == "RUNNING"]
                 raise SandboxError(f"executions still running after {timeout:.0f} real seconds: {running}")
@@ -496,7 +672,18 @@ class Sandbox:
     def locks_held(self) -> int:
         if not self.lock_table:
             return 0
-        return self.client("dynamodb").scan(TableName=self.lock_table, Select="COUNT")["Count"]
+        # Deploy locks only: the table also holds queue, deployed and waiter items.
+        return self.client("dynamodb").scan(
+            TableName=self.lock_table, Select="COUNT", FilterExpression="begins_with(pk, :lock)",
+            ExpressionAttributeValues={":lock": {"S": "service#"}})["Count"]
+
+
+def _epoch_millis(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # moto's utcnow() is naive UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
 
 
 # A valid, empty zip archive: moto needs some code to create a function.
