@@ -1,22 +1,51 @@
-"""Take or release a service's deploy lock."""
+"""Take or release a service's deploy lock.
 
-from ferry import lock, settings
+The lock is keyed by the ECS service (cluster/service) the registry entry
+names, so two registry entries for one service cannot deploy it at once.
+"""
+
+from datetime import datetime
+
+from ferry import config, lock, settings
 from ferry.errors import InputInvalid
 from ferry.observability import bind, field, logger
 
 SETTINGS = settings.load()
 
 
+def requested_at(request: dict, started_at: str | None) -> float | None:
+    """When the deploy was asked for: the trigger's time, else the execution's start (a manual deploy).
+
+    None (no superseding) only for a caller outside the state machine that gives neither.
+    """
+    trigger = request.get("trigger") if isinstance(request.get("trigger"), dict) else {}
+    if isinstance(trigger.get("requestedAt"), (int, float)):
+        return float(trigger["requestedAt"])
+    if started_at:
+        return datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp()
+    return None
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    service, owner, action = field(event, "service"), field(event, "owner"), field(event, "action")
-    bind(owner.rsplit(":", 1)[-1], service)
+    name, owner, action = field(event, "service"), field(event, "owner"), field(event, "action")
+    bind(owner.rsplit(":", 1)[-1], name)
+    request = event.get("request") if isinstance(event.get("request"), dict) else {}
     if action == "acquire":
-        held = lock.acquire(SETTINGS.lock_table, service, owner)
-        logger.info("lock acquired", extra={"expiresAt": held["expiresAt"]})
-        return held
+        cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
+        config.check_cluster(cfg, SETTINGS.allowed_clusters)
+        at = requested_at(request, event.get("startedAt"))
+        held = lock.acquire(SETTINGS.lock_table, cfg.key, owner, requested_at=at)
+        logger.info("lock acquired", extra={"key": cfg.key, "expiresAt": held["expiresAt"]})
+        return {**held, "key": cfg.key, "requestedAt": at}
     if action == "release":
-        released = lock.release(SETTINGS.lock_table, service, owner)
-        logger.info("lock released" if released else "lock was not held by this execution")
-        return {"service": service, "released": released}
+        taken = request.get("lock") if isinstance(request.get("lock"), dict) else {}
+        if not taken.get("key"):
+            logger.info("no lock to release: it was never taken")
+            return {"service": name, "released": False}
+        released = lock.release(SETTINGS.lock_table, taken["key"], owner)
+        if event.get("deployed") and isinstance(taken.get("requestedAt"), (int, float)):
+            lock.record_deployed(SETTINGS.lock_table, taken["key"], owner, float(taken["requestedAt"]))
+        logger.info("lock released" if released else "lock was not held by this execution", extra={"key": taken["key"]})
+        return {"service": name, "released": released}
     raise InputInvalid(f"`action` must be acquire or release, got {action!r}")

@@ -28,6 +28,7 @@ def handler(event, context):
         "targetGroups": list(cfg.target_groups),
         "readSecretValues": cfg.read_secret_values,
         "migrations": render.migration_steps(cfg),
-        "hasMigrations": bool(cfg.migrations),
+        # A manifest can skip them for one release ("migrate": false).
+        "hasMigrations": bool(cfg.migrations) and request.get("migrate", True) is not False,
         **state,
     }

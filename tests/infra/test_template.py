@@ -53,6 +53,7 @@ FUNCTIONS = {
     "RegisterFunction": "functions/register/",
     "MigrateFunction": "functions/migrate/",
     "TaskStoppedFunction": "functions/task_stopped/",
+    "ExecutionEndedFunction": "functions/execution_ended/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
 }
@@ -86,7 +87,7 @@ EXPECTED_ACTIONS = {
         "ecr:DescribeImages",
     },
     "LockFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                     "states:DescribeExecution"},
+                     "states:DescribeExecution", "s3:GetObject", "s3:ListBucket"},
     "RenderFunction": {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
         "ecr:DescribeImages", "ssm:GetParameter", "ssm:GetParameters", "secretsmanager:DescribeSecret",
@@ -111,6 +112,7 @@ EXPECTED_ACTIONS = {
         "dynamodb:GetItem", "dynamodb:DeleteItem", "states:SendTaskSuccess", "states:SendTaskFailure",
         "logs:GetLogEvents",
     },
+    "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
         "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments",
@@ -407,7 +409,7 @@ def test_only_an_opted_in_stack_lets_verify_read_secret_values():
 def test_lock_router_and_state_machine_resources():
     lock = granted("LockFunction")
     sm_name = _name_of("DeployStateMachine")
-    for action in EXPECTED_ACTIONS["LockFunction"] - {"states:DescribeExecution"}:
+    for action in EXPECTED_ACTIONS["LockFunction"] - {"states:DescribeExecution", "s3:GetObject", "s3:ListBucket"}:
         assert lock[action] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"]
     assert lock["states:DescribeExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:*"]
     router = granted("RouterFunction")
@@ -574,9 +576,9 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
         props = event["Properties"]
         assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, name
-    # The only other event target is the task-stopped function.
+    # The only other event targets are the task-stopped and execution-ended functions.
     for logical_id in FUNCTIONS:
-        if logical_id not in ("RouterFunction", "TaskStoppedFunction"):
+        if logical_id not in ("RouterFunction", "TaskStoppedFunction", "ExecutionEndedFunction"):
             assert not RESOURCES[logical_id]["Properties"].get("Events"), logical_id
 
 
@@ -600,8 +602,8 @@ def test_dead_letter_queue_is_encrypted_and_accepts_only_ferrys_rules():
     assert allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow[0]["Action"] == "sqs:SendMessage"
     sources = evaluate(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-ecr-push", "ferry-test-manifest-dropped",
-                                                            "ferry-test-task-stopped"]
+    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-ecr-push", "ferry-test-execution-ended",
+                                                            "ferry-test-manifest-dropped", "ferry-test-task-stopped"]
 
 
 # ---------------------------------------------------------------- storage
@@ -694,3 +696,16 @@ def test_samconfig():
     assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
     assert "EnvironmentName=dev" in deploy["parameter_overrides"] and "Clusters=dev" in deploy["parameter_overrides"]
     assert "EnvironmentName=prod" in config["prod"]["deploy"]["parameters"]["parameter_overrides"]
+
+
+def test_ended_deploy_executions_reach_the_execution_ended_function():
+    [(name, event)] = RESOURCES["ExecutionEndedFunction"]["Properties"]["Events"].items()
+    props = event["Properties"]
+    assert props["Pattern"] == {
+        "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+                   "stateMachineArn": [{"Ref": "DeployStateMachine"}]}}
+    assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
+    granted_s3 = granted("ExecutionEndedFunction")
+    config = _name_of("ConfigBucket")
+    assert sorted(granted_s3["s3:PutObject"]) == [f"arn:aws:s3:::{config}/manifests/*.result.json"], name

@@ -56,14 +56,37 @@ class Scenario:
                 old.unlink()
         (folder / filename).write_text(text)
 
-    def run(self, *events: dict[str, Any], speed: float = SPEED, **kwargs: Any) -> dict[str, Any]:
+    def manifest(self, name: str, body: Any) -> Delivery:
+        """A manifest to drop as manifests/<name>.json (a dict is written as JSON, bytes or str as they are)."""
+        path = self.dir / "manifests" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        if isinstance(body, bytes):
+            path.write_bytes(body)
+        else:
+            path.write_text(body if isinstance(body, str) else json.dumps(body))
+        return Delivery("manifest", path)
+
+    def service(self, name: str, desired: int = 1, config: str | None = None) -> None:
+        """Another Fargate service on cluster prod, running web:v1 like the example, with its own family."""
+        spec = json.loads((self.dir / "web-task-def.json").read_text())
+        spec["family"] = name
+        (self.dir / f"{name}-task-def.json").write_text(json.dumps(spec))
+        self.world["services"].append({"cluster": "prod", "name": name, "desiredCount": desired,
+                                       "running": {"app": "web:v1", "nginx": "nginx:1.27"},
+                                       "taskDefinition": f"{name}-task-def.json"})
+        self.config(name, config or f"cluster: prod\nservice: {name}\ncontainers: {{app: {{repository: web}}}}\n")
+
+    def run(self, *items: dict[str, Any] | Delivery, speed: float = SPEED, **kwargs: Any) -> dict[str, Any]:
         world_path = self.dir / "world.yaml"
         world_path.write_text(yaml.safe_dump(self.world))
         deliveries = []
-        for i, event in enumerate(events):
+        for i, item in enumerate(items):
+            if isinstance(item, Delivery):
+                deliveries.append(item)
+                continue
             path = self.dir / f"event-{i}.json"
-            path.write_text(json.dumps(event))
-            deliveries.append(Delivery("event", path, copy.deepcopy(event)))
+            path.write_text(json.dumps(item))
+            deliveries.append(Delivery("event", path, copy.deepcopy(item)))
         return run(world_path, deliveries, speed=speed, timeout=120, **kwargs)
 
 

@@ -57,3 +57,34 @@ def test_a_lock_held_by_a_running_execution_is_respected(ecs_world):
     with pytest.raises(ServiceLocked, match="being deployed by arn:aws:states"):
         lock.acquire("locks", "web", "exec-2", now=1001)
     assert lock.holder_of("locks", "web") == running
+
+
+def test_a_waiting_request_is_superseded_by_a_newer_one_queued_behind_it(ecs_world):
+    from ferry.errors import Superseded
+
+    lock.acquire("locks", "prod/web", "v2", now=1000, requested_at=100.0)
+    with pytest.raises(ServiceLocked):
+        lock.acquire("locks", "prod/web", "v3", now=1001, requested_at=101.0)   # queued
+    with pytest.raises(ServiceLocked):
+        lock.acquire("locks", "prod/web", "v4", now=1002, requested_at=102.0)   # queued, newest
+    with pytest.raises(Superseded, match=r"a newer deploy of prod/web is queued \(v4\)"):
+        lock.acquire("locks", "prod/web", "v3", now=1003, requested_at=101.0)   # v3's retry
+    lock.release("locks", "prod/web", "v2")
+    lock.record_deployed("locks", "prod/web", "v2", 100.0)
+    with pytest.raises(Superseded):
+        lock.acquire("locks", "prod/web", "v3", now=1004, requested_at=101.0)   # even with the lock free
+    assert lock.acquire("locks", "prod/web", "v4", now=1005, requested_at=102.0)["owner"] == "v4"
+    assert lock.acquire("locks", "prod/web", "v4", now=1006, requested_at=102.0)["owner"] == "v4"  # a retried acquire
+
+
+def test_an_older_request_arriving_after_a_newer_one_went_out_is_superseded(ecs_world):
+    from ferry.errors import Superseded
+
+    lock.acquire("locks", "prod/web", "new", now=1000, requested_at=200.0)
+    lock.release("locks", "prod/web", "new")
+    lock.record_deployed("locks", "prod/web", "new", 200.0)
+    lock.record_deployed("locks", "prod/web", "old", 150.0)  # a late record never moves the mark back
+    with pytest.raises(Superseded, match=r"a newer deploy of prod/web \(new\) has already gone out"):
+        lock.acquire("locks", "prod/web", "old", now=1001, requested_at=150.0)
+    assert lock.holder_of("locks", "prod/web") is None
+    assert lock.acquire("locks", "prod/api", "old", now=1002, requested_at=150.0)["owner"] == "old"  # other services

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,8 +42,9 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
         key = f"manifests/{delivery.path.stem}.json"
         sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key=key,
                                         Body=delivery.path.read_bytes())
-        event = {"source": "aws.s3", "detail-type": "Object Created",
-                 "detail": {"bucket": {"name": sandbox.config_bucket}, "object": {"key": key}}}
+        event = {"version": "0", "id": str(uuid.uuid4()), "source": "aws.s3", "detail-type": "Object Created",
+                 "account": sandbox.account, "region": sandbox.region, "resources": [f"arn:aws:s3:::{sandbox.config_bucket}"],
+                 "detail": {"bucket": {"name": sandbox.config_bucket}, "object": {"key": key}, "reason": "PutObject"}}
         return sandbox.deliver(event)
     event = json.loads(json.dumps(delivery.body))
     detail = event.get("detail", {})
@@ -113,6 +115,7 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
         for key, svc in sorted(sandbox.simulator.services().items())
     }
     return {
+        "manifestResults": _manifest_results(sandbox),
         "executions": executions,
         "services": services,
         "canaryTasks": sandbox.simulator.canary_tasks(),
@@ -125,6 +128,14 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
         "histories": histories,
         "logLines": list(sandbox.logs.lines),
     }
+
+
+def _manifest_results(sandbox: Sandbox) -> dict[str, Any]:
+    """manifests/<name>.result.json documents in the config bucket, by key."""
+    s3 = sandbox.client("s3")
+    found = s3.list_objects_v2(Bucket=sandbox.config_bucket, Prefix="manifests/").get("Contents", [])
+    return {o["Key"]: json.loads(s3.get_object(Bucket=sandbox.config_bucket, Key=o["Key"])["Body"].read())
+            for o in found if o["Key"].endswith(".result.json")}
 
 
 def _service_key(sandbox: Sandbox, name: str | None) -> str | None:

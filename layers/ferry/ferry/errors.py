@@ -75,3 +75,7 @@ class MigrationTimedOut(FerryError):
 
 class MigrationNotStarted(FerryError):
     """ECS could not place or start a migration task (capacity, image pull, ...)."""
+
+
+class Superseded(FerryError):
+    """A newer deploy of the same service is queued or has gone out; this one steps aside (not a failure)."""

@@ -4,6 +4,13 @@ Conditional writes make acquire and release safe under retries: taking a lock
 you already own succeeds again, releasing one you do not own changes nothing.
 `expiresAt` (TTL) is only a safety net for an owner that vanished; a live
 deploy never relies on it.
+
+The newest request wins. Every deploy has a `requestedAt` (the push's or
+manifest's time, or the execution's start for a manual deploy). While it
+waits for the lock it records itself in the service's queue item if it is the
+newest; a waiting deploy that finds a newer one queued, or a newer image
+already deployed, is superseded (it steps aside, it does not fail), so an
+older image never goes out over a newer one.
 """
 
 from __future__ import annotations
@@ -11,13 +18,57 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock
-from .errors import LockUnavailable, ServiceLocked
+from .errors import LockUnavailable, ServiceLocked, Superseded
 
 DEFAULT_TTL_SECONDS = 4 * 3600
 
 
-def _key(service: str) -> dict:
-    return {"pk": {"S": f"service#{service}"}}
+def _key(service: str, kind: str = "service") -> dict:
+    return {"pk": {"S": f"{kind}#{service}"}}
+
+
+def _check_not_superseded(table: str, service: str, owner: str, requested_at: float) -> None:
+    """Queue `owner` as the newest waiter, or raise Superseded when a newer deploy is queued or already out."""
+    ddb = aws.client("dynamodb")
+    deployed = ddb.get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
+    if deployed and float(deployed["requestedAt"]["N"]) > requested_at and deployed["owner"]["S"] != owner:
+        raise Superseded(
+            f"a newer deploy of {service} ({deployed['owner']['S'].rsplit(':', 1)[-1]}) has already gone out; "
+            "this older request steps aside so it cannot roll the service back. Nothing was changed."
+        )
+    try:
+        ddb.update_item(
+            TableName=table, Key=_key(service, "queue"),
+            UpdateExpression="SET newest = :me, newestAt = :at, expiresAt = :ttl",
+            ConditionExpression="attribute_not_exists(newestAt) OR newestAt <= :at",
+            ExpressionAttributeValues={":me": {"S": owner}, ":at": {"N": repr(requested_at)},
+                                       ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))}},
+        )
+    except ClientError as exc:
+        if aws.error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        newest = ddb.get_item(TableName=table, Key=_key(service, "queue"), ConsistentRead=True).get("Item", {})
+        newer = newest.get("newest", {}).get("S", "another execution")
+        if newer != owner:
+            raise Superseded(
+                f"a newer deploy of {service} is queued ({newer.rsplit(':', 1)[-1]}); this one steps aside so that "
+                "the newest image wins. Nothing was changed."
+            ) from exc
+
+
+def record_deployed(table: str, service: str, owner: str, requested_at: float) -> None:
+    """Remember the newest request that reached the service (older ones are superseded from now on)."""
+    try:
+        aws.client("dynamodb").update_item(
+            TableName=table, Key=_key(service, "deployed"),
+            UpdateExpression="SET #owner = :me, requestedAt = :at",
+            ConditionExpression="attribute_not_exists(requestedAt) OR requestedAt <= :at",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":me": {"S": owner}, ":at": {"N": repr(requested_at)}},
+        )
+    except ClientError as exc:
+        if aws.error_code(exc) != "ConditionalCheckFailedException":  # a newer one is already recorded
+            raise
 
 
 def _put(table: str, service: str, owner: str, now: float, ttl_seconds: int, condition: str, values: dict) -> None:
@@ -31,14 +82,18 @@ def _put(table: str, service: str, owner: str, now: float, ttl_seconds: int, con
     )
 
 
-def acquire(table: str, service: str, owner: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, now: float | None = None) -> dict:
+def acquire(table: str, service: str, owner: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, now: float | None = None,
+            requested_at: float | None = None) -> dict:
     """Take the lock for `owner` (an execution ARN), or raise ServiceLocked naming the holder.
 
     A lock whose holder is an execution that has ended (aborted or timed out,
     so no Catch released it) is taken over at once rather than left to its TTL.
+    With `requested_at`, a request older than one queued or deployed is Superseded.
     """
     now = clock.now() if now is None else now
     try:
+        if requested_at is not None and holder_of(table, service) != owner:
+            _check_not_superseded(table, service, owner, requested_at)
         try:
             _put(table, service, owner, now, ttl_seconds,
                  "attribute_not_exists(pk) OR #owner = :owner OR expiresAt < :now",
