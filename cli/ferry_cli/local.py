@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -251,3 +251,88 @@ def cmd_run(args, out=None) -> int:
         print(f"{result.error}: {result.cause.splitlines()[0]}", file=out)
         container = next((c for c in task.get("containers", []) if c.get("name") == step.container), {})
         return container.get("exitCode") or 1
+
+
+# ---------------------------------------------------------------- ferry deploy
+
+@dataclass(frozen=True)
+class Installation:
+    state_machine_arn: str
+    config_bucket: str
+
+
+def _installation(args, sandbox=None) -> Installation:
+    if sandbox is not None:
+        return Installation(sandbox.state_machine_arn, sandbox.config_bucket)
+    stack = args.stack or f"ferry-{_environment(args)}"
+    try:
+        found = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    except (BotoCoreError, ClientError) as exc:
+        raise CommandError(f"cannot read stack {stack} ({exc}): pass --stack with Ferry's stack name") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    if "StateMachineArn" not in outputs:
+        raise CommandError(f"stack {stack} has no StateMachineArn output: is it a Ferry stack?")
+    return Installation(outputs["StateMachineArn"], outputs["ConfigBucketName"])
+
+
+def deploy_input(args, where: Target, bucket: str) -> dict[str, Any]:
+    cfg = config.load(bucket, args.service, _environment(args))
+    request: dict[str, Any] = {"service": args.service, "images": parse_images(cfg, args.image, where)}
+    if args.var:
+        request["values"] = parse_values(args.var)
+    if args.commit:
+        request["commit"] = args.commit
+    return request
+
+
+def _follow(execution_arn: str, poll: float, out, to_offset) -> tuple[str, list[dict[str, Any]]]:
+    import time
+
+    from . import history
+
+    sfn = aws.client("stepfunctions")
+    shown = 0
+    while True:
+        status = sfn.describe_execution(executionArn=execution_arn)["status"]
+        events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        rows = history.rows(events, to_offset)
+        if len(rows) > shown:
+            lines = history.table(rows).splitlines()
+            print("\n".join(lines if not shown else lines[shown + 1:]), file=out, flush=True)
+            shown = len(rows)
+        if status != "RUNNING":
+            return status, events
+        time.sleep(poll)
+
+
+def cmd_deploy(args, out=None) -> int:
+    """Start the deploy state machine as the console's "Start execution" would, and follow it with --wait."""
+    import sys
+    import uuid
+
+    from . import history
+
+    out = out or sys.stdout
+    with ExitStack() as stack:
+        sandbox = None
+        if args.world is not None:
+            from .sandbox.run import world_session
+
+            sandbox, built = stack.enter_context(world_session(args.world))
+            where = Target(built.account, built.region)
+        else:
+            where = stack.enter_context(target(None))
+        installation = _installation(args, sandbox)
+        request = deploy_input(args, where, installation.config_bucket)
+        name = f"{args.service}-manual-{uuid.uuid4().hex[:12]}"[-80:]
+        arn = aws.client("stepfunctions").start_execution(
+            stateMachineArn=installation.state_machine_arn, name=name, input=json.dumps(request))["executionArn"]
+        print(f"started {arn}", file=out, flush=True)
+        if not (args.wait or sandbox):
+            return 0
+        start = aws.client("stepfunctions").describe_execution(executionArn=arn)["startDate"]
+        speed = sandbox.clock.speed if sandbox else 1.0
+        status, events = _follow(arn, 0.1 if sandbox else 5.0, out, lambda ts: (ts - start).total_seconds() * speed)
+        error, cause = history.outcome(events)
+        print(f"\n{status}" + (f"\nError: {error}\nCause: {cause}" if error else ""), file=out)
+        return 0 if status == "SUCCEEDED" else 1

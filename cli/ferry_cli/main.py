@@ -71,6 +71,16 @@ def _local_commands(commands) -> None:
     run.add_argument("--environment", help="environment name for Jsonnet configs")
     run.add_argument("--world", type=Path, help=world_help)
     run.add_argument("command_args", nargs="*", metavar="COMMAND", help="the command, after --")
+    deploy = commands.add_parser("deploy", help="start a deploy of a registered service (the console's Start execution)")
+    deploy.add_argument("--service", required=True, help="the service's name in the config registry")
+    deploy.add_argument("--image", action="append", default=[], metavar="[CONTAINER=]IMAGE",
+                        help="image to deploy: an ECR URI or <repository>:<tag> (repeatable)")
+    deploy.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a template value (repeatable)")
+    deploy.add_argument("--commit", help="commit id for {{ commit }}")
+    deploy.add_argument("--environment", help="Ferry installation name (default $FERRY_ENVIRONMENT or dev)")
+    deploy.add_argument("--stack", help="Ferry's CloudFormation stack (default ferry-<environment>)")
+    deploy.add_argument("--wait", action="store_true", help="follow the execution until it ends (always in the sandbox)")
+    deploy.add_argument("--world", type=Path, help=world_help)
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -80,7 +90,7 @@ def _local(args: argparse.Namespace) -> int:
     from .sandbox.world import WorldError
 
     command = {"render": local.cmd_render, "diff": local.cmd_diff, "init": local.cmd_init,
-               "verify": local.cmd_verify, "run": local.cmd_run}[args.command]
+               "verify": local.cmd_verify, "run": local.cmd_run, "deploy": local.cmd_deploy}[args.command]
     try:
         result = command(args)
         if isinstance(result, int):  # ferry run: the task's exit code
@@ -145,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox" and args.sandbox_command == "run":
         return _sandbox_run(args)
-    if args.command in ("render", "diff", "init", "verify", "run"):
+    if args.command in ("render", "diff", "init", "verify", "run", "deploy"):
         return _local(args)
     return EXIT_BAD_INPUT
 

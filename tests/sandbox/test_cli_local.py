@@ -110,3 +110,18 @@ def test_run_needs_a_command_or_a_known_migration(capsys):
     assert "give a command after --, or --migration NAME" in capsys.readouterr().err
     assert main(["run", "--config-dir", str(CONFIG_DIR), "--world", str(WORLD), "--migration", "seed"]) == 2
     assert "--migration seed: the config has no migrations" in capsys.readouterr().err
+
+
+def test_deploy_starts_the_state_machine_and_follows_it_to_the_end(capsys):
+    assert main(["deploy", "--service", "web", "--image", "web:v2", "--world", str(WORLD)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("started arn:aws:states:us-east-1:123456789012:execution:ferry-sandbox-deploy:web-manual-")
+    assert "Register the new revision" in out and "ExecutionSucceeded" in out
+    assert out.rstrip().endswith("SUCCEEDED")
+
+
+def test_deploy_of_an_unregistered_service_or_a_foreign_image_starts_nothing(capsys):
+    assert main(["deploy", "--service", "api", "--image", "web:v2", "--world", str(WORLD)]) == 1
+    assert "ServiceNotRegistered: service 'api' has no config in the registry" in capsys.readouterr().err
+    assert main(["deploy", "--service", "web", "--image", "nginx:1.27", "--world", str(WORLD)]) == 2
+    assert "repository 'nginx' feeds no container of web" in capsys.readouterr().err
