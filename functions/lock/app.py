@@ -1,12 +1,15 @@
-"""Take or release a service's deploy lock.
+"""Take or release a service's deploy lock, and find what a rollback request goes back to.
 
 The lock is keyed by the ECS service (cluster/service) the registry entry
-names, so two registry entries for one service cannot deploy it at once.
+names, so two registry entries for one service cannot deploy it at once. The same
+table keeps each service's deploy record (the revision Ferry deployed last and
+the one it replaced), which is what `{"action": "rollback"}` goes back to.
 """
 
 from datetime import datetime
 
 from ferry import config, lock, settings
+from ferry.ecs import revision_name
 from ferry.errors import InputInvalid
 from ferry.observability import bind, field, logger
 
@@ -45,7 +48,23 @@ def handler(event, context):
             return {"service": name, "released": False}
         released = lock.release(SETTINGS.lock_table, taken["key"], owner)
         if event.get("deployed") and isinstance(taken.get("requestedAt"), (int, float)):
-            lock.record_deployed(SETTINGS.lock_table, taken["key"], owner, float(taken["requestedAt"]))
+            revision = (request.get("register") or {}).get("taskDefinitionArn")
+            previous = (request.get("render") or {}).get("previousTaskDefinitionArn")
+            lock.record_deployed(SETTINGS.lock_table, taken["key"], owner, float(taken["requestedAt"]), revision, previous)
         logger.info("lock released" if released else "lock was not held by this execution", extra={"key": taken["key"]})
         return {"service": name, "released": released}
-    raise InputInvalid(f"`action` must be acquire or release, got {action!r}")
+    if action == "rollback-target":
+        return _rollback_target(name)
+    raise InputInvalid(f"`action` must be acquire, release or rollback-target, got {action!r}")
+
+
+def _rollback_target(name: str) -> dict:
+    """A rollback request: the revision Ferry's last deploy of the service replaced, shaped like Render's output."""
+    cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
+    config.check_cluster(cfg, SETTINGS.allowed_clusters)
+    target, current = lock.rollback_target(SETTINGS.lock_table, cfg.key)
+    summary = f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}"
+    logger.info("rollback target found", extra={"summary": summary})
+    return {"cluster": cfg.cluster, "service": cfg.service, "strategy": "rolling", "timeouts": cfg.timeouts,
+            "rollbackTo": target, "previousTaskDefinitionArn": current, "previousRevision": revision_name(current),
+            "summary": summary}

@@ -37,7 +37,7 @@ def test_lambda_tasks_run_the_template_handler_and_report_errors_like_the_lambda
     assert response["FunctionError"] == "Unhandled"
     payload = json.loads(response["Payload"].read())
     assert payload["errorType"] == "InputInvalid"  # the name the ASL's Catch and Retry match
-    assert "`action` must be acquire or release" in payload["errorMessage"]
+    assert "`action` must be acquire, release or rollback-target" in payload["errorMessage"]
     ok = sandbox.client("lambda").invoke(
         FunctionName="ferry-sandbox-lock",
         Payload=json.dumps({"action": "acquire", "service": "web", "owner": "me"}).encode())

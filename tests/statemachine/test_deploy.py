@@ -10,6 +10,7 @@ REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 HAPPY_STATES = [
     "Check the request",
     "Take the deploy lock for this service",
+    "Is this a rollback request?",
     "Render the new task definition and diff it",
     "Verify secrets, images and roles",
     "Register the new revision",
@@ -31,7 +32,7 @@ def test_a_push_deploys_the_pushed_image_by_digest(scenario):
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     assert execution["service"] == "prod/web"
-    assert execution["states"][:11] == HAPPY_STATES
+    assert execution["states"][:12] == HAPPY_STATES
     assert execution["states"][-2:] == ["Release the deploy lock", "Deployed"]
     web = summary["services"]["prod/web"]
     assert web["taskDefinition"] == "web:2"
@@ -97,7 +98,8 @@ def test_a_container_the_revision_lacks_fails_render_and_changes_nothing(scenari
     assert execution["status"] == "FAILED"
     assert execution["error"] == "TaskDefinitionInvalid"
     assert "containers ['worker'] are not in task definition web:1" in execution["cause"]
-    assert execution["states"] == ["Check the request", "Take the deploy lock for this service", "Render the new task definition and diff it",
+    assert execution["states"] == ["Check the request", "Take the deploy lock for this service", "Is this a rollback request?",
+                                   "Render the new task definition and diff it",
                                    "Release the deploy lock after the failure", "Deploy failed"]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:1"
     assert summary["locksHeld"] == 0

@@ -22,7 +22,7 @@ def test_migrations_run_in_order_then_the_deploy_continues(scenario):
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     states = execution["states"]
-    assert states[5:9] == ["Are there migrations to run?", "Run the migrations in order", RUN, RUN]
+    assert states[6:10] == ["Are there migrations to run?", "Run the migrations in order", RUN, RUN]
     assert states.index("Update the service to the new revision") > states.index(RUN)
     assert summary["migrationTasks"] == {"started": 2, "running": 0}
     history = summary["histories"][execution["name"]]

@@ -105,3 +105,32 @@ def _wait_until(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_replaced(scenario):
+    import yaml
+
+    from ferry_cli import history
+    from ferry_cli.sandbox.run import world_session
+
+    world_path = scenario.dir / "world.yaml"
+    world_path.write_text(yaml.safe_dump(scenario.world))
+    with world_session(world_path, speed=240) as (sandbox, _world):
+        refused = sandbox.start_execution({"service": "web", "action": "rollback"}, name="nothing-to-roll-back")
+        sandbox.wait_for_executions(timeout=60)
+        events = sandbox.history(refused)
+        assert history.outcome(events)[0] == "NothingToRollBack"
+        sandbox.deliver(push_event("web", "v2"))
+        sandbox.wait_for_executions(timeout=60)
+        assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:2"
+        arn = sandbox.start_execution({"service": "web", "action": "rollback"}, name="roll-back")
+        sandbox.wait_for_executions(timeout=60)
+        events = sandbox.history(arn)
+        states = history.entered_states(events)
+        assert states[:5] == ["Check the request", "Take the deploy lock for this service", "Is this a rollback request?",
+                              "Find the revision to roll back to", "Roll back to that revision"]
+        assert "Render the new task definition and diff it" not in states and states[-1] == "Deployed"
+        web = sandbox.simulator.services()["prod/web"]
+        assert (web["taskDefinition"], web["runningCount"]) == ("web:1", 2)
+        assert web["images"]["app"] == f"{REGISTRY}/web:v1"
+        assert sandbox.locks_held() == 0

@@ -225,6 +225,27 @@ class Sandbox:
         yield mock.patch.object(retrier_decl, "time", _ScaledTime(self.clock))
         yield from self._callback_patches()
         yield self._stop_execution_patch()
+        yield self._start_time_patch()
+
+    def _start_time_patch(self) -> Any:
+        """`$$.Execution.StartTime` on the simulated clock, the clock of every event's `time` in the sandbox.
+
+        Ferry orders deploy requests by their trigger's time, or by StartTime
+        for a manual start: both must come from one clock. (The execution's
+        startDate in the API stays wall-clock, which the history offsets use.)
+        """
+        from moto.stepfunctions.parser.backend import execution_worker
+
+        original = execution_worker.ExecutionData
+        clock = self.clock
+
+        def execution_data(**fields: Any) -> Any:
+            started = fields.get("StartTime")
+            now = clock.now_datetime()
+            fields["StartTime"] = now if isinstance(started, datetime) else now.isoformat()
+            return original(**fields)
+
+        return mock.patch.object(execution_worker, "ExecutionData", execution_data)
 
     def _callback_patches(self) -> Iterator[Any]:
         """Task timeouts and task-token callbacks (`.waitForTaskToken`, SendTask*), as on AWS."""

@@ -79,3 +79,7 @@ class MigrationNotStarted(FerryError):
 
 class Superseded(FerryError):
     """A newer deploy of the same service is queued or has gone out; this one steps aside (not a failure)."""
+
+
+class NothingToRollBack(FerryError):
+    """A rollback was asked for a service Ferry has no deploy record of."""

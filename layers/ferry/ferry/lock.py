@@ -18,7 +18,7 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock
-from .errors import LockUnavailable, ServiceLocked, Superseded
+from .errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
 
 DEFAULT_TTL_SECONDS = 4 * 3600
 
@@ -56,19 +56,35 @@ def _check_not_superseded(table: str, service: str, owner: str, requested_at: fl
             ) from exc
 
 
-def record_deployed(table: str, service: str, owner: str, requested_at: float) -> None:
-    """Remember the newest request that reached the service (older ones are superseded from now on)."""
+def record_deployed(table: str, service: str, owner: str, requested_at: float, revision: str | None = None,
+                    previous: str | None = None) -> None:
+    """Remember the newest request that reached the service (older ones are superseded from now on),
+    with the revision it deployed and the one it replaced (what a rollback request goes back to)."""
+    values: dict = {":me": {"S": owner}, ":at": {"N": repr(requested_at)}}
+    update = "SET #owner = :me, requestedAt = :at"
+    if revision and previous:
+        update += ", revision = :rev, previousRevision = :prev"
+        values.update({":rev": {"S": revision}, ":prev": {"S": previous}})
     try:
         aws.client("dynamodb").update_item(
-            TableName=table, Key=_key(service, "deployed"),
-            UpdateExpression="SET #owner = :me, requestedAt = :at",
+            TableName=table, Key=_key(service, "deployed"), UpdateExpression=update,
             ConditionExpression="attribute_not_exists(requestedAt) OR requestedAt <= :at",
-            ExpressionAttributeNames={"#owner": "owner"},
-            ExpressionAttributeValues={":me": {"S": owner}, ":at": {"N": repr(requested_at)}},
+            ExpressionAttributeNames={"#owner": "owner"}, ExpressionAttributeValues=values,
         )
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":  # a newer one is already recorded
             raise
+
+
+def rollback_target(table: str, service: str) -> tuple[str, str]:
+    """(revision to go back to, revision running now by Ferry's record) for a rollback request."""
+    item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
+    if not item or "previousRevision" not in item:
+        raise NothingToRollBack(
+            f"Ferry has no record of deploying {service}, so it knows no previous revision to roll back to: "
+            "deploy the image you want with {\"service\": ..., \"images\": {...}} instead. Nothing was changed."
+        )
+    return item["previousRevision"]["S"], item["revision"]["S"]
 
 
 def _put(table: str, service: str, owner: str, now: float, ttl_seconds: int, condition: str, values: dict) -> None:

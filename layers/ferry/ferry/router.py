@@ -49,6 +49,8 @@ def parse_push(event: dict[str, Any]) -> Push | None:
 
 
 def _event_time(event: dict[str, Any]) -> float:
+    """When the push or drop happened (EventBridge's `time`), on the clock of executions' StartTime,
+    which orders manual deploys: requests of both kinds are compared."""
     try:
         return datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")).timestamp()
     except (KeyError, ValueError):
