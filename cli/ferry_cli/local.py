@@ -276,6 +276,10 @@ def _installation(args, sandbox=None) -> Installation:
 
 
 def deploy_input(args, where: Target, bucket: str) -> dict[str, Any]:
+    if args.rollback:
+        if args.image:
+            raise CommandError("--rollback goes back to the revision Ferry's last deploy replaced: give no --image")
+        return {"service": args.service, "action": "rollback"}
     cfg = config.load(bucket, args.service, _environment(args))
     request: dict[str, Any] = {"service": args.service, "images": parse_images(cfg, args.image, where)}
     if args.var:

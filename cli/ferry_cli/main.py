@@ -79,6 +79,8 @@ def _local_commands(commands) -> None:
     deploy.add_argument("--commit", help="commit id for {{ commit }}")
     deploy.add_argument("--environment", help="Ferry installation name (default $FERRY_ENVIRONMENT or dev)")
     deploy.add_argument("--stack", help="Ferry's CloudFormation stack (default ferry-<environment>)")
+    deploy.add_argument("--rollback", action="store_true",
+                        help="go back to the revision Ferry's last deploy of the service replaced (no --image)")
     deploy.add_argument("--wait", action="store_true", help="follow the execution until it ends (always in the sandbox)")
     deploy.add_argument("--world", type=Path, help=world_help)
 

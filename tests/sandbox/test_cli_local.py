@@ -125,3 +125,11 @@ def test_deploy_of_an_unregistered_service_or_a_foreign_image_starts_nothing(cap
     assert "ServiceNotRegistered: service 'api' has no config in the registry" in capsys.readouterr().err
     assert main(["deploy", "--service", "web", "--image", "nginx:1.27", "--world", str(WORLD)]) == 2
     assert "repository 'nginx' feeds no container of web" in capsys.readouterr().err
+
+
+def test_deploy_rollback_of_a_service_ferry_never_deployed_says_so(capsys):
+    assert main(["deploy", "--service", "web", "--rollback", "--world", str(WORLD)]) == 1
+    out = capsys.readouterr().out
+    assert "Find the revision to roll back to" in out
+    assert "Error: NothingToRollBack" in out and "Ferry has no record of deploying prod/web" in out
+    assert main(["deploy", "--service", "web", "--rollback", "--image", "web:v2", "--world", str(WORLD)]) == 2
