@@ -8,6 +8,8 @@ import json
 import boto3
 import pytest
 
+from ferry import aws as ferry_aws
+
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 
@@ -21,7 +23,8 @@ def push(repo: str, tag: str) -> str:
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                            "config": {"digest": d, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
                            "layers": []})
-    boto3.client("ecr").put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag, imageDigest=d)
+    # Ferry's cached client: a new boto3 client per call costs ~20 ms under moto.
+    ferry_aws.client("ecr").put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag, imageDigest=d)
     return d
 
 

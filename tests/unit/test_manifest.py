@@ -7,7 +7,7 @@ from ferry import aws as ferry_aws
 from ferry import manifest, router, validation
 from ferry.manifest import ManifestProblem
 
-from .conftest import ACCOUNT, REGISTRY, digest
+from .conftest import ACCOUNT, REGISTRY, digest, push
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "ferry-config"
@@ -21,15 +21,6 @@ migrations: [{name: migrate, container: app, command: [bin/migrate]}]
 """
 API = "cluster: prod\nservice: api\ncontainers: {app: {repository: api}}\n"
 LEGACY = "cluster: legacy\nservice: old\ncontainers: {app: {repository: web}}\n"
-
-
-def push(repo: str, tag: str) -> None:
-    """conftest's push, on one cached client (a client per call costs ~20 ms)."""
-    d = digest(f"{repo}:{tag}")
-    image = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                        "config": {"digest": d, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
-                        "layers": []})
-    ferry_aws.client("ecr").put_image(repositoryName=repo, imageManifest=image, imageTag=tag, imageDigest=d)
 
 
 @pytest.fixture
