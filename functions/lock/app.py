@@ -49,8 +49,9 @@ def handler(event, context):
         released = lock.release(SETTINGS.lock_table, taken["key"], owner)
         if event.get("deployed") and isinstance(taken.get("requestedAt"), (int, float)):
             revision = (request.get("register") or {}).get("taskDefinitionArn")
-            previous = (request.get("render") or {}).get("previousTaskDefinitionArn")
-            lock.record_deployed(SETTINGS.lock_table, taken["key"], owner, float(taken["requestedAt"]), revision, previous)
+            render = request.get("render") or {}
+            lock.record_deployed(SETTINGS.lock_table, taken["key"], owner, float(taken["requestedAt"]), revision,
+                                 render.get("previousTaskDefinitionArn"), render.get("desiredCount"))
         logger.info("lock released" if released else "lock was not held by this execution", extra={"key": taken["key"]})
         return {"service": name, "released": released}
     if action == "rollback-target":
@@ -62,9 +63,10 @@ def _rollback_target(name: str) -> dict:
     """A rollback request: the revision Ferry's last deploy of the service replaced, shaped like Render's output."""
     cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
     config.check_cluster(cfg, SETTINGS.allowed_clusters)
-    target, current = lock.rollback_target(SETTINGS.lock_table, cfg.key)
+    target, current, desired = lock.rollback_target(SETTINGS.lock_table, cfg.key)
     summary = f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}"
     logger.info("rollback target found", extra={"summary": summary})
     return {"cluster": cfg.cluster, "service": cfg.service, "strategy": "rolling", "timeouts": cfg.timeouts,
             "rollbackTo": target, "previousTaskDefinitionArn": current, "previousRevision": revision_name(current),
+            "desiredCount": desired,
             "summary": summary}

@@ -54,6 +54,7 @@ FUNCTIONS = {
     "MigrateFunction": "functions/migrate/",
     "TaskStoppedFunction": "functions/task_stopped/",
     "ExecutionEndedFunction": "functions/execution_ended/",
+    "RollbackFunction": "functions/rollback/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
 }
@@ -69,6 +70,7 @@ STAR_ONLY_ACTIONS = {
     "elasticloadbalancing:DescribeTargetGroups",
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
+    "ecs:DeregisterTaskDefinition",
     # Step Functions log delivery (cw-logs.html#cloudwatch-iam-policy)
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -112,6 +114,10 @@ EXPECTED_ACTIONS = {
         "dynamodb:GetItem", "dynamodb:DeleteItem", "states:SendTaskSuccess", "states:SendTaskFailure",
         "logs:GetLogEvents",
     },
+    "RollbackFunction": {
+        "ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment",
+        "ecs:DeregisterTaskDefinition", "dynamodb:UpdateItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
+    },
     "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
@@ -121,9 +127,9 @@ EXPECTED_ACTIONS = {
 
 # ECS actions on services/deployments: only the allowed clusters.
 ECS_CLUSTER_SCOPED = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
-                      "ecs:DescribeServiceDeployments"}
+                      "ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"}
 
-SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn",
+SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn", "RollbackFunctionArn",
                      "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"}
 
 
@@ -421,7 +427,7 @@ def test_lock_router_and_state_machine_resources():
 def test_state_machine_invokes_exactly_the_step_functions():
     invoke = granted("DeployStateMachine")
     steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "MigrateFunction",
-             "UpdateServiceFunction", "CheckDeploymentFunction")
+             "RollbackFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
     # LambdaInvokePolicy grants function:<name>* (the function, its versions and aliases).
     assert sorted(invoke["lambda:InvokeFunction"]) == sorted(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps)

@@ -57,14 +57,14 @@ def _check_not_superseded(table: str, service: str, owner: str, requested_at: fl
 
 
 def record_deployed(table: str, service: str, owner: str, requested_at: float, revision: str | None = None,
-                    previous: str | None = None) -> None:
+                    previous: str | None = None, desired_count: int | None = None) -> None:
     """Remember the newest request that reached the service (older ones are superseded from now on),
     with the revision it deployed and the one it replaced (what a rollback request goes back to)."""
     values: dict = {":me": {"S": owner}, ":at": {"N": repr(requested_at)}}
     update = "SET #owner = :me, requestedAt = :at"
     if revision and previous:
-        update += ", revision = :rev, previousRevision = :prev"
-        values.update({":rev": {"S": revision}, ":prev": {"S": previous}})
+        update += ", revision = :rev, previousRevision = :prev, desiredCount = :count"
+        values.update({":rev": {"S": revision}, ":prev": {"S": previous}, ":count": {"N": str(desired_count or 1)}})
     try:
         aws.client("dynamodb").update_item(
             TableName=table, Key=_key(service, "deployed"), UpdateExpression=update,
@@ -76,15 +76,15 @@ def record_deployed(table: str, service: str, owner: str, requested_at: float, r
             raise
 
 
-def rollback_target(table: str, service: str) -> tuple[str, str]:
-    """(revision to go back to, revision running now by Ferry's record) for a rollback request."""
+def rollback_target(table: str, service: str) -> tuple[str, str, int]:
+    """(revision to go back to, revision running now by Ferry's record, desired count) for a rollback request."""
     item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
     if not item or "previousRevision" not in item:
         raise NothingToRollBack(
             f"Ferry has no record of deploying {service}, so it knows no previous revision to roll back to: "
             "deploy the image you want with {\"service\": ..., \"images\": {...}} instead. Nothing was changed."
         )
-    return item["previousRevision"]["S"], item["revision"]["S"]
+    return item["previousRevision"]["S"], item["revision"]["S"], int(item.get("desiredCount", {}).get("N", "1"))
 
 
 def _put(table: str, service: str, owner: str, now: float, ttl_seconds: int, condition: str, values: dict) -> None:

@@ -1,0 +1,33 @@
+"""Roll the service back to its previous revision, and write what happened for the Fail state."""
+
+from ferry import config, rollback, settings
+from ferry.errors import InputInvalid
+from ferry.observability import bind, field, logger
+
+SETTINGS = settings.load()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    action, cluster, service = field(event, "action"), field(event, "cluster"), field(event, "service")
+    bind(event.get("execution"), f"{cluster}/{service}")
+    previous, desired = field(event, "previousTaskDefinitionArn"), int(field(event, "desiredCount", int))
+    failed = event.get("failedTaskDefinitionArn")
+    if action == "start":
+        started = rollback.start(cluster, service, previous, desired, failed)
+        logger.warning("rollback started", extra=started)
+        return started
+    if action == "finish":
+        keep = config.load(SETTINGS.config_bucket, field(event, "name"), SETTINGS.environment).raw["rollback"]["keepFailedRevisions"]
+        report = rollback.finish(table=SETTINGS.lock_table, cluster=cluster, service=service, previous=previous,
+                                 desired=desired, failed=failed, failure=event.get("failure"), keep=keep,
+                                 method=str(event.get("method") or "rolled back"))
+        logger.warning("rolled back", extra={"retired": report["retired"]})
+        return report
+    if action == "explain":
+        report = rollback.explain_failure(cluster=cluster, service=service, previous=previous, desired=desired,
+                                          failed=failed, failure=event.get("failure"),
+                                          rollback_failure=event.get("rollbackFailure"))
+        logger.error("rollback failed: a person must act")
+        return report
+    raise InputInvalid(f"`action` must be start, finish or explain, got {action!r}")

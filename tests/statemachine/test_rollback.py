@@ -1,0 +1,88 @@
+"""Rollback in the real state machine: every failure after the service changed puts it back."""
+
+from __future__ import annotations
+
+from .conftest import push_event
+
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+ROLLBACK_STATES = ["Roll back to the previous revision", "Wait for the rollback to progress",
+                   "Check whether the rollback is complete", "Is the rollback complete?"]
+
+
+def rolled_back(summary) -> dict:
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED", execution
+    assert execution["error"] == "RolledBack", execution
+    states = execution["states"]
+    assert states[-3:] == ["Deregister the failed revision", "Release the deploy lock after the rollback", "Rolled back"]
+    assert all(s in states for s in ROLLBACK_STATES)
+    web = summary["services"]["prod/web"]
+    assert (web["taskDefinition"], web["desiredCount"], web["runningCount"]) == ("web:1", 2, 2)
+    assert web["images"]["app"] == f"{REGISTRY}/web:v1"
+    assert summary["locksHeld"] == 0 and summary["canaryTasks"] == 0
+    return execution
+
+
+def test_a_crashing_image_is_rolled_back_by_ecs_and_ferry_waits_for_it(scenario):
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
+    execution = rolled_back(scenario.run(push_event("web", "v3")))
+    cause = execution["cause"]
+    assert cause.startswith("web:2 failed: DeploymentFailed: service prod/web:")
+    assert "Ferry rolled prod/web back to web:1 (2 tasks; ECS had already rolled back (deployment circuit breaker))" in cause
+    assert "the service is stable on web:1. web:2 was deregistered." in cause
+
+
+def test_a_deployment_slower_than_its_timeout_is_stopped_and_rolled_back(scenario):
+    scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                           "timeouts: {deployment: 120}\n")
+    execution = rolled_back(scenario.run(push_event("web", "v2"), speed=240))
+    assert execution["cause"].startswith("web:2 failed: PhaseTimedOut: service prod/web: the deployment of web:2 did not complete within 120 s")
+    assert "stopped the in-flight deployment with ROLLBACK" in execution["cause"]
+
+
+def test_failed_revisions_can_be_kept(scenario):
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                           "rollback: {keepFailedRevisions: 1}\n")
+    execution = rolled_back(scenario.run(push_event("web", "v3")))
+    assert "web:2 stays registered (rollback.keepFailedRevisions: 1)." in execution["cause"]
+
+
+def test_a_rollback_that_fails_once_is_retried_and_completes(scenario):
+    calls = []
+
+    def fail_first_rollback(function: str, event: dict) -> None:
+        if function == "RollbackFunction" and event.get("action") == "start":
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("ECS endpoint unreachable")
+
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
+    summary = scenario.run(push_event("web", "v3"), fault_hooks=[fail_first_rollback])
+    rolled_back(summary)
+    assert len(calls) == 2
+    [execution] = summary["executions"]
+    failed = [r for r in summary["histories"][execution["name"]] if r["type"] == "LambdaFunctionFailed"]
+    assert any(r["detail"].startswith("ConnectionError") for r in failed)
+
+
+def test_a_rollback_that_keeps_failing_ends_saying_a_person_must_act(scenario):
+    def rollback_broken(function: str, event: dict) -> None:
+        if function == "RollbackFunction" and event.get("action") == "start":
+            raise ConnectionError("ECS endpoint unreachable")
+
+    scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                           "timeouts: {deployment: 120}\n")
+    summary = scenario.run(push_event("web", "v2"), speed=240, fault_hooks=[rollback_broken])
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED" and execution["error"] == "RollbackFailed"
+    assert execution["states"][-3:] == ["Release the deploy lock after the failed rollback",
+                                        "Is the failed rollback explained?", "Rollback failed: a person must act"]
+    cause = execution["cause"]
+    assert cause.startswith("ROLLBACK FAILED: a person must act on prod/web.")
+    assert "web:2 failed (PhaseTimedOut:" in cause and "ConnectionError: ECS endpoint unreachable" in cause
+    assert "It now runs web:2 (PRIMARY deployment IN_PROGRESS" in cause
+    assert "aws ecs update-service --cluster prod --service web --task-definition web:1 --desired-count 2" in cause
+    assert summary["locksHeld"] == 0
