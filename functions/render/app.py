@@ -25,6 +25,7 @@ def handler(event, context):
         "strategy": cfg.strategy,
         "timeouts": cfg.timeouts,
         "alarms": list(cfg.alarms),
+        "bakeSeconds": cfg.raw["healthGates"]["bakeSeconds"],
         "targetGroups": list(cfg.target_groups),
         "readSecretValues": cfg.read_secret_values,
         "migrations": render.migration_steps(cfg),

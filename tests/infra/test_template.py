@@ -55,6 +55,7 @@ FUNCTIONS = {
     "TaskStoppedFunction": "functions/task_stopped/",
     "ExecutionEndedFunction": "functions/execution_ended/",
     "RollbackFunction": "functions/rollback/",
+    "BakeFunction": "functions/bake/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
 }
@@ -118,6 +119,8 @@ EXPECTED_ACTIONS = {
         "ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment",
         "ecs:DeregisterTaskDefinition", "dynamodb:UpdateItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
     },
+    "BakeFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "cloudwatch:DescribeAlarms",
+                     "states:SendTaskSuccess", "states:SendTaskFailure"},
     "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
@@ -129,7 +132,7 @@ EXPECTED_ACTIONS = {
 ECS_CLUSTER_SCOPED = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
                       "ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"}
 
-SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn", "RollbackFunctionArn",
+SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn", "RollbackFunctionArn", "BakeFunctionArn",
                      "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"}
 
 
@@ -427,7 +430,7 @@ def test_lock_router_and_state_machine_resources():
 def test_state_machine_invokes_exactly_the_step_functions():
     invoke = granted("DeployStateMachine")
     steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "MigrateFunction",
-             "RollbackFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
+             "RollbackFunction", "BakeFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
     # LambdaInvokePolicy grants function:<name>* (the function, its versions and aliases).
     assert sorted(invoke["lambda:InvokeFunction"]) == sorted(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps)
@@ -584,7 +587,7 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, name
     # The only other event targets are the task-stopped and execution-ended functions.
     for logical_id in FUNCTIONS:
-        if logical_id not in ("RouterFunction", "TaskStoppedFunction", "ExecutionEndedFunction"):
+        if logical_id not in ("RouterFunction", "TaskStoppedFunction", "ExecutionEndedFunction", "BakeFunction"):
             assert not RESOURCES[logical_id]["Properties"].get("Events"), logical_id
 
 
@@ -608,8 +611,9 @@ def test_dead_letter_queue_is_encrypted_and_accepts_only_ferrys_rules():
     assert allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow[0]["Action"] == "sqs:SendMessage"
     sources = evaluate(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-ecr-push", "ferry-test-execution-ended",
-                                                            "ferry-test-manifest-dropped", "ferry-test-task-stopped"]
+    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-alarm-fired", "ferry-test-ecr-push",
+                                                            "ferry-test-execution-ended", "ferry-test-manifest-dropped",
+                                                            "ferry-test-task-stopped"]
 
 
 # ---------------------------------------------------------------- storage
@@ -715,3 +719,11 @@ def test_ended_deploy_executions_reach_the_execution_ended_function():
     granted_s3 = granted("ExecutionEndedFunction")
     config = _name_of("ConfigBucket")
     assert sorted(granted_s3["s3:PutObject"]) == [f"arn:aws:s3:::{config}/manifests/*.result.json"], name
+
+
+def test_alarms_entering_alarm_reach_the_bake_function():
+    [(name, event)] = RESOURCES["BakeFunction"]["Properties"]["Events"].items()
+    assert event["Properties"]["Pattern"] == {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+                                             "detail": {"state": {"value": ["ALARM"]}}}
+    assert event["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
+    assert granted("BakeFunction")["cloudwatch:DescribeAlarms"] == [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*"]

@@ -130,9 +130,10 @@ def test_a_callback_sent_while_the_lambda_still_runs_is_not_lost(box):
 
 @pytest.mark.parametrize("box", [60], indirect=True)
 def test_heartbeats_keep_a_callback_task_alive(box):
-    arn = box.run({"Migrate": wait_task(TimeoutSeconds=3600, HeartbeatSeconds=30, End=True)})  # 0.5 s real
+    # A 1 s real heartbeat period with a beat every 0.1 s: a wide margin on a loaded machine.
+    arn = box.run({"Migrate": wait_task(TimeoutSeconds=3600, HeartbeatSeconds=60, End=True)})
     [token] = box.invoked()
-    for _ in range(12):  # 1.2 real seconds, 72 simulated: more than two heartbeat periods
+    for _ in range(24):  # 2.4 real seconds, 144 simulated: more than two heartbeat periods
         time.sleep(0.1)
         box.sfn().send_task_heartbeat(taskToken=token)
     box.sfn().send_task_success(taskToken=token, output="{}")

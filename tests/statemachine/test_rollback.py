@@ -86,3 +86,41 @@ def test_a_rollback_that_keeps_failing_ends_saying_a_person_must_act(scenario):
     assert "It now runs web:2 (PRIMARY deployment IN_PROGRESS" in cause
     assert "aws ecs update-service --cluster prod --service web --task-definition web:1 --desired-count 2" in cause
     assert summary["locksHeld"] == 0
+
+
+BAKED = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nhealthGates: {alarms: [web-5xx], bakeSeconds: 300}\n"
+
+
+def test_a_quiet_bake_passes(scenario):
+    scenario.config("web", BAKED)
+    summary = scenario.run(push_event("web", "v2"))
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert execution["states"][-4:] == ["Bake while watching the alarms", "The bake passed", "Release the deploy lock", "Deployed"]
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
+
+
+def test_an_alarm_firing_during_the_bake_rolls_the_service_back(scenario):
+    import threading
+
+    import boto3
+
+    def fire_alarm_soon(function: str, event: dict) -> None:
+        if function == "BakeFunction" and "token" in event:
+            threading.Timer(0.3, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx rate 12% > 5% for 1 minute")).start()
+
+    scenario.config("web", BAKED)
+    summary = scenario.run(push_event("web", "v2"), fault_hooks=[fire_alarm_soon])
+    execution = rolled_back(summary)
+    assert "Bake while watching the alarms" in execution["states"] and "The bake passed" not in execution["states"]
+    assert execution["cause"].startswith(
+        "web:2 failed: AlarmTriggered: alarm web-5xx went into ALARM during the 300 s bake of web:2 on prod/web: "
+        "5xx rate 12% > 5% for 1 minute")
+
+
+def test_an_alarm_already_firing_fails_the_bake_at_once(scenario):
+    scenario.world["alarms"] = {"web-5xx": "ALARM"}
+    scenario.config("web", BAKED)
+    execution = rolled_back(scenario.run(push_event("web", "v2")))
+    assert "AlarmTriggered: alarm web-5xx went into ALARM" in execution["cause"]

@@ -226,6 +226,32 @@ class Sandbox:
         yield from self._callback_patches()
         yield self._stop_execution_patch()
         yield self._start_time_patch()
+        yield self._alarm_events_patch()
+
+    def _alarm_events_patch(self) -> Any:
+        """CloudWatch sends 'CloudWatch Alarm State Change' to EventBridge; moto does not: queue them like status events."""
+        from moto.cloudwatch.models import Alarm
+
+        original = Alarm.update_state
+        sandbox = self
+
+        def update_state(alarm: Any, reason: str, reason_data: str, state_value: str) -> None:
+            before = alarm.state_value
+            original(alarm, reason, reason_data, state_value)
+            if before == state_value:
+                return
+            sandbox._announce_status()
+            now = sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+            sandbox._status_queue.put({
+                "version": "0", "id": str(uuid.uuid4()), "detail-type": "CloudWatch Alarm State Change",
+                "source": "aws.cloudwatch", "account": sandbox.account, "region": sandbox.region,
+                "time": sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [alarm.alarm_arn],
+                "detail": {"alarmName": alarm.name, "state": {"value": state_value, "reason": reason, "timestamp": now},
+                           "previousState": {"value": before, "reason": "", "timestamp": now},
+                           "configuration": {"description": alarm.description or ""}},
+            })
+
+        return mock.patch.object(Alarm, "update_state", update_state)
 
     def _start_time_patch(self) -> Any:
         """`$$.Execution.StartTime` on the simulated clock, the clock of every event's `time` in the sandbox.
@@ -482,10 +508,11 @@ class Sandbox:
             except Exception as exc:  # keep emitting; the record and the log say what went wrong
                 record["error"] = f"{type(exc).__name__}: {exc}"
                 logging.getLogger(__name__).exception(
-                    "delivering the %s status event of %s failed", event["detail"]["status"], event["resources"][0])
+                    "delivering the %s event of %s failed", event["detail-type"], event["resources"][0])
             finally:
                 with self._status_cv:
-                    self.status_events.append(record)
+                    if event["source"] == "aws.states":
+                        self.status_events.append(record)
                 self._status_delivered()
 
     # ------------------------------------------------------------ the stack
