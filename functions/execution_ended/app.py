@@ -1,4 +1,4 @@
-"""A deploy execution ended (any status): release its lock and record its result.
+"""A deploy execution ended (any status): remove its canary, release its lock and record its result.
 
 Catch blocks do not run when an operator stops an execution or it times out,
 so the lock of an ABORTED or TIMED_OUT execution is released here, from
@@ -8,7 +8,7 @@ the end is written into the manifest's result document.
 
 import json
 
-from ferry import config, lock, manifest, settings
+from ferry import canary, config, lock, manifest, settings
 from ferry.errors import FerryError
 from ferry.observability import bind, logger
 
@@ -28,17 +28,22 @@ def handler(event, context):
         request = {}
     name = request.get("service") if isinstance(request, dict) else None
     bind(detail.get("name"), name if isinstance(name, str) else None)
-    released = False
+    released, canaries = False, 0
     if isinstance(name, str) and name:
         try:
-            key = config.load(SETTINGS.config_bucket, name, SETTINGS.environment).key
-            released = lock.release(SETTINGS.lock_table, key, arn)
-        except FerryError as exc:  # an unregistered service never took a lock
+            cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
+        except FerryError as exc:  # an unregistered service never took a lock or started a canary
             logger.info("no lock to release", extra={"reason": type(exc).__name__})
+        else:
+            # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
+            canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
+            released = lock.release(SETTINGS.lock_table, cfg.key, arn)
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False
     if trigger.get("type") == "manifest" and manifest.is_manifest_key(str(trigger.get("key", ""))):
         recorded = manifest.record_end(SETTINGS.config_bucket, manifest.result_key(trigger["key"]), detail.get("name", ""),
                                        status, detail.get("error"), detail.get("cause"))
-    logger.info("execution ended", extra={"status": status, "lockReleased": released, "resultRecorded": recorded})
-    return {"handled": True, "status": status, "lockReleased": released, "resultRecorded": recorded}
+    logger.info("execution ended", extra={"status": status, "lockReleased": released, "canaryTasksStopped": canaries,
+                                          "resultRecorded": recorded})
+    return {"handled": True, "status": status, "lockReleased": released, "canaryTasksStopped": canaries,
+            "resultRecorded": recorded}

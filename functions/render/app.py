@@ -23,6 +23,7 @@ def handler(event, context):
         "cluster": cfg.cluster,
         "service": cfg.service,
         "strategy": cfg.strategy,
+        "canary": cfg.raw["strategy"].get("canary") or {},
         "timeouts": cfg.timeouts,
         "alarms": list(cfg.alarms),
         "bakeSeconds": cfg.raw["healthGates"]["bakeSeconds"],

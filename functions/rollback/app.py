@@ -1,6 +1,6 @@
 """Roll the service back to its previous revision, and write what happened for the Fail state."""
 
-from ferry import config, rollback, settings
+from ferry import canary, config, rollback, settings
 from ferry.errors import InputInvalid
 from ferry.observability import bind, field, logger
 
@@ -14,7 +14,9 @@ def handler(event, context):
     previous, desired = field(event, "previousTaskDefinitionArn"), int(field(event, "desiredCount", int))
     failed = event.get("failedTaskDefinitionArn")
     if action == "start":
+        stopped = canary.remove_now(cluster, service, field(event, "execution"))  # the canary must not keep serving
         started = rollback.start(cluster, service, previous, desired, failed)
+        started["canaryTasksStopped"] = stopped
         logger.warning("rollback started", extra=started)
         return started
     if action == "finish":

@@ -56,6 +56,7 @@ FUNCTIONS = {
     "ExecutionEndedFunction": "functions/execution_ended/",
     "RollbackFunction": "functions/rollback/",
     "BakeFunction": "functions/bake/",
+    "CanaryFunction": "functions/canary/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
 }
@@ -72,6 +73,8 @@ STAR_ONLY_ACTIONS = {
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
     "ecs:DeregisterTaskDefinition",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
     # Step Functions log delivery (cw-logs.html#cloudwatch-iam-policy)
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -118,10 +121,20 @@ EXPECTED_ACTIONS = {
     "RollbackFunction": {
         "ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment",
         "ecs:DeregisterTaskDefinition", "dynamodb:UpdateItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
+        "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+    },
+    "CanaryFunction": {
+        "ecs:DescribeServices", "ecs:RunTask", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+        "ecs:DescribeTaskDefinition", "ecs:TagResource", "iam:PassRole", "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DescribeTargetGroupAttributes", "logs:GetLogEvents",
     },
     "BakeFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "cloudwatch:DescribeAlarms",
                      "states:SendTaskSuccess", "states:SendTaskFailure"},
-    "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"},
+    "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
+                               "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+                               "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroupAttributes"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
         "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments",
@@ -132,7 +145,7 @@ EXPECTED_ACTIONS = {
 ECS_CLUSTER_SCOPED = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
                       "ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"}
 
-SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn", "RollbackFunctionArn", "BakeFunctionArn",
+SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn", "RollbackFunctionArn", "BakeFunctionArn", "CanaryFunctionArn",
                      "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"}
 
 
@@ -314,7 +327,7 @@ def test_passrole_only_to_ecs_tasks():
                 assert st.get("Condition") == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
                 for resource in resources_of(st):
                     assert resource.startswith(f"arn:{PARTITION}:iam::{ACCOUNT}:role/"), resource
-    assert sorted(holders) == ["MigrateFunction", "RegisterFunction"]
+    assert sorted(holders) == ["CanaryFunction", "MigrateFunction", "RegisterFunction"]
 
 
 def test_ecs_service_actions_are_limited_to_the_allowed_clusters():
@@ -430,7 +443,7 @@ def test_lock_router_and_state_machine_resources():
 def test_state_machine_invokes_exactly_the_step_functions():
     invoke = granted("DeployStateMachine")
     steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "MigrateFunction",
-             "RollbackFunction", "BakeFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
+             "RollbackFunction", "BakeFunction", "CanaryFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
     # LambdaInvokePolicy grants function:<name>* (the function, its versions and aliases).
     assert sorted(invoke["lambda:InvokeFunction"]) == sorted(
         f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps)

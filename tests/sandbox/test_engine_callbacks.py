@@ -53,7 +53,7 @@ class CallbackBox(Sandbox):
             definition=json.dumps({"StartAt": start_at, "States": states}))["stateMachineArn"]
         return sfn.start_execution(stateMachineArn=arn, input=json.dumps({"service": "web"}))["executionArn"]
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -63,7 +63,7 @@ class CallbackBox(Sandbox):
         self.wait_for(lambda: len(self.events) >= times, what=f"{times} invocation(s)")
         return self.tokens
 
-    def finish(self, execution_arn: str, timeout: float = 10.0) -> dict[str, Any]:
+    def finish(self, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
         sfn = self.sfn()
         self.wait_for(lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING",
                       timeout, "the execution to end")

@@ -96,7 +96,8 @@ def test_a_quiet_bake_passes(scenario):
     summary = scenario.run(push_event("web", "v2"))
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
-    assert execution["states"][-4:] == ["Bake while watching the alarms", "The bake passed", "Release the deploy lock", "Deployed"]
+    assert execution["states"][-5:] == ["Bake while watching the alarms", "The bake passed", "Did a canary run?",
+                                        "Release the deploy lock", "Deployed"]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
 
 

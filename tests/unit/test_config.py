@@ -103,8 +103,8 @@ def test_every_setting_gets_its_schema_default_at_any_depth(ecs_world):
 
 
 def test_strategies_this_version_does_not_run_are_refused_by_name(ecs_world):
-    put_config("web", GOOD + "strategy: {type: canary}\n")
-    with pytest.raises(ConfigInvalid, match=r"\$.strategy.type: 'canary' is not available in this version of Ferry; use one of \['rolling'\]"):
+    put_config("web", GOOD + "strategy: {type: native}\n")
+    with pytest.raises(ConfigInvalid, match=r"\$.strategy.type: 'native' is not available in this version of Ferry; use one of \['canary', 'rolling'\]"):
         config.load("ferry-config", "web")
 
 

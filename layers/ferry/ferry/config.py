@@ -28,7 +28,7 @@ CONFIG_FILES = ("ferry.yaml", "ferry.yml", "ferry.json", "ferry.jsonnet")
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_FOLDER_FILES = 50
 # Strategies this version of Ferry runs; the schema names the others so configs can be written ahead.
-AVAILABLE_STRATEGIES = ("rolling",)
+AVAILABLE_STRATEGIES = ("canary", "rolling")
 
 
 class Folder(Protocol):

@@ -37,3 +37,24 @@ def primary_deployment(service: dict[str, Any]) -> dict[str, Any]:
 def revision_name(task_definition_arn: str) -> str:
     """'arn:...:task-definition/web:12' -> 'web:12'."""
     return task_definition_arn.rsplit("/", 1)[-1]
+
+
+def one_off_parameters(cluster: str, service: dict[str, Any], task_definition_arn: str, execution: str, marker: str,
+                       tags: dict[str, str], overrides: list[dict[str, Any]] | None = None, count: int = 1) -> dict[str, Any]:
+    """RunTask input for tasks beside a service (migrations, canaries): its network, launch type or
+    capacity providers and platform version; `startedBy` and tags naming the execution."""
+    params: dict[str, Any] = {
+        "cluster": cluster, "taskDefinition": task_definition_arn, "count": count, "startedBy": marker,
+        "overrides": {"containerOverrides": overrides or []},
+        "tags": [{"key": "ferry:execution", "value": execution[:256]}] + [{"key": k, "value": v} for k, v in tags.items()],
+        "propagateTags": "TASK_DEFINITION",
+    }
+    if service.get("networkConfiguration"):
+        params["networkConfiguration"] = service["networkConfiguration"]
+    if service.get("capacityProviderStrategy"):
+        params["capacityProviderStrategy"] = service["capacityProviderStrategy"]
+    elif service.get("launchType"):
+        params["launchType"] = service["launchType"]
+    if service.get("platformVersion") and service.get("platformVersion") != "LATEST":
+        params["platformVersion"] = service["platformVersion"]
+    return params

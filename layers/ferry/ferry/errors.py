@@ -83,3 +83,11 @@ class Superseded(FerryError):
 
 class NothingToRollBack(FerryError):
     """A rollback was asked for a service Ferry has no deploy record of."""
+
+
+class CanaryCrashed(FerryError):
+    """A canary task stopped (exit code, stopped reason and log lines in the message), or could not be placed."""
+
+
+class CanaryUnhealthy(FerryError):
+    """The canary failed its health checks too many times in a row (target health reason codes in the message)."""

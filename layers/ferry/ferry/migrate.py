@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from . import aws, clock, waiters
-from .ecs import describe_service, revision_name
+from .ecs import describe_service, one_off_parameters, revision_name
 from .errors import MigrationNotStarted
 
 LOG_LINES = 20
@@ -76,22 +76,8 @@ def _run_parameters(cluster: str, service: dict[str, Any], task_definition_arn: 
     override: dict[str, Any] = {"name": migration.container, "command": migration.command}
     if migration.environment:
         override["environment"] = [{"name": k, "value": v} for k, v in sorted(migration.environment.items())]
-    params: dict[str, Any] = {
-        "cluster": cluster, "taskDefinition": task_definition_arn, "count": 1, "startedBy": marker,
-        "overrides": {"containerOverrides": [override]},
-        "tags": [{"key": "ferry:execution", "value": execution[:256]}, {"key": "ferry:purpose", "value": "migration"},
-                 {"key": "ferry:migration", "value": migration.name}],
-        "propagateTags": "TASK_DEFINITION",
-    }
-    if service.get("networkConfiguration"):
-        params["networkConfiguration"] = service["networkConfiguration"]
-    if service.get("capacityProviderStrategy"):
-        params["capacityProviderStrategy"] = service["capacityProviderStrategy"]
-    elif service.get("launchType"):
-        params["launchType"] = service["launchType"]
-    if service.get("platformVersion") and service.get("platformVersion") != "LATEST":
-        params["platformVersion"] = service["platformVersion"]
-    return params
+    return one_off_parameters(cluster, service, task_definition_arn, execution, marker,
+                              {"ferry:purpose": "migration", "ferry:migration": migration.name}, [override])
 
 
 def run_task(cluster: str, service_name: str, task_definition_arn: str, migration: Migration, execution: str,

@@ -1,0 +1,185 @@
+"""Canary: tasks of the new revision, beside the service, must prove healthy before the service changes.
+
+The canary tasks run with the service's own network and launch settings and
+are registered in every target group of the service, so they take a share
+of real traffic. They must reach RUNNING (and HEALTHY, when containers have
+health checks), then stay healthy in every target group for
+`healthyForSeconds`; `initial` is not a failure, `unhealthyThreshold`
+non-healthy observations in a row are. Whatever happens, they are
+deregistered and stopped at the end (Ferry's success path, its failure and
+rollback paths, and the execution-ended function after an abort).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import aws, clock, migrate
+from .ecs import describe_service, one_off_parameters, revision_name
+from .errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
+
+
+def started_by(execution: str) -> str:
+    """startedBy of this execution's canary tasks (at most 36 characters): how every path finds them."""
+    return "ferry-canary-" + hashlib.sha256(execution.encode()).hexdigest()[:23]
+
+
+def _tasks(cluster: str, marker: str) -> list[dict[str, Any]]:
+    ecs = aws.client("ecs")
+    arns = []
+    for status in ("RUNNING", "STOPPED"):
+        arns += ecs.list_tasks(cluster=cluster, startedBy=marker, desiredStatus=status)["taskArns"]
+    return ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"] if arns else []
+
+
+def start(cluster: str, service: str, task_definition_arn: str, count: int, execution: str) -> dict[str, Any]:
+    """Start the canary tasks (a retried step starts only the missing ones)."""
+    marker = started_by(execution)
+    existing = [t for t in _tasks(cluster, marker) if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
+    missing = count - len(existing)
+    started = list(existing)
+    if missing > 0:
+        params = one_off_parameters(cluster, describe_service(cluster, service), task_definition_arn, execution, marker,
+                                    {"ferry:purpose": "canary"}, count=missing)
+        result = aws.client("ecs").run_task(**params)
+        if not result.get("tasks"):
+            reasons = "; ".join(str(f.get("reason")) for f in result.get("failures", [])) or "no reason given"
+            raise CanaryCrashed(f"ECS could not place the canary of {revision_name(task_definition_arn)} in {cluster}: "
+                                f"{reasons}. The service was not changed.")
+        started += result["tasks"]
+    return {"taskArns": [t["taskArn"] for t in started], "startedAt": clock.now(), "marker": marker}
+
+
+def _ip(task: dict[str, Any]) -> str | None:
+    for attachment in task.get("attachments", []):
+        for detail in attachment.get("details", []):
+            if detail.get("name") == "privateIPv4Address":
+                return detail.get("value")
+    for container in task.get("containers", []):
+        for interface in container.get("networkInterfaces", []):
+            if interface.get("privateIpv4Address"):
+                return interface["privateIpv4Address"]
+    return None
+
+
+def _targets(service: dict[str, Any], tasks: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(target group, targets) for every load balancer entry of the service."""
+    out = []
+    for lb in service.get("loadBalancers", []):
+        if lb.get("targetGroupArn"):
+            targets = [{"Id": ip, "Port": int(lb["containerPort"])} for ip in (_ip(t) for t in tasks) if ip]
+            out.append((lb["targetGroupArn"], targets))
+    return out
+
+
+def _crash_cause(task: dict[str, Any], revision: str) -> str:
+    essential = next((c for c in task.get("containers", []) if c.get("exitCode") not in (None, 0, 143)),
+                     (task.get("containers") or [{}])[0])
+    lines, where = migrate.log_tail(migrate.log_config(task["taskDefinitionArn"], essential.get("name", "")),
+                                    essential.get("name", ""), task["taskArn"]) if essential.get("name") else ([], "")
+    log_part = (f"\nLast {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
+    return (f"a canary task of {revision} stopped: {task.get('stopCode', 'stopped')}: {task.get('stoppedReason', 'no reason given')}"
+            f"{'; container ' + essential['name'] + ' exited with code ' + str(essential['exitCode']) if essential.get('exitCode') is not None else ''}"
+            f"{'; ' + essential['reason'] if essential.get('reason') else ''}. Task: {task['taskArn']}.{log_part}\n"
+            "The service was not changed.")
+
+
+def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, Any], *, revision: str,
+          started_at: float, healthy_for: int, unhealthy_threshold: int, timeout: int) -> dict[str, Any]:
+    """One observation of the canary: registers it once RUNNING (and HEALTHY), then counts healthy time."""
+    ecs, elb = aws.client("ecs"), aws.client("elbv2")
+    now = clock.now()
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=task_arns)["tasks"]
+    progress = dict(progress or {})
+    for task in tasks:
+        if task.get("lastStatus") == "STOPPED":
+            raise CanaryCrashed(_crash_cause(task, revision))
+        if task.get("desiredStatus") == "STOPPED":  # on its way down: judged once STOPPED, with exit code and logs
+            if now - started_at > timeout:
+                raise CanaryCrashed(_crash_cause(task, revision))
+            return {**progress, "state": "WAITING"}
+    ready = all(t.get("lastStatus") == "RUNNING" and t.get("healthStatus") in ("HEALTHY", "UNKNOWN", None) for t in tasks)
+    if any(t.get("healthStatus") == "UNHEALTHY" for t in tasks):
+        progress["unhealthy"] = progress.get("unhealthy", 0) + 1
+        if progress["unhealthy"] >= unhealthy_threshold:
+            raise CanaryUnhealthy(f"the canary of {revision} failed its container health checks {progress['unhealthy']} "
+                                  "times in a row. The service was not changed.")
+    if ready:
+        described = describe_service(cluster, service)
+        groups = _targets(described, tasks)
+        if not progress.get("registered"):
+            for group, targets in groups:
+                if targets:
+                    elb.register_targets(TargetGroupArn=group, Targets=targets)
+            progress["registered"] = True
+        states = []
+        for group, targets in groups:
+            if targets:
+                for found in elb.describe_target_health(TargetGroupArn=group, Targets=targets)["TargetHealthDescriptions"]:
+                    health = found["TargetHealth"]
+                    states.append((group.rsplit("/", 2)[-2], health.get("State"), health.get("Reason"), health.get("Description")))
+        if states and all(s[1] == "healthy" for s in states):
+            progress.setdefault("healthySince", now)
+            progress["unhealthy"] = 0
+        elif states and all(s[1] in ("healthy", "initial") for s in states):
+            progress.pop("healthySince", None)  # initial is not a failure, but not healthy time either
+        elif states:
+            progress.pop("healthySince", None)
+            progress["unhealthy"] = progress.get("unhealthy", 0) + 1
+            if progress["unhealthy"] >= unhealthy_threshold:
+                evidence = "; ".join(f"{g}: {s} ({r}: {d})" for g, s, r, d in states if s != "healthy")
+                raise CanaryUnhealthy(f"the canary of {revision} was not healthy {progress['unhealthy']} times in a row "
+                                      f"in its target groups: {evidence}. The service was not changed.")
+        elif not groups:  # no load balancer: RUNNING (and HEALTHY) is the health that can be seen
+            progress.setdefault("healthySince", now)
+        if "healthySince" in progress and now - progress["healthySince"] >= healthy_for:
+            return {**progress, "state": "PASSED"}
+    if now - started_at > timeout:
+        raise PhaseTimedOut(f"the canary of {revision} was not healthy for {healthy_for} s within {timeout} s "
+                            "(timeouts.canary). The service was not changed.")
+    return {**progress, "state": "WAITING"}
+
+
+def deregistration_delay(cluster: str, service: str) -> int:
+    """The longest deregistration delay among the service's target groups (seconds the canary drains)."""
+    elb, longest = aws.client("elbv2"), 0
+    for lb in describe_service(cluster, service).get("loadBalancers", []):
+        if lb.get("targetGroupArn"):
+            attributes = elb.describe_target_group_attributes(TargetGroupArn=lb["targetGroupArn"])["Attributes"]
+            delay = next((a["Value"] for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), "300")
+            longest = max(longest, int(delay))
+    return longest
+
+
+def deregister(cluster: str, service: str, execution: str) -> dict[str, Any]:
+    """Take the canary out of every target group; returns how long to let it drain."""
+    tasks = [t for t in _tasks(cluster, started_by(execution)) if t.get("lastStatus") != "STOPPED"]
+    if not tasks:
+        return {"drainSeconds": 0, "tasks": 0}
+    elb = aws.client("elbv2")
+    for group, targets in _targets(describe_service(cluster, service), tasks):
+        if targets:
+            elb.deregister_targets(TargetGroupArn=group, Targets=targets)
+    return {"drainSeconds": deregistration_delay(cluster, service), "tasks": len(tasks)}
+
+
+def stop(cluster: str, execution: str) -> int:
+    """Stop every canary task of the execution; returns how many were still running."""
+    stopped = 0
+    for task in _tasks(cluster, started_by(execution)):
+        if task.get("desiredStatus") != "STOPPED":
+            aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"], reason=f"Ferry: canary of {execution} removed")
+            stopped += 1
+    return stopped
+
+
+def remove_now(cluster: str, service: str, execution: str) -> int:
+    """Deregister and stop at once (failure, rollback and abort paths: the canary must not keep serving)."""
+    try:
+        deregister(cluster, service, execution)
+    except (ClientError, BotoCoreError):
+        pass  # a missing target group must not keep the tasks running
+    return stop(cluster, execution)
