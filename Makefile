@@ -18,7 +18,8 @@ infra: $(VENV)/.installed $(SAM_VENV)/.installed
 	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra
 
 unit: $(VENV)/.installed $(SAM_VENV)/.installed
-	SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest -q
+	# Two workers: most sandbox tests wait on a simulated clock, so they overlap well even on 2 cores.
+	SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest -q -n 2
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt layers/ferry/requirements.txt
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }
