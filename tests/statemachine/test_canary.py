@@ -103,3 +103,22 @@ def test_an_execution_aborted_during_the_canary_has_its_canary_removed_and_lock_
             time.sleep(0.05)
         assert sandbox.locks_held() == 0
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"
+
+
+def test_a_canary_its_target_groups_find_unhealthy_fails_with_their_reason_codes(scenario):
+    import json
+
+    spec = json.loads((scenario.dir / "web-task-def.json").read_text())
+    for container in spec["containerDefinitions"]:  # no container health checks: the load balancer's are the gate
+        container.pop("healthCheck", None)
+        container.pop("dependsOn", None)
+    (scenario.dir / "web-task-def.json").write_text(json.dumps(spec))
+    scenario.config("web", CANARY)
+    scenario.world["behaviour"] = {"web:v4": {"health": "unhealthy"}}
+    scenario.world["ecr"]["web"] = ["v1", "v2", "v4"]
+    summary = scenario.run(push_event("web", "v4"))
+    execution = failed_at(summary, "Remove the canary after the failure")
+    assert execution["error"] == "CanaryUnhealthy"
+    assert execution["cause"].startswith("the canary of web:2 was not healthy 3 times in a row in its target groups: web-tg: "
+                                         "unhealthy (Target.FailedHealthChecks: Health checks failed)")
+    assert summary["canaryTasks"] == 0
