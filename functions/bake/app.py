@@ -12,8 +12,8 @@ def handler(event, context):
         detail = event.get("detail") or {}
         failed = bake.alarm_changed(SETTINGS.lock_table, detail)
         logger.info("alarm state change handled" if failed else "no bake watches this alarm",
-                    extra={"alarm": detail.get("alarmName")})
-        return {"failedBake": failed}
+                    extra={"alarm": detail.get("alarmName"), "bakesFailed": failed})
+        return {"bakesFailed": failed}
     token, execution = field(event, "token"), field(event, "execution")
     cluster, service = field(event, "cluster"), field(event, "service")
     bind(execution, f"{cluster}/{service}")

@@ -36,7 +36,10 @@ def handler(event, context):
             logger.info("no lock to release", extra={"reason": type(exc).__name__})
         else:
             # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
-            canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
+            try:
+                canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
+            except Exception as exc:  # the lock and the result record must not wait on the canary
+                logger.warning("canary removal failed", extra={"error": type(exc).__name__})
             released = lock.release(SETTINGS.lock_table, cfg.key, arn)
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False

@@ -46,12 +46,14 @@ def handler(event, context):
         if not taken.get("key"):
             logger.info("no lock to release: it was never taken")
             return {"service": name, "released": False}
-        released = lock.release(SETTINGS.lock_table, taken["key"], owner)
         if event.get("deployed") and isinstance(taken.get("requestedAt"), (int, float)):
+            # Recorded before the lock goes: a newer request must see this deploy once it can run.
             revision = (request.get("register") or {}).get("taskDefinitionArn")
             render = request.get("render") or {}
+            previous = None if request.get("action") == "rollback" else render.get("previousTaskDefinitionArn")
             lock.record_deployed(SETTINGS.lock_table, taken["key"], owner, float(taken["requestedAt"]), revision,
-                                 render.get("previousTaskDefinitionArn"), render.get("desiredCount"))
+                                 previous, render.get("desiredCount"))
+        released = lock.release(SETTINGS.lock_table, taken["key"], owner)
         logger.info("lock released" if released else "lock was not held by this execution", extra={"key": taken["key"]})
         return {"service": name, "released": released}
     if action == "rollback-target":
@@ -66,7 +68,8 @@ def _rollback_target(name: str) -> dict:
     target, current, desired = lock.rollback_target(SETTINGS.lock_table, cfg.key)
     summary = f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}"
     logger.info("rollback target found", extra={"summary": summary})
-    return {"cluster": cfg.cluster, "service": cfg.service, "strategy": "rolling", "timeouts": cfg.timeouts,
+    return {"requestAction": "rollback", "cluster": cfg.cluster, "service": cfg.service, "strategy": "rolling",
+            "timeouts": cfg.timeouts,
             "rollbackTo": target, "previousTaskDefinitionArn": current, "previousRevision": revision_name(current),
             "desiredCount": desired,
             "summary": summary}

@@ -22,6 +22,7 @@ def handler(event, context):
     return {
         "cluster": cfg.cluster,
         "service": cfg.service,
+        "requestAction": "deploy",
         "strategy": cfg.strategy,
         "canary": cfg.raw["strategy"].get("canary") or {},
         "timeouts": cfg.timeouts,

@@ -13,8 +13,14 @@ def handler(event, context):
     bind(event.get("execution"), f"{cluster}/{service}")
     previous, desired = field(event, "previousTaskDefinitionArn"), int(field(event, "desiredCount", int))
     failed = event.get("failedTaskDefinitionArn")
+    if event.get("requestAction") == "rollback":
+        failed = None  # a rollback request's target is a known-good revision: never retire it
     if action == "start":
-        stopped = canary.remove_now(cluster, service, field(event, "execution"))  # the canary must not keep serving
+        try:
+            stopped = canary.remove_now(cluster, service, field(event, "execution"))  # the canary must not keep serving
+        except Exception as exc:  # never let the canary keep the service from being rolled back
+            logger.warning("canary removal failed; rolling back anyway", extra={"error": type(exc).__name__})
+            stopped = -1
         started = rollback.start(cluster, service, previous, desired, failed)
         started["canaryTasksStopped"] = stopped
         logger.warning("rollback started", extra=started)

@@ -130,7 +130,7 @@ EXPECTED_ACTIONS = {
         "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetHealth",
         "elasticloadbalancing:DescribeTargetGroupAttributes", "logs:GetLogEvents",
     },
-    "BakeFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "cloudwatch:DescribeAlarms",
+    "BakeFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "cloudwatch:DescribeAlarms",
                      "states:SendTaskSuccess", "states:SendTaskFailure"},
     "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
                                "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",

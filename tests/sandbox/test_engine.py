@@ -55,7 +55,7 @@ def test_handler_log_lines_are_captured_with_the_execution_as_correlation_id(san
 
 
 def test_retry_back_off_and_wait_states_run_on_the_simulated_clock(sandbox):
-    # Hold the lock as someone else: the deploy retries ServiceLocked every 20 simulated seconds.
+    # Hold the lock as someone else: the deploy retries ServiceLocked every 30 simulated seconds.
     lock.acquire(sandbox.lock_table, "prod/web", "someone-else")
     started = time.monotonic()
     sandbox.deliver(push_event("web", "v2"))

@@ -134,3 +134,8 @@ def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_rep
         assert (web["taskDefinition"], web["runningCount"]) == ("web:1", 2)
         assert web["images"]["app"] == f"{REGISTRY}/web:v1"
         assert sandbox.locks_held() == 0
+        again = sandbox.start_execution({"service": "web", "action": "rollback"}, name="roll-back-again")
+        sandbox.wait_for_executions(timeout=60)
+        # Not "back" to web:2, which was just rolled away from.
+        assert history.outcome(sandbox.history(again))[0] == "NothingToRollBack"
+        assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"

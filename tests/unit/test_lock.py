@@ -88,3 +88,21 @@ def test_an_older_request_arriving_after_a_newer_one_went_out_is_superseded(ecs_
         lock.acquire("locks", "prod/web", "old", now=1001, requested_at=150.0)
     assert lock.holder_of("locks", "prod/web") is None
     assert lock.acquire("locks", "prod/api", "old", now=1002, requested_at=150.0)["owner"] == "old"  # other services
+
+
+def test_a_running_execution_keeps_its_lock_past_the_ttl(ecs_world):
+    running = _execution("RUNNING")
+    lock.acquire("locks", "prod/web", running, ttl_seconds=60, now=1000)
+    with pytest.raises(ServiceLocked):
+        lock.acquire("locks", "prod/web", "exec-2", now=1000 + 3600)  # expired, but its owner still runs
+    assert lock.holder_of("locks", "prod/web") == running
+
+
+def test_a_rollback_request_leaves_nothing_further_to_roll_back_to(ecs_world):
+    from ferry.errors import NothingToRollBack
+
+    lock.record_deployed("locks", "prod/web", "deploy-v2", 100.0, "web:2", "web:1", 2)
+    assert lock.rollback_target("locks", "prod/web") == ("web:1", "web:2", 2)
+    lock.record_deployed("locks", "prod/web", "rollback", 200.0, "web:1")  # the rollback request itself
+    with pytest.raises(NothingToRollBack):
+        lock.rollback_target("locks", "prod/web")

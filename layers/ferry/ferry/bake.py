@@ -1,17 +1,19 @@
 """Bake: after the rollout, the health gates' alarms must stay out of ALARM for `bakeSeconds`.
 
 Nothing polls. The Bake state waits on a task token with the bake time as
-its timeout; every alarm named in the config points at that token (waiter
-items in the lock table), and CloudWatch's own `Alarm State Change` event
+its timeout; every alarm named in the config lists the waiting bakes (one item per
+alarm in the lock table, a watcher per execution, so services sharing an
+alarm are all failed), and CloudWatch's own `Alarm State Change` event
 for an alarm entering ALARM fails the state with AlarmTriggered at once. The
 state timing out is the bake passing.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from . import aws, waiters
+from . import aws, clock, waiters
 from .ecs import revision_name
 
 
@@ -20,10 +22,34 @@ def _cause(alarm: str, reason: str, context: dict[str, Any]) -> str:
             f"{revision_name(context.get('revision', '?'))} on {context.get('service', '?')}: {reason}")
 
 
+def _key(alarm: str) -> dict:
+    return {"pk": {"S": f"alarm#{alarm}"}}
+
+
+def _watch(table: str, alarm: str, execution: str, token: str, context: dict[str, Any]) -> None:
+    """Add this bake to the alarm's watchers (several services may bake on one shared alarm)."""
+    ddb = aws.client("dynamodb")
+    ddb.update_item(TableName=table, Key=_key(alarm),
+                    UpdateExpression="SET watchers = if_not_exists(watchers, :empty), expiresAt = :ttl",
+                    ExpressionAttributeValues={":empty": {"M": {}},
+                                               ":ttl": {"N": str(int(clock.now() + waiters.TTL_SECONDS))}})
+    ddb.update_item(TableName=table, Key=_key(alarm), UpdateExpression="SET watchers.#e = :w",
+                    ExpressionAttributeNames={"#e": execution},
+                    ExpressionAttributeValues={":w": {"M": {"token": {"S": token},
+                                                            "context": {"S": json.dumps(context, sort_keys=True)}}}})
+
+
+def _forget(table: str, alarms: list[str], execution: str) -> None:
+    for alarm in alarms:
+        aws.client("dynamodb").update_item(TableName=table, Key=_key(alarm), UpdateExpression="REMOVE watchers.#e",
+                                           ExpressionAttributeNames={"#e": execution})
+
+
 def start(*, table: str, token: str, alarms: list[str], context: dict[str, Any]) -> dict[str, Any]:
     """Point every alarm at the waiting state; fail it at once if one is already in ALARM."""
+    execution = context["execution"]
     for alarm in alarms:
-        waiters.put(table, f"alarm#{alarm}", token, {**context, "alarms": alarms})
+        _watch(table, alarm, execution, token, {**context, "alarms": alarms})
     firing = []
     for i in range(0, len(alarms), 100):
         found = aws.client("cloudwatch").describe_alarms(AlarmNames=alarms[i:i + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
@@ -31,24 +57,20 @@ def start(*, table: str, token: str, alarms: list[str], context: dict[str, Any])
                    for a in found.get(key, []) if a.get("StateValue") == "ALARM"]
     if firing:
         name, reason = firing[0]
-        _forget(table, alarms, token)
+        _forget(table, alarms, execution)
         waiters.complete(token, error="AlarmTriggered", cause=_cause(name, reason, context))
         return {"watching": [], "firing": [n for n, _ in firing]}
     return {"watching": alarms, "firing": []}
 
 
-def _forget(table: str, alarms: list[str], token: str) -> None:
-    for alarm in alarms:
-        waiters.delete(table, f"alarm#{alarm}", token)
-
-
-def alarm_changed(table: str, detail: dict[str, Any]) -> bool:
-    """An alarm entered ALARM: fail the bake that watches it, if any. False when nobody watches it."""
+def alarm_changed(table: str, detail: dict[str, Any]) -> int:
+    """An alarm entered ALARM: fail every bake that watches it. Returns how many were failed."""
     name = detail.get("alarmName", "")
-    found = waiters.get(table, f"alarm#{name}")
-    if found is None:
-        return False
-    token, context = found
-    _forget(table, list(context.get("alarms") or [name]), token)
+    item = aws.client("dynamodb").get_item(TableName=table, Key=_key(name), ConsistentRead=True).get("Item") or {}
     reason = (detail.get("state") or {}).get("reason") or "no reason given"
-    return waiters.complete(token, error="AlarmTriggered", cause=_cause(name, reason, context))
+    failed = 0
+    for execution, watcher in (item.get("watchers", {}).get("M") or {}).items():
+        token, context = watcher["M"]["token"]["S"], json.loads(watcher["M"]["context"]["S"])
+        _forget(table, list(context.get("alarms") or [name]), execution)
+        failed += waiters.complete(token, error="AlarmTriggered", cause=_cause(name, reason, context))
+    return failed

@@ -107,6 +107,8 @@ def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, 
         if progress["unhealthy"] >= unhealthy_threshold:
             raise CanaryUnhealthy(f"the canary of {revision} failed its container health checks {progress['unhealthy']} "
                                   "times in a row. The service was not changed.")
+    if not ready:
+        progress.pop("healthySince", None)  # healthy time must be unbroken
     if ready:
         described = describe_service(cluster, service)
         groups = _targets(described, tasks)
@@ -135,6 +137,7 @@ def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, 
                                       f"in its target groups: {evidence}. The service was not changed.")
         elif not groups:  # no load balancer: RUNNING (and HEALTHY) is the health that can be seen
             progress.setdefault("healthySince", now)
+            progress["unhealthy"] = 0
         if "healthySince" in progress and now - progress["healthySince"] >= healthy_for:
             return {**progress, "state": "PASSED"}
     if now - started_at > timeout:
@@ -156,14 +159,15 @@ def deregistration_delay(cluster: str, service: str) -> int:
 
 def deregister(cluster: str, service: str, execution: str) -> dict[str, Any]:
     """Take the canary out of every target group; returns how long to let it drain."""
-    tasks = [t for t in _tasks(cluster, started_by(execution)) if t.get("lastStatus") != "STOPPED"]
+    tasks = _tasks(cluster, started_by(execution))  # stopped ones too: ECS deregisters no task outside a service
     if not tasks:
         return {"drainSeconds": 0, "tasks": 0}
     elb = aws.client("elbv2")
     for group, targets in _targets(describe_service(cluster, service), tasks):
         if targets:
             elb.deregister_targets(TargetGroupArn=group, Targets=targets)
-    return {"drainSeconds": deregistration_delay(cluster, service), "tasks": len(tasks)}
+    running = [t for t in tasks if t.get("lastStatus") != "STOPPED"]
+    return {"drainSeconds": deregistration_delay(cluster, service) if running else 0, "tasks": len(running)}
 
 
 def stop(cluster: str, execution: str) -> int:

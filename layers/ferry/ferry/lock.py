@@ -20,7 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import aws, clock
 from .errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
 
-DEFAULT_TTL_SECONDS = 4 * 3600
+# Longer than the longest deploy the config allows (canary, five migrations, rollout, bake and
+# rollback at their maximum timeouts: 19 hours): the TTL only cleans up after a vanished owner.
+DEFAULT_TTL_SECONDS = 24 * 3600
 
 
 def _key(service: str, kind: str = "service") -> dict:
@@ -59,12 +61,18 @@ def _check_not_superseded(table: str, service: str, owner: str, requested_at: fl
 def record_deployed(table: str, service: str, owner: str, requested_at: float, revision: str | None = None,
                     previous: str | None = None, desired_count: int | None = None) -> None:
     """Remember the newest request that reached the service (older ones are superseded from now on),
-    with the revision it deployed and the one it replaced (what a rollback request goes back to)."""
+    with the revision it deployed and the one it replaced (what a rollback request goes back to).
+
+    A rollback request records its target with no previous revision: rolling back twice must not
+    go "back" to the revision that was just rolled away from."""
     values: dict = {":me": {"S": owner}, ":at": {"N": repr(requested_at)}}
     update = "SET #owner = :me, requestedAt = :at"
     if revision and previous:
         update += ", revision = :rev, previousRevision = :prev, desiredCount = :count"
         values.update({":rev": {"S": revision}, ":prev": {"S": previous}, ":count": {"N": str(desired_count or 1)}})
+    elif revision:
+        update += ", revision = :rev REMOVE previousRevision"
+        values[":rev"] = {"S": revision}
     try:
         aws.client("dynamodb").update_item(
             TableName=table, Key=_key(service, "deployed"), UpdateExpression=update,
@@ -73,7 +81,7 @@ def record_deployed(table: str, service: str, owner: str, requested_at: float, r
         )
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":  # a newer one is already recorded
-            raise
+            raise LockUnavailable(f"could not record the deploy of {service} in table {table}: {exc}") from exc
 
 
 def rollback_target(table: str, service: str) -> tuple[str, str, int]:
@@ -111,14 +119,17 @@ def acquire(table: str, service: str, owner: str, ttl_seconds: int = DEFAULT_TTL
         if requested_at is not None and holder_of(table, service) != owner:
             _check_not_superseded(table, service, owner, requested_at)
         try:
-            _put(table, service, owner, now, ttl_seconds,
-                 "attribute_not_exists(pk) OR #owner = :owner OR expiresAt < :now",
-                 {":owner": {"S": owner}, ":now": {"N": str(int(now))}})
+            _put(table, service, owner, now, ttl_seconds, "attribute_not_exists(pk) OR #owner = :owner",
+                 {":owner": {"S": owner}})
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            holder = holder_of(table, service)
-            if holder is None or _ended(holder):
+            item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service), ConsistentRead=True).get("Item")
+            holder = item["owner"]["S"] if item else None
+            expired = bool(item) and float(item.get("expiresAt", {}).get("N", "0")) < now
+            # A running execution keeps its lock however long it takes; only an ended one, or an
+            # expired lock of an owner that is not an execution, is taken over.
+            if holder is None or _ended(holder) or (expired and ":execution:" not in holder):
                 _put(table, service, owner, now, ttl_seconds,
                      "attribute_not_exists(pk) OR #owner = :holder",
                      {":holder": {"S": holder or owner}})

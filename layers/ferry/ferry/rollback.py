@@ -41,8 +41,8 @@ def start(cluster: str, service: str, previous: str, desired: int, failed: str |
     ecs = aws.client("ecs")
     primary = primary_deployment(describe_service(cluster, service))
     if primary["taskDefinition"] == previous:
-        method = "ECS had already rolled back (deployment circuit breaker)" if failed else "the service was not changed"
-        return {"method": method, "startedAt": _epoch(primary.get("createdAt"))}
+        # ECS's circuit breaker rolled back, or the update never took: wait from now for it to settle.
+        return {"method": f"the service was already back on {revision_name(previous)}", "startedAt": clock.now()}
     if failed and primary["taskDefinition"] == failed and primary.get("rolloutState") == "IN_PROGRESS":
         try:
             found = ecs.list_service_deployments(cluster=cluster, service=service,
