@@ -10,6 +10,18 @@ CANARY = ("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
 CHECK = "Check the canary"
 
 
+def run_unhealthy_canary(scenario) -> tuple[dict, dict]:
+    """Push web:v4, whose tasks never pass a health check; the deploy must fail before the service changes."""
+    scenario.config("web", CANARY)
+    scenario.world["behaviour"] = {"web:v4": {"health": "unhealthy"}}
+    scenario.world["ecr"]["web"] = ["v1", "v2", "v4"]
+    summary = scenario.run(push_event("web", "v4"))
+    execution = failed_at(summary, "Remove the canary after the failure")
+    assert execution["error"] == "CanaryUnhealthy"
+    assert summary["canaryTasks"] == 0
+    return summary, execution
+
+
 def test_a_healthy_canary_goes_first_then_the_service_then_the_canary_is_removed(scenario):
     scenario.config("web", CANARY)
     summary = scenario.run(push_event("web", "v2"))
@@ -36,12 +48,7 @@ def test_a_crashing_canary_stops_the_deploy_before_the_service_changes(scenario)
 
 
 def test_an_unhealthy_canary_fails_naming_the_failed_checks(scenario):
-    scenario.config("web", CANARY)
-    scenario.world["behaviour"] = {"web:v4": {"health": "unhealthy"}}
-    scenario.world["ecr"]["web"] = ["v1", "v2", "v4"]
-    summary = scenario.run(push_event("web", "v4"))
-    execution = failed_at(summary, "Remove the canary after the failure")
-    assert execution["error"] == "CanaryUnhealthy"
+    summary, execution = run_unhealthy_canary(scenario)
     # The example's app container has a health check, which ECS reports first.
     assert execution["cause"] == ("the canary of web:2 failed its container health checks 3 times in a row. "
                                   "The service was not changed.")
@@ -113,12 +120,7 @@ def test_a_canary_its_target_groups_find_unhealthy_fails_with_their_reason_codes
         container.pop("healthCheck", None)
         container.pop("dependsOn", None)
     (scenario.dir / "web-task-def.json").write_text(json.dumps(spec))
-    scenario.config("web", CANARY)
-    scenario.world["behaviour"] = {"web:v4": {"health": "unhealthy"}}
-    scenario.world["ecr"]["web"] = ["v1", "v2", "v4"]
-    summary = scenario.run(push_event("web", "v4"))
-    execution = failed_at(summary, "Remove the canary after the failure")
-    assert execution["error"] == "CanaryUnhealthy"
+    summary, execution = run_unhealthy_canary(scenario)
     assert execution["cause"].startswith("the canary of web:2 was not healthy 3 times in a row in its target groups: web-tg: "
                                          "unhealthy (Target.FailedHealthChecks: Health checks failed)")
     assert summary["canaryTasks"] == 0
