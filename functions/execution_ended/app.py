@@ -1,4 +1,4 @@
-"""A deploy execution ended (any status): remove its canary, release its lock and record its result.
+"""A deploy execution ended (any status): remove its canary, stop its migrations, release its lock, record its result.
 
 Catch blocks do not run when an operator stops an execution or it times out,
 so the lock of an ABORTED or TIMED_OUT execution is released here, from
@@ -8,7 +8,7 @@ the end is written into the manifest's result document.
 
 import json
 
-from ferry import canary, config, lock, manifest, settings
+from ferry import canary, config, lock, manifest, migrate, settings
 from ferry.errors import FerryError
 from ferry.observability import bind, logger
 
@@ -28,7 +28,7 @@ def handler(event, context):
         request = {}
     name = request.get("service") if isinstance(request, dict) else None
     bind(detail.get("name"), name if isinstance(name, str) else None)
-    released, canaries = False, 0
+    released, canaries, migrations = False, 0, 0
     if isinstance(name, str) and name:
         try:
             cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
@@ -38,8 +38,9 @@ def handler(event, context):
             # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
             try:
                 canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
-            except Exception as exc:  # the lock and the result record must not wait on the canary
-                logger.warning("canary removal failed", extra={"error": type(exc).__name__})
+                migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
+            except Exception as exc:  # the lock and the result record must not wait on the tasks
+                logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
             released = lock.release(SETTINGS.lock_table, cfg.key, arn)
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False
@@ -47,6 +48,6 @@ def handler(event, context):
         recorded = manifest.record_end(SETTINGS.config_bucket, manifest.result_key(trigger["key"]), detail.get("name", ""),
                                        status, detail.get("error"), detail.get("cause"))
     logger.info("execution ended", extra={"status": status, "lockReleased": released, "canaryTasksStopped": canaries,
-                                          "resultRecorded": recorded})
+                                          "migrationTasksStopped": migrations, "resultRecorded": recorded})
     return {"handled": True, "status": status, "lockReleased": released, "canaryTasksStopped": canaries,
-            "resultRecorded": recorded}
+            "migrationTasksStopped": migrations, "resultRecorded": recorded}

@@ -120,3 +120,31 @@ def test_a_retried_start_finds_the_task_instead_of_starting_another(tmp_path):
         assert task["startedBy"] == migrate.started_by("exec-1", "migrate")
         assert task["overrides"]["containerOverrides"][0]["command"] == ["bin/rails", "db:migrate"]
         assert json.dumps(task["overrides"]).count("bin/rails") == 1
+
+
+def test_an_execution_aborted_during_a_migration_has_its_task_stopped(scenario):
+    import time
+
+    import yaml
+
+    from ferry_cli.sandbox.run import world_session
+
+    scenario.config("web", ONE.replace("timeoutSeconds: 120", "timeoutSeconds: 3600"))
+    scenario.world["migration"] = {"runSeconds": 5000}
+    path = scenario.dir / "world.yaml"
+    path.write_text(yaml.safe_dump(scenario.world))
+    with world_session(path, speed=120) as (sandbox, _world):
+        arn = sandbox.start_execution({"service": "web", "images": {"app": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v2"}},
+                                      name="abort-migration")
+        deadline = time.monotonic() + 60
+        while sandbox.simulator.running_tasks("migration") == 0:
+            assert time.monotonic() < deadline, "the migration never started"
+            time.sleep(0.05)
+        sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
+        sandbox.wait_for_executions(timeout=30)
+        deadline = time.monotonic() + 10
+        while sandbox.simulator.running_tasks("migration"):
+            assert time.monotonic() < deadline, "the migration task was not stopped"
+            time.sleep(0.05)
+        assert sandbox.locks_held() == 0
+        assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"

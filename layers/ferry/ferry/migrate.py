@@ -212,3 +212,15 @@ def finish(table: str, task: dict[str, Any]) -> bool:
     if result.error:
         return waiters.complete(token, error=result.error, cause=result.cause)
     return waiters.complete(token, output=result.output)
+
+
+def stop_all(cluster: str, execution: str, names: list[str]) -> int:
+    """Stop the migration tasks an execution started that still run (after an abort, nothing else will)."""
+    stopped = 0
+    for name in names:
+        task = find_task(cluster, started_by(execution, name))
+        if task is not None and task.get("desiredStatus") != "STOPPED":
+            aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"],
+                                        reason=f"Ferry: execution {execution} ended during migration {name}")
+            stopped += 1
+    return stopped
