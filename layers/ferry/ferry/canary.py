@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock, migrate
-from .ecs import describe_service, one_off_parameters, revision_name
+from .ecs import describe_service, one_off_parameters, revision_name, tasks_started_by
 from .errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 
 
@@ -27,18 +27,10 @@ def started_by(execution: str) -> str:
     return "ferry-canary-" + hashlib.sha256(execution.encode()).hexdigest()[:23]
 
 
-def _tasks(cluster: str, marker: str) -> list[dict[str, Any]]:
-    ecs = aws.client("ecs")
-    arns = []
-    for status in ("RUNNING", "STOPPED"):
-        arns += ecs.list_tasks(cluster=cluster, startedBy=marker, desiredStatus=status)["taskArns"]
-    return ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"] if arns else []
-
-
 def start(cluster: str, service: str, task_definition_arn: str, count: int, execution: str) -> dict[str, Any]:
     """Start the canary tasks (a retried step starts only the missing ones)."""
     marker = started_by(execution)
-    existing = [t for t in _tasks(cluster, marker) if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
+    existing = [t for t in tasks_started_by(cluster, marker) if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
     missing = count - len(existing)
     started = list(existing)
     if missing > 0:
@@ -159,7 +151,7 @@ def deregistration_delay(cluster: str, service: str) -> int:
 
 def deregister(cluster: str, service: str, execution: str) -> dict[str, Any]:
     """Take the canary out of every target group; returns how long to let it drain."""
-    tasks = _tasks(cluster, started_by(execution))  # stopped ones too: ECS deregisters no task outside a service
+    tasks = tasks_started_by(cluster, started_by(execution))  # stopped ones too: ECS deregisters no task outside a service
     if not tasks:
         return {"drainSeconds": 0, "tasks": 0}
     elb = aws.client("elbv2")
@@ -173,7 +165,7 @@ def deregister(cluster: str, service: str, execution: str) -> dict[str, Any]:
 def stop(cluster: str, execution: str) -> int:
     """Stop every canary task of the execution; returns how many were still running."""
     stopped = 0
-    for task in _tasks(cluster, started_by(execution)):
+    for task in tasks_started_by(cluster, started_by(execution)):
         if task.get("desiredStatus") != "STOPPED":
             aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"], reason=f"Ferry: canary of {execution} removed")
             stopped += 1

@@ -164,14 +164,19 @@ class ServiceConfig:
         return text, where
 
 
+def jsonnet_imports(folder: Folder | None) -> dict[str, str]:
+    """The files a Jsonnet config or template beside them may import."""
+    if folder is None:
+        return {}
+    return {n: folder.read(n) or "" for n in folder.names() if n.endswith((".jsonnet", ".libsonnet", ".json"))}
+
+
 def _decode(name: str, text: str, source: str, folder: Folder | None, environment: str) -> Any:
     if source.endswith(".jsonnet"):
         from . import templating  # imported here: only Jsonnet configs pay for _jsonnet
 
-        imports = {}
-        if folder is not None:
-            imports = {n: folder.read(n) or "" for n in folder.names() if n.endswith((".jsonnet", ".libsonnet", ".json"))}
-        return templating.render_jsonnet(text, source, templating.Context(environment=environment, service=name), imports)
+        context = templating.Context(environment=environment, service=name)
+        return templating.render_jsonnet(text, source, context, jsonnet_imports(folder))
     try:
         return json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:

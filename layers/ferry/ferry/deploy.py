@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import artefacts, aws, clock
-from .ecs import describe_service, primary_deployment, revision_name
+from . import artefacts, aws
+from .ecs import created_at, describe_service, primary_deployment, revision_name
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,12 @@ class Started:
                 "revision": revision_name(self.task_definition_arn), "alreadyStarted": self.already_started}
 
 
-def _epoch(value: Any) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else float(value)
-
-
 def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str) -> Started:
     """Start the ECS deployment; a retry after success returns the same deployment."""
     current = describe_service(cluster, service)
     primary = primary_deployment(current)
     if primary["taskDefinition"] == task_definition_arn:
-        return Started(primary["id"], _epoch(primary.get("createdAt", clock.now())), task_definition_arn, True)
+        return Started(primary["id"], created_at(primary), task_definition_arn, True)
 
     artefacts.put_json(artefacts_bucket, execution, "service-before.json", {
         "taskDefinition": current["taskDefinition"],
@@ -45,5 +41,4 @@ def update_service(cluster: str, service: str, task_definition_arn: str, executi
         cluster=cluster, service=service, taskDefinition=task_definition_arn, deploymentConfiguration=config,
     )["service"]
     new = primary_deployment(updated)
-    started_at = _epoch(new["createdAt"]) if new.get("createdAt") else clock.now()
-    return Started(new["id"], started_at, task_definition_arn, False)
+    return Started(new["id"], created_at(new), task_definition_arn, False)

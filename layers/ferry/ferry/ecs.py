@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import aws
+from . import aws, clock
 from .errors import DeploymentFailed, ServiceNotFound
 
 
@@ -37,6 +37,21 @@ def primary_deployment(service: dict[str, Any]) -> dict[str, Any]:
 def revision_name(task_definition_arn: str) -> str:
     """'arn:...:task-definition/web:12' -> 'web:12'."""
     return task_definition_arn.rsplit("/", 1)[-1]
+
+
+def tasks_started_by(cluster: str, marker: str) -> list[dict[str, Any]]:
+    """Running and stopped tasks whose startedBy is `marker` (how a retried step finds what it started)."""
+    ecs = aws.client("ecs")
+    arns = []
+    for status in ("RUNNING", "STOPPED"):
+        arns += ecs.list_tasks(cluster=cluster, startedBy=marker, desiredStatus=status)["taskArns"]
+    return ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"] if arns else []
+
+
+def created_at(deployment: dict[str, Any]) -> float:
+    """A deployment's createdAt in epoch seconds; now when ECS gave none."""
+    value = deployment.get("createdAt")
+    return value.timestamp() if hasattr(value, "timestamp") else clock.now()
 
 
 def one_off_parameters(cluster: str, service: dict[str, Any], task_definition_arn: str, execution: str, marker: str,

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from . import aws, clock, waiters
-from .ecs import describe_service, one_off_parameters, revision_name
+from .ecs import describe_service, one_off_parameters, revision_name, tasks_started_by
 from .errors import MigrationNotStarted
 
 LOG_LINES = 20
@@ -61,13 +61,7 @@ def started_by(execution: str, name: str) -> str:
 
 
 def find_task(cluster: str, marker: str) -> dict[str, Any] | None:
-    ecs = aws.client("ecs")
-    arns = []
-    for status in ("RUNNING", "STOPPED"):
-        arns += ecs.list_tasks(cluster=cluster, startedBy=marker, desiredStatus=status)["taskArns"]
-    if not arns:
-        return None
-    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"]
+    tasks = tasks_started_by(cluster, marker)
     return max(tasks, key=lambda t: t.get("createdAt") or datetime.min) if tasks else None
 
 

@@ -10,11 +10,11 @@ registered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import artefacts, aws, diff, images, taskdef, templating
-from .config import ServiceConfig
+from .config import ServiceConfig, jsonnet_imports
 from .ecs import describe_service, revision_name
 from .errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
@@ -35,7 +35,6 @@ class Plan:
     pinned: dict[str, images.ImageRef]      # containers whose image this deploy sets
     diff: diff.Diff
     source: str                             # where the spec came from, for messages
-    context: templating.Context = field(repr=False)
 
     @property
     def current_arn(self) -> str:
@@ -173,11 +172,10 @@ def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str
     )
     if config.template:
         text, source = config.read_file(config.template)
-        imports = {}
-        if config.template.endswith(".jsonnet") and config.folder is not None:
-            imports = {n: config.folder.read(n) or "" for n in config.folder.names() if n.endswith((".jsonnet", ".libsonnet", ".json"))}
-        spec = templating.render_jsonnet(text, source, context, imports) if imports or source.endswith(".jsonnet") \
-            else templating.render_text(text, source, context)
+        if config.template.endswith(".jsonnet"):
+            spec = templating.render_jsonnet(text, source, context, jsonnet_imports(config.folder))
+        else:
+            spec = templating.render_text(text, source, context)
         taskdef.check(spec, source)
         check_template_result(config, spec, pinned, source)
     else:
@@ -190,7 +188,7 @@ def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str
                                   image_labels={ref.pinned: ref.short() for ref in context.images.values()}),
         diff.service_diff(service, {"taskDefinition": new_label, "desiredCount": service["desiredCount"]}),
     )
-    return Plan(config, service, current, described.get("tags", []), spec, pinned, changes, source, context)
+    return Plan(config, service, current, described.get("tags", []), spec, pinned, changes, source)
 
 
 def _tags(planned_tags: list[dict[str, str]] | None) -> list[dict[str, str]]:

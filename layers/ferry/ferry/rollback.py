@@ -16,13 +16,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock
-from .ecs import describe_service, primary_deployment, revision_name
+from .ecs import created_at, describe_service, primary_deployment, revision_name
 
 MAX_CAUSE = 30_000
-
-
-def _epoch(value: Any) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else clock.now()
 
 
 def failure_message(failure: dict[str, Any] | None) -> str:
@@ -51,12 +47,12 @@ def start(cluster: str, service: str, previous: str, desired: int, failed: str |
                 ecs.stop_service_deployment(serviceDeploymentArn=deployment["serviceDeploymentArn"], stopType="ROLLBACK")
             primary = primary_deployment(describe_service(cluster, service))
             if found and primary["taskDefinition"] == previous:
-                return {"method": "stopped the in-flight deployment with ROLLBACK", "startedAt": _epoch(primary.get("createdAt"))}
+                return {"method": "stopped the in-flight deployment with ROLLBACK", "startedAt": created_at(primary)}
         except (ClientError, BotoCoreError, AttributeError):
             pass  # no service deployments API here, or nothing to stop: update the service instead
     updated = ecs.update_service(cluster=cluster, service=service, taskDefinition=previous, desiredCount=desired)["service"]
     primary = primary_deployment(updated)
-    return {"method": f"updated the service to {revision_name(previous)}", "startedAt": _epoch(primary.get("createdAt"))}
+    return {"method": f"updated the service to {revision_name(previous)}", "startedAt": created_at(primary)}
 
 
 def _retire(table: str, key: str, failed: str, keep: int) -> list[str]:
