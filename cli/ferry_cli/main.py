@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+GRAPH_HELP = ("write each execution as a Mermaid flowchart (every state, the path taken highlighted): "
+              "FILE.md gets one Markdown file with a heading and a ```mermaid block per execution; "
+              "any other name (e.g. run.mmd) gets bare Mermaid, one file per execution "
+              "(FILE-<execution name>.mmd) when there are several")
 
 
 class _Append(argparse.Action):
@@ -37,8 +41,48 @@ def _parser() -> argparse.ArgumentParser:
                      help="simulated seconds per real second (default 60)")
     run.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for executions")
     run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
+    run.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
     _local_commands(commands)
+    _observe_commands(commands)
     return parser
+
+
+def _observe_commands(commands) -> None:
+    status = commands.add_parser(
+        "status", help="a service's latest deploys, and the progress of a running one",
+        description="The service's latest executions of Ferry's state machine, newest first; for a running one, "
+                    "the states entered so far and the one it is in now. In a sandbox world (--world) the "
+                    "--event/--manifest deliveries run first: to their end, or live with --follow.")
+    status.add_argument("service", metavar="SERVICE", help="the service's name in the config registry")
+    status.add_argument("--limit", type=int, default=3, help="how many executions to show (default 3)")
+    status.add_argument("--follow", action="store_true",
+                        help="follow the newest running execution until it ends; exit 0 only if it (with none "
+                             "running: the newest) succeeded")
+    status.add_argument("--interval", type=float,
+                        help="seconds between polls with --follow (default 5; 0.1 in the sandbox)")
+    history = commands.add_parser(
+        "history", help="an execution's history as the console lists it, or the latest executions",
+        description="With EXECUTION, its history (every event, as the Step Functions console lists it), its "
+                    "error and summary; without, the state machine's latest executions. In a sandbox world "
+                    "(--world) the --event/--manifest deliveries run to their end first.")
+    history.add_argument("execution", nargs="?", metavar="EXECUTION",
+                         help="an execution's name or ARN, or the start of its name")
+    history.add_argument("--limit", type=int, default=20, help="how many executions to list (default 20)")
+    history.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
+    for cmd in (status, history):
+        cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        cmd.add_argument("--environment", help="Ferry installation name (default $FERRY_ENVIRONMENT or dev)")
+        cmd.add_argument("--stack", help="Ferry's CloudFormation stack (default ferry-<environment>)")
+        cmd.add_argument("--world", type=Path, help="read a sandbox world's executions instead of the AWS account's")
+        cmd.add_argument("--event", dest="event", action=_Append, metavar="EVENT.json",
+                         help="with --world: an EventBridge event to deliver first (repeatable; in order)")
+        cmd.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
+                         help="with --world: a release manifest to drop into the config bucket first (repeatable)")
+        cmd.add_argument("--speed", type=float, default=60.0,
+                         help="with --world: simulated seconds per real second (default 60)")
+        cmd.add_argument("--timeout", type=float, default=600.0,
+                         help="with --world: real seconds to wait for the executions")
+    history.set_defaults(follow=False, interval=None)
 
 
 def _local_commands(commands) -> None:
@@ -121,7 +165,7 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     try:
         deliveries = [load_delivery(kind, path) for kind, path in deliveries_args]
         summary = run(args.world, deliveries, speed=args.speed, timeout=args.timeout,
-                      log_echo=sys.stderr if args.logs else None)
+                      log_echo=sys.stderr if args.logs else None, graphs=bool(args.graph))
     except WorldError as exc:
         print(f"ferry sandbox run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -131,6 +175,12 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     histories = summary.pop("histories")
     summary.pop("logLines")
     summary.pop("delivered")
+    if args.graph:
+        from .graph import write
+
+        graphs = summary.pop("graphs")
+        for written in write(args.graph, list(graphs.items())):
+            print(f"wrote {written}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -153,10 +203,35 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _observe(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from . import status
+    from .local import CommandError
+    from .sandbox.world import WorldError
+
+    failures: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+    if args.world is not None:
+        from .sandbox.engine import SandboxError
+
+        failures += (SandboxError,)
+    command = status.cmd_status if args.command == "status" else status.cmd_history
+    try:
+        return command(args)
+    except (CommandError, WorldError) as exc:
+        print(f"ferry {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except failures as exc:
+        print(f"ferry {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox" and args.sandbox_command == "run":
         return _sandbox_run(args)
+    if args.command in ("status", "history"):
+        return _observe(args)
     if args.command in ("render", "diff", "init", "verify", "run", "deploy"):
         return _local(args)
     return EXIT_BAD_INPUT
