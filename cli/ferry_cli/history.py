@@ -1,12 +1,13 @@
 """Execution histories, printed the way the Step Functions console lists them.
 
-Used by `ferry sandbox run`; the rows come from GetExecutionHistory, so the
+Used by `ferry sandbox run`, `ferry status` and `ferry history`; the rows come from GetExecutionHistory, so the
 same code reads executions in a real account.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
@@ -72,18 +73,31 @@ def describe(event: dict[str, Any]) -> str:
 def rows(events: list[dict[str, Any]], to_offset: Callable[[datetime], float]) -> list[dict[str, Any]]:
     """One row per history event: id, simulated offset, type, state, detail."""
     by_id = {e["id"]: e for e in events}
-    out = []
+    return [{"id": event["id"], "offset": to_offset(event["timestamp"]), "type": event["type"],
+             "state": _state_of(event, by_id), "detail": describe(event)} for event in events]
+
+
+def _state_of(event: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> str:
+    """The state an event belongs to: its own name, or that of the StateEntered event it follows from."""
+    state = _detail_key(event).get("name")
+    parent = by_id.get(event.get("previousEventId"))
+    while state is None and parent is not None:
+        state = _detail_key(parent).get("name") if parent["type"].endswith("StateEntered") else None
+        parent = by_id.get(parent.get("previousEventId"))
+    return state or ""
+
+
+def task_results(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last result of every Task state (a Lambda's return value, or a callback's output), by state name."""
+    by_id = {e["id"]: e for e in events}
+    results = {}
     for event in events:
-        details = _detail_key(event)
-        state = details.get("name")
-        if state is None:
-            parent = by_id.get(event.get("previousEventId"))
-            while parent is not None and state is None:
-                state = _detail_key(parent).get("name") if parent["type"].endswith("StateEntered") else None
-                parent = by_id.get(parent.get("previousEventId"))
-        out.append({"id": event["id"], "offset": to_offset(event["timestamp"]), "type": event["type"],
-                    "state": state or "", "detail": describe(event)})
-    return out
+        if event["type"] in ("TaskSucceeded", "LambdaFunctionSucceeded"):
+            try:
+                results[_state_of(event, by_id)] = json.loads(_detail_key(event).get("output") or "null")
+            except ValueError:
+                continue
+    return results
 
 
 def format_offset(seconds: float) -> str:
@@ -125,3 +139,93 @@ def outcome(events: list[dict[str, Any]]) -> tuple[str | None, str | None]:
         if event["type"] in ("ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
             return error_and_cause(_detail_key(event))
     return None, None
+
+
+_EXECUTION_ENDS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
+
+
+@dataclass
+class Trace:
+    """The path one execution took through the state machine, read from its history."""
+
+    entered: list[tuple[str, int]] = field(default_factory=list)  # (state, event id) in order
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, how); from "" = the start
+    failed: set[str] = field(default_factory=set)
+    current: list[str] = field(default_factory=list)  # states the execution is in now, outermost first
+    ended: str | None = None  # the Execution* event that ended it
+
+    @property
+    def visited(self) -> set[str]:
+        return {name for name, _ in self.entered}
+
+
+def trace(events: list[dict[str, Any]]) -> Trace:
+    """Which states were entered, how each was reached, which failed and which are still running.
+
+    A transition's `how` is "start" (the first state), "branch" (the first state of a Map iteration or
+    a Parallel branch, reached from the Map or Parallel state), "caught" (left with an error a Catch
+    matched) or "next" (every other way). A state failed when its last attempt ended in an error,
+    caught or not; a retried error that then succeeded is no failure. The Fail state that ended
+    an execution failed too.
+    """
+    by_id = {e["id"]: e for e in events}
+    owner: dict[int, str | None] = {}
+    failed: dict[str, bool] = {}
+    open_entries: dict[str, int] = {}
+    containers: list[str] = []
+    result = Trace()
+    for event in sorted(events, key=lambda e: e["id"]):
+        kind, name = event["type"], _detail_key(event).get("name")
+        if kind.endswith("StateEntered"):
+            source, how = _reached_from(event, by_id)
+            if how == "next" and failed.get(source):
+                how = "caught"
+            result.transitions.append((source, name, how))
+            result.entered.append((name, event["id"]))
+            failed[name] = False
+            open_entries[name] = open_entries.get(name, 0) + 1
+            if kind in ("MapStateEntered", "ParallelStateEntered"):
+                containers.append(name)
+            owner[event["id"]] = name
+            continue
+        if kind.endswith("StateExited"):
+            owner[event["id"]] = name
+            open_entries[name] = max(0, open_entries.get(name, 0) - 1)
+            if name in containers:
+                del containers[len(containers) - 1 - containers[::-1].index(name)]
+            continue
+        if kind.startswith("MapIteration") and name:
+            state = name
+        elif kind.startswith(("MapState", "ParallelState", "MapRun")):
+            state = containers[-1] if containers else None
+        else:
+            state = owner.get(event.get("previousEventId"))
+        owner[event["id"]] = state
+        if kind in _EXECUTION_ENDS:
+            result.ended = kind
+        if state is None or kind in ("ExecutionSucceeded", "MapIterationSucceeded"):
+            continue
+        if kind.endswith(("Failed", "TimedOut", "Aborted")):
+            failed[state] = True
+        elif kind.endswith(("Scheduled", "Started", "Succeeded")):
+            failed[state] = False
+    result.failed = {state for state, yes in failed.items() if yes}
+    if result.ended is None:
+        last_entered = {name: i for i, (name, _) in enumerate(result.entered)}
+        result.current = sorted((name for name in last_entered if open_entries.get(name) and not failed.get(name)),
+                                key=last_entered.__getitem__)
+    return result
+
+
+def _reached_from(event: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> tuple[str, str]:
+    parent = by_id.get(event.get("previousEventId"))
+    while parent is not None:
+        kind, name = parent["type"], _detail_key(parent).get("name")
+        if kind.endswith("StateExited"):
+            return name, "next"
+        if kind.endswith("StateEntered") or (kind.startswith("MapIteration") and name):
+            return name, "branch"
+        if kind == "ExecutionStarted":
+            break
+        parent = by_id.get(parent.get("previousEventId"))
+    return "", "start"

@@ -1,6 +1,6 @@
 """Roll the service back to its previous revision, and write what happened for the Fail state."""
 
-from ferry import canary, config, rollback, settings
+from ferry import canary, config, deployment, rollback, settings
 from ferry.errors import InputInvalid
 from ferry.observability import bind, field, logger
 
@@ -23,6 +23,9 @@ def handler(event, context):
             stopped = -1
         started = rollback.start(cluster, service, previous, desired, failed)
         started["canaryTasksStopped"] = stopped
+        watch = deployment.Watch(cluster, service, previous, started["startedAt"], int(event.get("timeoutSeconds") or 1800),
+                                 phase="rollback")
+        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": deployment.check_in_seconds(watch)}
         logger.warning("rollback started", extra=started)
         return started
     if action == "finish":

@@ -10,6 +10,9 @@ SETTINGS = settings.load()
 def handler(event, context):
     execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "service")
     bind(execution, f"{cluster}/{service}")
-    started = deploy.update_service(cluster, service, field(event, "taskDefinitionArn"), execution, SETTINGS.artefacts_bucket)
-    logger.info("service update started", extra=started.to_state())
-    return started.to_state()
+    native = event.get("strategy") == "native"
+    started = deploy.update_service(cluster, service, field(event, "taskDefinitionArn"), execution,
+                                    SETTINGS.artefacts_bucket, native=native)
+    state = started.to_state(int(field(event, "timeoutSeconds", int)), native=native)
+    logger.info("service update started", extra=state)
+    return state

@@ -128,7 +128,7 @@ EXPECTED_ACTIONS = {
         "ecs:DescribeServices", "ecs:RunTask", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
         "ecs:DescribeTaskDefinition", "ecs:TagResource", "iam:PassRole", "elasticloadbalancing:RegisterTargets",
         "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetHealth",
-        "elasticloadbalancing:DescribeTargetGroupAttributes", "logs:GetLogEvents",
+        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes", "logs:GetLogEvents",
     },
     "BakeFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "cloudwatch:DescribeAlarms",
                      "states:SendTaskSuccess", "states:SendTaskFailure"},
@@ -137,7 +137,9 @@ EXPECTED_ACTIONS = {
                                "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroupAttributes"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
-        "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments",
+        "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments", "ecs:ListTasks",
+        "ecs:DescribeTasks", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "states:SendTaskSuccess",
+        "states:SendTaskFailure", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
     },
 }
 
@@ -598,9 +600,10 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
         props = event["Properties"]
         assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, name
-    # The only other event targets are the task-stopped and execution-ended functions.
+    # The only other event targets: task-stopped, execution-ended, bake (alarms), check-deployment (ECS deployments).
     for logical_id in FUNCTIONS:
-        if logical_id not in ("RouterFunction", "TaskStoppedFunction", "ExecutionEndedFunction", "BakeFunction"):
+        if logical_id not in ("RouterFunction", "TaskStoppedFunction", "ExecutionEndedFunction", "BakeFunction",
+                              "CheckDeploymentFunction"):
             assert not RESOURCES[logical_id]["Properties"].get("Events"), logical_id
 
 

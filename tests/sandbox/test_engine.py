@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -59,7 +58,15 @@ def test_retry_back_off_and_wait_states_run_on_the_simulated_clock(sandbox):
     lock.acquire(sandbox.lock_table, "prod/web", "someone-else")
     started = time.monotonic()
     sandbox.deliver(push_event("web", "v2"))
-    threading.Timer(0.5, lock.release, args=(sandbox.lock_table, "prod/web", "someone-else")).start()
+    [execution] = sandbox.executions()
+
+    def lock_attempts_so_far() -> int:
+        return sum(1 for e in sandbox.history(execution["executionArn"]) if e["type"] == "LambdaFunctionFailed")
+
+    while lock_attempts_so_far() < 2:  # released only once the deploy has been refused twice
+        assert time.monotonic() - started < 15, "the deploy never retried the lock"
+        time.sleep(0.01)
+    lock.release(sandbox.lock_table, "prod/web", "someone-else")
     sandbox.wait_for_executions(timeout=60)
     elapsed = time.monotonic() - started
     [execution] = sandbox.executions()
@@ -73,14 +80,14 @@ def test_retry_back_off_and_wait_states_run_on_the_simulated_clock(sandbox):
     assert history.transitions(events) == len(history.entered_states(events)) + len(lock_attempts)
 
 
-# Slow enough (a 30 s Wait lasts 0.5 real seconds) that the stop lands inside the Wait state.
+# Slow enough (the rollout lasts about a real second) that the stop lands while the state waits for ECS.
 @pytest.mark.parametrize("sandbox", [60], indirect=True)
-def test_an_execution_stopped_in_its_wait_state_ends_aborted(sandbox):
+def test_an_execution_stopped_while_waiting_for_a_callback_ends_aborted(sandbox):
     sandbox.deliver(push_event("web", "v2"))
     [execution] = sandbox.executions()
     deadline = time.monotonic() + 20
-    while not any(e["type"] == "WaitStateEntered" for e in sandbox.history(execution["executionArn"])):
-        assert time.monotonic() < deadline, "the execution never reached its Wait state"
+    while not any(e["type"] == "TaskSubmitted" for e in sandbox.history(execution["executionArn"])):
+        assert time.monotonic() < deadline, "the execution never reached a state waiting for a callback"
         time.sleep(0.01)
     sandbox.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error="Stopped", cause="test")
     stopped = time.monotonic()
@@ -94,8 +101,8 @@ def test_an_aborted_deploy_does_not_block_the_next_one(sandbox):
     sandbox.deliver(push_event("web", "v2", "first"))
     [first] = sandbox.executions()
     deadline = time.monotonic() + 20
-    while not any(e["type"] == "WaitStateEntered" for e in sandbox.history(first["executionArn"])):
-        assert time.monotonic() < deadline, "the execution never reached its Wait state"
+    while not any(e["type"] == "TaskSubmitted" for e in sandbox.history(first["executionArn"])):
+        assert time.monotonic() < deadline, "the execution never reached a state waiting for a callback"
         time.sleep(0.01)
     sandbox.client("stepfunctions").stop_execution(executionArn=first["executionArn"])
     sandbox.wait_for_executions(timeout=10)

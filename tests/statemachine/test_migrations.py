@@ -9,7 +9,7 @@ from ferry import migrate
 from .conftest import failed_at, push_event
 
 RUN = "Run the migration task and wait for it to stop"
-WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
 TWO = WEB + ("migrations:\n"
              "  - {name: migrate, container: app, command: [bin/rails, 'db:migrate'], environment: {VERBOSE: '1'}}\n"
              "  - {name: seed, container: app, command: [bin/rails, 'db:seed']}\n")

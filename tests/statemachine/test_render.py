@@ -8,7 +8,7 @@ from .conftest import failed_at, push_event
 
 RENDER = "Render the new task definition and diff it"
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
 
 
 def template_of(scenario, **replacements: str) -> str:

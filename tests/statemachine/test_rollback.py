@@ -5,8 +5,8 @@ from __future__ import annotations
 from .conftest import push_event
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-ROLLBACK_STATES = ["Roll back to the previous revision", "Wait for the rollback to progress",
-                   "Check whether the rollback is complete", "Is the rollback complete?"]
+ROLLING = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+ROLLBACK_STATES = ["Roll back to the previous revision", "Wait for ECS to finish the rollback"]
 
 
 def rolled_back(summary) -> dict:
@@ -34,7 +34,7 @@ def test_a_crashing_image_is_rolled_back_by_ecs_and_ferry_waits_for_it(scenario)
 
 def test_a_deployment_slower_than_its_timeout_is_stopped_and_rolled_back(scenario):
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
-    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    scenario.config("web", ROLLING +
                            "timeouts: {deployment: 120}\n")
     execution = rolled_back(scenario.run(push_event("web", "v2"), speed=240))
     assert execution["cause"].startswith("web:2 failed: PhaseTimedOut: service prod/web: the deployment of web:2 did not complete within 120 s")
@@ -43,7 +43,7 @@ def test_a_deployment_slower_than_its_timeout_is_stopped_and_rolled_back(scenari
 
 def test_failed_revisions_can_be_kept(scenario):
     scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
-    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    scenario.config("web", ROLLING +
                            "rollback: {keepFailedRevisions: 1}\n")
     execution = rolled_back(scenario.run(push_event("web", "v3")))
     assert "web:2 stays registered (rollback.keepFailedRevisions: 1)." in execution["cause"]
@@ -73,7 +73,7 @@ def test_a_rollback_that_keeps_failing_ends_saying_a_person_must_act(scenario):
             raise ConnectionError("ECS endpoint unreachable")
 
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
-    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    scenario.config("web", ROLLING +
                            "timeouts: {deployment: 120}\n")
     summary = scenario.run(push_event("web", "v2"), speed=240, fault_hooks=[rollback_broken])
     [execution] = summary["executions"]
@@ -88,7 +88,7 @@ def test_a_rollback_that_keeps_failing_ends_saying_a_person_must_act(scenario):
     assert summary["locksHeld"] == 0
 
 
-BAKED = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nhealthGates: {alarms: [web-5xx], bakeSeconds: 300}\n"
+BAKED = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\nhealthGates: {alarms: [web-5xx], bakeSeconds: 300}\n"
 
 
 def test_a_quiet_bake_passes(scenario):

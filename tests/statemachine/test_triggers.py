@@ -89,7 +89,7 @@ def test_an_aborted_deploy_releases_its_lock(scenario):
     with world_session(summary_path, speed=120) as (sandbox, _world):
         arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="abort-me")
         _wait_until(lambda: sandbox.locks_held() == 1)
-        _wait_until(lambda: "Wait for the deployment to progress" in str(sandbox.history(arn)))
+        _wait_until(lambda: "Wait for ECS to finish the deployment" in str(sandbox.history(arn)))
         sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
         sandbox.wait_for_executions(timeout=30)
         assert sandbox.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "ABORTED"

@@ -8,7 +8,7 @@ from .conftest import failed_at, push_event
 
 VERIFY = "Verify secrets, images and roles"
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
 
 
 def run_verify_failure(scenario) -> str:

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, float] = {
     "replaceUnhealthySeconds": 10,  # unhealthy service task -> ECS stops it
 }
 PURPOSE_TAG = "ferry:purpose"
+# ECS-native deployment strategies: after the new tasks are up, traffic shifts (rolloutSeconds) and the
+# deployment bakes for bakeTimeInMinutes with both revisions running, then the old one is cleaned up.
+NATIVE_STRATEGIES = ("BLUE_GREEN", "LINEAR", "CANARY")
 DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "deploymentCircuitBreaker": {"enable": False, "rollback": False},
     "maximumPercent": 200,
@@ -255,7 +258,7 @@ class EcsSimulator:
             for s in self._services.values():
                 p = s.deployments[0] if s.deployments and not s.deleted else None
                 if p and p.rollout == "IN_PROGRESS" and p.ready_since is not None:
-                    due = p.ready_since + self.d["rolloutSeconds"]
+                    due = p.ready_since + self._finishing_seconds(p)
                     if best is None or due < best[0]:
                         best = (due, s)
             if best is None or best[0] > now:
@@ -377,10 +380,29 @@ class EcsSimulator:
                     p.ready_since = t if p.ready_since is None else p.ready_since
                 else:
                     p.ready_since = None
-                if p.ready_since is not None and t >= p.ready_since + self.d["rolloutSeconds"]:
+                if p.ready_since is not None and t >= p.ready_since + self._finishing_seconds(p):
                     self._complete(s, p)
         if p.rollout == "COMPLETED":  # drained deployments disappear once their tasks have stopped
             s.deployments = [p] + [d for d in s.deployments[1:] if any(k.last != "STOPPED" for k in d.tasks)]
+
+    def _finishing_seconds(self, dep: _Deployment) -> float:
+        """How long a deployment takes once its tasks are ready: the rollout, plus a native strategy's bake."""
+        config = dep.sd.config if dep.sd else {}
+        bake = 0.0
+        if config.get("strategy") in NATIVE_STRATEGIES and not dep.is_rollback:
+            bake = 60.0 * float(config.get("bakeTimeInMinutes") or 0)
+        return self.d["rolloutSeconds"] + bake
+
+    def _lifecycle_stage(self, sd: _ServiceDeployment) -> str | None:
+        """DescribeServiceDeployments' lifecycleStage, for the ECS-native strategies only."""
+        dep = sd.deployment
+        if sd.config.get("strategy") not in NATIVE_STRATEGIES or dep is None:
+            return None
+        if sd.status not in ("PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS"):
+            return "CLEAN_UP"
+        if dep.ready_since is None:
+            return "SCALE_UP" if dep.tasks else "PRE_SCALE_UP"
+        return "PRODUCTION_TRAFFIC_SHIFT" if self._t < dep.ready_since + self.d["rolloutSeconds"] else "BAKE_TIME"
 
     def _launch(self, s: _Service, dep: _Deployment, backdate: bool = False) -> _Task:
         be, m = self._ecs, s.moto
@@ -721,7 +743,8 @@ class EcsSimulator:
             "stoppedAt": _dt(sd.stopped), "updatedAt": _dt(sd.updated),
             "sourceServiceRevisions": [self._revision_counts(s, a) for a in sd.sources],
             "targetServiceRevision": self._revision_counts(s, sd.target), "status": sd.status,
-            "statusReason": sd.status_reason, "deploymentConfiguration": sd.config, "rollback": sd.rollback,
+            "statusReason": sd.status_reason, "lifecycleStage": self._lifecycle_stage(sd),
+            "deploymentConfiguration": sd.config, "rollback": sd.rollback,
             "deploymentCircuitBreaker": {
                 "status": "DISABLED" if not cb.get("enable") else (
                     "TRIGGERED" if first and first.rollout == "FAILED" else breaker),

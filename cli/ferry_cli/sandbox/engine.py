@@ -128,6 +128,7 @@ class Sandbox:
         self.template = Template.load(root)
         self.logs = _LogSink(log_echo)
         self.lambda_invocations = 0
+        self.handler_seconds: dict[str, list[float]] = {}  # logical function id -> real seconds of each invocation
         self.fault_hooks: list[Callable[[str, dict], None]] = []
         self.simulator: Any = None
         self._stack = ExitStack()
@@ -621,7 +622,12 @@ class Sandbox:
             for hook in self.fault_hooks:
                 hook(self._functions[name]["logical"], event)
             module, function = self._module(name)
-            result = getattr(module, function)(event, context)
+            began = time.perf_counter()
+            try:
+                result = getattr(module, function)(event, context)
+            finally:
+                with self._invoke_lock:
+                    self.handler_seconds.setdefault(self._functions[name]["logical"], []).append(time.perf_counter() - began)
             return json.dumps(result, default=str).encode()
         except Exception as exc:  # reported the way the Lambda runtime reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from ferry.validation import require_valid
 
-from .. import history
+from .. import graph, history
 from .engine import Sandbox
 from .world import World, WorldError, derived_digest, push_image, read_structured
 
@@ -84,23 +84,35 @@ def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault
         yield sandbox, world
 
 
+def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> list[dict[str, Any]]:
+    """Deliver in order, each while the executions earlier ones started still run."""
+    delivered = []
+    for i, delivery in enumerate(deliveries):
+        if i:
+            time.sleep(GAP_BETWEEN_DELIVERIES)
+        delivered.append({"file": str(delivery.path), "targets": _deliver(sandbox, world, delivery)})
+    return delivered
+
+
 def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
-        log_echo=None, fault_hooks=None) -> dict[str, Any]:
-    """Run the scenario; returns the summary plus per-execution histories under `histories`."""
+        log_echo=None, fault_hooks=None, graphs: bool = False) -> dict[str, Any]:
+    """Run the scenario; returns the summary plus per-execution histories under `histories`
+    (and, with `graphs`, each execution as Mermaid text under `graphs`)."""
     with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks) as (sandbox, world):
-        delivered = []
-        for i, delivery in enumerate(deliveries):
-            if i:
-                time.sleep(GAP_BETWEEN_DELIVERIES)
-            delivered.append({"file": str(delivery.path), "targets": _deliver(sandbox, world, delivery)})
+        delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions(timeout=timeout)
-        return summarise(sandbox, delivered)
+        return summarise(sandbox, delivered, graphs=graphs)
 
 
-def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, Any]:
-    executions, histories, total_transitions = [], {}, 0
+def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool = False) -> dict[str, Any]:
+    executions, histories, outputs, mermaid, total_transitions = [], {}, {}, {}, 0
     for execution in sandbox.executions():
         events = sandbox.history(execution["executionArn"])
+        if graphs:
+            described = sandbox.client("stepfunctions").describe_state_machine_for_execution(
+                executionArn=execution["executionArn"])
+            mermaid[execution["name"]] = graph.mermaid(json.loads(described["definition"]), events,
+                                                       title=f"{execution['name']} {execution['status']}")
         start = execution["startDate"]
         error, cause = history.outcome(events)
         payload = json.loads(events[0]["executionStartedEventDetails"].get("input") or "{}") if events else {}
@@ -109,12 +121,13 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
         executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
                            "error": error, "cause": cause, "states": history.entered_states(events)})
         histories[execution["name"]] = history.rows(events, _offset(start, sandbox.clock.speed))
+        outputs[execution["name"]] = history.task_results(events)
     services = {
         key: {"taskDefinition": svc["taskDefinition"], "images": svc["images"],
               "desiredCount": svc["desiredCount"], "runningCount": svc["runningCount"]}
         for key, svc in sorted(sandbox.simulator.services().items())
     }
-    return {
+    found = {
         "manifestResults": _manifest_results(sandbox),
         "executions": executions,
         "services": services,
@@ -126,8 +139,12 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]]) -> dict[str, An
         "lambdaInvocations": sandbox.lambda_invocations,
         "delivered": delivered,
         "histories": histories,
+        "outputs": outputs,
         "logLines": list(sandbox.logs.lines),
     }
+    if graphs:
+        found["graphs"] = mermaid
+    return found
 
 
 def _manifest_results(sandbox: Sandbox) -> dict[str, Any]:

@@ -193,7 +193,8 @@ class World:
             "cluster": svc["cluster"], "serviceName": svc["name"],
             "taskDefinition": task_definition["taskDefinitionArn"], "desiredCount": svc.get("desiredCount", 1),
             "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
-                                        "deploymentCircuitBreaker": {"enable": False, "rollback": False}},
+                                        "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+                                        **(svc.get("deploymentConfiguration") or {})},
         }
         if fargate:
             params["launchType"] = "FARGATE"
@@ -225,6 +226,8 @@ class World:
         arn = elb.create_target_group(
             Name=tg["name"], Protocol="HTTP", Port=port, VpcId=network["vpc"],
             TargetType="ip" if awsvpc else "instance", HealthCheckPath="/",
+            # 10 s x 3 checks: the simulator's healthyAfterSeconds (30 s) before a new target is healthy.
+            HealthCheckIntervalSeconds=10, HealthyThresholdCount=3, UnhealthyThresholdCount=2,
         )["TargetGroups"][0]["TargetGroupArn"]
         return {"targetGroupArn": arn, "containerName": container["name"], "containerPort": port}
 

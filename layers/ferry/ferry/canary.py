@@ -13,6 +13,7 @@ rollback paths, and the execution-ended function after an abort).
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,6 +21,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import aws, clock, migrate
 from .ecs import describe_service, one_off_parameters, revision_name, tasks_started_by
 from .errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
+
+
+# Observations are scheduled, not periodic: each check says when the next one can tell something new
+# (a task still starting, the target groups' own minimum time to healthy, half the healthy window), so
+# a deploy costs a handful of checks whatever healthyForSeconds is. Unhealthy targets are re-checked
+# at the target group's interval, to count consecutive failures as the load balancer sees them.
+# (The first check, 30 s after the start, is set by the state machine's "Start the canary tasks".)
+POLL_SECONDS = 15
 
 
 def started_by(execution: str) -> str:
@@ -92,7 +101,8 @@ def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, 
         if task.get("desiredStatus") == "STOPPED":  # on its way down: judged once STOPPED, with exit code and logs
             if now - started_at > timeout:
                 raise CanaryCrashed(_crash_cause(task, revision))
-            return {**progress, "state": "WAITING"}
+            return {**progress, "state": "WAITING",
+                    "waitSeconds": max(1, min(POLL_SECONDS, math.ceil(started_at + timeout - now) + 1))}
     ready = all(t.get("lastStatus") == "RUNNING" and t.get("healthStatus") in ("HEALTHY", "UNKNOWN", None) for t in tasks)
     if any(t.get("healthStatus") == "UNHEALTHY" for t in tasks):
         progress["unhealthy"] = progress.get("unhealthy", 0) + 1
@@ -108,7 +118,7 @@ def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, 
             for group, targets in groups:
                 if targets:
                     elb.register_targets(TargetGroupArn=group, Targets=targets)
-            progress["registered"] = True
+            progress.update({"registered": True, "registeredAt": now, **_health_settings(elb, groups)})
         states = []
         for group, targets in groups:
             if targets:
@@ -131,11 +141,36 @@ def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, 
             progress.setdefault("healthySince", now)
             progress["unhealthy"] = 0
         if "healthySince" in progress and now - progress["healthySince"] >= healthy_for:
+            progress.pop("waitSeconds", None)
             return {**progress, "state": "PASSED"}
     if now - started_at > timeout:
         raise PhaseTimedOut(f"the canary of {revision} was not healthy for {healthy_for} s within {timeout} s "
                             "(timeouts.canary). The service was not changed.")
-    return {**progress, "state": "WAITING"}
+    wait = next_check(progress, now, healthy_for)
+    return {**progress, "state": "WAITING", "waitSeconds": max(1, min(wait, math.ceil(started_at + timeout - now) + 1))}
+
+
+def _health_settings(elb: Any, groups: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, int]:
+    """The least time a new target needs to turn healthy, and the longest check interval, over the target groups."""
+    arns = [group for group, targets in groups if targets]
+    if not arns:
+        return {}
+    found = elb.describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
+    return {"healthyAfter": max(tg.get("HealthCheckIntervalSeconds", 30) * tg.get("HealthyThresholdCount", 5) for tg in found),
+            "interval": max(tg.get("HealthCheckIntervalSeconds", 30) for tg in found)}
+
+
+def next_check(progress: dict[str, Any], now: float, healthy_for: int) -> int:
+    """Seconds until the next observation can tell something new."""
+    if "healthySince" in progress:
+        remaining = progress["healthySince"] + healthy_for - now
+        return math.ceil(min(remaining, max(POLL_SECONDS, healthy_for / 2)))
+    if progress.get("unhealthy"):
+        return int(progress.get("interval") or POLL_SECONDS)
+    if progress.get("registeredAt") is not None and progress.get("healthyAfter"):
+        return max(int(progress.get("interval") or POLL_SECONDS),
+                   math.ceil(progress["registeredAt"] + progress["healthyAfter"] - now))
+    return POLL_SECONDS
 
 
 def deregistration_delay(cluster: str, service: str) -> int:

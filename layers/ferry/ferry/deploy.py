@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import artefacts, aws
+from .deployment import Watch, check_in_seconds
 from .ecs import created_at, describe_service, primary_deployment, revision_name
 
 
@@ -16,13 +17,21 @@ class Started:
     task_definition_arn: str
     already_started: bool
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, timeout_seconds: int, native: bool = False) -> dict[str, Any]:
+        """The state's view; `progress` tells the waiting state when to look for itself if no event comes."""
+        watch = Watch("", "", self.task_definition_arn, self.started_at, timeout_seconds, native=native)
         return {"deploymentId": self.deployment_id, "startedAt": self.started_at,
-                "revision": revision_name(self.task_definition_arn), "alreadyStarted": self.already_started}
+                "revision": revision_name(self.task_definition_arn), "alreadyStarted": self.already_started,
+                "progress": {"state": "IN_PROGRESS", "checkInSeconds": check_in_seconds(watch)}}
 
 
-def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str) -> Started:
-    """Start the ECS deployment; a retry after success returns the same deployment."""
+def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str,
+                   native: bool = False) -> Started:
+    """Start the ECS deployment; a retry after success returns the same deployment.
+
+    `native` leaves the service's deployment configuration (its blue/green,
+    linear or canary strategy, alarms and hooks) exactly as its owners set it.
+    """
     current = describe_service(cluster, service)
     primary = primary_deployment(current)
     if primary["taskDefinition"] == task_definition_arn:
@@ -33,12 +42,13 @@ def update_service(cluster: str, service: str, task_definition_arn: str, executi
         "desiredCount": current["desiredCount"],
         "deploymentConfiguration": current.get("deploymentConfiguration", {}),
     })
-    config = dict(current.get("deploymentConfiguration") or {})
-    # ECS stops a deployment whose tasks keep failing, and puts the previous
-    # revision back; Ferry reports that as a failure (DeploymentFailed).
-    config["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
-    updated = aws.client("ecs").update_service(
-        cluster=cluster, service=service, taskDefinition=task_definition_arn, deploymentConfiguration=config,
-    )["service"]
+    params: dict[str, Any] = {"cluster": cluster, "service": service, "taskDefinition": task_definition_arn}
+    if not native:
+        config = dict(current.get("deploymentConfiguration") or {})
+        # ECS stops a deployment whose tasks keep failing, and puts the previous
+        # revision back; Ferry reports that as a failure (DeploymentFailed).
+        config["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
+        params["deploymentConfiguration"] = config
+    updated = aws.client("ecs").update_service(**params)["service"]
     new = primary_deployment(updated)
     return Started(new["id"], created_at(new), task_definition_arn, False)
