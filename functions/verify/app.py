@@ -1,6 +1,6 @@
 """Verify everything the planned revision refers to, before anything changes."""
 
-from ferry import artefacts, render, settings, verify
+from ferry import artefacts, settings, verify
 from ferry.errors import VerifyFailed
 from ferry.observability import bind, field, logger
 
@@ -12,7 +12,7 @@ REPORT_ARTEFACT = "verify-report.json"
 def handler(event, context):
     execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "service")
     bind(execution, f"{cluster}/{service}")
-    spec = artefacts.get_json(SETTINGS.artefacts_bucket, execution, render.PLAN_ARTEFACT)
+    spec = artefacts.get_json(SETTINGS.artefacts_bucket, execution, artefacts.PLAN_ARTEFACT)
     report = verify.verify(
         spec, cluster=cluster, service=service, alarms=event.get("alarms") or (),
         target_groups=event.get("targetGroups") or (), read_secret_values=bool(event.get("readSecretValues")),

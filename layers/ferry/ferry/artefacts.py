@@ -7,6 +7,9 @@ from typing import Any
 
 from . import aws
 
+# The planned RegisterTaskDefinition input: written by Render, read by Verify and Register.
+PLAN_ARTEFACT = "task-definition.input.json"
+
 
 def key(execution: str, name: str) -> str:
     return f"executions/{execution}/{name}"

@@ -11,10 +11,13 @@ registered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from . import artefacts, aws, diff, images, taskdef, templating
-from .config import ServiceConfig, jsonnet_imports
+from . import artefacts, aws, images, taskdef
+
+if TYPE_CHECKING:  # Register imports this module and needs neither configs, templates nor diffs
+    from .config import ServiceConfig
+    from .diff import Diff
 from .ecs import describe_service, revision_name
 from .errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
@@ -33,7 +36,7 @@ class Plan:
     current_tags: list[dict[str, str]]
     spec: dict[str, Any]                    # the new revision's RegisterTaskDefinition input
     pinned: dict[str, images.ImageRef]      # containers whose image this deploy sets
-    diff: diff.Diff
+    diff: Diff
     source: str                             # where the spec came from, for messages
 
     @property
@@ -41,7 +44,7 @@ class Plan:
         return self.current["taskDefinitionArn"]
 
 
-PLAN_ARTEFACT = "task-definition.input.json"
+PLAN_ARTEFACT = artefacts.PLAN_ARTEFACT
 REGISTERED_ARTEFACT = "task-definition.json"
 DIFF_ARTEFACT = "diff.txt"
 
@@ -158,6 +161,9 @@ def check_template_result(config: ServiceConfig, spec: dict[str, Any], pinned: M
 def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str = "", environment: str = "",
          values: Mapping[str, str] | None = None, commit: str | None = None) -> Plan:
     """The new revision and its diff against what runs; reads AWS, changes nothing."""
+    from . import diff, templating
+    from .config import jsonnet_imports
+
     if not new_images:
         raise InputInvalid("the input names no images: give {\"images\": {\"<container>\": \"<image uri>\"}}")
     service = describe_service(config.cluster, config.service)

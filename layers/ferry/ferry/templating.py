@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 from botocore.exceptions import ClientError
 
 from . import aws, images
@@ -645,6 +644,8 @@ _EXPLICIT_TAG = re.compile(r"^(?:&\S+\s+)?!")
 
 def _render_yaml(text: str, placeholders: list[Placeholder], values: list[str], source: str) -> Any:
     """Parse the template with every placeholder as a unique token, then put the values into the scalars."""
+    import yaml  # imported here: only YAML templates pay for it at cold start
+
     nonce = _random.token_hex(6)
     tokens: dict[str, str] = {}
     mapping = _OffsetMap()
