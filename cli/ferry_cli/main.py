@@ -175,6 +175,7 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     histories = summary.pop("histories")
     summary.pop("logLines")
     summary.pop("delivered")
+    summary.pop("outputs")
     if args.graph:
         from .graph import write
 
@@ -189,6 +190,10 @@ def _sandbox_run(args: argparse.Namespace) -> int:
             print(table(histories[execution["name"]]))
             if execution["error"]:
                 print(f"\nError: {execution['error']}\nCause: {execution['cause']}")
+            if isinstance(execution.get("output"), dict) and execution["output"].get("summary") is not None:
+                out = execution["output"]
+                print(f"\nOutput: {out.get('result')} {out.get('ecsService')} {out.get('from')} -> {out.get('to')} "
+                      f"({out.get('strategy')}, {out.get('durationSeconds')} s): {out.get('summary')}")
         if not summary["executions"]:
             print("No execution was started.")
         print("\n== Summary")

@@ -8,7 +8,7 @@ the one it replaced), which is what `{"action": "rollback"}` goes back to.
 
 from datetime import datetime
 
-from ferry import config, lock, settings
+from ferry import config, lock, settings, summary
 from ferry.ecs import revision_name
 from ferry.errors import InputInvalid
 from ferry.observability import bind, field, logger
@@ -43,9 +43,11 @@ def handler(event, context):
         return {**held, "key": cfg.key, "requestedAt": at}
     if action == "release":
         taken = request.get("lock") if isinstance(request.get("lock"), dict) else {}
+        # The execution's output on success: a summary for people, not the whole state.
+        done = {"summary": summary.deployed(request, event.get("startedAt"))} if event.get("deployed") else {}
         if not taken.get("key"):
             logger.info("no lock to release: it was never taken")
-            return {"service": name, "released": False}
+            return {"service": name, "released": False, **done}
         if event.get("deployed") and isinstance(taken.get("requestedAt"), (int, float)):
             # Recorded before the lock goes: a newer request must see this deploy once it can run.
             revision = (request.get("register") or {}).get("taskDefinitionArn")
@@ -55,7 +57,7 @@ def handler(event, context):
                                  previous, render.get("desiredCount"))
         released = lock.release(SETTINGS.lock_table, taken["key"], owner)
         logger.info("lock released" if released else "lock was not held by this execution", extra={"key": taken["key"]})
-        return {"service": name, "released": released}
+        return {"service": name, "released": released, **done}
     if action == "rollback-target":
         return _rollback_target(name)
     raise InputInvalid(f"`action` must be acquire, release or rollback-target, got {action!r}")

@@ -33,6 +33,12 @@ def test_a_push_deploys_the_pushed_image_by_digest(scenario):
     assert execution["service"] == "prod/web"
     assert execution["states"][:11] == HAPPY_STATES
     assert execution["states"][-2:] == ["Release the deploy lock", "Deployed"]
+    output = execution["output"]  # the console's Output tab: a summary, not the whole state
+    assert {k: output[k] for k in ("result", "service", "ecsService", "strategy", "from", "to")} == {
+        "result": "DEPLOYED", "service": "web", "ecsService": "prod/web", "strategy": "rolling", "from": "web:1", "to": "web:2"}
+    assert output["images"] == {"app": pinned("web", "v2")} and output["durationSeconds"] > 0
+    assert output["summary"].startswith("image app web:v1 -> web:v2")
+    assert set(output["artefacts"]) == {"taskDefinitionInput", "diff", "verify", "register"}
     web = summary["services"]["prod/web"]
     assert web["taskDefinition"] == "web:2"
     assert web["images"]["app"] == pinned("web", "v2")

@@ -118,8 +118,10 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
         payload = json.loads(events[0]["executionStartedEventDetails"].get("input") or "{}") if events else {}
         service_key = _service_key(sandbox, payload.get("service"))
         total_transitions += history.transitions(events)
+        succeeded = next((e["executionSucceededEventDetails"] for e in events if e["type"] == "ExecutionSucceeded"), {})
         executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
-                           "error": error, "cause": cause, "states": history.entered_states(events)})
+                           "error": error, "cause": cause, "states": history.entered_states(events),
+                           "output": json.loads(succeeded.get("output") or "null")})
         histories[execution["name"]] = history.rows(events, _offset(start, sandbox.clock.speed))
         outputs[execution["name"]] = history.task_results(events)
     services = {
