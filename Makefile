@@ -37,5 +37,9 @@ $(SAM_VENV)/.installed:
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache
 
+# Figures, not tests: the demo's wall time, cost per deploy and its growth with rollout length, reaction
+# latency, a 50-service manifest, and each function's cold-start import time (as Lambda runs it: no .pyc).
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/demo_deploy.py
+	$(VENV)/bin/python bench/cost.py
+	$(VENV)/bin/python bench/cold_start.py --bytecode lambda

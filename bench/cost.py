@@ -151,14 +151,17 @@ def _write_event(tmp: Path, tag: str) -> Path:
     return path
 
 
-def latency_run(speed: float) -> list[float]:
+def latency_run(speed: float, runs: int = 3) -> list[float]:
     """The demo's rolling deploy at a slow speed, so the simulated clock resolves fractions of a second."""
-    with tempfile.TemporaryDirectory() as tmp:
-        world = make_world(Path(tmp))
-        (Path(tmp) / "registry" / "web" / "ferry.yaml").write_text(
-            "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
-        _summary, measured = run_world(world, [load_delivery("event", _write_event(Path(tmp), "v2"))], speed)
-    return _latencies(measured)
+    found = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            world = make_world(Path(tmp))
+            (Path(tmp) / "registry" / "web" / "ferry.yaml").write_text(
+                "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n")
+            _summary, measured = run_world(world, [load_delivery("event", _write_event(Path(tmp), "v2"))], speed)
+        found += _latencies(measured)
+    return found
 
 
 def scale_run(services: int, speed: float) -> dict[str, Any]:
@@ -213,12 +216,10 @@ def main() -> None:
           "Target: under $0.002 for the 60-minute rollout.")
     print()
     print("3. Reaction latency (simulated s from ECS's SERVICE_DEPLOYMENT_COMPLETED to leaving the wait state)")
-    all_latencies = latencies + [x for r in rows for x in r["latency"]]
-    if all_latencies:
-        print(f"   rolling deploy at speed 10: {', '.join(f'{x:.2f}' for x in latencies)} s; "
-              f"canary runs at speed {args.speed:g}: {', '.join(f'{x:.1f}' for r in rows for x in r['latency'])} s "
-              "(one driver tick of the sandbox is 0.02 real s = speed/50 simulated s)")
-        print(f"   median {statistics.median(latencies or all_latencies):.2f} s (target <= 2 s)")
+    if latencies:
+        print(f"   3 rolling deploys at speed 10: {', '.join(f'{x:.2f}' for x in latencies)} s, "
+              f"median {statistics.median(latencies):.2f} s (target <= 2 s)")
+        print("   (measured at speed 10 because the sandbox's real overheads, ~0.05 s per hop, are multiplied by the speed)")
     print()
     print("4. Cold start: .venv/bin/python bench/cold_start.py")
     if scale:
