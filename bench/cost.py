@@ -180,7 +180,7 @@ def scale_run(services: int, speed: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--speed", type=float, default=600.0, help="simulated seconds per real second")
+    parser.add_argument("--speed", type=float, default=120.0, help="simulated seconds per real second")
     parser.add_argument("--services", type=int, default=50, help="services in the scale run's manifest")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--json", action="store_true")
