@@ -22,7 +22,7 @@ def test_a_valid_config_gets_defaults_and_maps_repositories(ecs_world):
     cfg = config.load("ferry-config", "web")
     assert (cfg.cluster, cfg.service, cfg.key) == ("prod", "web", "prod/web")
     assert cfg.containers_fed_by("web") == ["app", "worker"]
-    assert cfg.strategy == "rolling" and cfg.deployment_timeout == 1800
+    assert cfg.strategy == "canary" and cfg.deployment_timeout == 1800
     assert cfg.deploys_push("web", "main-123")
     assert not cfg.deploys_push("web", "pr-7")
     assert not cfg.deploys_push("other", "main-1")
@@ -92,7 +92,7 @@ def test_clusters_outside_the_installation_are_refused(ecs_world):
 def test_every_setting_gets_its_schema_default_at_any_depth(ecs_world):
     put_config("web", GOOD + "strategy: {canary: {count: 2}}\nmigrations: [{name: migrate, container: app, command: [rails, db:migrate]}]\n")
     cfg = config.load("ferry-config", "web")
-    assert cfg.raw["strategy"] == {"type": "rolling", "canary": {"count": 2, "healthyForSeconds": 60, "unhealthyThreshold": 3}}
+    assert cfg.raw["strategy"] == {"type": "canary", "canary": {"count": 2, "healthyForSeconds": 60, "unhealthyThreshold": 3}}
     assert cfg.timeouts == {"canary": 600, "deployment": 1800, "rollback": 1800}
     assert cfg.raw["healthGates"] == {"bakeSeconds": 0}
     assert cfg.raw["notifications"]["events"] == ["started", "succeeded", "failed", "rolledBack"]
@@ -102,10 +102,12 @@ def test_every_setting_gets_its_schema_default_at_any_depth(ecs_world):
     assert cfg.template is None and cfg.values == {}
 
 
-def test_strategies_this_version_does_not_run_are_refused_by_name(ecs_world):
-    put_config("web", GOOD + "strategy: {type: native}\n")
-    with pytest.raises(ConfigInvalid, match=r"\$.strategy.type: 'native' is not available in this version of Ferry; use one of \['canary', 'rolling'\]"):
-        config.load("ferry-config", "web")
+def test_every_strategy_is_accepted_and_canary_is_the_default(ecs_world):
+    put_config("web", GOOD)
+    assert config.load("ferry-config", "web").strategy == "canary"
+    for strategy in ("canary", "rolling", "native"):
+        put_config("web", GOOD + f"strategy: {{type: {strategy}}}\n")
+        assert config.load("ferry-config", "web").strategy == strategy
 
 
 def test_migration_names_must_be_unique(ecs_world):

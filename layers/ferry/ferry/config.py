@@ -20,15 +20,16 @@ from botocore.exceptions import ClientError
 
 from . import aws
 from .errors import ClusterNotAllowed, ConfigInvalid, FerryError, ServiceNotRegistered
-from .validation import require_valid, with_defaults
+from .validation import MAX_DEPTH, cap, json_object, path_part, require_valid, shape_problems, with_defaults
 
 SCHEMA = "service-config.schema.json"
 PREFIX = "services/"
 CONFIG_FILES = ("ferry.yaml", "ferry.yml", "ferry.json", "ferry.jsonnet")
 MAX_CONFIG_BYTES = 256 * 1024
+MAX_YAML_VALUES = 100_000  # values a YAML file may hold, an alias counting all of the value it repeats
 MAX_FOLDER_FILES = 50
-# Strategies this version of Ferry runs; the schema names the others so configs can be written ahead.
-AVAILABLE_STRATEGIES = ("canary", "rolling")
+# The strategies (the schema's enum; canary is the default).
+AVAILABLE_STRATEGIES = ("canary", "rolling", "native")
 
 
 class Folder(Protocol):
@@ -37,6 +38,20 @@ class Folder(Protocol):
     def read(self, filename: str) -> str | None: ...
     def names(self) -> list[str]: ...
     def describe(self, filename: str) -> str: ...
+
+
+def _too_big(where: str, size: int | None = None) -> str:
+    size_ = f"{size} bytes, more than" if size is not None else "more than"
+    return (f"{where} is {size_} the {MAX_CONFIG_BYTES} bytes ({MAX_CONFIG_BYTES // 1024} KiB) Ferry reads of a config "
+            "file: split it up (a Jsonnet library beside it, or a smaller template)")
+
+
+def _text(body: bytes, where: str) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalid(f"{where} is not UTF-8 text (byte {exc.start} is {body[exc.start:exc.start + 1]!r}): "
+                            "save it as UTF-8") from None
 
 
 @dataclass(frozen=True)
@@ -61,8 +76,11 @@ class S3Folder:
                 return None
             raise ConfigInvalid(f"{self.describe(filename)} could not be read: {exc}") from exc
         if obj.get("ContentLength", 0) > MAX_CONFIG_BYTES:
-            raise ConfigInvalid(f"{self.describe(filename)} is larger than {MAX_CONFIG_BYTES} bytes: split it up")
-        return obj["Body"].read().decode("utf-8")
+            raise ConfigInvalid(_too_big(self.describe(filename), obj["ContentLength"]))
+        body = obj["Body"].read(MAX_CONFIG_BYTES + 1)  # never more than the limit, whatever ContentLength said
+        if len(body) > MAX_CONFIG_BYTES:
+            raise ConfigInvalid(_too_big(self.describe(filename)))
+        return _text(body, self.describe(filename))
 
     def names(self) -> list[str]:
         pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
@@ -81,9 +99,10 @@ class LocalFolder:
         target = self.path / filename
         if "/" in filename or not target.is_file():
             return None
-        if target.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigInvalid(f"{target} is larger than {MAX_CONFIG_BYTES} bytes: split it up")
-        return target.read_text()
+        size = target.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigInvalid(_too_big(str(target), size))
+        return _text(target.read_bytes(), str(target))
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self.path.iterdir() if p.is_file())[:MAX_FOLDER_FILES]
@@ -171,23 +190,130 @@ def jsonnet_imports(folder: Folder | None) -> dict[str, str]:
     return {n: folder.read(n) or "" for n in folder.names() if n.endswith((".jsonnet", ".libsonnet", ".json"))}
 
 
+class _Refused(Exception):
+    """A YAML document Ferry will not build: where (JSON path), what and how to fix it, and its line."""
+
+    def __init__(self, path: str, message: str, mark: Any = None):
+        super().__init__(f"{path}: {message}" + (f" (line {mark.line + 1})" if mark is not None else ""))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing what safe_load accepts silently or pays for dearly.
+
+    - a key written twice in one mapping (safe_load keeps the last; `<<` merges may still be overridden);
+    - nesting deeper than MAX_DEPTH (the composer is recursive: RecursionError otherwise);
+    - more than MAX_YAML_VALUES values once aliases are expanded (a "billion laughs" file is a few
+      hundred bytes; every check after loading, and the error messages, would walk it whole);
+    - an alias inside the value it names (a value containing itself: RecursionError, or a loop).
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._at: list[str] = []  # JSON path labels of the nodes being composed
+        self._open: set[str] = set()  # anchors whose value is being composed
+        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+
+    def _path(self) -> str:
+        return "$" + "".join(self._at)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if parent is None or index is None:  # the document, or a mapping's key: the mapping's own path
+            label = ""
+        elif isinstance(index, int):
+            label = f"[{index}]"
+        else:
+            label = path_part(index.value) if isinstance(index, yaml.ScalarNode) else ".<key>"
+        self._at.append(label)
+        try:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor in self._open:
+                    raise _Refused(self._path(), f"alias *{event.anchor} is inside the value &{event.anchor} it repeats, "
+                                                 "which would contain itself forever: write the value out", event.start_mark)
+                return super().compose_node(parent, index)
+            depth = len(self._at) - 1  # the document is at depth 0; a key counts like a value
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) and depth >= MAX_DEPTH:
+                raise _Refused(self._path(), f"nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few "
+                                             "levels; flatten it", event.start_mark)
+            anchor = event.anchor
+            if anchor is not None:
+                self._open.add(anchor)
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self._open.discard(anchor)
+            self._measure(node)
+            if isinstance(node, yaml.MappingNode):
+                self._check_keys(node)
+            return node
+        finally:
+            self._at.pop()
+
+    def _measure(self, node: Any) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1
+        if size > MAX_YAML_VALUES:
+            raise _Refused(self._path(), f"holds more than {MAX_YAML_VALUES} values once its aliases (*name) are "
+                                         "expanded: a config needs far fewer; repeat less, or write the values out",
+                           node.start_mark)
+        self._sizes[id(node)] = size
+
+    def _check_keys(self, node: Any) -> None:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # `<<: *base` may be overridden; a non-scalar key is refused when it is built
+            try:
+                key = self.construct_object(key_node)
+                hash(key)
+            except Exception:  # refused when the document is built, with PyYAML's own message
+                key = (key_node.tag, key_node.value)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise _Refused(self._path(), f"key {cap(key_node.value)} is written twice (lines {first} and "
+                                             f"{key_node.start_mark.line + 1}): keep one; YAML would silently use the last")
+            seen[key] = key_node
+
+
 def _decode(name: str, text: str, source: str, folder: Folder | None, environment: str) -> Any:
     if source.endswith(".jsonnet"):
         from . import templating  # imported here: only Jsonnet configs pay for _jsonnet
 
         context = templating.Context(environment=environment, service=name)
-        return templating.render_jsonnet(text, source, context, jsonnet_imports(folder))
+        try:
+            return templating.render_jsonnet(text, source, context, jsonnet_imports(folder))
+        except RecursionError:
+            raise ConfigInvalid(f"{source}: $: nested more than {MAX_DEPTH} levels deep: flatten it") from None
+    kind = "JSON" if source.endswith(".json") else "YAML"
     try:
-        return json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+        if kind == "JSON":
+            return json.loads(text, object_pairs_hook=json_object)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except _Refused as exc:
+        raise ConfigInvalid(f"{source}: {exc}") from None
+    except RecursionError:  # json's decoder, past ~1000 levels
+        raise ConfigInvalid(f"{source}: $: nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few "
+                            "levels; flatten it") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigInvalid(f"{source} is not valid {'JSON' if source.endswith('.json') else 'YAML'}: {exc}") from exc
+        raise ConfigInvalid(f"{source} is not valid {kind}: {exc}") from exc
 
 
 def parse(name: str, text: str, source: str, folder: Folder | None = None, environment: str = "") -> ServiceConfig:
     """Parse and validate one config; `source` names the file in error messages."""
+    if len(text) > MAX_CONFIG_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise ConfigInvalid(_too_big(source))  # before any parsing
     data = _decode(name, text, source, folder, environment)
+    if data is None:
+        raise ConfigInvalid(f"{source}: $: the file is empty: write the service's cluster, service and containers")
     if not isinstance(data, dict):
         raise ConfigInvalid(f"{source}: $: expected a mapping of settings, got {type(data).__name__}")
+    shape = shape_problems(data)
+    if shape:
+        raise ConfigInvalid(f"{source} cannot be read as settings:\n" + "\n".join(f"  - {p}: {m}" for p, m in shape))
     require_valid(data, SCHEMA, source, ConfigInvalid)
     data = with_defaults(data, SCHEMA)
     containers = {c: spec["repository"] for c, spec in data["containers"].items()}
@@ -200,11 +326,6 @@ def parse(name: str, text: str, source: str, folder: Folder | None = None, envir
                 f"use one of {sorted(set(containers.values()))} or add it under containers"
             )
     strategy = data["strategy"]["type"]
-    if strategy not in AVAILABLE_STRATEGIES:
-        raise ConfigInvalid(
-            f"{source}: $.strategy.type: {strategy!r} is not available in this version of Ferry; "
-            f"use one of {list(AVAILABLE_STRATEGIES)}"
-        )
     names = [m["name"] for m in data.get("migrations", [])]
     for i, duplicate in enumerate(names):
         if names.index(duplicate) != i:

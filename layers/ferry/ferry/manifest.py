@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from . import aws, config, images, router, validation
@@ -40,11 +39,12 @@ MAX_ERROR = 256  # characters of an execution's error name kept in the result
 MAX_CAUSE_BYTES = 2048  # bytes of an execution's failure cause kept in the result
 WRITE_ATTEMPTS = 8  # conditional writes of the result file before giving up
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")  # fullmatch: `$` would let "release\n" through
 # An ECR repository name, as the service config's schema has it.
 _REPOSITORY = r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
-_SHORT = re.compile(
-    rf"^(?P<repository>{_REPOSITORY})(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?$"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"  # a Docker tag
+_SHORT = re.compile(  # fullmatch
+    rf"(?P<repository>{_REPOSITORY})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?"
 )
 _CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 _MISSING = ("NoSuchKey", "404", "NotFound", "AccessDenied", "403")
@@ -69,7 +69,7 @@ def is_manifest_key(key: str) -> bool:
     if not isinstance(key, str) or not key.startswith(PREFIX) or not key.endswith(SUFFIX) or key.endswith(RESULT_SUFFIX):
         return False
     name = key[len(PREFIX):-len(SUFFIX)]
-    return bool(_NAME.match(name)) and ".." not in name and not name.startswith(".")
+    return bool(_NAME.fullmatch(name)) and ".." not in name and not name.startswith(".")
 
 
 def manifest_name(key: str) -> str:
@@ -93,8 +93,8 @@ def _cap(value: Any, limit: int = MAX_ECHO) -> str:
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(validation.schema(SCHEMA))
+def _validator() -> validation.Validator:
+    return validation.Validator(validation.schema(SCHEMA))
 
 
 def _describe(error: ValidationError) -> str:
@@ -151,11 +151,16 @@ def _decode(body: bytes) -> tuple[Any, list[ManifestProblem]]:
     except UnicodeDecodeError as exc:
         return None, [ManifestProblem("$", f"not JSON: not UTF-8 text (byte {exc.start})")]
     try:
-        return json.loads(text, parse_constant=_no_constant), []
+        document = json.loads(text, parse_constant=_no_constant, object_pairs_hook=validation.json_object)
     except json.JSONDecodeError as exc:
         return None, [ManifestProblem("$", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
-    except ValueError as exc:  # NaN / Infinity, which JSON does not have
+    except ValueError as exc:  # NaN / Infinity, which JSON does not have; a number of over 4300 digits
         return None, [ManifestProblem("$", f"not JSON: {exc}")]
+    except RecursionError:
+        return None, [ManifestProblem("$", f"nested more than {validation.MAX_DEPTH} levels deep: "
+                                           "a manifest needs 4; flatten it")]
+    found = [ManifestProblem(path, message) for path, message in validation.shape_problems(document)]
+    return (None, found) if found else (document, [])
 
 
 def _no_constant(name: str) -> Any:
@@ -201,7 +206,7 @@ def _image(value: str, place: _Place) -> tuple[images.ImageRef | None, str | Non
     shown = _cap(value)
     if ".dkr.ecr." in value:
         ref = images.parse(value)
-        if ref is None:
+        if ref is None or (ref.tag is not None and not re.fullmatch(_TAG, ref.tag)) or value != value.strip():
             return None, (f"{shown} is not an ECR image URI: write <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> "
                           "(or @sha256:<digest>), or the short <repository>:<tag>")
         if (ref.registry, ref.region) != (place.account, place.region):
@@ -211,7 +216,7 @@ def _image(value: str, place: _Place) -> tuple[images.ImageRef | None, str | Non
         return None, (f"{shown} is not an ECR image of this account: Ferry deploys images of "
                       f"{place.account}.dkr.ecr.{place.region}.amazonaws.com; push it there and name it <repository>:<tag>")
     else:
-        match = _SHORT.match(value)
+        match = _SHORT.fullmatch(value)
         if match is None:
             return None, (f"{shown} is not an image reference: write <repository>:<tag>, <repository>@sha256:<digest>, "
                           "or a full ECR URI")

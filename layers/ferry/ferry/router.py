@@ -16,9 +16,12 @@ from typing import Any
 
 from . import aws, clock, config
 from .images import ImageRef
+from .observability import logger
 
 NAME_LIMIT = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_ACCOUNT = re.compile(r"[0-9]{12}")
+_ECHO = 80  # characters of an event's value repeated in a log line
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,63 @@ class Push:
         return ImageRef(self.registry, self.region, self.repository, self.tag, self.digest)
 
 
-def parse_push(event: dict[str, Any]) -> Push | None:
-    """The push in an EventBridge 'ECR Image Action' event, or None when it is not a deployable push."""
-    detail = event.get("detail") or {}
-    if event.get("detail-type") != "ECR Image Action" or detail.get("action-type") != "PUSH" or detail.get("result") != "SUCCESS":
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _ECHO else text[: _ECHO - 1] + "…"
+
+
+def _ignored(event: Any, reason: str) -> None:
+    """The one log line of an event the router starts nothing for, saying why."""
+    fields = event if isinstance(event, dict) else {}
+    logger.info(f"event ignored: {reason}", extra={
+        name: value[:_ECHO] if isinstance(value, str) else None
+        for name, value in (("eventId", fields.get("id")), ("source", fields.get("source")),
+                            ("detailType", fields.get("detail-type")))})
+
+
+def _why_not_a_push(event: Any) -> str | None:
+    if not isinstance(event, dict):
+        return f"the event is {type(event).__name__}, not a JSON object"
+    if event.get("detail-type") != "ECR Image Action":
+        return f"detail-type {_shown(event.get('detail-type'))} is not 'ECR Image Action' nor a manifest drop"
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return f"detail is {type(detail).__name__}, not an object: not an ECR event"
+    if detail.get("action-type") != "PUSH":
+        return f"action-type {_shown(detail.get('action-type'))} is not 'PUSH': only a push deploys"
+    if detail.get("result") != "SUCCESS":
+        return f"result {_shown(detail.get('result'))} is not 'SUCCESS': a failed push deploys nothing"
+    for name in ("image-tag", "image-digest", "repository-name"):
+        value = detail.get(name)
+        if not isinstance(value, str) or not value:
+            what = "missing" if value is None else f"{_shown(value)}, not text"
+            hint = ": a push without a tag (by digest alone) deploys nothing" if name == "image-tag" else ""
+            return f"detail.{name} is {what}{hint}"
+    if not isinstance(event.get("account"), str) or not _ACCOUNT.fullmatch(event["account"]):
+        return f"account {_shown(event.get('account'))} is not an AWS account id: the image's registry is unknown"
+    if not isinstance(event.get("region"), str) or not event["region"]:
+        return f"region {_shown(event.get('region'))} is not a region: the image's registry is unknown"
+    return None
+
+
+def _is_object_created(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("detail-type") == "Object Created" and event.get("source") == "aws.s3"
+
+
+def parse_push(event: Any) -> Push | None:
+    """The push in an EventBridge 'ECR Image Action' event, or None when it is not a deployable push.
+
+    Any other event, of whatever shape, is None with one log line saying why
+    (an S3 'Object Created' event's line is manifest_key's).
+    """
+    reason = _why_not_a_push(event)
+    if reason is not None:
+        if not _is_object_created(event):
+            _ignored(event, reason)
         return None
-    tag, digest, repository = detail.get("image-tag"), detail.get("image-digest"), detail.get("repository-name")
-    if not (tag and digest and repository):
-        return None
-    return Push(event.get("account", ""), event.get("region", ""), repository, tag, digest, event.get("id", ""),
-                _event_time(event))
+    detail = event["detail"]
+    return Push(event["account"], event["region"], detail["repository-name"], detail["image-tag"],
+                detail["image-digest"], str(event.get("id") or ""), _event_time(event))
 
 
 def _event_time(event: dict[str, Any]) -> float:
@@ -53,7 +103,7 @@ def _event_time(event: dict[str, Any]) -> float:
     which orders manual deploys: requests of both kinds are compared."""
     try:
         return datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")).timestamp()
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
         return clock.now()
 
 
@@ -96,15 +146,36 @@ def start(state_machine_arn: str, plans: list[dict[str, Any]]) -> list[dict[str,
     return started
 
 
-def manifest_key(event: dict[str, Any], config_bucket: str) -> str | None:
-    """The manifest key of an S3 'Object Created' event in the config bucket, or None for anything else."""
+def manifest_key(event: Any, config_bucket: str) -> str | None:
+    """The manifest key of an S3 'Object Created' event in the config bucket, or None for anything else.
+
+    An 'Object Created' event that is not a manifest drop (another bucket, a
+    result file, a key outside manifests/, a detail of another shape) is
+    logged with the reason; other events are parse_push's to explain.
+    """
     from . import manifest
 
-    detail = event.get("detail") or {}
-    if event.get("detail-type") != "Object Created" or event.get("source") != "aws.s3":
+    if not _is_object_created(event):
         return None
-    bucket, key = (detail.get("bucket") or {}).get("name"), (detail.get("object") or {}).get("key")
-    if bucket != config_bucket or not isinstance(key, str) or not manifest.is_manifest_key(key):
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        _ignored(event, f"detail is {type(detail).__name__}, not an object: not an S3 event")
+        return None
+    bucket, obj = detail.get("bucket"), detail.get("object")
+    name = bucket.get("name") if isinstance(bucket, dict) else None
+    key = obj.get("key") if isinstance(obj, dict) else None
+    if not isinstance(name, str):
+        _ignored(event, "detail.bucket.name is missing or not text: not an S3 event")
+        return None
+    if name != config_bucket:
+        _ignored(event, f"object created in bucket {_shown(name)}, not the config bucket {config_bucket!r}")
+        return None
+    if not isinstance(key, str):
+        _ignored(event, "detail.object.key is missing or not text: not an S3 event")
+        return None
+    if not manifest.is_manifest_key(key):
+        _ignored(event, f"object {_shown(key)} is not a manifest: manifests/<name>.json, name of [A-Za-z0-9._-], "
+                        "not *.result.json")
         return None
     return key
 
@@ -114,9 +185,13 @@ def start_manifest(event: dict[str, Any], key: str, *, config_bucket: str, state
     """Validate a dropped manifest and start one execution per service, or none; the result document says which."""
     from . import manifest
 
+    def text(name: str) -> str:
+        value = event.get(name)
+        return value if isinstance(value, str) else ""
+
     plans, problems, meta = manifest.plan_manifest(
-        config_bucket, key, allowed_clusters=allowed_clusters, environment=environment, event_id=event.get("id", ""),
-        account=event.get("account", ""), region=event.get("region", ""))
+        config_bucket, key, allowed_clusters=allowed_clusters, environment=environment, event_id=text("id"),
+        account=text("account") if _ACCOUNT.fullmatch(text("account")) else "", region=text("region"))
     requested_at = _event_time(event)  # the drop's time, on the same clock as pushes
     for plan in plans:
         plan["input"]["trigger"]["requestedAt"] = requested_at

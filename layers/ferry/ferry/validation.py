@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
+
+MAX_DEPTH = 64  # levels of nesting Ferry reads; its documents need 6
+MAX_ECHO = 80  # characters of a document's value repeated in a message
 
 
 @functools.cache
@@ -21,23 +26,141 @@ def schema(name: str) -> dict[str, Any]:
 
 
 @functools.cache
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled with JSON Schema's (ECMA-262) meaning of `$` and `\\d`.
+
+    Python's `$` also matches before a final newline, so without this "prod\\n"
+    would pass `^[A-Za-z0-9_-]{1,255}$`; and Python's `\\d` (and `\\w`) match any
+    Unicode digit, so an account id of Tamil digits would pass `\\d{12}`.
+    """
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if char == "[":
+            in_class = True
+        elif char == "]":
+            in_class = False
+        out.append(r"\Z" if char == "$" and not in_class else char)
+        i += 1
+    return re.compile("".join(out), re.ASCII)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any):
+    if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+@functools.cache
 def _validator(name: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(name))
+    return Validator(schema(name))
+
+
+def cap(value: Any, limit: int = MAX_ECHO) -> str:
+    """repr of a value from a document, cut to `limit` characters: a message never repeats a big value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ------------------------------------------------------------------ shape
+
+class DuplicateKeys(dict):
+    """A JSON object that named a key twice; `duplicates` lists them (json.loads keeps the last value)."""
+
+    duplicates: list[str]
+
+
+def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook for json.loads: an object with a key written twice is remembered, for shape_problems."""
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    marked = DuplicateKeys(found)
+    seen: set[str] = set()
+    marked.duplicates = list(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+    return marked
+
+
+def _type_name(value: Any) -> str:
+    names = {"date": "a date", "datetime": "a timestamp", "bytes": "binary data", "set": "a set", "int": "a number",
+             "float": "a number", "bool": "true or false", "NoneType": "null", "tuple": "a list"}
+    return names.get(type(value).__name__, f"a {type(value).__name__}")
+
+
+def shape_problems(document: Any, max_depth: int = MAX_DEPTH) -> list[tuple[str, str]]:
+    """What keeps a decoded document from being plain JSON Ferry can check, as (json path, what is wrong).
+
+    A key written twice (the parser kept one silently), a key that is not text
+    (YAML reads `1:` or `2024-01-01:` as a number or a date), a value JSON does
+    not have (a YAML date, binary, set, .nan) and nesting deeper than
+    `max_depth` are reported here, before the schema is checked: the schema
+    cannot see the first two, and deep nesting would exhaust Python's stack.
+    Iterative, so any depth is safe.
+    """
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(document, "$", 0)]
+    while stack and len(found) < 20:
+        value, path, depth = stack.pop()
+        if isinstance(value, (dict, list)) and depth >= max_depth:
+            found.append((path, f"nested more than {max_depth} levels deep: Ferry's documents need a few levels; flatten it"))
+            continue
+        if isinstance(value, dict):
+            for key in getattr(value, "duplicates", ()):
+                found.append((path, f"key {cap(key)} is written twice: keep one (the parser would silently use the last)"))
+            children = []
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    found.append((path, f"key {cap(key)} is {_type_name(key)}, not text: quote it, e.g. {cap(str(key))}"))
+                    continue
+                children.append((item, path + path_part(key), depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            stack.extend(reversed([(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append((path, f"{value!r} is not a number JSON has: write a finite number"))
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            found.append((path, f"{_type_name(value)} is not a value Ferry reads: write it as text (quote it)"))
+    return found
+
+
+def path_part(key: Any) -> str:
+    """A key as a step of a JSON path: `.name`, cut past 256 characters (no name in Ferry's schemas is longer)."""
+    text = str(key)
+    return f".{text if len(text) <= 256 else text[:255] + '…'}"
 
 
 def json_path(error: ValidationError) -> str:
     path = "$"
     for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        path += f"[{part}]" if isinstance(part, int) else path_part(part)
     return path
 
 
 def _describe(error: ValidationError) -> str:
+    message = error.message
     if error.validator == "additionalProperties":
-        return f"{error.message} (remove it, or check its spelling against the schema)"
-    if error.validator == "required":
-        return f"{error.message}: add it"
-    return error.message
+        if error.schema.get("additionalProperties") is False and isinstance(error.instance, dict):
+            extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+            shown = ", ".join(cap(k) for k in extra[:10]) + (", …" if len(extra) > 10 else "")
+            message = f"Additional properties are not allowed ({shown} {'was' if len(extra) == 1 else 'were'} unexpected)"
+        message = f"{_short(message)} (remove it, or check its spelling against the schema)"
+    elif error.validator == "required":
+        message = f"{message}: add it"
+    elif not isinstance(error.instance, (bool, int, float)) and error.instance is not None:
+        whole = repr(error.instance)
+        if len(whole) > MAX_ECHO:
+            message = message.replace(whole, cap(error.instance))
+    return _short(message)
+
+
+def _short(message: str, limit: int = 500) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def problems(instance: Any, schema_name: str) -> list[str]:
