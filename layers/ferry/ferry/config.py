@@ -10,12 +10,12 @@ registry in S3 or a directory on a laptop (`ferry render --config-dir`).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
 from botocore.exceptions import ClientError
 
 from . import aws
@@ -197,86 +197,93 @@ class _Refused(Exception):
         super().__init__(f"{path}: {message}" + (f" (line {mark.line + 1})" if mark is not None else ""))
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.safe_load's loader, refusing what safe_load accepts silently or pays for dearly.
+@functools.cache
+def _strict_loader() -> Any:
+    """The loader class, built on first use: PyYAML is imported only by steps that read a config."""
+    import yaml
 
-    - a key written twice in one mapping (safe_load keeps the last; `<<` merges may still be overridden);
-    - nesting deeper than MAX_DEPTH (the composer is recursive: RecursionError otherwise);
-    - more than MAX_YAML_VALUES values once aliases are expanded (a "billion laughs" file is a few
-      hundred bytes; every check after loading, and the error messages, would walk it whole);
-    - an alias inside the value it names (a value containing itself: RecursionError, or a loop).
-    """
+    class _StrictLoader(yaml.SafeLoader):
+        """yaml.safe_load's loader, refusing what safe_load accepts silently or pays for dearly.
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._at: list[str] = []  # JSON path labels of the nodes being composed
-        self._open: set[str] = set()  # anchors whose value is being composed
-        self._sizes: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+        - a key written twice in one mapping (safe_load keeps the last; `<<` merges may still be overridden);
+        - nesting deeper than MAX_DEPTH (the composer is recursive: RecursionError otherwise);
+        - more than MAX_YAML_VALUES values once aliases are expanded (a "billion laughs" file is a few
+          hundred bytes; every check after loading, and the error messages, would walk it whole);
+        - an alias inside the value it names (a value containing itself: RecursionError, or a loop).
+        """
 
-    def _path(self) -> str:
-        return "$" + "".join(self._at)
+        def __init__(self, stream: str):
+            super().__init__(stream)
+            self._at: list[str] = []  # JSON path labels of the nodes being composed
+            self._open: set[str] = set()  # anchors whose value is being composed
+            self._sizes: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if parent is None or index is None:  # the document, or a mapping's key: the mapping's own path
-            label = ""
-        elif isinstance(index, int):
-            label = f"[{index}]"
-        else:
-            label = path_part(index.value) if isinstance(index, yaml.ScalarNode) else ".<key>"
-        self._at.append(label)
-        try:
-            event = self.peek_event()
-            if isinstance(event, yaml.AliasEvent):
-                if event.anchor in self._open:
-                    raise _Refused(self._path(), f"alias *{event.anchor} is inside the value &{event.anchor} it repeats, "
-                                                 "which would contain itself forever: write the value out", event.start_mark)
-                return super().compose_node(parent, index)
-            depth = len(self._at) - 1  # the document is at depth 0; a key counts like a value
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) and depth >= MAX_DEPTH:
-                raise _Refused(self._path(), f"nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few "
-                                             "levels; flatten it", event.start_mark)
-            anchor = event.anchor
-            if anchor is not None:
-                self._open.add(anchor)
+        def _path(self) -> str:
+            return "$" + "".join(self._at)
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if parent is None or index is None:  # the document, or a mapping's key: the mapping's own path
+                label = ""
+            elif isinstance(index, int):
+                label = f"[{index}]"
+            else:
+                label = path_part(index.value) if isinstance(index, yaml.ScalarNode) else ".<key>"
+            self._at.append(label)
             try:
-                node = super().compose_node(parent, index)
+                event = self.peek_event()
+                if isinstance(event, yaml.AliasEvent):
+                    if event.anchor in self._open:
+                        raise _Refused(self._path(), f"alias *{event.anchor} is inside the value &{event.anchor} it repeats, "
+                                                     "which would contain itself forever: write the value out", event.start_mark)
+                    return super().compose_node(parent, index)
+                depth = len(self._at) - 1  # the document is at depth 0; a key counts like a value
+                if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) and depth >= MAX_DEPTH:
+                    raise _Refused(self._path(), f"nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few "
+                                                 "levels; flatten it", event.start_mark)
+                anchor = event.anchor
+                if anchor is not None:
+                    self._open.add(anchor)
+                try:
+                    node = super().compose_node(parent, index)
+                finally:
+                    self._open.discard(anchor)
+                self._measure(node)
+                if isinstance(node, yaml.MappingNode):
+                    self._check_keys(node)
+                return node
             finally:
-                self._open.discard(anchor)
-            self._measure(node)
-            if isinstance(node, yaml.MappingNode):
-                self._check_keys(node)
-            return node
-        finally:
-            self._at.pop()
+                self._at.pop()
 
-    def _measure(self, node: Any) -> None:
-        if isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self._sizes[id(child)] for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-        else:
-            size = 1
-        if size > MAX_YAML_VALUES:
-            raise _Refused(self._path(), f"holds more than {MAX_YAML_VALUES} values once its aliases (*name) are "
-                                         "expanded: a config needs far fewer; repeat less, or write the values out",
-                           node.start_mark)
-        self._sizes[id(node)] = size
+        def _measure(self, node: Any) -> None:
+            if isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._sizes[id(child)] for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+            else:
+                size = 1
+            if size > MAX_YAML_VALUES:
+                raise _Refused(self._path(), f"holds more than {MAX_YAML_VALUES} values once its aliases (*name) are "
+                                             "expanded: a config needs far fewer; repeat less, or write the values out",
+                               node.start_mark)
+            self._sizes[id(node)] = size
 
-    def _check_keys(self, node: Any) -> None:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                continue  # `<<: *base` may be overridden; a non-scalar key is refused when it is built
-            try:
-                key = self.construct_object(key_node)
-                hash(key)
-            except Exception:  # refused when the document is built, with PyYAML's own message
-                key = (key_node.tag, key_node.value)
-            if key in seen:
-                first = seen[key].start_mark.line + 1
-                raise _Refused(self._path(), f"key {cap(key_node.value)} is written twice (lines {first} and "
-                                             f"{key_node.start_mark.line + 1}): keep one; YAML would silently use the last")
-            seen[key] = key_node
+        def _check_keys(self, node: Any) -> None:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # `<<: *base` may be overridden; a non-scalar key is refused when it is built
+                try:
+                    key = self.construct_object(key_node)
+                    hash(key)
+                except Exception:  # refused when the document is built, with PyYAML's own message
+                    key = (key_node.tag, key_node.value)
+                if key in seen:
+                    first = seen[key].start_mark.line + 1
+                    raise _Refused(self._path(), f"key {cap(key_node.value)} is written twice (lines {first} and "
+                                                 f"{key_node.start_mark.line + 1}): keep one; YAML would silently use the last")
+                seen[key] = key_node
+
+    return _StrictLoader
 
 
 def _decode(name: str, text: str, source: str, folder: Folder | None, environment: str) -> Any:
@@ -288,11 +295,13 @@ def _decode(name: str, text: str, source: str, folder: Folder | None, environmen
             return templating.render_jsonnet(text, source, context, jsonnet_imports(folder))
         except RecursionError:
             raise ConfigInvalid(f"{source}: $: nested more than {MAX_DEPTH} levels deep: flatten it") from None
+    import yaml
+
     kind = "JSON" if source.endswith(".json") else "YAML"
     try:
         if kind == "JSON":
             return json.loads(text, object_pairs_hook=json_object)
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader
     except _Refused as exc:
         raise ConfigInvalid(f"{source}: {exc}") from None
     except RecursionError:  # json's decoder, past ~1000 levels

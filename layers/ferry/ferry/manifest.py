@@ -23,11 +23,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from botocore.exceptions import ClientError
-from jsonschema.exceptions import ValidationError
 
 from . import aws, config, images, router, validation
 from .errors import FerryError, ImageNotFound
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA = "manifest.schema.json"
 PREFIX = "manifests/"
@@ -93,8 +97,8 @@ def _cap(value: Any, limit: int = MAX_ECHO) -> str:
 
 
 @functools.cache
-def _validator() -> validation.Validator:
-    return validation.Validator(validation.schema(SCHEMA))
+def _validator() -> Any:
+    return validation.validator_class()(validation.schema(SCHEMA))
 
 
 def _describe(error: ValidationError) -> str:

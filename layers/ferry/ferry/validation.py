@@ -11,10 +11,10 @@ import json
 import math
 import re
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError
+if TYPE_CHECKING:  # jsonschema is imported on first use: steps that never validate skip it at cold start
+    from jsonschema.exceptions import ValidationError
 
 MAX_DEPTH = 64  # levels of nesting Ferry reads; its documents need 6
 MAX_ECHO = 80  # characters of a document's value repeated in a message
@@ -50,16 +50,23 @@ def _ecma_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any):
+    from jsonschema.exceptions import ValidationError
+
     if validator.is_type(instance, "string") and not _ecma_pattern(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+@functools.cache
+def validator_class() -> Any:
+    """Draft 2020-12 with JSON Schema's own meaning of `pattern` (see _ecma_pattern)."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 @functools.cache
-def _validator(name: str) -> Draft202012Validator:
-    return Validator(schema(name))
+def _validator(name: str) -> Any:
+    return validator_class()(schema(name))
 
 
 def cap(value: Any, limit: int = MAX_ECHO) -> str:
