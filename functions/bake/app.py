@@ -14,12 +14,16 @@ def handler(event, context):
         logger.info("alarm state change handled" if failed else "no bake watches this alarm",
                     extra={"alarm": detail.get("alarmName"), "bakesFailed": failed})
         return {"bakesFailed": failed}
-    token, execution = field(event, "token"), field(event, "execution")
+    execution = field(event, "execution")
     cluster, service = field(event, "cluster"), field(event, "service")
     bind(execution, f"{cluster}/{service}")
     alarms = [a for a in (event.get("alarms") or []) if isinstance(a, str)]
-    watching = bake.start(table=SETTINGS.lock_table, token=token, alarms=alarms, context={
-        "execution": execution, "service": f"{cluster}/{service}", "revision": event.get("taskDefinitionArn", "?"),
-        "bakeSeconds": event.get("bakeSeconds")})
+    context = {"execution": execution, "service": f"{cluster}/{service}", "revision": event.get("taskDefinitionArn", "?"),
+               "bakeSeconds": event.get("bakeSeconds")}
+    if event.get("action") == "finish":
+        passed = bake.finish(table=SETTINGS.lock_table, alarms=alarms, context=context)
+        logger.info("bake passed", extra=passed)
+        return passed
+    watching = bake.start(table=SETTINGS.lock_table, token=field(event, "token"), alarms=alarms, context=context)
     logger.info("bake started", extra=watching)
     return watching

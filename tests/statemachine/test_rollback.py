@@ -96,8 +96,8 @@ def test_a_quiet_bake_passes(scenario):
     summary = scenario.run(push_event("web", "v2"))
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
-    assert execution["states"][-5:] == ["Bake while watching the alarms", "The bake passed", "Did a canary run?",
-                                        "Release the deploy lock", "Deployed"]
+    assert execution["states"][-5:] == ["Bake while watching the alarms", "Check the alarms as the bake ends",
+                                        "Did a canary run?", "Release the deploy lock", "Deployed"]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
 
 
@@ -114,10 +114,31 @@ def test_an_alarm_firing_during_the_bake_rolls_the_service_back(scenario):
     scenario.config("web", BAKED)
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[fire_alarm_soon])
     execution = rolled_back(summary)
-    assert "Bake while watching the alarms" in execution["states"] and "The bake passed" not in execution["states"]
+    assert "Bake while watching the alarms" in execution["states"]
+    assert "Check the alarms as the bake ends" not in execution["states"]
     assert execution["cause"].startswith(
         "web:2 failed: AlarmTriggered: alarm web-5xx went into ALARM during the 300 s bake of web:2 on prod/web: "
         "5xx rate 12% > 5% for 1 minute")
+
+
+def test_an_alarm_whose_event_was_lost_is_caught_as_the_bake_ends(scenario):
+    import boto3
+
+    def alarm_without_its_event(function: str, event: dict) -> None:
+        if function == "BakeFunction" and event.get("source") == "aws.cloudwatch":
+            raise RuntimeError("event lost")
+        if function == "BakeFunction" and "token" in event:  # fires after the bake's own first look
+            import threading
+
+            threading.Timer(0.3, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.1 s > 1 s")).start()
+
+    scenario.config("web", BAKED)
+    execution = rolled_back(scenario.run(push_event("web", "v2"), fault_hooks=[alarm_without_its_event]))
+    assert execution["states"][execution["states"].index("Bake while watching the alarms") + 1] == \
+        "Check the alarms as the bake ends"
+    assert "AlarmTriggered: alarm web-5xx went into ALARM during the 300 s bake of web:2 on prod/web: " \
+           "p99 latency 2.1 s > 1 s (seen when the bake ended)" in execution["cause"]
 
 
 def test_an_alarm_already_firing_fails_the_bake_at_once(scenario):

@@ -69,6 +69,7 @@ RAISES: dict[str, set[str]] = {
     "Wait for ECS to finish the deployment": {"DeploymentFailed", "PhaseTimedOut", "ServiceNotFound", "States.Timeout",
                                               "States.HeartbeatTimeout"},
     "Bake while watching the alarms": {"AlarmTriggered"},
+    "Check the alarms as the bake ends": {"AlarmTriggered"},
     # $.rollbackFailure -> Rollback failed (the Cause has it)
     "Roll back to the previous revision": {"DeploymentFailed", "ServiceNotFound"},
     "Wait for ECS to finish the rollback": {"DeploymentFailed", "PhaseTimedOut", "ServiceNotFound", "States.Timeout",

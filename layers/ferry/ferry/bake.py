@@ -5,7 +5,8 @@ its timeout; every alarm named in the config lists the waiting bakes (one item p
 alarm in the lock table, a watcher per execution, so services sharing an
 alarm are all failed), and CloudWatch's own `Alarm State Change` event
 for an alarm entering ALARM fails the state with AlarmTriggered at once. The
-state timing out is the bake passing.
+state timing out ends the bake; `finish` then looks at the alarms once more,
+so a lost alarm event cannot let a bake pass with an alarm firing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from . import aws, clock, waiters
 from .ecs import revision_name
+from .errors import AlarmTriggered
 
 
 def _cause(alarm: str, reason: str, context: dict[str, Any]) -> str:
@@ -50,17 +52,33 @@ def start(*, table: str, token: str, alarms: list[str], context: dict[str, Any])
     execution = context["execution"]
     for alarm in alarms:
         _watch(table, alarm, execution, token, {**context, "alarms": alarms})
-    firing = []
-    for i in range(0, len(alarms), 100):
-        found = aws.client("cloudwatch").describe_alarms(AlarmNames=alarms[i:i + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-        firing += [(a["AlarmName"], a.get("StateReason", "")) for key in ("MetricAlarms", "CompositeAlarms")
-                   for a in found.get(key, []) if a.get("StateValue") == "ALARM"]
+    firing = _firing(alarms)
     if firing:
         name, reason = firing[0]
         _forget(table, alarms, execution)
         waiters.complete(token, error="AlarmTriggered", cause=_cause(name, reason, context))
         return {"watching": [], "firing": [n for n, _ in firing]}
     return {"watching": alarms, "firing": []}
+
+
+def _firing(alarms: list[str]) -> list[tuple[str, str]]:
+    """(name, reason) of the alarms in ALARM now."""
+    firing = []
+    for i in range(0, len(alarms), 100):
+        found = aws.client("cloudwatch").describe_alarms(AlarmNames=alarms[i:i + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+        firing += [(a["AlarmName"], a.get("StateReason", "")) for key in ("MetricAlarms", "CompositeAlarms")
+                   for a in found.get(key, []) if a.get("StateValue") == "ALARM"]
+    return firing
+
+
+def finish(*, table: str, alarms: list[str], context: dict[str, Any]) -> dict[str, Any]:
+    """The bake's time is up: stop watching, and pass only if no alarm is in ALARM now."""
+    _forget(table, alarms, context["execution"])
+    firing = _firing(alarms)
+    if firing:
+        name, reason = firing[0]
+        raise AlarmTriggered(_cause(name, reason, context) + " (seen when the bake ended)")
+    return {"passed": True, "alarms": len(alarms)}
 
 
 def alarm_changed(table: str, detail: dict[str, Any]) -> int:

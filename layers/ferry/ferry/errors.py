@@ -91,3 +91,7 @@ class CanaryCrashed(FerryError):
 
 class CanaryUnhealthy(FerryError):
     """The canary failed its health checks too many times in a row (target health reason codes in the message)."""
+
+
+class AlarmTriggered(FerryError):
+    """An alarm of the health gates was in ALARM during the bake (its name and reason in the message)."""
