@@ -1,18 +1,47 @@
-"""A deploy execution ended (any status): remove its canary, stop its migrations, release its lock, record its result.
+"""A deploy execution started or ended: announce it; once it ended, clean up after it first.
 
+Step Functions' own status change events arrive here. RUNNING is announced
+(Ferry's "Ferry Deploy Started" event, and the service's SNS topic) and
+nothing else is done. Any end (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) first
+removes the execution's canary, stops its migrations and releases its lock:
 Catch blocks do not run when an operator stops an execution or it times out,
-so the lock of an ABORTED or TIMED_OUT execution is released here, from
-Step Functions' own status change event. For a deploy started by a manifest,
-the end is written into the manifest's result document.
+so this is what frees an ABORTED or TIMED_OUT execution's lock. For a deploy
+started by a manifest, the end is written into the manifest's result document.
+Then the end is announced ("Ferry Deploy Ended") and its metrics are written.
+A failed announcement or metric is logged and never raised: it must not make
+EventBridge redeliver an event whose clean-up is done.
 """
 
 import json
 
-from ferry import canary, config, lock, manifest, migrate, settings
+from ferry import canary, config, lock, manifest, metrics, migrate, notify, settings
 from ferry.errors import FerryError
 from ferry.observability import bind, logger
 
 SETTINGS = settings.load()
+
+
+def _report(detail: dict, cfg) -> dict:
+    """Announce the start or end and, for an end, write its metrics. Never raises: see the module docstring."""
+    running = detail.get("status") == "RUNNING"
+    sent = {"event": False, "sns": None}
+    try:
+        execution = notify.Execution.from_event(detail, () if running else notify.history(detail["executionArn"]))
+    except Exception as exc:
+        logger.warning("deploy not announced", extra={"error": type(exc).__name__})
+        return sent
+    try:
+        sent = notify.announce(execution, environment=SETTINGS.environment,
+                               artefacts_bucket=SETTINGS.artefacts_bucket, config=cfg)
+        logger.info("deploy announced", extra=sent)
+    except Exception as exc:  # a notification never blocks the rest
+        logger.warning("deploy not announced", extra={"error": type(exc).__name__})
+    if not running:
+        try:
+            metrics.record(execution, environment=SETTINGS.environment)
+        except Exception as exc:  # nor do metrics
+            logger.warning("deploy metrics not written", extra={"error": type(exc).__name__})
+    return sent
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -28,20 +57,28 @@ def handler(event, context):
         request = {}
     name = request.get("service") if isinstance(request, dict) else None
     bind(detail.get("name"), name if isinstance(name, str) else None)
-    released, canaries, migrations = False, 0, 0
+    cfg = None
     if isinstance(name, str) and name:
         try:
             cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
         except FerryError as exc:  # an unregistered service never took a lock or started a canary
-            logger.info("no lock to release", extra={"reason": type(exc).__name__})
-        else:
-            # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
-            try:
-                canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
-                migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
-            except Exception as exc:  # the lock and the result record must not wait on the tasks
-                logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
-            released = lock.release(SETTINGS.lock_table, cfg.key, arn)
+            logger.info("no config: no lock to release, no SNS topic", extra={"reason": type(exc).__name__})
+        except Exception as exc:
+            if status != "RUNNING":
+                raise  # the clean-up needs the config: let EventBridge deliver the end again
+            logger.warning("config not read", extra={"error": type(exc).__name__})
+    if status == "RUNNING":
+        return {"handled": True, "status": status, "notified": _report(detail, cfg)}
+
+    released, canaries, migrations = False, 0, 0
+    if cfg is not None:
+        # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
+        try:
+            canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
+            migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
+        except Exception as exc:  # the lock and the result record must not wait on the tasks
+            logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
+        released = lock.release(SETTINGS.lock_table, cfg.key, arn)
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False
     if trigger.get("type") == "manifest" and manifest.is_manifest_key(str(trigger.get("key", ""))):
@@ -49,5 +86,6 @@ def handler(event, context):
                                        status, detail.get("error"), detail.get("cause"))
     logger.info("execution ended", extra={"status": status, "lockReleased": released, "canaryTasksStopped": canaries,
                                           "migrationTasksStopped": migrations, "resultRecorded": recorded})
+    sent = _report(detail, cfg)
     return {"handled": True, "status": status, "lockReleased": released, "canaryTasksStopped": canaries,
-            "migrationTasksStopped": migrations, "resultRecorded": recorded}
+            "migrationTasksStopped": migrations, "resultRecorded": recorded, "notified": sent}

@@ -134,7 +134,8 @@ EXPECTED_ACTIONS = {
                      "states:SendTaskSuccess", "states:SendTaskFailure"},
     "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
                                "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
-                               "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroupAttributes"},
+                               "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroupAttributes",
+                               "events:PutEvents", "states:GetExecutionHistory"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
         "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments", "ecs:ListTasks",
@@ -427,7 +428,7 @@ def test_only_an_opted_in_stack_lets_verify_read_secret_values():
     [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "secretsmanager:GetSecretValue"
     others = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::IAM::Policy"]
-    assert others == ["VerifyReadSecretValuesPolicy"]
+    assert sorted(others) == ["ExecutionEndedPublishNotificationsPolicy", "VerifyReadSecretValuesPolicy"]
 
 
 def test_lock_router_and_state_machine_resources():
@@ -729,7 +730,7 @@ def test_ended_deploy_executions_reach_the_execution_ended_function():
     props = event["Properties"]
     assert props["Pattern"] == {
         "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
-        "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+        "detail": {"status": ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
                    "stateMachineArn": [{"Ref": "DeployStateMachine"}]}}
     assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
     granted_s3 = granted("ExecutionEndedFunction")
@@ -743,3 +744,117 @@ def test_alarms_entering_alarm_reach_the_bake_function():
                                              "detail": {"state": {"value": ["ALARM"]}}}
     assert event["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
     assert granted("BakeFunction")["cloudwatch:DescribeAlarms"] == [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*"]
+
+
+# ---------------------------------------------------------------- notifications, metrics, dashboard, alarm
+def test_deploy_events_go_to_the_default_bus_only_with_source_ferry():
+    from ferry import notify
+
+    [statement] = [st for st in statements("ExecutionEndedFunction") if "events:PutEvents" in actions_of(st)]
+    assert actions_of(statement) == ["events:PutEvents"]
+    assert resources_of(statement) == [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"]
+    assert statement["Condition"] == {"ForAllValues:StringEquals": {
+        "events:source": [notify.SOURCE], "events:detail-type": [notify.STARTED, notify.ENDED]}}
+    history = granted("ExecutionEndedFunction")["states:GetExecutionHistory"]
+    assert history == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{_name_of('DeployStateMachine')}:*"]
+    for logical_id in all_policy_owners():  # nobody else puts events or publishes
+        if logical_id != "ExecutionEndedFunction":
+            assert not {"events:PutEvents", "sns:Publish"} & set(granted(logical_id)), logical_id
+
+
+def test_sns_publish_only_to_the_topics_the_stack_names_and_only_when_it_names_some():
+    policy = RESOURCES["ExecutionEndedPublishNotificationsPolicy"]
+    assert policy["Condition"] == "MayPublishToTopics"
+    assert T["Conditions"]["MayPublishToTopics"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "NotificationTopicArns"}]}, ""]}]}
+    assert policy["Properties"]["Roles"] == [{"Ref": "ExecutionEndedFunctionRole"}]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "sns:Publish")
+    assert statement["Resource"] == {"Ref": "NotificationTopicArns"}
+    parameter = T["Parameters"]["NotificationTopicArns"]
+    assert (parameter["Type"], parameter["Default"]) == ("CommaDelimitedList", "")
+    pattern = parameter["AllowedPattern"]
+    for good in ("", "arn:aws:sns:us-east-1:123456789012:deploys", "arn:aws:sns:eu-west-1:123456789012:team-*"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("*", "arn:aws:sns:*:*:*", "arn:aws:sqs:us-east-1:123456789012:q", "deploys"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads(evaluate(RESOURCES["Dashboard"]["Properties"]["DashboardBody"]))
+
+
+def test_the_failed_rollback_alarm_watches_exactly_what_the_metrics_module_emits():
+    from ferry import metrics, notify
+
+    alarm = RESOURCES["FailedRollbackAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (metrics.NAMESPACE, metrics.DEPLOYS)
+    dimensions = {d["Name"]: evaluate(d["Value"]) for d in alarm["Dimensions"]}
+    assert dimensions == {metrics.ENVIRONMENT: "test", metrics.RESULT: metrics.RESULTS["ROLLBACK_FAILED"]}
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == {"Fn::If": ["AlarmHasTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert T["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert T["Conditions"]["AlarmHasTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    # What the code writes for a failed rollback carries this metric with exactly these dimensions.
+    execution = notify.Execution(name="web-v2-1", arn="arn:aws:states:us-east-1:1:execution:d:web-v2-1", status="FAILED",
+                                 request={"service": "web"}, started_ms=0, stopped_ms=1000, error="RollbackFailed")
+    emitted = [(set(names), {n: doc[n] for n in names})
+               for doc in metrics.documents(execution, environment="test")
+               for directive in doc["_aws"]["CloudWatchMetrics"]
+               if directive["Namespace"] == alarm["Namespace"]
+               and alarm["MetricName"] in [m["Name"] for m in directive["Metrics"]]
+               for names in directive["Dimensions"]]
+    assert (set(dimensions), dimensions) in emitted
+
+
+def test_the_dashboard_shows_only_metrics_and_dimension_sets_the_code_emits():
+    from ferry import metrics, notify
+
+    emitted: set[tuple[str, frozenset[str]]] = set()
+    for error, history in (("RollbackFailed", ()), (None, ())):
+        execution = notify.Execution(name="e", arn="arn:aws:states:us-east-1:1:execution:d:e", request={"service": "web"},
+                                     status="FAILED" if error else "SUCCEEDED", started_ms=0, stopped_ms=1, error=error)
+        for doc in metrics.documents(execution, environment="test"):
+            for directive in doc["_aws"]["CloudWatchMetrics"]:
+                assert directive["Namespace"] == metrics.NAMESPACE
+                emitted |= {(m["Name"], frozenset(names)) for m in directive["Metrics"] for names in directive["Dimensions"]}
+    # The phase metrics share the Rollbacks document's dimensions.
+    phase_sets = {names for name, names in emitted if name == metrics.ROLLBACKS}
+    emitted |= {(name, names) for name in (metrics.CANARY_DURATION, metrics.ROLLOUT_DURATION, metrics.BAKE_DURATION,
+                                           metrics.CANARY_HEALTH_WAIT) for names in phase_sets}
+    widgets = _dashboard()["widgets"]
+    titles = [w["properties"]["title"] for w in widgets]
+    assert {"Deploys by result", "Failures by error", "Duration of succeeded deploys (s)", "Rollbacks"} <= set(titles)
+    used, previous = [], None
+    for widget in widgets:
+        props = widget["properties"]
+        if widget["type"] == "alarm":
+            assert props["alarms"] == [evaluate({"Fn::GetAtt": ["FailedRollbackAlarm", "Arn"]})]
+            continue
+        assert props["region"] == REGION
+        for row in props["metrics"]:
+            if isinstance(row[0], dict):  # SEARCH('{Namespace,dim,...} MetricName="..." environment="..."', ...)
+                m = re.fullmatch(r"SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\" environment=\"test\"', 'Sum', \d+\)",
+                                 row[0]["expression"])
+                assert m, row[0]["expression"]
+                assert m.group(1) == metrics.NAMESPACE
+                used.append((m.group(3), frozenset(m.group(2).split(","))))
+                continue
+            if row[0] == "...":
+                row = previous[:-1] + row[1:] if isinstance(previous[-1], dict) else previous + row[1:]
+            previous = row
+            namespace, name, *rest = [item for item in row if not isinstance(item, dict)]
+            assert namespace == metrics.NAMESPACE
+            dims = dict(zip(rest[::2], rest[1::2]))
+            assert dims[metrics.ENVIRONMENT] == "test"
+            if metrics.RESULT in dims:
+                assert dims[metrics.RESULT] in metrics.RESULTS.values()
+            used.append((name, frozenset(dims)))
+    assert used and not set(used) - emitted, sorted(set(used) - emitted)
+
+
+def test_the_dashboard_is_named_after_the_environment_and_linked_from_the_outputs():
+    assert evaluate(RESOURCES["Dashboard"]["Properties"]["DashboardName"]) == "ferry-test"
+    assert "#dashboards:name=" in T["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]

@@ -6,7 +6,9 @@ key, so one deploy's lines can be followed across all steps in CloudWatch.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import sys
+from typing import IO, Any
 
 from aws_lambda_powertools import Logger
 
@@ -18,6 +20,14 @@ logger = Logger()
 def bind(execution: str | None, service: str | None) -> None:
     logger.set_correlation_id(execution)
     logger.append_keys(ecs_service=service)
+
+
+def log_stream() -> IO[str]:
+    """Where the Logger writes: stdout on Lambda; the local sandbox points it at its own log capture."""
+    for handler in logger._logger.handlers:  # the Powertools Logger's own stream handler
+        if isinstance(handler, logging.StreamHandler):
+            return handler.stream
+    return sys.stdout
 
 
 def field(event: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
