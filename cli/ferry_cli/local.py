@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ferry import aws, config, images, migrate, render, taskdef
+from ferry import aws, config, images, migrate, render, router, taskdef
 from ferry.ecs import describe_service
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -281,7 +281,9 @@ def deploy_input(args, where: Target, bucket: str) -> dict[str, Any]:
             raise CommandError("--rollback goes back to the revision Ferry's last deploy replaced: give no --image")
         return {"service": args.service, "action": "rollback"}
     cfg = config.load(bucket, args.service, _environment(args))
-    request: dict[str, Any] = {"service": args.service, "images": parse_images(cfg, args.image, where)}
+    images = parse_images(cfg, args.image, where)
+    request: dict[str, Any] = {"summary": router.request_summary(args.service, images, "ferry deploy"),
+                               "service": args.service, "images": images}
     if args.var:
         request["values"] = parse_values(args.var)
     if args.commit:

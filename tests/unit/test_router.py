@@ -50,6 +50,7 @@ def test_one_execution_per_matching_service(ecs_world):
     pinned = f"{REGISTRY}/web:main-42@{digest('web:main-42')}"  # the tag stays, for {{ tag }} and the diff
     assert web["input"]["images"] == {"app": pinned, "worker": pinned}
     assert web["input"]["trigger"]["eventId"] == "event-1"
+    assert web["input"]["summary"] == "deploy web: app=web:main-42, worker=web:main-42 (ECR push of web:main-42)"
 
 
 def test_a_tag_outside_the_pattern_deploys_nothing(ecs_world):

@@ -354,6 +354,7 @@ def plan_manifest(bucket: str, key: str, *, allowed_clusters: tuple[str, ...], e
         plans.append({
             "name": router.execution_name(service, name, event_id),
             "input": {
+                "summary": router.request_summary(service, pinned_by_index[i], f"manifest {name}"),
                 "service": service,
                 "images": pinned_by_index[i],
                 "migrate": deployment["migrate"],

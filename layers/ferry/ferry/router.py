@@ -114,6 +114,12 @@ def execution_name(service: str, label: str, event_id: str) -> str:
     return f"{stem[: NAME_LIMIT - len(digest) - 1]}-{digest}"
 
 
+def request_summary(service: str, images: dict[str, str], how: str) -> str:
+    """One line for the execution's input, e.g. 'deploy web: app=web:v2 (ECR push)'; digests are left out."""
+    shown = ", ".join(f"{c}={uri.rsplit('/', 1)[-1].split('@', 1)[0]}" for c, uri in sorted(images.items()))
+    return f"deploy {service}: {shown} ({how})"[:300]
+
+
 def plan_push(push: Push, configs: list[config.ServiceConfig]) -> list[dict[str, Any]]:
     """The executions a push starts: one per service whose triggers match."""
     plans = []
@@ -121,11 +127,13 @@ def plan_push(push: Push, configs: list[config.ServiceConfig]) -> list[dict[str,
         if not cfg.deploys_push(push.repository, push.tag):
             continue
         containers = cfg.containers_fed_by(push.repository)
+        images = {c: push.image.reference for c in containers}
         plans.append({
             "name": execution_name(cfg.name, push.tag, push.event_id),
             "input": {
+                "summary": request_summary(cfg.name, images, f"ECR push of {push.repository}:{push.tag}"),
                 "service": cfg.name,
-                "images": {c: push.image.reference for c in containers},
+                "images": images,
                 "trigger": {"type": "ecr-push", "repository": push.repository, "tag": push.tag,
                             "digest": push.digest, "eventId": push.event_id, "requestedAt": push.requested_at},
             },
