@@ -17,10 +17,17 @@ Each moto divergence worked around here is a small, named patch (see
 `_patches`), covered by tests/sandbox/test_engine.py and, for task timeouts and
 task-token callbacks, tests/sandbox/test_engine_callbacks.py (StopExecution's
 error and cause: tests/sandbox/test_engine_status_events.py).
+
+`Faults` injects what goes wrong on AWS (tests/statemachine/test_faults.py):
+AWS API errors answered to the handlers' clients (throttling, 5xx), handler
+crashes and Lambda timeouts, and tasks ECS itself stops. botocore's retry
+back-off and adaptive rate limiting wait on the simulated clock.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import io
 import json
@@ -31,7 +38,9 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -114,12 +123,265 @@ class _ScaledThreading:
         return getattr(threading, name)
 
 
+class _ScaledCondition(threading.Condition):
+    """A threading.Condition whose wait(timeout) counts simulated seconds."""
+
+    def __init__(self, clock: SimClock, lock: Any = None) -> None:
+        super().__init__(lock)
+        self._clock = clock
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            timeout = min(self._clock.real_seconds(timeout), threading.TIMEOUT_MAX)
+        return super().wait(timeout)
+
+
+class _BotocoreThreading(_ScaledThreading):
+    """Stands in for the `threading` module of botocore's token bucket (adaptive mode waits for capacity)."""
+
+    def Condition(self, lock: Any = None) -> _ScaledCondition:  # noqa: N802 (the name threading uses)
+        return _ScaledCondition(self._clock, lock)
+
+
+class _BotocoreClock:
+    """botocore.retries.bucket.Clock on the simulated clock: adaptive mode measures send rates and waits in it.
+
+    Subclassed per sandbox with `clock` set (botocore creates it with no arguments)."""
+
+    clock: SimClock
+
+    def sleep(self, amount: float) -> None:
+        time.sleep(self.clock.real_seconds(amount))
+
+    def current_time(self) -> float:
+        return self.clock.now()
+
+
+# ------------------------------------------------------------------ faults
+FAULT_HEADER = "x-ferry-sandbox-fault"  # marks a request the fault hook answered, so moto does not also run it
+# HTTP status of the error codes an ApiFault may answer with (any other code: 500).
+ERROR_STATUS = {
+    "ThrottlingException": 400, "Throttling": 400, "ThrottledException": 400, "RequestLimitExceeded": 400,
+    "ProvisionedThroughputExceededException": 400, "RequestThrottled": 400, "TooManyRequestsException": 429,
+    "SlowDown": 503, "InternalServerError": 500, "InternalFailure": 500, "ServerException": 500,
+    "ServiceUnavailable": 503, "ServiceUnavailableException": 503,
+}
+THROTTLING = {"ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
+              "ProvisionedThroughputExceededException", "RequestThrottled", "TooManyRequestsException", "SlowDown"}
+# No answer at all: botocore raises these, as when the request never reached AWS.
+NETWORK_ERRORS = ("ConnectTimeout", "EndpointConnectionError")
+
+
+class InjectedCrash(Exception):
+    """What a handler raises when a LambdaFault crashes it: the state sees the Error `InjectedCrash`."""
+
+
+@dataclass(frozen=True)
+class ApiFault:
+    """Answer a fraction of the handlers' calls to one AWS service with an error, as AWS does when it throttles.
+
+    `service` is the boto3 name (ecs, elbv2, ecr, dynamodb, s3, ...). `rate` is the fraction of attempts
+    (botocore's own retries included) that fail. Each failed attempt gets one of `errors`: an error code
+    (status from ERROR_STATUS, e.g. ThrottlingException 400, ServiceUnavailable 503), a (code, status) pair,
+    or one of NETWORK_ERRORS (ConnectTimeout, EndpointConnectionError: botocore raises it, AWS never saw the
+    request). `operations` limits it to those operations (PutItem, RunTask, ...), `body_contains` to requests
+    whose body contains that text (a table's item key, a resource's name); `limit` ends it after that many
+    failed attempts (an outage of a given length). Only the handlers' clients (made with
+    ferry.aws.RETRY_CONFIG) are affected, never the sandbox's or the test's own.
+    """
+
+    service: str
+    rate: float = 1.0
+    errors: tuple[Any, ...] = ("ThrottlingException",)
+    operations: tuple[str, ...] = ()
+    body_contains: str = ""
+    limit: int | None = None
+
+
+def state_step(function: str, event: Any) -> str | None:
+    """The step an invocation belongs to: `Function:action` (or `Function`) for an invocation by the state machine,
+    None for an event EventBridge delivered (router, ECS and alarm events, status changes)."""
+    if not isinstance(event, dict) or "detail-type" in event:
+        return None
+    action = event.get("action")
+    return f"{function}:{action}" if isinstance(action, str) else function
+
+
+@dataclass(frozen=True)
+class LambdaFault:
+    """Make handler invocations fail the way Lambda reports it.
+
+    kind "crash": the handler raises InjectedCrash before it does anything (Error `InjectedCrash`).
+    kind "timeout": the handler runs (what it did stays done), then the function's Timeout from template.yaml
+    runs out before it returns; Lambda reports errorType `Sandbox.Timedout` (the python3.12 runtime), and the
+    state sees that Error.
+    `step` maps (logical function id, event) to a step key, or None for invocations left alone (default:
+    state_step, every invocation by the state machine). `times` is how many invocations of each step fail
+    (None: all of them).
+    """
+
+    kind: str = "crash"
+    step: Callable[[str, Any], str | None] | None = None
+    times: int | None = 1
+
+
+class Faults:
+    """What goes wrong during one sandbox run, deterministic for a seed; pass it as `faults=` to world_session or run.
+
+    Whether an ApiFault fails an attempt is a function of (seed, service, operation, how many attempts of that
+    operation came before): the n-th attempt of an operation fails, or not, alike on every run with the same
+    seed. `report()` (the run summary's `faults`) counts the handlers' calls (botocore's invocation ids) and
+    attempts to the faulted services, the errors injected, the most attempts one call took, and the calls that
+    gave up (their last attempt failed, so the handler saw the error).
+    """
+
+    def __init__(self, api: tuple[ApiFault, ...] | list[ApiFault] = (),
+                 lambdas: tuple[LambdaFault, ...] | list[LambdaFault] = (), *, seed: int = 0) -> None:
+        for fault in lambdas:
+            if fault.kind not in ("crash", "timeout"):
+                raise SandboxError(f"LambdaFault kind must be crash or timeout, got {fault.kind!r}")
+        self.api, self.lambdas, self.seed = tuple(api), tuple(lambdas), seed
+        self.sandbox: "Sandbox | None" = None
+        self._lock = threading.Lock()
+        self._sent: Counter[tuple[str, str]] = Counter()      # (service, operation) -> attempts the handlers sent
+        self._injected: Counter[tuple[str, str]] = Counter()  # (service, operation) -> attempts answered with an error
+        self._by_rule: Counter[int] = Counter()               # ApiFault index -> attempts it failed
+        self._calls: dict[str, dict[str, Any]] = {}           # botocore invocation id -> its attempts
+        self._stepped: Counter[tuple[int, str]] = Counter()   # (lambda fault, step) -> invocations faulted
+        self.lambda_faults: list[dict[str, str]] = []         # {"function", "step", "kind"} per faulted invocation
+        self.interrupted: list[dict[str, str]] = []           # tasks stopped by interrupt_task
+
+    def _draw(self, *key: Any) -> float:
+        digest = hashlib.sha256("|".join(str(k) for k in (self.seed, *key)).encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+    def api_error(self, service: str, operation: str, headers: Any, body: Any = b"") -> tuple[str, int] | None:
+        """Count one attempt the handlers sent; the (code, status) to answer it with, or None to let it through."""
+        if not any(rule.service == service for rule in self.api):
+            return None
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+
+        def header(name: str) -> str:
+            value = headers.get(name) or ""
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        call_id = header("amz-sdk-invocation-id") or str(uuid.uuid4())  # botocore's id of the call, across its attempts
+        retry_info = dict(part.strip().split("=", 1) for part in header("amz-sdk-request").split(";") if "=" in part)
+        attempt = int(retry_info.get("attempt", 1))
+        with self._lock:
+            n = self._sent[(service, operation)]
+            self._sent[(service, operation)] += 1
+            error = None
+            for i, rule in enumerate(self.api):
+                if (rule.service != service or (rule.operations and operation not in rule.operations)
+                        or rule.body_contains not in text
+                        or (rule.limit is not None and self._by_rule[i] >= rule.limit)):
+                    continue
+                if self._draw(service, operation, n, i) < rule.rate:
+                    choice = rule.errors[int(self._draw(service, operation, n, i, "error") * len(rule.errors))]
+                    code, status = choice if isinstance(choice, tuple) else (
+                        choice, 0 if choice in NETWORK_ERRORS else ERROR_STATUS.get(choice, 500))
+                    error = (str(code), int(status))
+                    self._by_rule[i] += 1
+                    break
+            call = self._calls.setdefault(call_id, {"service": service, "operation": operation, "attempts": 0})
+            if attempt >= call["attempts"]:
+                call["attempts"], call["failed"] = attempt, error is not None
+            if error is not None:
+                self._injected[(service, operation)] += 1
+        return error
+
+    def lambda_fault(self, function: str, event: Any) -> tuple[LambdaFault, str] | None:
+        """The fault (and step) this invocation suffers, if any; each counts against its `times`."""
+        for i, fault in enumerate(self.lambdas):
+            step = (fault.step or state_step)(function, event)
+            if step is None:
+                continue
+            with self._lock:
+                if fault.times is not None and self._stepped[(i, step)] >= fault.times:
+                    continue
+                self._stepped[(i, step)] += 1
+                self.lambda_faults.append({"function": function, "step": step, "kind": fault.kind})
+            return fault, step
+        return None
+
+    def interrupt_task(self, task_arn: str, stop_code: str = "SpotInterruption",
+                       reason: str = "Your Spot Task was interrupted.") -> None:
+        """Stop a task the way ECS itself does (a Spot interruption; TerminationNotice for a host retirement),
+        not through StopTask: the task drains, stops and gets the stop code and reason."""
+        simulator = self.sandbox.simulator if self.sandbox is not None else None
+        if simulator is None:
+            raise SandboxError("interrupt_task needs a running sandbox with the ECS simulator")
+        with simulator._step():
+            task = simulator._tasks.get(task_arn)
+            if task is None:
+                raise SandboxError(f"interrupt_task: no simulated task {task_arn}")
+            simulator._begin_stop(task, stop_code, reason)
+            if task.service is not None:
+                simulator._reconcile(task.service)  # ECS replaces a service's task
+        with self._lock:
+            self.interrupted.append({"taskArn": task_arn, "stopCode": stop_code, "reason": reason})
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            calls = list(self._calls.values())
+            services: dict[str, dict[str, int]] = {}
+            for (service, _op), sent in self._sent.items():
+                entry = services.setdefault(service, {"calls": 0, "attempts": 0, "injected": 0, "maxAttempts": 0,
+                                                      "gaveUp": 0})
+                entry["attempts"] += sent
+                entry["injected"] += self._injected[(service, _op)]
+            for call in calls:
+                entry = services[call["service"]]
+                entry["calls"] += 1
+                entry["maxAttempts"] = max(entry["maxAttempts"], call["attempts"])
+                entry["gaveUp"] += bool(call.get("failed"))
+            return {
+                "calls": len(calls), "attempts": sum(self._sent.values()), "injected": sum(self._injected.values()),
+                "maxAttemptsPerCall": max((c["attempts"] for c in calls), default=0),
+                "gaveUp": sum(1 for c in calls if c.get("failed")),  # last attempt failed: the handler saw the error
+                "services": services,
+                "lambda": list(self.lambda_faults),
+                "interrupted": list(self.interrupted),
+            }
+
+
+def _error_response(protocol: str, service: str, operation: str, error: tuple[str, int], url: str) -> Any:
+    """An AWS error response in the service's wire protocol."""
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+
+    code, status = error
+    if protocol == "query" and code == "ThrottlingException":
+        code = "Throttling"  # what the Query services (ELB, IAM, STS) call it
+    what = "Rate exceeded" if code in THROTTLING else "Service unavailable, try again"
+    message = f"{what} (fault injected by the sandbox into {service} {operation})"
+    request_id = str(uuid.uuid4())
+    headers = {"x-amzn-RequestId": request_id}
+    if protocol == "json":
+        headers["Content-Type"] = "application/x-amz-json-1.1"
+        body = json.dumps({"__type": code, "message": message})
+    elif protocol == "rest-json":
+        headers.update({"Content-Type": "application/json", "x-amzn-ErrorType": code})
+        body = json.dumps({"message": message})
+    elif protocol == "query":
+        headers["Content-Type"] = "text/xml"
+        body = (f"<ErrorResponse><Error><Type>{'Sender' if status < 500 else 'Receiver'}</Type><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+    elif protocol == "rest-xml":
+        headers["Content-Type"] = "application/xml"
+        body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+    else:
+        raise SandboxError(f"ApiFault: {service} speaks {protocol}, which the sandbox cannot fake errors in")
+    return AWSResponse(url, status, headers, MockRawResponse(body))
+
+
 class Sandbox:
     """One sandboxed Ferry installation. Use as a context manager."""
 
     def __init__(self, *, root: Path = REPO_ROOT, speed: float = 60.0, account: str = DEFAULT_ACCOUNT,
                  region: str = DEFAULT_REGION, clusters: list[str] | None = None,
-                 log_echo: io.TextIOBase | None = None) -> None:
+                 log_echo: io.TextIOBase | None = None, faults: Faults | None = None) -> None:
         self.root = root
         self.clock = SimClock(speed=speed)
         self.account = account
@@ -130,6 +392,9 @@ class Sandbox:
         self.lambda_invocations = 0
         self.handler_seconds: dict[str, list[float]] = {}  # logical function id -> real seconds of each invocation
         self.fault_hooks: list[Callable[[str, dict], None]] = []
+        self.faults = faults
+        if faults is not None:
+            faults.sandbox = self
         self.simulator: Any = None
         self._stack = ExitStack()
         self._functions: dict[str, dict[str, Any]] = {}   # physical name -> {logical, module path, env}
@@ -224,10 +489,68 @@ class Sandbox:
         yield mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval)
         # Retry back-off sleeps in real time too.
         yield mock.patch.object(retrier_decl, "time", _ScaledTime(self.clock))
+        yield from self._botocore_patches()
         yield from self._callback_patches()
         yield self._stop_execution_patch()
         yield self._start_time_patch()
         yield self._alarm_events_patch()
+
+    def _botocore_patches(self) -> Iterator[Any]:
+        """botocore's retries wait on the simulated clock, and the handlers' clients answer to `Faults`.
+
+        In standard and adaptive mode botocore sleeps between attempts (botocore.endpoint) and, once
+        throttled, adaptive mode waits for its token bucket: on AWS that time passes inside the Lambda
+        function, on the clock the handlers read, so here it passes on the simulated clock. Every client
+        made with ferry.aws.RETRY_CONFIG (the handlers' clients) gets a first `before-send` hook that answers
+        the attempts Faults fails; moto's own before-send stub lets those requests go, so they never run.
+        """
+        import boto3.session
+        from botocore import endpoint
+        from botocore.retries import bucket
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        from ferry import aws
+
+        sandbox = self
+        yield mock.patch.object(endpoint, "time", _ScaledTime(self.clock))
+        yield mock.patch.object(bucket, "Clock", type("SimulatedClock", (_BotocoreClock,), {"clock": self.clock}))
+        yield mock.patch.object(bucket, "threading", _BotocoreThreading(self.clock))
+
+        create = boto3.session.Session.client
+
+        def client(session: Any, *args: Any, **kwargs: Any) -> Any:
+            made = create(session, *args, **kwargs)
+            if kwargs.get("config") is aws.RETRY_CONFIG:
+                model = made.meta.service_model
+                made.meta.events.register_first(
+                    "before-send", functools.partial(sandbox._api_fault, model.service_name, model.protocol))
+            return made
+
+        stub = BotocoreStubber.__call__
+
+        def stubbed(stubber: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+            if FAULT_HEADER in request.headers:  # answered with an injected error: it never reached AWS
+                return None
+            return stub(stubber, event_name, request, **kwargs)
+
+        yield mock.patch.object(boto3.session.Session, "client", client)
+        yield mock.patch.object(BotocoreStubber, "__call__", stubbed)
+
+    def _api_fault(self, service: str, protocol: str, request: Any, event_name: str, **_: Any) -> Any:
+        """before-send of a handler's client: None to let the request through, or the injected error response."""
+        if self.faults is None:
+            return None
+        operation = event_name.rsplit(".", 1)[-1]
+        error = self.faults.api_error(service, operation, request.headers, request.body)
+        if error is None:
+            return None
+        if error[0] in NETWORK_ERRORS:  # raised here, the request goes no further: botocore retries it
+            from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+            raise (ConnectTimeoutError if error[0] == "ConnectTimeout" else EndpointConnectionError)(
+                endpoint_url=request.url)
+        request.headers[FAULT_HEADER] = error[0]
+        return _error_response(protocol, service, operation, error, request.url)
 
     def _alarm_events_patch(self) -> Any:
         """CloudWatch sends 'CloudWatch Alarm State Change' to EventBridge; moto does not: queue them like status events."""
@@ -563,8 +886,10 @@ class Sandbox:
             path = self.root / fn.code_uri / f"{module_file}.py"
             if not path.exists():
                 raise SandboxError(f"template.yaml: {logical_id} handler {fn.handler} not found at {path}")
+            props = self.template.resources[logical_id].get("Properties", {})
+            timeout = props.get("Timeout", self.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3))
             self._functions[name] = {"logical": logical_id, "path": path, "function": function,
-                                     "rules": self.resolver.resolve(fn.rules)}
+                                     "rules": self.resolver.resolve(fn.rules), "timeout": float(timeout)}
             lam.create_function(
                 FunctionName=name, Runtime="python3.12", Role=role, Handler=fn.handler,
                 Code={"ZipFile": _EMPTY_ZIP}, Environment={"Variables": env},
@@ -618,16 +943,26 @@ class Sandbox:
             aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{name}", log_stream_name="sandbox",
             get_remaining_time_in_millis=lambda: 60_000,
         )
+        logical = self._functions[name]["logical"]
         try:
             for hook in self.fault_hooks:
-                hook(self._functions[name]["logical"], event)
+                hook(logical, event)
+            fault = self.faults.lambda_fault(logical, event) if self.faults is not None else None
+            if fault is not None and fault[0].kind == "crash":
+                raise InjectedCrash(f"the sandbox crashed this invocation of {logical} (step {fault[1]})")
             module, function = self._module(name)
-            began = time.perf_counter()
+            began, began_sim = time.perf_counter(), self.clock.now()
             try:
                 result = getattr(module, function)(event, context)
             finally:
                 with self._invoke_lock:
-                    self.handler_seconds.setdefault(self._functions[name]["logical"], []).append(time.perf_counter() - began)
+                    self.handler_seconds.setdefault(logical, []).append(time.perf_counter() - began)
+            if fault is not None:  # a timeout: what the handler did stays done, its answer is lost
+                timeout = self._functions[name]["timeout"]
+                self.clock.sleep(timeout - (self.clock.now() - began_sim))
+                response_headers["x-amz-function-error"] = "Unhandled"
+                message = f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
+                return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
             return json.dumps(result, default=str).encode()
         except Exception as exc:  # reported the way the Lambda runtime reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"

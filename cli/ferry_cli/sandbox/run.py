@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from ferry.validation import require_valid
 
 from .. import graph, history
-from .engine import Sandbox
+from .engine import Faults, Sandbox
 from .world import World, WorldError, derived_digest, push_image, read_structured
 
 GAP_BETWEEN_DELIVERIES = 0.3  # real seconds: the next event arrives while earlier executions still run
@@ -67,13 +67,17 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
 
 
 @contextmanager
-def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault_hooks=None) -> Iterator[tuple[Sandbox, World]]:
-    """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it."""
+def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault_hooks=None,
+                  faults: Faults | None = None) -> Iterator[tuple[Sandbox, World]]:
+    """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it.
+
+    `fault_hooks` run before every handler invocation (and may raise); `faults` injects AWS API errors,
+    handler crashes and timeouts, and ECS task interruptions (see engine.Faults)."""
     from .ecs_sim import EcsSimulator
 
     world = World.load(world_path)
     with Sandbox(speed=speed, account=world.account, region=world.region, clusters=world.clusters,
-                 log_echo=log_echo) as sandbox:
+                 log_echo=log_echo, faults=faults) as sandbox:
         sandbox.fault_hooks.extend(fault_hooks or [])
         simulator = EcsSimulator(sandbox.clock, account_id=world.account, region=world.region,
                                  **world.simulator_options())
@@ -95,10 +99,11 @@ def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> l
 
 
 def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
-        log_echo=None, fault_hooks=None, graphs: bool = False) -> dict[str, Any]:
+        log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False) -> dict[str, Any]:
     """Run the scenario; returns the summary plus per-execution histories under `histories`
-    (and, with `graphs`, each execution as Mermaid text under `graphs`)."""
-    with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks) as (sandbox, world):
+    (and, with `graphs`, each execution as Mermaid text under `graphs`; with `faults`, its report under `faults`)."""
+    with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks,
+                       faults=faults) as (sandbox, world):
         delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions(timeout=timeout)
         return summarise(sandbox, delivered, graphs=graphs)
@@ -146,6 +151,8 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
     }
     if graphs:
         found["graphs"] = mermaid
+    if sandbox.faults is not None:
+        found["faults"] = sandbox.faults.report()
     return found
 
 

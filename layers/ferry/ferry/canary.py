@@ -192,9 +192,25 @@ def deregister(cluster: str, service: str, execution: str) -> dict[str, Any]:
     elb = aws.client("elbv2")
     for group, targets in _targets(describe_service(cluster, service), tasks):
         if targets:
-            elb.deregister_targets(TargetGroupArn=group, Targets=targets)
+            _deregister_targets(elb, group, targets)
     running = [t for t in tasks if t.get("lastStatus") != "STOPPED"]
     return {"drainSeconds": deregistration_delay(cluster, service) if running else 0, "tasks": len(running)}
+
+
+def _deregister_targets(elb: Any, group: str, targets: list[dict[str, Any]]) -> None:
+    """Deregister, and succeed if they are already out: a retried step (its first attempt timed out after
+    deregistering) must not fail on InvalidTarget and leave the canary running."""
+    try:
+        elb.deregister_targets(TargetGroupArn=group, Targets=targets)
+    except ClientError as exc:
+        if aws.error_code(exc) != "InvalidTarget":
+            raise
+        for target in targets:  # one at a time: those still registered go, those already gone are done
+            try:
+                elb.deregister_targets(TargetGroupArn=group, Targets=[target])
+            except ClientError as each:
+                if aws.error_code(each) != "InvalidTarget":
+                    raise
 
 
 def stop(cluster: str, execution: str) -> int:

@@ -82,11 +82,18 @@ def record_deployed(table: str, service: str, owner: str, requested_at: float, r
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":  # a newer one is already recorded
             raise LockUnavailable(f"could not record the deploy of {service} in table {table}: {exc}") from exc
+    except BotoCoreError as exc:  # as LockUnavailable, the release states retry it like a ClientError
+        raise LockUnavailable(
+            f"could not record the deploy of {service}: could not reach table {table}: {exc}") from exc
 
 
 def rollback_target(table: str, service: str) -> tuple[str, str, int]:
     """(revision to go back to, revision running now by Ferry's record, desired count) for a rollback request."""
-    item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
+    try:
+        item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service, "deployed"),
+                                               ConsistentRead=True).get("Item")
+    except (ClientError, BotoCoreError) as exc:
+        raise LockUnavailable(f"could not read the deploy record of {service} in table {table}: {exc}") from exc
     if not item or "previousRevision" not in item:
         raise NothingToRollBack(
             f"Ferry has no record of deploying {service}, so it knows no previous revision to roll back to: "
