@@ -8,12 +8,14 @@ the one it replaced), which is what `{"action": "rollback"}` goes back to.
 
 from datetime import datetime
 
-from ferry import config, lock, settings, summary
+from ferry import clock, config, lock, settings, summary, waiters
 from ferry.ecs import revision_name
-from ferry.errors import InputInvalid
+from ferry.errors import InputInvalid, ServiceLocked
 from ferry.observability import bind, field, logger
 
 SETTINGS = settings.load()
+# How long a deploy waits for another one of the same service before it gives up (ServiceLocked).
+MAX_LOCK_WAIT_SECONDS = 3600
 
 
 def requested_at(request: dict, started_at: str | None) -> float | None:
@@ -35,12 +37,7 @@ def handler(event, context):
     bind(owner.rsplit(":", 1)[-1], name)
     request = event.get("request") if isinstance(event.get("request"), dict) else {}
     if action == "acquire":
-        cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
-        config.check_cluster(cfg, SETTINGS.allowed_clusters)
-        at = requested_at(request, event.get("startedAt"))
-        held = lock.acquire(SETTINGS.lock_table, cfg.key, owner, requested_at=at)
-        logger.info("lock acquired", extra={"key": cfg.key, "expiresAt": held["expiresAt"]})
-        return {**held, "key": cfg.key, "requestedAt": at}
+        return _acquire(name, owner, request, event.get("startedAt"), event.get("token"))
     if action == "release":
         taken = request.get("lock") if isinstance(request.get("lock"), dict) else {}
         # The execution's output on success: a summary for people, not the whole state.
@@ -61,6 +58,35 @@ def handler(event, context):
     if action == "rollback-target":
         return _rollback_target(name)
     raise InputInvalid(f"`action` must be acquire, release or rollback-target, got {action!r}")
+
+
+def _acquire(name: str, owner: str, request: dict, started_at: str | None, token: str | None) -> dict:
+    """Take the lock; with a task token (the state machine), answer through it, or leave it waiting.
+
+    A deploy that finds the service locked keeps its token in the lock table and returns: the holder's
+    release wakes it (LockReleased, which its state retries). After MAX_LOCK_WAIT_SECONDS it gives up.
+    """
+    cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
+    config.check_cluster(cfg, SETTINGS.allowed_clusters)
+    at = requested_at(request, started_at)
+    try:
+        held = {**lock.acquire(SETTINGS.lock_table, cfg.key, owner, requested_at=at), "key": cfg.key, "requestedAt": at}
+    except ServiceLocked as exc:
+        if not token:
+            raise
+        began = requested_at({}, started_at) or clock.now()
+        if clock.now() - began > MAX_LOCK_WAIT_SECONDS:
+            raise ServiceLocked(f"{exc}; gave up after waiting {MAX_LOCK_WAIT_SECONDS // 60} minutes. "
+                                "Nothing was changed: deploy again once it has finished") from exc
+        lock.wait(SETTINGS.lock_table, cfg.key, owner, token)
+        if lock.holder_of(SETTINGS.lock_table, cfg.key) is None:  # released before the token was stored
+            waiters.complete(token, error="LockReleased", cause=f"the deploy lock of {cfg.key} is free: take it now")
+        logger.info("waiting for the deploy lock", extra={"key": cfg.key, "reason": str(exc)})
+        return {"waiting": True, "key": cfg.key}
+    logger.info("lock acquired", extra={"key": cfg.key, "expiresAt": held["expiresAt"]})
+    if token:
+        waiters.complete(token, output=held)
+    return held
 
 
 def _rollback_target(name: str) -> dict:

@@ -53,31 +53,33 @@ def test_handler_log_lines_are_captured_with_the_execution_as_correlation_id(san
     assert rendered["ecs_service"] == "web"
 
 
-def test_retry_back_off_and_wait_states_run_on_the_simulated_clock(sandbox):
-    # Hold the lock as someone else: the deploy retries ServiceLocked every 30 simulated seconds.
+def test_heartbeats_and_retries_run_on_the_simulated_clock_and_a_release_wakes_the_waiter(sandbox):
+    # Hold the lock as someone else: the deploy waits on a task token; its 300 s heartbeat looks again.
     lock.acquire(sandbox.lock_table, "prod/web", "someone-else")
     started = time.monotonic()
     sandbox.deliver(push_event("web", "v2"))
     [execution] = sandbox.executions()
 
-    def lock_attempts_so_far() -> int:
-        return sum(1 for e in sandbox.history(execution["executionArn"]) if e["type"] == "LambdaFunctionFailed")
+    def timed_out_so_far() -> int:
+        return sum(1 for e in sandbox.history(execution["executionArn"]) if e["type"] == "TaskTimedOut")
 
-    while lock_attempts_so_far() < 2:  # released only once the deploy has been refused twice
-        assert time.monotonic() - started < 15, "the deploy never retried the lock"
+    # Two heartbeats (600 simulated seconds), and waiting again, before the holder lets go.
+    while timed_out_so_far() < 2 or sandbox.history(execution["executionArn"])[-1]["type"] != "TaskSubmitted":
+        assert time.monotonic() - started < 15, "the lock's heartbeat never ran out"
         time.sleep(0.01)
-    lock.release(sandbox.lock_table, "prod/web", "someone-else")
+    lock.release(sandbox.lock_table, "prod/web", "someone-else")  # wakes the waiting deploy at once
     sandbox.wait_for_executions(timeout=60)
     elapsed = time.monotonic() - started
     [execution] = sandbox.executions()
     assert execution["status"] == "SUCCEEDED"
     events = sandbox.history(execution["executionArn"])
-    lock_attempts = [e for e in events if e["type"] == "LambdaFunctionFailed"
-                     and e["lambdaFunctionFailedEventDetails"]["error"] == "ServiceLocked"]
-    assert len(lock_attempts) >= 2
-    # Several 20 s retries and at least one 30 s Wait, in a few real seconds at speed 600.
+    woken = [e for e in events if e["type"] == "TaskFailed" and e["taskFailedEventDetails"]["error"] == "LockReleased"]
+    heartbeats = [e for e in events if e["type"] == "TaskTimedOut"
+                  and e["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"]
+    assert len(woken) == 1 and len(heartbeats) >= 2
+    # Minutes of heartbeats and Retry back-off in a few real seconds at speed 600.
     assert elapsed < 15
-    assert history.transitions(events) == len(history.entered_states(events)) + len(lock_attempts)
+    assert history.transitions(events) == len(history.entered_states(events)) + len(woken) + len(heartbeats)
 
 
 # Slow enough (the rollout lasts about a real second) that the stop lands while the state waits for ECS.
@@ -101,8 +103,8 @@ def test_an_aborted_deploy_does_not_block_the_next_one(sandbox):
     sandbox.deliver(push_event("web", "v2", "first"))
     [first] = sandbox.executions()
     deadline = time.monotonic() + 20
-    while not any(e["type"] == "TaskSubmitted" for e in sandbox.history(first["executionArn"])):
-        assert time.monotonic() < deadline, "the execution never reached a state waiting for a callback"
+    while "Wait for ECS to finish the deployment" not in str(sandbox.history(first["executionArn"])):
+        assert time.monotonic() < deadline, "the execution never reached its wait for the deployment"
         time.sleep(0.01)
     sandbox.client("stepfunctions").stop_execution(executionArn=first["executionArn"])
     sandbox.wait_for_executions(timeout=10)

@@ -74,8 +74,8 @@ def test_two_pushes_in_quick_succession_are_serialised_and_the_last_image_runs(s
     summary = scenario.run(push_event("web", "v2", "e1"), push_event("web", "v3", "e2"))
     assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED", "SUCCEEDED"]
     second = summary["histories"][next(e["name"] for e in summary["executions"] if e["name"].startswith("web-v3-"))]
-    waited = [r for r in second if r["type"] == "LambdaFunctionFailed" and r["detail"].startswith("ServiceLocked")]
-    assert waited, "the second deploy should have waited for the first one's lock"
+    waited = [r for r in second if r["type"] == "TaskFailed" and r["detail"].startswith("LockReleased")]
+    assert len(waited) == 1, "the second deploy should have waited for the first one's lock, woken by its release"
     assert summary["services"]["prod/web"]["images"]["app"] == pinned("web", "v3")
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:3"
     assert summary["locksHeld"] == 0

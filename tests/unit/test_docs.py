@@ -53,7 +53,8 @@ CONFIG_ERRORS = {"ServiceNotRegistered", "ConfigInvalid", "TemplateUnresolved"} 
 RAISES: dict[str, set[str]] = {
     # $.failure -> Deploy failed (ErrorPath)
     "Take the deploy lock for this service": CONFIG_ERRORS | {"ClusterNotAllowed", "ServiceLocked", "LockUnavailable",
-                                                              "InputInvalid"},
+                                                              "InputInvalid", "LockReleased", "States.HeartbeatTimeout",
+                                                              "States.Timeout"},
     "Find the revision to roll back to": CONFIG_ERRORS | {"ClusterNotAllowed", "NothingToRollBack"},
     "Render the new task definition and diff it": CONFIG_ERRORS | {"ClusterNotAllowed", "InputInvalid", "ImageNotFound",
                                                                    "ServiceNotFound", "TaskDefinitionInvalid"},

@@ -11,13 +11,18 @@ waits for the lock it records itself in the service's queue item if it is the
 newest; a waiting deploy that finds a newer one queued, or a newer image
 already deployed, is superseded (it steps aside, it does not fail), so an
 older image never goes out over a newer one.
+
+Nothing polls while a deploy waits: its state's task token is kept in the
+service's `waiting#` item (`wait`), and `release` wakes every waiter
+(`LockReleased`, which their state retries at once: the newest takes the lock,
+the older ones are superseded). The state's heartbeat is only a fallback.
 """
 
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, clock
+from . import aws, clock, waiters
 from .errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
 
 # Longer than the longest deploy the config allows (canary, five migrations, rollout, bake and
@@ -164,8 +169,42 @@ def _ended(holder: str) -> bool:
         return True
 
 
+def wait(table: str, service: str, owner: str, token: str) -> None:
+    """Keep the task token of `owner`'s state waiting for the lock, for `release` to wake it."""
+    ddb = aws.client("dynamodb")
+    try:
+        ddb.update_item(TableName=table, Key=_key(service, "waiting"),
+                        UpdateExpression="SET waiters = if_not_exists(waiters, :empty), expiresAt = :ttl",
+                        ExpressionAttributeValues={":empty": {"M": {}},
+                                                   ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))}})
+        ddb.update_item(TableName=table, Key=_key(service, "waiting"), UpdateExpression="SET waiters.#o = :t",
+                        ExpressionAttributeNames={"#o": owner}, ExpressionAttributeValues={":t": {"S": token}})
+    except (ClientError, BotoCoreError) as exc:
+        raise LockUnavailable(f"could not queue for the deploy lock of {service} in table {table}: {exc}") from exc
+
+
+def wake_waiters(table: str, service: str) -> int:
+    """Tell every state waiting for the lock that it is free (they retry taking it); how many were woken.
+
+    Best effort: a waiter that is not woken finds the lock free at its next heartbeat.
+    """
+    ddb = aws.client("dynamodb")
+    try:
+        item = ddb.get_item(TableName=table, Key=_key(service, "waiting"), ConsistentRead=True).get("Item") or {}
+        woken = 0
+        for owner, token in (item.get("waiters", {}).get("M") or {}).items():
+            ddb.update_item(TableName=table, Key=_key(service, "waiting"), UpdateExpression="REMOVE waiters.#o",
+                            ConditionExpression="waiters.#o = :t", ExpressionAttributeNames={"#o": owner},
+                            ExpressionAttributeValues={":t": token})
+            woken += waiters.complete(token["S"], error="LockReleased",
+                                      cause=f"the deploy lock of {service} was released: take it now")
+        return woken
+    except (ClientError, BotoCoreError):
+        return 0
+
+
 def release(table: str, service: str, owner: str) -> bool:
-    """Release the lock if `owner` holds it; True when an item was deleted."""
+    """Release the lock if `owner` holds it, and wake the deploys waiting for it; True when it was released."""
     ddb = aws.client("dynamodb")
     try:
         ddb.delete_item(
@@ -180,6 +219,7 @@ def release(table: str, service: str, owner: str) -> bool:
         raise LockUnavailable(f"could not release the deploy lock for {service} in table {table}: {exc}") from exc
     except BotoCoreError as exc:
         raise LockUnavailable(f"could not reach the lock table {table}: {exc}") from exc
+    wake_waiters(table, service)
     return True
 
 
