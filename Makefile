@@ -6,6 +6,7 @@ PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VENV := .venv-checkov
 
 .PHONY: demo test infra unit bench clean
 
@@ -14,7 +15,7 @@ demo: $(VENV)/.installed
 
 test: infra unit
 
-infra: $(VENV)/.installed $(SAM_VENV)/.installed
+infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra
 
 unit: $(VENV)/.installed $(SAM_VENV)/.installed
@@ -34,8 +35,15 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install -q aws-sam-cli==$(SAM_CLI_VERSION)
 	touch $@
 
+# checkov in a venv of its own: its pins conflict with the dev venv's (requirements-security.txt).
+$(CHECKOV_VENV)/.installed: requirements-security.txt
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements-security.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
 
 # Figures, not tests: the demo's wall time, cost per deploy and its growth with rollout length, reaction
 # latency, a 50-service manifest, and each function's cold-start import time (as Lambda runs it: no .pyc).

@@ -93,7 +93,8 @@ EXPECTED_ACTIONS = {
         "ecr:DescribeImages",
     },
     "LockFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                     "states:DescribeExecution", "s3:GetObject", "s3:ListBucket"},
+                     "states:DescribeExecution", "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess",
+                     "states:SendTaskFailure"},
     "RenderFunction": {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
         "ecr:DescribeImages", "ssm:GetParameter", "ssm:GetParameters", "secretsmanager:DescribeSecret",
@@ -135,7 +136,8 @@ EXPECTED_ACTIONS = {
     "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
                                "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
                                "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroupAttributes",
-                               "events:PutEvents", "states:GetExecutionHistory"},
+                               "events:PutEvents", "states:GetExecutionHistory", "dynamodb:UpdateItem",
+                               "states:SendTaskFailure"},
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
         "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments", "ecs:ListTasks",
@@ -434,7 +436,8 @@ def test_only_an_opted_in_stack_lets_verify_read_secret_values():
 def test_lock_router_and_state_machine_resources():
     lock = granted("LockFunction")
     sm_name = _name_of("DeployStateMachine")
-    for action in EXPECTED_ACTIONS["LockFunction"] - {"states:DescribeExecution", "s3:GetObject", "s3:ListBucket"}:
+    for action in EXPECTED_ACTIONS["LockFunction"] - {"states:DescribeExecution", "s3:GetObject", "s3:ListBucket",
+                                                     "states:SendTaskSuccess", "states:SendTaskFailure"}:
         assert lock[action] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"]
     assert lock["states:DescribeExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:*"]
     router = granted("RouterFunction")
@@ -487,10 +490,23 @@ def test_policy_template_definitions_match_the_installed_sam_translator():
         assert installed[name]["Definition"] == definition, name
 
 
-def test_router_failures_go_to_the_dead_letter_queue():
-    config = RESOURCES["RouterFunction"]["Properties"]["EventInvokeConfig"]
-    assert config["DestinationConfig"]["OnFailure"] == {
-        "Type": "SQS", "Destination": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
+def _event_driven_functions() -> list[str]:
+    return [fn for fn in FUNCTIONS
+            if any(e["Type"] == "EventBridgeRule" for e in (RESOURCES[fn]["Properties"].get("Events") or {}).values())]
+
+
+def test_events_a_function_failed_on_go_to_the_dead_letter_queue():
+    # EventBridge invokes these asynchronously: once Lambda has taken the event,
+    # the rule's retry policy and dead-letter queue no longer apply, and after
+    # Lambda's own retries only the function's OnFailure destination keeps it.
+    assert sorted(_event_driven_functions()) == ["BakeFunction", "CheckDeploymentFunction", "ExecutionEndedFunction",
+                                                 "RouterFunction", "TaskStoppedFunction"]
+    for logical_id in _event_driven_functions():
+        config = RESOURCES[logical_id]["Properties"].get("EventInvokeConfig")
+        assert config, f"{logical_id}: events it fails on would be dropped silently"
+        assert config["DestinationConfig"]["OnFailure"] == {
+            "Type": "SQS", "Destination": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, logical_id
+        assert config["MaximumRetryAttempts"] >= 1, logical_id
 
 
 # ---------------------------------------------------------------- globals, layer, state machine
@@ -628,9 +644,16 @@ def test_dead_letter_queue_is_encrypted_and_accepts_only_ferrys_rules():
     assert allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow[0]["Action"] == "sqs:SendMessage"
     sources = evaluate(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-alarm-fired", "ferry-test-ecr-push",
-                                                            "ferry-test-execution-ended", "ferry-test-manifest-dropped",
-                                                            "ferry-test-task-stopped"]
+    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-alarm-fired", "ferry-test-deployment-changed",
+                                                            "ferry-test-ecr-push", "ferry-test-execution-ended",
+                                                            "ferry-test-manifest-dropped", "ferry-test-task-stopped"]
+    # ...which are exactly the rules that dead-letter to it: a rule missing here
+    # would have its undeliverable events refused by the queue.
+    dead_lettering = [evaluate({"Fn::GetAtt": [f"{fn}{name}", "Arn"]})
+                      for fn in FUNCTIONS for name, event in (RESOURCES[fn]["Properties"].get("Events") or {}).items()
+                      if event["Type"] == "EventBridgeRule"
+                      and event["Properties"].get("DeadLetterConfig") == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}]
+    assert sorted(sources) == sorted(dead_lettering)
 
 
 # ---------------------------------------------------------------- storage
@@ -639,6 +662,12 @@ def _bucket_policy_statements(bucket: str) -> list[dict[str, Any]]:
                 if v["Type"] == "AWS::S3::BucketPolicy" and v["Properties"]["Bucket"] == {"Ref": bucket}]
     assert len(policies) == 1, f"{bucket} needs exactly one bucket policy"
     return policies[0]["PolicyDocument"]["Statement"]
+
+
+def test_the_buckets_and_tables_are_the_ones_checked_here():
+    # A new bucket or table must be added to the storage tests below.
+    assert sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::S3::Bucket") == ["ArtefactsBucket", "ConfigBucket"]
+    assert [k for k, v in RESOURCES.items() if v["Type"] == "AWS::DynamoDB::Table"] == ["LockTable"]
 
 
 @pytest.mark.parametrize("bucket", ["ConfigBucket", "ArtefactsBucket"])
