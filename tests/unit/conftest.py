@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 
 import boto3
 import pytest
 
 from ferry import aws as ferry_aws
+from ferry.observability import logger
 
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
@@ -60,3 +63,14 @@ def ecs_world(aws):
 
 def put_config(name: str, text: str, filename: str = "ferry.yaml") -> None:
     boto3.client("s3").put_object(Bucket="ferry-config", Key=f"services/{name}/{filename}", Body=text.encode())
+
+
+@pytest.fixture
+def logs():
+    """Every line the Powertools logger's stream gets (log lines and EMF documents), read back as dicts."""
+    stream = io.StringIO()
+    handlers = [h for h in logger._logger.handlers if isinstance(h, logging.StreamHandler)]
+    previous = [h.setStream(stream) for h in handlers]
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    for handler, old in zip(handlers, previous):
+        handler.setStream(old)

@@ -4,9 +4,7 @@ documents, and the execution-ended function that sends them (against moto)."""
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
-import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +14,6 @@ import pytest
 
 from ferry import aws as ferry_aws
 from ferry import lock, metrics, notify
-from ferry.observability import logger
 
 from .conftest import ACCOUNT, REGISTRY, put_config
 
@@ -303,17 +300,6 @@ def test_an_ended_deploy_writes_deploys_by_result_and_failures_by_error():
 
 
 # ------------------------------------------------------------------ the execution-ended function
-
-@pytest.fixture
-def logs():
-    """Every line the Powertools logger's stream gets (log lines and EMF documents), as dicts."""
-    stream = io.StringIO()
-    handlers = [h for h in logger._logger.handlers if isinstance(h, logging.StreamHandler)]
-    previous = [h.setStream(stream) for h in handlers]
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    for handler, old in zip(handlers, previous):
-        handler.setStream(old)
-
 
 @pytest.fixture
 def ended(ecs_world, inboxes, monkeypatch):

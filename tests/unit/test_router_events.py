@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
-import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +11,6 @@ import pytest
 
 from ferry import aws as ferry_aws
 from ferry import router
-from ferry.observability import logger
 
 from .conftest import ACCOUNT, digest, push
 
@@ -52,17 +49,6 @@ def changed(event: dict, **detail) -> dict:
 def sample(name: str, **top) -> dict:
     event = json.loads((ROOT / "events" / name).read_text())
     return {**event, **top}
-
-
-@pytest.fixture
-def logs():
-    """The JSON lines the Powertools logger writes, read back as dicts."""
-    stream = io.StringIO()
-    handlers = [h for h in logger._logger.handlers if isinstance(h, logging.StreamHandler)]
-    previous = [h.setStream(stream) for h in handlers]
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    for handler, old in zip(handlers, previous):
-        handler.setStream(old)
 
 
 IGNORED = [
