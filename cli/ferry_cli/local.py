@@ -279,7 +279,8 @@ def deploy_input(args, where: Target, bucket: str) -> dict[str, Any]:
     if args.rollback:
         if args.image:
             raise CommandError("--rollback goes back to the revision Ferry's last deploy replaced: give no --image")
-        return {"service": args.service, "action": "rollback"}
+        return {"summary": f"roll back {args.service} to the revision before Ferry's last deploy (ferry deploy --rollback)",
+                "service": args.service, "action": "rollback"}
     cfg = config.load(bucket, args.service, _environment(args))
     images = parse_images(cfg, args.image, where)
     request: dict[str, Any] = {"summary": router.request_summary(args.service, images, "ferry deploy"),

@@ -133,3 +133,13 @@ def test_deploy_rollback_of_a_service_ferry_never_deployed_says_so(capsys):
     assert "Find the revision to roll back to" in out
     assert "Error: NothingToRollBack" in out and "Ferry has no record of deploying prod/web" in out
     assert main(["deploy", "--service", "web", "--rollback", "--image", "web:v2", "--world", str(WORLD)]) == 2
+
+
+def test_a_rollback_request_says_what_it_asks_for_in_its_input():
+    from types import SimpleNamespace
+
+    from ferry_cli.local import deploy_input
+
+    request = deploy_input(SimpleNamespace(rollback=True, image=None, service="web"), None, "unused")
+    assert request == {"summary": "roll back web to the revision before Ferry's last deploy (ferry deploy --rollback)",
+                       "service": "web", "action": "rollback"}
