@@ -65,7 +65,7 @@ def handler(event, context):
             logger.info("no config: no lock to release, no SNS topic", extra={"reason": type(exc).__name__})
         except Exception as exc:
             if status != "RUNNING":
-                raise  # the clean-up needs the config: let EventBridge deliver the end again
+                raise  # the clean-up needs the config: Lambda retries the event, then dead-letters it
             logger.warning("config not read", extra={"error": type(exc).__name__})
     if status == "RUNNING":
         return {"handled": True, "status": status, "notified": _report(detail, cfg)}
