@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock, migrate
-from .ecs import describe_service, one_off_parameters, revision_name, tasks_started_by
+from .ecs import describe_service, one_off_parameters, revision_name, task_ip, tasks_started_by
 from .errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 
 
@@ -54,24 +54,12 @@ def start(cluster: str, service: str, task_definition_arn: str, count: int, exec
     return {"taskArns": [t["taskArn"] for t in started], "startedAt": clock.now(), "marker": marker}
 
 
-def _ip(task: dict[str, Any]) -> str | None:
-    for attachment in task.get("attachments", []):
-        for detail in attachment.get("details", []):
-            if detail.get("name") == "privateIPv4Address":
-                return detail.get("value")
-    for container in task.get("containers", []):
-        for interface in container.get("networkInterfaces", []):
-            if interface.get("privateIpv4Address"):
-                return interface["privateIpv4Address"]
-    return None
-
-
 def _targets(service: dict[str, Any], tasks: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
     """(target group, targets) for every load balancer entry of the service."""
     out = []
     for lb in service.get("loadBalancers", []):
         if lb.get("targetGroupArn"):
-            targets = [{"Id": ip, "Port": int(lb["containerPort"])} for ip in (_ip(t) for t in tasks) if ip]
+            targets = [{"Id": ip, "Port": int(lb["containerPort"])} for ip in (task_ip(t) for t in tasks) if ip]
             out.append((lb["targetGroupArn"], targets))
     return out
 

@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import aws, clock, waiters
-from .ecs import describe_service, primary_deployment, revision_name
+from .ecs import describe_service, primary_deployment, revision_name, task_ip
 from .errors import DeploymentFailed, FerryError, PhaseTimedOut
 
 # A rolling or canary rollout wakes up on ECS's events; this is only the safety net for a lost event.
@@ -136,12 +136,8 @@ def _task_addresses(watch: Watch) -> set[str]:
     addresses = set()
     for i in range(0, len(arns), 100):
         for task in ecs.describe_tasks(cluster=watch.cluster, tasks=arns[i:i + 100])["tasks"]:
-            if task.get("taskDefinitionArn") != watch.task_definition_arn:
-                continue
-            for attachment in task.get("attachments", []):
-                for detail in attachment.get("details", []):
-                    if detail.get("name") == "privateIPv4Address":
-                        addresses.add(detail["value"])
+            if task.get("taskDefinitionArn") == watch.task_definition_arn and (ip := task_ip(task)):
+                addresses.add(ip)
     return addresses
 
 

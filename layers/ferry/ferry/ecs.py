@@ -48,6 +48,19 @@ def tasks_started_by(cluster: str, marker: str) -> list[dict[str, Any]]:
     return ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"] if arns else []
 
 
+def task_ip(task: dict[str, Any]) -> str | None:
+    """A task's private IPv4 address (awsvpc: its ENI attachment; otherwise a container's interface)."""
+    for attachment in task.get("attachments", []):
+        for detail in attachment.get("details", []):
+            if detail.get("name") == "privateIPv4Address":
+                return detail.get("value")
+    for container in task.get("containers", []):
+        for interface in container.get("networkInterfaces", []):
+            if interface.get("privateIpv4Address"):
+                return interface["privateIpv4Address"]
+    return None
+
+
 def created_at(deployment: dict[str, Any]) -> float:
     """A deployment's createdAt in epoch seconds; now when ECS gave none."""
     value = deployment.get("createdAt")
