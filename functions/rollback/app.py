@@ -23,9 +23,8 @@ def handler(event, context):
             stopped = -1
         started = rollback.start(cluster, service, previous, desired, failed)
         started["canaryTasksStopped"] = stopped
-        watch = deployment.Watch(cluster, service, previous, started["startedAt"], int(event.get("timeoutSeconds") or 1800),
-                                 phase="rollback")
-        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": deployment.check_in_seconds(watch)}
+        timeout = int(event.get("timeoutSeconds") or 1800)
+        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": deployment.check_in_seconds(timeout)}
         logger.warning("rollback started", extra=started)
         return started
     if action == "finish":

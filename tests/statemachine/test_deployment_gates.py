@@ -48,7 +48,7 @@ def test_a_new_task_unhealthy_in_a_health_gate_target_group_fails_the_deployment
 
 def test_the_fallback_heartbeat_divides_the_phase_timeout_evenly():
     def heartbeat(timeout: int, native: bool = False) -> int:
-        return deployment.check_in_seconds(deployment.Watch("c", "s", "td", 0.0, timeout, native=native))
+        return deployment.check_in_seconds(timeout, native)
 
     assert heartbeat(1800) == 1801                      # one look, just after the deadline
     assert heartbeat(3600) == 1801 and heartbeat(7200) == 1801

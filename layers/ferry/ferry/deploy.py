@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import artefacts, aws
-from .deployment import Watch, check_in_seconds
+from .deployment import check_in_seconds
 from .ecs import created_at, describe_service, primary_deployment, revision_name
 
 
@@ -19,10 +19,9 @@ class Started:
 
     def to_state(self, timeout_seconds: int, native: bool = False) -> dict[str, Any]:
         """The state's view; `progress` tells the waiting state when to look for itself if no event comes."""
-        watch = Watch("", "", self.task_definition_arn, self.started_at, timeout_seconds, native=native)
         return {"deploymentId": self.deployment_id, "startedAt": self.started_at,
                 "revision": revision_name(self.task_definition_arn), "alreadyStarted": self.already_started,
-                "progress": {"state": "IN_PROGRESS", "checkInSeconds": check_in_seconds(watch)}}
+                "progress": {"state": "IN_PROGRESS", "checkInSeconds": check_in_seconds(timeout_seconds, native)}}
 
 
 def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str,

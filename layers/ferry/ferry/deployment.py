@@ -72,11 +72,11 @@ class Watch:
         return cls(**{**data, "target_groups": tuple(data.get("target_groups") or ())})
 
 
-def check_in_seconds(watch: Watch) -> int:
+def check_in_seconds(timeout_seconds: int, native: bool = False) -> int:
     """The waiting state's heartbeat: at most the fallback interval, and dividing the phase timeout evenly,
     so that one of the fallback checks lands just after the deadline."""
-    interval = NATIVE_CHECK_SECONDS if watch.native else FALLBACK_SECONDS
-    return math.ceil(watch.timeout_seconds / math.ceil(watch.timeout_seconds / interval)) + 1
+    interval = NATIVE_CHECK_SECONDS if native else FALLBACK_SECONDS
+    return math.ceil(timeout_seconds / math.ceil(timeout_seconds / interval)) + 1
 
 
 def check(watch: Watch) -> dict[str, Any]:
@@ -192,7 +192,7 @@ def watch(table: str, token: str, request: Watch) -> dict[str, Any]:
         context["stages"] = previous[1].get("stages", [])
     waiters.put(table, request.key, token, context)
     settled = settle(table, token, request, context)
-    return {"waiting": not settled, "checkInSeconds": check_in_seconds(request)}
+    return {"waiting": not settled, "checkInSeconds": check_in_seconds(request.timeout_seconds, request.native)}
 
 
 def _same_wait(old: dict[str, Any], new: dict[str, Any]) -> bool:
