@@ -53,6 +53,8 @@ def test_handler_log_lines_are_captured_with_the_execution_as_correlation_id(san
     assert rendered["ecs_service"] == "web"
 
 
+# Speed 120: a 300 s heartbeat lasts 2.5 real seconds, long enough to see the state waiting between two.
+@pytest.mark.parametrize("sandbox", [120], indirect=True)
 def test_heartbeats_and_retries_run_on_the_simulated_clock_and_a_release_wakes_the_waiter(sandbox):
     # Hold the lock as someone else: the deploy waits on a task token; its 300 s heartbeat looks again.
     lock.acquire(sandbox.lock_table, "prod/web", "someone-else")
@@ -77,7 +79,7 @@ def test_heartbeats_and_retries_run_on_the_simulated_clock_and_a_release_wakes_t
     heartbeats = [e for e in events if e["type"] == "TaskTimedOut"
                   and e["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"]
     assert len(woken) == 1 and len(heartbeats) >= 2
-    # Minutes of heartbeats and Retry back-off in a few real seconds at speed 600.
+    # Minutes of heartbeats and Retry back-off in a few real seconds.
     assert elapsed < 15
     assert history.transitions(events) == len(history.entered_states(events)) + len(woken) + len(heartbeats)
 
