@@ -26,7 +26,13 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt layers/ferry/requirement
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[sandbox]' -r requirements-dev.txt -r layers/ferry/requirements.txt
+	# The layer's dependencies first, exactly as the layer gets them (pinned, hash-checked), so the tests run
+	# against the layer's boto3 and botocore. Then the rest (an editable install has no hash, so it cannot join
+	# the first), constrained to the same pins, without their hashes (hashes in a constraints file would turn
+	# hash-checking on again): nothing moto or the dev tools need may move them.
+	$(VENV)/bin/pip install -q --require-hashes -r layers/ferry/requirements.txt
+	$(VENV)/bin/pip install -q -e '.[sandbox]' -r requirements-dev.txt \
+		-c <(sed -n 's/^\([A-Za-z0-9._-]*==[^ ]*\).*/\1/p' layers/ferry/requirements.txt)
 	touch $@
 
 $(SAM_VENV)/.installed:

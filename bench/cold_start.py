@@ -8,7 +8,7 @@ reads it), a fresh Python process imports the function's handler module the way
 the Lambda runtime does at cold start: sys.path is the function's CodeUri, then
 the layers' ContentUri (BuildMethod python3.12 puts them under python/, which is
 on the runtime's path), then this venv's site-packages (standing in for the
-layer's dependencies and the runtime's boto3); the environment is the template's
+layer's dependencies, boto3 among them); the environment is the template's
 (Globals merged with the function's, resolved against dummy resource names) plus
 what Lambda sets (region, dummy credentials, function name, memory size, no
 ~/.aws files). Whatever the module does at import -- clients created at module
@@ -26,8 +26,9 @@ so nothing is written into the repository. With --bytecode lambda, the modules
 SAM ships as source (the function's folder, the layer's ferry package and the
 layer's requirements with their dependencies: SAM's python builder unpacks
 wheels without compiling them) compile at every import, as they do on Lambda,
-whose /var/task and /opt are read-only; boto3 is taken to come with its bytecode
-from the runtime, in the handlers and the baseline alike.
+whose /var/task and /opt are read-only. That includes boto3 and botocore, which
+the layer ships (layers/ferry/requirements.in) ahead of the runtime's; the
+baseline's boto3 is the runtime's and keeps its bytecode.
 
 For the worst functions (every one over the target, at least --explain of
 them), --importtime-runs more processes run with `python -X importtime` (the
@@ -239,7 +240,9 @@ def requirement_modules(requirements: Path) -> set[str]:
 
     if not requirements.is_file():
         return set()
-    todo = [Requirement(line.split("#", 1)[0].strip()).name for line in requirements.read_text().splitlines()
+    # pip-compile --generate-hashes writes `name==1.0 \` and its `--hash=...` options on continuation lines
+    lines = requirements.read_text().replace("\\\n", " ").splitlines()
+    todo = [Requirement(line.split("#", 1)[0].split(" --", 1)[0].strip()).name for line in lines
             if line.split("#", 1)[0].strip() and not line.lstrip().startswith("-")]
     seen: set[str] = set()
     names: set[str] = set()
@@ -486,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cached: every module imports from cached bytecode (default). lambda: the function's and "
                              "its layers' modules (ferry and the layer's requirements) compile from source at every "
                              "import, as on Lambda: SAM builds ship no .pyc and /var/task and /opt are read-only; "
-                             "boto3 and the baseline stay cached, as in the runtime")
+                             "the baseline (the runtime's boto3) stays cached")
     parser.add_argument("--function", action="append", metavar="NAME",
                         help="only this function (logical id or CodeUri folder name); repeatable")
     parser.add_argument("--root", type=Path, default=ROOT,
