@@ -27,6 +27,9 @@ How the scanner finds the calls (statically, with `ast`; nothing is imported or 
   back on its name, in `PARAMETER_NAMES` (ecs, elb, elbv2, ecr, sfn, ddb, dynamodb, logs, cw, cloudwatch,
   s3, ssm, sm, secretsmanager, iam, cfn, events, sns, sts), but only if it has no annotation or the
   annotation `Any`: `logs: dict[str, str]` is a dict, not a CloudWatch Logs client.
+- A helper that takes a client and an operation's python name (`OPERATION_HELPERS`: `aws.items(ecs,
+  "list_tasks", "taskArns", ...)`, which reads every page) counts as a call of that operation; a name
+  that is not a string literal there is not allowed (the scanner could not check it).
 - Then every method call on a client is checked: `ecs.list_tasks(...)` or `aws.client("ecs").run_task(...)`
   must be an operation of the service (the python name botocore's `xform_name` makes of it);
   `get_paginator("x")` / `can_paginate("x")` need an operation x the client can paginate, `get_waiter("x")`
@@ -69,6 +72,8 @@ PARAMETER_NAMES = {
     "s3": "s3", "ssm": "ssm", "sm": "secretsmanager", "secretsmanager": "secretsmanager", "iam": "iam",
     "cfn": "cloudformation", "events": "events", "sns": "sns", "sts": "sts",
 }
+# Functions called as `helper(client, "operation", ...)`, as `aws.helper(...)` or by their bare name.
+OPERATION_HELPERS = {"items"}
 PAGINATOR_METHODS = {"get_paginator", "can_paginate"}
 WAITER_METHODS = {"get_waiter"}
 # Client methods that are not operations: botocore's own, and the transfer helpers boto3 adds to s3.
@@ -287,9 +292,19 @@ def scan_source(source: str, path: str) -> Scan:
     scan = Scan()
     for s in scopes:
         for node in _own_nodes(s.node):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            if not isinstance(node, ast.Call):
                 continue
             where = f"{path}:{node.lineno}"
+            helper = node.func.id if isinstance(node.func, ast.Name) else (
+                node.func.attr if isinstance(node.func, ast.Attribute) else None)
+            if helper in OPERATION_HELPERS and len(node.args) >= 2:
+                for service in sorted(resolve(node.args[0], s.env)):
+                    if (name := _literal(node.args[1])) is None:
+                        scan.dynamic.append((where, s.qualname, f"a {service} operation named by a variable"))
+                    else:
+                        scan.calls.append(Call(service, "operation", name, where))
+            if not isinstance(node.func, ast.Attribute):
+                continue
             if node.func.attr in CLIENT_FACTORIES and node.args and _literal(node.args[0]) is None:
                 scan.dynamic.append((where, s.qualname, f"a client made by {ast.unparse(node.func)}({ast.unparse(node.args[0])}, ...)"))
                 continue
@@ -415,6 +430,9 @@ def rollout(cluster):
     elb.can_paginate("describe_target_healthz")
     _settings(elb, [])
     _tail(aws.regional_client("logs", "eu-west-1"), "g")
+    aws.items(ecs, "list_service_deployments", "serviceDeployments", cluster=cluster)
+    aws.items(aws.client("ecs"), "list_service_deploymentz", "serviceDeployments")
+    {}.items()
     ecs.get_waiter("services_stable")
     ecs.get_waiter("services_stablez")
     print(ecs.meta.region_name, ecs.exceptions.ClientException)
@@ -458,12 +476,14 @@ def test_scanner_catches_calls_botocore_does_not_have():
         f"snippet.py:{line('get_log_eventz')}: logs has no operation get_log_eventz",
         f"snippet.py:{line('get_secret_valuez')}: secretsmanager has no operation get_secret_valuez",
         f"snippet.py:{line('publishh')}: sns has no operation publishh",
+        f"snippet.py:{line('list_service_deploymentz')}: ecs has no operation list_service_deploymentz",
         f"snippet.py:{line('nosuchservice')}: botocore {botocore.__version__} has no service 'nosuchservice'",
     ])
     found = {(c.service, c.kind, c.name) for c in scan.calls}
     assert {("ecs", "operation", "list_tasks"), ("ecs", "operation", "describe_tasks"),
             ("elbv2", "paginator", "describe_target_groups"), ("elbv2", "operation", "describe_target_groups"),
             ("logs", "operation", "get_log_events"), ("ecs", "waiter", "services_stable"),
+            ("ecs", "operation", "list_service_deployments"),
             ("secretsmanager", "operation", "get_secret_value"), ("s3", "method", "upload_file")} <= found
     assert not any(c.name == "get" for c in scan.calls)  # logs: dict[str, str] is no client
     assert not any(c.name == "paginate" for c in scan.calls)  # a paginator's method, not the client's
