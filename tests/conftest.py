@@ -15,12 +15,15 @@ os.environ.pop("AWS_PROFILE", None)
 
 @pytest.fixture
 def aws():
-    """An empty moto account in us-east-1, with Ferry's client cache reset around it."""
+    """An empty moto account in us-east-1, with Ferry's client cache reset around it, as strict as AWS:
+    requests break the rules AWS documents are refused and List calls answer a page at a time
+    (ferry_cli.sandbox.aws_rules)."""
     from moto import mock_aws
 
     from ferry import aws as ferry_aws
+    from ferry_cli.sandbox import aws_rules
 
     ferry_aws.reset()
-    with mock_aws():
+    with mock_aws(), aws_rules.enforce():
         yield
     ferry_aws.reset()
