@@ -49,6 +49,7 @@ from unittest import mock
 
 import boto3
 
+from . import aws_rules
 from .clock import SimClock
 from .template import Resolver, Template, physical_resources, substitute_definition
 
@@ -207,14 +208,27 @@ def state_step(function: str, event: Any) -> str | None:
     return f"{function}:{action}" if isinstance(action, str) else function
 
 
+# Lambda's Invoke errors a LambdaFault of kind "unavailable" may answer with, and their HTTP status (botocore's
+# Lambda model, Invoke errors: CodeArtifactUserPendingException 409 "its code artifact user is still being
+# provisioned", ResourceNotReadyException 502 "The function is inactive", TooManyRequestsException 429,
+# ServiceException 500). Step Functions reports each to the state as Lambda.<code>.
+LAMBDA_API_ERRORS = {"CodeArtifactUserPendingException": 409, "ResourceNotReadyException": 502,
+                     "TooManyRequestsException": 429, "ServiceException": 500}
+
+
 @dataclass(frozen=True)
 class LambdaFault:
     """Make handler invocations fail the way Lambda reports it.
 
     kind "crash": the handler raises InjectedCrash before it does anything (Error `InjectedCrash`).
     kind "timeout": the handler runs (what it did stays done), then the function's Timeout from template.yaml
-    runs out before it returns; Lambda reports errorType `Sandbox.Timedout` (the python3.12 runtime), and the
-    state sees that Error.
+    runs out before it returns. `error` says how Step Functions reports it: "Sandbox.Timedout" (the default:
+    newer runtimes put that errorType in the payload) or "Lambda.Unknown" (the payload has no errorType, and the
+    Cause is plain text), as the Step Functions developer guide says either can happen
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
+    kind "unavailable": Lambda refuses the Invoke call itself (a function idle for weeks, or still being
+    provisioned): `error` is one of LAMBDA_API_ERRORS (default CodeArtifactUserPendingException); the
+    handler never runs and the state sees Lambda.<error>.
     `step` maps (logical function id, event) to a step key, or None for invocations left alone (default:
     state_step, every invocation by the state machine). `times` is how many invocations of each step fail
     (None: all of them).
@@ -223,6 +237,7 @@ class LambdaFault:
     kind: str = "crash"
     step: Callable[[str, Any], str | None] | None = None
     times: int | None = 1
+    error: str | None = None
 
 
 class Faults:
@@ -238,8 +253,13 @@ class Faults:
     def __init__(self, api: tuple[ApiFault, ...] | list[ApiFault] = (),
                  lambdas: tuple[LambdaFault, ...] | list[LambdaFault] = (), *, seed: int = 0) -> None:
         for fault in lambdas:
-            if fault.kind not in ("crash", "timeout"):
-                raise SandboxError(f"LambdaFault kind must be crash or timeout, got {fault.kind!r}")
+            if fault.kind not in ("crash", "timeout", "unavailable"):
+                raise SandboxError(f"LambdaFault kind must be crash, timeout or unavailable, got {fault.kind!r}")
+            if fault.kind == "timeout" and fault.error not in (None, "Sandbox.Timedout", "Lambda.Unknown"):
+                raise SandboxError(f"a timeout is reported as Sandbox.Timedout or Lambda.Unknown, not {fault.error!r}")
+            if fault.kind == "unavailable" and fault.error not in (None, *LAMBDA_API_ERRORS):
+                raise SandboxError(f"an unavailable function answers one of {sorted(LAMBDA_API_ERRORS)}, "
+                                   f"not {fault.error!r}")
         self.api, self.lambdas, self.seed = tuple(api), tuple(lambdas), seed
         self.sandbox: "Sandbox | None" = None
         self._lock = threading.Lock()
@@ -346,8 +366,31 @@ class Faults:
             }
 
 
-def _error_response(protocol: str, service: str, operation: str, error: tuple[str, int], url: str) -> Any:
-    """An AWS error response in the service's wire protocol."""
+class LambdaApiError(Exception):
+    """Marks an Invoke refused by Lambda (see _lambda_api_error)."""
+
+
+def _lambda_api_error(code: str, function: str) -> Exception:
+    """Lambda's answer to an Invoke it refuses, as moto's Lambda would send it (a JSON error with its status)."""
+    from moto.awslambda.exceptions import LambdaClientError
+
+    messages = {
+        "CodeArtifactUserPendingException": "The Lambda function couldn't be invoked because its code artifact user "
+                                            "is still being provisioned. Wait for the function's State to become "
+                                            "Active and try the request again.",
+        "ResourceNotReadyException": "The function is inactive and its VPC connection is no longer available. Wait "
+                                     "for the VPC connection to reestablish and try again.",
+        "TooManyRequestsException": "Rate Exceeded.",
+        "ServiceException": "The Lambda service encountered an internal error.",
+    }
+    error = type("RefusedInvoke", (LambdaClientError, LambdaApiError), {"code": LAMBDA_API_ERRORS[code]})(
+        code, f"{messages[code]} (fault injected by the sandbox into {function})")
+    return error
+
+
+def _error_response(protocol: str, service: str, operation: str, error: tuple[str, int], url: str,
+                    message: str | None = None) -> Any:
+    """An AWS error response in the service's wire protocol (`message`: AWS's own words; else a fault's)."""
     from botocore.awsrequest import AWSResponse
     from moto.core.botocore_stubber import MockRawResponse
 
@@ -355,7 +398,7 @@ def _error_response(protocol: str, service: str, operation: str, error: tuple[st
     if protocol == "query" and code == "ThrottlingException":
         code = "Throttling"  # what the Query services (ELB, IAM, STS) call it
     what = "Rate exceeded" if code in THROTTLING else "Service unavailable, try again"
-    message = f"{what} (fault injected by the sandbox into {service} {operation})"
+    message = message or f"{what} (fault injected by the sandbox into {service} {operation})"
     request_id = str(uuid.uuid4())
     headers = {"x-amzn-RequestId": request_id}
     if protocol == "json":
@@ -392,10 +435,12 @@ class Sandbox:
         self.lambda_invocations = 0
         self.handler_seconds: dict[str, list[float]] = {}  # logical function id -> real seconds of each invocation
         self.fault_hooks: list[Callable[[str, dict], None]] = []
+        self.terminal_errors: list[str] = []  # States.Runtime and States.DataLimitExceeded raised (never caught)
         self.faults = faults
         if faults is not None:
             faults.sandbox = self
         self.simulator: Any = None
+        self.throttle = aws_rules.Throttle(self.clock.now)  # AWS's request throttling of the handlers' calls
         self._stack = ExitStack()
         self._functions: dict[str, dict[str, Any]] = {}   # physical name -> {logical, module path, env}
         self._modules: dict[str, ModuleType] = {}
@@ -436,6 +481,7 @@ class Sandbox:
         for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
             os.environ.pop(var, None)
         self._stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        self.enforcement = self._stack.enter_context(aws_rules.enforce())  # AWS's request rules and page sizes
         for patcher in self._patches():
             self._stack.enter_context(patcher)
         for patcher in self._status_hooks():
@@ -494,6 +540,8 @@ class Sandbox:
         yield self._stop_execution_patch()
         yield self._start_time_patch()
         yield self._alarm_events_patch()
+        yield self._payload_quota_patch()
+        yield from self._lambda_error_patches()
 
     def _botocore_patches(self) -> Iterator[Any]:
         """botocore's retries wait on the simulated clock, and the handlers' clients answer to `Faults`.
@@ -537,10 +585,15 @@ class Sandbox:
         yield mock.patch.object(BotocoreStubber, "__call__", stubbed)
 
     def _api_fault(self, service: str, protocol: str, request: Any, event_name: str, **_: Any) -> Any:
-        """before-send of a handler's client: None to let the request through, or the injected error response."""
+        """before-send of a handler's client: None to let the request through, or the error response: AWS's
+        request throttling (aws_rules.RATES, on the simulated clock) first, then the injected faults."""
+        operation = event_name.rsplit(".", 1)[-1]
+        if not self.throttle.take(service, operation):
+            request.headers[FAULT_HEADER] = "ThrottlingException"
+            return _error_response(protocol, service, operation, ("ThrottlingException", 400), request.url,
+                                   message="Rate exceeded")
         if self.faults is None:
             return None
-        operation = event_name.rsplit(".", 1)[-1]
         error = self.faults.api_error(service, operation, request.headers, request.body)
         if error is None:
             return None
@@ -551,6 +604,95 @@ class Sandbox:
                 endpoint_url=request.url)
         request.headers[FAULT_HEADER] = error[0]
         return _error_response(protocol, service, operation, error, request.url)
+
+    @staticmethod
+    def _lambda_error_patches() -> Iterator[Any]:
+        """How Step Functions names a Lambda failure, as on AWS, where moto says "Exception":
+        - a function error whose payload has no errorType is `Lambda.Unknown`, its Cause plain text ("The cause
+          could not be determined because Lambda did not return an error type. Returned payload: ..."): how a
+          timeout or an out-of-memory crash reaches the state on older runtimes (Step Functions developer guide,
+          concepts-error-handling.html and bp-lambda-serviceexception.html);
+        - an Invoke call Lambda refuses is `Lambda.<error code>` for a Lambda task state too ("Lambda errors are
+          reported as Lambda.ErrorName", bp-lambda-serviceexception.html); moto's lambda:invoke does this already.
+        """
+        from botocore.exceptions import ClientError
+        from moto.stepfunctions.parser.api import (
+            HistoryEventType,
+            LambdaFunctionFailedEventDetails,
+            TaskFailedEventDetails,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+            StateTaskServiceLambda,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+        def failure(env: Any, error: str, cause: str, lambda_task: bool) -> Any:
+            if lambda_task:
+                return FailureEvent(env=env, error_name=CustomErrorName(error),
+                                    event_type=HistoryEventType.LambdaFunctionFailed,
+                                    event_details=EventDetails(lambdaFunctionFailedEventDetails=(
+                                        LambdaFunctionFailedEventDetails(error=error, cause=cause))))
+            return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.TaskFailed,
+                                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                                    error=error, cause=cause, resource="invoke", resourceType="lambda")))
+
+        def named(original: Callable, lambda_task: bool) -> Callable:
+            def from_error(state: Any, env: Any, ex: Exception) -> Any:
+                if isinstance(ex, lambda_eval_utils.LambdaFunctionErrorException):
+                    try:
+                        has_type = "errorType" in json.loads(ex.payload)
+                    except (TypeError, ValueError):
+                        has_type = False
+                    if not has_type:
+                        return failure(env, "Lambda.Unknown", "The cause could not be determined because Lambda did "
+                                       f"not return an error type. Returned payload: {ex.payload}", lambda_task)
+                if lambda_task and isinstance(ex, ClientError):
+                    error, cause = StateTaskServiceLambda._error_cause_from_client_error(ex)
+                    return failure(env, error, cause, lambda_task)
+                return original(state, env, ex)
+            return from_error
+
+        yield mock.patch.object(StateTaskLambda, "_from_error", named(StateTaskLambda._from_error, True))
+        yield mock.patch.object(StateTaskServiceLambda, "_from_error", named(StateTaskServiceLambda._from_error, False))
+
+    @staticmethod
+    def _payload_quota_patch() -> Any:
+        """A Lambda task's input over 256 KiB after Parameters fails with States.DataLimitExceeded, as on AWS
+        ("After Parameters processing, the input of a state is larger than the payload size quota":
+        https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html); moto checks only
+        results and state outputs."""
+        from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEvent,
+            FailureEventException,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+            StatesErrorNameType,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+        from moto.stepfunctions.parser.quotas import is_within_size_quota
+
+        original = lambda_eval_utils.execute_lambda_function_integration
+
+        def execute(env: Any, parameters: dict, region: str, state_credentials: Any) -> None:
+            payload = parameters.get("Payload")
+            if isinstance(payload, bytes) and not is_within_size_quota(payload.decode("utf-8", "replace")):
+                error = StatesErrorNameType.StatesStatesDataLimitExceeded
+                raise FailureEventException(failure_event=FailureEvent(
+                    env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                        error=error.to_name(),
+                        cause=f"The state's input after Parameters is {len(payload)} bytes, over the 262144-byte "
+                              "payload size quota."))))
+            return original(env, parameters, region, state_credentials)
+
+        return mock.patch.object(lambda_eval_utils, "execute_lambda_function_integration", execute)
 
     def _alarm_events_patch(self) -> Any:
         """CloudWatch sends 'CloudWatch Alarm State Change' to EventBridge; moto does not: queue them like status events."""
@@ -612,8 +754,20 @@ class Sandbox:
         )
         from moto.stepfunctions.parser.asl.eval.callback import callback
         from moto.stepfunctions.parser.asl.eval.environment import Environment
+        from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEvent,
+            FailureEventException,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+        from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+        from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+        from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError
         from moto.stepfunctions.responses import StepFunctionResponse
 
+        sandbox = self
         scaled = _ScaledThreading(self.clock)
         heartbeat_timeout = StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout)
         timeout = StatesErrorName(typ=StatesErrorNameType.StatesTimeout)
@@ -657,11 +811,20 @@ class Sandbox:
             return failure
 
         error_equals = ErrorEqualsDecl._eval_body
+        # Terminal errors: "A retry or catch on States.ALL won't catch States.Runtime errors"; States.DataLimitExceeded
+        # is "A terminal error which cannot be caught by the States.ALL error type" (Step Functions developer guide,
+        # https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). moto routes both to a
+        # States.ALL Catch: here no Retry or Catch matches them, so the execution fails at once, as on AWS.
+        terminal = {StatesErrorName(typ=StatesErrorNameType.StatesRuntime).error_name,
+                    StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded).error_name}
 
         def error_equals_body(decl, env):
             error_name = env.stack[-1]
             error_equals(decl, env)
-            if error_name == heartbeat_timeout and timeout in decl.error_names:
+            if getattr(error_name, "error_name", None) in terminal:
+                env.stack[-1] = False
+                sandbox.terminal_errors.append(error_name.error_name)
+            elif error_name == heartbeat_timeout and timeout in decl.error_names:
                 env.stack[-1] = True
 
         yield mock.patch.object(StateTaskServiceCallback, "_from_error", task_from_error)
@@ -691,10 +854,34 @@ class Sandbox:
         def evaluate_with_timeout(state, env):
             try:
                 evaluate(state, env)
+            except NoSuchJsonPathError as missing:
+                # A Task's Parameters path that does not resolve is States.Runtime on AWS; moto's Lambda tasks
+                # report it as a catchable "Exception".
+                if env.is_running():
+                    raise runtime_error(env, missing) from None
             except Exception:
                 if env.is_running():
                     raise
 
+        def runtime_error(env, missing):
+            cause = (f"The JSONPath '{missing.json_path}' specified for the field '{env.next_field_name}' could not "
+                     f"be found in the input '{to_json_str(missing.data)}'")
+            return FailureEventException(failure_event=FailureEvent(
+                env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                    error=StatesErrorNameType.StatesRuntime.to_name(), cause=cause))))
+
+        # A Map iteration or Parallel branch that fails with a States.* error (States.HeartbeatTimeout after its
+        # retries, States.Runtime, ...) passes that error to the Map or Parallel state on AWS; moto wraps it in a
+        # custom error name, which refuses the States. prefix and turns every such failure into States.Runtime.
+        def error_name_of(error_name: str | None = None) -> Any:
+            if isinstance(error_name, str) and error_name.startswith("States."):
+                return StatesErrorName(typ=StatesErrorNameType.from_name(error_name))
+            return CustomErrorName(error_name=error_name)
+
+        yield mock.patch.object(iteration_worker, "CustomErrorName", error_name_of)
+        yield mock.patch.object(branches_decl, "CustomErrorName", error_name_of)
         yield mock.patch.object(Environment, "set_stop", stop)
         yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
@@ -854,7 +1041,7 @@ class Sandbox:
         for logical_id, resource in resources.items():
             props = resource.get("Properties", {})
             if resource["Type"] == "AWS::S3::Bucket":
-                s3.create_bucket(Bucket=self.refs[logical_id])
+                s3.create_bucket(Bucket=self.refs[logical_id], **bucket_location(self.region))
             elif resource["Type"] == "AWS::DynamoDB::Table":
                 ddb.create_table(
                     TableName=self.refs[logical_id], BillingMode="PAY_PER_REQUEST",
@@ -948,6 +1135,8 @@ class Sandbox:
             for hook in self.fault_hooks:
                 hook(logical, event)
             fault = self.faults.lambda_fault(logical, event) if self.faults is not None else None
+            if fault is not None and fault[0].kind == "unavailable":
+                raise _lambda_api_error(fault[0].error or "CodeArtifactUserPendingException", name)
             if fault is not None and fault[0].kind == "crash":
                 raise InjectedCrash(f"the sandbox crashed this invocation of {logical} (step {fault[1]})")
             module, function = self._module(name)
@@ -962,8 +1151,12 @@ class Sandbox:
                 self.clock.sleep(timeout - (self.clock.now() - began_sim))
                 response_headers["x-amz-function-error"] = "Unhandled"
                 message = f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
+                if fault[0].error == "Lambda.Unknown":  # an older runtime: no errorType in the payload
+                    return json.dumps({"errorMessage": message}).encode()
                 return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
             return json.dumps(result, default=str).encode()
+        except LambdaApiError:
+            raise  # Lambda itself refused the call: the caller gets an API error, not a function error
         except Exception as exc:  # reported the way the Lambda runtime reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({
@@ -1065,6 +1258,13 @@ class Sandbox:
         return self.client("dynamodb").scan(
             TableName=self.lock_table, Select="COUNT", FilterExpression="begins_with(pk, :lock)",
             ExpressionAttributeValues={":lock": {"S": "service#"}})["Count"]
+
+
+def bucket_location(region: str) -> dict[str, Any]:
+    """CreateBucket's location, as S3 wants it: none in us-east-1, the region's LocationConstraint elsewhere
+    (S3 API reference, CreateBucket: "If you don't specify a Region, the bucket is created in the US East (N.
+    Virginia) Region (us-east-1)"; any other Region's endpoint answers IllegalLocationConstraintException)."""
+    return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
 
 def _epoch_millis(moment: datetime | None) -> int | None:
