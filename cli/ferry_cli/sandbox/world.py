@@ -169,7 +169,8 @@ class World:
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-        zones = [f"{self.region}a", f"{self.region}b"]
+        # The region's own zones: not every region has an "a" and a "b" (ap-northeast-1 has a, c and d).
+        zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])[:2]
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
                    for i, z in enumerate(zones)]
         group = ec2.create_security_group(GroupName="ferry-sandbox-tasks", Description="sandbox tasks", VpcId=vpc)["GroupId"]
