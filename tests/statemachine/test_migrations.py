@@ -148,3 +148,34 @@ def test_an_execution_aborted_during_a_migration_has_its_task_stopped(scenario):
             time.sleep(0.05)
         assert sandbox.locks_held() == 0
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"
+
+
+def _sidecar_first(scenario) -> None:
+    """List nginx before app in the running task definition, as real task definitions often do."""
+    path = scenario.dir / "web-task-def.json"
+    spec = json.loads(path.read_text())
+    spec["containerDefinitions"].reverse()
+    assert [c["name"] for c in spec["containerDefinitions"]] == ["nginx", "app"]
+    path.write_text(json.dumps(spec))
+
+
+def test_a_migration_in_a_container_listed_after_a_sidecar_succeeds_on_its_own_exit_code(scenario):
+    """The exit code is the migration container's: nginx, listed first, is stopped by ECS with 143."""
+    _sidecar_first(scenario)
+    scenario.config("web", ONE)
+    scenario.world["migration"] = {"exitCode": 0, "logLines": ["== migrated"]}
+    summary = scenario.run(push_event("web", "v2"))
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
+    assert summary["outputs"][execution["name"]][RUN]["exitCode"] == 0
+
+
+def test_a_failing_migration_after_a_sidecar_reports_its_own_container_and_log_lines(scenario):
+    _sidecar_first(scenario)
+    scenario.config("web", ONE)
+    scenario.world["migration"] = {"exitCode": 2, "logLines": ["rake aborted!"]}
+    execution = failed_at(scenario.run(push_event("web", "v2")), RUN)
+    assert execution["error"] == "MigrationFailed"
+    assert "in container app of web:2 exited with code 2" in execution["cause"]
+    assert "rake aborted!" in execution["cause"]

@@ -527,7 +527,7 @@ class EcsSimulator:
         """Take over a moto Task: behaviour, IP, schedule, API view."""
         tags = {x.get("key"): x.get("value") for x in (mt.tags or [])}
         purpose = tags.get(PURPOSE_TAG)
-        behaviour, container, digests = self._behaviour(td, purpose)
+        behaviour, container, digests = self._behaviour(td, purpose, mt.overrides)
         k = _Task(mt, td, mt.cluster_name, purpose, behaviour, container, digests, self._t)
         k.service, k.deployment = s, dep
         if backdate:  # a service that already existed: its tasks started long ago
@@ -541,8 +541,12 @@ class EcsSimulator:
         self._changed(k)
         return k
 
-    def _behaviour(self, td: Any, purpose: str | None) -> tuple[dict, str, dict]:
-        """Behaviour of the first essential container whose image has an entry; migrations use `migration`."""
+    def _behaviour(self, td: Any, purpose: str | None, overrides: dict | None = None) -> tuple[dict, str, dict]:
+        """Behaviour of the first essential container whose image has an entry; migrations use `migration`.
+
+        A migration's exit code, stop reason and log lines belong to the container it runs in: the one whose
+        command RunTask's overrides replace (not the first container of the task definition, which is often a
+        sidecar). The task's other containers are stopped by ECS when it exits (_act EXIT)."""
         essentials = [cd for cd in td.container_definitions if cd.get("essential", True)] or td.container_definitions
         found, container, digests = {}, essentials[0]["name"], {}
         for cd in td.container_definitions:
@@ -557,6 +561,9 @@ class EcsSimulator:
         if purpose == "migration":
             kept = {k: v for k, v in found.items() if k in ("startSeconds", "stopCode", "stoppedReason")}
             found = {**kept, **self.migration}
+            names = {cd["name"] for cd in td.container_definitions}
+            container = next((o["name"] for o in (overrides or {}).get("containerOverrides") or []
+                              if o.get("command") and o.get("name") in names), container)
         return found, container, digests
 
     def _resolve_image(self, image: str) -> tuple[list[str], list[str]]:
