@@ -83,23 +83,43 @@ def only(steps) -> Any:
 ASL = json.loads((REPO_ROOT / "statemachine" / "deploy.asl.json").read_text())
 
 # The Retry of every Task state that invokes a Lambda function in statemachine/deploy.asl.json: Lambda's
-# service errors (its own client timeout included), then Ferry's verdicts (and a state's TimeoutSeconds,
-# which the bake uses to end) never, then anything else twice: a handler that crashed (its exception's class
-# name), a function timeout (Sandbox.Timedout; Lambda.Unknown on older runtimes), an AWS error that outlasted
-# the client's retries (ClientError). A state's own retriers (ServiceLocked, States.HeartbeatTimeout,
-# LockUnavailable) come first.
+# service errors (its own client timeout included); a function Lambda cannot invoke yet (idle for weeks, or
+# still being provisioned: Lambda.CodeArtifactUserPendingException, Lambda.ResourceNotReadyException) for more
+# than two minutes; then Ferry's verdicts (and, where a state has a TimeoutSeconds or a heartbeat, States.Timeout)
+# never; then anything else twice: a handler that crashed (its exception's class name), a function timeout
+# (Sandbox.Timedout, or Lambda.Unknown with a plain-text Cause), an AWS error that outlasted the client's
+# retries (ClientError). A state's own retriers (LockReleased, States.HeartbeatTimeout, LockUnavailable) come
+# first.
 VERDICTS = ["InputInvalid", "ServiceNotRegistered", "ConfigInvalid", "ClusterNotAllowed", "TemplateUnresolved",
             "ImageNotFound", "ServiceNotFound", "TaskDefinitionInvalid", "VerifyFailed", "NothingToRollBack",
             "Superseded", "MigrationFailed", "MigrationNotStarted", "MigrationTimedOut", "CanaryCrashed",
-            "CanaryUnhealthy", "PhaseTimedOut", "DeploymentFailed", "AlarmTriggered", "States.Timeout"]
+            "CanaryUnhealthy", "PhaseTimedOut", "DeploymentFailed", "AlarmTriggered"]
+COLD_FUNCTION = ["Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"]
 LAMBDA_RETRY = [
     {"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                      "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException"],
      "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL"},
+    {"ErrorEquals": COLD_FUNCTION, "IntervalSeconds": 10, "MaxAttempts": 5, "BackoffRate": 2.0, "MaxDelaySeconds": 60},
     {"ErrorEquals": VERDICTS, "MaxAttempts": 0},
     {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 2, "BackoffRate": 2.0,
      "JitterStrategy": "FULL"},
 ]
+
+
+def waits(state: dict[str, Any]) -> bool:
+    """A state with its own TimeoutSeconds or heartbeat: the only kind that can raise States.Timeout."""
+    return any(k in state for k in ("TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath"))
+
+
+def retry_waits(retrier: dict[str, Any]) -> float:
+    """The longest total wait a retrier allows before giving up (no jitter: each interval in full)."""
+    interval, total = float(retrier.get("IntervalSeconds", 1)), 0.0
+    for _ in range(retrier.get("MaxAttempts", 3)):
+        total += min(interval, retrier.get("MaxDelaySeconds", float("inf")))
+        interval *= retrier.get("BackoffRate", 2.0)
+    return total
+
+
 def lambda_tasks(states: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Every Task state that invokes a Lambda function, Map iterations included (the states themselves)."""
     found = {}
@@ -131,17 +151,25 @@ def test_every_lambda_step_retries_crashes_and_timeouts_and_never_a_verdict():
     assert set(STATE_OF_STEP.values()) | set(ROLLBACK_STEPS.values()) <= set(lambda_tasks())
     everything = list(lambda_tasks())
     for error in ("InjectedCrash", "Sandbox.Timedout", "Lambda.Unknown", "ClientError",
-                  "Lambda.ClientExecutionTimeoutException", "LockUnavailable"):
+                  "Lambda.ClientExecutionTimeoutException", "LockUnavailable", *COLD_FUNCTION):
         assert not_retrying(error, everything) == [], error
-    releases = {name for name in everything if name.startswith("Release the deploy lock")}
-    for verdict in VERDICTS:  # a verdict is final: only the rollback retries everything, and the release
-        # states retry States.Timeout (a slow lock table)
+    for verdict in VERDICTS:  # a verdict is final: only the rollback retries everything
         retried = set(everything) - set(not_retrying(verdict, everything))
-        allowed = {"Roll back to the previous revision"} | (releases if verdict == "States.Timeout" else set())
-        assert retried <= allowed, (verdict, retried - allowed)
-    for name, state in lambda_tasks().items():  # each ends its Retry with: verdicts never, anything else twice
-        if name != "Roll back to the previous revision":
-            assert state["Retry"][-2:] == LAMBDA_RETRY[1:], name
+        assert retried <= {"Roll back to the previous revision"}, (verdict, retried)
+    for name, state in lambda_tasks().items():
+        # States.Timeout comes only from a state's own TimeoutSeconds or heartbeat: named only there, and final
+        # there (the bake ends on it; the waits fail on it). A Lambda timeout is Sandbox.Timedout or Lambda.Unknown.
+        named = any("States.Timeout" in r["ErrorEquals"] for r in state["Retry"])
+        assert named == waits(state), name
+        if named:
+            assert not retries(state, "States.Timeout"), name
+        # A function that cannot be invoked yet is waited for more than two minutes, whatever the state.
+        [cold] = [r for r in state["Retry"] if r["ErrorEquals"] == COLD_FUNCTION]
+        assert retry_waits(cold) >= 120, name
+        if name != "Roll back to the previous revision":  # each ends its Retry with: verdicts never, anything else twice
+            expected = [{**r, "ErrorEquals": r["ErrorEquals"] + ["States.Timeout"]} if r["ErrorEquals"] == VERDICTS
+                        and waits(state) else r for r in LAMBDA_RETRY[1:]]
+            assert state["Retry"][-3:] == expected, name
 
 
 # ----------------------------------------------------------------------------- running and checking
@@ -331,6 +359,37 @@ def test_a_handler_crashing_then_timing_out_in_every_step_of_a_rollback_is_retri
     summary = run(scenario, push_event("web", "v2"), faults=faults)
     rolled_back(summary, "AlarmTriggered")
     assert sorted(f["step"] for f in faults.lambda_faults) == sorted(2 * list(ROLLBACK_STEPS))
+
+
+def cold_then_unknown_timeout(steps) -> Faults:
+    """Each step's function cannot be invoked for its first four attempts (idle for weeks: Lambda answers
+    CodeArtifactUserPendingException, and the state waits 10 + 20 + 40 + 60 s = 130 s), then times out once on a
+    runtime that reports no error type (Lambda.Unknown, with a plain-text Cause), then goes through."""
+    return Faults(lambdas=[LambdaFault("unavailable", step=only(steps), times=4),
+                           LambdaFault("timeout", step=only(steps), times=1, error="Lambda.Unknown")])
+
+
+def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_is_retried(scenario):
+    scenario.config("web", EVERY_STEP)
+    faults = cold_then_unknown_timeout(STATE_OF_STEP)
+    summary = run(scenario, push_event("web", "v2"), faults=faults)
+    deployed(summary, "Lambda.Unknown")
+    assert sorted(f["step"] for f in faults.lambda_faults) == sorted(5 * list(STATE_OF_STEP))
+    seen = [r["detail"] for r in failures(summary)]
+    assert [d.split(":")[0] for d in seen] == len(STATE_OF_STEP) * (
+        4 * ["Lambda.CodeArtifactUserPendingException"] + ["Lambda.Unknown"])
+    unknown = [d for d in seen if d.startswith("Lambda.Unknown")]
+    assert all("The cause could not be determined because Lambda did not return an error type" in d for d in unknown)
+    assert summary["migrationTasks"]["started"] == 1
+
+
+def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_of_a_rollback_is_retried(scenario):
+    scenario.config("web", BAKED)
+    scenario.world["alarms"] = {"web-5xx": "ALARM"}  # the bake fails at once: the service is rolled back
+    faults = cold_then_unknown_timeout(ROLLBACK_STEPS)
+    summary = run(scenario, push_event("web", "v2"), faults=faults)
+    rolled_back(summary, "AlarmTriggered")
+    assert sorted(f["step"] for f in faults.lambda_faults) == sorted(5 * list(ROLLBACK_STEPS))
 
 
 @pytest.mark.parametrize(("kind", "steps", "outcome"), [
