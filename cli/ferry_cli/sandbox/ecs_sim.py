@@ -113,6 +113,8 @@ class _Task:
         self.containers_stopped, self.version = False, 0
         self.ip: str | None = None
         self.attachment_id: str | None = None
+        self.zone: str | None = None  # the availability zone of its subnet (awsvpc)
+        self.runtime_ids = {cd["name"]: uuid.uuid4().hex + uuid.uuid4().hex for cd in td.container_definitions}
         self.targets: list[tuple[str, int]] = []  # (target group ARN, port) registered by ECS itself
         self.schedule: list[tuple[float, str]] = []  # (time, action), sorted
         prefix = f"arn:aws:ecs:{moto_task.region_name}:{moto_task._account_id}:container/{cluster}/{self.id}"
@@ -530,6 +532,10 @@ class EcsSimulator:
         behaviour, container, digests = self._behaviour(td, purpose, mt.overrides)
         k = _Task(mt, td, mt.cluster_name, purpose, behaviour, container, digests, self._t)
         k.service, k.deployment = s, dep
+        if mt.launch_type == "FARGATE" and mt.platform_version in (None, "LATEST"):
+            # Fargate resolves LATEST to a version ("LATEST ... 1.4.0" for Linux: ECS developer guide, "Fargate
+            # Linux platform versions"); DescribeTasks and the task events name the version.
+            mt.platform_version = "1.4.0"
         if backdate:  # a service that already existed: its tasks started long ago
             k.created -= float(behaviour.get("startSeconds", self.d["startSeconds"])) + self.d["healthyAfterSeconds"] + 1
         if purpose:
@@ -574,6 +580,12 @@ class EcsSimulator:
             return ([image] if ":" in last or "@" in last else [image, f"{image}:latest"]), []
         repo, tag, digest = m["repo"], m["tag"], m["digest"]
         keys = [f"{repo}:{tag}"] if tag else []
+        if tag and not digest:  # ECS pulls the tag and reports the digest it got (DescribeTasks, task events)
+            repository = ecr_backends[m["acct"]][m["region"]].repositories.get(repo)
+            digest = next((img.get_image_digest() for img in (repository.images if repository else [])
+                           if tag in img.image_tags), None)
+            if digest is None:
+                return keys, []
         if digest:
             repository = ecr_backends[m["acct"]][m["region"]].repositories.get(repo)
             for img in (repository.images if repository else []):
@@ -599,7 +611,7 @@ class EcsSimulator:
         eni.private_ip_address, eni.private_dns_name = ip, dns
         eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": ip, "PrivateDnsName": dns}]
         details["privateIPv4Address"]["value"], details["privateDnsName"]["value"] = ip, dns
-        k.ip, k.attachment_id = ip, att["id"]
+        k.ip, k.attachment_id, k.zone = ip, att["id"], eni.subnet.availability_zone
         self._by_ip[ip] = k
 
     def _release_eni(self, k: _Task) -> None:
@@ -683,18 +695,39 @@ class EcsSimulator:
     def _changed(self, k: _Task) -> None:
         k.version += 1
         self._touch(k)
+        self._emit("ECS Task State Change", [k.arn], self._task_event(k))
+
+    def _task_event(self, k: _Task) -> dict:
+        """The detail of ECS's Task State Change event, as AWS publishes it (tests/fixtures/aws/ecs, checked by
+        tests/sandbox/test_event_shapes.py): not DescribeTasks' view. The attachment's type is `eni`, each
+        container of the task is listed in overrides.containerOverrides, and no health status is given ("The
+        health status of the event isn't provided in the task state change event", ECS developer guide)."""
         mt = k.moto
-        self._emit("ECS Task State Change", [k.arn], _clean({
-            "attachments": copy.deepcopy(mt.attachments), "clusterArn": mt.cluster_arn, "containers": self._containers(k),
-            "createdAt": _iso(k.created), "launchType": mt.launch_type or None, "cpu": k.td.cpu, "memory": k.td.memory,
-            "desiredStatus": k.desired, "group": mt.group, "lastStatus": k.last,
-            "overrides": copy.deepcopy(mt.overrides) or {"containerOverrides": []}, "startedBy": mt.started_by or None,
-            "taskArn": k.arn, "taskDefinitionArn": k.td.arn, "updatedAt": _iso(self._t), "version": k.version,
+        pulled = k.created + 1 if k.last != "PROVISIONING" else None
+        attachments = [{**copy.deepcopy(a), "type": "eni" if a.get("type") == "ElasticNetworkInterface" else a.get("type"),
+                        "details": [d for d in a.get("details", []) if d.get("name") != "privateDnsName"]}
+                       for a in mt.attachments]
+        named = {o.get("name"): o for o in (mt.overrides or {}).get("containerOverrides") or []}
+        overrides = {**copy.deepcopy(mt.overrides or {}), "containerOverrides": [
+            copy.deepcopy(named.get(cd["name"]) or {"name": cd["name"]}) for cd in k.td.container_definitions]}
+        containers = []
+        for view in self._containers(k):
+            view = {key: value for key, value in view.items() if key != "healthStatus"}
+            if k.started:
+                view["runtimeId"] = k.runtime_ids[view["name"]]
+            containers.append(view)
+        return _clean({
+            "attachments": attachments, "availabilityZone": k.zone, "clusterArn": mt.cluster_arn,
+            "containers": containers, "createdAt": _iso(k.created), "launchType": mt.launch_type or None,
+            "cpu": k.td.cpu, "memory": k.td.memory, "desiredStatus": k.desired, "group": mt.group,
+            "lastStatus": k.last, "overrides": overrides, "startedBy": mt.started_by or None, "taskArn": k.arn,
+            "taskDefinitionArn": k.td.arn, "updatedAt": _iso(self._t), "version": k.version,
             "platformVersion": mt.platform_version, "capacityProviderName": mt.capacity_provider_name,
+            "connectivity": mt.connectivity, "connectivityAt": _iso(pulled - 0.5) if pulled else None,
+            "pullStartedAt": _iso(pulled), "pullStoppedAt": _iso(k.started - 1) if k.started else None,
             "startedAt": _iso(k.started), "stoppingAt": _iso(k.stopping), "stoppedAt": _iso(k.stopped),
             "executionStoppedAt": _iso(k.stopped), "stopCode": k.stop_code, "stoppedReason": k.stop_reason,
-            "healthStatus": mt.health_status, "connectivity": mt.connectivity,
-        }))
+        })
 
     def _emit(self, detail_type: str, resources: list[str], detail: dict) -> None:
         self._events.append({"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.ecs",
@@ -702,8 +735,9 @@ class EcsSimulator:
                              "resources": resources, "detail": detail})
 
     def _emit_deployment(self, s: _Service, dep: _Deployment, name: str, reason: str, etype: str = "INFO") -> None:
-        self._emit("ECS Deployment State Change", [s.moto.arn], {
-            "eventType": etype, "eventName": name, "deploymentId": dep.id, "updatedAt": _iso(self._t), "reason": reason})
+        self._emit("ECS Deployment State Change", [s.moto.arn], {  # updatedAt in whole seconds, as AWS's samples
+            "eventType": etype, "eventName": name, "deploymentId": dep.id, "updatedAt": _iso(self._t, millis=False),
+            "reason": reason})
 
     def _service_event(self, s: _Service, message: str) -> None:
         s.events = [{"id": str(uuid.uuid4()), "createdAt": _dt(self._t), "message": message}] + s.events[:99]

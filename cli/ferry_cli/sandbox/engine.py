@@ -435,6 +435,7 @@ class Sandbox:
         self.lambda_invocations = 0
         self.handler_seconds: dict[str, list[float]] = {}  # logical function id -> real seconds of each invocation
         self.fault_hooks: list[Callable[[str, dict], None]] = []
+        self._alarm_stamps: dict[str, str] = {}  # alarm name -> when it last changed state
         self.terminal_errors: list[str] = []  # States.Runtime and States.DataLimitExceeded raised (never caught)
         self.faults = faults
         if faults is not None:
@@ -702,19 +703,30 @@ class Sandbox:
         sandbox = self
 
         def update_state(alarm: Any, reason: str, reason_data: str, state_value: str) -> None:
-            before = alarm.state_value
+            before = {"value": alarm.state_value, "reason": alarm.state_reason or "",
+                      "reasonData": alarm.state_reason_data or "{}",
+                      "timestamp": sandbox._alarm_stamps.get(alarm.name)}
             original(alarm, reason, reason_data, state_value)
-            if before == state_value:
+            if before["value"] == state_value:
                 return
             sandbox._announce_status()
-            now = sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+            now = sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+            sandbox._alarm_stamps[alarm.name] = now
+            # The detail as CloudWatch publishes it (tests/fixtures/aws/cloudwatch): the reason data of both
+            # states, and the alarm's metric in configuration.metrics.
+            metric = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm.alarm_arn)), "returnData": True,
+                      "metricStat": {"metric": {"name": alarm.metric_name, "namespace": alarm.namespace,
+                                                "dimensions": {d.name: d.value for d in alarm.dimensions}},
+                                     "period": alarm.period, "stat": alarm.statistic}}
             sandbox._status_queue.put({
                 "version": "0", "id": str(uuid.uuid4()), "detail-type": "CloudWatch Alarm State Change",
                 "source": "aws.cloudwatch", "account": sandbox.account, "region": sandbox.region,
                 "time": sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [alarm.alarm_arn],
-                "detail": {"alarmName": alarm.name, "state": {"value": state_value, "reason": reason, "timestamp": now},
-                           "previousState": {"value": before, "reason": "", "timestamp": now},
-                           "configuration": {"description": alarm.description or ""}},
+                "detail": {"alarmName": alarm.name,
+                           "state": {"value": state_value, "reason": reason, "reasonData": reason_data or "{}",
+                                     "timestamp": now},
+                           "previousState": {**before, "timestamp": before["timestamp"] or now},
+                           "configuration": {"description": alarm.description or "", "metrics": [metric]}},
             })
 
         return mock.patch.object(Alarm, "update_state", update_state)
@@ -1001,6 +1013,16 @@ class Sandbox:
                 "inputDetails": {"included": True},
                 "output": to_json_str(execution.output, separators=(",", ":")) if succeeded else None,
                 "outputDetails": {"included": True} if succeeded else None,
+                # Today's detail (tests/fixtures/aws/states/*-redrive-fields.json): no versions or aliases here,
+                # never redriven; a FAILED, TIMED_OUT or ABORTED execution may be redriven.
+                "stateMachineVersionArn": None,
+                "stateMachineAliasArn": None,
+                "redriveCount": 0,
+                "redriveDate": None,
+                "redriveStatus": "REDRIVABLE" if status in ("FAILED", "TIMED_OUT", "ABORTED") else "NOT_REDRIVABLE",
+                "redriveStatusReason": (f"Execution is {status} and is redrivable"
+                                        if status in ("FAILED", "TIMED_OUT", "ABORTED")
+                                        else f"Execution is {status} and cannot be redriven"),
                 "error": error,
                 "cause": cause,
             },

@@ -40,11 +40,18 @@ def load_delivery(kind: str, path: Path) -> Delivery:
 def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[str, Any]]:
     if delivery.kind == "manifest":
         key = f"manifests/{delivery.path.stem}.json"
-        sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key=key,
-                                        Body=delivery.path.read_bytes())
+        body = delivery.path.read_bytes()
+        put = sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key=key, Body=body)
+        # The detail as S3 sends it to EventBridge (tests/fixtures/aws/s3/object-created.json).
+        obj = {"key": key, "size": len(body), "etag": put["ETag"].strip('"'),
+               "sequencer": f"{int(sandbox.clock.now() * 1e6):016X}"}
+        if put.get("VersionId"):
+            obj["version-id"] = put["VersionId"]
         event = {"version": "0", "id": str(uuid.uuid4()), "source": "aws.s3", "detail-type": "Object Created",
                  "account": sandbox.account, "region": sandbox.region, "resources": [f"arn:aws:s3:::{sandbox.config_bucket}"],
-                 "detail": {"bucket": {"name": sandbox.config_bucket}, "object": {"key": key}, "reason": "PutObject"}}
+                 "detail": {"version": "0", "bucket": {"name": sandbox.config_bucket}, "object": obj,
+                            "request-id": uuid.uuid4().hex[:16].upper(), "requester": sandbox.account,
+                            "source-ip-address": "127.0.0.1", "reason": "PutObject"}}
         return sandbox.deliver(event)
     event = json.loads(json.dumps(delivery.body))
     detail = event.get("detail", {})
