@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import importlib.util
 import io
 import json
@@ -419,13 +420,47 @@ def _error_response(protocol: str, service: str, operation: str, error: tuple[st
     return AWSResponse(url, status, headers, MockRawResponse(body))
 
 
+@dataclass(frozen=True)
+class EventDelivery:
+    """How events reach their Lambda targets, as AWS delivers them.
+
+    EventBridge invokes a Lambda target asynchronously. "If the function returns an error, by default Lambda
+    attempts to run it two more times, with a one-minute wait between the first two attempts, and two minutes
+    between the second and third attempts" (Lambda developer guide, invocation-async-error-handling.html); the
+    template's EventInvokeConfig sets how many, and where the event goes after the last (its OnFailure
+    destination). Delivery is at least once ("it's possible for it to receive the same event from Lambda multiple
+    times", same page): `duplicates` is the fraction of deliveries that also arrive a second time,
+    `duplicate_after` simulated seconds later, chosen by a hash of (seed, event id, function), so the same run
+    duplicates the same deliveries.
+    """
+
+    duplicates: float = 0.0
+    seed: int = 0
+    retry_after: tuple[float, ...] = (60.0, 120.0)
+    duplicate_after: float = 1.0
+
+    def duplicated(self, event_id: str, function: str) -> bool:
+        if self.duplicates <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}|{event_id}|{function}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2 ** 64 < self.duplicates
+
+
 class Sandbox:
     """One sandboxed Ferry installation. Use as a context manager."""
 
     def __init__(self, *, root: Path = REPO_ROOT, speed: float = 60.0, account: str = DEFAULT_ACCOUNT,
                  region: str = DEFAULT_REGION, clusters: list[str] | None = None,
-                 log_echo: io.TextIOBase | None = None, faults: Faults | None = None) -> None:
+                 log_echo: io.TextIOBase | None = None, faults: Faults | None = None,
+                 delivery: EventDelivery | None = None) -> None:
         self.root = root
+        self.delivery = delivery or EventDelivery()
+        self.deliveries = {"invocations": 0, "duplicates": 0, "retries": 0}  # counted by _attempt
+        self.dead_letters: list[dict[str, Any]] = []  # {"function", "record"}: retries exhausted
+        self._redeliveries: list[tuple] = []  # heap of (due, seq, function, rule, event, attempt)
+        self._redelivery_lock = threading.Lock()
+        self._redelivery_seq = 0
+        self._redeliverer: threading.Thread | None = None
         self.clock = SimClock(speed=speed)
         self.account = account
         self.region = region
@@ -499,6 +534,8 @@ class Sandbox:
         self._emitter = threading.Thread(target=self._emit_status_events, name="ferry-sandbox-status-events",
                                          daemon=True)
         self._emitter.start()
+        self._redeliverer = threading.Thread(target=self._redeliver, name="ferry-sandbox-redeliveries", daemon=True)
+        self._redeliverer.start()
 
     def close(self) -> None:
         self._stop.set()
@@ -506,6 +543,8 @@ class Sandbox:
             self._driver.join(timeout=5)
         if self._emitter is not None:
             self._emitter.join(timeout=5)
+        if self._redeliverer is not None:
+            self._redeliverer.join(timeout=5)
         if self.simulator is not None:
             self.simulator.uninstall()
         self._stop_running_executions()
@@ -1069,6 +1108,9 @@ class Sandbox:
                     TableName=self.refs[logical_id], BillingMode="PAY_PER_REQUEST",
                     KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
                 )
+        sqs = self.client("sqs")
+        for logical_id in self.template.of_type("AWS::SQS::Queue"):
+            sqs.create_queue(QueueName=self.attrs[(logical_id, "QueueName")])
         self.artefacts_bucket = self.refs.get("ArtefactsBucket")
         self.config_bucket = self.refs.get("ConfigBucket")
         self.lock_table = self.refs.get("LockTable")
@@ -1097,8 +1139,14 @@ class Sandbox:
                 raise SandboxError(f"template.yaml: {logical_id} handler {fn.handler} not found at {path}")
             props = self.template.resources[logical_id].get("Properties", {})
             timeout = props.get("Timeout", self.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+            invoke = self.resolver.resolve(fn.invoke_config)
             self._functions[name] = {"logical": logical_id, "path": path, "function": function,
-                                     "rules": self.resolver.resolve(fn.rules), "timeout": float(timeout)}
+                                     "rules": self.resolver.resolve(fn.rules), "timeout": float(timeout),
+                                     # Lambda's asynchronous invocation: 2 retries unless EventInvokeConfig says
+                                     # otherwise, then the OnFailure destination (an SQS queue here).
+                                     "retries": int(invoke.get("MaximumRetryAttempts", 2)),
+                                     "onFailure": ((invoke.get("DestinationConfig") or {}).get("OnFailure") or {})
+                                     .get("Destination")}
             lam.create_function(
                 FunctionName=name, Runtime="python3.12", Role=role, Handler=fn.handler,
                 Code={"ZipFile": _EMPTY_ZIP}, Environment={"Variables": env},
@@ -1192,7 +1240,12 @@ class Sandbox:
         return [(name, rule, pattern) for name, spec in self._functions.items() for rule, pattern in spec["rules"].items()]
 
     def deliver(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """Deliver one event as EventBridge would: to every target whose rule pattern matches."""
+        """Deliver one event as EventBridge would: to every target whose rule pattern matches.
+
+        Each target is a Lambda function EventBridge invokes asynchronously, so the results returned are those of
+        the first attempts; what happens next is Lambda's (see EventDelivery): a failed attempt is retried on the
+        simulated clock, then sent to the function's OnFailure destination, and some deliveries arrive twice.
+        """
         from moto.events.models import EventPattern
 
         event = {"version": "0", "id": str(uuid.uuid4()), "account": self.account, "region": self.region,
@@ -1200,11 +1253,94 @@ class Sandbox:
         results = []
         for function_name, rule, pattern in self.rules():
             if EventPattern.load(json.dumps(pattern)).matches_event(event):
-                response = self.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
-                payload = json.loads(response["Payload"].read() or b"null")
-                results.append({"rule": rule, "function": function_name, "error": response.get("FunctionError"),
-                                "result": payload})
+                result = self._attempt(function_name, rule, event, 1)
+                results.append(result)
+                if self.delivery.duplicated(event["id"], function_name):
+                    self._later(self.delivery.duplicate_after, function_name, rule, event, 0)
         return results
+
+    def _attempt(self, function_name: str, rule: str, event: dict[str, Any], attempt: int) -> dict[str, Any]:
+        """One invocation of a target; a failure is retried later, or sent to the OnFailure destination.
+        `attempt` 0 is a duplicate delivery (an invocation of its own, retried like any other)."""
+        response = self.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
+        payload = json.loads(response["Payload"].read() or b"null")
+        error = response.get("FunctionError")
+        spec = self._functions[function_name]
+        with self._invoke_lock:
+            self.deliveries["invocations"] += 1
+            self.deliveries["duplicates"] += attempt == 0
+            self.deliveries["retries"] += attempt > 1
+        if error:
+            tries = max(attempt, 1)
+            if tries <= spec["retries"] and tries - 1 < len(self.delivery.retry_after):
+                self._later(self.delivery.retry_after[tries - 1], function_name, rule, event, tries + 1)
+            else:
+                self._dead_letter(function_name, event, payload, tries)
+        return {"rule": rule, "function": function_name, "error": error, "result": payload, "attempt": attempt}
+
+    def _later(self, delay: float, function_name: str, rule: str, event: dict[str, Any], attempt: int) -> None:
+        """Schedule an invocation `delay` simulated seconds from now; pending until it has run."""
+        self._announce_status()
+        with self._redelivery_lock:
+            self._redelivery_seq += 1
+            heapq.heappush(self._redeliveries, (self.clock.now() + delay, self._redelivery_seq, function_name, rule,
+                                                event, attempt))
+
+    def _redeliver(self) -> None:
+        """Run the scheduled invocations as they fall due, until the sandbox closes."""
+        while not self._stop.wait(0.01):
+            with self._redelivery_lock:
+                due = self._redeliveries[0] if self._redeliveries and self._redeliveries[0][0] <= self.clock.now() \
+                    else None
+                if due is not None:
+                    heapq.heappop(self._redeliveries)
+            if due is None:
+                continue
+            _, _, function_name, rule, event, attempt = due
+            try:
+                self._attempt(function_name, rule, event, attempt)
+            except Exception:  # keep delivering; the log says what went wrong
+                logging.getLogger(__name__).exception("redelivering %s to %s failed", event.get("detail-type"),
+                                                      function_name)
+            finally:
+                self._status_delivered()
+
+    def dead_letter_queue(self) -> list[dict[str, Any]]:
+        """The messages in the stack's SQS queues (read without deleting them): what no retry could deliver."""
+        sqs, found = self.client("sqs"), []
+        for logical_id in self.template.of_type("AWS::SQS::Queue"):
+            url = sqs.get_queue_url(QueueName=self.attrs[(logical_id, "QueueName")])["QueueUrl"]
+            seen: set[str] = set()
+            while True:
+                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0
+                                               ).get("Messages", [])
+                fresh = [m for m in messages if m["MessageId"] not in seen]
+                if not fresh:
+                    break
+                seen.update(m["MessageId"] for m in fresh)
+                found += [json.loads(m["Body"]) for m in fresh]
+        return found
+
+    def _dead_letter(self, function_name: str, event: dict[str, Any], payload: Any, attempts: int) -> None:
+        """Retries exhausted: the invocation record goes to the function's OnFailure destination, as Lambda sends
+        it (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html)."""
+        spec = self._functions[function_name]
+        record = {
+            "version": "1.0", "timestamp": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "requestContext": {"requestId": str(uuid.uuid4()),
+                               "functionArn": f"arn:aws:lambda:{self.region}:{self.account}:function:{function_name}:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": payload,
+        }
+        with self._invoke_lock:
+            self.dead_letters.append({"function": function_name, "record": record})
+        destination = spec.get("onFailure")
+        if isinstance(destination, str) and destination.startswith("arn:aws:sqs:"):
+            sqs = self.client("sqs")
+            url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
 
     def start_driver(self, interval: float = 0.02) -> None:
         """Move the ECS simulator along and deliver the events it emits."""

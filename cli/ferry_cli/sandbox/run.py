@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from ferry.validation import require_valid
 
 from .. import graph, history
-from .engine import Faults, Sandbox
+from .engine import EventDelivery, Faults, Sandbox
 from .world import World, WorldError, derived_digest, push_image, read_structured
 
 GAP_BETWEEN_DELIVERIES = 0.3  # real seconds: the next event arrives while earlier executions still run
@@ -75,16 +75,17 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
 
 @contextmanager
 def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault_hooks=None,
-                  faults: Faults | None = None) -> Iterator[tuple[Sandbox, World]]:
+                  faults: Faults | None = None, delivery: EventDelivery | None = None) -> Iterator[tuple[Sandbox, World]]:
     """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it.
 
     `fault_hooks` run before every handler invocation (and may raise); `faults` injects AWS API errors,
-    handler crashes and timeouts, and ECS task interruptions (see engine.Faults)."""
+    handler crashes and timeouts, and ECS task interruptions (see engine.Faults); `delivery` sets how events
+    reach their targets (duplicates; engine.EventDelivery)."""
     from .ecs_sim import EcsSimulator
 
     world = World.load(world_path)
     with Sandbox(speed=speed, account=world.account, region=world.region, clusters=world.clusters,
-                 log_echo=log_echo, faults=faults) as sandbox:
+                 log_echo=log_echo, faults=faults, delivery=delivery) as sandbox:
         sandbox.fault_hooks.extend(fault_hooks or [])
         simulator = EcsSimulator(sandbox.clock, account_id=world.account, region=world.region,
                                  **world.simulator_options())
@@ -106,11 +107,12 @@ def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> l
 
 
 def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
-        log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False) -> dict[str, Any]:
+        log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False,
+        delivery: EventDelivery | None = None) -> dict[str, Any]:
     """Run the scenario; returns the summary plus per-execution histories under `histories`
     (and, with `graphs`, each execution as Mermaid text under `graphs`; with `faults`, its report under `faults`)."""
     with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks,
-                       faults=faults) as (sandbox, world):
+                       faults=faults, delivery=delivery) as (sandbox, world):
         delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions(timeout=timeout)
         return summarise(sandbox, delivered, graphs=graphs)
@@ -151,6 +153,8 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
         "locksHeld": sandbox.locks_held(),
         "transitions": total_transitions,
         "lambdaInvocations": sandbox.lambda_invocations,
+        "eventDeliveries": {**sandbox.deliveries, "deadLettered": len(sandbox.dead_letters)},
+        "deadLetters": sandbox.dead_letter_queue(),
         "delivered": delivered,
         "histories": histories,
         "outputs": outputs,

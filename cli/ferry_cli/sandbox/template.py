@@ -56,6 +56,7 @@ class Function:
     handler: str
     environment: dict[str, Any]
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # event name -> EventBridge pattern
+    invoke_config: dict[str, Any] = field(default_factory=dict)  # EventInvokeConfig: asynchronous retries, OnFailure
 
 
 @dataclass
@@ -86,7 +87,8 @@ class Template:
                 for name, event in props.get("Events", {}).items()
                 if event.get("Type") == "EventBridgeRule"
             }
-            found[logical_id] = Function(logical_id, props["CodeUri"], props.get("Handler", globals_fn.get("Handler")), env, rules)
+            found[logical_id] = Function(logical_id, props["CodeUri"], props.get("Handler", globals_fn.get("Handler")), env, rules,
+                                         props.get("EventInvokeConfig") or {})
         return found
 
     def state_machine(self) -> tuple[str, dict[str, Any], str]:
