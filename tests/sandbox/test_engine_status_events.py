@@ -16,7 +16,8 @@ from ..statemachine.conftest import EXAMPLE, push_event
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
 DETAIL_KEYS = {"executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "input", "inputDetails",
-               "output", "outputDetails", "error", "cause"}
+               "output", "outputDetails", "error", "cause", "stateMachineVersionArn", "stateMachineAliasArn",
+               "redriveCount", "redriveDate", "redriveStatus", "redriveStatusReason"}
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,4 @@ def test_events_go_through_deliver_to_the_rules_that_match_them(run):
     if not any("aws.states" in json.dumps(pattern) for _, _, pattern in run["rules"]):
         # No rule in the template listens to aws.states yet: every event was delivered, to no target.
         assert all(record["targets"] == [] for record in run["records"])
+

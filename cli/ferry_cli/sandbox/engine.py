@@ -471,6 +471,8 @@ class Sandbox:
         self.handler_seconds: dict[str, list[float]] = {}  # logical function id -> real seconds of each invocation
         self.fault_hooks: list[Callable[[str, dict], None]] = []
         self._alarm_stamps: dict[str, str] = {}  # alarm name -> when it last changed state
+        self._aborted: dict[str, datetime] = {}  # execution ARN -> when StopExecution stopped it
+        self._in_flight = 0  # handler invocations running now (a stopped execution's may outlive it)
         self.terminal_errors: list[str] = []  # States.Runtime and States.DataLimitExceeded raised (never caught)
         self.faults = faults
         if faults is not None:
@@ -936,20 +938,35 @@ class Sandbox:
         yield mock.patch.object(Environment, "set_stop", stop)
         yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
-    @staticmethod
-    def _stop_execution_patch() -> Any:
-        """StopExecution drops its error and cause (moto stops with "" and ""): pass them on, as AWS does, to the
-        ExecutionAborted history event (and so to the ABORTED status event). Its response also lacks the
-        stopDate while the execution winds down: answer with the stop's date, as AWS does."""
+    def _stop_execution_patch(self) -> Any:
+        """StopExecution as AWS does it.
+
+        moto stops with "" and "" for error and cause: pass them on to the ExecutionAborted history event and
+        the ABORTED status event. moto keeps the execution RUNNING, and sends nothing, until a Lambda the
+        execution had invoked returns; on AWS the execution is ABORTED at once (DescribeExecution says so and
+        answers with the stop's date) and its status event goes out then, while that Lambda may still be
+        running and finish later: "invoked Lambda functions continue to run" (Step Functions developer guide,
+        state-parallel.html), and Lambda has no way to stop an invocation. The late Lambda's answer is dropped.
+        """
         from moto.core.responses import ActionResult
         from moto.core.utils import utcnow
+        from moto.stepfunctions.parser.api import ExecutionStatus
         from moto.stepfunctions.responses import StepFunctionResponse
+
+        sandbox = self
 
         def stop_execution(response):
             param = response._get_param
             execution = response.stepfunction_backend.describe_execution(param("executionArn"))
             stop_date = utcnow()
+            running = execution.exec_status == ExecutionStatus.RUNNING
             execution.stop(stop_date=stop_date, error=param("error"), cause=param("cause"))
+            if running and sandbox._emits_status(execution):
+                execution.exec_status, execution.stop_date = ExecutionStatus.ABORTED, stop_date
+                with sandbox._status_order:
+                    sandbox._aborted[execution.exec_arn] = stop_date
+                    sandbox._announce_status()
+                    sandbox._queue_status(execution, "ABORTED")
             return ActionResult({"stopDate": execution.stop_date or stop_date})
 
         return mock.patch.object(StepFunctionResponse, "stop_execution", stop_execution)
@@ -984,6 +1001,11 @@ class Sandbox:
             execution = comm.execution
             if not sandbox._emits_status(execution):
                 return terminated(comm)
+            stopped_at = sandbox._aborted.get(execution.exec_arn)
+            if stopped_at is not None:  # ABORTED was announced when it was stopped (_stop_execution_patch)
+                terminated(comm)
+                execution.stop_date = stopped_at
+                return None
             sandbox._announce_status()
             try:
                 terminated(comm)
@@ -1201,6 +1223,16 @@ class Sandbox:
             get_remaining_time_in_millis=lambda: 60_000,
         )
         logical = self._functions[name]["logical"]
+        with self._status_cv:
+            self._in_flight += 1
+        try:
+            return self._run_handler(name, logical, event, context, response_headers)
+        finally:
+            with self._status_cv:
+                self._in_flight -= 1
+                self._status_cv.notify_all()
+
+    def _run_handler(self, name: str, logical: str, event: Any, context: Any, response_headers: dict) -> bytes:
         try:
             for hook in self.fault_hooks:
                 hook(logical, event)
@@ -1380,12 +1412,12 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         while True:
             if not any(e["status"] == "RUNNING" for e in self.executions()):
-                with self._status_cv:
-                    delivered = self._status_cv.wait_for(lambda: self._status_pending == 0,
+                with self._status_cv:  # every event delivered, and no handler still running (a stopped one's)
+                    delivered = self._status_cv.wait_for(lambda: self._status_pending == 0 and self._in_flight == 0,
                                                          timeout=max(0.0, deadline - time.monotonic()))
                 if not delivered:
                     raise SandboxError(
-                        f"execution status change events still undelivered after {timeout:.0f} real seconds")
+                        f"events still undelivered or handlers still running after {timeout:.0f} real seconds")
                 if not any(e["status"] == "RUNNING" for e in self.executions()):
                     return
             if time.monotonic() > deadline:
