@@ -27,11 +27,26 @@ def handler(event, context):
         logger.info("canary observed", extra={"state": progress["state"]})
         return progress
     if action == "deregister":
-        drained = canary.deregister(cluster, service, execution)
+        drained = canary.deregister(cluster, service, execution, **_recorded(event))
         logger.info("canary deregistered", extra=drained)
         return drained
     if action == "stop":
         return {"stopped": canary.stop(cluster, execution)}
     if action == "remove":
-        return {"stopped": canary.remove_now(cluster, service, execution)}
+        return {"stopped": canary.remove_now(cluster, service, execution, **_recorded(event))}
     raise InputInvalid(f"`action` must be start, check, deregister, stop or remove, got {action!r}")
+
+
+def _recorded(event: dict) -> dict:
+    """What the state recorded of the canary, when the state passes it: the revision it runs (`taskDefinitionArn`,
+    whose family finds the canary tasks that already stopped) and the tasks Start started (`started.taskArns`)."""
+    arn = event.get("taskDefinitionArn")
+    if arn is not None and not (isinstance(arn, str) and arn):
+        raise InputInvalid(f"`taskDefinitionArn` must be the new revision's task definition ARN (a string), got a "
+                           f"{type(arn).__name__}: pass $.register.taskDefinitionArn, or leave it out")
+    started = event.get("started")
+    arns = started.get("taskArns") if isinstance(started, dict) else None
+    if arns is not None and not (isinstance(arns, list) and all(isinstance(a, str) and a for a in arns)):
+        raise InputInvalid("`started.taskArns` must be a list of task ARNs (what Start the canary tasks returned): "
+                           "pass $.canary, or leave it out")
+    return {"task_definition_arn": arn, "task_arns": arns or []}

@@ -21,12 +21,12 @@ from ferry.observability import bind, logger
 SETTINGS = settings.load()
 
 
-def _report(detail: dict, cfg) -> dict:
+def _report(detail: dict, cfg, history: tuple = ()) -> dict:
     """Announce the start or end and, for an end, write its metrics. Never raises: see the module docstring."""
     running = detail.get("status") == "RUNNING"
     sent = {"event": False, "sns": None}
     try:
-        execution = notify.Execution.from_event(detail, () if running else notify.history(detail["executionArn"]))
+        execution = notify.Execution.from_event(detail, history)
     except Exception as exc:
         logger.warning("deploy not announced", extra={"error": type(exc).__name__})
         return sent
@@ -42,6 +42,16 @@ def _report(detail: dict, cfg) -> dict:
         except Exception as exc:  # nor do metrics
             logger.warning("deploy metrics not written", extra={"error": type(exc).__name__})
     return sent
+
+
+def _canary_recorded(history: tuple) -> dict:
+    """The revision the execution registered and the canary tasks it started, as its history recorded them: the
+    revision's family finds canary tasks that already stopped (their addresses must leave the target groups too)."""
+    register, started = notify.recorded(history, "register"), notify.recorded(history, "canary")
+    arn = register.get("taskDefinitionArn") if isinstance(register, dict) else None
+    arns = started.get("taskArns") if isinstance(started, dict) else None
+    return {"task_definition_arn": arn if isinstance(arn, str) and arn else None,
+            "task_arns": [a for a in arns if isinstance(a, str) and a] if isinstance(arns, list) else []}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -70,11 +80,12 @@ def handler(event, context):
     if status == "RUNNING":
         return {"handled": True, "status": status, "notified": _report(detail, cfg)}
 
+    history = notify.history(arn)  # empty (and logged) when it cannot be read
     released, canaries, migrations = False, 0, 0
     if cfg is not None:
         # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
         try:
-            canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""))
+            canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history))
             migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
         except Exception as exc:  # the lock and the result record must not wait on the tasks
             logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
@@ -86,6 +97,6 @@ def handler(event, context):
                                        status, detail.get("error"), detail.get("cause"))
     logger.info("execution ended", extra={"status": status, "lockReleased": released, "canaryTasksStopped": canaries,
                                           "migrationTasksStopped": migrations, "resultRecorded": recorded})
-    sent = _report(detail, cfg)
+    sent = _report(detail, cfg, history)
     return {"handled": True, "status": status, "lockReleased": released, "canaryTasksStopped": canaries,
             "migrationTasksStopped": migrations, "resultRecorded": recorded, "notified": sent}

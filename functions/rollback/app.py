@@ -17,7 +17,10 @@ def handler(event, context):
         failed = None  # a rollback request's target is a known-good revision: never retire it
     if action == "start":
         try:
-            stopped = canary.remove_now(cluster, service, field(event, "execution"))  # the canary must not keep serving
+            # The canary must not keep serving; the failed revision is the one it runs (its family finds crashed ones).
+            revision = event.get("failedTaskDefinitionArn")
+            stopped = canary.remove_now(cluster, service, field(event, "execution"),
+                                        task_definition_arn=revision if isinstance(revision, str) and revision else None)
         except Exception as exc:  # never let the canary keep the service from being rolled back
             logger.warning("canary removal failed; rolling back anyway", extra={"error": type(exc).__name__})
             stopped = -1

@@ -61,6 +61,42 @@ def ecs_world(aws):
     return {"taskDefinitionArn": td["taskDefinitionArn"]}
 
 
+@pytest.fixture
+def ecs_lists_running_by_default(monkeypatch):
+    """ListTasks as ECS answers it: without `desiredStatus`, only the tasks whose desired status is RUNNING
+    (botocore's ECS model, ListTasksRequest.desiredStatus: "The default status filter is RUNNING"); moto lists
+    stopped tasks too. The sandbox's ECS simulator does the same (ferry_cli/sandbox/ecs_sim.py)."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    listed = EC2ContainerServiceBackend.list_tasks
+
+    def list_tasks(self, cluster_str=None, container_instance=None, family=None, started_by=None, service_name=None,
+                   desiredStatus=None):
+        return listed(self, cluster_str, container_instance, family, started_by, service_name, desiredStatus or "RUNNING")
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "list_tasks", list_tasks)
+
+
+def awsvpc() -> dict:
+    """A networkConfiguration in a new VPC's subnet (moto gives each awsvpc task an ENI with a private IP there)."""
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto's ECS tasks read the ENI's DNS name
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/20")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    return {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}, "vpc": vpc}
+
+
+def run_tasks(count: int, task_definition: str, *, cluster: str = "prod", network: dict | None = None, **params) -> list[dict]:
+    """`count` tasks, 10 a RunTask call (ECS's limit)."""
+    ecs, tasks = boto3.client("ecs"), []
+    net = {"networkConfiguration": {"awsvpcConfiguration": network["awsvpcConfiguration"]}} if network else {}
+    while len(tasks) < count:
+        tasks += ecs.run_task(cluster=cluster, taskDefinition=task_definition, count=min(10, count - len(tasks)),
+                              launchType="FARGATE", **net, **params)["tasks"]
+    return tasks
+
+
 def put_config(name: str, text: str, filename: str = "ferry.yaml") -> None:
     boto3.client("s3").put_object(Bucket="ferry-config", Key=f"services/{name}/{filename}", Body=text.encode())
 

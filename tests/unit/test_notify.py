@@ -357,3 +357,20 @@ def test_a_notification_that_fails_blocks_nothing(ended, logs, monkeypatch):
     assert any(line.get("message") == "deploy not announced" for line in logs())
     assert [line["Result"] for line in logs() if "_aws" in line and "Result" in line] == ["aborted"]
     assert ended.invoke(status_event("RUNNING"))["handled"] is True
+
+
+def test_the_end_finds_the_revision_and_canary_tasks_the_execution_recorded(ended):
+    """An aborted deploy's canary is removed by the execution-ended function: the revision's family finds canary
+    tasks that already stopped, whose addresses must leave the target groups too."""
+    revision = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2"
+    task = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123"
+    history = [entered("Register the new revision", 1, data=REQUEST),
+               exited("Register the new revision", 2, data={**REQUEST, "register": {"taskDefinitionArn": revision}}),
+               exited("Start the canary tasks", 3, data={**REQUEST, "register": {"taskDefinitionArn": revision},
+                                                         "canary": {"taskArns": [task], "startedAt": 1.0}}),
+               entered("Check the canary", 4, data={"register": "not what Register wrote", "canary": {"taskArns": 7}})]
+    assert notify.recorded(history[:2], "register") == {"taskDefinitionArn": revision}
+    assert notify.recorded(history, "missing") is None
+    assert ended.module._canary_recorded(history[:3]) == {"task_definition_arn": revision, "task_arns": [task]}
+    assert ended.module._canary_recorded(history) == {"task_definition_arn": None, "task_arns": []}
+    assert ended.module._canary_recorded(()) == {"task_definition_arn": None, "task_arns": []}

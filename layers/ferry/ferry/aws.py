@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -46,3 +48,38 @@ def error_code(exc: Exception) -> str:
 def regional_client(service: str, region: str):
     """A client for another region (a log group or secret that lives elsewhere)."""
     return boto3.client(service, region_name=region, config=RETRY_CONFIG)
+
+
+T = TypeVar("T")
+
+
+def items(client: Any, operation: str, key: str | tuple[str, ...], *, token: str = "nextToken", **params: Any) -> list[Any]:
+    """Every `key` item (or, for a tuple of keys, every item of each) of every page of a List or Describe call.
+
+    AWS answers these a page at a time (ECS ListTasks 100 ARNs, ListServiceDeployments 20, CloudWatch
+    DescribeAlarms 50, ...); botocore's paginator reads the pages where it has one (`client.can_paginate`),
+    and the `token` loop (ECS's nextToken) where it has none.
+    """
+    keys = (key,) if isinstance(key, str) else key
+    return [item for page in pages(client, operation, token=token, **params) for k in keys for item in page.get(k) or []]
+
+
+def pages(client: Any, operation: str, *, token: str = "nextToken", **params: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a call: botocore's paginator where it has one, else the `token` loop."""
+    if client.can_paginate(operation):
+        yield from client.get_paginator(operation).paginate(**params)
+        return
+    call = getattr(client, operation)
+    while True:
+        page = call(**params)
+        yield page
+        if not page.get(token) or page.get(token) == params.get(token):
+            return
+        params = {**params, token: page[token]}
+
+
+def batches(values: Sequence[T], size: int) -> Iterator[list[T]]:
+    """`values` in lists of at most `size` (an API's most items a call), in order, without repeats."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), size):
+        yield unique[start:start + size]

@@ -61,13 +61,17 @@ def start(*, table: str, token: str, alarms: list[str], context: dict[str, Any])
     return {"watching": alarms, "firing": []}
 
 
+# DescribeAlarms takes at most 100 AlarmNames a call and answers 50 alarms a page (botocore's CloudWatch model).
+ALARM_BATCH = 100
+
+
 def _firing(alarms: list[str]) -> list[tuple[str, str]]:
     """(name, reason) of the alarms in ALARM now."""
-    firing = []
-    for i in range(0, len(alarms), 100):
-        found = aws.client("cloudwatch").describe_alarms(AlarmNames=alarms[i:i + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-        firing += [(a["AlarmName"], a.get("StateReason", "")) for key in ("MetricAlarms", "CompositeAlarms")
-                   for a in found.get(key, []) if a.get("StateValue") == "ALARM"]
+    cloudwatch, firing = aws.client("cloudwatch"), []
+    for batch in aws.batches(alarms, ALARM_BATCH):
+        found = aws.items(cloudwatch, "describe_alarms", ("MetricAlarms", "CompositeAlarms"), AlarmNames=batch,
+                          AlarmTypes=["MetricAlarm", "CompositeAlarm"])  # every page: 50 a page
+        firing += [(a["AlarmName"], a.get("StateReason", "")) for a in found if a.get("StateValue") == "ALARM"]
     return firing
 
 

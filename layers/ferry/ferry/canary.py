@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock, migrate
-from .ecs import describe_service, one_off_parameters, revision_name, task_ip, tasks_started_by
+from .ecs import (describe_service, describe_tasks, family_of, one_off_parameters, revision_name, stopped_tasks_started_by,
+                  task_ip, tasks_started_by)
 from .errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 
 
@@ -39,7 +41,8 @@ def started_by(execution: str) -> str:
 def start(cluster: str, service: str, task_definition_arn: str, count: int, execution: str) -> dict[str, Any]:
     """Start the canary tasks (a retried step starts only the missing ones)."""
     marker = started_by(execution)
-    existing = [t for t in tasks_started_by(cluster, marker) if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
+    existing = [t for t in tasks_started_by(cluster, marker, families=[family_of(task_definition_arn)])
+                if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
     missing = count - len(existing)
     started = list(existing)
     if missing > 0:
@@ -79,9 +82,9 @@ def _crash_cause(task: dict[str, Any], revision: str) -> str:
 def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, Any], *, revision: str,
           started_at: float, healthy_for: int, unhealthy_threshold: int, timeout: int) -> dict[str, Any]:
     """One observation of the canary: registers it once RUNNING (and HEALTHY), then counts healthy time."""
-    ecs, elb = aws.client("ecs"), aws.client("elbv2")
+    elb = aws.client("elbv2")
     now = clock.now()
-    tasks = ecs.describe_tasks(cluster=cluster, tasks=task_arns)["tasks"]
+    tasks = describe_tasks(cluster, task_arns)
     progress = dict(progress or {})
     for task in tasks:
         if task.get("lastStatus") == "STOPPED":
@@ -143,7 +146,7 @@ def _health_settings(elb: Any, groups: list[tuple[str, list[dict[str, Any]]]]) -
     arns = [group for group, targets in groups if targets]
     if not arns:
         return {}
-    found = elb.describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
+    found = aws.items(elb, "describe_target_groups", "TargetGroups", TargetGroupArns=arns)  # every page
     return {"healthyAfter": max(tg.get("HealthCheckIntervalSeconds", 30) * tg.get("HealthyThresholdCount", 5) for tg in found),
             "interval": max(tg.get("HealthCheckIntervalSeconds", 30) for tg in found)}
 
@@ -172,13 +175,31 @@ def deregistration_delay(cluster: str, service: str) -> int:
     return longest
 
 
-def deregister(cluster: str, service: str, execution: str) -> dict[str, Any]:
+def _tasks(cluster: str, execution: str, service: dict[str, Any], task_definition_arn: str | None,
+           task_arns: Iterable[str]) -> list[dict[str, Any]]:
+    """The execution's canary tasks, the stopped ones too (ECS deregisters no task outside a service, so a crashed
+    canary's address stays in the target groups until Ferry takes it out).
+
+    Stopped tasks are found by the family of the revision they run: the one given, else the families of the running
+    canaries, of the service's revisions (after the update it runs the canary's) and of its deployments."""
+    marker = started_by(execution)
+    running = tasks_started_by(cluster, marker, known=task_arns)
+    families = [family_of(arn) for arn in (task_definition_arn, service.get("taskDefinition"),
+                                           *(d.get("taskDefinition") for d in service.get("deployments", [])),
+                                           *(t.get("taskDefinitionArn") for t in running)) if arn]
+    seen = {t["taskArn"] for t in running}
+    return running + [t for t in stopped_tasks_started_by(cluster, marker, families) if t["taskArn"] not in seen]
+
+
+def deregister(cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None,
+               task_arns: Iterable[str] = ()) -> dict[str, Any]:
     """Take the canary out of every target group; returns how long to let it drain."""
-    tasks = tasks_started_by(cluster, started_by(execution))  # stopped ones too: ECS deregisters no task outside a service
+    described = describe_service(cluster, service)
+    tasks = _tasks(cluster, execution, described, task_definition_arn, task_arns)
     if not tasks:
         return {"drainSeconds": 0, "tasks": 0}
     elb = aws.client("elbv2")
-    for group, targets in _targets(describe_service(cluster, service), tasks):
+    for group, targets in _targets(described, tasks):
         if targets:
             _deregister_targets(elb, group, targets)
     running = [t for t in tasks if t.get("lastStatus") != "STOPPED"]
@@ -202,7 +223,9 @@ def _deregister_targets(elb: Any, group: str, targets: list[dict[str, Any]]) -> 
 
 
 def stop(cluster: str, execution: str) -> int:
-    """Stop every canary task of the execution; returns how many were still running."""
+    """Stop every canary task of the execution; returns how many were still running.
+
+    Only running tasks matter here, so ListTasks by `startedBy` alone finds them."""
     stopped = 0
     for task in tasks_started_by(cluster, started_by(execution)):
         if task.get("desiredStatus") != "STOPPED":
@@ -211,10 +234,11 @@ def stop(cluster: str, execution: str) -> int:
     return stopped
 
 
-def remove_now(cluster: str, service: str, execution: str) -> int:
+def remove_now(cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None,
+               task_arns: Iterable[str] = ()) -> int:
     """Deregister and stop at once (failure, rollback and abort paths: the canary must not keep serving)."""
     try:
-        deregister(cluster, service, execution)
+        deregister(cluster, service, execution, task_definition_arn=task_definition_arn, task_arns=task_arns)
     except (ClientError, BotoCoreError):
         pass  # a missing target group must not keep the tasks running
     return stop(cluster, execution)

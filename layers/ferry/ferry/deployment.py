@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from . import aws, clock, waiters
-from .ecs import describe_service, primary_deployment, revision_name, task_ip
+from .ecs import describe_service, describe_tasks, primary_deployment, revision_name, task_arns, task_ip
 from .errors import DeploymentFailed, FerryError, PhaseTimedOut
 
 # A rolling or canary rollout wakes up on ECS's events; this is only the safety net for a lost event.
@@ -131,14 +131,9 @@ def _native_stage(watch: Watch, service: dict[str, Any]) -> dict[str, Any]:
 
 def _task_addresses(watch: Watch) -> set[str]:
     """Private IPs of the service's running tasks of the new revision (awsvpc)."""
-    ecs = aws.client("ecs")
-    arns = ecs.list_tasks(cluster=watch.cluster, serviceName=watch.service, desiredStatus="RUNNING")["taskArns"]
-    addresses = set()
-    for i in range(0, len(arns), 100):
-        for task in ecs.describe_tasks(cluster=watch.cluster, tasks=arns[i:i + 100])["tasks"]:
-            if task.get("taskDefinitionArn") == watch.task_definition_arn and (ip := task_ip(task)):
-                addresses.add(ip)
-    return addresses
+    arns = task_arns(watch.cluster, serviceName=watch.service, desiredStatus="RUNNING")  # every page: 100 a page
+    return {ip for task in describe_tasks(watch.cluster, arns)
+            if task.get("taskDefinitionArn") == watch.task_definition_arn and (ip := task_ip(task))}
 
 
 def target_health(watch: Watch, service: dict[str, Any]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import aws, clock
@@ -39,13 +40,49 @@ def revision_name(task_definition_arn: str) -> str:
     return task_definition_arn.rsplit("/", 1)[-1]
 
 
-def tasks_started_by(cluster: str, marker: str) -> list[dict[str, Any]]:
-    """Running and stopped tasks whose startedBy is `marker` (how a retried step finds what it started)."""
+def family_of(task_definition: str) -> str:
+    """'arn:...:task-definition/web:12' (or 'web:12', or 'web') -> 'web'."""
+    return revision_name(task_definition).split(":", 1)[0]
+
+
+# ECS DescribeTasks takes at most 100 tasks a call (botocore's ECS model, DescribeTasksRequest.tasks).
+DESCRIBE_TASKS_MAX = 100
+
+
+def task_arns(cluster: str, **filters: Any) -> list[str]:
+    """Every page of ListTasks (ECS answers 100 ARNs a page)."""
+    return aws.items(aws.client("ecs"), "list_tasks", "taskArns", cluster=cluster, **filters)
+
+
+def describe_tasks(cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
+    """DescribeTasks for any number of tasks, at most 100 a call; each task once, in the order asked."""
     ecs = aws.client("ecs")
-    arns = []
-    for status in ("RUNNING", "STOPPED"):
-        arns += ecs.list_tasks(cluster=cluster, startedBy=marker, desiredStatus=status)["taskArns"]
-    return ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"] if arns else []
+    return [task for batch in aws.batches(arns, DESCRIBE_TASKS_MAX)
+            for task in ecs.describe_tasks(cluster=cluster, tasks=batch)["tasks"]]
+
+
+def tasks_started_by(cluster: str, marker: str, *, families: Iterable[str] = (),
+                     known: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The tasks whose startedBy is `marker` (how a step finds what it started, and a retried step what it started before).
+
+    ECS refuses `startedBy` together with any other ListTasks filter ("When you specify startedBy as the filter, it
+    must be the only filter that you use": botocore's ECS model, ListTasksRequest.startedBy), and ListTasks without
+    `desiredStatus` lists only the tasks whose desired status is RUNNING. So: the running ones by `startedBy` alone;
+    those already STOPPED (or stopping) by their task definition `families` and desiredStatus STOPPED, kept when
+    their startedBy is `marker`; and the `known` task ARNs a step recorded, whatever their status.
+    """
+    arns = [*task_arns(cluster, startedBy=marker), *known]
+    running = [t for t in describe_tasks(cluster, arns) if t.get("startedBy") == marker] if arns else []
+    seen = {t["taskArn"] for t in running}
+    return running + [t for t in stopped_tasks_started_by(cluster, marker, families) if t["taskArn"] not in seen]
+
+
+def stopped_tasks_started_by(cluster: str, marker: str, families: Iterable[str]) -> list[dict[str, Any]]:
+    """The tasks of the task definition `families` whose desired status is STOPPED and whose startedBy is `marker`
+    (ListTasks cannot filter by startedBy and status at once: the filter is applied here)."""
+    arns = [arn for family in dict.fromkeys(f for f in families if f)
+            for arn in task_arns(cluster, family=family, desiredStatus="STOPPED")]
+    return [t for t in describe_tasks(cluster, arns) if t.get("startedBy") == marker] if arns else []
 
 
 def task_ip(task: dict[str, Any]) -> str | None:

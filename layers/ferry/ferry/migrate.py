@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from . import aws, clock, waiters
-from .ecs import describe_service, one_off_parameters, revision_name, tasks_started_by
+from .ecs import describe_service, family_of, one_off_parameters, revision_name, tasks_started_by
 from .errors import MigrationNotStarted
 
 LOG_LINES = 20
@@ -60,8 +60,9 @@ def started_by(execution: str, name: str) -> str:
     return "ferry-" + hashlib.sha256(f"{execution}|{name}".encode()).hexdigest()[:30]
 
 
-def find_task(cluster: str, marker: str) -> dict[str, Any] | None:
-    tasks = tasks_started_by(cluster, marker)
+def find_task(cluster: str, marker: str, family: str | None = None) -> dict[str, Any] | None:
+    """The newest task started with `marker`: running, or (given the `family` of its task definition) already stopped."""
+    tasks = tasks_started_by(cluster, marker, families=[family] if family else [])
     return max(tasks, key=lambda t: t.get("createdAt") or datetime.min) if tasks else None
 
 
@@ -115,8 +116,7 @@ def log_tail(logs: dict[str, str] | None, container: str, task_arn: str, limit: 
     where = f"{logs['group']} {stream}"
     client = aws.client("logs") if not logs.get("region") else aws.regional_client("logs", logs["region"])
     try:
-        events = client.get_log_events(logGroupName=logs["group"], logStreamName=stream, limit=limit,
-                                       startFromHead=False)["events"]
+        events = _last_events(client, logs["group"], stream, limit)
     except client.exceptions.ResourceNotFoundException:
         return [], f"no log stream {where}"
     lines = [_SECRETISH.sub(r"\1\2***", e["message"].rstrip()) for e in events]
@@ -126,6 +126,26 @@ def log_tail(logs: dict[str, str] | None, container: str, task_arn: str, limit: 
             break
         kept.insert(0, line[:500])
     return kept, where
+
+
+# GetLogEvents "can return empty results while there are more log events available through the token" (CloudWatch
+# Logs API reference): follow the backward token, a bounded number of times (a step has a minute), until `limit`
+# events are read or the token comes back unchanged (the stream's start).
+LOG_PAGES = 10
+
+
+def _last_events(client: Any, group: str, stream: str, limit: int) -> list[dict[str, Any]]:
+    """The stream's last `limit` events, oldest first."""
+    request: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "limit": limit, "startFromHead": False}
+    events: list[dict[str, Any]] = []
+    for _ in range(LOG_PAGES):
+        page = client.get_log_events(**request)
+        events = list(page.get("events") or []) + events
+        token = page.get("nextBackwardToken")
+        if len(events) >= limit or not token or token == request.get("nextToken"):
+            break
+        request = {**request, "limit": limit - len(events), "nextToken": token}
+    return events[-limit:]
 
 
 def outcome(task: dict[str, Any], migration: Migration, logs: dict[str, str] | None, context: dict[str, Any]) -> Outcome:
@@ -174,7 +194,8 @@ def start(*, table: str, token: str, execution: str, cluster: str, service: str,
     too old, and stops it).
     """
     marker = started_by(execution, migration.name)
-    task = find_task(cluster, marker) or run_task(cluster, service, task_definition_arn, migration, execution, marker)
+    task = (find_task(cluster, marker, family_of(task_definition_arn))
+            or run_task(cluster, service, task_definition_arn, migration, execution, marker))
     context = {"migration": migration.__dict__, "execution": execution, "cluster": cluster,
                "revision": revision_name(task_definition_arn), "previousRevision": previous_revision,
                "logs": log_config(task_definition_arn, migration.container)}
@@ -209,12 +230,14 @@ def finish(table: str, task: dict[str, Any]) -> bool:
 
 
 def stop_all(cluster: str, execution: str, names: list[str]) -> int:
-    """Stop the migration tasks an execution started that still run (after an abort, nothing else will)."""
+    """Stop the migration tasks an execution started that still run (after an abort, nothing else will).
+
+    Only running tasks matter here, so ListTasks by `startedBy` alone finds them (no task definition needed)."""
     stopped = 0
     for name in names:
-        task = find_task(cluster, started_by(execution, name))
-        if task is not None and task.get("desiredStatus") != "STOPPED":
-            aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"],
-                                        reason=f"Ferry: execution {execution} ended during migration {name}")
-            stopped += 1
+        for task in tasks_started_by(cluster, started_by(execution, name)):
+            if task.get("desiredStatus") != "STOPPED":
+                aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"],
+                                            reason=f"Ferry: execution {execution} ended during migration {name}")
+                stopped += 1
     return stopped

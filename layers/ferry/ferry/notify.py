@@ -140,6 +140,20 @@ def history(execution_arn: str) -> tuple[dict[str, Any], ...]:
     return tuple(events)
 
 
+def recorded(history: tuple[dict[str, Any], ...] | list[dict[str, Any]], key: str) -> Any:
+    """`key` of the latest state in the history that has it (a state's output as it exited, or its input as it
+    entered): what the execution recorded, e.g. `register` (the new revision) or `canary` (the tasks it started)."""
+    for event in reversed(history):
+        for details, text_key in (("stateExitedEventDetails", "output"), ("stateEnteredEventDetails", "input")):
+            text = (event.get(details) or {}).get(text_key)
+            if not isinstance(text, str) or f'"{key}"' not in text:
+                continue
+            state = _json(text)
+            if isinstance(state, dict) and key in state:
+                return state[key]
+    return None
+
+
 def short_cause(cause: str | None) -> str | None:
     """The Cause to read (a Lambda error document's errorMessage), at most MAX_CAUSE_CHARS, its start and end kept."""
     if not cause:

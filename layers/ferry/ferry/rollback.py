@@ -41,8 +41,8 @@ def start(cluster: str, service: str, previous: str, desired: int, failed: str |
         return {"method": f"the service was already back on {revision_name(previous)}", "startedAt": clock.now()}
     if failed and primary["taskDefinition"] == failed and primary.get("rolloutState") == "IN_PROGRESS":
         try:
-            found = ecs.list_service_deployments(cluster=cluster, service=service,
-                                                 status=["PENDING", "IN_PROGRESS"])["serviceDeployments"]
+            found = aws.items(ecs, "list_service_deployments", "serviceDeployments", cluster=cluster, service=service,
+                              status=["PENDING", "IN_PROGRESS"])  # every page: 20 a page
             for deployment in found:
                 ecs.stop_service_deployment(serviceDeploymentArn=deployment["serviceDeploymentArn"], stopType="ROLLBACK")
             primary = primary_deployment(describe_service(cluster, service))

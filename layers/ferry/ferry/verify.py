@@ -504,7 +504,9 @@ def _parameter_checks(cx: _Aws, value: str, containers: list[str]) -> list[Check
                           f"{resource}{used} does not exist in account {match['account']} ({region}), or is not shared with "
                           f"this account: create or share it, or fix valueFrom")]
     names = _ssm_names(match["path"]) if match else [value]
-    found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": names}]).get("Parameters", [])
+    # DescribeParameters filters after it reads a page: an empty page can still have a NextToken.
+    found = aws.items(ssm, "describe_parameters", "Parameters",
+                      ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": names}])
     if found:
         return [Check("parameter-exists", resource, True, f"{resource}{used} exists in SSM Parameter Store")]
     if not match and not value.startswith("/"):
@@ -536,14 +538,9 @@ def _log_group_checks(cx: _Aws, region: str, group: str, containers: list[str], 
                       f"{resource}{used} is created by ECS when a task starts (awslogs-create-group is true; the execution role "
                       "needs logs:CreateLogGroup)")]
     logs = cx.client("logs", region)
-    request: dict[str, Any] = {"logGroupNamePrefix": group}
-    for _ in range(20):
-        page = logs.describe_log_groups(**request)
-        if any(g.get("logGroupName") == group for g in page.get("logGroups", [])):
-            return [Check("log-group-exists", resource, True, f"{resource}{used} exists in {region}")]
-        if not page.get("nextToken"):
-            break
-        request["nextToken"] = page["nextToken"]
+    if any(g.get("logGroupName") == group for g in aws.items(logs, "describe_log_groups", "logGroups",
+                                                              logGroupNamePrefix=group)):  # every page
+        return [Check("log-group-exists", resource, True, f"{resource}{used} exists in {region}")]
     return [Check("log-group-exists", resource, False,
                   f"{resource}{used} does not exist in {region}, so tasks cannot start: create it with `aws logs create-log-group "
                   f"--log-group-name {group} --region {region}`, or set the awslogs-create-group option to \"true\"")]
@@ -637,14 +634,9 @@ def _host_port_checks(containers: dict[str, dict]) -> list[Check]:
 def _alarm_checks(cx: _Aws, names: list[str]) -> list[Check]:
     cloudwatch = cx.client("cloudwatch")
     found: set[str] = set()
-    for start in range(0, len(names), ALARM_BATCH):
-        request: dict[str, Any] = {"AlarmNames": names[start:start + ALARM_BATCH], "AlarmTypes": ["CompositeAlarm", "MetricAlarm"]}
-        while True:
-            page = cloudwatch.describe_alarms(**request)
-            found.update(a["AlarmName"] for a in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []))
-            if not page.get("NextToken"):
-                break
-            request["NextToken"] = page["NextToken"]
+    for batch in aws.batches(names, ALARM_BATCH):  # at most 100 names a call, 50 alarms a page
+        found.update(a["AlarmName"] for a in aws.items(cloudwatch, "describe_alarms", ("MetricAlarms", "CompositeAlarms"),
+                                                       AlarmNames=batch, AlarmTypes=["CompositeAlarm", "MetricAlarm"]))
     return [Check("alarm-exists", f"alarm {n}", True, f"alarm {n} exists") if n in found else
             Check("alarm-exists", f"alarm {n}", False,
                   f"alarm {n} does not exist in CloudWatch ({cx.region}): create it, or remove it from the service config's alarms")

@@ -1,0 +1,154 @@
+"""Finding the tasks a step started, and reading every page: ECS answers ListTasks 100 ARNs a page, takes at most
+100 tasks a DescribeTasks call, and refuses `startedBy` together with any other ListTasks filter (botocore's ECS
+model, ListTasksRequest.startedBy: "When you specify startedBy as the filter, it must be the only filter that you
+use"). The `aws` fixture refuses and pages as ECS does."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from ferry import aws as ferry_aws
+from ferry import canary, deployment, ecs, migrate, rollback
+
+from .conftest import awsvpc, run_tasks
+
+MARKER = "ferry-canary-0123456789abcdef0123456"
+
+
+@pytest.fixture
+def ecs_world(ecs_world):
+    """The conftest world, with web:2 whose containers give memory (moto needs it to run tasks)."""
+    td = boto3.client("ecs").register_task_definition(
+        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{"name": "app", "image": "web:v2", "essential": True, "memory": 256,
+                               "portMappings": [{"containerPort": 80}]}])["taskDefinition"]
+    return {**ecs_world, "taskDefinitionArn": td["taskDefinitionArn"]}
+
+
+def test_every_task_started_by_a_marker_is_found_across_pages(ecs_world, ecs_lists_running_by_default):
+    net = awsvpc()
+    ours = run_tasks(150, ecs_world["taskDefinitionArn"], network=net, startedBy=MARKER)
+    run_tasks(20, ecs_world["taskDefinitionArn"], network=net, startedBy="someone-else")
+    found = ecs.tasks_started_by("prod", MARKER)
+    assert sorted(t["taskArn"] for t in found) == sorted(t["taskArn"] for t in ours)
+
+
+def test_tasks_already_stopped_are_found_through_their_family(ecs_world, ecs_lists_running_by_default):
+    """ListTasks with startedBy alone lists only tasks whose desired status is RUNNING: a retried migration step, and
+    the canary's deregistration, must also find the ones that already stopped."""
+    net = awsvpc()
+    started = run_tasks(3, ecs_world["taskDefinitionArn"], network=net, startedBy=MARKER)
+    run_tasks(2, ecs_world["taskDefinitionArn"], network=net, startedBy="someone-else")
+    client = boto3.client("ecs")
+    for task in started[:2]:
+        client.stop_task(cluster="prod", task=task["taskArn"], reason="crashed")
+    client.stop_task(cluster="prod", task=run_tasks(1, ecs_world["taskDefinitionArn"], network=net,
+                                                    startedBy="someone-else")[0]["taskArn"], reason="x")
+    assert [t["taskArn"] for t in ecs.tasks_started_by("prod", MARKER)] == [started[2]["taskArn"]]
+    found = ecs.tasks_started_by("prod", MARKER, families=["web"])
+    assert sorted(t["taskArn"] for t in found) == sorted(t["taskArn"] for t in started)
+    assert {t["taskArn"] for t in found if t["desiredStatus"] == "STOPPED"} == {t["taskArn"] for t in started[:2]}
+
+
+def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(ecs_world, ecs_lists_running_by_default):
+    marker = migrate.started_by("web-v2-abc", "migrate")
+    [task] = run_tasks(1, ecs_world["taskDefinitionArn"], network=awsvpc(), startedBy=marker)
+    boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="done")
+    found = migrate.find_task("prod", marker, family=ecs.family_of(ecs_world["taskDefinitionArn"]))
+    assert found is not None and found["taskArn"] == task["taskArn"] and found["lastStatus"] == "STOPPED"
+
+
+def test_the_family_of_a_revision(ecs_world):
+    assert ecs.family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/web-worker:12") == "web-worker"
+    assert ecs.family_of("web:3") == "web" and ecs.family_of("web") == "web"
+
+
+@pytest.fixture
+def canary_world(ecs_world, ecs_lists_running_by_default):
+    """prod/web behind an IP target group on port 80 (ECS's simulator is not here: nothing registers service tasks)."""
+    net = awsvpc()
+    elb = boto3.client("elbv2")
+    group = elb.create_target_group(Name="web-tg", Protocol="HTTP", Port=80, VpcId=net["vpc"],
+                                    TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    client = boto3.client("ecs")
+    client.delete_service(cluster="prod", service="web", force=True)
+    client.create_service(cluster="prod", serviceName="web", taskDefinition=ecs_world["taskDefinitionArn"], desiredCount=2,
+                          launchType="FARGATE", loadBalancers=[{"targetGroupArn": group, "containerName": "app",
+                                                                "containerPort": 80}],
+                          networkConfiguration={"awsvpcConfiguration": net["awsvpcConfiguration"]})
+    return {**ecs_world, "targetGroup": group, "network": net}
+
+
+def registered(group: str) -> set[str]:
+    return {d["Target"]["Id"] for d in boto3.client("elbv2").describe_target_health(TargetGroupArn=group)[
+        "TargetHealthDescriptions"]}
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["revision-given", "revision-from-the-service"])
+def test_crashed_canary_tasks_are_taken_out_of_the_target_groups(canary_world, given):
+    execution = "web-v2-abc"
+    tasks = run_tasks(2, canary_world["taskDefinitionArn"], network=canary_world["network"],
+                      startedBy=canary.started_by(execution))
+    ips = {ecs.task_ip(t) for t in tasks}
+    boto3.client("elbv2").register_targets(TargetGroupArn=canary_world["targetGroup"],
+                                           Targets=[{"Id": ip, "Port": 80} for ip in ips])
+    for task in tasks:  # both crashed: ListTasks with startedBy alone no longer lists them
+        boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="Essential container in task exited")
+    revision = {"task_definition_arn": canary_world["taskDefinitionArn"]} if given else {}
+    drained = canary.deregister("prod", "web", execution, **revision)
+    assert drained == {"drainSeconds": 0, "tasks": 0}
+    assert not registered(canary_world["targetGroup"]) & ips
+
+
+def test_a_service_with_150_tasks_is_health_checked_on_all_of_them(ecs_world):
+    """ListTasks answers 100 a page: the second page's tasks must be checked too."""
+    net = awsvpc()
+    tasks = run_tasks(150, ecs_world["taskDefinitionArn"], network=net, group="service:web")
+    elb = boto3.client("elbv2")
+    group = elb.create_target_group(Name="web-tg", Protocol="HTTP", Port=80, VpcId=net["vpc"],
+                                    TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    ips = [ecs.task_ip(t) for t in tasks]
+    for i in range(0, len(ips), 50):
+        elb.register_targets(TargetGroupArn=group, Targets=[{"Id": ip, "Port": 80} for ip in ips[i:i + 50]])
+    watch = deployment.Watch("prod", "web", ecs_world["taskDefinitionArn"], 0.0, 600, target_groups=(group,))
+    assert deployment.target_health(watch, {"loadBalancers": []}) == {"web-tg": "150/150 healthy"}
+
+
+def test_a_rollback_stops_in_flight_service_deployments_on_every_page(aws):
+    """ListServiceDeployments answers 20 a page by default."""
+    client = ferry_aws.client("ecs")
+    failed, previous = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3", "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2"
+
+    def service(revision):
+        return {"services": [{"serviceName": "web", "status": "ACTIVE", "deployments": [
+            {"status": "PRIMARY", "taskDefinition": revision, "rolloutState": "IN_PROGRESS"}]}]}
+
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/web/sd{i}" for i in range(25)]
+    with Stubber(client) as stub:
+        stub.add_response("describe_services", service(failed))
+        stub.add_response("list_service_deployments", {
+            "serviceDeployments": [{"serviceDeploymentArn": a} for a in arns[:20]], "nextToken": "page-2"},
+            {"cluster": "prod", "service": "web", "status": ["PENDING", "IN_PROGRESS"]})
+        stub.add_response("list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": a} for a in arns[20:]]},
+                          {"cluster": "prod", "service": "web", "status": ["PENDING", "IN_PROGRESS"], "nextToken": "page-2"})
+        for arn in arns:
+            stub.add_response("stop_service_deployment", {"serviceDeploymentArn": arn},
+                              {"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})
+        stub.add_response("describe_services", service(previous))
+        started = rollback.start("prod", "web", previous, 2, failed)
+        stub.assert_no_pending_responses()
+    assert started["method"] == "stopped the in-flight deployment with ROLLBACK"
+
+
+def test_describe_tasks_is_asked_at_most_100_tasks_at_a_time(aws):
+    client = ferry_aws.client("ecs")
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/prod/{i:032x}" for i in range(250)]
+    with Stubber(client) as stub:
+        for i in range(0, 250, 100):
+            stub.add_response("describe_tasks", {"tasks": [{"taskArn": a} for a in arns[i:i + 100]]},
+                              {"cluster": "prod", "tasks": arns[i:i + 100]})
+        assert [t["taskArn"] for t in ecs.describe_tasks("prod", arns + arns[:5])] == arns
+        stub.assert_no_pending_responses()
+
