@@ -88,7 +88,9 @@ LAMBDA_ERRORS = LAMBDA_SERVICE_ERRORS | {"Lambda.Unknown"}
 # CamelCase names docs/errors.md may put in backticks that are not Errors of Ferry's: AWS's
 # error codes and stop codes, API and ASL names.
 NOT_ERRORS = {"AccessDeniedException", "ThrottlingException", "CannotPullContainerError", "TaskFailedToStart",
-              "ErrorPath", "ExecutionFailed", "RegisterTaskDefinition", "RunTask", "TimeoutSeconds"}
+              "ErrorPath", "ExecutionFailed", "RegisterTaskDefinition", "RunTask", "TimeoutSeconds",
+              "UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice",
+              "InfrastructureHealth", "EssentialContainerExited"}
 
 
 def all_states(states: dict[str, Any], into: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -48,7 +49,8 @@ def test_exit_zero_is_success_and_carries_no_cause():
     (stopped(None, "TaskFailedToStart", "CannotPullContainerError: not found", started=False), "MigrationNotStarted",
      "never started (TaskFailedToStart: CannotPullContainerError: not found)"),
     (stopped(None, "SpotInterruption", "Your Spot Task was interrupted."), "MigrationFailed",
-     "was stopped by ECS before its container exited (SpotInterruption: Your Spot Task was interrupted.)"),
+     "was stopped by ECS before it finished: its Spot capacity was reclaimed (SpotInterruption: Your Spot Task was "
+     "interrupted.)"),
 ])
 def test_each_way_a_task_can_end_has_its_error(task, error, words):
     result = migrate.outcome(task, STEP, None, {"revision": "web:2", "previousRevision": "web:1"})
@@ -57,6 +59,46 @@ def test_each_way_a_task_can_end_has_its_error(task, error, words):
     assert result.cause.startswith("Migration migrate (bin/rails db:migrate) in container app of web:2 ")
     assert "The service was not changed: it still runs web:1." in result.cause
     assert "No log lines: the container does not log to CloudWatch (awslogs)." in result.cause
+
+
+STOP_CODES = boto3.client("ecs", region_name="us-east-1").meta.service_model.shape_for("TaskStopCode").enum
+STOPPED_BY_OTHERS = {  # stop code -> a stoppedReason ECS gives with it
+    "UserInitiated": "Task stopped by user",
+    "ServiceSchedulerInitiated": "Scaling activity initiated by (deployment ecs-svc/123)",
+    "SpotInterruption": "Your Spot Task was interrupted.",
+    "TerminationNotice": "Task stopped due to a termination notice (EC2 instance terminating)",
+    "InfrastructureHealth": "Task stopped because its host failed health checks",
+}
+
+
+def test_every_stop_code_ecs_knows_is_judged():
+    assert set(STOP_CODES) == set(STOPPED_BY_OTHERS) | {"EssentialContainerExited", "TaskFailedToStart"}, (
+        "botocore's TaskStopCode has changed: decide whether a new code can end a migration well")
+
+
+@pytest.mark.parametrize("stop_code", sorted(STOPPED_BY_OTHERS))
+def test_a_task_stopped_by_someone_else_fails_even_when_its_container_exited_0(stop_code):
+    """A container that traps SIGTERM exits 0 on a stop it did not choose: the migration did not finish."""
+    reason = STOPPED_BY_OTHERS[stop_code]
+    result = migrate.outcome(stopped(0, stop_code, reason), STEP, None, {"revision": "web:2", "previousRevision": "web:1"})
+    assert result.error == "MigrationFailed" and result.output == {}
+    first = result.cause.splitlines()[0]
+    assert f"({stop_code}: {reason})" in first and "its container exited with code 0" in first
+    assert "The service was not changed: it still runs web:1." in result.cause
+
+
+@pytest.mark.parametrize("stop_code", sorted(STOPPED_BY_OTHERS))
+def test_a_task_stopped_by_someone_else_before_its_container_exited_fails(stop_code):
+    result = migrate.outcome(stopped(None, stop_code, STOPPED_BY_OTHERS[stop_code]), STEP, None, {})
+    assert result.error == "MigrationFailed" and f"({stop_code}: {STOPPED_BY_OTHERS[stop_code]})" in result.cause
+
+
+def test_only_the_migrations_own_container_exiting_0_succeeds():
+    task = stopped(0)
+    task["containers"] = [{"name": "nginx", "exitCode": 0}, {"name": "app", "exitCode": 1}]
+    assert migrate.outcome(task, STEP, None, {}).error == "MigrationFailed"
+    no_stop_code = {**stopped(0), "stopCode": None}
+    assert migrate.outcome(no_stop_code, STEP, None, {}).error == "MigrationFailed"
 
 
 def test_a_timed_out_task_says_so():

@@ -66,7 +66,8 @@ class VerifyFailed(FerryError):
 
 
 class MigrationFailed(FerryError):
-    """A migration task ran and failed: non-zero exit, or stopped by ECS (out of memory, ...)."""
+    """A migration task ran and failed: non-zero exit, or stopped before it finished by anyone but itself (a person,
+    ECS's scheduler, a Spot interruption, ...), even when its container then exited 0."""
 
 
 class MigrationTimedOut(FerryError):

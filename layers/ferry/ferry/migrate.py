@@ -148,23 +148,40 @@ def _last_events(client: Any, group: str, stream: str, limit: int) -> list[dict[
     return events[-limit:]
 
 
+# How a task that ECS (or someone) stopped before the migration finished is told: stop code -> who stopped it.
+# A container that traps SIGTERM can exit 0 on such a stop: only EssentialContainerExited with the migration's
+# own container exiting 0 is a finished migration (botocore's ECS model, TaskStopCode, lists the codes).
+STOPPED_BY = {
+    "UserInitiated": "was stopped by someone (a StopTask call) before it finished",
+    "ServiceSchedulerInitiated": "was stopped by ECS's scheduler before it finished",
+    "SpotInterruption": "was stopped by ECS before it finished: its Spot capacity was reclaimed",
+    "TerminationNotice": "was stopped by ECS before it finished: its host was being terminated",
+    "InfrastructureHealth": "was stopped by ECS before it finished: its host was unhealthy",
+}
+
+
 def outcome(task: dict[str, Any], migration: Migration, logs: dict[str, str] | None, context: dict[str, Any]) -> Outcome:
-    """Judge a STOPPED task: success only when the migration's container exited 0."""
+    """Judge a STOPPED task: success only when the task stopped because its essential container exited
+    (EssentialContainerExited) and the migration's own container exited 0."""
     arn = task["taskArn"]
     container = next((c for c in task.get("containers", []) if c.get("name") == migration.container), {})
     exit_code, stop_code = container.get("exitCode"), task.get("stopCode")
     revision = context.get("revision", "the new revision")
-    if exit_code == 0:
+    if exit_code == 0 and stop_code == "EssentialContainerExited":
         return Outcome(None, "", {"name": migration.name, "taskArn": arn, "exitCode": 0})
     lines, where = log_tail(logs, migration.container, arn)
     reason = task.get("stoppedReason") or "no reason given"
     if container.get("reason"):
         reason += f"; container: {container['reason']}"
+    exited = f"; its container exited with code {exit_code}" if exit_code is not None else ""
     if stop_code == "TaskFailedToStart" or (exit_code is None and not task.get("startedAt")):
         error, what = "MigrationNotStarted", f"never started ({stop_code or 'stopped'}: {reason})"
     elif context.get("timedOut"):
         error, what = "MigrationTimedOut", f"ran longer than its {migration.timeout} s timeout and was stopped"
-    elif exit_code is None:
+    elif stop_code != "EssentialContainerExited":
+        what = STOPPED_BY.get(str(stop_code), "was stopped before it finished")
+        error, what = "MigrationFailed", f"{what} ({stop_code or 'no stop code'}: {reason}){exited}"
+    elif exit_code is None:  # another essential container exited first, and ECS stopped this one
         error, what = "MigrationFailed", f"was stopped by ECS before its container exited ({stop_code}: {reason})"
     else:
         error, what = "MigrationFailed", f"exited with code {exit_code} ({reason})"
