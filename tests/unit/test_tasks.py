@@ -152,3 +152,12 @@ def test_describe_tasks_is_asked_at_most_100_tasks_at_a_time(aws):
         assert [t["taskArn"] for t in ecs.describe_tasks("prod", arns + arns[:5])] == arns
         stub.assert_no_pending_responses()
 
+
+def test_a_deployment_event_of_a_short_arn_service_is_logged_and_ignored(aws, logs):
+    """ECS names a service created before the long ARN format arn:aws:ecs:<region>:<account>:service/<name>: no cluster
+    to find its waiting state by (Verify refuses such services; an event of one must not crash the handler)."""
+    short = "arn:aws:ecs:us-east-1:123456789012:service/web"
+    assert deployment.service_from_arn(short) == ("", "")
+    assert deployment.on_event("locks", short) is False
+    [line] = [line for line in logs() if line.get("message", "").startswith("deployment event ignored")]
+    assert line["serviceArn"] == short and "short ARN" in line["message"]

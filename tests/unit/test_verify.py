@@ -145,8 +145,10 @@ def test_a_healthy_world_passes_every_check(world):
         "cluster-active", "service-active", "execution-role-required", "role-passable", "role-exists", "role-trusts-ecs-tasks",
         "image-exists", "image-platform", "secret-exists", "secret-not-deleted", "secret-has-value", "secret-json-key",
         "parameter-exists", "log-group-exists", "env-file-exists", "alarm-exists", "awsvpc-host-port", "target-group-exists",
-        "load-balancer-container",
+        "load-balancer-container", "service-arn-format",
     }
+    assert find(report, "service-arn-format")[0].message == (
+        f"service web has the long ARN format (arn:aws:ecs:us-east-1:{ACCOUNT}:service/prod/web)")
     assert report.task_definition == "web (new revision)"
     assert report.to_state() == {"passed": len(report.checks), "failed": 0, "failures": []}
     assert report.cause() == f"Verify passed all {len(report.checks)} checks for web (new revision)"
@@ -193,6 +195,31 @@ def test_a_missing_service_fails_unless_the_deploy_creates_it(world):
 
     report = run(world, service="api", create_service=True, target_groups=[])
     assert report.failed == [] and find(report, "service-active") == []
+
+
+def test_a_service_with_a_short_arn_fails_with_the_way_to_the_long_format(world):
+    """Services created before the long ARN format keep arn:aws:ecs:<region>:<account>:service/<name>: Ferry's IAM
+    grants name services by cluster, and its deployment events cannot be mapped to a cluster."""
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName="legacy")
+    # moto derives a service's ARN from the account setting whenever it describes it (ECS fixes it at creation):
+    # the setting stays disabled while Verify looks.
+    ecs.put_account_setting(name="serviceLongArnFormat", value="disabled")
+    try:
+        created = ecs.create_service(cluster="legacy", serviceName="old", taskDefinition=world["currentArn"],
+                                     desiredCount=1)["service"]
+        assert created["serviceArn"] == f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/old"
+        report = run(world, cluster="legacy", service="old", target_groups=[])
+    finally:
+        ecs.put_account_setting(name="serviceLongArnFormat", value="enabled")
+    failure = only_failure(report)
+    assert (failure.name, failure.resource) == ("service-arn-format", "service old")
+    assert failure.message.startswith(f"service old has a short ARN (arn:aws:ecs:us-east-1:{ACCOUNT}:service/old) without "
+                                      "its cluster")
+    for fix in ("aws ecs put-account-setting-default --name serviceLongArnFormat --value enabled",
+                "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-arn-migration.html", "recreate"):
+        assert fix in failure.message
+    assert report.cause().splitlines()[1] == f"- {failure.message}"
 
 
 # --------------------------------------------------------------------------- images

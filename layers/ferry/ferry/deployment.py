@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from . import aws, clock, waiters
 from .ecs import describe_service, describe_tasks, primary_deployment, revision_name, task_arns, task_ip
 from .errors import DeploymentFailed, FerryError, PhaseTimedOut
+from .observability import logger
 
 # A rolling or canary rollout wakes up on ECS's events; this is only the safety net for a lost event.
 # Long on purpose: each fallback costs three state transitions whatever the rollout's length.
@@ -217,7 +218,15 @@ def settle(table: str, token: str, request: Watch, context: dict[str, Any] | Non
 def on_event(table: str, service_arn: str) -> bool:
     """ECS reported a change of this service's deployment: settle the state waiting for it, if any."""
     cluster, service = service_from_arn(service_arn)
-    found = waiters.get(table, f"deployment#{cluster}/{service}") if cluster else None
+    if not cluster:
+        # A service created before the long ARN format (arn:aws:ecs:<region>:<account>:service/<name>) names no
+        # cluster to find its waiting state by; Verify refuses such services (check service-arn-format), and a
+        # waiting state still ends by its own heartbeat's look.
+        logger.warning("deployment event ignored: " + ("a service with a short ARN names no cluster"
+                                                        if is_short_service_arn(service_arn) else "not an ECS service ARN"),
+                       extra={"serviceArn": service_arn})
+        return False
+    found = waiters.get(table, f"deployment#{cluster}/{service}")
     if found is None:
         return False
     token, context = found
@@ -225,7 +234,15 @@ def on_event(table: str, service_arn: str) -> bool:
 
 
 def service_from_arn(arn: str) -> tuple[str, str]:
-    """('cluster', 'service') of arn:aws:ecs:<region>:<account>:service/<cluster>/<service>; ('', '') for old ARNs."""
-    path = arn.split(":", 5)[-1] if arn.count(":") >= 5 else ""
+    """('cluster', 'service') of arn:aws:ecs:<region>:<account>:service/<cluster>/<service>; ('', '') for anything
+    else, short ARNs (arn:aws:ecs:<region>:<account>:service/<service>, from before the long format) included."""
+    path = arn.split(":", 5)[-1] if isinstance(arn, str) and arn.count(":") >= 5 else ""
     parts = path.split("/")
-    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "service" else ("", "")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "service" and all(parts) else ("", "")
+
+
+def is_short_service_arn(arn: str) -> bool:
+    """arn:aws:ecs:<region>:<account>:service/<name>: a service created before ECS's long ARN format."""
+    path = arn.split(":", 5)[-1] if isinstance(arn, str) and arn.count(":") >= 5 and ":ecs:" in arn else ""
+    parts = path.split("/")
+    return len(parts) == 2 and parts[0] == "service" and bool(parts[1])

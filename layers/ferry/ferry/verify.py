@@ -54,6 +54,7 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role(?P<path>/(
 S3_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::(?P<bucket>[^/]+)/(?P<key>.+)$")
 TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:(?P<region>[^:]+):\d{12}:targetgroup/(?P<name>[^/]+)/")
 RANDOM_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
+SHORT_SERVICE_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:[^:]+:\d{12}:service/[^/]+$")
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def _cluster_and_service(cx: _Aws, cluster: str, service: str, create_service: b
     current = next((s for s in services if s.get("status") == "ACTIVE"), None)
     if current is not None:
         checks.append(Check("service-active", resource, True, f"service {service} exists and is ACTIVE in cluster {cluster}"))
+        checks.append(_service_arn_check(service, cluster, current.get("serviceArn") or ""))
     elif services:
         checks.append(Check("service-active", resource, False,
                             f"service {service} in cluster {cluster} is {services[0].get('status')} (being deleted): "
@@ -235,6 +237,24 @@ def _cluster_and_service(cx: _Aws, cluster: str, service: str, create_service: b
         checks.append(Check("service-active", resource, False,
                             f"service {service} does not exist in cluster {cluster}: create it first, or fix `service` in the config"))
     return checks, current
+
+
+# The ECS developer guide's page on moving a service from the short ARN format to the long one, in place.
+SERVICE_ARN_MIGRATION = "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-arn-migration.html"
+
+
+def _service_arn_check(service: str, cluster: str, arn: str) -> Check:
+    """A service created before ECS's long ARN format keeps arn:aws:ecs:<region>:<account>:service/<name>: Ferry's IAM
+    grants name services by cluster (…:service/<cluster>/*), and its deployment events cannot be told apart by cluster."""
+    resource = f"service {service}"
+    if SHORT_SERVICE_ARN.match(arn):
+        return Check("service-arn-format", resource, False,
+                     f"service {service} has a short ARN ({arn}) without its cluster, which Ferry cannot deploy: its IAM "
+                     f"grants and the ECS deployment events it waits for need the long format (…:service/{cluster}/{service}). "
+                     "Opt the account in with `aws ecs put-account-setting-default --name serviceLongArnFormat --value "
+                     "enabled` (and `aws ecs put-account-setting` for any role that set it), then migrate the service to the "
+                     f"long ARN in place ({SERVICE_ARN_MIGRATION}) or recreate it, and deploy again")
+    return Check("service-arn-format", resource, True, f"service {service} has the long ARN format ({arn})")
 
 
 # --------------------------------------------------------------------------- images
