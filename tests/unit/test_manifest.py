@@ -359,6 +359,20 @@ def test_an_end_updates_its_deployment_and_keeps_the_others(world):
     assert manifest.record_end(BUCKET, "manifests/nothing.result.json", plans[0]["name"], "SUCCEEDED", None, None) is False
 
 
+def test_an_unhandled_lambda_error_is_recorded_as_its_message(world):
+    """Step Functions gives a step's unhandled exception as the Lambda runtime's error document, a JSON string."""
+    plans, key = _started_release(world)
+    document = json.dumps({"errorMessage": "service prod/web does not exist: create it first", "errorType": "ServiceNotFound",
+                           "requestId": "9f7c6f0e-5b1a-4c1e-8d62-7d0d9b0b2f11",
+                           "stackTrace": ["  File \"/var/task/app.py\", line 12, in handler\n", "    raise ServiceNotFound(...)\n"]})
+    assert manifest.record_end(BUCKET, key, plans[1]["name"], "FAILED", "ServiceNotFound", document) is True
+    api = read_result()["deployments"][1]
+    assert (api["error"], api["cause"]) == ("ServiceNotFound", "service prod/web does not exist: create it first")
+    # A Cause Ferry wrote itself, or one that only looks like JSON, is kept as it is.
+    assert manifest.record_end(BUCKET, key, plans[0]["name"], "FAILED", "Lambda.Unknown", "[1, 2] not a document") is True
+    assert read_result()["deployments"][0]["cause"] == "[1, 2] not a document"
+
+
 def test_two_ends_written_at_once_both_survive(world, monkeypatch):
     plans, key = _started_release(world)
     read = manifest._get_result

@@ -8,6 +8,8 @@ happened, the evidence, and what to do.
 
 from __future__ import annotations
 
+import json
+
 
 class FerryError(Exception):
     """Base class: a failure Ferry understands and can explain."""
@@ -96,3 +98,22 @@ class CanaryUnhealthy(FerryError):
 
 class AlarmTriggered(FerryError):
     """An alarm of the health gates was in ALARM during the bake (its name and reason in the message)."""
+
+
+def cause_text(cause: str | None) -> str | None:
+    """The text to read of a Step Functions Cause.
+
+    A step whose Lambda function raised an unhandled exception has as Cause the Lambda runtime's error document, a
+    JSON string `{"errorMessage", "errorType", "requestId", "stackTrace"}`: its `errorMessage` is what to read. Any
+    other Cause (Ferry's own, plain text) is the text as it is. The execution-ended function (the manifest result,
+    the deploy events) and Rollback read Causes through this.
+    """
+    if not cause:
+        return cause
+    try:
+        document = json.loads(cause)
+    except (TypeError, ValueError):
+        return cause
+    if isinstance(document, dict) and isinstance(document.get("errorMessage"), str):
+        return document["errorMessage"]
+    return cause

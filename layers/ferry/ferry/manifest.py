@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from . import aws, config, images, router, validation
-from .errors import FerryError, ImageNotFound
+from .errors import FerryError, ImageNotFound, cause_text
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -495,7 +495,7 @@ def record_end(bucket: str, result_key: str, execution_name: str, status: str, e
         if entry is None:
             return False
         entry.update(status=status, error=error if error is None else error[:MAX_ERROR],
-                     cause=_cut_bytes(cause, MAX_CAUSE_BYTES))
+                     cause=_cut_bytes(cause_text(cause), MAX_CAUSE_BYTES))
         if _put_if(bucket, result_key, document, etag):
             return True
         _pause(attempt)

@@ -24,6 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import artefacts, aws
+from .errors import cause_text
 from .observability import logger
 
 SOURCE = "ferry"
@@ -156,11 +157,9 @@ def recorded(history: tuple[dict[str, Any], ...] | list[dict[str, Any]], key: st
 
 def short_cause(cause: str | None) -> str | None:
     """The Cause to read (a Lambda error document's errorMessage), at most MAX_CAUSE_CHARS, its start and end kept."""
+    cause = cause_text(cause)
     if not cause:
         return None
-    parsed = _json(cause)
-    if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
-        cause = parsed["errorMessage"]
     cause = cause.strip()
     if len(cause) <= MAX_CAUSE_CHARS:
         return cause

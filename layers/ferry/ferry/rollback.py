@@ -10,13 +10,13 @@ deregistered, keeping the newest `rollback.keepFailedRevisions` of them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, clock
 from .ecs import created_at, describe_service, primary_deployment, revision_name
+from .errors import cause_text
 
 MAX_CAUSE = 30_000
 
@@ -24,11 +24,7 @@ MAX_CAUSE = 30_000
 def failure_message(failure: dict[str, Any] | None) -> str:
     """'Error: message' of a Catch result; a Lambda error's Cause is JSON with an errorMessage."""
     failure = failure or {}
-    error, cause = failure.get("Error") or "Error", failure.get("Cause") or ""
-    try:
-        cause = json.loads(cause).get("errorMessage", cause)
-    except (ValueError, AttributeError):
-        pass
+    error, cause = failure.get("Error") or "Error", cause_text(failure.get("Cause")) or ""
     return f"{error}: {cause}".strip()
 
 
