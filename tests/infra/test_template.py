@@ -537,7 +537,12 @@ def test_layer():
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/ferry/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    # Built by layers/ferry/Makefile, which ships the layer with bytecode (SAM's python3.12 builder ships none)
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+    makefile = (ROOT / "layers/ferry/Makefile").read_text()
+    assert "\nbuild-FerryLayer:" in makefile
+    assert "--require-hashes" in makefile and "--invalidation-mode unchecked-hash" in makefile
     assert (ROOT / "layers/ferry/requirements.txt").is_file()
     assert (ROOT / "layers/ferry/ferry/__init__.py").is_file()
 
