@@ -6,13 +6,15 @@
 For every AWS::Serverless::Function in template.yaml (read the way the sandbox
 reads it), a fresh Python process imports the function's handler module the way
 the Lambda runtime does at cold start: sys.path is the function's CodeUri, then
-the layers' ContentUri (BuildMethod python3.12 puts them under python/, which is
-on the runtime's path), then this venv's site-packages (standing in for the
-layer's dependencies, boto3 among them); the environment is the template's
-(Globals merged with the function's, resolved against dummy resource names) plus
-what Lambda sets (region, dummy credentials, function name, memory size, no
-~/.aws files). Whatever the module does at import -- clients created at module
-level, Logger or Tracer objects, SETTINGS = settings.load() -- is in the figure.
+the layers' ContentUri (sam build puts them under python/, which is on the
+runtime's path; with --bytecode lambda, the layer as built: below), then this
+venv's site-packages (standing in for the runtime's own packages, and for the
+layer's dependencies when the layer is not built); the environment is the
+template's (Globals merged with the function's, resolved against dummy
+resource names) plus what Lambda sets (region, dummy credentials, function
+name, memory size, no ~/.aws files). Whatever the module does at import --
+clients created at module level, Logger or Tracer objects, SETTINGS =
+settings.load() -- is in the figure.
 
 The baseline is the smallest useful Lambda: `import boto3` plus one
 `boto3.client(...)` (--baseline-client, default ecs, what an ECS deployer
@@ -20,15 +22,30 @@ creates), in an identical fresh process. Each figure is the best of --runs proce
 around the import only (interpreter start-up is the same for both and is left
 out), in CPU time by default (--clock): on an idle machine that is the wall time
 of the import, and it stays put when other processes compete for the CPU. Runs
-are interleaved so whatever load there is hits both sides alike. Bytecode is
-cached in a private directory (-X pycache_prefix), warmed by one discarded run,
-so nothing is written into the repository. With --bytecode lambda, the modules
-SAM ships as source (the function's folder, the layer's ferry package and the
-layer's requirements with their dependencies: SAM's python builder unpacks
-wheels without compiling them) compile at every import, as they do on Lambda,
-whose /var/task and /opt are read-only. That includes boto3 and botocore, which
-the layer ships (layers/ferry/requirements.in) ahead of the runtime's; the
-baseline's boto3 is the runtime's and keeps its bytecode.
+are interleaved so whatever load there is hits both sides alike.
+
+--bytecode cached (the default): every module imports from bytecode cached in a
+private directory (-X pycache_prefix), warmed by one discarded run, so nothing
+is written into the repository.
+
+--bytecode lambda: what Lambda imports. A layer built by its Makefile
+(BuildMethod makefile: layers/ferry/Makefile) is built first, into a temporary
+folder laid out as sam build leaves it (python/...): this venv's installs of
+the layer's pinned requirements (the same versions: checked; copied, as the
+arm64 wheels' .so files would not load here), then the Makefile's own
+layer-without-install target, which copies the ferry package and compiles
+everything with --invalidation-mode unchecked-hash, as build-FerryLayer does.
+That folder replaces the layer's ContentUri on sys.path, so ferry, boto3,
+botocore and the rest import from the layer's own .pyc, as they do from /opt.
+The processes run with -B (PYTHONDONTWRITEBYTECODE, which -I would ignore as a
+variable) and no pycache_prefix: nothing is written at run time, /var/task and
+/opt being read-only, and a run that wrote into the built layer is an error.
+What SAM ships as source compiles at every import: the function's folder (SAM's
+python builder copies it without bytecode), and the modules of any layer built
+with BuildMethod python3.12 (its ContentUri and requirements, unpacked without
+compiling). The baseline's boto3 is the runtime's and keeps its bytecode (this
+venv's __pycache__). Each process reports the modules it compiled from source
+during the import (the "compiled" column).
 
 For the worst functions (every one over the target, at least --explain of
 them), --importtime-runs more processes run with `python -X importtime` (the
@@ -51,7 +68,10 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "cli"))  # the sandbox's template reader, also without the editable install
@@ -124,6 +144,13 @@ class _FromSource(importlib.machinery.SourceFileLoader):
     def path_stats(self, path):
         raise OSError("no bytecode: compiled from source and not written, as on Lambda")
 
+compiled = []
+_source_to_code = importlib.machinery.SourceFileLoader.source_to_code
+
+def _counting_source_to_code(self, data, path, *args, **kwargs):
+    compiled.append(self.name)
+    return _source_to_code(self, data, path, *args, **kwargs)
+
 class _NoBytecode:
     """Modules of these top-level packages compile from source, as from a SAM-built function or layer."""
     names = frozenset(spec["compile"])
@@ -140,6 +167,7 @@ if spec["compile"]:
 if spec["watch"]:
     sys.meta_path.insert(0, _Watch())
 code = compile(spec["code"], "<cold start>", "exec")
+importlib.machinery.SourceFileLoader.source_to_code = _counting_source_to_code
 before = set(sys.modules)
 sys.stderr.write(spec["begin"] + "\n")
 sys.stderr.flush()
@@ -147,9 +175,12 @@ started, cpu_started = time.perf_counter(), time.process_time()
 exec(code, {"__name__": "__cold_start__"})
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 new = set(sys.modules) - before
+packages = sorted({m.split(".")[0] for m in new})
 sys.stdout.write(spec["marker"] + json.dumps({
     "seconds": elapsed, "cpuSeconds": cpu, "modules": len(new), "clients": clients, "models": sorted(set(models)),
-    "packages": sorted({m.split(".")[0] for m in new}),
+    "packages": packages, "compiled": compiled,
+    "origins": {p: getattr(sys.modules.get(p), "__file__", None) for p in packages},
+    "dontWriteBytecode": sys.dont_write_bytecode, "pycachePrefix": sys.pycache_prefix,
 }) + "\n")
 '''
 
@@ -162,22 +193,34 @@ class Probe:
     code: str
     cwd: Path
     env: dict[str, str]
-    front: list[str] = field(default_factory=list)  # sys.path entries before the runtime's own
+    front: list[str] = field(default_factory=list)  # sys.path entries before the runtime's own: CodeUri, ContentUris
     root_module: str = ""                           # the module the import tree hangs from
     handler: str = ""
-    shipped: list[str] = field(default_factory=list)  # top-level modules SAM ships as source (function, layers)
+    shipped: list[str] = field(default_factory=list)  # top-level modules SAM ships as source (function, python layers)
+    built_layers: list[str] = field(default_factory=list)  # ContentUris of layers built by their Makefile
+    layer_modules: list[str] = field(default_factory=list)  # top-level modules those layers provide, with bytecode
+    built: dict[str, str] = field(default_factory=dict)  # --bytecode lambda: ContentUri -> the built layer's python/
     samples: list[float] = field(default_factory=list)       # the chosen clock (--clock)
     wall_samples: list[float] = field(default_factory=list)
     cpu_samples: list[float] = field(default_factory=list)
+    compiled: list[str] = field(default_factory=list)  # modules compiled from source during the last import
     error: str | None = None
-    compile_shipped: bool = False
+    bytecode: str = "cached"  # --bytecode
+
+    def path_front(self) -> list[str]:
+        if self.bytecode != "lambda":
+            return self.front
+        missing = [p for p in self.built_layers if p not in self.built]
+        if missing:
+            raise RuntimeError(f"{self.name}: --bytecode lambda needs the built layer of {missing} (build_layers)")
+        return [self.built.get(p, p) for p in self.front]
 
     def spec(self, watch: bool) -> dict[str, Any]:
         paths = sysconfig.get_paths()
         back = list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-        return {"front": self.front, "back": back, "preload": list(RUNTIME_PRELOAD), "watch": watch,
+        return {"front": self.path_front(), "back": back, "preload": list(RUNTIME_PRELOAD), "watch": watch,
                 "code": self.code, "marker": MARKER, "begin": BEGIN,
-                "compile": self.shipped if self.compile_shipped else []}
+                "compile": self.shipped if self.bytecode == "lambda" else []}
 
     @property
     def best(self) -> float | None:
@@ -231,6 +274,18 @@ def top_level_modules(folder: Path) -> set[str]:
     return names
 
 
+def requirements_of(requirements: Path) -> list[Requirement]:
+    """The requirements a requirements file lists (none when there is no file)."""
+    from packaging.requirements import Requirement
+
+    if not requirements.is_file():
+        return []
+    # pip-compile --generate-hashes writes `name==1.0 \` and its `--hash=...` options on continuation lines
+    lines = requirements.read_text().replace("\\\n", " ").splitlines()
+    return [Requirement(line.split("#", 1)[0].split(" --", 1)[0].strip()) for line in lines
+            if line.split("#", 1)[0].strip() and not line.lstrip().startswith("-")]
+
+
 def requirement_modules(requirements: Path) -> set[str]:
     """Top-level modules of a requirements file's distributions and their dependencies, as installed here."""
     from importlib import metadata
@@ -238,12 +293,7 @@ def requirement_modules(requirements: Path) -> set[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    if not requirements.is_file():
-        return set()
-    # pip-compile --generate-hashes writes `name==1.0 \` and its `--hash=...` options on continuation lines
-    lines = requirements.read_text().replace("\\\n", " ").splitlines()
-    todo = [Requirement(line.split("#", 1)[0].split(" --", 1)[0].strip()).name for line in lines
-            if line.split("#", 1)[0].strip() and not line.lstrip().startswith("-")]
+    todo = [requirement.name for requirement in requirements_of(requirements)]
     seen: set[str] = set()
     names: set[str] = set()
     while todo:
@@ -289,12 +339,18 @@ def handler_probes(root: Path = ROOT, only: list[str] | None = None) -> list[Pro
                 env[name] = _dummy(None, name)
         front = [str((root / function.code_uri).resolve())]
         shipped = top_level_modules(Path(front[0])) | requirement_modules(Path(front[0]) / "requirements.txt")
+        built_layers, layer_modules = [], set()
         for layer in [*globals_fn.get("Layers", []), *props.get("Layers", [])]:
             ref = layer.get("Ref") if isinstance(layer, dict) else None
             if ref in layers:  # a layer of this template; others (ARNs) cannot be put on the path
                 content = (root / layers[ref]["Properties"]["ContentUri"]).resolve()
                 front.append(str(content))
-                shipped |= top_level_modules(content) | requirement_modules(content / "requirements.txt")
+                modules = top_level_modules(content) | requirement_modules(content / "requirements.txt")
+                if (layers[ref].get("Metadata") or {}).get("BuildMethod") == "makefile":
+                    built_layers.append(str(content))  # its Makefile ships bytecode (build_layers)
+                    layer_modules |= modules
+                else:  # SAM's python builder: source only
+                    shipped |= modules
         module, _, attribute = function.handler.rpartition(".")
         module = module.replace("/", ".")
         tracing = (props.get("Tracing") or globals_fn.get("Tracing")) == "Active"
@@ -305,7 +361,7 @@ def handler_probes(root: Path = ROOT, only: list[str] | None = None) -> list[Pro
                                  tracing=tracing, log_format=logging_config.get("LogFormat"))
         probes.append(Probe(
             name=logical_id, handler=function.handler, root_module=module, cwd=task_root, front=front,
-            shipped=sorted(shipped),
+            shipped=sorted(shipped), built_layers=built_layers, layer_modules=sorted(layer_modules),
             env={**lambda_env, **env},
             # An import statement, not importlib.import_module: -X importtime only sees the former.
             code=f"import {module} as _handler_module\nhandler = _handler_module.{attribute}\n",
@@ -319,9 +375,85 @@ def baseline_probe(client: str) -> Probe:
                  code=f"import boto3\nclient = boto3.client({client!r})\n")
 
 
+def copy_pinned_requirements(requirements: Path, target: Path) -> list[str]:
+    """Copies this venv's installs of a requirements file's pins into target, as pip --target lays them out.
+
+    Every requirement must be pinned (==) and installed here at that version:
+    the layer's Makefile installs exactly these. Bytecode and files outside
+    site-packages (console scripts) are left behind, as the Makefile leaves
+    them. Returns the distributions copied, as name==version.
+    """
+    from importlib import metadata
+
+    copied = []
+    for requirement in requirements_of(requirements):
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        pins = [s.version for s in requirement.specifier if s.operator == "=="]
+        if len(pins) != 1:
+            raise RuntimeError(f"{requirements}: {requirement} is not pinned to one version")
+        try:
+            dist = metadata.distribution(requirement.name)
+        except metadata.PackageNotFoundError:
+            raise RuntimeError(f"{requirement.name} is not installed in {sys.prefix}: the layer pins it "
+                               f"({requirements}); reinstall the venv (make)") from None
+        if dist.version != pins[0]:
+            raise RuntimeError(f"{requirement.name} {dist.version} is installed in {sys.prefix}, the layer pins "
+                               f"{pins[0]} ({requirements}); reinstall the venv (make)")
+        for file in dist.files or []:
+            if file.parts[0] == ".." or "__pycache__" in file.parts or file.suffix in (".pyc", ".pyo"):
+                continue
+            destination = target / file
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(dist.locate_file(file), destination)
+        copied.append(f"{requirement.name}=={dist.version}")
+    return copied
+
+
+def build_layer(content: Path, artifacts: Path) -> Path:
+    """A layer built with bytecode by its Makefile, laid out as sam build leaves it; returns its python/ folder.
+
+    The requirements are this venv's copies of the same pins (copy_pinned_requirements)
+    instead of the Lambda platform's wheels; the rest is the Makefile's own
+    layer-without-install target: the package copied, everything compiled
+    (unchecked-hash .pyc), as build-<LayerId> does.
+    """
+    python = artifacts / "python"
+    python.mkdir(parents=True)
+    copy_pinned_requirements(content / "requirements.txt", python)
+    done = subprocess.run(["make", "--no-print-directory", "-f", str(content / "Makefile"), "layer-without-install",
+                           f"ARTIFACTS_DIR={artifacts}", f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the layer of {content} failed (make layer-without-install, exit "
+                           f"{done.returncode}):\n{done.stdout}{done.stderr}")
+    return python
+
+
+def build_layers(probes: list[Probe], out: Path) -> dict[str, str]:
+    """--bytecode lambda: builds each layer the probes use that its Makefile builds, once; ContentUri -> python/."""
+    built: dict[str, str] = {}
+    for probe in probes:
+        for content in probe.built_layers:
+            if content not in built:
+                built[content] = str(build_layer(Path(content), out / f"layer-{len(built) + 1}"))
+        probe.built = {content: built[content] for content in probe.built_layers}
+    return built
+
+
+def files_under(folders: list[str]) -> set[str]:
+    return {os.path.join(d, f) for folder in folders for d, _, names in os.walk(folder) for f in names}
+
+
 def run_probe(probe: Probe, pycache: Path, *, importtime: bool = False) -> tuple[dict[str, Any], str]:
     """(what the child reported, its stderr); raises RuntimeError when the import fails."""
-    command = [sys.executable, "-I", "-S", "-X", f"pycache_prefix={pycache}"]
+    command = [sys.executable, "-I", "-S"]
+    if probe.bytecode == "lambda":
+        # The .pyc that ship (the built layers', the runtime's), nothing written: -B, i.e. PYTHONDONTWRITEBYTECODE
+        # (-I ignores PYTHON* variables). No pycache_prefix: it would hide the layer's __pycache__.
+        command += ["-B"]
+    else:
+        command += ["-X", f"pycache_prefix={pycache}"]
     if importtime:
         command += ["-X", "importtime"]
     command += ["-c", CHILD, json.dumps(probe.spec(watch=importtime))]
@@ -465,6 +597,7 @@ def measure(probes: list[Probe], baseline: Probe, runs: int, pycache: Path, prog
         for probe in everything:  # interleaved: load on the machine hits every probe alike
             if probe.error is None:
                 report = run_probe(probe, pycache)[0]
+                probe.compiled = report["compiled"]
                 probe.wall_samples.append(report["seconds"])
                 probe.cpu_samples.append(report["cpuSeconds"])
                 probe.samples.append(report["cpuSeconds" if clock == "cpu" else "seconds"])
@@ -486,10 +619,11 @@ def main(argv: list[str] | None = None) -> int:
                              "wall time, and it is not inflated when other processes compete for the CPU). "
                              "wall: elapsed time")
     parser.add_argument("--bytecode", choices=("cached", "lambda"), default="cached",
-                        help="cached: every module imports from cached bytecode (default). lambda: the function's and "
-                             "its layers' modules (ferry and the layer's requirements) compile from source at every "
-                             "import, as on Lambda: SAM builds ship no .pyc and /var/task and /opt are read-only; "
-                             "the baseline (the runtime's boto3) stays cached")
+                        help="cached: every module imports from cached bytecode (default). lambda: as on Lambda, "
+                             "where /var/task and /opt are read-only: layers built by their Makefile are built "
+                             "first (with their unchecked-hash .pyc) and imported from; what SAM ships as source "
+                             "(the function's folder, python3.12-built layers) compiles at every import; nothing "
+                             "is written (-B); the baseline (the runtime's boto3) keeps its bytecode")
     parser.add_argument("--function", action="append", metavar="NAME",
                         help="only this function (logical id or CodeUri folder name); repeatable")
     parser.add_argument("--root", type=Path, default=ROOT,
@@ -505,11 +639,21 @@ def main(argv: list[str] | None = None) -> int:
     probes = handler_probes(root, only=args.function)
     if not probes:
         parser.error("no function of template.yaml matches --function")
-    for probe in probes:
-        probe.compile_shipped = args.bytecode == "lambda"
     baseline = baseline_probe(args.baseline_client)
+    for probe in [baseline, *probes]:
+        probe.bytecode = args.bytecode
     pycache = Path(tempfile.mkdtemp(prefix="ferry-cold-start-"))
+    built: dict[str, str] = {}
     try:
+        if args.bytecode == "lambda":
+            if not args.json:
+                print("building the layers with bytecode...", file=sys.stderr, flush=True)
+            try:
+                built = build_layers(probes, pycache / "layers")
+            except RuntimeError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            layer_files = files_under(list(built.values()))
         measure(probes, baseline, args.runs, pycache, progress=not args.json, clock=args.clock)
         if baseline.error:
             print(baseline.error, file=sys.stderr)
@@ -522,6 +666,10 @@ def main(argv: list[str] | None = None) -> int:
         baseline_explained = explain(baseline, pycache, args.top, runs=args.importtime_runs)
         in_baseline = set(baseline_explained["packagesImported"])
         explanations = {p.name: explain(p, pycache, args.top, in_baseline, args.importtime_runs) for p in explained}
+        if built and files_under(list(built.values())) != layer_files:
+            written = sorted(files_under(list(built.values())) - layer_files)
+            print(f"the runs wrote into the built layer (read-only on Lambda): {written[:5]}", file=sys.stderr)
+            return 2
     finally:
         shutil.rmtree(pycache, ignore_errors=True)
 
@@ -534,13 +682,15 @@ def main(argv: list[str] | None = None) -> int:
             "overTarget": ratio is not None and ratio > args.target,
             "secondsToCut": max(0.0, p.best - args.target * base) if p.best is not None else None,
             "wallSamples": p.wall_samples, "cpuSamples": p.cpu_samples, "error": p.error,
+            "compiledAtImport": p.compiled, "layersWithBytecode": [os.path.relpath(c, root) for c in p.built],
             "explain": explanations.get(p.name),
         })
     if args.json:
         json.dump({"target": args.target, "runs": args.runs, "bytecode": args.bytecode, "clock": args.clock,
                    "python": sys.version.split()[0],
                    "baseline": {"code": baseline.code, "seconds": base, "wallSamples": baseline.wall_samples,
-                                "cpuSamples": baseline.cpu_samples, "explain": baseline_explained},
+                                "cpuSamples": baseline.cpu_samples, "compiledAtImport": baseline.compiled,
+                                "explain": baseline_explained},
                    "functions": rows}, sys.stdout, indent=2)
         print()
     else:
@@ -551,14 +701,18 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(rows, baseline, base, baseline_explained, explanations, args) -> None:
     print(f"\nbaseline: {baseline.name}: {base:.3f} s (best of {args.runs}); target ratio {args.target:g}"
           f" = {args.target * base:.3f} s; clock: {args.clock}; bytecode: {args.bytecode}")
-    print(f"{'function':<26}  {'handler s':>9}  {'baseline s':>10}  {'ratio':>6}  {'to cut s':>8}  ")
+    with_bytecode = sorted({layer for r in rows for layer in r["layersWithBytecode"]})
+    if with_bytecode:
+        print(f"layers built with bytecode (their Makefile) and imported from: {', '.join(with_bytecode)}")
+    print(f"compiled: modules compiled from source during the import (the baseline: {len(baseline.compiled)})")
+    print(f"{'function':<26}  {'handler s':>9}  {'baseline s':>10}  {'ratio':>6}  {'to cut s':>8}  {'compiled':>8}  ")
     for r in sorted(rows, key=lambda r: -(r["ratio"] or 1e9)):
         if r["error"]:
             print(f"{r['function']:<26}  {'ERROR':>9}")
             continue
         flag = f"OVER {args.target:g}" if r["overTarget"] else ""
         print(f"{r['function']:<26}  {r['seconds']:>9.3f}  {r['baselineSeconds']:>10.3f}  {r['ratio']:>6.2f}"
-              f"  {r['secondsToCut']:>8.3f}  {flag}")
+              f"  {r['secondsToCut']:>8.3f}  {len(r['compiledAtImport']):>8}  {flag}")
     for r in rows:
         if r["error"]:
             print(f"\n{r['error']}")

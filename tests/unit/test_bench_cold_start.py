@@ -1,4 +1,5 @@
-"""bench/cold_start.py: the template is read into one probe per function, -X importtime output is parsed right."""
+"""bench/cold_start.py: the template is read into one probe per function, -X importtime output is parsed right,
+--bytecode lambda imports from the layer as its Makefile builds it."""
 
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ def test_one_probe_per_template_function_with_lambda_path_and_environment():
         for name in ("FERRY_ENVIRONMENT", "CONFIG_BUCKET", "LOCK_TABLE", "POWERTOOLS_SERVICE_NAME",
                      "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):
             assert probe.env[name]
-        assert {"app", "ferry", "jsonschema", "yaml"} <= set(probe.shipped)  # what SAM ships as source
-        assert {"boto3", "botocore"} <= set(probe.shipped)  # the layer's own SDK, not the runtime's
+        # what SAM ships as source, compiled at every cold start: the function's folder
+        assert "app" in probe.shipped
+        # the layer, its own SDK included (not the runtime's), is built by layers/ferry/Makefile with bytecode
+        assert probe.built_layers == [str(layer)]
+        assert {"ferry", "jsonschema", "yaml", "boto3", "botocore"} <= set(probe.layer_modules)
+        assert not set(probe.layer_modules) & set(probe.shipped)
     router = next(p for p in probes if p.name == "RouterFunction")
     assert router.env["STATE_MACHINE_ARN"].startswith("arn:aws:states:")
 
@@ -57,3 +62,27 @@ def test_a_handler_imports_in_a_fresh_process(tmp_path):
     report, _ = cold_start.run_probe(probe, tmp_path)
     assert report["seconds"] > 0
     assert "ferry" in report["packages"]
+
+
+def test_lambda_mode_imports_the_built_layer_from_its_bytecode_and_writes_nothing(tmp_path):
+    probe = next(p for p in cold_start.handler_probes(only=["update_service"]))
+    probe.bytecode = "lambda"
+    built = cold_start.build_layers([probe], tmp_path / "layers")
+    (python,) = map(Path, built.values())
+    assert probe.path_front() == [probe.front[0], str(python)]
+    # laid out as sam build leaves the layer: the pinned SDK, the ferry package with its schemas, unchecked-hash .pyc
+    assert (python / "boto3-1.44.18.dist-info").is_dir() and (python / "botocore-1.44.18.dist-info").is_dir()
+    assert list((python / "ferry" / "schemas").glob("*.json"))
+    for package in ("boto3", "botocore", "ferry"):
+        pyc = (python / package / "__pycache__" / "__init__.cpython-312.pyc").read_bytes()
+        assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, source not checked
+    before = cold_start.files_under([str(python)])
+
+    report, _ = cold_start.run_probe(probe, tmp_path / "unused-pycache")
+    assert report["dontWriteBytecode"] and report["pycachePrefix"] is None
+    # only the function's own code compiles (SAM ships it as source); the layer's modules come from its .pyc
+    assert report["compiled"] == ["app"]
+    for package in ("ferry", "boto3", "botocore"):
+        assert Path(report["origins"][package]).is_relative_to(python)
+    assert cold_start.files_under([str(python)]) == before
+    assert not (tmp_path / "unused-pycache").exists()
