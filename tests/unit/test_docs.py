@@ -48,7 +48,9 @@ WORKFLOW = ROOT / "examples" / "github-actions" / "deploy.yml"
 # documented in docs/errors.md.
 LAMBDA_SERVICE_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                          "Lambda.ClientExecutionTimeoutException",
-                         "Lambda.TooManyRequestsException"}
+                         "Lambda.TooManyRequestsException",
+                         # a function idle for weeks that Lambda cannot invoke yet
+                         "Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"}
 CONFIG_ERRORS = {"ServiceNotRegistered", "ConfigInvalid", "TemplateUnresolved"}  # config.load (Jsonnet: templating)
 RAISES: dict[str, set[str]] = {
     # $.failure -> Deploy failed (ErrorPath)
@@ -65,7 +67,7 @@ RAISES: dict[str, set[str]] = {
     "Start the canary tasks": {"CanaryCrashed", "ServiceNotFound"},
     "Check the canary": {"CanaryCrashed", "CanaryUnhealthy", "PhaseTimedOut", "ServiceNotFound"},
     # $.failure -> Deployed, but the lock was not released (ErrorPath)
-    "Release the deploy lock": {"LockUnavailable", "States.Timeout"},
+    "Release the deploy lock": {"LockUnavailable", "Sandbox.Timedout", "Lambda.Unknown"},
     # $.failure -> the rollback -> Rolled back (the Cause starts with it)
     "Update the service to the new revision": {"DeploymentFailed", "ServiceNotFound"},
     "Wait for ECS to finish the deployment": {"DeploymentFailed", "PhaseTimedOut", "ServiceNotFound", "States.Timeout",
@@ -84,7 +86,8 @@ STATES_ERRORS = {"States.ALL", "States.DataLimitExceeded", "States.ExceedTolerat
                  "States.NoChoiceMatched", "States.ParameterPathFailure", "States.Permissions",
                  "States.ResultPathMatchFailure", "States.ResultWriterFailed", "States.Runtime", "States.TaskFailed",
                  "States.Timeout", "States.BranchFailed", "States.QueryEvaluationError"}
-LAMBDA_ERRORS = LAMBDA_SERVICE_ERRORS | {"Lambda.Unknown"}
+# A function that times out reaches its state as Sandbox.Timedout, or as Lambda.Unknown with a plain-text Cause.
+LAMBDA_ERRORS = LAMBDA_SERVICE_ERRORS | {"Lambda.Unknown", "Sandbox.Timedout"}
 # CamelCase names docs/errors.md may put in backticks that are not Errors of Ferry's: AWS's
 # error codes and stop codes, API and ASL names.
 NOT_ERRORS = {"AccessDeniedException", "ThrottlingException", "CannotPullContainerError", "TaskFailedToStart",
