@@ -98,3 +98,12 @@ def test_a_passing_verify_reports_its_counts_and_never_a_secret_value(scenario):
                 and r["state"] == VERIFY]
     assert verified, "the Verify state should have exited"
     assert all("sandbox-db-password-do-not-print" not in line for line in summary["logLines"])
+
+
+def test_a_service_with_a_short_arn_fails_verify_with_the_migration_to_the_long_format(scenario):
+    """A service created before the long ARN format (arn:aws:ecs:<region>:<account>:service/<name>)."""
+    scenario.world["services"][0]["arnFormat"] = "short"
+    cause = run_verify_failure(scenario)
+    assert "service web has a short ARN (arn:aws:ecs:us-east-1:123456789012:service/web)" in cause
+    assert "serviceLongArnFormat" in cause
+    assert "service-arn-migration.html" in cause

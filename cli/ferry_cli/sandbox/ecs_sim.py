@@ -34,6 +34,7 @@ from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecr.models import ecr_backends
 from moto.ecs.exceptions import ECSException, InvalidParameterException, ServiceNotFoundException
 from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
+from moto.ecs.models import Service as MotoService
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup, elbv2_backends
 from moto.logs.models import logs_backends
@@ -841,6 +842,7 @@ class EcsSimulator:
                      "describe_service_revisions"):
             # a plain function: moto's dispatcher only looks for functions on the response class
             self._patch(R, name, lambda resp, n=name: getattr(self, f"_api_{n}")(resp))
+        self._patch(MotoService, "arn", property(self._service_arn))
         # moto sets private_dns_name only on ENIs in VPCs with DNS hostnames, but Task() reads it regardless
         self._patch(NetworkInterface, "private_dns_name", None)
         self._patch(TG, "register", self._record_registration(TG.register, registering=True))
@@ -856,6 +858,14 @@ class EcsSimulator:
         self._patches = []
 
     # ---- moto workarounds
+    @staticmethod
+    def _service_arn(m: Any) -> str:
+        """The service's ARN in the format it was created with: "Existing resources keep their ARN" when the
+        account's setting changes (ECS developer guide, service-arn-migration.html); moto recomputes it."""
+        prefix = f"arn:aws:ecs:{m.region_name}:{m._account_id}:service"
+        short = getattr(m, "arn_format", "long") == "short"
+        return f"{prefix}/{m.name}" if short else f"{prefix}/{m.cluster_name}/{m.name}"
+
     @staticmethod
     def _task_level_memory(orig: Callable) -> Callable:
         """Fargate task definitions may size memory at task level only; moto sums container memory (None + int)."""
@@ -890,6 +900,8 @@ class EcsSimulator:
         if kwargs.get("network_configuration"):
             kwargs["network_configuration"] = _with_security_groups(kwargs["network_configuration"])
         m = orig(be, *args, **kwargs)
+        # A service keeps the ARN format it was created with (moto's changes with the account setting).
+        m.arn_format = "long" if be.enable_long_arn_for_name(name="serviceLongArnFormat") else "short"
         for key, value in (getattr(self._tls, "extras", None) or {}).items():
             if value is not None:
                 setattr(m, re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(), value)

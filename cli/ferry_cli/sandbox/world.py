@@ -204,7 +204,16 @@ class World:
                 "subnets": network["subnets"], "securityGroups": network["securityGroups"], "assignPublicIp": "DISABLED"}}
         if svc.get("targetGroup"):
             params["loadBalancers"] = [self._target_group(sandbox, index, svc, spec, network, awsvpc)]
-        ecs.create_service(**params)
+        if svc.get("arnFormat") == "short":
+            # A service created before the account opted in to the long ARN format keeps the short one (ECS
+            # developer guide, service-arn-migration.html): create it with the setting off, then turn it back on.
+            ecs.put_account_setting(name="serviceLongArnFormat", value="disabled")
+            try:
+                ecs.create_service(**params)
+            finally:
+                ecs.put_account_setting(name="serviceLongArnFormat", value="enabled")
+        else:
+            ecs.create_service(**params)
 
     def _target_group(self, sandbox: Sandbox, index: int, svc: dict[str, Any], spec: dict[str, Any],
                       network: dict[str, Any], awsvpc: bool) -> dict[str, Any]:
