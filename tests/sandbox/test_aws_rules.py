@@ -212,3 +212,23 @@ def test_the_sandbox_throttles_the_handlers_calls_as_aws_does_and_their_clients_
         answered = [ecs.describe_clusters(clusters=["prod"])["clusters"][0]["clusterName"] for _ in range(150)]
         assert answered == ["prod"] * 150  # every call got through, some after being throttled
         assert sandbox.throttle.throttled.get("DescribeClusters", 0) > 0
+
+
+def test_list_tasks_without_a_desired_status_lists_the_tasks_ecs_wants_running(ecs):
+    """"The default status filter is RUNNING" (botocore ecs model, ListTasksRequest.desiredStatus)."""
+    assert "The default status filter is RUNNING" in documentation(
+        "botocore ecs model: ListTasksRequest.desiredStatus")
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.0.0/20")["Subnet"]["SubnetId"]
+    ecs.register_task_definition(family="job", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
+                                 memory="512", containerDefinitions=[{"name": "job", "image": "job", "memory": 64}])
+    group = ec2.create_security_group(GroupName="job", Description="job", VpcId=vpc)["GroupId"]
+    network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
+    first, second = (ecs.run_task(cluster="prod", taskDefinition="job", launchType="FARGATE",
+                                  networkConfiguration=network, startedBy="ferry-job")["tasks"][0]["taskArn"]
+                     for _ in range(2))
+    ecs.stop_task(cluster="prod", task=first)
+    assert ecs.list_tasks(cluster="prod", startedBy="ferry-job")["taskArns"] == [second]
+    assert ecs.list_tasks(cluster="prod", family="job", desiredStatus="STOPPED")["taskArns"] == [first]

@@ -61,22 +61,6 @@ def ecs_world(aws):
     return {"taskDefinitionArn": td["taskDefinitionArn"]}
 
 
-@pytest.fixture
-def ecs_lists_running_by_default(monkeypatch):
-    """ListTasks as ECS answers it: without `desiredStatus`, only the tasks whose desired status is RUNNING
-    (botocore's ECS model, ListTasksRequest.desiredStatus: "The default status filter is RUNNING"); moto lists
-    stopped tasks too. The sandbox's ECS simulator does the same (ferry_cli/sandbox/ecs_sim.py)."""
-    from moto.ecs.models import EC2ContainerServiceBackend
-
-    listed = EC2ContainerServiceBackend.list_tasks
-
-    def list_tasks(self, cluster_str=None, container_instance=None, family=None, started_by=None, service_name=None,
-                   desiredStatus=None):
-        return listed(self, cluster_str, container_instance, family, started_by, service_name, desiredStatus or "RUNNING")
-
-    monkeypatch.setattr(EC2ContainerServiceBackend, "list_tasks", list_tasks)
-
-
 def awsvpc() -> dict:
     """A networkConfiguration in a new VPC's subnet (moto gives each awsvpc task an ENI with a private IP there)."""
     ec2 = boto3.client("ec2")

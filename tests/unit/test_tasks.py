@@ -27,7 +27,7 @@ def ecs_world(ecs_world):
     return {**ecs_world, "taskDefinitionArn": td["taskDefinitionArn"]}
 
 
-def test_every_task_started_by_a_marker_is_found_across_pages(ecs_world, ecs_lists_running_by_default):
+def test_every_task_started_by_a_marker_is_found_across_pages(ecs_world):
     net = awsvpc()
     ours = run_tasks(150, ecs_world["taskDefinitionArn"], network=net, startedBy=MARKER)
     run_tasks(20, ecs_world["taskDefinitionArn"], network=net, startedBy="someone-else")
@@ -35,7 +35,7 @@ def test_every_task_started_by_a_marker_is_found_across_pages(ecs_world, ecs_lis
     assert sorted(t["taskArn"] for t in found) == sorted(t["taskArn"] for t in ours)
 
 
-def test_tasks_already_stopped_are_found_through_their_family(ecs_world, ecs_lists_running_by_default):
+def test_tasks_already_stopped_are_found_through_their_family(ecs_world):
     """ListTasks with startedBy alone lists only tasks whose desired status is RUNNING: a retried migration step, and
     the canary's deregistration, must also find the ones that already stopped."""
     net = awsvpc()
@@ -52,7 +52,7 @@ def test_tasks_already_stopped_are_found_through_their_family(ecs_world, ecs_lis
     assert {t["taskArn"] for t in found if t["desiredStatus"] == "STOPPED"} == {t["taskArn"] for t in started[:2]}
 
 
-def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(ecs_world, ecs_lists_running_by_default):
+def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(ecs_world):
     marker = migrate.started_by("web-v2-abc", "migrate")
     [task] = run_tasks(1, ecs_world["taskDefinitionArn"], network=awsvpc(), startedBy=marker)
     boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="done")
@@ -66,7 +66,7 @@ def test_the_family_of_a_revision(ecs_world):
 
 
 @pytest.fixture
-def canary_world(ecs_world, ecs_lists_running_by_default):
+def canary_world(ecs_world):
     """prod/web behind an IP target group on port 80 (ECS's simulator is not here: nothing registers service tasks)."""
     net = awsvpc()
     elb = boto3.client("elbv2")

@@ -456,11 +456,22 @@ def paginate_response(method: Callable, pages: Pages) -> Callable:
     return paged
 
 
+def _running_by_default(list_tasks: Callable) -> Callable:
+    """ListTasks without desiredStatus lists the tasks ECS wants RUNNING ("The default status filter is RUNNING":
+    botocore ecs model, ListTasksRequest.desiredStatus); moto lists every task."""
+    def listed(backend: Any, cluster_str: Any = None, container_instance: Any = None, family: Any = None,
+               started_by: Any = None, service_name: Any = None, desiredStatus: Any = None) -> Any:  # noqa: N803
+        return list_tasks(backend, cluster_str, container_instance, family, started_by, service_name,
+                          desiredStatus or "RUNNING")
+    return listed
+
+
 @contextmanager
 def enforce() -> Iterator[Enforcement]:
     """While active (inside mock_aws), every new botocore client obeys RULES and the models' constraints,
     and the PAGES operations answer a page at a time."""
     import botocore.session
+    from moto.ecs.models import EC2ContainerServiceBackend
     from moto.ecs.responses import EC2ContainerServiceResponse
 
     seen = Enforcement()
@@ -472,7 +483,9 @@ def enforce() -> Iterator[Enforcement]:
         return client
 
     responses = {"ecs": EC2ContainerServiceResponse}
-    patches = [mock.patch.object(botocore.session.Session, "create_client", create_client)]
+    patches = [mock.patch.object(botocore.session.Session, "create_client", create_client),
+               mock.patch.object(EC2ContainerServiceBackend, "list_tasks", _running_by_default(
+                   EC2ContainerServiceBackend.list_tasks))]
     for pages in PAGES:
         owner = responses[pages.service]
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", pages.operation).lower()
