@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from ferry.errors import cause_text
+
 DETAIL_WIDTH = 110
 
 
@@ -26,20 +28,10 @@ def _short(text: Any, width: int = DETAIL_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _readable_cause(cause: str) -> str:
-    """Lambda errors arrive as JSON; show their message."""
-    try:
-        parsed = json.loads(cause)
-    except (TypeError, ValueError):
-        return cause
-    if isinstance(parsed, dict) and "errorMessage" in parsed:
-        return parsed["errorMessage"]
-    return cause
-
-
 def error_and_cause(details: dict[str, Any]) -> tuple[str | None, str | None]:
+    """An event's error, and its Cause as a person reads it (a Lambda error document's message)."""
     error, cause = details.get("error"), details.get("cause")
-    return error, (_readable_cause(cause) if cause is not None else None)
+    return error, (cause_text(cause) if cause is not None else None)
 
 
 def describe(event: dict[str, Any]) -> str:

@@ -348,8 +348,9 @@ def _session() -> botocore.session.Session:
 @cache
 def _client(service: str):
     # a boto3 client, so boto3's additions (s3's transfer helpers) are there; nothing is sent
+    # (a boto3 Session of its own: boto3 adds s3's helpers to the botocore session it is given, once)
     return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                 region_name="us-east-1", botocore_session=_session()).client(service)
+                                 region_name="us-east-1").client(service)
 
 
 @cache
