@@ -52,7 +52,8 @@ clean:
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache
 
 # Figures, not tests: the demo's wall time, cost per deploy and its growth with rollout length, reaction
-# latency, a 50-service manifest, and each function's cold-start import time (as Lambda runs it: no .pyc).
+# latency, a 50-service manifest, and each function's cold-start import time (as Lambda runs it: from the layer as
+# layers/ferry/Makefile builds it, with its precompiled bytecode).
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/demo_deploy.py
 	$(VENV)/bin/python bench/cost.py
