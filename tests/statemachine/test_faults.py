@@ -352,12 +352,18 @@ def test_a_handler_crashing_then_timing_out_in_every_step_is_retried_and_the_dep
     assert summary["revisions"][-1].endswith("/web:2")  # a retried Register registered nothing more
 
 
-def test_a_handler_crashing_then_timing_out_in_every_step_of_a_rollback_is_retried(scenario):
+def rollback_through(scenario, faults: Faults) -> dict[str, Any]:
+    """A deploy whose bake fails at once (its alarm is in ALARM), so every rollback step runs, under `faults`."""
     scenario.config("web", BAKED)
-    scenario.world["alarms"] = {"web-5xx": "ALARM"}  # the bake fails at once: the service is rolled back
-    faults = crash_then_time_out(ROLLBACK_STEPS)
+    scenario.world["alarms"] = {"web-5xx": "ALARM"}
     summary = run(scenario, push_event("web", "v2"), faults=faults)
     rolled_back(summary, "AlarmTriggered")
+    return summary
+
+
+def test_a_handler_crashing_then_timing_out_in_every_step_of_a_rollback_is_retried(scenario):
+    faults = crash_then_time_out(ROLLBACK_STEPS)
+    rollback_through(scenario, faults)
     assert sorted(f["step"] for f in faults.lambda_faults) == sorted(2 * list(ROLLBACK_STEPS))
 
 
@@ -384,11 +390,8 @@ def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_is_r
 
 
 def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_of_a_rollback_is_retried(scenario):
-    scenario.config("web", BAKED)
-    scenario.world["alarms"] = {"web-5xx": "ALARM"}  # the bake fails at once: the service is rolled back
     faults = cold_then_unknown_timeout(ROLLBACK_STEPS)
-    summary = run(scenario, push_event("web", "v2"), faults=faults)
-    rolled_back(summary, "AlarmTriggered")
+    rollback_through(scenario, faults)
     assert sorted(f["step"] for f in faults.lambda_faults) == sorted(5 * list(ROLLBACK_STEPS))
 
 

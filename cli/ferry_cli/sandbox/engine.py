@@ -938,41 +938,28 @@ class Sandbox:
         yield mock.patch.object(Environment, "set_stop", stop)
         yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
-    def _stop_execution_patch(self) -> Any:
-        """StopExecution as AWS does it.
-
-        moto stops with "" and "" for error and cause: pass them on to the ExecutionAborted history event and
-        the ABORTED status event. moto keeps the execution RUNNING, and sends nothing, until a Lambda the
-        execution had invoked returns; on AWS the execution is ABORTED at once (DescribeExecution says so and
-        answers with the stop's date) and its status event goes out then, while that Lambda may still be
-        running and finish later: "invoked Lambda functions continue to run" (Step Functions developer guide,
-        state-parallel.html), and Lambda has no way to stop an invocation. The late Lambda's answer is dropped.
-        """
+    @staticmethod
+    def _stop_execution_patch() -> Any:
+        """StopExecution drops its error and cause (moto stops with "" and ""): pass them on, as AWS does, to the
+        ExecutionAborted history event (and so to the ABORTED status event). Its response also lacks the
+        stopDate while the execution winds down: answer with the stop's date, as AWS does. (That the execution
+        is ABORTED at once is _status_hooks' part.)"""
         from moto.core.responses import ActionResult
         from moto.core.utils import utcnow
-        from moto.stepfunctions.parser.api import ExecutionStatus
         from moto.stepfunctions.responses import StepFunctionResponse
-
-        sandbox = self
 
         def stop_execution(response):
             param = response._get_param
             execution = response.stepfunction_backend.describe_execution(param("executionArn"))
             stop_date = utcnow()
-            running = execution.exec_status == ExecutionStatus.RUNNING
             execution.stop(stop_date=stop_date, error=param("error"), cause=param("cause"))
-            if running and sandbox._emits_status(execution):
-                execution.exec_status, execution.stop_date = ExecutionStatus.ABORTED, stop_date
-                with sandbox._status_order:
-                    sandbox._aborted[execution.exec_arn] = stop_date
-                    sandbox._announce_status()
-                    sandbox._queue_status(execution, "ABORTED")
             return ActionResult({"stopDate": execution.stop_date or stop_date})
 
         return mock.patch.object(StepFunctionResponse, "stop_execution", stop_execution)
 
     def _status_hooks(self) -> Iterator[Any]:
         """Execution status change events, which moto never emits: queued as executions start and end."""
+        from moto.stepfunctions.parser.api import ExecutionStatus
         from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
         sandbox = self
@@ -1015,8 +1002,26 @@ class Sandbox:
             with sandbox._status_order:
                 sandbox._queue_status(execution, execution.status)
 
+        # A stop: moto keeps the execution RUNNING, and sends nothing, until a Lambda the execution had invoked
+        # returns; on AWS the execution is ABORTED at once (DescribeExecution says so, with the stop's date) and its
+        # status event goes out then, while that Lambda may still be running and finish later: "invoked Lambda
+        # functions continue to run" (Step Functions developer guide, state-parallel.html), and Lambda has no way
+        # to stop an invocation. The late Lambda's answer is dropped (terminated, above, sends nothing more).
+        stop = Execution.stop
+
+        def stop_execution(execution, stop_date, error, cause):
+            running = execution.exec_status == ExecutionStatus.RUNNING
+            stop(execution, stop_date=stop_date, error=error, cause=cause)
+            if running and sandbox._emits_status(execution):
+                execution.exec_status, execution.stop_date = ExecutionStatus.ABORTED, stop_date
+                with sandbox._status_order:
+                    sandbox._aborted[execution.exec_arn] = stop_date
+                    sandbox._announce_status()
+                    sandbox._queue_status(execution, "ABORTED")
+
         yield mock.patch.object(Execution, "start", start_execution)
         yield mock.patch.object(BaseExecutionWorkerCommunication, "terminated", execution_terminated)
+        yield mock.patch.object(Execution, "stop", stop_execution)
 
     # ------------------------------------------------------- status events
     @staticmethod
