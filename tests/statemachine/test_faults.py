@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from ferry import aws
+from ferry import errors
 from ferry_cli.sandbox.engine import REPO_ROOT, ApiFault, Faults, LambdaFault, state_step
 from ferry_cli.sandbox.run import Delivery, deliver_all, summarise, world_session
 
@@ -90,10 +91,7 @@ ASL = json.loads((REPO_ROOT / "statemachine" / "deploy.asl.json").read_text())
 # (Sandbox.Timedout, or Lambda.Unknown with a plain-text Cause), an AWS error that outlasted the client's
 # retries (ClientError). A state's own retriers (LockReleased, States.HeartbeatTimeout, LockUnavailable) come
 # first.
-VERDICTS = ["InputInvalid", "ServiceNotRegistered", "ConfigInvalid", "ClusterNotAllowed", "TemplateUnresolved",
-            "ImageNotFound", "ServiceNotFound", "TaskDefinitionInvalid", "VerifyFailed", "NothingToRollBack",
-            "Superseded", "MigrationFailed", "MigrationNotStarted", "MigrationTimedOut", "CanaryCrashed",
-            "CanaryUnhealthy", "PhaseTimedOut", "DeploymentFailed", "AlarmTriggered"]
+VERDICTS = [verdict.__name__ for verdict in errors.VERDICTS]  # never retried: ferry.errors says which
 COLD_FUNCTION = ["Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"]
 LAMBDA_RETRY = [
     {"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",

@@ -100,6 +100,37 @@ class AlarmTriggered(FerryError):
     """An alarm of the health gates was in ALARM during the bake (its name and reason in the message)."""
 
 
+# Names the state machine matches or ends with that no handler raises. They are classes so that every Error name
+# in statemachine/deploy.asl.json is one here (tests/statemachine/test_asl_source.py).
+
+
+class LockReleased(FerryError):
+    """Not raised: the Error with which a lock holder's release fails a waiting deploy's task token (waking it);
+    the waiting state retries it at once and takes the lock."""
+
+
+class RolledBack(FerryError):
+    """Not raised: the Error of the `Rolled back` Fail state. The new revision failed (the Cause starts with its
+    error) and the service is back on the revision it ran before."""
+
+
+class RollbackFailed(FerryError):
+    """Not raised: the Error of the `Rollback failed` Fail states. The new revision failed and so did the
+    rollback; a person must act (the Cause says what runs now and how to put it back)."""
+
+
+# Ferry's verdicts, never retried: a step that raises one has decided, and running it again would decide the same.
+# Every Lambda step's Retry lists them, in this order, with MaxAttempts 0 before its retrier of anything else
+# (statemachine/build.py derives that list from this one). Not verdicts, so retried like any other error:
+# ServiceLocked and LockUnavailable (the lock table may answer the next time), and the three names above.
+VERDICTS: tuple[type[FerryError], ...] = (
+    InputInvalid, ServiceNotRegistered, ConfigInvalid, ClusterNotAllowed, TemplateUnresolved, ImageNotFound,
+    ServiceNotFound, TaskDefinitionInvalid, VerifyFailed, NothingToRollBack, Superseded, MigrationFailed,
+    MigrationNotStarted, MigrationTimedOut, CanaryCrashed, CanaryUnhealthy, PhaseTimedOut, DeploymentFailed,
+    AlarmTriggered,
+)
+
+
 def cause_text(cause: str | None) -> str | None:
     """The text to read of a Step Functions Cause.
 
