@@ -250,9 +250,11 @@ def iam_matches(pattern: str, arn: str) -> bool:
 def test_the_functions_exist_with_their_code_dirs_and_handlers():
     found = {k: v["Properties"] for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
     assert {k: p["CodeUri"] for k, p in found.items()} == FUNCTIONS
-    for logical_id, props in found.items():
-        assert props["Handler"] == "app.handler", logical_id
-        assert (ROOT / props["CodeUri"] / "app.py").is_file(), f"{logical_id}: {props['CodeUri']}app.py is missing"
+    # The handler is set once, in Globals; the sandbox reads it from there too.
+    assert T["Globals"]["Function"]["Handler"] == "app.handler"
+    for logical_id, function in Template(ROOT, T).functions().items():
+        assert function.handler == "app.handler", logical_id
+        assert (ROOT / function.code_uri / "app.py").is_file(), f"{logical_id}: {function.code_uri}app.py is missing"
 
 
 def test_every_function_gets_its_own_generated_role_with_policies():
