@@ -18,8 +18,11 @@ from typing import Any, Iterator
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ferry import aws, config, images, migrate, render, router, taskdef
-from ferry.ecs import describe_service
+from ferry import aws, config, taskdef
+from ferry.aws import images
+from ferry.steps import migrate, render
+from ferry.triggers import router
+from ferry.aws.ecs import describe_service
 
 DEFAULT_ENVIRONMENT = "dev"
 
@@ -179,7 +182,7 @@ def cmd_init(args) -> str:
 # ---------------------------------------------------------------- ferry verify
 
 def cmd_verify(args) -> tuple[str, int]:
-    from ferry import verify
+    from ferry.steps import verify
 
     with target(args.world) as where:
         planned = _plan_in(args, where)
@@ -217,7 +220,7 @@ def cmd_run(args, out=None) -> int:
     import time
     import uuid
 
-    from ferry import clock
+    from ferry.runtime import clock
 
     out = out or sys.stdout
     with target(args.world):

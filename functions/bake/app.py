@@ -1,7 +1,8 @@
 """Bake: watch the health gates' alarms for bakeSeconds (from the state), or fail it when one fires (from EventBridge)."""
 
-from ferry import bake, settings
-from ferry.observability import bind, field, logger
+from ferry.steps import bake
+from ferry.runtime import settings
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 

@@ -1,8 +1,9 @@
 """Start, watch and remove the canary tasks of the new revision."""
 
-from ferry import canary, settings
+from ferry.steps import canary
+from ferry.runtime import settings
 from ferry.errors import InputInvalid
-from ferry.observability import bind, field, logger
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 

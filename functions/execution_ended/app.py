@@ -14,9 +14,13 @@ EventBridge redeliver an event whose clean-up is done.
 
 import json
 
-from ferry import canary, config, lock, manifest, metrics, migrate, notify, settings
+from ferry.steps import canary, lock, migrate
+from ferry import config
+from ferry.triggers import manifest
+from ferry.lifecycle import metrics, notify
+from ferry.runtime import settings
 from ferry.errors import FerryError
-from ferry.observability import bind, logger
+from ferry.runtime.observability import bind, logger
 
 SETTINGS = settings.load()
 

@@ -8,10 +8,14 @@ the one it replaced), which is what `{"action": "rollback"}` goes back to.
 
 from datetime import datetime
 
-from ferry import clock, config, lock, settings, summary, waiters
-from ferry.ecs import revision_name
+from ferry.runtime import clock, settings
+from ferry import config
+from ferry.steps import lock
+from ferry.lifecycle import summary
+from ferry.aws import waiters
+from ferry.aws.ecs import revision_name
 from ferry.errors import InputInvalid, ServiceLocked
-from ferry.observability import bind, field, logger
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 # How long a deploy waits for another one of the same service before it gives up (ServiceLocked).

@@ -1,8 +1,10 @@
 """Start one migration task of the new revision and leave the state waiting for it to stop."""
 
-from ferry import migrate, settings, waiters
+from ferry.steps import migrate
+from ferry.runtime import settings
+from ferry.aws import waiters
 from ferry.errors import FerryError
-from ferry.observability import bind, field, logger
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 

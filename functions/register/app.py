@@ -1,7 +1,8 @@
 """Register the revision Render planned and Verify checked, once per execution."""
 
-from ferry import render, settings
-from ferry.observability import bind, field, logger
+from ferry.steps import render
+from ferry.runtime import settings
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 

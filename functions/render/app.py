@@ -1,7 +1,9 @@
 """Render the new task definition and diff it against what runs; registers nothing."""
 
-from ferry import config, render, settings
-from ferry.observability import bind, field, logger
+from ferry import config
+from ferry.steps import render
+from ferry.runtime import settings
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 

@@ -1,8 +1,10 @@
 """Roll the service back to its previous revision, and write what happened for the Fail state."""
 
-from ferry import canary, config, deployment, rollback, settings
+from ferry.steps import canary, check_deployment, rollback
+from ferry import config
+from ferry.runtime import settings
 from ferry.errors import InputInvalid
-from ferry.observability import bind, field, logger
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 
@@ -27,7 +29,7 @@ def handler(event, context):
         started = rollback.start(cluster, service, previous, desired, failed)
         started["canaryTasksStopped"] = stopped
         timeout = int(event.get("timeoutSeconds") or 1800)
-        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": deployment.check_in_seconds(timeout)}
+        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": check_deployment.check_in_seconds(timeout)}
         logger.warning("rollback started", extra=started)
         return started
     if action == "finish":

@@ -1,7 +1,9 @@
 """Start deploys for ECR pushes ('ECR Image Action') and dropped release manifests (S3 'Object Created')."""
 
-from ferry import config, router, settings
-from ferry.observability import logger
+from ferry import config
+from ferry.triggers import router
+from ferry.runtime import settings
+from ferry.runtime.observability import logger
 
 SETTINGS = settings.load()
 

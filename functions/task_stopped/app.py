@@ -1,7 +1,8 @@
 """ECS `Task State Change` (STOPPED) of a Ferry task: complete the state waiting for it."""
 
-from ferry import migrate, settings
-from ferry.observability import logger
+from ferry.steps import migrate
+from ferry.runtime import settings
+from ferry.runtime.observability import logger
 
 SETTINGS = settings.load()
 

@@ -1,7 +1,8 @@
 """Point the ECS service at the new revision."""
 
-from ferry import deploy, settings
-from ferry.observability import bind, field, logger
+from ferry.steps import update_service
+from ferry.runtime import settings
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 
@@ -11,7 +12,7 @@ def handler(event, context):
     execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "service")
     bind(execution, f"{cluster}/{service}")
     native = event.get("strategy") == "native"
-    started = deploy.update_service(cluster, service, field(event, "taskDefinitionArn"), execution,
+    started = update_service.update_service(cluster, service, field(event, "taskDefinitionArn"), execution,
                                     SETTINGS.artefacts_bucket, native=native)
     state = started.to_state(int(field(event, "timeoutSeconds", int)), native=native)
     logger.info("service update started", extra=state)

@@ -1,8 +1,10 @@
 """Verify everything the planned revision refers to, before anything changes."""
 
-from ferry import artefacts, settings, verify
+from ferry.aws import artefacts
+from ferry.runtime import settings
+from ferry.steps import verify
 from ferry.errors import VerifyFailed
-from ferry.observability import bind, field, logger
+from ferry.runtime.observability import bind, field, logger
 
 SETTINGS = settings.load()
 REPORT_ARTEFACT = "verify-report.json"

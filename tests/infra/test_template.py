@@ -784,7 +784,7 @@ def test_alarms_entering_alarm_reach_the_bake_function():
 
 # ---------------------------------------------------------------- notifications, metrics, dashboard, alarm
 def test_deploy_events_go_to_the_default_bus_only_with_source_ferry():
-    from ferry import notify
+    from ferry.lifecycle import notify
 
     [statement] = [st for st in statements("ExecutionEndedFunction") if "events:PutEvents" in actions_of(st)]
     assert actions_of(statement) == ["events:PutEvents"]
@@ -821,7 +821,7 @@ def _dashboard() -> dict[str, Any]:
 
 
 def test_the_failed_rollback_alarm_watches_exactly_what_the_metrics_module_emits():
-    from ferry import metrics, notify
+    from ferry.lifecycle import metrics, notify
 
     alarm = RESOURCES["FailedRollbackAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == (metrics.NAMESPACE, metrics.DEPLOYS)
@@ -846,7 +846,7 @@ def test_the_failed_rollback_alarm_watches_exactly_what_the_metrics_module_emits
 
 
 def test_the_dashboard_shows_only_metrics_and_dimension_sets_the_code_emits():
-    from ferry import metrics, notify
+    from ferry.lifecycle import metrics, notify
 
     emitted: set[tuple[str, frozenset[str]]] = set()
     for error, history in (("RollbackFailed", ()), (None, ())):

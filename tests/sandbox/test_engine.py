@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ferry import lock
+from ferry.steps import lock
 from ferry_cli import history
 from ferry_cli.sandbox.engine import Sandbox
 from ferry_cli.sandbox.world import World, derived_digest, push_image

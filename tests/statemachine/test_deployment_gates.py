@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry import deployment
+from ferry.steps import check_deployment
 from ferry.errors import DeploymentFailed
 from ferry_cli.sandbox.run import world_session
 
@@ -24,14 +24,14 @@ def stable_web():
                                         HealthCheckIntervalSeconds=10, HealthyThresholdCount=3)["TargetGroups"][0]
         elb.register_targets(TargetGroupArn=extra["TargetGroupArn"], Targets=[{"Id": ip, "Port": 80} for ip in ips])
         sandbox.clock.advance(120)  # past the target groups' time to healthy
-        watch = deployment.Watch("prod", "web", service["taskDefinition"], started_at=sandbox.clock.now() - 300,
+        watch = check_deployment.Watch("prod", "web", service["taskDefinition"], started_at=sandbox.clock.now() - 300,
                                  timeout_seconds=1800, target_groups=("web-internal",))
         yield sandbox, watch, tasks
 
 
 def test_a_completed_deployment_reports_the_new_tasks_health_in_every_target_group(stable_web):
     _sandbox, watch, _tasks = stable_web
-    progress = deployment.check(watch)
+    progress = check_deployment.check(watch)
     assert progress["state"] == "COMPLETED"
     assert progress["targetHealth"] == {"web-tg": "2/2 healthy", "web-internal": "2/2 healthy"}
 
@@ -40,7 +40,7 @@ def test_a_new_task_unhealthy_in_a_health_gate_target_group_fails_the_deployment
     sandbox, watch, tasks = stable_web
     sandbox.simulator._tasks[tasks[0]["taskArn"]].behaviour["health"] = "unhealthy"  # its health check starts failing
     with pytest.raises(DeploymentFailed) as caught:
-        deployment.check(watch)
+        check_deployment.check(watch)
     message = str(caught.value)
     assert "ECS completed the deployment of web:1 but its tasks are not healthy in every target group" in message
     assert "web-internal:" in message and "unhealthy (Target.FailedHealthChecks" in message
@@ -48,7 +48,7 @@ def test_a_new_task_unhealthy_in_a_health_gate_target_group_fails_the_deployment
 
 def test_the_fallback_heartbeat_divides_the_phase_timeout_evenly():
     def heartbeat(timeout: int, native: bool = False) -> int:
-        return deployment.check_in_seconds(timeout, native)
+        return check_deployment.check_in_seconds(timeout, native)
 
     assert heartbeat(1800) == 1801                      # one look, just after the deadline
     assert heartbeat(3600) == 1801 and heartbeat(7200) == 1801
@@ -58,6 +58,6 @@ def test_the_fallback_heartbeat_divides_the_phase_timeout_evenly():
 
 
 def test_service_names_come_from_the_long_arn_format_only():
-    assert deployment.service_from_arn("arn:aws:ecs:us-east-1:123456789012:service/prod/web") == ("prod", "web")
-    assert deployment.service_from_arn("arn:aws:ecs:us-east-1:123456789012:service/web") == ("", "")
-    assert deployment.service_from_arn("not-an-arn") == ("", "")
+    assert check_deployment.service_from_arn("arn:aws:ecs:us-east-1:123456789012:service/prod/web") == ("prod", "web")
+    assert check_deployment.service_from_arn("arn:aws:ecs:us-east-1:123456789012:service/web") == ("", "")
+    assert check_deployment.service_from_arn("not-an-arn") == ("", "")

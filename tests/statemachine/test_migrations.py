@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ferry import migrate
+from ferry.steps import migrate
 
 from .conftest import failed_at, push_event
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from ferry import aws as ferry_aws
-from ferry.observability import logger
+from ferry.runtime.observability import logger
 
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"

@@ -23,7 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ferry import aws as ferry_aws
-from ferry import config, manifest, router, validation
+from ferry import config
+from ferry.triggers import manifest, router
+from ferry.config import validation
 from ferry.errors import ConfigInvalid, ServiceNotRegistered
 
 from .conftest import ACCOUNT, push

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import boto3
 
-from ferry import bake, waiters
+from ferry.steps import bake
+from ferry.aws import waiters
 
 
 def test_every_bake_watching_a_shared_alarm_is_failed_and_forgotten(ecs_world, monkeypatch):

@@ -1,8 +1,8 @@
 import copy
 import random
 
-from ferry import diff
-from ferry.diff import Diff
+from ferry.taskdef import diff
+from ferry.taskdef.diff import Diff
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 D1 = "sha256:" + "ab12cd34" * 8

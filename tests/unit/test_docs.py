@@ -27,7 +27,11 @@ import jsonschema
 import pytest
 import yaml
 
-from ferry import config, images, manifest, render, taskdef, templating, validation
+from ferry import config, taskdef
+from ferry.aws import images
+from ferry.triggers import manifest
+from ferry.steps import render
+from ferry.config import templating, validation
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachine" / "deploy.asl.json").read_text())

@@ -1,6 +1,6 @@
 import pytest
 
-from ferry.ecs import primary_deployment, revision_name
+from ferry.aws.ecs import primary_deployment, revision_name
 from ferry.errors import DeploymentFailed
 
 

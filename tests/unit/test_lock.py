@@ -2,7 +2,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ferry import aws, lock
+from ferry import aws
+from ferry.steps import lock
 from ferry.errors import LockUnavailable, ServiceLocked
 
 

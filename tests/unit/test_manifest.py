@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 
 from ferry import aws as ferry_aws
-from ferry import manifest, router, validation
-from ferry.manifest import ManifestProblem
+from ferry.triggers import manifest, router
+from ferry.config import validation
+from ferry.triggers.manifest import ManifestProblem
 
 from .conftest import ACCOUNT, REGISTRY, digest, push
 

@@ -9,7 +9,7 @@ import pytest
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry import migrate
+from ferry.steps import migrate
 from ferry.errors import MigrationNotStarted
 
 STEP = migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {"VERBOSE": "1"}, 600)

@@ -13,7 +13,8 @@ import boto3
 import pytest
 
 from ferry import aws as ferry_aws
-from ferry import lock, metrics, notify
+from ferry.steps import lock
+from ferry.lifecycle import metrics, notify
 
 from .conftest import ACCOUNT, REGISTRY, put_config
 

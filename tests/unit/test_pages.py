@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry import bake, migrate, verify
+from ferry.steps import bake, migrate, verify
 
 
 def alarm(name: str, state: str = "OK") -> dict:

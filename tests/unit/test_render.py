@@ -3,7 +3,9 @@ import json
 import boto3
 import pytest
 
-from ferry import artefacts, config, render
+from ferry.aws import artefacts
+from ferry import config
+from ferry.steps import render
 from ferry.errors import ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid, TemplateUnresolved
 
 from .conftest import REGISTRY, digest, push, put_config

@@ -3,7 +3,8 @@ import json
 import boto3
 import pytest
 
-from ferry import config, router
+from ferry import config
+from ferry.triggers import router
 
 from .conftest import REGISTRY, digest, put_config
 

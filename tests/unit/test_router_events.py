@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from ferry import aws as ferry_aws
-from ferry import router
+from ferry.triggers import router
 
 from .conftest import ACCOUNT, digest, push
 

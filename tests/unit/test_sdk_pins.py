@@ -62,9 +62,9 @@ REQUIREMENTS_IN = LAYER / "requirements.in"
 CLIENT_FACTORIES = {"client", "regional_client"}
 # Where a client may be made from a service name held in a variable: (path from the repo root, qualified function).
 DYNAMIC_CLIENT_FACTORIES = {
-    ("layers/ferry/ferry/aws.py", "client"),
-    ("layers/ferry/ferry/aws.py", "regional_client"),
-    ("layers/ferry/ferry/verify.py", "_Aws.client"),
+    ("layers/ferry/ferry/aws/__init__.py", "client"),
+    ("layers/ferry/ferry/aws/__init__.py", "regional_client"),
+    ("layers/ferry/ferry/steps/verify.py", "_Aws.client"),
 }
 PARAMETER_NAMES = {
     "ecs": "ecs", "elb": "elbv2", "elbv2": "elbv2", "ecr": "ecr", "sfn": "stepfunctions",

@@ -10,7 +10,8 @@ import pytest
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry import canary, deployment, ecs, migrate, rollback
+from ferry.steps import canary, check_deployment, migrate, rollback
+from ferry.aws import ecs
 
 from .conftest import awsvpc, run_tasks
 
@@ -112,8 +113,8 @@ def test_a_service_with_150_tasks_is_health_checked_on_all_of_them(ecs_world):
     ips = [ecs.task_ip(t) for t in tasks]
     for i in range(0, len(ips), 50):
         elb.register_targets(TargetGroupArn=group, Targets=[{"Id": ip, "Port": 80} for ip in ips[i:i + 50]])
-    watch = deployment.Watch("prod", "web", ecs_world["taskDefinitionArn"], 0.0, 600, target_groups=(group,))
-    assert deployment.target_health(watch, {"loadBalancers": []}) == {"web-tg": "150/150 healthy"}
+    watch = check_deployment.Watch("prod", "web", ecs_world["taskDefinitionArn"], 0.0, 600, target_groups=(group,))
+    assert check_deployment.target_health(watch, {"loadBalancers": []}) == {"web-tg": "150/150 healthy"}
 
 
 def test_a_rollback_stops_in_flight_service_deployments_on_every_page(aws):
@@ -157,7 +158,7 @@ def test_a_deployment_event_of_a_short_arn_service_is_logged_and_ignored(aws, lo
     """ECS names a service created before the long ARN format arn:aws:ecs:<region>:<account>:service/<name>: no cluster
     to find its waiting state by (Verify refuses such services; an event of one must not crash the handler)."""
     short = "arn:aws:ecs:us-east-1:123456789012:service/web"
-    assert deployment.service_from_arn(short) == ("", "")
-    assert deployment.on_event("locks", short) is False
+    assert check_deployment.service_from_arn(short) == ("", "")
+    assert check_deployment.on_event("locks", short) is False
     [line] = [line for line in logs() if line.get("message", "").startswith("deployment event ignored")]
     assert line["serviceArn"] == short and "short ARN" in line["message"]

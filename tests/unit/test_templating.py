@@ -9,10 +9,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ferry import aws as ferry_aws
-from ferry import templating
+from ferry.config import templating
 from ferry.errors import ConfigInvalid, TemplateUnresolved
-from ferry.images import ImageRef
-from ferry.templating import Context, render_jsonnet, render_text
+from ferry.aws.images import ImageRef
+from ferry.config.templating import Context, render_jsonnet, render_text
 
 from .conftest import ACCOUNT, REGISTRY, digest
 

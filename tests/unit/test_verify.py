@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ferry import aws as ferry_aws
-from ferry import verify as verify_module
-from ferry.verify import Check, Report, verify
+from ferry.steps import verify as verify_module
+from ferry.steps.verify import Check, Report, verify
 
 from .conftest import ACCOUNT, REGISTRY, push
 

@@ -526,7 +526,8 @@ class Sandbox:
             self._stack.enter_context(patcher)
         logging.getLogger("moto").setLevel(logging.CRITICAL)
 
-        from ferry import aws, clock as ferry_clock
+        from ferry import aws
+        from ferry.runtime import clock as ferry_clock
 
         aws.reset()
         ferry_clock.use(self.clock.now)
@@ -1208,7 +1209,7 @@ class Sandbox:
         return module, spec["function"]
 
     def _capture_logs(self) -> None:
-        from ferry.observability import logger
+        from ferry.runtime.observability import logger
 
         for handler in logger._logger.handlers:  # the Powertools Logger's own stream handler
             if isinstance(handler, logging.StreamHandler):

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from ferry.validation import require_valid
+from ferry.config.validation import require_valid
 
 from .. import graph, history
 from .engine import EventDelivery, Faults, Sandbox

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ferry.taskdef import READ_ONLY_FIELDS
-from ferry.validation import require_valid
+from ferry.config.validation import require_valid
 
 from .engine import Sandbox
 

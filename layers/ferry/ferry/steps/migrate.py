@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import aws, clock, waiters
-from .ecs import describe_service, family_of, one_off_parameters, revision_name, tasks_started_by
-from .errors import MigrationNotStarted
+from ferry import aws
+from ferry.runtime import clock
+from ferry.aws import waiters
+from ferry.aws.ecs import describe_service, family_of, one_off_parameters, revision_name, tasks_started_by
+from ferry.errors import MigrationNotStarted
 
 LOG_LINES = 20
 LOG_BYTES = 4096

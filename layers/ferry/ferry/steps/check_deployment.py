@@ -27,10 +27,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws, clock, waiters
-from .ecs import describe_service, describe_tasks, primary_deployment, revision_name, task_arns, task_ip
-from .errors import DeploymentFailed, FerryError, PhaseTimedOut
-from .observability import logger
+from ferry import aws
+from ferry.runtime import clock
+from ferry.aws import waiters
+from ferry.aws.ecs import describe_service, describe_tasks, primary_deployment, revision_name, task_arns, task_ip
+from ferry.errors import DeploymentFailed, FerryError, PhaseTimedOut
+from ferry.runtime.observability import logger
 
 # A rolling or canary rollout wakes up on ECS's events; this is only the safety net for a lost event.
 # Long on purpose: each fallback costs three state transitions whatever the rollout's length.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import aws
-from .errors import ImageNotFound
+from ferry import aws
+from ferry.errors import ImageNotFound
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ECR_URI = re.compile(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from . import clock
-from .ecs import revision_name
+from ferry.runtime import clock
+from ferry.aws.ecs import revision_name
 
 
 def deployed(state: dict[str, Any], started_at: str | None) -> dict[str, Any]:

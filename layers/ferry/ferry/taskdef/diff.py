@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
-from . import images
-from .taskdef import READ_ONLY_FIELDS
-from .ecs import revision_name
+from ferry.aws import images
+from ferry.taskdef import READ_ONLY_FIELDS
+from ferry.aws.ecs import revision_name
 
 # Tags are not part of DescribeTaskDefinition's `taskDefinition` (they come beside it),
 # and Ferry's own execution tag differs on every revision: they are not compared.

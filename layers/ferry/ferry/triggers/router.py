@@ -14,9 +14,10 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, clock, config
-from .images import ImageRef
-from .observability import logger
+from ferry import aws, config
+from ferry.runtime import clock
+from ferry.aws.images import ImageRef
+from ferry.runtime.observability import logger
 
 NAME_LIMIT = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -161,7 +162,7 @@ def manifest_key(event: Any, config_bucket: str) -> str | None:
     result file, a key outside manifests/, a detail of another shape) is
     logged with the reason; other events are parse_push's to explain.
     """
-    from . import manifest
+    from ferry.triggers import manifest
 
     if not _is_object_created(event):
         return None
@@ -191,7 +192,7 @@ def manifest_key(event: Any, config_bucket: str) -> str | None:
 def start_manifest(event: dict[str, Any], key: str, *, config_bucket: str, state_machine_arn: str,
                    allowed_clusters: tuple[str, ...], environment: str) -> dict[str, Any]:
     """Validate a dropped manifest and start one execution per service, or none; the result document says which."""
-    from . import manifest
+    from ferry.triggers import manifest
 
     def text(name: str) -> str:
         value = event.get(name)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, clock, waiters
-from .errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
+from ferry import aws
+from ferry.runtime import clock
+from ferry.aws import waiters
+from ferry.errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
 
 # Longer than the longest deploy the config allows (canary, five migrations, rollout, bake and
 # rollback at their maximum timeouts: 19 hours): the TTL only cleans up after a vanished owner.

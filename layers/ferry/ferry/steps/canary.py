@@ -19,10 +19,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, clock, migrate
-from .ecs import (describe_service, describe_tasks, family_of, one_off_parameters, revision_name, stopped_tasks_started_by,
+from ferry import aws
+from ferry.runtime import clock
+from ferry.steps import migrate
+from ferry.aws.ecs import (describe_service, describe_tasks, family_of, one_off_parameters, revision_name, stopped_tasks_started_by,
                   task_ip, tasks_started_by)
-from .errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
+from ferry.errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 
 
 # Observations are scheduled, not periodic: each check says when the next one can tell something new

@@ -27,8 +27,11 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from . import aws, config, images, router, validation
-from .errors import FerryError, ImageNotFound, cause_text
+from ferry import aws, config
+from ferry.aws import images
+from ferry.triggers import router
+from ferry.config import validation
+from ferry.errors import FerryError, ImageNotFound, cause_text
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError

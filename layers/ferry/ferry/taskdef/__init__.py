@@ -14,7 +14,7 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
-from .errors import TaskDefinitionInvalid
+from ferry.errors import TaskDefinitionInvalid
 
 # Fields DescribeTaskDefinition returns that RegisterTaskDefinition does not take.
 READ_ONLY_FIELDS = frozenset({

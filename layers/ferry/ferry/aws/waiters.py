@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws, clock
+from ferry import aws
+from ferry.runtime import clock
 
 TTL_SECONDS = 24 * 3600
 

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from aws_lambda_powertools import Logger
 
-from .errors import InputInvalid
+from ferry.errors import InputInvalid
 
 logger = Logger()
 

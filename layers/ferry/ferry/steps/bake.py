@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import aws, clock, waiters
-from .ecs import revision_name
-from .errors import AlarmTriggered
+from ferry import aws
+from ferry.runtime import clock
+from ferry.aws import waiters
+from ferry.aws.ecs import revision_name
+from ferry.errors import AlarmTriggered
 
 
 def _cause(alarm: str, reason: str, context: dict[str, Any]) -> str:

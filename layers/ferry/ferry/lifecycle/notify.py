@@ -23,9 +23,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import artefacts, aws
-from .errors import cause_text
-from .observability import logger
+from ferry.aws import artefacts
+from ferry import aws
+from ferry.errors import cause_text
+from ferry.runtime.observability import logger
 
 SOURCE = "ferry"
 STARTED = "Ferry Deploy Started"

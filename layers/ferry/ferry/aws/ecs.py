@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import aws, clock
-from .errors import DeploymentFailed, ServiceNotFound
+from ferry import aws
+from ferry.runtime import clock
+from ferry.errors import DeploymentFailed, ServiceNotFound
 
 
 def describe_service(cluster: str, service: str) -> dict[str, Any]:

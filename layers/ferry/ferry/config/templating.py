@@ -42,8 +42,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws, images
-from .errors import ConfigInvalid, TemplateUnresolved
+from ferry import aws
+from ferry.aws import images
+from ferry.errors import ConfigInvalid, TemplateUnresolved
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

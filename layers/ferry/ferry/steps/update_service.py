@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import artefacts, aws
-from .deployment import check_in_seconds
-from .ecs import created_at, describe_service, primary_deployment, revision_name
+from ferry.aws import artefacts
+from ferry import aws
+from ferry.steps.check_deployment import check_in_seconds
+from ferry.aws.ecs import created_at, describe_service, primary_deployment, revision_name
 
 
 @dataclass(frozen=True)

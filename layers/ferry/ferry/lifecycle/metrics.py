@@ -32,8 +32,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from .notify import Execution
-from .observability import log_stream
+from ferry.lifecycle.notify import Execution
+from ferry.runtime.observability import log_stream
 
 NAMESPACE = "Ferry"
 DEPLOYS = "Deploys"

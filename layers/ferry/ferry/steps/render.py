@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import artefacts, aws, images, taskdef
+from ferry.aws import artefacts, images
+from ferry import aws, taskdef
 
 if TYPE_CHECKING:  # Register imports this module and needs neither configs, templates nor diffs
-    from .config import ServiceConfig
-    from .diff import Diff
-from .ecs import describe_service, revision_name
-from .errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
+    from ferry.config import ServiceConfig
+    from ferry.taskdef.diff import Diff
+from ferry.aws.ecs import describe_service, revision_name
+from ferry.errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
 EXECUTION_TAG = "ferry:execution"
 IDEMPOTENCY_LOOKBACK = 10
@@ -161,8 +162,9 @@ def check_template_result(config: ServiceConfig, spec: dict[str, Any], pinned: M
 def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str = "", environment: str = "",
          values: Mapping[str, str] | None = None, commit: str | None = None) -> Plan:
     """The new revision and its diff against what runs; reads AWS, changes nothing."""
-    from . import diff, templating
-    from .config import jsonnet_imports
+    from ferry.taskdef import diff
+    from ferry.config import templating
+    from ferry.config import jsonnet_imports
 
     if not new_images:
         raise InputInvalid("the input names no images: give {\"images\": {\"<container>\": \"<image uri>\"}}")

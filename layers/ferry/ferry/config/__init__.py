@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from . import aws
-from .errors import ClusterNotAllowed, ConfigInvalid, FerryError, ServiceNotRegistered
-from .validation import MAX_DEPTH, cap, json_object, path_part, require_valid, shape_problems, with_defaults
+from ferry import aws
+from ferry.errors import ClusterNotAllowed, ConfigInvalid, FerryError, ServiceNotRegistered
+from ferry.config.validation import MAX_DEPTH, cap, json_object, path_part, require_valid, shape_problems, with_defaults
 
 SCHEMA = "service-config.schema.json"
 PREFIX = "services/"
@@ -288,7 +288,7 @@ def _strict_loader() -> Any:
 
 def _decode(name: str, text: str, source: str, folder: Folder | None, environment: str) -> Any:
     if source.endswith(".jsonnet"):
-        from . import templating  # imported here: only Jsonnet configs pay for _jsonnet
+        from ferry.config import templating  # imported here: only Jsonnet configs pay for _jsonnet
 
         context = templating.Context(environment=environment, service=name)
         try:

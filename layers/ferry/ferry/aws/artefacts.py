@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import aws
+from ferry import aws
 
 # The planned RegisterTaskDefinition input: written by Render, read by Verify and Register.
 PLAN_ARTEFACT = "task-definition.input.json"

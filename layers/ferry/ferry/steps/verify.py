@@ -28,8 +28,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, images
-from .ecs import revision_name
+from ferry import aws
+from ferry.aws import images
+from ferry.aws.ecs import revision_name
 
 log = logging.getLogger(__name__)
 

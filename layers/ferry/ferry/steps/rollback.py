@@ -14,9 +14,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, clock
-from .ecs import created_at, describe_service, primary_deployment, revision_name
-from .errors import cause_text
+from ferry import aws
+from ferry.runtime import clock
+from ferry.aws.ecs import created_at, describe_service, primary_deployment, revision_name
+from ferry.errors import cause_text
 
 MAX_CAUSE = 30_000
 
