@@ -1,6 +1,6 @@
 """Register the revision Render planned and Verify checked, once per execution."""
 
-from ferry.steps import render
+from ferry.steps import register
 from ferry.runtime import settings
 from ferry.runtime.observability import bind, field, logger
 
@@ -11,6 +11,6 @@ SETTINGS = settings.load()
 def handler(event, context):
     execution = field(event, "execution")
     bind(execution, field(event, "service"))
-    registered = render.register_planned(execution, SETTINGS.artefacts_bucket)
+    registered = register.register_planned(execution, SETTINGS.artefacts_bucket)
     logger.info("task definition registered", extra=registered.to_state())
     return registered.to_state()

@@ -94,3 +94,26 @@ def logs():
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     for handler, old in zip(handlers, previous):
         handler.setStream(old)
+
+
+@pytest.fixture
+def web(ecs_world):
+    """The web service's config in the registry: its running revision, new images from its repository."""
+    from ferry import config
+
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
+    return config.load("ferry-config", "web")
+
+
+def revisions() -> int:
+    """How many revisions the web family has."""
+    return len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"])
+
+
+def plan_and_register(cfg, images, execution="exec-1"):
+    """Render's plan, then Register, as the state machine runs them: (Render's state, what Register registered)."""
+    from ferry.steps import register, render
+
+    planned = render.plan(cfg, images, execution=execution, environment="prod")
+    state = render.write_plan(planned, execution, "ferry-artefacts")
+    return state, register.register_planned(execution, "ferry-artefacts")

@@ -8,25 +8,9 @@ from ferry import config
 from ferry.steps import render
 from ferry.errors import ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid, TemplateUnresolved
 
-from .conftest import REGISTRY, digest, push, put_config
+from .conftest import REGISTRY, digest, plan_and_register, push, put_config, revisions
 
 V2 = f"{REGISTRY}/web:v2"
-
-
-@pytest.fixture
-def web(ecs_world):
-    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
-    return config.load("ferry-config", "web")
-
-
-def revisions() -> int:
-    return len(boto3.client("ecs").list_task_definitions(familyPrefix="web")["taskDefinitionArns"])
-
-
-def plan_and_register(cfg, images, execution="exec-1"):
-    planned = render.plan(cfg, images, execution=execution, environment="prod")
-    state = render.write_plan(planned, execution, "ferry-artefacts")
-    return state, render.register_planned(execution, "ferry-artefacts")
 
 
 def test_current_revision_with_the_new_image_pinned_by_digest(web):
@@ -55,15 +39,6 @@ def test_planning_registers_nothing(web):
     assert planned.spec["containerDefinitions"][0]["image"] == f"{REGISTRY}/web@{digest('web:v2')}"
     assert "revision" not in planned.spec and "taskDefinitionArn" not in planned.spec
     assert revisions() == 1
-
-
-def test_a_retried_register_registers_nothing_new(web):
-    _, first = plan_and_register(web, {"app": V2})
-    again = render.register_planned("exec-1", "ferry-artefacts")
-    assert again.task_definition_arn == first.task_definition_arn and again.reused
-    _, other = plan_and_register(web, {"app": V2}, "exec-2")
-    assert other.task_definition_arn != first.task_definition_arn
-    assert revisions() == 3
 
 
 def test_an_image_that_was_never_pushed_registers_nothing(web):

@@ -1,4 +1,4 @@
-"""Render: the new task definition revision, planned, diffed, then registered once per execution.
+"""Render: the new task definition revision, planned and diffed (Register registers it, after Verify).
 
 Two sources: `taskDefinition: current` takes the revision the service runs
 now and swaps in the new images; `{template: <file>}` renders a template
@@ -16,15 +16,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ferry.aws import artefacts, images
 from ferry import aws, taskdef
 
-if TYPE_CHECKING:  # Register imports this module and needs neither configs, templates nor diffs
+if TYPE_CHECKING:  # imported on first use: configs, templates and diffs are heavy to import
     from ferry.config import ServiceConfig
     from ferry.taskdef.diff import Diff
 from ferry.aws.ecs import describe_service, revision_name
 from ferry.errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
-EXECUTION_TAG = "ferry:execution"
-IDEMPOTENCY_LOOKBACK = 10
-MAX_TAGS = 50
 
 
 @dataclass(frozen=True)
@@ -46,19 +43,7 @@ class Plan:
 
 
 PLAN_ARTEFACT = artefacts.PLAN_ARTEFACT
-REGISTERED_ARTEFACT = "task-definition.json"
 DIFF_ARTEFACT = "diff.txt"
-
-
-@dataclass(frozen=True)
-class Registered:
-    task_definition_arn: str
-    reused: bool
-    artefact_key: str
-
-    def to_state(self) -> dict[str, Any]:
-        return {"taskDefinitionArn": self.task_definition_arn, "revision": revision_name(self.task_definition_arn),
-                "reused": self.reused, "artefact": self.artefact_key}
 
 
 def pin(uri: str) -> images.ImageRef:
@@ -199,14 +184,9 @@ def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str
     return Plan(config, service, current, described.get("tags", []), spec, pinned, changes, source)
 
 
-def _tags(planned_tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
-    # aws:* tags are reserved (CloudFormation puts them there) and cannot be set by a caller.
-    return [t for t in planned_tags or [] if not t["key"].startswith(("ferry:", "aws:"))][: MAX_TAGS - 1]
-
-
 def write_plan(planned: Plan, execution: str, artefacts_bucket: str) -> dict[str, Any]:
     """Store the planned revision and the diff; return the small state the execution carries."""
-    spec = {**planned.spec, "tags": _tags(planned.spec.get("tags") or planned.current_tags)}
+    spec = {**planned.spec, "tags": taskdef.user_tags(planned.spec.get("tags") or planned.current_tags)}
     keys = {
         "taskDefinitionInput": artefacts.put_json(artefacts_bucket, execution, PLAN_ARTEFACT, spec),
         "diff": artefacts.put_text(artefacts_bucket, execution, DIFF_ARTEFACT, planned.diff.text or "no changes\n"),
@@ -220,39 +200,3 @@ def write_plan(planned: Plan, execution: str, artefacts_bucket: str) -> dict[str
         "summary": planned.diff.summary,
         "artefacts": keys,
     }
-
-
-def _registered_by_execution(family: str, execution: str) -> dict[str, Any] | None:
-    ecs = aws.client("ecs")
-    arns = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=IDEMPOTENCY_LOOKBACK)["taskDefinitionArns"]
-    for arn in arns:
-        found = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-        if any(t["key"] == EXECUTION_TAG and t["value"] == execution for t in found.get("tags", [])):
-            return found["taskDefinition"]
-    return None
-
-
-def register(spec: dict[str, Any], execution: str, artefacts_bucket: str) -> Registered:
-    """Register the planned revision once per execution: a retried step finds and reuses it."""
-    ecs = aws.client("ecs")
-    spec = dict(spec)
-    existing = _registered_by_execution(spec["family"], execution)
-    if existing is not None:
-        registered, reused = existing, True
-    else:
-        tags = _tags(spec.pop("tags", None)) + [{"key": EXECUTION_TAG, "value": execution[:256]}]
-        try:
-            registered = ecs.register_task_definition(**spec, tags=tags)["taskDefinition"]
-        except (ecs.exceptions.ClientException, ecs.exceptions.InvalidParameterException) as exc:
-            raise TaskDefinitionInvalid(f"ECS refused the rendered task definition for {spec['family']}: {exc}") from exc
-        reused = False
-    document = {k: v for k, v in registered.items() if k not in {"registeredAt", "deregisteredAt"}}
-    key = artefacts.put_json(artefacts_bucket, execution, REGISTERED_ARTEFACT, document)
-    return Registered(registered["taskDefinitionArn"], reused, key)
-
-
-def register_planned(execution: str, artefacts_bucket: str) -> Registered:
-    """The Register step: the revision Render planned (and Verify checked), from the artefacts bucket."""
-    spec = artefacts.get_json(artefacts_bucket, execution, PLAN_ARTEFACT)
-    taskdef.check(spec, f"s3://{artefacts_bucket}/{artefacts.key(execution, PLAN_ARTEFACT)}")
-    return register(spec, execution, artefacts_bucket)

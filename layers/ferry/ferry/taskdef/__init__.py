@@ -22,11 +22,18 @@ READ_ONLY_FIELDS = frozenset({
     "registeredAt", "registeredBy", "deregisteredAt",
 })
 MAX_ERRORS = 20
+MAX_TAGS = 50  # "Maximum number of tags per resource - 50" (botocore ecs model, RegisterTaskDefinitionRequest.tags)
 
 
 @functools.cache
 def _input_shape():
     return botocore.session.get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition").input_shape
+
+
+def user_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """A revision's own tags, less those no caller may set: `aws:*` is reserved (CloudFormation puts it there)
+    and `ferry:*` is Ferry's; room is kept for Ferry's execution tag under ECS's 50 tags a resource."""
+    return [t for t in tags or [] if not t["key"].startswith(("ferry:", "aws:"))][: MAX_TAGS - 1]
 
 
 def registration_input(described: dict[str, Any]) -> dict[str, Any]:
