@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from ferry import aws
 from ferry.errors import ImageNotFound
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ECR_URI = re.compile(
     r"^(?P<registry>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repository>[^:@]+)"
     r"(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"

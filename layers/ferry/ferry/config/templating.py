@@ -351,14 +351,6 @@ class Function:
         args = [f'"{p}"' for p in self.params] + [f'["{p}"]' for p in self.optional]
         return "{{ " + " ".join([self.name, *args]) + " }}"
 
-    @property
-    def jsonnet_usage(self) -> str:
-        usage = f'std.native("{self.name}")({", ".join(json.dumps(p) for p in self.params)})'
-        if self.optional:
-            full = [*self.params, *self.optional]
-            usage += f', std.native("{JSONNET_FULL_NAMES[self.name]}")({", ".join(json.dumps(p) for p in full)})'
-        return usage
-
     def params_ok(self, count: int) -> bool:
         return len(self.params) <= count <= len(self.params) + len(self.optional)
 

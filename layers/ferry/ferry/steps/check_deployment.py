@@ -39,7 +39,6 @@ from ferry.runtime.observability import logger
 FALLBACK_SECONDS = 1800
 # A native deployment has no event per lifecycle stage: look at it this often to show the stages.
 NATIVE_CHECK_SECONDS = 60
-FINISHED_SD = {"SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"}
 
 
 @dataclass(frozen=True)
