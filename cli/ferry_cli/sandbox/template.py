@@ -258,6 +258,9 @@ def physical_resources(template: Template, *, account: str, region: str, environ
             refs[logical_id] = name
             attrs[(logical_id, "Arn")] = f"arn:aws:logs:{region}:{acct}:log-group:{name}:*"
             attrs[(logical_id, "Name")] = name
+        elif kind == "AWS::IAM::ManagedPolicy":  # Ref: the policy's ARN (a function's Policies attach it by !Ref)
+            name = named(props, "ManagedPolicyName", f"ferry-{env}-{logical_id}")
+            refs[logical_id] = f"arn:aws:iam::{acct}:policy{named(props, 'Path', '/')}{name}"
         elif kind == "AWS::SNS::Topic":
             arn = f"arn:aws:sns:{region}:{acct}:" + named(props, "TopicName", f"ferry-{env}-{logical_id}")
             refs[logical_id] = arn
