@@ -3,7 +3,9 @@
 These read the SAM template itself (with CloudFormation short tags), evaluate
 the intrinsic functions that build IAM resources against a sample deployment
 (EnvironmentName=test, Clusters=dev,blue_team) and check what AWS would see.
-No AWS account and no SAM translator are needed.
+A function's permissions are those of its role: the statements of its Policies
+(SAM policy templates expanded) and of the template's managed policies they
+attach. No AWS account and no SAM translator are needed.
 """
 
 from __future__ import annotations
@@ -202,17 +204,46 @@ def expand_policy_template(name: str, params: dict[str, Any]) -> list[dict[str, 
     return put(POLICY_TEMPLATES[name]["Statement"])
 
 
-def statements(logical_id: str) -> list[dict[str, Any]]:
-    """Every statement of a function's or state machine's Policies, policy templates expanded."""
+MANAGED_POLICIES: dict[str, dict[str, Any]] = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::IAM::ManagedPolicy"}
+
+
+def attached_managed_policy(policy: dict[str, Any]) -> str:
+    """The logical id of the template's managed policy an entry of Policies attaches.
+
+    SAM puts the entry's value, the policy's ARN, in the role's ManagedPolicyArns:
+    it is resolved, then matched against the ARNs of the template's managed policies.
+    """
+    arns = {evaluate({"Ref": k}): k for k in MANAGED_POLICIES}
+    arn = evaluate(policy)
+    assert arn in arns, f"{policy} in Policies is not a managed policy of this template"
+    return arns[arn]
+
+
+def role_policies(logical_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """What a function's or state machine's role is given, in the order of its Policies: (source, statements).
+
+    The source is the attached managed policy's logical id, the policy template's
+    name, or Policies[i] for statements of its own.
+    """
     out = []
-    for policy in _as_list(RESOURCES[logical_id]["Properties"].get("Policies", [])):
-        assert isinstance(policy, dict), f"{logical_id}: managed policy {policy!r}: use statements or policy templates"
+    for index, policy in enumerate(_as_list(RESOURCES[logical_id]["Properties"].get("Policies", []))):
+        assert isinstance(policy, dict), (f"{logical_id}: managed policy {policy!r}: use statements, policy templates "
+                                          "or a managed policy of this template (!Ref)")
         if "Statement" in policy:
-            out.extend(_as_list(policy["Statement"]))
+            out.append((f"Policies[{index}]", _as_list(policy["Statement"])))
+        elif set(policy) == {"Ref"}:
+            name = attached_managed_policy(policy)
+            out.append((name, _as_list(MANAGED_POLICIES[name]["Properties"]["PolicyDocument"]["Statement"])))
         else:
             (name, params), = policy.items()
-            out.extend(expand_policy_template(name, params))
+            out.append((name, expand_policy_template(name, params)))
     return out
+
+
+def statements(logical_id: str) -> list[dict[str, Any]]:
+    """Every statement of a function's or state machine's role: its Policies' statements, policy templates
+    expanded, and those of the managed policies its Policies attach."""
+    return [st for _, found in role_policies(logical_id) for st in found]
 
 
 def actions_of(statement: dict[str, Any]) -> list[str]:
@@ -269,6 +300,43 @@ def test_every_function_gets_its_own_generated_role_with_policies():
 @pytest.mark.parametrize("logical_id", list(FUNCTIONS))
 def test_each_function_is_granted_exactly_what_its_step_calls(logical_id):
     assert set(granted(logical_id)) == EXPECTED_ACTIONS[logical_id]
+
+
+def test_managed_policies_are_attached_only_through_the_functions_policies():
+    users: dict[str, list[str]] = {name: [] for name in MANAGED_POLICIES}
+    for logical_id in all_policy_owners():
+        attached = [source for source, _ in role_policies(logical_id) if source in MANAGED_POLICIES]
+        assert len(attached) == len(set(attached)), f"{logical_id} attaches a managed policy twice"
+        for name in attached:
+            users[name].append(logical_id)
+    for name, resource in MANAGED_POLICIES.items():
+        props = resource["Properties"]
+        # Attached anywhere else, its statements would escape the tests above (and scripts/check-iam).
+        assert not {"Roles", "Users", "Groups"} & set(props), f"{name}: attach it through a function's Policies"
+        assert "Condition" not in resource, name
+        # A named IAM resource would need CAPABILITY_NAMED_IAM; samconfig.toml grants CAPABILITY_IAM.
+        assert "ManagedPolicyName" not in props, name
+        assert props.get("Description"), f"{name}: say what it allows"
+        assert props["PolicyDocument"]["Version"] == "2012-10-17", name
+        assert users[name], f"{name} is attached to no function: remove it"
+
+
+@pytest.mark.parametrize("logical_id", list(FUNCTIONS))
+def test_each_role_stays_within_the_managed_policy_quota(logical_id):
+    # IAM attaches at most 10 managed policies to a role (the default quota), and
+    # SAM attaches AWSLambdaBasicExecutionRole to each function's role.
+    attached = [source for source, _ in role_policies(logical_id) if source in MANAGED_POLICIES]
+    assert len(attached) + 1 <= 10, f"{logical_id}: {attached}"
+
+
+def test_only_the_managed_policies_build_arns_from_the_clusters():
+    # Each per-cluster ARN list (and ecs:cluster condition) is written in the
+    # managed policy that grants it, not in each function that needs it.
+    for logical_id in all_policy_owners():
+        for source, found in role_policies(logical_id):
+            if source not in MANAGED_POLICIES:
+                assert '{"Ref": "Clusters"}' not in json.dumps(found), (
+                    f"{logical_id} {source}: grant what the clusters allow through a managed policy")
 
 
 @pytest.mark.parametrize("logical_id", all_policy_owners())
