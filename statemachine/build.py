@@ -164,15 +164,16 @@ def _lambda_state(head: dict[str, Any], *, selector: dict[str, Any] | None = Non
 
 # ------------------------------------------------------------------------------------------------ Parameters
 EXECUTION_NAME = "$$.Execution.Name"
-# The ECS service a step acts on, and the execution it acts for (what it tags and logs).
-ECS_SERVICE = {"execution.$": EXECUTION_NAME, "cluster.$": "$.render.cluster", "service.$": "$.render.service"}
+# The ECS service a step acts on (cluster and ecsService, from Render), and what it acts for: the execution (what
+# it tags and logs) and the service's name in the config registry (service).
+ECS_SERVICE = {"execution.$": EXECUTION_NAME, "service.$": "$.service", "cluster.$": "$.render.cluster",
+               "ecsService.$": "$.render.ecsService"}
 NEW_REVISION = "$.register.taskDefinitionArn"
 # Whose lock: the service's name in the config registry, and the execution that holds or wants it.
 LOCK = {"service.$": "$.service", "owner.$": "$$.Execution.Id"}
 RELEASE = {"action": "release", **LOCK, "request.$": "$"}
 # What every rollback step is told: the failed deploy, what the service ran before, and why it failed.
-ROLLBACK = {"execution.$": EXECUTION_NAME, "name.$": "$.service", "cluster.$": "$.render.cluster",
-            "service.$": "$.render.service", "previousTaskDefinitionArn.$": "$.render.previousTaskDefinitionArn",
+ROLLBACK = {**ECS_SERVICE, "previousTaskDefinitionArn.$": "$.render.previousTaskDefinitionArn",
             "desiredCount.$": "$.render.desiredCount", "failedTaskDefinitionArn.$": NEW_REVISION,
             "failure.$": "$.failure", "requestAction.$": "$.render.requestAction"}
 ROLLBACK_REQUEST = [{"Variable": "$.action", "IsPresent": True}, {"Variable": "$.action", "StringEquals": "rollback"}]
@@ -309,7 +310,8 @@ def definition() -> dict[str, Any]:
                        "previousRevision.$": "$.render.previousRevision"},
         "Iterator": {"StartAt": S.MIGRATION_TASK, "States": {S.MIGRATION_TASK: lambda_wait(
             "Migrate",
-            {"token.$": TASK_TOKEN, "execution.$": "$.execution", "cluster.$": "$.cluster", "service.$": "$.service",
+            {"token.$": TASK_TOKEN, "execution.$": "$.execution", "service.$": "$.service", "cluster.$": "$.cluster",
+             "ecsService.$": "$.ecsService",
              "taskDefinitionArn.$": "$.taskDefinitionArn", "previousRevision.$": "$.previousRevision",
              "migration.$": "$.migration"},
             comment="Starts the task (or finds the one this execution started) and waits for ECS's task-stopped "

@@ -237,7 +237,7 @@ def load(src: Source, described: dict[str, Any], *, events: bool) -> Execution:
         started=src.clock.at(start),
         seconds=src.clock.seconds(start, stop) if stop else (src.clock.now() - src.clock.at(start)).total_seconds(),
         service=payload.get("service") if isinstance(payload, dict) else None,
-        target=f"{render['cluster']}/{render['service']}" if render.get("cluster") and render.get("service") else None,
+        target=f"{render['cluster']}/{render['ecsService']}" if render.get("cluster") and render.get("ecsService") else None,
         summary=render.get("summary") or request_summary(payload), error=error, cause=cause, events=found)
 
 

@@ -16,8 +16,8 @@ def handler(event, context):
                     extra={"alarm": detail.get("alarmName"), "bakesFailed": failed})
         return {"bakesFailed": failed}
     execution = field(event, "execution")
-    cluster, service = field(event, "cluster"), field(event, "service")
-    bind(execution, f"{cluster}/{service}")
+    cluster, service = field(event, "cluster"), field(event, "ecsService")
+    bind(execution, event.get("service"), f"{cluster}/{service}")
     alarms = [a for a in (event.get("alarms") or []) if isinstance(a, str)]
     context = {"execution": execution, "service": f"{cluster}/{service}", "revision": event.get("taskDefinitionArn", "?"),
                "bakeSeconds": event.get("bakeSeconds")}

@@ -11,8 +11,8 @@ SETTINGS = settings.load()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     action, execution = field(event, "action"), field(event, "execution")
-    cluster, service = field(event, "cluster"), field(event, "service")
-    bind(execution, f"{cluster}/{service}")
+    cluster, service = field(event, "cluster"), field(event, "ecsService")
+    bind(execution, event.get("service"), f"{cluster}/{service}")
     settings_ = event.get("canary") if isinstance(event.get("canary"), dict) else {}
     if action == "start":
         started = canary.start(cluster, service, field(event, "taskDefinitionArn"), int(settings_.get("count", 1)), execution)

@@ -16,9 +16,9 @@ def handler(event, context):
         logger.info("deployment state change handled" if settled else "no state waits for this deployment's end",
                     extra={"resources": resources, "eventName": detail.get("eventName")})
         return {"settled": settled}
-    bind(field(event, "execution"), f"{field(event, 'cluster')}/{field(event, 'service')}")
+    bind(field(event, "execution"), event.get("service"), f"{field(event, 'cluster')}/{field(event, 'ecsService')}")
     watch = check_deployment.Watch.from_state({
-        "cluster": event["cluster"], "service": event["service"], "taskDefinitionArn": field(event, "taskDefinitionArn"),
+        "cluster": event["cluster"], "service": event["ecsService"], "taskDefinitionArn": field(event, "taskDefinitionArn"),
         "startedAt": float(field(event, "startedAt", (int, float))), "timeoutSeconds": int(field(event, "timeoutSeconds", int)),
         "phase": event.get("phase"), "native": event.get("strategy") == "native", "targetGroups": event.get("targetGroups"),
     })

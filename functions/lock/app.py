@@ -100,7 +100,7 @@ def _rollback_target(name: str) -> dict:
     target, current, desired = lock.rollback_target(SETTINGS.lock_table, cfg.key)
     summary = f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}"
     logger.info("rollback target found", extra={"summary": summary})
-    return {"requestAction": "rollback", "cluster": cfg.cluster, "service": cfg.service,
+    return {"requestAction": "rollback", "cluster": cfg.cluster, "ecsService": cfg.service,
             "timeouts": cfg.timeouts, "targetGroups": [],
             # The way back is a plain update (never a canary); a native service keeps its own deployment settings.
             "strategy": "native" if cfg.strategy == "native" else "rolling",

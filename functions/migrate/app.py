@@ -12,8 +12,8 @@ SETTINGS = settings.load()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     token, execution = field(event, "token"), field(event, "execution")
-    cluster, service = field(event, "cluster"), field(event, "service")
-    bind(execution, f"{cluster}/{service}")
+    cluster, service = field(event, "cluster"), field(event, "ecsService")
+    bind(execution, event.get("service"), f"{cluster}/{service}")
     migration = migrate.Migration.from_state(field(event, "migration", dict))
     try:
         started = migrate.start(

@@ -14,6 +14,7 @@ def handler(event, context):
     bind(execution, name)
     cfg = config.load(SETTINGS.config_bucket, name, SETTINGS.environment)
     config.check_cluster(cfg, SETTINGS.allowed_clusters)
+    bind(execution, name, cfg.key)
     request = event.get("request") or {}
     planned = render.plan(
         cfg, field(event, "images", dict), execution=execution, environment=SETTINGS.environment,
@@ -23,7 +24,7 @@ def handler(event, context):
     logger.info("task definition rendered", extra={"summary": state["summary"], "source": planned.source})
     return {
         "cluster": cfg.cluster,
-        "service": cfg.service,
+        "ecsService": cfg.service,
         "requestAction": "deploy",
         "strategy": cfg.strategy,
         "canary": cfg.raw["strategy"].get("canary") or {},

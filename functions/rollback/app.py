@@ -11,8 +11,8 @@ SETTINGS = settings.load()
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    action, cluster, service = field(event, "action"), field(event, "cluster"), field(event, "service")
-    bind(event.get("execution"), f"{cluster}/{service}")
+    action, cluster, service = field(event, "action"), field(event, "cluster"), field(event, "ecsService")
+    bind(event.get("execution"), event.get("service"), f"{cluster}/{service}")
     previous, desired = field(event, "previousTaskDefinitionArn"), int(field(event, "desiredCount", int))
     failed = event.get("failedTaskDefinitionArn")
     if event.get("requestAction") == "rollback":
@@ -33,7 +33,7 @@ def handler(event, context):
         logger.warning("rollback started", extra=started)
         return started
     if action == "finish":
-        keep = config.load(SETTINGS.config_bucket, field(event, "name"), SETTINGS.environment).raw["rollback"]["keepFailedRevisions"]
+        keep = config.load(SETTINGS.config_bucket, field(event, "service"), SETTINGS.environment).raw["rollback"]["keepFailedRevisions"]
         report = rollback.finish(table=SETTINGS.lock_table, cluster=cluster, service=service, previous=previous,
                                  desired=desired, failed=failed, failure=event.get("failure"), keep=keep,
                                  method=str(event.get("method") or "rolled back"))

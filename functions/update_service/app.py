@@ -9,8 +9,8 @@ SETTINGS = settings.load()
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "service")
-    bind(execution, f"{cluster}/{service}")
+    execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "ecsService")
+    bind(execution, event.get("service"), f"{cluster}/{service}")
     native = event.get("strategy") == "native"
     started = update_service.update_service(cluster, service, field(event, "taskDefinitionArn"), execution,
                                     SETTINGS.artefacts_bucket, native=native)

@@ -12,8 +12,8 @@ REPORT_ARTEFACT = "verify-report.json"
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "service")
-    bind(execution, f"{cluster}/{service}")
+    execution, cluster, service = field(event, "execution"), field(event, "cluster"), field(event, "ecsService")
+    bind(execution, event.get("service"), f"{cluster}/{service}")
     spec = artefacts.get_json(SETTINGS.artefacts_bucket, execution, artefacts.PLAN_ARTEFACT)
     report = verify.verify(
         spec, cluster=cluster, service=service, alarms=event.get("alarms") or (),

@@ -50,7 +50,7 @@ def test_handler_log_lines_are_captured_with_the_execution_as_correlation_id(san
     lines = [json.loads(line) for line in sandbox.logs.lines]
     rendered = next(line for line in lines if line["message"] == "task definition rendered")
     assert rendered["correlation_id"] == sandbox.executions()[0]["name"]
-    assert rendered["ecs_service"] == "web"
+    assert (rendered["service"], rendered["ecs_service"]) == ("web", "prod/web")
 
 
 # Speed 120: a 300 s heartbeat lasts 2.5 real seconds, long enough to see the state waiting between two.

@@ -27,7 +27,7 @@ def deployed(state: dict[str, Any], started_at: str | None) -> dict[str, Any]:
     return {
         "result": "ROLLED_BACK_ON_REQUEST" if rollback else "DEPLOYED",
         "service": state.get("service"),
-        "ecsService": f"{render.get('cluster', '?')}/{render.get('service', '?')}",
+        "ecsService": f"{render.get('cluster', '?')}/{render.get('ecsService', '?')}",
         "summary": render.get("summary") or "",
         "strategy": render.get("strategy"),
         "from": revision_name(before) if before else None,

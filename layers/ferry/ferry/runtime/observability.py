@@ -17,9 +17,11 @@ from ferry.errors import InputInvalid
 logger = Logger()
 
 
-def bind(execution: str | None, service: str | None) -> None:
+def bind(execution: str | None, service: str | None = None, ecs_service: str | None = None) -> None:
+    """Every log line names the execution (its correlation id), the service's name in the config registry
+    (`service`) and, once known, the ECS service it deploys (`ecs_service`: cluster/name)."""
     logger.set_correlation_id(execution)
-    logger.append_keys(ecs_service=service)
+    logger.append_keys(service=service, ecs_service=ecs_service)
 
 
 def log_stream() -> IO[str]:
