@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferry.text import shorten
+
 from . import history
 
 LABEL_WIDTH = 48
@@ -41,8 +43,8 @@ _COMPARISONS = {
 def label(text: str, width: int | None = None) -> str:
     """`text` as a quoted Mermaid string: one line, Mermaid's syntax characters as entity codes."""
     text = " ".join(str(text).split())
-    if width and len(text) > width:
-        text = text[: width - 1] + "…"
+    if width:
+        text = shorten(text, width)
     return '"' + "".join(_ENTITIES.get(c, c) for c in text) + '"'
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from ferry.errors import cause_text
+from ferry.text import shorten
 
 DETAIL_WIDTH = 110
 
@@ -24,8 +25,7 @@ def _detail_key(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _short(text: Any, width: int = DETAIL_WIDTH) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shorten(" ".join(str(text).split()), width)
 
 
 def error_and_cause(details: dict[str, Any]) -> tuple[str | None, str | None]:

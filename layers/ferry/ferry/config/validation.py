@@ -13,11 +13,14 @@ import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from ferry.text import shorten
+
 if TYPE_CHECKING:  # jsonschema is imported on first use: steps that never validate skip it at cold start
     from jsonschema.exceptions import ValidationError
 
 MAX_DEPTH = 64  # levels of nesting Ferry reads; its documents need 6
 MAX_ECHO = 80  # characters of a document's value repeated in a message
+MAX_MESSAGE = 500  # characters of one schema problem's message
 
 
 @functools.cache
@@ -71,8 +74,7 @@ def _validator(name: str) -> Any:
 
 def cap(value: Any, limit: int = MAX_ECHO) -> str:
     """repr of a value from a document, cut to `limit` characters: a message never repeats a big value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(repr(value), limit)
 
 
 # ------------------------------------------------------------------ shape
@@ -156,18 +158,14 @@ def _describe(error: ValidationError) -> str:
             extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
             shown = ", ".join(cap(k) for k in extra[:10]) + (", …" if len(extra) > 10 else "")
             message = f"Additional properties are not allowed ({shown} {'was' if len(extra) == 1 else 'were'} unexpected)"
-        message = f"{_short(message)} (remove it, or check its spelling against the schema)"
+        message = f"{shorten(message, MAX_MESSAGE)} (remove it, or check its spelling against the schema)"
     elif error.validator == "required":
         message = f"{message}: add it"
     elif not isinstance(error.instance, (bool, int, float)) and error.instance is not None:
         whole = repr(error.instance)
         if len(whole) > MAX_ECHO:
             message = message.replace(whole, cap(error.instance))
-    return _short(message)
-
-
-def _short(message: str, limit: int = 500) -> str:
-    return message if len(message) <= limit else message[: limit - 1] + "…"
+    return shorten(message, MAX_MESSAGE)
 
 
 def problems(instance: Any, schema_name: str) -> list[str]:

@@ -27,6 +27,7 @@ from ferry.aws import artefacts
 from ferry import aws
 from ferry.errors import cause_text
 from ferry.runtime.observability import logger
+from ferry.text import shorten
 
 SOURCE = "ferry"
 STARTED = "Ferry Deploy Started"
@@ -239,7 +240,7 @@ def sns_message(detail_type: str, found: dict[str, Any]) -> dict[str, Any]:
     subject = " ".join(f"Ferry {found.get('environment', '')}: {subject}".split()).encode("ascii", "replace").decode()
     attributes = {"service": service, "result": result or "STARTED", "environment": found.get("environment") or "?"}
     return {
-        "Subject": subject if len(subject) <= MAX_SUBJECT_CHARS else subject[:MAX_SUBJECT_CHARS - 3] + "...",
+        "Subject": shorten(subject, MAX_SUBJECT_CHARS, "..."),
         "MessageStructure": "json",
         "Message": json.dumps({"default": "\n".join(lines), "sqs": event, "lambda": event, "http": event,
                                "https": event}),

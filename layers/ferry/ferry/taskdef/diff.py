@@ -21,6 +21,7 @@ from typing import Any
 from ferry.aws import images
 from ferry.taskdef import READ_ONLY_FIELDS
 from ferry.aws.ecs import revision_name
+from ferry.text import shorten
 
 # Tags are not part of DescribeTaskDefinition's `taskDefinition` (they come beside it),
 # and Ferry's own execution tag differs on every revision: they are not compared.
@@ -242,7 +243,7 @@ def summarise(changes: list[str]) -> str:
         if len(line) <= MAX_SUMMARY_CHARS:
             return line
     rest = f", +{len(changes) - 1} more" if len(changes) > 1 else ""
-    return changes[0][: MAX_SUMMARY_CHARS - len(rest) - 1] + "…" + rest
+    return shorten(changes[0], MAX_SUMMARY_CHARS - len(rest)) + rest
 
 
 def _show(value: Any) -> str:

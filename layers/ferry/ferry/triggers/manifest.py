@@ -32,6 +32,7 @@ from ferry.aws import images
 from ferry.triggers import router
 from ferry.config import validation
 from ferry.errors import FerryError, ImageNotFound, cause_text
+from ferry.text import shorten
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -95,8 +96,7 @@ def result_key(key: str) -> str:
 
 def _cap(value: Any, limit: int = MAX_ECHO) -> str:
     """repr of a value from the manifest, cut to `limit` characters: a message never repeats a big string."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(repr(value), limit)
 
 
 @functools.cache
@@ -118,7 +118,7 @@ def _describe(error: ValidationError) -> str:
         whole = repr(error.instance)
         if len(whole) > MAX_ECHO:
             message = message.replace(whole, _cap(error.instance))
-    return message if len(message) <= 500 else message[:499] + "…"
+    return shorten(message, 500)
 
 
 def schema_problems(document: Any) -> list[ManifestProblem]:
@@ -251,8 +251,7 @@ def _config(bucket: str, name: str, environment: str, allowed: tuple[str, ...]) 
     except config.ServiceNotRegistered as exc:
         return None, f"{exc}; or fix the name in the manifest"
     except FerryError as exc:  # ConfigInvalid, or TemplateUnresolved from a Jsonnet config
-        text = str(exc)
-        text = text if len(text) <= 2000 else text[:1999] + "…"
+        text = shorten(str(exc), 2000)
         return None, f"the config of service {name!r} cannot be used: {text}\nfix {config.PREFIX}{name}/ in s3://{bucket} first"
     try:
         config.check_cluster(cfg, allowed)

@@ -18,6 +18,7 @@ from ferry import aws, config
 from ferry.runtime import clock
 from ferry.aws.images import ImageRef
 from ferry.runtime.observability import logger
+from ferry.text import shorten
 
 NAME_LIMIT = 80
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -41,8 +42,7 @@ class Push:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _ECHO else text[: _ECHO - 1] + "…"
+    return shorten(repr(value), _ECHO)
 
 
 def _ignored(event: Any, reason: str) -> None:

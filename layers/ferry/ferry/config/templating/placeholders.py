@@ -34,6 +34,7 @@ from typing import Any
 from ferry.config.templating.functions import Context, Lookups, Unresolved
 from ferry.config.templating.problems import Problem, line_col, raise_unresolved
 from ferry.errors import ConfigInvalid
+from ferry.text import shorten
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUOTES = {'"': '"', "'": "'", "`": "`"}
@@ -150,9 +151,7 @@ def scan(text: str) -> tuple[list[Placeholder], list[tuple[int, str, str]]]:
             line_end = line_end if line_end >= 0 else len(text)
             close = text.find("}}", start, line_end)
             snippet = text[start:close + 2 if close >= 0 else line_end].strip()
-            if len(snippet) > 60:
-                snippet = snippet[:57] + "..."
-            errors.append((exc.offset, snippet, str(exc)))
+            errors.append((exc.offset, shorten(snippet, 60, "..."), str(exc)))
             i = start + 2
             continue
         found.append(placeholder)
