@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry import aws, config, taskdef
 from ferry.aws import images
+from ferry.aws import container_logs
 from ferry.steps import migrate, render
 from ferry.triggers import router
 from ferry.aws.ecs import describe_service
@@ -231,12 +232,12 @@ def cmd_run(args, out=None) -> int:
         task = migrate.run_task(cfg.cluster, cfg.service, td_arn, step, run_id, migrate.started_by(run_id, step.name))
         arn = task["taskArn"]
         print(f"started {arn} ({step.label()}) on {td_arn.rsplit('/', 1)[-1]}", file=out, flush=True)
-        logs = migrate.log_config(td_arn, step.container)
+        logs = container_logs.config(td_arn, step.container)
         ecs, started, printed = aws.client("ecs"), clock.now(), 0
         poll = 0.1 if args.world else 3.0
         while True:
             task = ecs.describe_tasks(cluster=cfg.cluster, tasks=[arn])["tasks"][0]
-            lines, _ = migrate.log_tail(logs, step.container, arn, limit=10000)
+            lines, _ = container_logs.tail(logs, step.container, arn, limit=10000)
             for line in lines[printed:]:
                 print(line, file=out, flush=True)
             printed = max(printed, len(lines))

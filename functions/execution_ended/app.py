@@ -14,7 +14,8 @@ EventBridge redeliver an event whose clean-up is done.
 
 import json
 
-from ferry.steps import canary, lock, migrate
+from ferry.aws import canary_tasks
+from ferry.steps import lock, migrate
 from ferry import config
 from ferry.triggers import manifest
 from ferry.lifecycle import metrics, notify
@@ -89,7 +90,7 @@ def handler(event, context):
     if cfg is not None:
         # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
         try:
-            canaries = canary.remove_now(cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history))
+            canaries = canary_tasks.remove_now(cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history))
             migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
         except Exception as exc:  # the lock and the result record must not wait on the tasks
             logger.warning("task cleanup failed", extra={"error": type(exc).__name__})

@@ -1,6 +1,8 @@
 """Roll the service back to its previous revision, and write what happened for the Fail state."""
 
-from ferry.steps import canary, check_deployment, rollback
+from ferry.aws import canary_tasks
+from ferry.aws.ecs import check_in_seconds
+from ferry.steps import rollback
 from ferry import config
 from ferry.runtime import settings
 from ferry.errors import InputInvalid
@@ -21,7 +23,7 @@ def handler(event, context):
         try:
             # The canary must not keep serving; the failed revision is the one it runs (its family finds crashed ones).
             revision = event.get("failedTaskDefinitionArn")
-            stopped = canary.remove_now(cluster, service, field(event, "execution"),
+            stopped = canary_tasks.remove_now(cluster, service, field(event, "execution"),
                                         task_definition_arn=revision if isinstance(revision, str) and revision else None)
         except Exception as exc:  # never let the canary keep the service from being rolled back
             logger.warning("canary removal failed; rolling back anyway", extra={"error": type(exc).__name__})
@@ -29,7 +31,7 @@ def handler(event, context):
         started = rollback.start(cluster, service, previous, desired, failed)
         started["canaryTasksStopped"] = stopped
         timeout = int(event.get("timeoutSeconds") or 1800)
-        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": check_deployment.check_in_seconds(timeout)}
+        started["progress"] = {"state": "IN_PROGRESS", "checkInSeconds": check_in_seconds(timeout)}
         logger.warning("rollback started", extra=started)
         return started
     if action == "finish":

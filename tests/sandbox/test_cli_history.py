@@ -163,7 +163,7 @@ MACHINE = {
             "Default": "Render: the (new) revision"},
         "Render: the (new) revision": {"Type": "Pass", "ResultPath": "$.render", "Next": "Wait for ECS, then check",
                                        "Result": {"summary": "image app web:v1 -> web:v2", "cluster": "prod",
-                                                  "service": "web"}},
+                                                  "ecsService": "web"}},
         "Wait for ECS, then check": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "Deployed"},
         "Deployed": {"Type": "Succeed"},
         "Refuse the request": {"Type": "Fail", "Error": "InputInvalid", "Cause": "The request was refused"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ferry.steps import check_deployment
+from ferry.aws import ecs
 from ferry.errors import DeploymentFailed
 from ferry_cli.sandbox.run import world_session
 
@@ -48,7 +49,7 @@ def test_a_new_task_unhealthy_in_a_health_gate_target_group_fails_the_deployment
 
 def test_the_fallback_heartbeat_divides_the_phase_timeout_evenly():
     def heartbeat(timeout: int, native: bool = False) -> int:
-        return check_deployment.check_in_seconds(timeout, native)
+        return ecs.check_in_seconds(timeout, native)
 
     assert heartbeat(1800) == 1801                      # one look, just after the deadline
     assert heartbeat(3600) == 1801 and heartbeat(7200) == 1801

@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
 from ferry.steps import migrate
+from ferry.aws import container_logs
 from ferry.errors import MigrationNotStarted
 
 STEP = migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {"VERBOSE": "1"}, 600)
@@ -117,10 +118,10 @@ def test_log_lines_are_capped_and_credentials_masked(aws):
     now = int(datetime.now(timezone.utc).timestamp() * 1000)
     logs.put_log_events(logGroupName="/ecs/web", logStreamName="web/app/0123456789abcdef",
                         logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
-    tail, where = migrate.log_tail({"group": "/ecs/web", "region": "", "prefix": "web"}, "app", ARN)
+    tail, where = container_logs.tail({"group": "/ecs/web", "region": "", "prefix": "web"}, "app", ARN)
     assert where == "/ecs/web web/app/0123456789abcdef"
     assert tail[-3:] == ["DB_PASSWORD=***", "api_key: ***", "done"]
-    assert sum(len(line) + 1 for line in tail) <= migrate.LOG_BYTES and len(tail) <= migrate.LOG_LINES
+    assert sum(len(line) + 1 for line in tail) <= container_logs.LOG_BYTES and len(tail) <= container_logs.LOG_LINES
     assert "hunter2" not in "".join(tail) and "abc123" not in "".join(tail)
 
 

@@ -8,6 +8,7 @@ from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
 from ferry.steps import bake, migrate, verify
+from ferry.aws import container_logs
 
 
 def alarm(name: str, state: str = "OK") -> dict:
@@ -36,7 +37,7 @@ def test_a_migrations_log_tail_follows_the_backward_token_past_empty_pages(aws):
     """GetLogEvents "can return empty results while there are more log events available through the token"."""
     logs = ferry_aws.client("logs")
     at = int(datetime(2026, 11, 22, tzinfo=timezone.utc).timestamp() * 1000)
-    request = {"logGroupName": "/ecs/web", "logStreamName": "web/app/0123", "limit": migrate.LOG_LINES, "startFromHead": False}
+    request = {"logGroupName": "/ecs/web", "logStreamName": "web/app/0123", "limit": container_logs.LOG_LINES, "startFromHead": False}
     with Stubber(logs) as stub:
         stub.add_response("get_log_events", {"events": [], "nextBackwardToken": "b/1", "nextForwardToken": "f/0"}, request)
         stub.add_response("get_log_events", {"events": [{"timestamp": at, "message": "== migrated"}],
@@ -44,10 +45,10 @@ def test_a_migrations_log_tail_follows_the_backward_token_past_empty_pages(aws):
                           {**request, "nextToken": "b/1"})
         stub.add_response("get_log_events", {"events": [{"timestamp": at - 1, "message": "== migrating"}],
                                              "nextBackwardToken": "b/3", "nextForwardToken": "f/0"},
-                          {**request, "limit": migrate.LOG_LINES - 1, "nextToken": "b/2"})
+                          {**request, "limit": container_logs.LOG_LINES - 1, "nextToken": "b/2"})
         stub.add_response("get_log_events", {"events": [], "nextBackwardToken": "b/3", "nextForwardToken": "f/0"},
-                          {**request, "limit": migrate.LOG_LINES - 2, "nextToken": "b/3"})
-        lines, where = migrate.log_tail({"group": "/ecs/web", "region": "", "prefix": "web"}, "app",
+                          {**request, "limit": container_logs.LOG_LINES - 2, "nextToken": "b/3"})
+        lines, where = container_logs.tail({"group": "/ecs/web", "region": "", "prefix": "web"}, "app",
                                         "arn:aws:ecs:us-east-1:123456789012:task/prod/0123")
         stub.assert_no_pending_responses()
     assert (lines, where) == (["== migrating", "== migrated"], "/ecs/web web/app/0123")

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from ferry import aws as ferry_aws
 from ferry.steps import canary, check_deployment, migrate, rollback
 from ferry.aws import ecs
+from ferry.aws import canary_tasks
 
 from .conftest import awsvpc, run_tasks
 
@@ -91,7 +92,7 @@ def registered(group: str) -> set[str]:
 def test_crashed_canary_tasks_are_taken_out_of_the_target_groups(canary_world, given):
     execution = "web-v2-abc"
     tasks = run_tasks(2, canary_world["taskDefinitionArn"], network=canary_world["network"],
-                      startedBy=canary.started_by(execution))
+                      startedBy=canary_tasks.started_by(execution))
     ips = {ecs.task_ip(t) for t in tasks}
     boto3.client("elbv2").register_targets(TargetGroupArn=canary_world["targetGroup"],
                                            Targets=[{"Id": ip, "Port": 80} for ip in ips])

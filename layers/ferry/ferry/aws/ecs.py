@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -124,3 +126,18 @@ def one_off_parameters(cluster: str, service: dict[str, Any], task_definition_ar
     if service.get("platformVersion") and service.get("platformVersion") != "LATEST":
         params["platformVersion"] = service["platformVersion"]
     return params
+
+
+# How often a state waiting for an ECS deployment looks for itself (the steps that start a deployment tell it;
+# the wait's heartbeat is this). A rolling or canary rollout wakes up on ECS's events; this is only the safety
+# net for a lost event, long on purpose: each fallback costs three state transitions whatever the rollout's
+# length. A native deployment has no event per lifecycle stage: it is looked at this often to show the stages.
+FALLBACK_SECONDS = 1800
+NATIVE_CHECK_SECONDS = 60
+
+
+def check_in_seconds(timeout_seconds: int, native: bool = False) -> int:
+    """The waiting state's heartbeat: at most the fallback interval, and dividing the phase timeout evenly,
+    so that one of the fallback checks lands just after the deadline."""
+    interval = NATIVE_CHECK_SECONDS if native else FALLBACK_SECONDS
+    return math.ceil(timeout_seconds / math.ceil(timeout_seconds / interval)) + 1

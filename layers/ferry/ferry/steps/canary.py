@@ -12,18 +12,13 @@ rollback paths, and the execution-ended function after an abort).
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Iterable
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry import aws
 from ferry.runtime import clock
-from ferry.steps import migrate
-from ferry.aws.ecs import (describe_service, describe_tasks, family_of, one_off_parameters, revision_name, stopped_tasks_started_by,
-                  task_ip, tasks_started_by)
+from ferry.aws import canary_tasks, container_logs
+from ferry.aws.ecs import describe_service, describe_tasks, family_of, one_off_parameters, revision_name, tasks_started_by
 from ferry.errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 
 
@@ -35,14 +30,9 @@ from ferry.errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 POLL_SECONDS = 15
 
 
-def started_by(execution: str) -> str:
-    """startedBy of this execution's canary tasks (at most 36 characters): how every path finds them."""
-    return "ferry-canary-" + hashlib.sha256(execution.encode()).hexdigest()[:23]
-
-
 def start(cluster: str, service: str, task_definition_arn: str, count: int, execution: str) -> dict[str, Any]:
     """Start the canary tasks (a retried step starts only the missing ones)."""
-    marker = started_by(execution)
+    marker = canary_tasks.started_by(execution)
     existing = [t for t in tasks_started_by(cluster, marker, families=[family_of(task_definition_arn)])
                 if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
     missing = count - len(existing)
@@ -59,20 +49,10 @@ def start(cluster: str, service: str, task_definition_arn: str, count: int, exec
     return {"taskArns": [t["taskArn"] for t in started], "startedAt": clock.now(), "marker": marker}
 
 
-def _targets(service: dict[str, Any], tasks: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(target group, targets) for every load balancer entry of the service."""
-    out = []
-    for lb in service.get("loadBalancers", []):
-        if lb.get("targetGroupArn"):
-            targets = [{"Id": ip, "Port": int(lb["containerPort"])} for ip in (task_ip(t) for t in tasks) if ip]
-            out.append((lb["targetGroupArn"], targets))
-    return out
-
-
 def _crash_cause(task: dict[str, Any], revision: str) -> str:
     essential = next((c for c in task.get("containers", []) if c.get("exitCode") not in (None, 0, 143)),
                      (task.get("containers") or [{}])[0])
-    lines, where = migrate.log_tail(migrate.log_config(task["taskDefinitionArn"], essential.get("name", "")),
+    lines, where = container_logs.tail(container_logs.config(task["taskDefinitionArn"], essential.get("name", "")),
                                     essential.get("name", ""), task["taskArn"]) if essential.get("name") else ([], "")
     log_part = (f"\nLast {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
     return (f"a canary task of {revision} stopped: {task.get('stopCode', 'stopped')}: {task.get('stoppedReason', 'no reason given')}"
@@ -106,7 +86,7 @@ def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, 
         progress.pop("healthySince", None)  # healthy time must be unbroken
     if ready:
         described = describe_service(cluster, service)
-        groups = _targets(described, tasks)
+        groups = canary_tasks.targets_of(described, tasks)
         if not progress.get("registered"):
             for group, targets in groups:
                 if targets:
@@ -166,81 +146,6 @@ def next_check(progress: dict[str, Any], now: float, healthy_for: int) -> int:
     return POLL_SECONDS
 
 
-def deregistration_delay(cluster: str, service: str) -> int:
-    """The longest deregistration delay among the service's target groups (seconds the canary drains)."""
-    elb, longest = aws.client("elbv2"), 0
-    for lb in describe_service(cluster, service).get("loadBalancers", []):
-        if lb.get("targetGroupArn"):
-            attributes = elb.describe_target_group_attributes(TargetGroupArn=lb["targetGroupArn"])["Attributes"]
-            delay = next((a["Value"] for a in attributes if a["Key"] == "deregistration_delay.timeout_seconds"), "300")
-            longest = max(longest, int(delay))
-    return longest
-
-
-def _tasks(cluster: str, execution: str, service: dict[str, Any], task_definition_arn: str | None,
-           task_arns: Iterable[str]) -> list[dict[str, Any]]:
-    """The execution's canary tasks, the stopped ones too (ECS deregisters no task outside a service, so a crashed
-    canary's address stays in the target groups until Ferry takes it out).
-
-    Stopped tasks are found by the family of the revision they run: the one given, else the families of the running
-    canaries, of the service's revisions (after the update it runs the canary's) and of its deployments."""
-    marker = started_by(execution)
-    running = tasks_started_by(cluster, marker, known=task_arns)
-    families = [family_of(arn) for arn in (task_definition_arn, service.get("taskDefinition"),
-                                           *(d.get("taskDefinition") for d in service.get("deployments", [])),
-                                           *(t.get("taskDefinitionArn") for t in running)) if arn]
-    seen = {t["taskArn"] for t in running}
-    return running + [t for t in stopped_tasks_started_by(cluster, marker, families) if t["taskArn"] not in seen]
-
-
-def deregister(cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None,
-               task_arns: Iterable[str] = ()) -> dict[str, Any]:
-    """Take the canary out of every target group; returns how long to let it drain."""
-    described = describe_service(cluster, service)
-    tasks = _tasks(cluster, execution, described, task_definition_arn, task_arns)
-    if not tasks:
-        return {"drainSeconds": 0, "tasks": 0}
-    elb = aws.client("elbv2")
-    for group, targets in _targets(described, tasks):
-        if targets:
-            _deregister_targets(elb, group, targets)
-    running = [t for t in tasks if t.get("lastStatus") != "STOPPED"]
-    return {"drainSeconds": deregistration_delay(cluster, service) if running else 0, "tasks": len(running)}
-
-
-def _deregister_targets(elb: Any, group: str, targets: list[dict[str, Any]]) -> None:
-    """Deregister, and succeed if they are already out: a retried step (its first attempt timed out after
-    deregistering) must not fail on InvalidTarget and leave the canary running."""
-    try:
-        elb.deregister_targets(TargetGroupArn=group, Targets=targets)
-    except ClientError as exc:
-        if aws.error_code(exc) != "InvalidTarget":
-            raise
-        for target in targets:  # one at a time: those still registered go, those already gone are done
-            try:
-                elb.deregister_targets(TargetGroupArn=group, Targets=[target])
-            except ClientError as each:
-                if aws.error_code(each) != "InvalidTarget":
-                    raise
-
-
-def stop(cluster: str, execution: str) -> int:
-    """Stop every canary task of the execution; returns how many were still running.
-
-    Only running tasks matter here, so ListTasks by `startedBy` alone finds them."""
-    stopped = 0
-    for task in tasks_started_by(cluster, started_by(execution)):
-        if task.get("desiredStatus") != "STOPPED":
-            aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"], reason=f"Ferry: canary of {execution} removed")
-            stopped += 1
-    return stopped
-
-
-def remove_now(cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None,
-               task_arns: Iterable[str] = ()) -> int:
-    """Deregister and stop at once (failure, rollback and abort paths: the canary must not keep serving)."""
-    try:
-        deregister(cluster, service, execution, task_definition_arn=task_definition_arn, task_arns=task_arns)
-    except (ClientError, BotoCoreError):
-        pass  # a missing target group must not keep the tasks running
-    return stop(cluster, execution)
+# The removal the canary's own states run ("Take the canary out of the target groups", "Stop the canary tasks",
+# "Remove the canary after the failure") is the one the rollback and the execution-ended function run too.
+deregister, stop, remove_now = canary_tasks.deregister, canary_tasks.stop, canary_tasks.remove_now

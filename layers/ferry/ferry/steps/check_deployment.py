@@ -30,16 +30,10 @@ from botocore.exceptions import ClientError
 from ferry import aws
 from ferry.runtime import clock
 from ferry.aws import waiters
-from ferry.aws.ecs import describe_service, describe_tasks, primary_deployment, revision_name, task_arns, task_ip
+from ferry.aws.ecs import (check_in_seconds, describe_service, describe_tasks, primary_deployment, revision_name,
+                           task_arns, task_ip)
 from ferry.errors import DeploymentFailed, FerryError, PhaseTimedOut
 from ferry.runtime.observability import logger
-
-# A rolling or canary rollout wakes up on ECS's events; this is only the safety net for a lost event.
-# Long on purpose: each fallback costs three state transitions whatever the rollout's length.
-FALLBACK_SECONDS = 1800
-# A native deployment has no event per lifecycle stage: look at it this often to show the stages.
-NATIVE_CHECK_SECONDS = 60
-
 
 @dataclass(frozen=True)
 class Watch:
@@ -72,13 +66,6 @@ class Watch:
     @classmethod
     def from_context(cls, data: dict[str, Any]) -> "Watch":
         return cls(**{**data, "target_groups": tuple(data.get("target_groups") or ())})
-
-
-def check_in_seconds(timeout_seconds: int, native: bool = False) -> int:
-    """The waiting state's heartbeat: at most the fallback interval, and dividing the phase timeout evenly,
-    so that one of the fallback checks lands just after the deadline."""
-    interval = NATIVE_CHECK_SECONDS if native else FALLBACK_SECONDS
-    return math.ceil(timeout_seconds / math.ceil(timeout_seconds / interval)) + 1
 
 
 def check(watch: Watch) -> dict[str, Any]:

@@ -7,8 +7,7 @@ from typing import Any
 
 from ferry.aws import artefacts
 from ferry import aws
-from ferry.steps.check_deployment import check_in_seconds
-from ferry.aws.ecs import created_at, describe_service, primary_deployment, revision_name
+from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primary_deployment, revision_name
 
 
 @dataclass(frozen=True)
