@@ -7,7 +7,32 @@ from typing import Any
 
 from ferry.aws import artefacts
 from ferry import aws
+from ferry.contract import EcsStepInput, Model, Progress, key
 from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primary_deployment, revision_name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input(EcsStepInput):
+    """"Update the service to the new revision"."""
+
+    task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
+    strategy: str = key("strategy", doc="$.render.strategy: native leaves the service's deployment settings alone")
+    timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="$.render.timeouts.deployment")
+
+    @property
+    def native(self) -> bool:
+        return self.strategy == "native"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Model):
+    """The deployment started ($.deployment): what "Wait for ECS to finish the deployment" waits for."""
+
+    deployment_id: str = key("deploymentId", doc="ECS's deployment id")
+    started_at: float = key("startedAt", kinds=(int, float), doc="when ECS created it: the phase timeout counts from it")
+    revision: str = key("revision", doc="family:revision the service now runs towards")
+    already_started: bool = key("alreadyStarted", kinds=(bool,), doc="a retried step found its own deployment")
+    progress: Progress = key("progress", nested=Progress, doc="when the wait looks for itself")
 
 
 @dataclass(frozen=True)
@@ -17,11 +42,22 @@ class Started:
     task_definition_arn: str
     already_started: bool
 
-    def to_state(self, timeout_seconds: int, native: bool = False) -> dict[str, Any]:
+    def to_output(self, timeout_seconds: int, native: bool = False) -> Output:
         """The state's view; `progress` tells the waiting state when to look for itself if no event comes."""
-        return {"deploymentId": self.deployment_id, "startedAt": self.started_at,
-                "revision": revision_name(self.task_definition_arn), "alreadyStarted": self.already_started,
-                "progress": {"state": "IN_PROGRESS", "checkInSeconds": check_in_seconds(timeout_seconds, native)}}
+        return Output(deployment_id=self.deployment_id, started_at=self.started_at,
+                      revision=revision_name(self.task_definition_arn), already_started=self.already_started,
+                      progress=Progress(state="IN_PROGRESS", check_in_seconds=check_in_seconds(timeout_seconds, native)))
+
+
+# action -> (input, output): what "Update the service to the new revision" passes and stores at $.deployment.
+CONTRACTS = {None: (Input, Output)}
+
+
+def run(request: Input, artefacts_bucket: str) -> Output:
+    """The step: start the deployment (or find the one a first attempt started) and tell the wait about it."""
+    started = update_service(request.cluster, request.ecs_service, request.task_definition_arn, request.execution,
+                             artefacts_bucket, native=request.native)
+    return started.to_output(request.timeout_seconds, native=request.native)
 
 
 def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str,
