@@ -22,7 +22,7 @@ from ferry import aws, config, taskdef
 from ferry.aws import images
 from ferry.aws import container_logs
 from ferry.steps import migrate, render
-from ferry.triggers import router
+from ferry.triggers import requests
 from ferry.aws.ecs import describe_service
 
 DEFAULT_ENVIRONMENT = "dev"
@@ -287,7 +287,7 @@ def deploy_input(args, where: Target, bucket: str) -> dict[str, Any]:
                 "service": args.service, "action": "rollback"}
     cfg = config.load(bucket, args.service, _environment(args))
     images = parse_images(cfg, args.image, where)
-    request: dict[str, Any] = {"summary": router.request_summary(args.service, images, "ferry deploy"),
+    request: dict[str, Any] = {"summary": requests.request_summary(args.service, images, "ferry deploy"),
                                "service": args.service, "images": images}
     if args.var:
         request["values"] = parse_values(args.var)

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from ferry import aws as ferry_aws
-from ferry.triggers import manifest, router
+from ferry.triggers import manifest
+from ferry.triggers import requests
 from ferry.config import validation
 from ferry.triggers.manifest import ManifestProblem
 
@@ -84,8 +85,8 @@ def test_a_two_service_release_plans_one_pinned_execution_per_service(world):
     assert meta == {"name": "release-7", "reason": "release 7: faster checkout", "commit": "9f1c2ab"}
     assert [p["input"]["service"] for p in plans] == ["web", "api"]
     web, api = (p["input"] for p in plans)
-    assert plans[0]["name"] == router.execution_name("web", "release-7", "event-1")
-    assert plans[1]["name"] == router.execution_name("api", "release-7", "event-1")
+    assert plans[0]["name"] == requests.execution_name("web", "release-7", "event-1")
+    assert plans[1]["name"] == requests.execution_name("api", "release-7", "event-1")
     assert web["images"] == {"app": f"{REGISTRY}/web:v2@{digest('web:v2')}"}
     assert api["images"] == {"app": f"{REGISTRY}/api:v3@{digest('api:v3')}"}
     assert (web["migrate"], api["migrate"]) == (True, False)  # default true; false skips the migrations
@@ -313,7 +314,7 @@ def _started_release(world):
     drop(release({"service": "web", "images": {"app": "web:v2"}}, {"service": "api", "images": {"app": "api:v3"}},
                  reason="release 7", commit="9f1c2ab"))
     plans, problems, meta = plan()
-    started = router.start(arn, plans)
+    started = requests.start(arn, plans)
     document = manifest.result_document(KEY, plans=plans, problems=problems, started=started, meta=meta)
     return plans, manifest.write_result(BUCKET, KEY, document)
 

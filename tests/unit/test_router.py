@@ -5,6 +5,7 @@ import pytest
 
 from ferry import config
 from ferry.triggers import router
+from ferry.triggers import requests
 
 from .conftest import REGISTRY, digest, put_config
 
@@ -31,10 +32,10 @@ def test_pushes_that_cannot_deploy_are_not_pushes(change):
 
 
 def test_execution_names_are_stable_short_and_safe():
-    name = router.execution_name("web", "main-42", "event-1")
-    assert name == router.execution_name("web", "main-42", "event-1")
-    assert name != router.execution_name("web", "main-42", "event-2")
-    long = router.execution_name("a" * 100, "feature/ünïcode tag", "e")
+    name = requests.execution_name("web", "main-42", "event-1")
+    assert name == requests.execution_name("web", "main-42", "event-1")
+    assert name != requests.execution_name("web", "main-42", "event-2")
+    long = requests.execution_name("a" * 100, "feature/ünïcode tag", "e")
     assert len(long) <= 80
     assert all(c.isascii() and (c.isalnum() or c in "-_") for c in long)
 
@@ -68,10 +69,10 @@ def test_starting_the_same_plan_twice_starts_one_execution(ecs_world):
     arn = sfn.create_state_machine(name="deploy", roleArn=role,
                                    definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
     plan = [{"name": "web-main-42-abc", "input": {"service": "web"}}]
-    first = router.start(arn, plan)
+    first = requests.start(arn, plan)
     # While the first runs, Step Functions answers a same-name, same-input start with the same execution.
-    assert router.start(arn, plan)[0]["executionArn"] == first[0]["executionArn"]
+    assert requests.start(arn, plan)[0]["executionArn"] == first[0]["executionArn"]
     sfn.stop_execution(executionArn=first[0]["executionArn"])
     # Once it has ended, the name is refused: a redelivered event cannot deploy again.
-    assert router.start(arn, plan)[0] == {"service": "web", "executionName": "web-main-42-abc", "duplicate": True}
+    assert requests.start(arn, plan)[0] == {"service": "web", "executionName": "web-main-42-abc", "duplicate": True}
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1

@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from ferry import aws, config
 from ferry.aws import images
-from ferry.triggers import router
+from ferry.triggers import requests
 from ferry.config import validation
 from ferry.errors import FerryError, ImageNotFound, cause_text
 from ferry.text import shorten
@@ -321,7 +321,7 @@ def plan_manifest(bucket: str, key: str, *, allowed_clusters: tuple[str, ...], e
     """(plans, problems, metadata) of the manifest at s3://bucket/key.
 
     Every problem is reported; when there is any, there are no plans (nothing
-    deploys). Otherwise one plan per deployment, shaped like router.plan_push's.
+    deploys). Otherwise one plan per deployment, shaped like a push's (ferry.triggers.router.plan_push).
     `account` and `region` (the event's) expand short image names; when empty
     they are looked up (STS and the client's region).
     """
@@ -354,9 +354,9 @@ def plan_manifest(bucket: str, key: str, *, allowed_clusters: tuple[str, ...], e
     for i, deployment in enumerate(document["deployments"]):
         service = deployment["service"]
         plans.append({
-            "name": router.execution_name(service, name, event_id),
+            "name": requests.execution_name(service, name, event_id),
             "input": {
-                "summary": router.request_summary(service, pinned_by_index[i], f"manifest {name}"),
+                "summary": requests.request_summary(service, pinned_by_index[i], f"manifest {name}"),
                 "service": service,
                 "images": pinned_by_index[i],
                 "migrate": deployment["migrate"],
@@ -376,7 +376,7 @@ def result_document(key: str, *, plans: list[dict[str, Any]], problems: list[Man
                     started: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """What manifests/<name>.result.json says: REFUSED with every problem, or STARTED with each deployment's execution.
 
-    `started` is router.start's answer for `plans`. A deployment not (yet)
+    `started` is requests.start's answer for `plans`. A deployment not (yet)
     started is PLANNED; one whose execution already existed (a redelivered
     event) has no executionArn here, and write_result keeps what the file
     already says about it.
