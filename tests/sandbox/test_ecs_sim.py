@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from ferry_cli.sandbox.clock import SimClock
-from ferry_cli.sandbox.ecs_sim import EcsSimulator
+from ferry_cli.sandbox.moto_ecs import EcsSimulator
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"

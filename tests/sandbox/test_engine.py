@@ -20,7 +20,7 @@ def sandbox(request):
     """The demo world at speed 600, or at the speed a test asks for with `@pytest.mark.parametrize(..., indirect=True)`."""
     world = World.load(EXAMPLE / "world.yaml")
     with Sandbox(clusters=world.clusters, speed=getattr(request, "param", 600)) as box:
-        from ferry_cli.sandbox.ecs_sim import EcsSimulator
+        from ferry_cli.sandbox.moto_ecs import EcsSimulator
 
         box.simulator = EcsSimulator(box.clock, account_id=box.account, region=box.region, **world.simulator_options())
         box.simulator.install()

@@ -81,7 +81,7 @@ def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault
     `fault_hooks` run before every handler invocation (and may raise); `faults` injects AWS API errors,
     handler crashes and timeouts, and ECS task interruptions (see engine.Faults); `delivery` sets how events
     reach their targets (duplicates; engine.EventDelivery)."""
-    from .ecs_sim import EcsSimulator
+    from .moto_ecs import EcsSimulator
 
     world = World.load(world_path)
     with Sandbox(speed=speed, account=world.account, region=world.region, clusters=world.clusters,

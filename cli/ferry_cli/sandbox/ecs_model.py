@@ -1,17 +1,33 @@
-"""A small, believable Amazon ECS on top of moto, driven by simulated time.
+"""A small, believable Amazon ECS, driven by simulated time.
 
-moto's ECS only simulates API shapes: services never start tasks, update_service
-adds no deployment, tasks go STOPPED after four describe calls and registered
-load balancer targets are always healthy. This module patches moto (inside an
-active ``mock_aws``) so that the sandbox sees what ECS really does: service
-deployments that roll out, fail, trip the circuit breaker and roll back; tasks
-that move PROVISIONING -> PENDING -> RUNNING -> STOPPED on the SimClock; target
-health that is ``initial`` before it is ``healthy`` (or ``unhealthy``); migration
-logs in CloudWatch Logs; and the service deployment API moto lacks.
+What ECS does and moto's ECS does not: service deployments that roll out,
+fail, trip the circuit breaker and roll back; tasks that move PROVISIONING ->
+PENDING -> RUNNING -> STOPPED on the SimClock, driven by the world's
+`behaviour`; target health that is ``initial`` before it is ``healthy`` (or
+``unhealthy``), and draining after deregistration; migration logs; ECS's task
+and deployment state change events; and the answers of the service deployment
+API (DescribeServiceDeployments and friends).
 
-State is advanced lazily: every patched call (and ``tick()``) first replays all
+State is advanced lazily: every call (and ``tick()``) first replays all
 scheduled transitions up to ``clock.now()`` in time order, so jumping the clock
 ten minutes ahead gives the same history as waiting ten minutes.
+
+The model imports nothing from moto. It meets the API through its adapter,
+moto_ecs.EcsSimulator, in two ways only:
+
+- the methods under "where the model meets the API" at the end of the class
+  (task definitions, starting a service's task, image digests, network
+  interfaces, target group registrations, log events, and publishing the
+  model's state onto the API's records), which the adapter implements;
+- the API's records of a service and a task (`_Service.api`, `_Task.api`),
+  from which the model reads what the caller asked for, under the ECS API's
+  field names in snake_case: a service's arn, cluster_arn, desired_count,
+  running_count, deployment_configuration, health_check_grace_period_seconds,
+  load_balancers, launch_type, capacity_provider_strategy, platform_version
+  and network_configuration; a task's task_arn, cluster_name, tags,
+  overrides, attachments, cluster_arn, launch_type, group, started_by,
+  platform_version and capacity_provider_name. A task definition is read for its arn,
+  container_definitions, cpu and memory.
 """
 
 from __future__ import annotations
@@ -21,24 +37,11 @@ import copy
 import ipaddress
 import itertools
 import math
-import re
 import threading
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
-
-from moto.core.responses import ActionResult
-from moto.ec2.models import ec2_backends
-from moto.ec2.models.elastic_network_interfaces import NetworkInterface
-from moto.ecr.models import ecr_backends
-from moto.ecs.exceptions import ECSException, InvalidParameterException, ServiceNotFoundException
-from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
-from moto.ecs.models import Service as MotoService
-from moto.ecs.responses import EC2ContainerServiceResponse
-from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup, elbv2_backends
-from moto.logs.models import logs_backends
-from moto.moto_api._internal import mock_random
+from typing import Any, Iterator
 
 from .clock import SimClock
 
@@ -61,11 +64,14 @@ DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "maximumPercent": 200,
     "minimumHealthyPercent": 100,
 }
-SERVICE_EXTRAS = ("deploymentConfiguration", "capacityProviderStrategy", "healthCheckGracePeriodSeconds",
-                  "placementConstraints", "placementStrategy", "enableExecuteCommand")
-IMAGE_RE = re.compile(r"^(?P<acct>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-                      r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]+))?$")
-_MISSING = object()
+
+
+class EcsError(Exception):
+    """An error ECS answers a call with (`code` is its name, e.g. InvalidParameterException)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 def _dt(t: float | None) -> datetime | None:
@@ -83,25 +89,23 @@ def _clean(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def _with_security_groups(net: dict | None) -> dict | None:
-    """securityGroups is optional on AWS (the VPC's default group); moto raises KeyError without it."""
-    net = copy.deepcopy(net) or None
-    if net and "awsvpcConfiguration" in net:
-        net["awsvpcConfiguration"].setdefault("securityGroups", [])
-    return net
-
-
 def _count(tasks: Any, *states: str) -> int:
     return sum(k.last in states for k in tasks)
 
 
-class _Task:
-    """Simulator state of one ECS task (the moto Task is its API view)."""
+def _ts(value: Any) -> float | None:
+    if value is None:
+        return None
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
-    def __init__(self, moto_task: Task, td: Any, cluster: str, purpose: str | None, behaviour: dict,
-                 container: str, image_digests: dict, created: float) -> None:
-        self.moto, self.td, self.cluster = moto_task, td, cluster
-        self.arn, self.id = moto_task.task_arn, moto_task.task_arn.split("/")[-1]
+
+class _Task:
+    """Model state of one ECS task (`api` is the API's record of it, which the adapter publishes the state onto)."""
+
+    def __init__(self, api: Any, arn: str, td: Any, cluster: str, purpose: str | None, behaviour: dict,
+                 container: str, image_digests: dict, created: float, container_prefix: str) -> None:
+        self.api, self.td, self.cluster = api, td, cluster
+        self.arn, self.id = arn, arn.split("/")[-1]
         self.purpose, self.behaviour, self.container, self.digests = purpose, behaviour, container, image_digests
         self.service: _Service | None = None
         self.deployment: _Deployment | None = None
@@ -118,7 +122,7 @@ class _Task:
         self.runtime_ids = {cd["name"]: uuid.uuid4().hex + uuid.uuid4().hex for cd in td.container_definitions}
         self.targets: list[tuple[str, int]] = []  # (target group ARN, port) registered by ECS itself
         self.schedule: list[tuple[float, str]] = []  # (time, action), sorted
-        prefix = f"arn:aws:ecs:{moto_task.region_name}:{moto_task._account_id}:container/{cluster}/{self.id}"
+        prefix = f"{container_prefix}/{self.id}"
         self.container_arns = {cd["name"]: f"{prefix}/{uuid.uuid4()}" for cd in td.container_definitions}
 
     def has_health_check(self) -> bool:
@@ -153,9 +157,11 @@ class _Deployment:
 
 
 class _Service:
-    def __init__(self, moto_service: Any) -> None:
-        self.moto = moto_service
-        self.name, self.cluster = moto_service.name, moto_service.cluster_name
+    """Model state of one ECS service (`api` is the API's record of it: its configuration, as last updated)."""
+
+    def __init__(self, api: Any, cluster: str, name: str) -> None:
+        self.api = api
+        self.name, self.cluster = name, cluster
         self.key = f"{self.cluster}/{self.name}"
         self.deployments: list[_Deployment] = []  # [0] is PRIMARY
         self.sds: list[_ServiceDeployment] = []
@@ -165,14 +171,14 @@ class _Service:
 
     @property
     def config(self) -> dict:
-        return getattr(self.moto, "deployment_configuration", None) or DEFAULT_DEPLOYMENT_CONFIGURATION
+        return getattr(self.api, "deployment_configuration", None) or DEFAULT_DEPLOYMENT_CONFIGURATION
 
     @property
     def breaker(self) -> dict:
         return self.config.get("deploymentCircuitBreaker") or {}
 
 
-class EcsSimulator:
+class EcsModel:
     def __init__(self, clock: SimClock, *, account_id: str, region: str, behaviour: dict[str, dict] | None = None,
                  migration: dict | None = None, defaults: dict | None = None) -> None:
         self.clock, self.account_id, self.region = clock, account_id, region
@@ -182,8 +188,6 @@ class EcsSimulator:
         self._lock = threading.RLock()
         self._busy = False
         self._t = clock.now()
-        self._tls = threading.local()
-        self._patches: list[tuple[Any, str, Any]] = []
         self._tasks: dict[str, _Task] = {}
         self._live: dict[_Task, None] = {}  # tasks with a pending schedule (a dict: ties resolve in launch order)
         self._by_ip: dict[str, _Task] = {}
@@ -209,12 +213,12 @@ class EcsSimulator:
                 if s.deleted or not s.deployments:
                     continue
                 p = s.deployments[0]
-                td = self._ecs.describe_task_definition(p.td)
+                td = self._task_definition(p.td)
                 out[s.key] = {
                     "taskDefinition": p.td.split("/")[-1],
                     "images": {cd["name"]: cd["image"] for cd in td.container_definitions},
-                    "desiredCount": s.moto.desired_count,
-                    "runningCount": s.moto.running_count,
+                    "desiredCount": s.api.desired_count,
+                    "runningCount": s.api.running_count,
                     "deployments": [{"id": d.id, "status": d.status, "taskDefinition": d.td.split("/")[-1],
                                      "rolloutState": d.rollout, "runningCount": _count(d.tasks, "RUNNING"),
                                      "failedTasks": d.failed} for d in s.deployments],
@@ -235,10 +239,22 @@ class EcsSimulator:
         with self._lock:
             return self._purposes.get(purpose, 0)
 
-    # ---------------------------------------------------------------- engine
+    def interrupt_task(self, task_arn: str, stop_code: str, reason: str) -> bool:
+        """Stop a task the way ECS itself does (a Spot interruption, a host retirement), not through StopTask: the
+        task drains, stops and gets the stop code and reason; a service's task is replaced. False: no such task."""
+        with self._step():
+            task = self._tasks.get(task_arn)
+            if task is None:
+                return False
+            self._begin_stop(task, stop_code, reason)
+            if task.service is not None:
+                self._reconcile(task.service)  # ECS replaces a service's task
+            return True
+
+    # ---------------------------------------------------------------- time
     @contextmanager
     def _step(self) -> Iterator[float]:
-        """Hold the lock, catch up with the clock, and refresh API views on the way out."""
+        """Hold the lock, catch up with the clock, and publish the state onto the API's records on the way out."""
         with self._lock:
             if self._busy:  # re-entered from inside the simulator (e.g. our own register_targets)
                 yield self._t
@@ -247,9 +263,12 @@ class EcsSimulator:
             try:
                 self._advance(self.clock.now())
                 yield self._t
-                self._refresh()
+                self._publish_services()
             finally:
                 self._busy = False
+
+    def _now(self) -> float:
+        return self._t if self._busy else self.clock.now()
 
     def _advance(self, now: float) -> None:
         """Replay every scheduled transition up to `now`, earliest first."""
@@ -279,6 +298,55 @@ class EcsSimulator:
                 self._reconcile(best[1])
         self._t = max(self._t, now)
 
+    # ---------------------------------------------------------------- the ECS actions the adapter forwards
+    def service_created(self, api: Any, cluster: str, name: str, task_definition: str, desired: int) -> None:
+        """A service created with the ECS deployment controller: it already existed, so its tasks started long
+        ago and its first deployment has completed."""
+        s = self._services[f"{cluster}/{name}"] = _Service(api, cluster, name)
+        mark = len(self._events)
+        p = self._new_deployment(s, task_definition)
+        for _ in range(desired):
+            self._launch(s, p, backdate=True)
+        self._advance(self._t)  # replay the backdated tasks' history up to now ...
+        if p.rollout == "IN_PROGRESS":
+            self._complete(s, p)
+        del self._events[mark:]  # ... without telling anyone: the service already existed
+
+    def service_updated(self, key: str, task_definition: str | None, redeploy: bool, desired: int) -> None:
+        """UpdateService: a new deployment for a new task definition (or when `redeploy`), then the new count."""
+        s = self._services.get(key)
+        if s is None or s.deleted:
+            return
+        p = s.deployments[0]
+        td = self._task_definition(task_definition).arn if task_definition else p.td
+        if td != p.td or redeploy:
+            self._new_deployment(s, td)
+        s.deployments[0].desired = desired
+        self._reconcile(s)
+
+    def service_deleted(self, key: str) -> None:
+        s = self._services.get(key)
+        if s:
+            for k in [k for d in s.deployments for k in d.tasks]:
+                self._begin_stop(k, "ServiceSchedulerInitiated", "Service deleted")
+            s.deleted = True
+
+    def task_started(self, api: Any, td: Any) -> _Task:
+        """RunTask started this task (its API record)."""
+        return self._adopt(api, td)
+
+    def task_stopped(self, cluster: str, task_id: str, reason: str | None) -> _Task | None:
+        """StopTask: the task goes STOPPING, then STOPPED after stopSeconds (after drainSeconds first if ECS
+        registered it). None when the model does not know the task."""
+        k = next((k for k in self._tasks.values() if k.cluster == cluster and k.id == task_id), None)
+        if k is None:
+            return None
+        self._begin_stop(k, "UserInitiated", reason or "Task stopped by user")
+        if k.service:
+            self._reconcile(k.service)  # ECS replaces a stopped service task
+        return k
+
+    # ---------------------------------------------------------------- tasks
     def _plan(self, k: _Task) -> list[tuple[float, str]]:
         b, d, t0 = k.behaviour, self.d, k.created
         start = float(b.get("startSeconds", d["startSeconds"]))
@@ -302,10 +370,10 @@ class EcsSimulator:
         elif action == "HEALTH":
             k.health = "UNHEALTHY" if k.behaviour.get("health") == "unhealthy" else "HEALTHY"
             if k.health == "UNHEALTHY" and self._needs_health(k):  # not before the health check grace period ends
-                grace = getattr(k.service.moto, "health_check_grace_period_seconds", None) or 0
+                grace = getattr(k.service.api, "health_check_grace_period_seconds", None) or 0
                 k.schedule.append((max(when + self.d["replaceUnhealthySeconds"], k.started + grace), "KILL"))
                 k.schedule.sort(key=lambda x: x[0])
-            self._touch(k)
+            self._publish_task(k)
             return  # a health change is no task state change event
         elif action == "KILL":
             reason = (f"Task failed ELB health checks in (target-group {k.targets[0][0]})" if k.targets
@@ -356,7 +424,7 @@ class EcsSimulator:
                 k.exit_codes.setdefault(name, 143)
         k.containers_stopped = True
         self._live.pop(k, None)
-        self._release_eni(k)
+        self._release_network(k)
         self._write_logs(k)
         self._changed(k)
 
@@ -408,18 +476,9 @@ class EcsSimulator:
         return "PRODUCTION_TRAFFIC_SHIFT" if self._t < dep.ready_since + self.d["rolloutSeconds"] else "BAKE_TIME"
 
     def _launch(self, s: _Service, dep: _Deployment, backdate: bool = False) -> _Task:
-        be, m = self._ecs, s.moto
-        td = be.describe_task_definition(dep.td)
-        cps = getattr(m, "capacity_provider_strategy", None)
-        net = _with_security_groups(m.network_configuration)
-        tags = list(m.tags) if m.propagate_tags == "SERVICE" else []
-        mt = Task(cluster=be.clusters[s.cluster], task_definition=td, container_instance_arn=None,
-                  resource_requirements=be._calculate_task_resource_requirements(td), backend=be,
-                  group=f"service:{s.name}", launch_type=m.launch_type or "", started_by=dep.id, tags=tags,
-                  networking_configuration=net, platform_version=m.platform_version,
-                  capacity_provider_name=cps[0]["capacityProvider"] if cps else None)
-        be.tasks.setdefault(s.cluster, {})[mt.task_arn] = mt
-        k = self._adopt(mt, td, s, dep, backdate)
+        td = self._task_definition(dep.td)
+        api = self._start_service_task(s, td, dep.id)
+        k = self._adopt(api, td, s, dep, backdate)
         dep.tasks.append(k)
         return k
 
@@ -433,9 +492,9 @@ class EcsSimulator:
                     "PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS"):
                 old.sd.status, old.sd.stopped, old.sd.updated = "STOPPED", t, t
                 old.sd.status_reason = "Superseded by a newer service deployment."
-        dep_id = f"ecs-svc/{mock_random.randint(10 ** 18, 10 ** 19 - 1)}"
+        dep_id = f"ecs-svc/{self._new_number()}"
         revision = rollback_to.revision if rollback_to else self._new_revision(s, td)
-        dep = _Deployment(dep_id, td, revision, s.moto.desired_count, t, rollback=rollback_to is not None)
+        dep = _Deployment(dep_id, td, revision, s.api.desired_count, t, rollback=rollback_to is not None)
         if rollback_to is not None and old is not None:
             dep.sd = old.sd  # a rollback belongs to the service deployment it undoes
         else:
@@ -453,10 +512,10 @@ class EcsSimulator:
         return dep
 
     def _new_revision(self, s: _Service, td_arn: str) -> str:
-        m = s.moto
+        m = s.api
         arn = (f"arn:aws:ecs:{self.region}:{self.account_id}:service-revision/{s.cluster}/{s.name}/"
-               f"{mock_random.randint(10 ** 18, 10 ** 19 - 1)}")
-        td = self._ecs.describe_task_definition(td_arn)
+               f"{self._new_number()}")
+        td = self._task_definition(td_arn)
         images = []
         for cd in td.container_definitions:
             digest = next(iter(self._resolve_image(cd["image"])[1]), None)
@@ -524,24 +583,24 @@ class EcsSimulator:
         self._new_deployment(s, target.td, rollback_to=target,
                              reason=f"ECS deployment circuit breaker: rolling back to deploymentId {target.id}.")
 
-    # ---------------------------------------------------------------- tasks, networking, logs
-    def _adopt(self, mt: Task, td: Any, s: _Service | None = None, dep: _Deployment | None = None,
+    # ---------------------------------------------------------------- tasks, networking, target health, logs
+    def _adopt(self, api: Any, td: Any, s: _Service | None = None, dep: _Deployment | None = None,
                backdate: bool = False) -> _Task:
-        """Take over a moto Task: behaviour, IP, schedule, API view."""
-        tags = {x.get("key"): x.get("value") for x in (mt.tags or [])}
+        """Take over a task the API started: behaviour, IP, schedule, API view."""
+        tags = {x.get("key"): x.get("value") for x in (api.tags or [])}
         purpose = tags.get(PURPOSE_TAG)
-        behaviour, container, digests = self._behaviour(td, purpose, mt.overrides)
-        k = _Task(mt, td, mt.cluster_name, purpose, behaviour, container, digests, self._t)
+        behaviour, container, digests = self._behaviour(td, purpose, api.overrides)
+        k = _Task(api, api.task_arn, td, api.cluster_name, purpose, behaviour, container, digests, self._t,
+                  f"arn:aws:ecs:{self.region}:{self.account_id}:container/{api.cluster_name}")
         k.service, k.deployment = s, dep
-        if mt.launch_type == "FARGATE" and mt.platform_version in (None, "LATEST"):
-            # Fargate resolves LATEST to a version ("LATEST ... 1.4.0" for Linux: ECS developer guide, "Fargate
-            # Linux platform versions"); DescribeTasks and the task events name the version.
-            mt.platform_version = "1.4.0"
         if backdate:  # a service that already existed: its tasks started long ago
             k.created -= float(behaviour.get("startSeconds", self.d["startSeconds"])) + self.d["healthyAfterSeconds"] + 1
         if purpose:
             self._purposes[purpose] = self._purposes.get(purpose, 0) + 1
-        self._assign_ip(k)
+        network = self._attach_network(k)
+        if network is not None:
+            k.ip, k.attachment_id, k.zone = network
+            self._by_ip[k.ip] = k
         k.schedule = self._plan(k)
         self._tasks[k.arn] = k
         self._live[k] = None
@@ -573,75 +632,59 @@ class EcsSimulator:
                               if o.get("command") and o.get("name") in names), container)
         return found, container, digests
 
-    def _resolve_image(self, image: str) -> tuple[list[str], list[str]]:
-        """Behaviour keys ("repository:tag") and digests for an image URI; digests map back through ECR."""
-        m = IMAGE_RE.match(image)
-        if not m:
-            last = image.rsplit("/", 1)[-1]
-            return ([image] if ":" in last or "@" in last else [image, f"{image}:latest"]), []
-        repo, tag, digest = m["repo"], m["tag"], m["digest"]
-        keys = [f"{repo}:{tag}"] if tag else []
-        if tag and not digest:  # ECS pulls the tag and reports the digest it got (DescribeTasks, task events)
-            repository = ecr_backends[m["acct"]][m["region"]].repositories.get(repo)
-            digest = next((img.get_image_digest() for img in (repository.images if repository else [])
-                           if tag in img.image_tags), None)
-            if digest is None:
-                return keys, []
-        if digest:
-            repository = ecr_backends[m["acct"]][m["region"]].repositories.get(repo)
-            for img in (repository.images if repository else []):
-                if img.get_image_digest() == digest:
-                    keys += [f"{repo}:{t}" for t in img.image_tags]
-            keys.append(f"{repo}@{digest}")
-            return keys, [digest]
-        return keys or [f"{repo}:latest"], []
-
-    def _assign_ip(self, k: _Task) -> None:
-        """moto gives awsvpc tasks a random 10.x.y.z; use a free address inside the task's subnet instead."""
-        att = next((a for a in k.moto.attachments if a.get("type") == "ElasticNetworkInterface"), None)
-        if att is None:
-            return
-        details = {x["name"]: x for x in att["details"]}
-        eni = self._ec2.get_network_interface(details["networkInterfaceId"]["value"])
-        # AWS reserves the first addresses of a subnet; prefer never-used addresses, then those of stopped tasks
-        hosts = [str(h) for h in itertools.islice(ipaddress.ip_network(eni.subnet.cidr_block).hosts(), 3, 4096)]
-        ip = next((h for h in hosts if h not in self._by_ip), None) or next(
-            (h for h in hosts if self._by_ip[h].last == "STOPPED"), eni.private_ip_address)
-        domain = "ec2.internal" if self.region == "us-east-1" else f"{self.region}.compute.internal"
-        dns = f"ip-{ip.replace('.', '-')}.{domain}"
-        eni.private_ip_address, eni.private_dns_name = ip, dns
-        eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": ip, "PrivateDnsName": dns}]
-        details["privateIPv4Address"]["value"], details["privateDnsName"]["value"] = ip, dns
-        k.ip, k.attachment_id, k.zone = ip, att["id"], eni.subnet.availability_zone
-        self._by_ip[ip] = k
-
-    def _release_eni(self, k: _Task) -> None:
-        for att in k.moto.attachments:
-            if att.get("type") == "ElasticNetworkInterface" and att.get("status") != "DELETED":
-                att["status"] = "DELETED"
-                eni_id = next(x["value"] for x in att["details"] if x["name"] == "networkInterfaceId")
-                self._ec2.enis.pop(eni_id, None)
+    def _pick_ip(self, cidr: str, fallback: str) -> str:
+        """A task's address in its subnet: AWS reserves the first addresses of a subnet; prefer never-used
+        addresses, then those of stopped tasks."""
+        hosts = [str(h) for h in itertools.islice(ipaddress.ip_network(cidr).hosts(), 3, 4096)]
+        return next((h for h in hosts if h not in self._by_ip), None) or next(
+            (h for h in hosts if self._by_ip[h].last == "STOPPED"), fallback)
 
     def _register(self, k: _Task) -> None:
         """ECS registers a service task's IP in the service's target groups once it is RUNNING."""
         if k.service is None or not k.ip:
             return
-        for lb in k.service.moto.load_balancers or []:
-            tg = self._elb.target_groups.get(lb.get("targetGroupArn"))
-            if tg is not None:
-                port = int(lb.get("containerPort") or tg.port or 80)
-                tg.register([{"Id": k.ip, "Port": port}])
-                self._reg_at[(tg.arn, k.ip)] = k.started
-                k.targets.append((tg.arn, port))
+        for lb in k.service.api.load_balancers or []:
+            arn = lb.get("targetGroupArn")
+            port = self._register_target(arn, k.ip, lb.get("containerPort"))
+            if port is not None:
+                self._reg_at[(arn, k.ip)] = k.started
+                k.targets.append((arn, port))
 
     def _deregister(self, k: _Task) -> bool:
         drained = False
         for arn, port in k.targets:
-            tg = self._elb.target_groups.get(arn)
-            if tg is not None and k.ip in tg.targets:
-                tg.deregister([{"Id": k.ip, "Port": port}])
+            if self._deregister_target(arn, k.ip, port):
                 drained = True
         return drained
+
+    def _registered(self, tg_arn: str, target_id: str, registering: bool, port: int) -> None:
+        """A target was (de)registered (by ECS or anyone): health starts `initial`, draining lasts drainSeconds."""
+        if registering:
+            self._reg_at[(tg_arn, target_id)] = self._now()
+            self._dereg_at.pop((tg_arn, target_id), None)
+        else:
+            self._dereg_at[(tg_arn, target_id)] = (self._now(), port)
+
+    def _draining(self, tg_arn: str, registered: Any) -> list[dict]:
+        """The targets of a target group still draining (not in `registered`): DescribeTargetHealth lists them."""
+        return [{"Id": ip, "Port": port} for (arn, ip), (t, port) in self._dereg_at.items()
+                if arn == tg_arn and ip not in registered and self._t < t + self.d["drainSeconds"]]
+
+    def _target_state(self, tg_arn: str, ip: str, registered: bool, k: _Task) -> tuple[str, str | None, str | None] | None:
+        """A task's target health in a target group: (state, reason, description), or None if it is no target."""
+        now, key = self._t, (tg_arn, ip)
+        if registered:
+            if k.containers_stopped or k.last in ("DEACTIVATING", "STOPPING", "STOPPED"):
+                return "unhealthy", "Target.FailedHealthChecks", "Health checks failed"
+            if k.started is None or now < max(self._reg_at.get(key, now), k.started) + self.d["healthyAfterSeconds"]:
+                return "initial", "Elb.RegistrationInProgress", "Target registration is in progress"
+            if k.behaviour.get("health") == "unhealthy":
+                return "unhealthy", "Target.FailedHealthChecks", "Health checks failed"
+            return "healthy", None, None
+        dereg = self._dereg_at.get(key)
+        if dereg and now < dereg[0] + self.d["drainSeconds"]:
+            return "draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"
+        return None
 
     def _write_logs(self, k: _Task) -> None:
         """Behaviour/migration `logLines` go to the container's awslogs stream when the task stops."""
@@ -651,17 +694,11 @@ class EcsSimulator:
         if not lines or not k.started or lc.get("logDriver") != "awslogs":
             return
         opts = lc.get("options") or {}
-        group = logs_backends[self.account_id][opts.get("awslogs-region", self.region)].groups.get(opts.get("awslogs-group"))
-        if group is None:
-            return
         prefix = opts.get("awslogs-stream-prefix")
         stream = f"{prefix}/{k.container}/{k.id}" if prefix else k.id
-        if stream not in group.streams:
-            group.create_log_stream(stream)
         span = (self._t - k.started) / (len(lines) + 1)
-        # straight to the stream: the backend refuses events older than 14 days of *wall* time
-        group.streams[stream].put_log_events(
-            [{"timestamp": int((k.started + span * (i + 1)) * 1000), "message": str(line)} for i, line in enumerate(lines)])
+        self._put_log_events(opts.get("awslogs-region", self.region), opts.get("awslogs-group"), stream, [
+            {"timestamp": int((k.started + span * (i + 1)) * 1000), "message": str(line)} for i, line in enumerate(lines)])
 
     # ---------------------------------------------------------------- views and events
     def _containers(self, k: _Task) -> list[dict]:
@@ -679,23 +716,9 @@ class EcsSimulator:
             }))
         return out
 
-    def _touch(self, k: _Task) -> None:
-        """Copy simulator state onto the moto Task, which moto's serializer turns into the API response."""
-        mt = k.moto
-        mt.last_status, mt.desired_status = k.last, k.desired
-        mt.created_at, mt.started_at = _dt(k.created), _dt(k.started)
-        mt.stopping_at, mt.stopped_at, mt.execution_stopped_at = _dt(k.stopping), _dt(k.stopped), _dt(k.stopped)
-        mt.pull_started_at = _dt(k.created + 1) if k.last != "PROVISIONING" else None
-        mt.stop_code, mt.stopped_reason = k.stop_code, k.stop_reason
-        mt.health_status = k.health if k.has_health_check() and k.started else "UNKNOWN"
-        mt.containers = self._containers(k)
-        mt.cpu, mt.memory = k.td.cpu, k.td.memory
-        mt.version = k.version
-        mt.connectivity = "CONNECTED" if k.started else None
-
     def _changed(self, k: _Task) -> None:
         k.version += 1
-        self._touch(k)
+        self._publish_task(k)
         self._emit("ECS Task State Change", [k.arn], self._task_event(k))
 
     def _task_event(self, k: _Task) -> dict:
@@ -703,7 +726,7 @@ class EcsSimulator:
         tests/sandbox/test_event_shapes.py): not DescribeTasks' view. The attachment's type is `eni`, each
         container of the task is listed in overrides.containerOverrides, and no health status is given ("The
         health status of the event isn't provided in the task state change event", ECS developer guide)."""
-        mt = k.moto
+        mt = k.api
         pulled = k.created + 1 if k.last != "PROVISIONING" else None
         attachments = [{**copy.deepcopy(a), "type": "eni" if a.get("type") == "ElasticNetworkInterface" else a.get("type"),
                         "details": [d for d in a.get("details", []) if d.get("name") != "privateDnsName"]}
@@ -724,7 +747,7 @@ class EcsSimulator:
             "lastStatus": k.last, "overrides": overrides, "startedBy": mt.started_by or None, "taskArn": k.arn,
             "taskDefinitionArn": k.td.arn, "updatedAt": _iso(self._t), "version": k.version,
             "platformVersion": mt.platform_version, "capacityProviderName": mt.capacity_provider_name,
-            "connectivity": mt.connectivity, "connectivityAt": _iso(pulled - 0.5) if pulled else None,
+            "connectivity": "CONNECTED" if k.started else None, "connectivityAt": _iso(pulled - 0.5) if pulled else None,
             "pullStartedAt": _iso(pulled), "pullStoppedAt": _iso(k.started - 1) if k.started else None,
             "startedAt": _iso(k.started), "stoppingAt": _iso(k.stopping), "stoppedAt": _iso(k.stopped),
             "executionStoppedAt": _iso(k.stopped), "stopCode": k.stop_code, "stoppedReason": k.stop_reason,
@@ -736,28 +759,16 @@ class EcsSimulator:
                              "resources": resources, "detail": detail})
 
     def _emit_deployment(self, s: _Service, dep: _Deployment, name: str, reason: str, etype: str = "INFO") -> None:
-        self._emit("ECS Deployment State Change", [s.moto.arn], {  # updatedAt in whole seconds, as AWS's samples
+        self._emit("ECS Deployment State Change", [s.api.arn], {  # updatedAt in whole seconds, as AWS's samples
             "eventType": etype, "eventName": name, "deploymentId": dep.id, "updatedAt": _iso(self._t, millis=False),
             "reason": reason})
 
     def _service_event(self, s: _Service, message: str) -> None:
         s.events = [{"id": str(uuid.uuid4()), "createdAt": _dt(self._t), "message": message}] + s.events[:99]
 
-    def _refresh(self) -> None:
-        """Write deployments and counts onto moto's Service objects (describe_services serializes those)."""
-        for s in self._services.values():
-            if s.deleted or not s.deployments:
-                continue
-            m, p = s.moto, s.deployments[0]
-            m.task_definition = p.td
-            tasks = [k for d in s.deployments for k in d.tasks]
-            m.running_count, m.pending_count = _count(tasks, "RUNNING"), _count(tasks, "PROVISIONING", "PENDING")
-            m.deployments = [self._deployment_view(s, d) for d in s.deployments]
-            m.current_service_deployment = p.sd.arn
-            m.events = list(s.events)
-
     def _deployment_view(self, s: _Service, d: _Deployment) -> dict:
-        m = s.moto
+        """One of DescribeServices' `deployments`."""
+        m = s.api
         return _clean({
             "id": d.id, "status": d.status, "taskDefinition": d.td, "desiredCount": d.desired,
             "pendingCount": _count(d.tasks, "PROVISIONING", "PENDING"), "runningCount": _count(d.tasks, "RUNNING"),
@@ -780,7 +791,7 @@ class EcsSimulator:
         running = sd.status in ("PENDING", "IN_PROGRESS")
         breaker = "MONITORING" if running else "MONITORING_COMPLETE"
         return _clean({
-            "serviceDeploymentArn": sd.arn, "serviceArn": s.moto.arn, "clusterArn": s.moto.cluster_arn,
+            "serviceDeploymentArn": sd.arn, "serviceArn": s.api.arn, "clusterArn": s.api.cluster_arn,
             "createdAt": _dt(sd.created), "startedAt": _dt(sd.started), "finishedAt": _dt(sd.finished),
             "stoppedAt": _dt(sd.stopped), "updatedAt": _dt(sd.updated),
             "sourceServiceRevisions": [self._revision_counts(s, a) for a in sd.sources],
@@ -796,298 +807,91 @@ class EcsSimulator:
                        if alarms.get("enable") else {"status": "DISABLED"}),
         })
 
-    # ---------------------------------------------------------------- moto plumbing
-    @property
-    def _ecs(self) -> EC2ContainerServiceBackend:
-        return ecs_backends[self.account_id][self.region]
+    # ---------------------------------------------------------------- the service deployment API
+    def list_service_deployments(self, key: str, status: list[str] | None, created_at: dict | None,
+                                 next_token: str | None, max_results: int | None) -> dict | None:
+        """ListServiceDeployments' answer, a page of 20 unless `max_results` (None: no such service)."""
+        s = self._services.get(key)
+        if s is None:
+            return None
+        statuses, created = status or [], created_at or {}
+        after, before = _ts(created.get("after")), _ts(created.get("before"))
+        sds = [sd for sd in s.sds if (not statuses or sd.status in statuses)
+               and (after is None or sd.created >= after) and (before is None or sd.created <= before)]
+        start, size = int(next_token or 0), int(max_results or 20)
+        briefs = [_clean({"serviceDeploymentArn": sd.arn, "serviceArn": s.api.arn, "clusterArn": s.api.cluster_arn,
+                          "startedAt": _dt(sd.started), "createdAt": _dt(sd.created), "finishedAt": _dt(sd.finished),
+                          "targetServiceRevisionArn": sd.target, "status": sd.status, "statusReason": sd.status_reason})
+                  for sd in sds[start:start + size]]
+        return _clean({"serviceDeployments": briefs, "nextToken": str(start + size) if start + size < len(sds) else None})
 
-    @property
-    def _elb(self) -> ELBv2Backend:
-        return elbv2_backends[self.account_id][self.region]
+    def describe_service_deployments(self, arns: list[str]) -> dict:
+        return {"serviceDeployments": [self._sd_view(self._sds[a]) for a in arns if a in self._sds],
+                "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._sds]}
 
-    @property
-    def _ec2(self) -> Any:
-        return ec2_backends[self.account_id][self.region]
+    def describe_service_revisions(self, arns: list[str]) -> dict:
+        return {"serviceRevisions": [self._revisions[a] for a in arns if a in self._revisions],
+                "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._revisions]}
 
-    def _now(self) -> float:
-        return self._t if self._busy else self.clock.now()
-
-    def _patch(self, owner: Any, name: str, new: Any) -> None:
-        self._patches.append((owner, name, owner.__dict__.get(name, _MISSING)))
-        setattr(owner, name, new)
-
-    def _guard(self, orig: Callable, body: Callable | None = None) -> Callable:
-        """A backend method that, for our account and region, first catches up with the clock (under the lock)."""
-        def method(be: Any, *args: Any, **kwargs: Any) -> Any:
-            if be.account_id != self.account_id or be.region_name != self.region:
-                return orig(be, *args, **kwargs)
-            with self._step():
-                return body(orig, be, *args, **kwargs) if body else orig(be, *args, **kwargs)
-        return method
-
-    def install(self) -> None:
-        """Patch moto; call inside an active mock_aws. Undo with uninstall()."""
-        if self._patches:
-            return
-        E, R, TG, L = EC2ContainerServiceBackend, EC2ContainerServiceResponse, FakeTargetGroup, ELBv2Backend
-        for name in ("create_service", "update_service", "delete_service", "run_task", "describe_tasks", "list_tasks",
-                     "stop_task", "describe_services"):
-            self._patch(E, name, self._guard(getattr(E, name), getattr(self, f"_ecs_{name}", None)))
-        for name in ("register_targets", "deregister_targets", "describe_target_health"):
-            self._patch(L, name, self._guard(getattr(L, name), getattr(self, f"_elb_{name}", None)))
-        self._patch(E, "_calculate_task_resource_requirements",
-                    staticmethod(self._task_level_memory(E._calculate_task_resource_requirements)))
-        self._patch(R, "create_service", self._keep_create_service_params(R.create_service))
-        for name in ("list_service_deployments", "describe_service_deployments", "stop_service_deployment",
-                     "describe_service_revisions"):
-            # a plain function: moto's dispatcher only looks for functions on the response class
-            self._patch(R, name, lambda resp, n=name: getattr(self, f"_api_{n}")(resp))
-        self._patch(MotoService, "arn", property(self._service_arn))
-        # moto sets private_dns_name only on ENIs in VPCs with DNS hostnames, but Task() reads it regardless
-        self._patch(NetworkInterface, "private_dns_name", None)
-        self._patch(TG, "register", self._record_registration(TG.register, registering=True))
-        self._patch(TG, "deregister", self._record_registration(TG.deregister, registering=False))
-        self._patch(TG, "health_for", self._simulated_health(TG.health_for))
-
-    def uninstall(self) -> None:
-        for owner, name, raw in reversed(self._patches):
-            if raw is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, raw)
-        self._patches = []
-
-    # ---- moto workarounds
-    @staticmethod
-    def _service_arn(m: Any) -> str:
-        """The service's ARN in the format it was created with: "Existing resources keep their ARN" when the
-        account's setting changes (ECS developer guide, service-arn-migration.html); moto recomputes it."""
-        prefix = f"arn:aws:ecs:{m.region_name}:{m._account_id}:service"
-        short = getattr(m, "arn_format", "long") == "short"
-        return f"{prefix}/{m.name}" if short else f"{prefix}/{m.cluster_name}/{m.name}"
-
-    @staticmethod
-    def _task_level_memory(orig: Callable) -> Callable:
-        """Fargate task definitions may size memory at task level only; moto sums container memory (None + int)."""
-        def calc(td: Any) -> dict:
-            patched = copy.copy(td)
-            patched.container_definitions = [
-                cd if any(x in cd for x in ("memory", "Memory", "memoryReservation", "MemoryReservation"))
-                else {**cd, "memory": 0} for cd in td.container_definitions]
-            req = orig(patched)
-            req["MEMORY"] = req["MEMORY"] or int(td.memory or 0)
-            return req
-        return calc
-
-    def _keep_create_service_params(self, orig: Callable) -> Callable:
-        """moto's CreateService handler drops these parameters; pass them to the backend on the side."""
-        def create_service(resp: Any) -> Any:
-            self._tls.extras = {k: resp._get_param(k) for k in SERVICE_EXTRAS}
-            try:
-                return orig(resp)
-            finally:
-                self._tls.extras = {}
-        return create_service
-
-    def _fix_service_attrs(self, m: Any) -> None:
-        m.deployment_configuration = {**copy.deepcopy(DEFAULT_DEPLOYMENT_CONFIGURATION),
-                                      **(getattr(m, "deployment_configuration", None) or {})}
-        if getattr(m, "capacity_provider_strategy", None):
-            m.launch_type = None
-
-    # ---- ECS backend methods (called under the lock, caught up with the clock)
-    def _ecs_create_service(self, orig: Callable, be: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("network_configuration"):
-            kwargs["network_configuration"] = _with_security_groups(kwargs["network_configuration"])
-        m = orig(be, *args, **kwargs)
-        # A service keeps the ARN format it was created with (moto's changes with the account setting).
-        m.arn_format = "long" if be.enable_long_arn_for_name(name="serviceLongArnFormat") else "short"
-        for key, value in (getattr(self._tls, "extras", None) or {}).items():
-            if value is not None:
-                setattr(m, re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(), value)
-        self._fix_service_attrs(m)
-        m.created_at = _dt(self._t)
-        if m.task_definition and m.deployment_controller.get("type", "ECS") == "ECS":
-            s = self._services[f"{m.cluster_name}/{m.name}"] = _Service(m)
-            mark = len(self._events)
-            p = self._new_deployment(s, m.task_definition)
-            for _ in range(m.desired_count):
-                self._launch(s, p, backdate=True)
-            self._advance(self._t)  # replay the backdated tasks' history up to now ...
-            if p.rollout == "IN_PROGRESS":
-                self._complete(s, p)
-            del self._events[mark:]  # ... without telling anyone: the service already existed
-        return m
-
-    def _ecs_update_service(self, orig: Callable, be: Any, props: dict) -> Any:
-        cluster = be._get_cluster(props.get("cluster", "default")).name
-        s = self._services.get(f"{cluster}/{props['service'].split('/')[-1]}")
-        m = orig(be, dict(props))  # moto pops from the dict it is given
-        self._fix_service_attrs(m)
-        if s is None or s.deleted:
-            return m
-        p = s.deployments[0]
-        td = be.describe_task_definition(props["task_definition"]).arn if props.get("task_definition") else p.td
-        new_config = any(props.get(x) is not None for x in
-                         ("network_configuration", "load_balancers", "capacity_provider_strategy", "platform_version"))
-        if td != p.td or props.get("force_new_deployment") or new_config:
-            self._new_deployment(s, td)
-        s.deployments[0].desired = m.desired_count
-        self._reconcile(s)
-        return m
-
-    def _ecs_delete_service(self, orig: Callable, be: Any, cluster_name: str, service_name: str, force: bool) -> Any:
-        m = orig(be, cluster_name, service_name, force)
-        s = self._services.get(f"{m.cluster_name}/{m.name}")
-        if s:
-            for k in [k for d in s.deployments for k in d.tasks]:
-                self._begin_stop(k, "ServiceSchedulerInitiated", "Service deleted")
-            s.deleted = True
-        return m
-
-    def _ecs_run_task(self, orig: Callable, be: Any, cluster_str: str, task_definition_str: str, count: int,
-                      overrides: Any, started_by: str, tags: Any, launch_type: str | None,
-                      networking_configuration: Any = None, group: str | None = None,
-                      platform_version: str | None = None, capacity_provider_strategy: Any = None) -> list:
-        tasks = orig(be, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
-                     _with_security_groups(networking_configuration), group, platform_version, capacity_provider_strategy)
-        td = be.describe_task_definition(task_definition_str)
-        for mt in tasks:
-            self._adopt(mt, td)
-        return tasks
-
-    def _ecs_describe_tasks(self, orig: Callable, be: Any, cluster_str: str, tasks: list[str]) -> list:
-        """moto's version advances a 'STOPPED after four describe calls' state machine; ours only reads."""
-        be._get_cluster(cluster_str)
-        if not tasks:
-            raise InvalidParameterException("Tasks cannot be empty.")
-        wanted = {t.split("/")[-1] for t in tasks}
-        return [mt for ct in be.tasks.values() for arn, mt in ct.items() if arn.split("/")[-1] in wanted]
-
-    def _ecs_list_tasks(self, orig: Callable, be: Any, cluster_str: str | None = None, container_instance: str | None = None,
-                        family: str | None = None, started_by: str | None = None, service_name: str | None = None,
-                        desiredStatus: str | None = None) -> list:
-        """Adds the serviceName filter moto ignores, and ECS's default desiredStatus=RUNNING."""
-        found = orig(be, cluster_str, container_instance, family, started_by, None, desiredStatus or "RUNNING")
-        if service_name:
-            found = [mt for mt in found if mt.group == f"service:{service_name.split('/')[-1]}"]
-        return found
-
-    def _ecs_stop_task(self, orig: Callable, be: Any, cluster_str: str, task_str: str, reason: str) -> Any:
-        """The task goes STOPPING, then STOPPED after stopSeconds (after drainSeconds first if ECS registered it)."""
-        cluster = be._get_cluster(cluster_str).name
-        k = next((k for k in self._tasks.values() if k.cluster == cluster and k.id == task_str.split("/")[-1]), None)
-        if k is None:
-            return orig(be, cluster_str, task_str, reason)
-        self._begin_stop(k, "UserInitiated", reason or "Task stopped by user")
-        if k.service:
-            self._reconcile(k.service)  # ECS replaces a stopped service task
-        return k.moto
-
-    # ---- ELBv2
-    def _elb_describe_target_health(self, orig: Callable, be: Any, target_group_arn: str, targets: list) -> list:
-        """Without a target list, ELB also reports the targets that are still draining."""
-        tg = be.target_groups.get(target_group_arn)
-        if not targets and tg is not None:
-            targets = list(tg.targets.values()) + [
-                {"Id": ip, "Port": port} for (arn, ip), (t, port) in self._dereg_at.items()
-                if arn == tg.arn and ip not in tg.targets and self._t < t + self.d["drainSeconds"]]
-        return orig(be, target_group_arn, targets)
-
-    def _record_registration(self, orig: Callable, registering: bool) -> Callable:
-        """Remember when each target was (de)registered: health starts `initial`, draining lasts drainSeconds."""
-        def method(tg: Any, targets: list[dict]) -> None:
-            ports = {t["Id"]: tg.targets.get(t["Id"], {}).get("Port", t.get("Port", tg.port)) for t in targets}
-            orig(tg, targets)
-            for target_id, port in ports.items():
-                if registering:
-                    self._reg_at[(tg.arn, target_id)] = self._now()
-                    self._dereg_at.pop((tg.arn, target_id), None)
-                else:
-                    self._dereg_at[(tg.arn, target_id)] = (self._now(), port)
-        return method
-
-    def _simulated_health(self, orig: Callable) -> Callable:
-        """Targets whose IP belongs to a simulated task get that task's health; other targets keep moto's."""
-        def health_for(tg: Any, target: dict, ec2_backend: Any) -> Any:
-            k = self._by_ip.get(target["Id"])
-            if k is None or f":{self.region}:{self.account_id}:" not in tg.arn:
-                return orig(tg, target, ec2_backend)
-            with self._step():
-                state = self._target_state(tg, target["Id"], k)
-            if state is None:
-                return orig(tg, target, ec2_backend)
-            port = tg.targets.get(target["Id"], {}).get("Port") or target.get("Port") or tg.port
-            return FakeHealthStatus(target["Id"], port, tg.health_check_port, *state)
-        return health_for
-
-    def _target_state(self, tg: Any, ip: str, k: _Task) -> tuple[str, str | None, str | None] | None:
-        now, key = self._t, (tg.arn, ip)
-        if ip in tg.targets:
-            if k.containers_stopped or k.last in ("DEACTIVATING", "STOPPING", "STOPPED"):
-                return "unhealthy", "Target.FailedHealthChecks", "Health checks failed"
-            if k.started is None or now < max(self._reg_at.get(key, now), k.started) + self.d["healthyAfterSeconds"]:
-                return "initial", "Elb.RegistrationInProgress", "Target registration is in progress"
-            if k.behaviour.get("health") == "unhealthy":
-                return "unhealthy", "Target.FailedHealthChecks", "Health checks failed"
-            return "healthy", None, None
-        dereg = self._dereg_at.get(key)
-        if dereg and now < dereg[0] + self.d["drainSeconds"]:
-            return "draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"
-        return None
-
-    # ---- the service deployment API (botocore has it, moto 5.2.5 does not)
-    def _api_list_service_deployments(self, resp: Any) -> ActionResult:
-        with self._step():
-            cluster = resp.ecs_backend._get_cluster(resp._get_param("cluster") or "default").name
-            s = self._services.get(f"{cluster}/{(resp._get_param('service') or '').split('/')[-1]}")
-            if s is None:
-                raise ServiceNotFoundException()
-            statuses, created = resp._get_param("status") or [], resp._get_param("createdAt") or {}
-            after, before = _ts(created.get("after")), _ts(created.get("before"))
-            sds = [sd for sd in s.sds if (not statuses or sd.status in statuses)
-                   and (after is None or sd.created >= after) and (before is None or sd.created <= before)]
-            start, size = int(resp._get_param("nextToken") or 0), int(resp._get_param("maxResults") or 20)
-            briefs = [_clean({"serviceDeploymentArn": sd.arn, "serviceArn": s.moto.arn, "clusterArn": s.moto.cluster_arn,
-                              "startedAt": _dt(sd.started), "createdAt": _dt(sd.created), "finishedAt": _dt(sd.finished),
-                              "targetServiceRevisionArn": sd.target, "status": sd.status, "statusReason": sd.status_reason})
-                      for sd in sds[start:start + size]]
-            return ActionResult(_clean({"serviceDeployments": briefs,
-                                        "nextToken": str(start + size) if start + size < len(sds) else None}))
-
-    def _api_describe_service_deployments(self, resp: Any) -> ActionResult:
-        with self._step():
-            arns = resp._get_param("serviceDeploymentArns") or []
-            return ActionResult({"serviceDeployments": [self._sd_view(self._sds[a]) for a in arns if a in self._sds],
-                                 "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._sds]})
-
-    def _api_describe_service_revisions(self, resp: Any) -> ActionResult:
-        with self._step():
-            arns = resp._get_param("serviceRevisionArns") or []
-            return ActionResult({"serviceRevisions": [self._revisions[a] for a in arns if a in self._revisions],
-                                 "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._revisions]})
-
-    def _api_stop_service_deployment(self, resp: Any) -> ActionResult:
+    def stop_service_deployment(self, arn: str, stop_type: str | None) -> dict:
         """StopType ROLLBACK (the only one ECS accepts): roll back to the last completed revision."""
-        with self._step():
-            arn = resp._get_param("serviceDeploymentArn")
-            sd = self._sds.get(arn)
-            if sd is None:
-                raise ECSException("ServiceDeploymentNotFoundException", f"Service deployment {arn} not found.")
-            if (resp._get_param("stopType") or "ROLLBACK") != "ROLLBACK":
-                raise InvalidParameterException("The only supported stopType is ROLLBACK.")
-            s, dep = sd.service, sd.deployment
-            if sd.status not in ("PENDING", "IN_PROGRESS") or dep is not s.deployments[0]:
-                raise ECSException("ConflictException", f"The service deployment {arn} is not in progress.")
-            if s.last_completed is None or s.last_completed is dep:
-                raise InvalidParameterException("There is no previous service revision to roll back to.")
-            dep.rollout, dep.reason, dep.updated = "FAILED", "Service deployment stopped by StopServiceDeployment.", self._t
-            self._rollback(s, dep, "Service deployment rolled back because of a StopServiceDeployment request.")
-            self._reconcile(s)
-            return ActionResult({"serviceDeploymentArn": arn})
+        sd = self._sds.get(arn)
+        if sd is None:
+            raise EcsError("ServiceDeploymentNotFoundException", f"Service deployment {arn} not found.")
+        if (stop_type or "ROLLBACK") != "ROLLBACK":
+            raise EcsError("InvalidParameterException", "The only supported stopType is ROLLBACK.")
+        s, dep = sd.service, sd.deployment
+        if sd.status not in ("PENDING", "IN_PROGRESS") or dep is not s.deployments[0]:
+            raise EcsError("ConflictException", f"The service deployment {arn} is not in progress.")
+        if s.last_completed is None or s.last_completed is dep:
+            raise EcsError("InvalidParameterException", "There is no previous service revision to roll back to.")
+        dep.rollout, dep.reason, dep.updated = "FAILED", "Service deployment stopped by StopServiceDeployment.", self._t
+        self._rollback(s, dep, "Service deployment rolled back because of a StopServiceDeployment request.")
+        self._reconcile(s)
+        return {"serviceDeploymentArn": arn}
 
+    # ---------------------------------------------------------------- where the model meets the API
+    # Implemented by the adapter (moto_ecs.EcsSimulator); each is called under the lock, caught up with the clock.
+    def _task_definition(self, ref: str) -> Any:
+        """The task definition a family:revision or ARN names."""
+        raise NotImplementedError
 
-def _ts(value: Any) -> float | None:
-    if value is None:
-        return None
-    return value.timestamp() if isinstance(value, datetime) else float(value)
+    def _start_service_task(self, s: _Service, td: Any, started_by: str) -> Any:
+        """Start a task of service `s` (its scheduler's, for a deployment): the API's record of it."""
+        raise NotImplementedError
+
+    def _new_number(self) -> int:
+        """A 19-digit number for a deployment or revision id."""
+        raise NotImplementedError
+
+    def _resolve_image(self, image: str) -> tuple[list[str], list[str]]:
+        """Behaviour keys ("repository:tag") and digests for an image URI."""
+        raise NotImplementedError
+
+    def _attach_network(self, k: _Task) -> tuple[str, str, str] | None:
+        """Give the task its address (see _pick_ip): (ip, attachment id, zone), or None without awsvpc."""
+        raise NotImplementedError
+
+    def _release_network(self, k: _Task) -> None:
+        """The task has stopped: its network interface goes."""
+        raise NotImplementedError
+
+    def _register_target(self, tg_arn: str, ip: str, container_port: int | None) -> int | None:
+        """Register ip in a target group (on container_port, else the group's); the port, or None: no such group."""
+        raise NotImplementedError
+
+    def _deregister_target(self, tg_arn: str, ip: str, port: int) -> bool:
+        """Deregister ip from a target group; False if it was not registered there."""
+        raise NotImplementedError
+
+    def _put_log_events(self, region: str, group: str | None, stream: str, events: list[dict]) -> None:
+        """Write log events to a CloudWatch Logs stream (nothing if the group does not exist)."""
+        raise NotImplementedError
+
+    def _publish_task(self, k: _Task) -> None:
+        """Copy the task's state onto its API record (DescribeTasks answers from it)."""
+        raise NotImplementedError
+
+    def _publish_services(self) -> None:
+        """Copy every service's deployments and counts onto its API record (DescribeServices answers from it)."""
+        raise NotImplementedError
