@@ -1,0 +1,108 @@
+"""A deploy execution started or ended: announce it; once it ended, clean up after it first.
+
+Step Functions' own status change events arrive here. RUNNING is announced
+(Ferry's "Ferry Deploy Started" event, and the service's SNS topic) and
+nothing else is done. Any end (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) first
+removes the execution's canary, stops its migrations and releases its lock:
+Catch blocks do not run when an operator stops an execution or it times out,
+so this is what frees an ABORTED or TIMED_OUT execution's lock. For a deploy
+started by a manifest, the end is written into the manifest's result document.
+Then the end is announced ("Ferry Deploy Ended") and its metrics are written.
+A failed announcement or metric is logged and never raised: it must not make
+EventBridge redeliver an event whose clean-up is done.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ferry import config
+from ferry.aws import canary_tasks
+from ferry.errors import FerryError
+from ferry.lifecycle import metrics, notify
+from ferry.runtime.observability import bind, logger
+from ferry.runtime.settings import Settings
+from ferry.steps import lock, migrate
+from ferry.triggers import manifest
+
+
+def _report(detail: dict, cfg: Any, history: tuple = (), *, settings: Settings) -> dict:
+    """Announce the start or end and, for an end, write its metrics. Never raises: see the module docstring."""
+    running = detail.get("status") == "RUNNING"
+    sent = {"event": False, "sns": None}
+    try:
+        execution = notify.Execution.from_event(detail, history)
+    except Exception as exc:
+        logger.warning("deploy not announced", extra={"error": type(exc).__name__})
+        return sent
+    try:
+        sent = notify.announce(execution, environment=settings.environment,
+                               artefacts_bucket=settings.artefacts_bucket, config=cfg)
+        logger.info("deploy announced", extra=sent)
+    except Exception as exc:  # a notification never blocks the rest
+        logger.warning("deploy not announced", extra={"error": type(exc).__name__})
+    if not running:
+        try:
+            metrics.record(execution, environment=settings.environment)
+        except Exception as exc:  # nor do metrics
+            logger.warning("deploy metrics not written", extra={"error": type(exc).__name__})
+    return sent
+
+
+def _canary_recorded(history: tuple) -> dict:
+    """The revision the execution registered and the canary tasks it started, as its history recorded them: the
+    revision's family finds canary tasks that already stopped (their addresses must leave the target groups too)."""
+    register, started = notify.recorded(history, "register"), notify.recorded(history, "canary")
+    arn = register.get("taskDefinitionArn") if isinstance(register, dict) else None
+    arns = started.get("taskArns") if isinstance(started, dict) else None
+    return {"task_definition_arn": arn if isinstance(arn, str) and arn else None,
+            "task_arns": [a for a in arns if isinstance(a, str) and a] if isinstance(arns, list) else []}
+
+
+def ended(event: Any, settings: Settings) -> dict[str, Any]:
+    """The execution-ended function: announce a start; clean up after an end, record it and announce it."""
+    detail = event.get("detail") if isinstance(event, dict) else None
+    if not isinstance(detail, dict) or not detail.get("executionArn"):
+        logger.info("event ignored: not an execution status change")
+        return {"handled": False}
+    arn, status = detail["executionArn"], detail.get("status")
+    try:
+        request = json.loads(detail.get("input") or "{}")
+    except ValueError:
+        request = {}
+    name = request.get("service") if isinstance(request, dict) else None
+    bind(detail.get("name"), name if isinstance(name, str) else None)
+    cfg = None
+    if isinstance(name, str) and name:
+        try:
+            cfg = config.load(settings.config_bucket, name, settings.environment)
+        except FerryError as exc:  # an unregistered service never took a lock or started a canary
+            logger.info("no config: no lock to release, no SNS topic", extra={"reason": type(exc).__name__})
+        except Exception as exc:
+            if status != "RUNNING":
+                raise  # the clean-up needs the config: Lambda retries the event, then dead-letters it
+            logger.warning("config not read", extra={"error": type(exc).__name__})
+    if status == "RUNNING":
+        return {"handled": True, "status": status, "notified": _report(detail, cfg, settings=settings)}
+
+    history = notify.history(arn)  # empty (and logged) when it cannot be read
+    released, canaries, migrations = False, 0, 0
+    if cfg is not None:
+        # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
+        try:
+            canaries = canary_tasks.remove_now(cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history))
+            migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
+        except Exception as exc:  # the lock and the result record must not wait on the tasks
+            logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
+        released = lock.release(settings.lock_table, cfg.key, arn)
+    trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
+    recorded = False
+    if trigger.get("type") == "manifest" and manifest.is_manifest_key(str(trigger.get("key", ""))):
+        recorded = manifest.record_end(settings.config_bucket, manifest.result_key(trigger["key"]), detail.get("name", ""),
+                                       status, detail.get("error"), detail.get("cause"))
+    logger.info("execution ended", extra={"status": status, "lockReleased": released, "canaryTasksStopped": canaries,
+                                          "migrationTasksStopped": migrations, "resultRecorded": recorded})
+    sent = _report(detail, cfg, history, settings=settings)
+    return {"handled": True, "status": status, "lockReleased": released, "canaryTasksStopped": canaries,
+            "migrationTasksStopped": migrations, "resultRecorded": recorded, "notified": sent}
