@@ -155,7 +155,7 @@ def _local(args: argparse.Namespace) -> int:
 def _sandbox_run(args: argparse.Namespace) -> int:
     from .history import table
     from .sandbox.run import load_delivery, run
-    from .sandbox.engine import SandboxError
+    from .sandbox import SandboxError
     from .sandbox.world import WorldError
 
     deliveries_args = getattr(args, "deliveries", None) or []
@@ -217,7 +217,7 @@ def _observe(args: argparse.Namespace) -> int:
 
     failures: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
     if args.world is not None:
-        from .sandbox.engine import SandboxError
+        from .sandbox import SandboxError
 
         failures += (SandboxError,)
     command = status.cmd_status if args.command == "status" else status.cmd_history

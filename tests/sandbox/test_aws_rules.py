@@ -200,7 +200,7 @@ def test_run_task_draws_on_both_its_category_and_fargates_rate():
 
 def test_the_sandbox_throttles_the_handlers_calls_as_aws_does_and_their_clients_ride_it_out():
     from ferry import aws as ferry_aws
-    from ferry_cli.sandbox.engine import Sandbox
+    from ferry_cli.sandbox.sandbox import Sandbox
 
     with Sandbox(speed=5) as sandbox:
         sandbox.client("ecs").create_cluster(clusterName="prod")

@@ -9,7 +9,7 @@ import pytest
 
 from ferry.steps import lock
 from ferry_cli import history
-from ferry_cli.sandbox.engine import Sandbox
+from ferry_cli.sandbox.sandbox import Sandbox
 from ferry_cli.sandbox.world import World, derived_digest, push_image
 
 from ..statemachine.conftest import EXAMPLE, push_event

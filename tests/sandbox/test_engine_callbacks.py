@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from ferry_cli.sandbox.clock import SimClock
-from ferry_cli.sandbox.engine import _EMPTY_ZIP, MOTO_CONFIG, Sandbox
+from ferry_cli.sandbox.sandbox import _EMPTY_ZIP, MOTO_CONFIG, Sandbox
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

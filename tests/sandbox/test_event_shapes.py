@@ -35,7 +35,7 @@ import pytest
 import yaml
 from botocore.session import get_session
 
-from ferry_cli.sandbox.engine import REPO_ROOT, Sandbox
+from ferry_cli.sandbox.sandbox import REPO_ROOT, Sandbox
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "aws"
 EXAMPLE = REPO_ROOT / "examples" / "sandbox"

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from ferry_cli.sandbox.engine import Faults, LambdaFault, Sandbox
+from ferry_cli.sandbox.faults import Faults, LambdaFault
+from ferry_cli.sandbox.sandbox import Sandbox
 
 CAUGHT = {"Type": "Pass", "End": True}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ferry_cli.sandbox.engine import REPO_ROOT
+from ferry_cli.sandbox.sandbox import REPO_ROOT
 from ferry_cli.sandbox.template import Resolver, Template, load_yaml, substitute_definition
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ferry_cli.sandbox.engine import REPO_ROOT
+from ferry_cli.sandbox.sandbox import REPO_ROOT
 from ferry_cli.sandbox.run import Delivery, run
 
 EXAMPLE = REPO_ROOT / "examples" / "sandbox"

@@ -130,7 +130,7 @@ def test_an_image_delete_matches_no_rule_and_a_push_without_tag_is_ignored_with_
 
 def test_a_request_without_a_service_or_images_is_refused_before_the_lock():
     from ferry_cli import history
-    from ferry_cli.sandbox.engine import Sandbox
+    from ferry_cli.sandbox.sandbox import Sandbox
 
     with Sandbox(clusters=["prod"], speed=600) as sandbox:
         for payload in ({"service": "web"}, {"images": {"app": "x"}}, {"service": 7, "images": {}}):

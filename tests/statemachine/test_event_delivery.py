@@ -7,7 +7,8 @@ twice (ferry_cli.sandbox.engine.EventDelivery). Duplicated and retried deliverie
 
 from __future__ import annotations
 
-from ferry_cli.sandbox.engine import EventDelivery, Faults, LambdaFault
+from ferry_cli.sandbox.delivery import EventDelivery
+from ferry_cli.sandbox.faults import Faults, LambdaFault
 
 from .conftest import push_event
 

@@ -22,8 +22,9 @@ import yaml
 
 from ferry import aws
 from ferry import errors
-from ferry_cli.sandbox.engine import REPO_ROOT, ApiFault, Faults, LambdaFault, state_step
+from ferry_cli.sandbox.faults import ApiFault, Faults, LambdaFault, state_step
 from ferry_cli.sandbox.run import Delivery, deliver_all, summarise, world_session
+from ferry_cli.sandbox.sandbox import REPO_ROOT
 
 from .conftest import push_event
 

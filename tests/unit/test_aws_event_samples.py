@@ -22,7 +22,7 @@ import pytest
 import yaml
 from moto.events.models import EventPattern
 
-from ferry_cli.sandbox.engine import DEFAULT_ACCOUNT, DEFAULT_REGION, ENVIRONMENT, REPO_ROOT
+from ferry_cli.sandbox.sandbox import DEFAULT_ACCOUNT, DEFAULT_REGION, ENVIRONMENT, REPO_ROOT
 from ferry_cli.sandbox.template import Resolver, Template, physical_resources
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "aws"

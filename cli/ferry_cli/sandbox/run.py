@@ -14,7 +14,9 @@ from typing import Any, Iterator
 from ferry.config.validation import require_valid
 
 from .. import graph, history
-from .engine import EventDelivery, Faults, Sandbox
+from .delivery import EventDelivery
+from .faults import Faults
+from .sandbox import Sandbox
 from .world import World, WorldError, derived_digest, push_image, read_structured
 
 GAP_BETWEEN_DELIVERIES = 0.3  # real seconds: the next event arrives while earlier executions still run
@@ -79,8 +81,8 @@ def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault
     """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it.
 
     `fault_hooks` run before every handler invocation (and may raise); `faults` injects AWS API errors,
-    handler crashes and timeouts, and ECS task interruptions (see engine.Faults); `delivery` sets how events
-    reach their targets (duplicates; engine.EventDelivery)."""
+    handler crashes and timeouts, and ECS task interruptions (see faults.Faults); `delivery` sets how events
+    reach their targets (duplicates; delivery.EventDelivery)."""
     from .moto_ecs import EcsSimulator
 
     world = World.load(world_path)

@@ -20,7 +20,7 @@ import yaml
 from ferry.taskdef import READ_ONLY_FIELDS
 from ferry.config.validation import require_valid
 
-from .engine import Sandbox
+from .sandbox import Sandbox
 
 SCHEMA = "sandbox-world.schema.json"
 
