@@ -96,3 +96,9 @@ def test_the_verdicts_are_ferry_errors_and_never_retried():
     never = [r["ErrorEquals"] for s in all_states(ASL).values() for r in s.get("Retry", []) if r["MaxAttempts"] == 0]
     assert never and all(names[:len(verdicts)] == verdicts for names in never), (
         f"a Retry that never retries lists other names than ferry.errors.VERDICTS: {REGENERATE}")
+
+
+def test_the_committed_picture_is_what_the_source_draws():
+    source = load_source()
+    assert source.PICTURE.read_text() == source.picture(), (
+        "docs/state-machine.md is not what statemachine/build.py draws: " + REGENERATE)
