@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ferry import states
 from ferry_cli.sandbox.run import Delivery, deliver_all, load_delivery, summarise, world_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ CANARY_CONFIG = {
     "strategy": {"type": "canary", "canary": {"count": 1, "healthyForSeconds": 60, "unhealthyThreshold": 3}},
     "timeouts": {"deployment": 7200},
 }
-WAIT_STATE = "Wait for ECS to finish the deployment"
+WAIT_STATE = states.WAIT_FOR_DEPLOYMENT
 
 
 def push_event(tag: str) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def rollout_runs(speed: float) -> list[dict[str, Any]]:
         history = summary["histories"][execution["name"]]
         entered = {r["state"]: r["offset"] for r in history if r["type"] == "TaskStateEntered"}
         left = [r["offset"] for r in history if r["type"] == "TaskStateExited" and r["state"] == WAIT_STATE]
-        rollout = (left[-1] - entered["Update the service to the new revision"]) if left else float("nan")
+        rollout = (left[-1] - entered[states.UPDATE_SERVICE]) if left else float("nan")
         handler_total = sum(sum(v) for v in measured["handlerSeconds"].values())
         rows.append({"minutes": minutes, "status": execution["status"], "transitions": summary["transitions"],
                      "lambdaCalls": summary["lambdaInvocations"], "rolloutSimulated": rollout,

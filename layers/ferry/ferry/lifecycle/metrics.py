@@ -33,6 +33,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from ferry.lifecycle.notify import Execution
+from ferry import states
 from ferry.runtime.observability import log_stream
 
 NAMESPACE = "Ferry"
@@ -52,13 +53,12 @@ RESULTS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ROLLED_BACK": "rolled_
 WITH_ERROR = ("FAILED", "ROLLED_BACK", "ROLLBACK_FAILED", "TIMED_OUT")
 # The states of each phase, as statemachine/deploy.asl.json names them (tests/unit/test_notify.py checks they exist).
 PHASES = {
-    CANARY_DURATION: ("Start the canary tasks", "Wait for the canary", "Check the canary",
-                      "Is the canary healthy for long enough?"),
-    ROLLOUT_DURATION: ("Update the service to the new revision", "Wait for ECS to finish the deployment"),
-    BAKE_DURATION: ("Bake while watching the alarms", "Check the alarms as the bake ends"),
+    CANARY_DURATION: (states.START_CANARY, states.WAIT_FOR_CANARY, states.CHECK_CANARY, states.IS_CANARY_HEALTHY),
+    ROLLOUT_DURATION: (states.UPDATE_SERVICE, states.WAIT_FOR_DEPLOYMENT),
+    BAKE_DURATION: (states.BAKE, states.CHECK_ALARMS),
 }
-CANARY_CHECK_STATE = "Check the canary"
-ROLLBACK_STATE = "Roll back to the previous revision"
+CANARY_CHECK_STATE = states.CHECK_CANARY
+ROLLBACK_STATE = states.ROLL_BACK
 MAX_ERROR_CHARS = 64  # an Error the state machine does not name (a Python exception) stays a short value
 
 

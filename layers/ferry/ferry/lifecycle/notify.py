@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry.aws import artefacts
-from ferry import aws
+from ferry import aws, states
 from ferry.errors import cause_text
 from ferry.runtime.observability import logger
 from ferry.text import shorten
@@ -32,7 +32,7 @@ from ferry.text import shorten
 SOURCE = "ferry"
 STARTED = "Ferry Deploy Started"
 ENDED = "Ferry Deploy Ended"
-SUPERSEDED_STATE = "Superseded by a newer deploy"
+SUPERSEDED_STATE = states.SUPERSEDED
 MAX_CAUSE_CHARS = 2000  # kept from both ends: a RollbackFailed Cause ends with the command that puts it back
 MAX_ERROR_CHARS = 256
 MAX_TEXT_CHARS = 256  # reason, commit
