@@ -14,6 +14,7 @@ import pytest
 
 from ferry import aws as ferry_aws
 from ferry.steps import lock
+from ferry.lifecycle import execution_ended
 from ferry.lifecycle import metrics, notify
 
 from .conftest import ACCOUNT, REGISTRY, put_config
@@ -351,7 +352,7 @@ def test_a_notification_that_fails_blocks_nothing(ended, logs, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("EventBridge is down")
 
-    monkeypatch.setattr(ended.module.notify, "publish", broken)
+    monkeypatch.setattr(execution_ended.notify, "publish", broken)
     outcome = ended.invoke(status_event("ABORTED", error="Operator.Stop"))
     assert outcome["lockReleased"] is True and not ended.locked()
     assert outcome["notified"] == {"event": False, "sns": None}
@@ -372,6 +373,6 @@ def test_the_end_finds_the_revision_and_canary_tasks_the_execution_recorded(ende
                entered("Check the canary", 4, data={"register": "not what Register wrote", "canary": {"taskArns": 7}})]
     assert notify.recorded(history[:2], "register") == {"taskDefinitionArn": revision}
     assert notify.recorded(history, "missing") is None
-    assert ended.module._canary_recorded(history[:3]) == {"task_definition_arn": revision, "task_arns": [task]}
-    assert ended.module._canary_recorded(history) == {"task_definition_arn": None, "task_arns": []}
-    assert ended.module._canary_recorded(()) == {"task_definition_arn": None, "task_arns": []}
+    assert execution_ended._canary_recorded(history[:3]) == {"task_definition_arn": revision, "task_arns": [task]}
+    assert execution_ended._canary_recorded(history) == {"task_definition_arn": None, "task_arns": []}
+    assert execution_ended._canary_recorded(()) == {"task_definition_arn": None, "task_arns": []}
