@@ -173,3 +173,14 @@ def test_an_invoke_lambda_refuses_is_lambda_dot_its_error_code(sandbox, resource
     assert found["Error"] == f"Lambda.{error}"
     assert f"Error Code: {error}" in found["Cause"]
     assert sandbox.lambda_invocations == invocations + 1  # invoked, and refused before the handler ran
+
+
+def test_a_fail_state_can_raise_a_states_error_it_was_handed(sandbox):
+    """A Catch hands the Fail state `States.Timeout` through ErrorPath: the execution fails with that Error (moto
+    refused the States. prefix and failed it with States.Runtime instead)."""
+    definition = {"StartAt": "Fail", "States": {
+        "Fail": {"Type": "Fail", "ErrorPath": "$.failure.Error", "CausePath": "$.failure.Cause"}}}
+    described = run(sandbox, definition, {"failure": {"Error": "States.Timeout", "Cause": "the wait ran out"}},
+                    "fail-states-error")
+    assert (described["status"], described["error"], described["cause"]) == ("FAILED", "States.Timeout",
+                                                                              "the wait ran out")

@@ -221,6 +221,7 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
     from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+    from moto.stepfunctions.parser.asl.component.state.fail import state_fail
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
     from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError
@@ -335,6 +336,8 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
 
     yield mock.patch.object(iteration_worker, "CustomErrorName", error_name_of)
     yield mock.patch.object(branches_decl, "CustomErrorName", error_name_of)
+    # Likewise a Fail state whose ErrorPath names a States.* error (a caught States.Timeout passed on to it).
+    yield mock.patch.object(state_fail, "CustomErrorName", error_name_of)
     yield mock.patch.object(Environment, "set_stop", stop)
     yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
