@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferry.triggers.router import execution_name
+from ferry.triggers.requests import execution_name
 from ferry_cli.main import main
 
 from .test_graph import classed, names_by_id, parse, state_names, taken_edges
