@@ -2,7 +2,7 @@
 
 EventBridge invokes each target asynchronously: Lambda retries a failed invocation twice (one minute, then two
 minutes later), then sends the event to the function's OnFailure destination; now and then an event arrives
-twice (ferry_cli.sandbox.engine.EventDelivery). Duplicated and retried deliveries must change nothing.
+twice (ferry_cli.sandbox.delivery.EventDelivery). Duplicated and retried deliveries must change nothing.
 """
 
 from __future__ import annotations

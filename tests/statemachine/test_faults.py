@@ -2,7 +2,7 @@
 canaries, an unavailable lock table. Whatever goes wrong, the deploy either completes or fails readably,
 and never leaves the service half-way, a canary running or a lock held.
 
-The faults come from `ferry_cli.sandbox.engine.Faults` (API errors answered to the handlers' own clients,
+The faults come from `ferry_cli.sandbox.faults.Faults` (API errors answered to the handlers' own clients,
 handler crashes and Lambda timeouts, tasks stopped by ECS), deterministic for a seed.
 
 Every Lambda step retries a handler that crashed or timed out (Error `InjectedCrash`, `Sandbox.Timedout`)

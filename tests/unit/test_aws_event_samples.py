@@ -2,7 +2,7 @@
 
 Part one matches every sample against the EventBridge rule patterns in
 template.yaml exactly as the sandbox does (moto's matcher, intrinsic functions
-resolved like engine.Sandbox). Part two delivers the samples a rule delivers
+resolved like sandbox.Sandbox). Part two delivers the samples a rule delivers
 to the handler that consumes them, inside a sandbox built from the shipped
 world, and checks the handler copes with the real shape. Where a sample must
 name something that exists in the sandbox (a repository, the config bucket,
@@ -74,7 +74,7 @@ def sample(name: str) -> dict[str, Any]:
 
 
 def rule_patterns(**refs: str) -> dict[str, dict[str, Any]]:
-    """{rule name: pattern} of every EventBridge rule in template.yaml, resolved as engine.Sandbox resolves them.
+    """{rule name: pattern} of every EventBridge rule in template.yaml, resolved as sandbox.Sandbox resolves them.
 
     `refs` replace the Ref values of logical ids (DeployStateMachine, ConfigBucket) with a sample's own.
     """

@@ -12,7 +12,7 @@ its source, and the thin layer that enforces them in front of moto:
 - PAGES: page sizes. moto answers List calls in one page; these operations
   answer at most the documented number of items a page, with a `nextToken`.
 - RATES: ECS's per-action request throttling (token buckets on the sandbox's
-  clock), applied by the sandbox to the handlers' calls (see engine.Sandbox).
+  clock), applied by the sandbox to the handlers' calls (see faults.client_patches).
 
 A rule is cited by the botocore model's documentation string (what the SDK
 ships, so a test can check the text is still there) or by an AWS page.
