@@ -1,4 +1,5 @@
-"""The migration library's judgement of tasks, without ECS: outcomes, causes, masking, placement failures."""
+"""The migration library's judgement of tasks, without ECS: outcomes, causes, masking, placement failures; the
+retried step finding its task; the step's contract."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
 from ferry.steps import migrate
-from ferry.aws import container_logs
-from ferry.errors import MigrationNotStarted
+from ferry.aws import container_logs, ecs, waiters
+from ferry.errors import InputInvalid, MigrationNotStarted
+
+from .conftest import awsvpc, run_tasks
+from .test_tasks import ecs_world  # noqa: F401  (the conftest world, with web:2 that moto can run)
 
 STEP = migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {"VERBOSE": "1"}, 600)
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef"
@@ -142,3 +146,83 @@ def test_a_task_ecs_cannot_place_is_migration_not_started(aws):
         with pytest.raises(MigrationNotStarted, match=r"could not place migration migrate .* RESOURCE:MEMORY \(no capacity\)"):
             migrate.run_task("prod", "web", "web:2", STEP, "exec-1", "ferry-x")
         stub.assert_no_pending_responses()
+
+
+def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(ecs_world):
+    marker = migrate.started_by("web-v2-abc", "migrate")
+    [task] = run_tasks(1, ecs_world["taskDefinitionArn"], network=awsvpc(), startedBy=marker)
+    boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="done")
+    found = migrate.find_task("prod", marker, family=ecs.family_of(ecs_world["taskDefinitionArn"]))
+    assert found is not None and found["taskArn"] == task["taskArn"] and found["lastStatus"] == "STOPPED"
+
+
+# ------------------------------------------------------------------ the step's contract
+
+MIGRATION = {"name": "migrate", "container": "app", "command": ["bin/rails", "db:migrate"], "environment": {},
+             "timeoutSeconds": 120, "heartbeatSeconds": 120}
+STATE = {"token": "token-1", "execution": "web-v2-abc", "service": "web", "cluster": "prod", "ecsService": "web",
+         "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2", "previousRevision": "web:1",
+         "migration": MIGRATION}
+
+
+def test_the_state_input_reads_as_the_step_takes_it():
+    request = migrate.Input.from_state(STATE)
+    assert request.where == "prod/web" and request.service == "web" and request.previous_revision == "web:1"
+    assert request.migration == migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {}, 120, 120)
+    assert request.migration.label() == "migrate (bin/rails db:migrate)"
+    # what the waiter keeps for the task's stop event, as before the contract (ferry.lifecycle.task_stopped reads it)
+    assert request.migration.to_context() == {"name": "migrate", "container": "app",
+                                              "command": ["bin/rails", "db:migrate"], "environment": {}, "timeout": 120}
+    assert migrate.Migration.from_context(request.migration.to_context()) == migrate.Migration(
+        "migrate", "app", ["bin/rails", "db:migrate"], {}, 120)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"token": None}, "Run the migration task's input: `token` is missing: the state must pass it ($$.Task.Token"),
+    ({"ecsService": 7}, "Run the migration task's input: `ecsService` must be a string, got a number"),
+    ({"migration": {**MIGRATION, "container": None}},
+     "Run the migration task's input.migration: `container` is missing"),
+    ({"migration": {**MIGRATION, "timeoutSeconds": "120"}},
+     "Run the migration task's input.migration: `timeoutSeconds` must be a number, got a string"),
+    ({"migration": {**MIGRATION, "command": "bin/rails db:migrate"}}, "`command` must be a list, got a string"),
+    ({"migration": {**MIGRATION, "command": ["bin/rails", 7]}},
+     "migration 'migrate': `command` must be a non-empty list of strings"),
+])
+def test_bad_input_is_refused_naming_the_field(change, words):
+    with pytest.raises(InputInvalid) as refused:
+        migrate.Input.from_state({**STATE, **change}, "Run the migration task's input")
+    assert words in str(refused.value)
+
+
+def test_the_output_round_trips():
+    output = migrate.Output(name="migrate", task_arn=ARN, exit_code=0)
+    assert migrate.Output.from_state(output.to_state()) == output
+    assert output.to_state() == migrate.outcome(stopped(0), STEP, None, {}).output  # what the token is completed with
+    started = migrate.Started(migration="migrate", task_arn=ARN, status="PROVISIONING")
+    assert migrate.Started.from_state(started.to_state()) == started
+
+
+def test_a_migration_that_cannot_start_fails_its_waiting_state_with_that_error(monkeypatch):
+    completed = []
+    monkeypatch.setattr(waiters, "complete", lambda token, **kw: completed.append((token, kw)) or True)
+
+    def refused(**_):
+        raise MigrationNotStarted("ECS could not place migration migrate: RESOURCE:MEMORY")
+
+    monkeypatch.setattr(migrate, "start", refused)
+    started = migrate.run(migrate.Input.from_state(STATE), "locks")
+    assert started == migrate.Started(migration="migrate", status="not started", error="MigrationNotStarted")
+    assert started.message == "migration could not start"
+    assert completed == [("token-1", {"error": "MigrationNotStarted",
+                                      "cause": "ECS could not place migration migrate: RESOURCE:MEMORY"})]
+
+
+def test_the_step_starts_the_task_with_what_the_state_passed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(migrate, "start", lambda **kw: calls.append(kw) or {"taskArn": ARN, "status": "PENDING"})
+    started = migrate.run(migrate.Input.from_state(STATE), "locks")
+    assert started == migrate.Started(migration="migrate", task_arn=ARN, status="PENDING")
+    [call] = calls
+    assert call == {"table": "locks", "token": "token-1", "execution": "web-v2-abc", "cluster": "prod",
+                    "service": "web", "task_definition_arn": STATE["taskDefinitionArn"], "previous_revision": "web:1",
+                    "migration": migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {}, 120, 120)}

@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry.steps import canary, check_deployment, migrate, rollback
+from ferry.steps import canary, check_deployment, rollback
 from ferry.aws import ecs
 from ferry.aws import canary_tasks
 
@@ -52,14 +52,6 @@ def test_tasks_already_stopped_are_found_through_their_family(ecs_world):
     found = ecs.tasks_started_by("prod", MARKER, families=["web"])
     assert sorted(t["taskArn"] for t in found) == sorted(t["taskArn"] for t in started)
     assert {t["taskArn"] for t in found if t["desiredStatus"] == "STOPPED"} == {t["taskArn"] for t in started[:2]}
-
-
-def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(ecs_world):
-    marker = migrate.started_by("web-v2-abc", "migrate")
-    [task] = run_tasks(1, ecs_world["taskDefinitionArn"], network=awsvpc(), startedBy=marker)
-    boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="done")
-    found = migrate.find_task("prod", marker, family=ecs.family_of(ecs_world["taskDefinitionArn"]))
-    assert found is not None and found["taskArn"] == task["taskArn"] and found["lastStatus"] == "STOPPED"
 
 
 def test_the_family_of_a_revision(ecs_world):

@@ -10,11 +10,18 @@ event for the stopped task completes it (see `waiters`), and a retried state
 Ferry does not use the `ecs:runTask.sync` integration: its failure Cause is
 the raw DescribeTasks JSON, without the log lines a person needs, and a
 timed-out `.sync` state leaves the task running.
+
+The step's contract (CONTRACTS): "Run the migration task and wait for it to
+stop" passes `Input` (one item of $.render.migrations as `Migration`), and its
+output, one entry of $.migrations, is `Output`: what the task token is
+completed with when the migration succeeded. The function's own answer
+(`Started`) only goes to its log: a `.waitForTaskToken` state ignores it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,24 +31,102 @@ from ferry import aws
 from ferry.runtime import clock
 from ferry.aws import container_logs, waiters
 from ferry.aws.ecs import describe_service, family_of, one_off_parameters, revision_name, tasks_started_by
-from ferry.errors import MigrationNotStarted
+from ferry.contract import EcsStepInput, Model, key
+from ferry.errors import FerryError, InputInvalid, MigrationNotStarted
+
 
 @dataclass(frozen=True)
-class Migration:
-    name: str
-    container: str
-    command: list[str]
-    environment: dict[str, str]
-    timeout: int
+class Migration(Model):
+    """One migration as the Map state runs it: an item of $.render.migrations (ferry.steps.render.migration_steps).
+    Positional too (`ferry run` builds one from the config, or from its command line)."""
 
-    @classmethod
-    def from_state(cls, data: dict[str, Any]) -> "Migration":
-        return cls(data["name"], data["container"], list(data["command"]), dict(data.get("environment") or {}),
-                   int(data.get("timeoutSeconds", 900)))
+    name: str = key("name", doc="the migration's name in the config, e.g. migrate")
+    container: str = key("container", doc="the container of the new revision whose command is replaced")
+    command: list[str] = key("command", kinds=(list,), doc="the command it runs, a list of strings")
+    environment: dict[str, str] = key("environment", kinds=(dict,), required=False, default={},
+                                      doc="variables added to the container's environment")
+    timeout: int = key("timeoutSeconds", kinds=(int,), required=False, default=900,
+                       doc="how long it may run before Ferry stops it (MigrationTimedOut)")
+    heartbeat_seconds: int | None = key("heartbeatSeconds", kinds=(int,), required=False,
+                                        doc="the state's HeartbeatSecondsPath: when its retry looks at the task")
+
+    def __post_init__(self) -> None:
+        if not self.command or not all(isinstance(part, str) for part in self.command):
+            raise InputInvalid(f"migration {self.name!r}: `command` must be a non-empty list of strings, as the "
+                               "config's migrations[].command is: pass an item of $.render.migrations")
 
     def label(self) -> str:
         shown = " ".join(self.command)
         return f"{self.name} ({shown[:120]}{'…' if len(shown) > 120 else ''})"
+
+    def to_context(self) -> dict[str, Any]:
+        """What the waiter keeps of it for the task's stop event (read back by `finish`)."""
+        return {"name": self.name, "container": self.container, "command": list(self.command),
+                "environment": dict(self.environment), "timeout": self.timeout}
+
+    @classmethod
+    def from_context(cls, data: dict[str, Any]) -> "Migration":
+        return cls(data["name"], data["container"], list(data["command"]), dict(data.get("environment") or {}),
+                   int(data.get("timeout", 900)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input(EcsStepInput):
+    """"Run the migration task and wait for it to stop" (inside "Run the migrations in order")."""
+
+    token: str = key("token", doc="$$.Task.Token: completed when the task stops (ferry.lifecycle.task_stopped), or "
+                                  "by this step when it has stopped already or ran too long")
+    task_definition_arn: str = key("taskDefinitionArn",
+                                   doc="the new revision the task runs, $.register.taskDefinitionArn")
+    previous_revision: str | None = key("previousRevision", required=False,
+                                        doc="what the service still runs, $.render.previousRevision (in the Cause)")
+    migration: Migration = key("migration", nested=Migration, doc="one item of $.render.migrations, $$.Map.Item.Value")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Model):
+    """A migration that succeeded: what its task token is completed with, one entry of $.migrations."""
+
+    name: str = key("name", doc="the migration's name")
+    task_arn: str = key("taskArn", doc="the task that ran it")
+    exit_code: int = key("exitCode", kinds=(int,), doc="its container's exit code: 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Model):
+    """The function's answer, for its log: the task started or found, or why it could not start (the waiting
+    state was then failed with that error)."""
+
+    migration: str = key("migration", doc="the migration's name")
+    task_arn: str | None = key("taskArn", required=False, doc="its task")
+    status: str = key("status", doc="the task's lastStatus, 'stopped', 'timed out' or 'not started'")
+    error: str | None = key("error", required=False, doc="the error the waiting state was failed with")
+
+    @property
+    def message(self) -> str:
+        return "migration could not start" if self.error else "migration task started"
+
+    @property
+    def level(self) -> int:
+        return logging.WARNING if self.error else logging.INFO
+
+
+# action -> (input, output): what "Run the migration task and wait for it to stop" passes, and what its token is
+# completed with (the state's output).
+CONTRACTS = {None: (Input, Output)}
+
+
+def run(request: Input, table: str) -> Started:
+    """The step: start the task (or find it) and leave the token to its stop event. A migration that cannot start
+    fails the waiting state at once, with its error's own name (MigrationNotStarted, ...)."""
+    try:
+        found = start(table=table, token=request.token, execution=request.execution, cluster=request.cluster,
+                      service=request.ecs_service, task_definition_arn=request.task_definition_arn,
+                      migration=request.migration, previous_revision=request.previous_revision)
+    except FerryError as exc:
+        waiters.complete(request.token, error=type(exc).__name__, cause=str(exc))
+        return Started(migration=request.migration.name, status="not started", error=type(exc).__name__)
+    return Started(migration=request.migration.name, task_arn=found["taskArn"], status=found["status"])
 
 
 @dataclass(frozen=True)
@@ -109,7 +194,7 @@ def outcome(task: dict[str, Any], migration: Migration, log_stream: dict[str, st
     exit_code, stop_code = container.get("exitCode"), task.get("stopCode")
     revision = context.get("revision", "the new revision")
     if exit_code == 0 and stop_code == "EssentialContainerExited":
-        return Outcome(None, "", {"name": migration.name, "taskArn": arn, "exitCode": 0})
+        return Outcome(None, "", Output(name=migration.name, task_arn=arn, exit_code=0).to_state())
     lines, where = container_logs.tail(log_stream, migration.container, arn)
     reason = task.get("stoppedReason") or "no reason given"
     if container.get("reason"):
@@ -154,7 +239,7 @@ def start(*, table: str, token: str, execution: str, cluster: str, service: str,
     marker = started_by(execution, migration.name)
     task = (find_task(cluster, marker, family_of(task_definition_arn))
             or run_task(cluster, service, task_definition_arn, migration, execution, marker))
-    context = {"migration": migration.__dict__, "execution": execution, "cluster": cluster,
+    context = {"migration": migration.to_context(), "execution": execution, "cluster": cluster,
                "revision": revision_name(task_definition_arn), "previousRevision": previous_revision,
                "logs": container_logs.config(task_definition_arn, migration.container)}
     waiters.put(table, task["taskArn"], token, context)
@@ -179,7 +264,7 @@ def finish(table: str, task: dict[str, Any]) -> bool:
     if found is None:
         return False
     token, context = found
-    migration = Migration.from_state({**context["migration"], "timeoutSeconds": context["migration"]["timeout"]})
+    migration = Migration.from_context(context["migration"])
     result = outcome(task, migration, context.get("logs"), context)
     waiters.delete(table, task["taskArn"], token)
     if result.error:
