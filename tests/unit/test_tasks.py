@@ -10,9 +10,8 @@ import pytest
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry.steps import canary, check_deployment, rollback
+from ferry.steps import check_deployment, rollback
 from ferry.aws import ecs
-from ferry.aws import canary_tasks
 
 from .conftest import awsvpc, run_tasks
 
@@ -57,43 +56,6 @@ def test_tasks_already_stopped_are_found_through_their_family(ecs_world):
 def test_the_family_of_a_revision(ecs_world):
     assert ecs.family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/web-worker:12") == "web-worker"
     assert ecs.family_of("web:3") == "web" and ecs.family_of("web") == "web"
-
-
-@pytest.fixture
-def canary_world(ecs_world):
-    """prod/web behind an IP target group on port 80 (ECS's simulator is not here: nothing registers service tasks)."""
-    net = awsvpc()
-    elb = boto3.client("elbv2")
-    group = elb.create_target_group(Name="web-tg", Protocol="HTTP", Port=80, VpcId=net["vpc"],
-                                    TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
-    client = boto3.client("ecs")
-    client.delete_service(cluster="prod", service="web", force=True)
-    client.create_service(cluster="prod", serviceName="web", taskDefinition=ecs_world["taskDefinitionArn"], desiredCount=2,
-                          launchType="FARGATE", loadBalancers=[{"targetGroupArn": group, "containerName": "app",
-                                                                "containerPort": 80}],
-                          networkConfiguration={"awsvpcConfiguration": net["awsvpcConfiguration"]})
-    return {**ecs_world, "targetGroup": group, "network": net}
-
-
-def registered(group: str) -> set[str]:
-    return {d["Target"]["Id"] for d in boto3.client("elbv2").describe_target_health(TargetGroupArn=group)[
-        "TargetHealthDescriptions"]}
-
-
-@pytest.mark.parametrize("given", [True, False], ids=["revision-given", "revision-from-the-service"])
-def test_crashed_canary_tasks_are_taken_out_of_the_target_groups(canary_world, given):
-    execution = "web-v2-abc"
-    tasks = run_tasks(2, canary_world["taskDefinitionArn"], network=canary_world["network"],
-                      startedBy=canary_tasks.started_by(execution))
-    ips = {ecs.task_ip(t) for t in tasks}
-    boto3.client("elbv2").register_targets(TargetGroupArn=canary_world["targetGroup"],
-                                           Targets=[{"Id": ip, "Port": 80} for ip in ips])
-    for task in tasks:  # both crashed: ListTasks with startedBy alone no longer lists them
-        boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="Essential container in task exited")
-    revision = {"task_definition_arn": canary_world["taskDefinitionArn"]} if given else {}
-    drained = canary.deregister("prod", "web", execution, **revision)
-    assert drained == {"drainSeconds": 0, "tasks": 0}
-    assert not registered(canary_world["targetGroup"]) & ips
 
 
 def test_a_service_with_150_tasks_is_health_checked_on_all_of_them(ecs_world):

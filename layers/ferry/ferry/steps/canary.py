@@ -8,19 +8,210 @@ health checks), then stay healthy in every target group for
 non-healthy observations in a row are. Whatever happens, they are
 deregistered and stopped at the end (Ferry's success path, its failure and
 rollback paths, and the execution-ended function after an abort).
+
+The step (functions/canary) has five actions, each with its contract
+(CONTRACTS): `start` ("Start the canary tasks": `Started`, kept at $.canary),
+`check` ("Check the canary": `Observation`, the canary's progress at
+$.canary.progress, which "Wait for the canary" and "Is the canary healthy for
+long enough?" read), `deregister` ("Take the canary out of the target
+groups": `Drained`), `stop` ("Stop the canary tasks") and `remove` ("Remove
+the canary after the failure"), both `Stopped`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ferry import aws
+from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import canary_tasks, container_logs
 from ferry.aws.ecs import describe_service, describe_tasks, family_of, one_off_parameters, revision_name, tasks_started_by
-from ferry.errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
+from ferry.contract import JSON_NAMES, EcsStepInput, Model, key
+from ferry.errors import CanaryCrashed, CanaryUnhealthy, InputInvalid, PhaseTimedOut
 
+
+# ------------------------------------------------------------------ the step's contracts
+
+@dataclass(frozen=True, kw_only=True)
+class CanarySettings(Model):
+    """The config's strategy.canary, as Render passes it ($.render.canary); the schema's defaults when absent."""
+
+    count: int = key("count", kinds=(int,), required=False, default=1, doc="canary tasks to start")
+    healthy_for: int = key("healthyForSeconds", kinds=(int,), required=False, default=60,
+                           doc="how long the canary must stay healthy in every target group")
+    unhealthy_threshold: int = key("unhealthyThreshold", kinds=(int,), required=False, default=3,
+                                   doc="non-healthy observations in a row that fail it")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryProgress(Model):
+    """The canary's progress as the next check is given it: the last check's `Observation`, or, before the first
+    check, what "Start the canary tasks" put there ({waitSeconds: 30}). Every key is optional."""
+
+    state: str | None = key("state", required=False, doc="WAITING or PASSED")
+    wait_seconds: int | None = key("waitSeconds", kinds=(int,), required=False,
+                                   doc="how long \"Wait for the canary\" waits before the next check (its SecondsPath)")
+    unhealthy: int | None = key("unhealthy", kinds=(int,), required=False,
+                                doc="non-healthy observations in a row (health checks or target groups)")
+    healthy_since: float | None = key("healthySince", kinds=(int, float), required=False,
+                                      doc="since when every target has been healthy without a break")
+    registered: bool | None = key("registered", kinds=(bool,), required=False,
+                                  doc="true once the tasks were registered in the target groups")
+    registered_at: float | None = key("registeredAt", kinds=(int, float), required=False, doc="when they were")
+    healthy_after: int | None = key("healthyAfter", kinds=(int,), required=False,
+                                    doc="the least time a new target needs to turn healthy in the target groups")
+    interval: int | None = key("interval", kinds=(int,), required=False,
+                               doc="the target groups' longest health check interval")
+
+    def document(self) -> dict[str, Any]:
+        """The keys it has, as the check reads and updates them (absent ones left out, not null)."""
+        return {name: value for name, value in self.to_state().items() if value is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observation(CanaryProgress):
+    """What "Check the canary" saw ($.canary.progress): PASSED once the canary has been healthy for
+    healthyForSeconds, else WAITING with the seconds until the next check can tell something new."""
+
+    state: str = key("state", doc="WAITING or PASSED: \"Is the canary healthy for long enough?\" reads it")
+
+    @property
+    def message(self) -> str:
+        return "canary observed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Model):
+    """The canary tasks started ($.canary). The state keeps taskArns and startedAt (its ResultSelector) and adds
+    `progress`; "Check the canary" and "Take the canary out of the target groups" are given it back as `started`."""
+
+    task_arns: list[str] = key("taskArns", kinds=(list,), doc="the canary tasks")
+    started_at: float = key("startedAt", kinds=(int, float), doc="when: timeouts.canary counts from it")
+    marker: str | None = key("marker", required=False, doc="their startedBy (the state does not keep it)")
+    progress: CanaryProgress | None = key("progress", nested=CanaryProgress, required=False,
+                                          doc="not the function's: the state's ResultSelector starts it, each check "
+                                              "replaces it")
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(arn, str) and arn for arn in self.task_arns):
+            raise InputInvalid("`started.taskArns` must be a list of task ARNs (what Start the canary tasks returned): "
+                               "pass $.canary")
+
+    @property
+    def message(self) -> str:
+        return "canary started"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryInput(EcsStepInput):
+    """What every canary state passes: the ECS service, the execution whose canary it is, and the action."""
+
+    action: str = key("action", doc="start, check, deregister, stop or remove")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartInput(CanaryInput):
+    """"Start the canary tasks"."""
+
+    task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
+    canary: CanarySettings = key("canary", nested=CanarySettings, required=False, default=CanarySettings(),
+                                 doc="the canary's settings, $.render.canary")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckInput(CanaryInput):
+    """"Check the canary"."""
+
+    task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
+    canary: CanarySettings = key("canary", nested=CanarySettings, required=False, default=CanarySettings(),
+                                 doc="the canary's settings, $.render.canary")
+    started: Started = key("started", nested=Started, doc="what Start the canary tasks returned, $.canary")
+    progress: CanaryProgress | None = key("progress", nested=CanaryProgress, required=False,
+                                          doc="the last check's observation, $.canary.progress")
+    timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="$.render.timeouts.canary, from startedAt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemovalInput(CanaryInput):
+    """"Take the canary out of the target groups" (deregister) and "Remove the canary after the failure" (remove):
+    the revision the canary runs finds its tasks that already stopped, and `started` the ones Start started."""
+
+    task_definition_arn: str | None = key("taskDefinitionArn", required=False,
+                                          doc="the new revision, $.register.taskDefinitionArn, or nothing")
+    started: Started | None = key("started", nested=Started, required=False,
+                                  doc="what Start the canary tasks returned, $.canary, or nothing")
+
+    def __post_init__(self) -> None:
+        if self.task_definition_arn == "":
+            raise InputInvalid("`taskDefinitionArn` must be the new revision's task definition ARN (a string), got an "
+                               "empty string: pass $.register.taskDefinitionArn, or leave it out")
+
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """What the state recorded of the canary, as ferry.aws.canary_tasks takes it."""
+        return {"task_definition_arn": self.task_definition_arn,
+                "task_arns": list(self.started.task_arns) if self.started else []}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopInput(CanaryInput):
+    """"Stop the canary tasks": found by the execution's startedBy alone."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drained(Model):
+    """The canary taken out of the target groups ($.canaryRemoval)."""
+
+    drain_seconds: int = key("drainSeconds", kinds=(int,),
+                             doc="the target groups' deregistration delay: \"Let the canary drain\" waits it out")
+    tasks: int = key("tasks", kinds=(int,), doc="canary tasks still running")
+
+    @property
+    def message(self) -> str:
+        return "canary deregistered"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped(Model):
+    """The canary tasks stopped (the states keep nothing of it)."""
+
+    stopped: int = key("stopped", kinds=(int,), doc="how many were still running")
+
+    @property
+    def message(self) -> str:
+        return "canary stopped"
+
+
+# action -> (input, output): what each canary state passes, and what the function returns.
+CONTRACTS = {"start": (StartInput, Started), "check": (CheckInput, Observation), "deregister": (RemovalInput, Drained),
+             "stop": (StopInput, Stopped), "remove": (RemovalInput, Stopped)}
+# What an InputInvalid names: the state whose Parameters are wrong.
+INPUT_OF = {"start": f"{S.START_CANARY}' input", "check": f"{S.CHECK_CANARY}'s input",
+            "deregister": f"{S.DEREGISTER_CANARY}' input", "stop": f"{S.STOP_CANARY}' input",
+            "remove": f"{S.REMOVE_FAILED_CANARY}'s input"}
+
+
+def read(event: Any) -> CanaryInput:
+    """The typed input of the state that invoked the function, by its action."""
+    if not isinstance(event, Mapping):
+        got = JSON_NAMES.get(type(event), type(event).__name__)
+        raise InputInvalid(f"the canary's input must be a JSON object, got {got}")
+    action = event.get("action")
+    if action not in CONTRACTS:
+        raise InputInvalid(f"`action` must be start, check, deregister, stop or remove, got {action!r}")
+    return CONTRACTS[action][0].from_state(event, INPUT_OF[action])
+
+
+def run(request: CanaryInput) -> Model:
+    """The step: the action the state asked for."""
+    return ACTIONS[request.action](request)
+
+
+# ------------------------------------------------------------------ the actions
 
 # Observations are scheduled, not periodic: each check says when the next one can tell something new
 # (a task still starting, the target groups' own minimum time to healthy, half the healthy window), so
@@ -30,8 +221,10 @@ from ferry.errors import CanaryCrashed, CanaryUnhealthy, PhaseTimedOut
 POLL_SECONDS = 15
 
 
-def start(cluster: str, service: str, task_definition_arn: str, count: int, execution: str) -> dict[str, Any]:
+def start(request: StartInput) -> Started:
     """Start the canary tasks (a retried step starts only the missing ones)."""
+    cluster, service, execution = request.cluster, request.ecs_service, request.execution
+    task_definition_arn, count = request.task_definition_arn, request.canary.count
     marker = canary_tasks.started_by(execution)
     existing = [t for t in tasks_started_by(cluster, marker, families=[family_of(task_definition_arn)])
                 if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
@@ -46,7 +239,7 @@ def start(cluster: str, service: str, task_definition_arn: str, count: int, exec
             raise CanaryCrashed(f"ECS could not place the canary of {revision_name(task_definition_arn)} in {cluster}: "
                                 f"{reasons}. The service was not changed.")
         started += result["tasks"]
-    return {"taskArns": [t["taskArn"] for t in started], "startedAt": clock.now(), "marker": marker}
+    return Started(task_arns=[t["taskArn"] for t in started], started_at=clock.now(), marker=marker)
 
 
 def _crash_cause(task: dict[str, Any], revision: str) -> str:
@@ -61,9 +254,20 @@ def _crash_cause(task: dict[str, Any], revision: str) -> str:
             "The service was not changed.")
 
 
-def check(cluster: str, service: str, task_arns: list[str], progress: dict[str, Any], *, revision: str,
-          started_at: float, healthy_for: int, unhealthy_threshold: int, timeout: int) -> dict[str, Any]:
+def check(request: CheckInput) -> Observation:
     """One observation of the canary: registers it once RUNNING (and HEALTHY), then counts healthy time."""
+    settings = request.canary
+    seen = observe(request.cluster, request.ecs_service, request.started.task_arns,
+                   request.progress.document() if request.progress else {},
+                   revision=revision_name(request.task_definition_arn), started_at=float(request.started.started_at),
+                   healthy_for=settings.healthy_for, unhealthy_threshold=settings.unhealthy_threshold,
+                   timeout=request.timeout_seconds)
+    return Observation.from_state(seen, "the canary's observation")
+
+
+def observe(cluster: str, service: str, task_arns: list[str], progress: dict[str, Any], *, revision: str,
+            started_at: float, healthy_for: int, unhealthy_threshold: int, timeout: int) -> dict[str, Any]:
+    """The observation as a document: `progress` (the keys it has) updated with what the canary shows now."""
     elb = aws.client("elbv2")
     now = clock.now()
     tasks = describe_tasks(cluster, task_arns)
@@ -149,3 +353,22 @@ def next_check(progress: dict[str, Any], now: float, healthy_for: int) -> int:
 # The removal the canary's own states run ("Take the canary out of the target groups", "Stop the canary tasks",
 # "Remove the canary after the failure") is the one the rollback and the execution-ended function run too.
 deregister, stop, remove_now = canary_tasks.deregister, canary_tasks.stop, canary_tasks.remove_now
+
+
+def take_out(request: RemovalInput) -> Drained:
+    """Take the canary out of every target group; how long to let it drain."""
+    drained = deregister(request.cluster, request.ecs_service, request.execution, **request.recorded)
+    return Drained(drain_seconds=drained["drainSeconds"], tasks=drained["tasks"])
+
+
+def stop_tasks(request: StopInput) -> Stopped:
+    """Stop the canary tasks still running (after they drained)."""
+    return Stopped(stopped=stop(request.cluster, request.execution))
+
+
+def remove(request: RemovalInput) -> Stopped:
+    """Deregister and stop at once: a failed canary must not keep serving."""
+    return Stopped(stopped=remove_now(request.cluster, request.ecs_service, request.execution, **request.recorded))
+
+
+ACTIONS = {"start": start, "check": check, "deregister": take_out, "stop": stop_tasks, "remove": remove}
