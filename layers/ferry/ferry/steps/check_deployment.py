@@ -17,22 +17,32 @@ interval (and one state transition), and the phase timeout is enforced there.
 A native (ECS blue/green, linear or canary) deployment has no event per
 lifecycle stage; its waiter looks every minute and keeps the stages it saw,
 which the state's output lists when the deployment ends.
+
+The step's contract (CONTRACTS): "Wait for ECS to finish the deployment" and
+"Wait for ECS to finish the rollback" pass `Input`; their output (at
+$.deployment.progress and $.rollback.progress) is `Output`, the progress the
+task token is completed with. The function's own answer (`Waiting`) only goes
+to its log. ECS's Deployment State Change events reach the same function
+(`deployment_changed`): not a state, so no contract.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ferry import aws
+from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import waiters
 from ferry.aws.ecs import (check_in_seconds, describe_service, describe_tasks, primary_deployment, revision_name,
                            task_arns, task_ip)
-from ferry.errors import DeploymentFailed, FerryError, PhaseTimedOut
+from ferry.contract import EcsStepInput, Model, Progress, key
+from ferry.errors import DeploymentFailed, FerryError, InputInvalid, PhaseTimedOut
 from ferry.runtime.observability import logger
 
 @dataclass(frozen=True)
@@ -66,6 +76,108 @@ class Watch:
     @classmethod
     def from_context(cls, data: dict[str, Any]) -> "Watch":
         return cls(**{**data, "target_groups": tuple(data.get("target_groups") or ())})
+
+
+# ------------------------------------------------------------------ the step's contract
+
+PHASES = ("deployment", "rollback")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input(EcsStepInput):
+    """"Wait for ECS to finish the deployment" and "Wait for ECS to finish the rollback"."""
+
+    token: str | None = key("token", required=False,
+                            doc="$$.Task.Token: completed when the deployment ends; without one, the step looks once")
+    task_definition_arn: str = key("taskDefinitionArn",
+                                   doc="the revision the PRIMARY deployment must run: $.register.taskDefinitionArn, "
+                                       "or for the rollback $.render.previousTaskDefinitionArn")
+    started_at: float = key("startedAt", kinds=(int, float),
+                            doc="$.deployment.startedAt (or $.rollback.startedAt): the phase timeout counts from it")
+    timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="$.render.timeouts.deployment (or .rollback)")
+    phase: str = key("phase", required=False, default="deployment", doc="deployment or rollback")
+    strategy: str | None = key("strategy", required=False,
+                               doc="$.render.strategy: a native deployment is followed through its lifecycle stages")
+    target_groups: list[str] = key("targetGroups", kinds=(list,), required=False, default=[],
+                                   doc="$.render.targetGroups: the health gates' target groups, checked at the end")
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise InputInvalid(f"`phase` must be deployment or rollback, got {self.phase!r}: fix the state's "
+                               "Parameters")
+        if not all(isinstance(group, str) for group in self.target_groups):
+            raise InputInvalid("`targetGroups` must be a list of target group names or ARNs: pass "
+                               "$.render.targetGroups")
+
+    @property
+    def watch(self) -> Watch:
+        """What to wait for."""
+        return Watch(self.cluster, self.ecs_service, self.task_definition_arn, float(self.started_at),
+                     self.timeout_seconds, self.phase, self.strategy == "native", tuple(self.target_groups))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Progress):
+    """The deployment's progress ($.deployment.progress, $.rollback.progress): COMPLETED when the token is completed
+    with it (a failure fails the waiting state instead); without a token, IN_PROGRESS too."""
+
+    state: str = key("state", doc="COMPLETED (or, looked at without a token, IN_PROGRESS)")
+    check_in_seconds: int | None = key("checkInSeconds", kinds=(int,), required=False,
+                                       doc="null in the answer: the heartbeat the wait was entered with, which the "
+                                           "step before it wrote at this path (Update the service, Roll back)")
+    running: int = key("running", kinds=(int,), doc="the PRIMARY deployment's running tasks")
+    desired: int = key("desired", kinds=(int,), doc="its desired tasks")
+    failed_tasks: int = key("failedTasks", kinds=(int,), doc="tasks of it that failed to start")
+    service_deployment_status: str | None = key("serviceDeploymentStatus", required=False,
+                                                doc="native: the ECS service deployment's status")
+    lifecycle_stage: str | None = key("lifecycleStage", required=False, doc="native: its lifecycle stage")
+    status_reason: str | None = key("statusReason", required=False, doc="native: why it is in that status")
+    target_health: dict[str, str] | None = key("targetHealth", kinds=(dict,), required=False,
+                                               doc="target group -> how many of the new tasks are healthy there")
+    stages: list[dict[str, Any]] | None = key("stages", kinds=(list,), required=False,
+                                              doc="native: the lifecycle stages seen, each with when")
+
+    @classmethod
+    def of(cls, progress: dict[str, Any], stages: list[dict[str, Any]] | None = None) -> "Output":
+        """`check`'s progress as the state's output, with the lifecycle stages seen."""
+        return cls.from_state({**progress, "stages": stages or None}, "the deployment's progress")
+
+    @property
+    def message(self) -> str:
+        return f"the deployment is {self.state}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting(Model):
+    """The function's answer, for its log: whether the state still waits, and when its heartbeat looks again."""
+
+    waiting: bool = key("waiting", kinds=(bool,), doc="false when the deployment had ended and the token is completed")
+    check_in_seconds: int = key("checkInSeconds", kinds=(int,),
+                                doc="when the state looks for itself, if no event comes")
+
+    @property
+    def message(self) -> str:
+        return ("waiting for ECS to report the end of the deployment" if self.waiting
+                else "the deployment had already ended")
+
+
+# action -> (input, output): what both waits pass, and what their token is completed with (the state's output).
+CONTRACTS = {None: (Input, Output)}
+
+
+def read(event: Any) -> Input:
+    """The typed input of the wait that invoked the function."""
+    phase = event.get("phase") if isinstance(event, Mapping) else None
+    state = S.WAIT_FOR_ROLLBACK if phase == "rollback" else S.WAIT_FOR_DEPLOYMENT
+    return Input.from_state(event, f"{state}'s input")
+
+
+def run(request: Input, table: str) -> Waiting | Output:
+    """The step: leave the state waiting for the deployment's end (completed at once if it has ended); without a
+    token, look once and answer the progress."""
+    if request.token:
+        return watch(table, request.token, request.watch)
+    return Output.of(check(request.watch))
 
 
 def check(watch: Watch) -> dict[str, Any]:
@@ -164,7 +276,7 @@ def target_health(watch: Watch, service: dict[str, Any]) -> dict[str, str]:
     return report
 
 
-def watch(table: str, token: str, request: Watch) -> dict[str, Any]:
+def watch(table: str, token: str, request: Watch) -> Waiting:
     """Leave the state waiting for the deployment's end; completes it at once when it has ended already.
 
     Called again by the state's Retry after each heartbeat without an event:
@@ -176,7 +288,7 @@ def watch(table: str, token: str, request: Watch) -> dict[str, Any]:
         context["stages"] = previous[1].get("stages", [])
     waiters.put(table, request.key, token, context)
     settled = settle(table, token, request, context)
-    return {"waiting": not settled, "checkInSeconds": check_in_seconds(request.timeout_seconds, request.native)}
+    return Waiting(waiting=not settled, check_in_seconds=check_in_seconds(request.timeout_seconds, request.native))
 
 
 def _same_wait(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -199,8 +311,24 @@ def settle(table: str, token: str, request: Watch, context: dict[str, Any] | Non
             waiters.put(table, request.key, token, context)
     if progress["state"] == "IN_PROGRESS":
         return False
+    output = Output.of(progress, stages).to_state()
     waiters.delete(table, request.key, token)
-    return waiters.complete(token, output={**progress, **({"stages": stages} if stages else {})})
+    return waiters.complete(token, output=output)
+
+
+def from_ecs(event: Any) -> bool:
+    """Whether the function was invoked by ECS's Deployment State Change event (its EventBridge rule)."""
+    return isinstance(event, Mapping) and event.get("source") == "aws.ecs"
+
+
+def deployment_changed(table: str, event: dict[str, Any]) -> dict[str, Any]:
+    """ECS's Deployment State Change event: settle the wait of each service it names, if one waits."""
+    resources = event.get("resources") or []
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    settled = any(on_event(table, arn) for arn in resources if isinstance(arn, str))
+    logger.info("deployment state change handled" if settled else "no state waits for this deployment's end",
+                extra={"resources": resources, "eventName": detail.get("eventName")})
+    return {"settled": settled}
 
 
 def on_event(table: str, service_arn: str) -> bool:
