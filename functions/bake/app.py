@@ -1,30 +1,19 @@
 """Bake: watch the health gates' alarms for bakeSeconds (from the state), or fail it when one fires (from EventBridge)."""
 
-from ferry.steps import bake
 from ferry.runtime import settings
-from ferry.runtime.observability import bind, field, logger
+from ferry.runtime.observability import bind, logger
+from ferry.steps import bake
 
 SETTINGS = settings.load()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    if isinstance(event, dict) and event.get("source") == "aws.cloudwatch":
-        detail = event.get("detail") or {}
-        failed = bake.alarm_changed(SETTINGS.lock_table, detail)
-        logger.info("alarm state change handled" if failed else "no bake watches this alarm",
-                    extra={"alarm": detail.get("alarmName"), "bakesFailed": failed})
-        return {"bakesFailed": failed}
-    execution = field(event, "execution")
-    cluster, service = field(event, "cluster"), field(event, "ecsService")
-    bind(execution, event.get("service"), f"{cluster}/{service}")
-    alarms = [a for a in (event.get("alarms") or []) if isinstance(a, str)]
-    context = {"execution": execution, "service": f"{cluster}/{service}", "revision": event.get("taskDefinitionArn", "?"),
-               "bakeSeconds": event.get("bakeSeconds")}
-    if event.get("action") == "finish":
-        passed = bake.finish(table=SETTINGS.lock_table, alarms=alarms, context=context)
-        logger.info("bake passed", extra=passed)
-        return passed
-    watching = bake.start(table=SETTINGS.lock_table, token=field(event, "token"), alarms=alarms, context=context)
-    logger.info("bake started", extra=watching)
-    return watching
+    if bake.from_cloudwatch(event):  # CloudWatch's Alarm State Change event: not a state
+        return bake.alarm_event(SETTINGS.lock_table, event)
+    request = bake.read(event)
+    bind(request.execution, request.service, request.where)
+    result = bake.run(request, SETTINGS.lock_table)
+    state = result.to_state()
+    logger.info(result.message, extra=state)
+    return state

@@ -7,18 +7,113 @@ alarm are all failed), and CloudWatch's own `Alarm State Change` event
 for an alarm entering ALARM fails the state with AlarmTriggered at once. The
 state timing out ends the bake; `finish` then looks at the alarms once more,
 so a lost alarm event cannot let a bake pass with an alarm firing.
+
+The step's contracts (CONTRACTS): "Bake while watching the alarms" passes
+`StartInput` and is never completed with an output (its time running out is
+the bake passing: its Catch writes States.Timeout at $.bake; an alarm fails
+it); the function's own answer (`Watching`) only goes to its log. "Check the
+alarms as the bake ends" (action finish) passes `FinishInput` and writes
+`Passed` at $.bake. CloudWatch's Alarm State Change events reach the same
+function (`alarm_event`): not a state, so no contract.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ferry import aws
+from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import waiters
 from ferry.aws.ecs import revision_name
-from ferry.errors import AlarmTriggered
+from ferry.contract import EcsStepInput, Model, key
+from ferry.errors import AlarmTriggered, InputInvalid
+from ferry.runtime.observability import logger
+
+
+@dataclass(frozen=True, kw_only=True)
+class BakeInput(EcsStepInput):
+    """What both bake states pass: the service, the new revision, its alarms and the bake time."""
+
+    task_definition_arn: str | None = key("taskDefinitionArn", required=False,
+                                          doc="the new revision, $.register.taskDefinitionArn: the Cause names it")
+    alarms: list[str] = key("alarms", kinds=(list,), required=False, default=[],
+                            doc="the health gates' alarms, $.render.alarms")
+    bake_seconds: int | None = key("bakeSeconds", kinds=(int,), required=False,
+                                   doc="$.render.bakeSeconds, named in the Cause (the state's timeout ends the bake)")
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(alarm, str) and alarm for alarm in self.alarms):
+            raise InputInvalid("`alarms` must be a list of CloudWatch alarm names: pass $.render.alarms")
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """What an alarm's watcher keeps of the bake, for the AlarmTriggered Cause."""
+        return {"execution": self.execution, "service": self.where, "revision": self.task_definition_arn or "?",
+                "bakeSeconds": self.bake_seconds}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartInput(BakeInput):
+    """"Bake while watching the alarms"."""
+
+    token: str = key("token", doc="$$.Task.Token: failed with AlarmTriggered by an alarm entering ALARM; otherwise "
+                                  "the state's timeout (bakeSeconds) ends the bake")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinishInput(BakeInput):
+    """"Check the alarms as the bake ends"."""
+
+    action: str = key("action", doc="finish")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Watching(Model):
+    """The function's answer, for its log: the alarms now watched, or those already in ALARM (the state was failed
+    at once)."""
+
+    watching: list[str] = key("watching", kinds=(list,), doc="the alarms whose ALARM event fails the bake")
+    firing: list[str] = key("firing", kinds=(list,), doc="the alarms in ALARM already")
+
+    @property
+    def message(self) -> str:
+        return "bake started"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Passed(Model):
+    """The bake passed ($.bake): no alarm of the health gates was in ALARM when its time was up."""
+
+    passed: bool = key("passed", kinds=(bool,), doc="true (an alarm in ALARM fails the state with AlarmTriggered)")
+    alarms: int = key("alarms", kinds=(int,), doc="how many alarms it looked at")
+
+    @property
+    def message(self) -> str:
+        return "bake passed"
+
+
+# action -> (input, output): what each bake state passes, and what it writes at $.bake. The bake's own state is
+# never completed with an output: its time running out is the bake passing.
+CONTRACTS = {None: (StartInput, None), "finish": (FinishInput, Passed)}
+
+
+def read(event: Any) -> BakeInput:
+    """The typed input of the bake state that invoked the function."""
+    action = event.get("action") if isinstance(event, Mapping) else None
+    if action is None:
+        return StartInput.from_state(event, f"{S.BAKE}' input")
+    if action != "finish":
+        raise InputInvalid(f"`action` must be finish, or absent for the bake itself, got {action!r}")
+    return FinishInput.from_state(event, f"{S.CHECK_ALARMS}' input")
+
+
+def run(request: BakeInput, table: str) -> Watching | Passed:
+    """The step: start watching the alarms, or look at them once more as the bake ends."""
+    return finish(request, table) if isinstance(request, FinishInput) else start(request, table)
 
 
 def _cause(alarm: str, reason: str, context: dict[str, Any]) -> str:
@@ -49,8 +144,9 @@ def _forget(table: str, alarms: list[str], execution: str) -> None:
                                            ExpressionAttributeNames={"#e": execution})
 
 
-def start(*, table: str, token: str, alarms: list[str], context: dict[str, Any]) -> dict[str, Any]:
+def start(request: StartInput, table: str) -> Watching:
     """Point every alarm at the waiting state; fail it at once if one is already in ALARM."""
+    alarms, context, token = list(request.alarms), request.context, request.token
     execution = context["execution"]
     for alarm in alarms:
         _watch(table, alarm, execution, token, {**context, "alarms": alarms})
@@ -59,8 +155,8 @@ def start(*, table: str, token: str, alarms: list[str], context: dict[str, Any])
         name, reason = firing[0]
         _forget(table, alarms, execution)
         waiters.complete(token, error="AlarmTriggered", cause=_cause(name, reason, context))
-        return {"watching": [], "firing": [n for n, _ in firing]}
-    return {"watching": alarms, "firing": []}
+        return Watching(watching=[], firing=[n for n, _ in firing])
+    return Watching(watching=alarms, firing=[])
 
 
 # DescribeAlarms takes at most 100 AlarmNames a call and answers 50 alarms a page (botocore's CloudWatch model).
@@ -77,14 +173,15 @@ def _firing(alarms: list[str]) -> list[tuple[str, str]]:
     return firing
 
 
-def finish(*, table: str, alarms: list[str], context: dict[str, Any]) -> dict[str, Any]:
+def finish(request: FinishInput, table: str) -> Passed:
     """The bake's time is up: stop watching, and pass only if no alarm is in ALARM now."""
+    alarms, context = list(request.alarms), request.context
     _forget(table, alarms, context["execution"])
     firing = _firing(alarms)
     if firing:
         name, reason = firing[0]
         raise AlarmTriggered(_cause(name, reason, context) + " (seen when the bake ended)")
-    return {"passed": True, "alarms": len(alarms)}
+    return Passed(passed=True, alarms=len(alarms))
 
 
 def alarm_changed(table: str, detail: dict[str, Any]) -> int:
@@ -98,3 +195,17 @@ def alarm_changed(table: str, detail: dict[str, Any]) -> int:
         _forget(table, list(context.get("alarms") or [name]), execution)
         failed += waiters.complete(token, error="AlarmTriggered", cause=_cause(name, reason, context))
     return failed
+
+
+def from_cloudwatch(event: Any) -> bool:
+    """Whether the function was invoked by CloudWatch's Alarm State Change event (its EventBridge rule)."""
+    return isinstance(event, Mapping) and event.get("source") == "aws.cloudwatch"
+
+
+def alarm_event(table: str, event: dict[str, Any]) -> dict[str, Any]:
+    """CloudWatch's Alarm State Change event (an alarm entered ALARM): fail every bake that watches the alarm."""
+    detail = event.get("detail") or {}
+    failed = alarm_changed(table, detail)
+    logger.info("alarm state change handled" if failed else "no bake watches this alarm",
+                extra={"alarm": detail.get("alarmName"), "bakesFailed": failed})
+    return {"bakesFailed": failed}
