@@ -1,7 +1,11 @@
 """Finding the tasks a step started, and reading every page: ECS answers ListTasks 100 ARNs a page, takes at most
 100 tasks a DescribeTasks call, and refuses `startedBy` together with any other ListTasks filter (botocore's ECS
 model, ListTasksRequest.startedBy: "When you specify startedBy as the filter, it must be the only filter that you
-use"). The `aws` fixture refuses and pages as ECS does."""
+use"). The `aws` fixture refuses and pages as ECS does.
+
+The steps' own tests of finding and paging (a retried migration, a crashed canary, 150 tasks' target health, a
+rollback's service deployments) are in test_migrate, test_canary, test_check_deployment and test_rollback; they
+use this module's `ecs_world`."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import pytest
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry.steps import rollback
 from ferry.aws import ecs
 
 from .conftest import awsvpc, run_tasks
@@ -56,32 +59,6 @@ def test_tasks_already_stopped_are_found_through_their_family(ecs_world):
 def test_the_family_of_a_revision(ecs_world):
     assert ecs.family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/web-worker:12") == "web-worker"
     assert ecs.family_of("web:3") == "web" and ecs.family_of("web") == "web"
-
-
-def test_a_rollback_stops_in_flight_service_deployments_on_every_page(aws):
-    """ListServiceDeployments answers 20 a page by default."""
-    client = ferry_aws.client("ecs")
-    failed, previous = "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3", "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2"
-
-    def service(revision):
-        return {"services": [{"serviceName": "web", "status": "ACTIVE", "deployments": [
-            {"status": "PRIMARY", "taskDefinition": revision, "rolloutState": "IN_PROGRESS"}]}]}
-
-    arns = [f"arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/web/sd{i}" for i in range(25)]
-    with Stubber(client) as stub:
-        stub.add_response("describe_services", service(failed))
-        stub.add_response("list_service_deployments", {
-            "serviceDeployments": [{"serviceDeploymentArn": a} for a in arns[:20]], "nextToken": "page-2"},
-            {"cluster": "prod", "service": "web", "status": ["PENDING", "IN_PROGRESS"]})
-        stub.add_response("list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": a} for a in arns[20:]]},
-                          {"cluster": "prod", "service": "web", "status": ["PENDING", "IN_PROGRESS"], "nextToken": "page-2"})
-        for arn in arns:
-            stub.add_response("stop_service_deployment", {"serviceDeploymentArn": arn},
-                              {"serviceDeploymentArn": arn, "stopType": "ROLLBACK"})
-        stub.add_response("describe_services", service(previous))
-        started = rollback.start("prod", "web", previous, 2, failed)
-        stub.assert_no_pending_responses()
-    assert started["method"] == "stopped the in-flight deployment with ROLLBACK"
 
 
 def test_describe_tasks_is_asked_at_most_100_tasks_at_a_time(aws):

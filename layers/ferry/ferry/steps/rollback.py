@@ -6,20 +6,172 @@ deployment of the failed revision is stopped with StopServiceDeployment's
 ROLLBACK, and when that is not possible the service is updated to the
 previous revision with the desired count it had. The failed revision is then
 deregistered, keeping the newest `rollback.keepFailedRevisions` of them.
+
+The step (functions/rollback) has three actions, each with its contract
+(CONTRACTS): `start` ("Roll back to the previous revision": `Started`, at
+$.rollback, what "Wait for ECS to finish the rollback" waits for), `finish`
+("Deregister the failed revision": `RolledBack`, at $.report, whose cause is
+the `Rolled back` Fail state's Cause) and `explain` ("Explain the failed
+rollback": `Explained`, at $.report, the `Rollback failed` Cause).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ferry import aws
+from ferry import aws, config
+from ferry import states as S
 from ferry.runtime import clock
-from ferry.aws.ecs import created_at, describe_service, primary_deployment, revision_name
-from ferry.errors import cause_text
+from ferry.aws import canary_tasks
+from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primary_deployment, revision_name
+from ferry.contract import JSON_NAMES, EcsStepInput, Model, Progress, key
+from ferry.errors import InputInvalid, cause_text
+from ferry.runtime.observability import logger
+from ferry.runtime.settings import Settings
 
 MAX_CAUSE = 30_000
+# How long the rollback's deployment may take when the state does not say ($.render.timeouts.rollback).
+DEFAULT_TIMEOUT_SECONDS = 1800
+
+
+# ------------------------------------------------------------------ the step's contracts
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackInput(EcsStepInput):
+    """What every rollback state passes (statemachine/build.py ROLLBACK): the failed deploy, what the service ran
+    before, and why it failed."""
+
+    action: str = key("action", doc="start, finish or explain")
+    previous_task_definition_arn: str = key("previousTaskDefinitionArn",
+                                            doc="the revision the service ran before, "
+                                                "$.render.previousTaskDefinitionArn")
+    desired_count: int = key("desiredCount", kinds=(int,), doc="the tasks it ran before, $.render.desiredCount")
+    failed_task_definition_arn: str | None = key("failedTaskDefinitionArn", required=False,
+                                                 doc="the new revision, $.register.taskDefinitionArn")
+    failure: dict[str, Any] | None = key("failure", kinds=(dict,), required=False,
+                                         doc="what failed, $.failure: the Catch's Error and Cause")
+    request_action: str | None = key("requestAction", required=False,
+                                     doc="$.render.requestAction: deploy, or rollback for a rollback request")
+
+    @property
+    def failed(self) -> str | None:
+        """The revision to retire: none for a rollback request, whose target is a known-good revision."""
+        return None if self.request_action == "rollback" else self.failed_task_definition_arn
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartInput(RollbackInput):
+    """"Roll back to the previous revision"."""
+
+    timeout_seconds: int | None = key("timeoutSeconds", kinds=(int,), required=False,
+                                      doc="$.render.timeouts.rollback: when the wait for it looks for itself")
+
+    @property
+    def timeout(self) -> int:
+        return self.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinishInput(RollbackInput):
+    """"Deregister the failed revision"."""
+
+    service: str = key("service", doc="the service's name in the config registry, $.service: its config's "
+                                      "rollback.keepFailedRevisions")
+    method: str | None = key("method", required=False, doc="what the rollback did, $.rollback.method")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainInput(RollbackInput):
+    """"Explain the failed rollback"."""
+
+    rollback_failure: dict[str, Any] | None = key("rollbackFailure", kinds=(dict,), required=False,
+                                                  doc="what failed in the rollback, $.rollbackFailure")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Model):
+    """The rollback started ($.rollback): what "Wait for ECS to finish the rollback" waits for."""
+
+    method: str = key("method", doc="what Ferry did: waited for ECS's own rollback, stopped the deployment with "
+                                    "ROLLBACK, or updated the service")
+    started_at: float = key("startedAt", kinds=(int, float), doc="when the rollback's deployment began: its timeout "
+                                                                 "counts from it")
+    canary_tasks_stopped: int = key("canaryTasksStopped", kinds=(int,),
+                                    doc="canary tasks stopped before rolling back; -1 when removing them failed")
+    progress: Progress = key("progress", nested=Progress, doc="when the wait looks for itself")
+
+    @property
+    def message(self) -> str:
+        return "rollback started"
+
+    @property
+    def level(self) -> int:
+        return logging.WARNING
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolledBack(Model):
+    """The rollback completed ($.report): the Cause of the `Rolled back` Fail state."""
+
+    error: str = key("error", doc="RolledBack")
+    cause: str = key("cause", doc="what failed, and that the service is stable on the revision it ran before")
+    retired: list[str] = key("retired", kinds=(list,), doc="failed revisions deregistered (family:revision)")
+
+    @property
+    def message(self) -> str:
+        return "rolled back"
+
+    @property
+    def level(self) -> int:
+        return logging.WARNING
+
+
+@dataclass(frozen=True, kw_only=True)
+class Explained(Model):
+    """The rollback failed ($.report): the Cause of the `Rollback failed` Fail state."""
+
+    error: str = key("error", doc="RollbackFailed")
+    cause: str = key("cause", doc="both failures, what the service runs now and the command that puts it back")
+
+    @property
+    def message(self) -> str:
+        return "rollback failed: a person must act"
+
+    @property
+    def level(self) -> int:
+        return logging.ERROR
+
+
+# action -> (input, output): what each rollback state passes, and what it writes.
+CONTRACTS = {"start": (StartInput, Started), "finish": (FinishInput, RolledBack), "explain": (ExplainInput, Explained)}
+# What an InputInvalid names: the state whose Parameters are wrong.
+INPUT_OF = {"start": f"{S.ROLL_BACK}'s input", "finish": f"{S.DEREGISTER_FAILED_REVISION}'s input",
+            "explain": f"{S.EXPLAIN_FAILED_ROLLBACK}'s input"}
+
+
+def read(event: Any) -> RollbackInput:
+    """The typed input of the rollback state that invoked the function, by its action."""
+    if not isinstance(event, Mapping):
+        got = JSON_NAMES.get(type(event), type(event).__name__)
+        raise InputInvalid(f"the rollback's input must be a JSON object, got {got}")
+    action = event.get("action")
+    if action not in CONTRACTS:
+        raise InputInvalid(f"`action` must be start, finish or explain, got {action!r}")
+    return CONTRACTS[action][0].from_state(event, INPUT_OF[action])
+
+
+def run(request: RollbackInput, settings: Settings) -> Started | RolledBack | Explained:
+    """The step: the action the state asked for."""
+    if isinstance(request, StartInput):
+        return roll_back(request)
+    if isinstance(request, FinishInput):
+        return finish(request, settings.lock_table, keep_failed_revisions(settings, request.service))
+    return explain(request)  # type: ignore[arg-type]
 
 
 def failure_message(failure: dict[str, Any] | None) -> str:
@@ -27,6 +179,21 @@ def failure_message(failure: dict[str, Any] | None) -> str:
     failure = failure or {}
     error, cause = failure.get("Error") or "Error", cause_text(failure.get("Cause")) or ""
     return f"{error}: {cause}".strip()
+
+
+def roll_back(request: StartInput) -> Started:
+    """Take the canary away, then start (or find) the deployment back to the previous revision."""
+    try:
+        # The canary must not keep serving; the failed revision is the one it runs (its family finds crashed ones).
+        stopped = canary_tasks.remove_now(request.cluster, request.ecs_service, request.execution,
+                                          task_definition_arn=request.failed_task_definition_arn or None)
+    except Exception as exc:  # never let the canary keep the service from being rolled back
+        logger.warning("canary removal failed; rolling back anyway", extra={"error": type(exc).__name__})
+        stopped = -1
+    started = start(request.cluster, request.ecs_service, request.previous_task_definition_arn, request.desired_count,
+                    request.failed)
+    return Started(method=started["method"], started_at=started["startedAt"], canary_tasks_stopped=stopped,
+                   progress=Progress(state="IN_PROGRESS", check_in_seconds=check_in_seconds(request.timeout)))
 
 
 def start(cluster: str, service: str, previous: str, desired: int, failed: str | None) -> dict[str, Any]:
@@ -72,10 +239,15 @@ def _retire(table: str, key: str, failed: str, keep: int) -> list[str]:
     return retired
 
 
-def finish(*, table: str, cluster: str, service: str, previous: str, desired: int, failed: str | None,
-           failure: dict[str, Any] | None, keep: int, method: str) -> dict[str, Any]:
+def keep_failed_revisions(settings: Settings, service: str) -> int:
+    """The service config's rollback.keepFailedRevisions: how many failed revisions stay registered."""
+    return config.load(settings.config_bucket, service, settings.environment).raw["rollback"]["keepFailedRevisions"]
+
+
+def finish(request: FinishInput, table: str, keep: int) -> RolledBack:
     """After the rollback completed: retire the failed revision and write the Cause of the RolledBack Fail state."""
-    where = f"{cluster}/{service}"
+    where, previous, desired = request.where, request.previous_task_definition_arn, request.desired_count
+    failed, failure, method = request.failed, request.failure, request.method or "rolled back"
     retired: list[str] = []
     note = ""
     if failed and failed != previous:
@@ -89,13 +261,14 @@ def finish(*, table: str, cluster: str, service: str, previous: str, desired: in
     cause = (f"{failed_name} failed: {failure_message(failure)}\n"
              f"Ferry rolled {where} back to {revision_name(previous)} ({desired} tasks; {method}) and that deployment "
              f"completed: the service is stable on {revision_name(previous)}.{gone}{kept}{note}")
-    return {"error": "RolledBack", "cause": cause[:MAX_CAUSE], "retired": [revision_name(r) for r in retired]}
+    return RolledBack(error="RolledBack", cause=cause[:MAX_CAUSE], retired=[revision_name(r) for r in retired])
 
 
-def explain_failure(*, cluster: str, service: str, previous: str, desired: int, failed: str | None,
-                    failure: dict[str, Any] | None, rollback_failure: dict[str, Any] | None) -> dict[str, Any]:
+def explain(request: ExplainInput) -> Explained:
     """The Cause of the RollbackFailed Fail state: a person must act, and exactly how."""
-    where = f"{cluster}/{service}"
+    cluster, service, where = request.cluster, request.ecs_service, request.where
+    previous, desired, failed = request.previous_task_definition_arn, request.desired_count, request.failed
+    failure, rollback_failure = request.failure, request.rollback_failure
     try:
         current = describe_service(cluster, service)
         primary = primary_deployment(current)
@@ -110,4 +283,4 @@ def explain_failure(*, cluster: str, service: str, previous: str, desired: int, 
         f"It should run {revision_name(previous)} with {desired} tasks: aws ecs update-service --cluster {cluster} "
         f"--service {service} --task-definition {revision_name(previous)} --desired-count {desired}"
     )
-    return {"error": "RollbackFailed", "cause": cause[:MAX_CAUSE]}
+    return Explained(error="RollbackFailed", cause=cause[:MAX_CAUSE])
