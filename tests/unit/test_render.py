@@ -6,11 +6,66 @@ import pytest
 from ferry.aws import artefacts
 from ferry import config
 from ferry.steps import render
-from ferry.errors import ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid, TemplateUnresolved
+from ferry.errors import (ClusterNotAllowed, ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid,
+                          TemplateUnresolved)
+from ferry.runtime.settings import Settings
 
 from .conftest import REGISTRY, digest, plan_and_register, push, put_config, revisions
 
 V2 = f"{REGISTRY}/web:v2"
+SETTINGS = Settings(environment="prod", config_bucket="ferry-config", artefacts_bucket="ferry-artefacts",
+                    lock_table="locks", allowed_clusters=("prod",))
+
+
+def request(**fields) -> render.Input:
+    """Render's input as the state passes it."""
+    return render.Input.from_state({"execution": "exec-1", "service": "web", "images": {"app": V2},
+                                    "request": {"service": "web", "images": {"app": V2}}, **fields})
+
+
+def test_the_step_reads_the_config_and_returns_what_the_later_states_read(ecs_world):
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                      "strategy: {type: canary, canary: {count: 2}}\n"
+                      "healthGates: {alarms: [web-5xx], targetGroups: [web-tg], bakeSeconds: 300}\n"
+                      "migrations: [{name: migrate, container: app, command: [rake, db:migrate], timeoutSeconds: 120}]\n")
+    rendered = render.run(request(), SETTINGS)
+    state = rendered.to_state()
+    assert state == {
+        "cluster": "prod", "ecsService": "web", "requestAction": "deploy", "strategy": "canary",
+        "canary": state["canary"], "timeouts": {"canary": 600, "deployment": 1800, "rollback": 1800},
+        "alarms": ["web-5xx"], "bakeSeconds": 300, "targetGroups": ["web-tg"], "readSecretValues": False,
+        "migrations": [{"name": "migrate", "container": "app", "command": ["rake", "db:migrate"], "environment": {},
+                        "timeoutSeconds": 120, "heartbeatSeconds": 120}],
+        "hasMigrations": True, "family": "web", "previousTaskDefinitionArn": ecs_world["taskDefinitionArn"],
+        "previousRevision": "web:1", "desiredCount": 2, "images": {"app": f"{REGISTRY}/web@{digest('web:v2')}"},
+        "summary": state["summary"],
+        "artefacts": {"taskDefinitionInput": artefacts.key("exec-1", render.PLAN_ARTEFACT),
+                      "diff": artefacts.key("exec-1", render.DIFF_ARTEFACT)},
+    }
+    assert state["canary"]["count"] == 2 and state["summary"].startswith("image app web:v1 -> web:v2")
+    assert rendered.where == "prod/web" and revisions() == 1
+    # A manifest can skip the migrations for one release.
+    assert render.run(request(request={"migrate": False}), SETTINGS).has_migrations is False
+
+
+def test_the_step_refuses_a_service_on_a_cluster_it_may_not_deploy_to(web):
+    with pytest.raises(ClusterNotAllowed):
+        render.run(request(), Settings(**{**SETTINGS.__dict__, "allowed_clusters": ("staging",)}))
+
+
+def test_a_bad_input_is_refused_naming_the_field():
+    with pytest.raises(InputInvalid, match=r"Render's input: `service` is missing: the state must pass it"):
+        render.Input.from_state({"execution": "exec-1", "images": {"app": V2}}, "Render's input")
+    with pytest.raises(InputInvalid, match=r"Render's input: `images` must be an object, got a string"):
+        render.Input.from_state({"execution": "exec-1", "service": "web", "images": V2}, "Render's input")
+    with pytest.raises(InputInvalid, match=r"`request` must be an object"):
+        render.Input.from_state({"execution": "exec-1", "service": "web", "images": {}, "request": []})
+
+
+def test_the_output_reads_back_as_it_was_written(web):
+    rendered = render.run(request(), SETTINGS)
+    assert render.Output.from_state(rendered.to_state()) == rendered
+    assert isinstance(rendered.timeouts, render.Timeouts) and isinstance(rendered.artefacts, render.Artefacts)
 
 
 def test_current_revision_with_the_new_image_pinned_by_digest(web):

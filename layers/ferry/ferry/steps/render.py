@@ -6,6 +6,11 @@ beside the config (placeholders resolved by `templating`). Either way images
 are pinned by digest, so a tag moved after the push cannot change what runs,
 and the result is checked against ECS's input shape before anything is
 registered.
+
+The step's output ($.render, `Output`) is what every later state reads about the deploy: the ECS service, the
+strategy and its settings from the config, and the plan's previous revision, images and summary. "Find the
+revision to roll back to" (ferry.steps.lock.RollbackTarget) writes $.render too, with the same keys for what
+both provide.
 """
 
 from __future__ import annotations
@@ -15,13 +20,96 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ferry.aws import artefacts, images
 from ferry import aws, taskdef
+from ferry.contract import Model, key
 
 if TYPE_CHECKING:  # imported on first use: configs, templates and diffs are heavy to import
     from ferry.config import ServiceConfig
+    from ferry.runtime.settings import Settings
     from ferry.taskdef.diff import Diff
 from ferry.aws.ecs import describe_service, revision_name
 from ferry.errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
+
+@dataclass(frozen=True, kw_only=True)
+class Input(Model):
+    """"Render the new task definition and diff it"."""
+
+    execution: str = key("execution", doc="the execution's name, $$.Execution.Name: what the artefacts are kept under")
+    service: str = key("service", doc="the service's name in the config registry, $.service: whose config is read")
+    images: dict = key("images", kinds=(dict,), doc="container -> ECR image URI, $.images")
+    request: dict = key("request", kinds=(dict,), required=False, default={},
+                        doc="the execution's input, $: its optional values, commit and migrate")
+
+    @property
+    def migrate(self) -> bool:
+        """False when the request skips the migrations for this release ("migrate": false)."""
+        return self.request.get("migrate", True) is not False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts(Model):
+    """The config's per-phase limits in seconds ($.render.timeouts.<phase>)."""
+
+    canary: int = key("canary", kinds=(int,), doc="the canary's start and health")
+    deployment: int = key("deployment", kinds=(int,), doc="the main rollout")
+    rollback: int = key("rollback", kinds=(int,), doc="a rollback deployment")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Migration(Model):
+    """One item of $.render.migrations: what "Run the migrations in order" runs, as one task each."""
+
+    name: str = key("name", doc="the migration's name in the config")
+    container: str = key("container", doc="the container of the new revision it runs in")
+    command: list = key("command", kinds=(list,), doc="the container's command override")
+    environment: dict = key("environment", kinds=(dict,), doc="extra environment variables")
+    timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="how long the task may run")
+    heartbeat_seconds: int = key("heartbeatSeconds", kinds=(int,), doc="the state's HeartbeatSecondsPath")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artefacts(Model):
+    """Where the plan is kept in the artefacts bucket ($.render.artefacts)."""
+
+    task_definition_input: str = key("taskDefinitionInput", doc="the RegisterTaskDefinition input Register reads")
+    diff: str = key("diff", doc="the diff against what runs, as text")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Model):
+    """What the deploy does ($.render): read by every later state."""
+
+    cluster: str = key("cluster", doc="the ECS cluster")
+    ecs_service: str = key("ecsService", doc="the ECS service")
+    request_action: str = key("requestAction", doc="deploy (a rollback request's target says rollback)")
+    strategy: str = key("strategy", doc="canary, rolling or native")
+    canary: dict = key("canary", kinds=(dict,), doc="the config's strategy.canary settings ({} when none)")
+    timeouts: Timeouts = key("timeouts", nested=Timeouts, doc="the config's per-phase limits")
+    alarms: list = key("alarms", kinds=(list,), doc="the health gates' CloudWatch alarms: Verify and the bake")
+    bake_seconds: int = key("bakeSeconds", kinds=(int,), doc="how long the bake watches the alarms (0: no bake)")
+    target_groups: list = key("targetGroups", kinds=(list,), doc="the health gates' target groups")
+    read_secret_values: bool = key("readSecretValues", kinds=(bool,),
+                                   doc="whether Verify may read a secret's value to find its JSON keys")
+    migrations: list = key("migrations", kinds=(list,), doc="the migrations to run, in order, each a Migration")
+    has_migrations: bool = key("hasMigrations", kinds=(bool,),
+                               doc="false when the config has none, or the request skips them (\"migrate\": false)")
+    family: str = key("family", doc="the new revision's family")
+    previous_task_definition_arn: str = key("previousTaskDefinitionArn",
+                                            doc="the revision running now: what a rollback goes back to")
+    previous_revision: str = key("previousRevision", doc="the same, as family:revision")
+    desired_count: int = key("desiredCount", kinds=(int,), doc="the service's task count now: a rollback restores it")
+    images: dict = key("images", kinds=(dict,), doc="container -> image pinned by digest, for the containers deployed")
+    summary: str = key("summary", doc="the diff in one line: what the console and the notifications show")
+    artefacts: Artefacts = key("artefacts", nested=Artefacts, doc="where the plan and the diff are kept")
+
+    @property
+    def where(self) -> str:
+        """cluster/ECS service, as log lines and messages name it."""
+        return f"{self.cluster}/{self.ecs_service}"
+
+
+# action -> (input, output): what "Render the new task definition and diff it" passes and stores at $.render.
+CONTRACTS = {None: (Input, Output)}
 
 
 @dataclass(frozen=True)
@@ -77,8 +165,8 @@ MIGRATION_HEARTBEAT_SECONDS = 300
 
 def migration_steps(config: ServiceConfig) -> list[dict[str, Any]]:
     """The config's migrations as the Map state runs them, in order."""
-    return [{"name": m.name, "container": m.container, "command": list(m.command), "environment": m.environment,
-             "timeoutSeconds": m.timeout, "heartbeatSeconds": min(MIGRATION_HEARTBEAT_SECONDS, m.timeout)}
+    return [Migration(name=m.name, container=m.container, command=list(m.command), environment=m.environment,
+                      timeout_seconds=m.timeout, heartbeat_seconds=min(MIGRATION_HEARTBEAT_SECONDS, m.timeout)).to_state()
             for m in config.migrations]
 
 
@@ -184,19 +272,41 @@ def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str
     return Plan(config, service, current, described.get("tags", []), spec, pinned, changes, source)
 
 
-def write_plan(planned: Plan, execution: str, artefacts_bucket: str) -> dict[str, Any]:
-    """Store the planned revision and the diff; return the small state the execution carries."""
+def run(request: Input, settings: Settings) -> Output:
+    """The step: read the service's config, plan the new revision, keep the plan and the diff."""
+    from ferry import config
+
+    cfg = config.load(settings.config_bucket, request.service, settings.environment)
+    config.check_cluster(cfg, settings.allowed_clusters)
+    planned = plan(cfg, request.images, execution=request.execution, environment=settings.environment,
+                   values=request_values(request.request), commit=request_commit(request.request))
+    return store(planned, request.execution, settings.artefacts_bucket, migrate=request.migrate)
+
+
+def store(planned: Plan, execution: str, artefacts_bucket: str, *, migrate: bool = True) -> Output:
+    """Store the planned revision and the diff; return the step's output, the small state the execution carries.
+    `migrate=False`: the request skips the migrations for this release."""
+    cfg = planned.config
     spec = {**planned.spec, "tags": taskdef.user_tags(planned.spec.get("tags") or planned.current_tags)}
-    keys = {
-        "taskDefinitionInput": artefacts.put_json(artefacts_bucket, execution, PLAN_ARTEFACT, spec),
-        "diff": artefacts.put_text(artefacts_bucket, execution, DIFF_ARTEFACT, planned.diff.text or "no changes\n"),
-    }
-    return {
-        "family": spec["family"],
-        "previousTaskDefinitionArn": planned.current_arn,
-        "previousRevision": revision_name(planned.current_arn),
-        "desiredCount": planned.service["desiredCount"],
-        "images": {name: ref.pinned for name, ref in planned.pinned.items()},
-        "summary": planned.diff.summary,
-        "artefacts": keys,
-    }
+    stored = Artefacts(
+        task_definition_input=artefacts.put_json(artefacts_bucket, execution, PLAN_ARTEFACT, spec),
+        diff=artefacts.put_text(artefacts_bucket, execution, DIFF_ARTEFACT, planned.diff.text or "no changes\n"),
+    )
+    timeouts = cfg.timeouts
+    return Output(
+        cluster=cfg.cluster, ecs_service=cfg.service, request_action="deploy", strategy=cfg.strategy,
+        canary=cfg.raw["strategy"].get("canary") or {},
+        timeouts=Timeouts(canary=timeouts["canary"], deployment=timeouts["deployment"], rollback=timeouts["rollback"]),
+        alarms=list(cfg.alarms), bake_seconds=cfg.raw["healthGates"]["bakeSeconds"],
+        target_groups=list(cfg.target_groups), read_secret_values=cfg.read_secret_values,
+        migrations=migration_steps(cfg), has_migrations=bool(cfg.migrations) and migrate,
+        family=spec["family"], previous_task_definition_arn=planned.current_arn,
+        previous_revision=revision_name(planned.current_arn), desired_count=planned.service["desiredCount"],
+        images={name: ref.pinned for name, ref in planned.pinned.items()}, summary=planned.diff.summary,
+        artefacts=stored,
+    )
+
+
+def write_plan(planned: Plan, execution: str, artefacts_bucket: str) -> dict[str, Any]:
+    """`store`'s output as the state's JSON (tests/unit/conftest.py's plan_and_register reads it so)."""
+    return store(planned, execution, artefacts_bucket).to_state()
