@@ -16,20 +16,36 @@ Nothing polls while a deploy waits: its state's task token is kept in the
 service's `waiting#` item (`wait`), and `release` wakes every waiter
 (`LockReleased`, which their state retries at once: the newest takes the lock,
 the older ones are superseded). The state's heartbeat is only a fallback.
+
+The step (functions/lock) has three actions, each with its contract (CONTRACTS): `acquire` ("Take the deploy
+lock for this service", a `.waitForTaskToken` state: its output at $.lock is `Held`, sent through the token),
+`release` (the four "Release the deploy lock" states: `Released`, whose summary is a successful deploy's output)
+and `rollback-target` ("Find the revision to roll back to": `RollbackTarget`, written at $.render as Render's
+output is, with the same keys for what both provide).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ferry import aws
-from ferry.runtime import clock
+from ferry import aws, config
 from ferry.aws import waiters
-from ferry.errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
+from ferry.aws.ecs import revision_name
+from ferry.contract import JSON_NAMES, Model, key
+from ferry.errors import InputInvalid, LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
+from ferry.lifecycle import summary
+from ferry.runtime import clock
+from ferry.runtime.settings import Settings
 
 # Longer than the longest deploy the config allows (canary, five migrations, rollout, bake and
 # rollback at their maximum timeouts: 19 hours): the TTL only cleans up after a vanished owner.
 DEFAULT_TTL_SECONDS = 24 * 3600
+# How long a deploy waits for another one of the same service before it gives up (ServiceLocked).
+MAX_LOCK_WAIT_SECONDS = 3600
 
 
 def _key(service: str, kind: str = "service") -> dict:
@@ -228,3 +244,238 @@ def release(table: str, service: str, owner: str) -> bool:
 def holder_of(table: str, service: str) -> str | None:
     item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service), ConsistentRead=True).get("Item")
     return item["owner"]["S"] if item else None
+
+
+# ------------------------------------------------------------------ the step: its contracts and its actions
+
+@dataclass(frozen=True, kw_only=True)
+class LockInput(Model):
+    """What every lock state passes (statemachine/build.py LOCK), and which action it asks for."""
+
+    action: str = key("action", doc="acquire, release or rollback-target")
+    service: str = key("service", doc="the service's name in the config registry, $.service")
+    owner: str = key("owner", doc="the execution that holds or wants the lock, $$.Execution.Id")
+
+    @property
+    def execution(self) -> str:
+        """The execution's name (the owner's last part), as every log line names it."""
+        return self.owner.rsplit(":", 1)[-1]
+
+    @property
+    def where(self) -> str | None:
+        """The ECS service (cluster/service) locked, when the input says it before the config is read."""
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcquireInput(LockInput):
+    """"Take the deploy lock for this service"."""
+
+    started_at: str | None = key("startedAt", required=False,
+                                 doc="$$.Execution.StartTime: a manual deploy's request time, and when the wait began")
+    request: dict = key("request", kinds=(dict,), required=False, default={},
+                        doc="the execution's input, $: its trigger's requestedAt decides which deploy is the newest")
+    token: str | None = key("token", required=False,
+                            doc="$$.Task.Token: answered with the lock, or kept until the holder releases it")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Held(Model):
+    """The lock taken ($.lock): what the lock function sends through the acquire state's task token."""
+
+    service: str = key("service", doc="the ECS service locked, cluster/service (the lock's key)")
+    owner: str = key("owner", doc="the execution holding it")
+    expires_at: int = key("expiresAt", kinds=(int,), doc="the lock item's TTL, a safety net for a vanished owner")
+    lock_key: str = key("key", doc="the lock's key, cluster/service: what the release states release")
+    requested_at: float | None = key("requestedAt", kinds=(int, float), required=False,
+                                     doc="when the deploy was asked for: recorded as deployed by the release")
+
+    @property
+    def message(self) -> str:
+        return "lock acquired"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Waiting(Model):
+    """The lock is held by another deploy: the state's token is kept for the holder's release to wake it. The
+    function's answer only (a `.waitForTaskToken` state's output is what the token is completed with)."""
+
+    waiting: bool = key("waiting", kinds=(bool,), doc="always true")
+    lock_key: str = key("key", doc="the lock waited for, cluster/service")
+    reason: str = key("reason", doc="who holds it")
+
+    @property
+    def message(self) -> str:
+        return "waiting for the deploy lock"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseInput(LockInput):
+    """The "Release the deploy lock" states (after a deploy, a failure, a rollback or a failed rollback)."""
+
+    request: dict = key("request", kinds=(dict,), required=False, default={},
+                        doc="the execution's state, $: its lock, and what the deploy registered and replaced")
+    deployed: bool = key("deployed", kinds=(bool,), required=False, default=False,
+                         doc="true after a successful deploy: record it, and summarise it as the execution's output")
+    started_at: str | None = key("startedAt", required=False, doc="$$.Execution.StartTime: the summary's duration")
+
+    @property
+    def taken(self) -> dict[str, Any]:
+        """The lock this execution took ($.lock), {} when it never took one."""
+        taken = self.request.get("lock")
+        return taken if isinstance(taken, dict) else {}
+
+    @property
+    def where(self) -> str | None:
+        return self.taken.get("key") or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Released(Model):
+    """The lock released ($.released after a deploy; the other release states keep nothing)."""
+
+    service: str = key("service", doc="the service's name in the config registry")
+    released: bool = key("released", kinds=(bool,), doc="false when this execution did not hold it (never taken, "
+                                                        "or already released)")
+    summary: dict | None = key("summary", kinds=(dict,), required=False,
+                               doc="after a deploy: its summary, the execution's output (Deployed's OutputPath)")
+
+    @property
+    def message(self) -> str:
+        return "lock released" if self.released else "lock was not held by this execution"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackTargetInput(LockInput):
+    """"Find the revision to roll back to"."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackTarget(Model):
+    """What a rollback request goes back to, written at $.render like Render's output: the same keys for what
+    both provide (the states after it read them from either), and rollbackTo, which "Roll back to that
+    revision" puts where Register's revision would be."""
+
+    request_action: str = key("requestAction", doc="rollback: the rollback states record no previous revision")
+    cluster: str = key("cluster", doc="the ECS cluster")
+    ecs_service: str = key("ecsService", doc="the ECS service")
+    timeouts: dict = key("timeouts", kinds=(dict,), doc="the config's timeouts: canary, deployment, rollback")
+    target_groups: list = key("targetGroups", kinds=(list,), doc="none: there is no canary to register")
+    strategy: str = key("strategy", doc="rolling, or native for a service that keeps its own deployment settings")
+    rollback_to: str = key("rollbackTo", doc="the revision Ferry's last deploy replaced")
+    previous_task_definition_arn: str = key("previousTaskDefinitionArn",
+                                            doc="the revision Ferry's last deploy put there: a failed rollback "
+                                                "goes back to it")
+    previous_revision: str = key("previousRevision", doc="the same, as family:revision")
+    desired_count: int = key("desiredCount", kinds=(int,), doc="the service's task count before that deploy")
+    summary: str = key("summary", doc="one line: roll back cluster/service from ... to ...")
+
+    @property
+    def message(self) -> str:
+        return "rollback target found"
+
+
+# action -> (input, output): what each lock state passes, and stores at its ResultPath.
+CONTRACTS = {"acquire": (AcquireInput, Held), "release": (ReleaseInput, Released),
+             "rollback-target": (RollbackTargetInput, RollbackTarget)}
+# How InputInvalid names the state whose Parameters are wrong.
+STATE_INPUTS = {"acquire": "Take the deploy lock's input", "release": "Release the deploy lock's input",
+                "rollback-target": "Find the rollback target's input"}
+
+
+def read(event: Any) -> AcquireInput | ReleaseInput | RollbackTargetInput:
+    """The lock step's input, read with its action's model."""
+    if not isinstance(event, Mapping):
+        raise InputInvalid(f"the lock's input must be a JSON object, got {JSON_NAMES.get(type(event), type(event).__name__)}")
+    action = event.get("action")
+    if action not in CONTRACTS:
+        raise InputInvalid(f"`action` must be acquire, release or rollback-target, got {action!r}")
+    return CONTRACTS[action][0].from_state(event, STATE_INPUTS[action])
+
+
+def run(request: LockInput, settings: Settings) -> Held | Waiting | Released | RollbackTarget:
+    """The step: the action its input asks for."""
+    if isinstance(request, AcquireInput):
+        return take_lock(request, settings)
+    if isinstance(request, ReleaseInput):
+        return release_lock(request, settings.lock_table)
+    return find_rollback_target(request, settings)
+
+
+def requested_at(request: Mapping[str, Any], started_at: str | None) -> float | None:
+    """When the deploy was asked for: the trigger's time, else the execution's start (a manual deploy).
+
+    None (no superseding) only for a caller outside the state machine that gives neither.
+    """
+    trigger = request.get("trigger") if isinstance(request.get("trigger"), dict) else {}
+    if isinstance(trigger.get("requestedAt"), (int, float)):
+        return float(trigger["requestedAt"])
+    if started_at:
+        return datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def _config(service: str, settings: Settings) -> config.ServiceConfig:
+    cfg = config.load(settings.config_bucket, service, settings.environment)
+    config.check_cluster(cfg, settings.allowed_clusters)
+    return cfg
+
+
+def take_lock(request: AcquireInput, settings: Settings) -> Held | Waiting:
+    """Take the lock; with a task token (the state machine), answer through it, or leave it waiting.
+
+    A deploy that finds the service locked keeps its token in the lock table and returns: the holder's
+    release wakes it (LockReleased, which its state retries). After MAX_LOCK_WAIT_SECONDS it gives up.
+    """
+    cfg = _config(request.service, settings)
+    at = requested_at(request.request, request.started_at)
+    try:
+        taken = acquire(settings.lock_table, cfg.key, request.owner, requested_at=at)
+    except ServiceLocked as exc:
+        if not request.token:
+            raise
+        began = requested_at({}, request.started_at) or clock.now()
+        if clock.now() - began > MAX_LOCK_WAIT_SECONDS:
+            raise ServiceLocked(f"{exc}; gave up after waiting {MAX_LOCK_WAIT_SECONDS // 60} minutes. "
+                                "Nothing was changed: deploy again once it has finished") from exc
+        wait(settings.lock_table, cfg.key, request.owner, request.token)
+        if holder_of(settings.lock_table, cfg.key) is None:  # released before the token was stored
+            waiters.complete(request.token, error="LockReleased",
+                             cause=f"the deploy lock of {cfg.key} is free: take it now")
+        return Waiting(waiting=True, lock_key=cfg.key, reason=str(exc))
+    held = Held(service=taken["service"], owner=taken["owner"], expires_at=taken["expiresAt"], lock_key=cfg.key,
+                requested_at=at)
+    if request.token:
+        waiters.complete(request.token, output=held.to_state())
+    return held
+
+
+def release_lock(request: ReleaseInput, table: str) -> Released:
+    """Release the lock this execution took; after a deploy, first record it (what a rollback request goes back
+    to, and what makes an older waiting request step aside) and summarise it (the execution's output)."""
+    state, taken = request.request, request.taken
+    # The execution's output on success: a summary for people, not the whole state.
+    done = summary.deployed(state, request.started_at) if request.deployed else None
+    if not taken.get("key"):  # it was never taken
+        return Released(service=request.service, released=False, summary=done)
+    if request.deployed and isinstance(taken.get("requestedAt"), (int, float)):
+        # Recorded before the lock goes: a newer request must see this deploy once it can run.
+        revision = (state.get("register") or {}).get("taskDefinitionArn")
+        render = state.get("render") or {}
+        previous = None if state.get("action") == "rollback" else render.get("previousTaskDefinitionArn")
+        record_deployed(table, taken["key"], request.owner, float(taken["requestedAt"]), revision, previous,
+                        render.get("desiredCount"))
+    return Released(service=request.service, released=release(table, taken["key"], request.owner), summary=done)
+
+
+def find_rollback_target(request: RollbackTargetInput, settings: Settings) -> RollbackTarget:
+    """A rollback request: the revision Ferry's last deploy of the service replaced, shaped like Render's output."""
+    cfg = _config(request.service, settings)
+    target, current, desired = rollback_target(settings.lock_table, cfg.key)
+    return RollbackTarget(
+        request_action="rollback", cluster=cfg.cluster, ecs_service=cfg.service, timeouts=cfg.timeouts,
+        target_groups=[],
+        # The way back is a plain update (never a canary); a native service keeps its own deployment settings.
+        strategy="native" if cfg.strategy == "native" else "rolling",
+        rollback_to=target, previous_task_definition_arn=current, previous_revision=revision_name(current),
+        desired_count=desired, summary=f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}")
