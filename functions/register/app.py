@@ -1,16 +1,16 @@
-"""Register the revision Render planned and Verify checked, once per execution."""
+"""Register the revision Render planned and Verify checked, once per execution (ferry.steps.register)."""
 
-from ferry.steps import register
 from ferry.runtime import settings
-from ferry.runtime.observability import bind, field, logger
+from ferry.runtime.observability import bind, logger
+from ferry.steps import register
 
 SETTINGS = settings.load()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    execution = field(event, "execution")
-    bind(execution, field(event, "service"))
-    registered = register.register_planned(execution, SETTINGS.artefacts_bucket)
-    logger.info("task definition registered", extra=registered.to_state())
-    return registered.to_state()
+    request = register.Input.from_state(event, "Register's input")
+    bind(request.execution, request.service)
+    state = register.run(request, SETTINGS.artefacts_bucket).to_state()
+    logger.info("task definition registered", extra=state)
+    return state

@@ -1,7 +1,9 @@
 """Register: the planned revision, registered once per execution and tagged with it."""
 
 import boto3
+import pytest
 
+from ferry.errors import InputInvalid
 from ferry.steps import register
 
 from .conftest import REGISTRY, plan_and_register, revisions
@@ -26,3 +28,17 @@ def test_the_registered_revision_is_tagged_with_the_execution_and_keeps_the_serv
     assert {"key": "team", "value": "payments"} in tags
     assert registered.to_state() == {"taskDefinitionArn": registered.task_definition_arn, "revision": "web:2",
                                      "reused": False, "artefact": registered.artefact_key}
+
+
+def test_the_step_registers_the_executions_plan_and_its_output_reads_back(web):
+    state, _ = plan_and_register(web, {"app": V2}, "exec-2")
+    registered = register.run(register.Input.from_state({"execution": "exec-2", "service": "web"}), "ferry-artefacts")
+    assert registered.reused and registered.revision == "web:2"  # plan_and_register registered it first
+    assert register.Output.from_state(registered.to_state()) == registered
+
+
+def test_a_bad_input_is_refused_naming_the_field():
+    with pytest.raises(InputInvalid, match=r"Register's input: `execution` is missing: the state must pass it"):
+        register.Input.from_state({"service": "web"}, "Register's input")
+    with pytest.raises(InputInvalid, match=r"Register's input: `service` must be a string, got a number"):
+        register.Input.from_state({"execution": "exec-1", "service": 7}, "Register's input")

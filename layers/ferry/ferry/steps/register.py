@@ -14,6 +14,7 @@ from typing import Any
 from ferry import aws, taskdef
 from ferry.aws import artefacts
 from ferry.aws.ecs import revision_name
+from ferry.contract import Model, key
 from ferry.errors import TaskDefinitionInvalid
 
 EXECUTION_TAG = "ferry:execution"
@@ -21,15 +22,32 @@ IDEMPOTENCY_LOOKBACK = 10
 REGISTERED_ARTEFACT = "task-definition.json"
 
 
-@dataclass(frozen=True)
-class Registered:
-    task_definition_arn: str
-    reused: bool
-    artefact_key: str
+@dataclass(frozen=True, kw_only=True)
+class Input(Model):
+    """"Register the new revision"."""
 
-    def to_state(self) -> dict[str, Any]:
-        return {"taskDefinitionArn": self.task_definition_arn, "revision": revision_name(self.task_definition_arn),
-                "reused": self.reused, "artefact": self.artefact_key}
+    execution: str = key("execution", doc="the execution's name, $$.Execution.Name: whose plan is registered, "
+                                          "and the tag that finds it again")
+    service: str = key("service", doc="the service's name in the config registry, $.service")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Model):
+    """The revision registered ($.register): what every later step deploys."""
+
+    task_definition_arn: str = key("taskDefinitionArn", doc="the new revision's ARN")
+    revision: str = key("revision", doc="the same, as family:revision")
+    reused: bool = key("reused", kinds=(bool,), doc="a retried step found the revision its first attempt registered")
+    artefact_key: str = key("artefact", doc="the registered task definition, in the artefacts bucket")
+
+
+# action -> (input, output): what "Register the new revision" passes and stores at $.register.
+CONTRACTS = {None: (Input, Output)}
+
+
+def run(request: Input, artefacts_bucket: str) -> Output:
+    """The step: register the revision Render planned and Verify checked."""
+    return register_planned(request.execution, artefacts_bucket)
 
 
 def _registered_by_execution(family: str, execution: str) -> dict[str, Any] | None:
@@ -42,7 +60,7 @@ def _registered_by_execution(family: str, execution: str) -> dict[str, Any] | No
     return None
 
 
-def register(spec: dict[str, Any], execution: str, artefacts_bucket: str) -> Registered:
+def register(spec: dict[str, Any], execution: str, artefacts_bucket: str) -> Output:
     """Register the planned revision once per execution: a retried step finds and reuses it."""
     ecs = aws.client("ecs")
     spec = dict(spec)
@@ -57,11 +75,12 @@ def register(spec: dict[str, Any], execution: str, artefacts_bucket: str) -> Reg
             raise TaskDefinitionInvalid(f"ECS refused the rendered task definition for {spec['family']}: {exc}") from exc
         reused = False
     document = {k: v for k, v in registered.items() if k not in {"registeredAt", "deregisteredAt"}}
-    key = artefacts.put_json(artefacts_bucket, execution, REGISTERED_ARTEFACT, document)
-    return Registered(registered["taskDefinitionArn"], reused, key)
+    stored = artefacts.put_json(artefacts_bucket, execution, REGISTERED_ARTEFACT, document)
+    arn = registered["taskDefinitionArn"]
+    return Output(task_definition_arn=arn, revision=revision_name(arn), reused=reused, artefact_key=stored)
 
 
-def register_planned(execution: str, artefacts_bucket: str) -> Registered:
+def register_planned(execution: str, artefacts_bucket: str) -> Output:
     """The Register step: the revision Render planned (and Verify checked), from the artefacts bucket."""
     spec = artefacts.get_json(artefacts_bucket, execution, artefacts.PLAN_ARTEFACT)
     taskdef.check(spec, f"s3://{artefacts_bucket}/{artefacts.key(execution, artefacts.PLAN_ARTEFACT)}")
