@@ -11,6 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ferry import aws as ferry_aws
+from ferry.aws import artefacts
+from ferry.errors import InputInvalid, VerifyFailed
 from ferry.steps import verify as verify_module
 from ferry.steps.verify import Check, Report, verify
 
@@ -620,3 +622,44 @@ def test_state_and_cause_stay_small():
 
 def test_messages_are_one_line():
     assert Check("x", "r", False, "line one\nline two").message == "line one line two"
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def step_input(**fields) -> verify_module.Input:
+    """Verify's input as the state passes it (the render's alarms, target groups and readSecretValues)."""
+    return verify_module.Input.from_state({"execution": "exec-1", "service": "web", "cluster": "prod",
+                                           "ecsService": "web", "alarms": ["web-5xx"], "targetGroups": ["web-canary"],
+                                           "readSecretValues": True, **fields}, "Verify's input")
+
+
+def test_the_step_verifies_the_planned_revision_and_keeps_the_report(world):
+    boto3.client("s3").create_bucket(Bucket="verify-artefacts")
+    artefacts.put_json("verify-artefacts", "exec-1", artefacts.PLAN_ARTEFACT, world["taskDefinition"])
+
+    checked = verify_module.run(step_input(), "verify-artefacts")
+
+    assert checked.failed == 0 and checked.failures == [] and checked.passed > 20
+    assert checked.artefact == artefacts.key("exec-1", verify_module.REPORT_ARTEFACT)
+    assert artefacts.get_json("verify-artefacts", "exec-1", verify_module.REPORT_ARTEFACT)["ok"] is True
+    assert verify_module.Output.from_state(checked.to_state()) == checked
+
+
+def test_the_step_fails_with_every_problem_and_still_keeps_the_report(world):
+    boto3.client("s3").create_bucket(Bucket="verify-artefacts-2")
+    broken = td_with(world, lambda td: container(td, "app").update(image=f"{REGISTRY}/web:missing"))
+    artefacts.put_json("verify-artefacts-2", "exec-2", artefacts.PLAN_ARTEFACT, broken)
+
+    with pytest.raises(VerifyFailed, match=r"Verify found 1 problem in web \(new revision\) \(nothing was changed\)"):
+        verify_module.run(step_input(execution="exec-2"), "verify-artefacts-2")
+    assert artefacts.get_json("verify-artefacts-2", "exec-2", verify_module.REPORT_ARTEFACT)["failed"] == 1
+
+
+def test_a_bad_input_is_refused_naming_the_field():
+    with pytest.raises(InputInvalid, match=r"Verify's input: `ecsService` is missing: the state must pass it"):
+        step_input(ecsService=None)
+    with pytest.raises(InputInvalid, match=r"Verify's input: `alarms` must be a list, got a string"):
+        step_input(alarms="web-5xx")
+    with pytest.raises(InputInvalid, match=r"Verify's input: `readSecretValues` must be true or false, got a string"):
+        step_input(readSecretValues="yes")

@@ -11,6 +11,10 @@ Checks run concurrently; throttling is absorbed by the clients' adaptive retries
 
 Secret values: only `read_secret_values=True` reads one (to see a JSON key
 exists). The value is never logged, returned, stored or put in a message.
+
+The step (`run`) checks the revision Render planned, keeps the full report in the
+artefacts bucket, and fails with VerifyFailed listing every problem; its output
+($.verify) is the counts and the first failures.
 """
 
 from __future__ import annotations
@@ -29,10 +33,40 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry import aws
-from ferry.aws import images
+from ferry.aws import artefacts, images
 from ferry.aws.ecs import revision_name
+from ferry.contract import EcsStepInput, Model, key
+from ferry.errors import VerifyFailed
 
 log = logging.getLogger(__name__)
+REPORT_ARTEFACT = "verify-report.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Input(EcsStepInput):
+    """"Verify secrets, images and roles"."""
+
+    alarms: list = key("alarms", kinds=(list,), required=False, default=[],
+                       doc="$.render.alarms: the health gates' alarms, which must exist")
+    target_groups: list = key("targetGroups", kinds=(list,), required=False, default=[],
+                              doc="$.render.targetGroups: the health gates' target groups, which must exist")
+    read_secret_values: bool = key("readSecretValues", kinds=(bool,), required=False, default=False,
+                                   doc="$.render.readSecretValues: whether a secret's value may be read to find "
+                                       "its JSON keys")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Model):
+    """What Verify found ($.verify): small enough for the state; the full report is the artefact."""
+
+    passed: int = key("passed", kinds=(int,), doc="how many checks passed")
+    failed: int = key("failed", kinds=(int,), doc="how many failed (0: a failure raises VerifyFailed instead)")
+    failures: list = key("failures", kinds=(list,), doc="the first failures, one line each")
+    artefact: str = key("artefact", doc="the full report, in the artefacts bucket")
+
+
+# action -> (input, output): what "Verify secrets, images and roles" passes and stores at $.verify.
+CONTRACTS = {None: (Input, Output)}
 
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 STATE_MAX_LINES = 20
@@ -830,3 +864,14 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
         log.debug("verify %s %s: %s", check.name, "ok" if check.ok else "FAILED", check.resource)
     log.info("verify %s: %d checks, %d failed", label, len(report.checks), len(report.failed))
     return report
+
+
+def run(request: Input, artefacts_bucket: str) -> Output:
+    """The step: verify the revision Render planned; keep the full report; any problem fails it (VerifyFailed)."""
+    spec = artefacts.get_json(artefacts_bucket, request.execution, artefacts.PLAN_ARTEFACT)
+    report = verify(spec, cluster=request.cluster, service=request.ecs_service, alarms=request.alarms,
+                    target_groups=request.target_groups, read_secret_values=request.read_secret_values)
+    stored = artefacts.put_json(artefacts_bucket, request.execution, REPORT_ARTEFACT, report.to_document())
+    if report.failed:
+        raise VerifyFailed(report.cause())
+    return Output(**report.to_state(), artefact=stored)  # passed, failed and failures: the report's state
