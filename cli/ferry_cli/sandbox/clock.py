@@ -1,189 +1,162 @@
 """Simulated time for the sandbox, and every wait that runs on it.
 
-Everything in the sandbox that takes time (Wait states, Retry back-off, tasks
-starting, deployments rolling out) runs on one clock that moves `speed`
-simulated seconds per real second, so a ten-minute rollout plays out in a few
-real seconds while the order of events stays the same as on AWS.
+The sandbox runs on virtual time (scheduler.Scheduler): simulated time advances only when nothing can run, so
+a deploy takes as long as the work it causes, the same world gives the same history on every run, and a
+duration the world sets (a 600 s rollout) is reported as exactly that. Handler work takes no simulated time.
 
-This module is the seam where simulated time plugs in. It holds the clock
-(`SimClock`), the stand-ins for the `time` and `threading` modules that make
-a wait count simulated seconds, and `wait_patches`, which puts each place in
-moto's Step Functions interpreter and in botocore that sleeps or waits on
-them. Elsewhere, time is only read (`clock.now()`) or slept through
-`SimClock.sleep`:
+`SimClock` is the sandbox's scheduler. `wait_patches` points every place moto's Step Functions interpreter and
+botocore sleep, wait or start a thread at it:
 
-- `SimClock.sleep`: a handler whose LambdaFault times it out sleeps out its
-  function's Timeout (sandbox.Sandbox._run_handler);
-- the ECS model replays its scheduled transitions up to `clock.now()` on every
-  call (ecs_model.EcsModel._step), so it waits for nothing;
-- Lambda's retries of a failed asynchronous invocation, and duplicate
-  deliveries, fall due on `clock.now()` (delivery.Outbox.later);
-- AWS's request throttling fills its token buckets on `clock.now()`
-  (aws_rules.Throttle).
+- moto's interpreter runs each execution, each state's TimeoutSeconds and each Map iteration in a thread of
+  its own, and waits on events (Wait states, task-token callbacks, heartbeats), conditions, joins and
+  time.sleep (Retry back-off); its `threading`, `time` and `datetime` are replaced in every module of
+  moto.stepfunctions.parser, so its threads are fibers and its timestamps (the execution's history, its
+  start and stop dates) are simulated time;
+- botocore sleeps between a call's attempts (standard and adaptive retries) and, once throttled, adaptive mode
+  waits for its token bucket: on AWS that time passes inside the Lambda function, on the clock the handlers
+  read, so here it passes on the simulated clock.
 
-Three threads poll in real time, each until the sandbox closes: the ECS
-driver (sandbox.Sandbox.start_driver, every 0.02 s), and the outbox's two
-(delivery.Outbox: status and alarm events every 0.02 s, redeliveries every
-0.01 s); `Sandbox.wait_for_executions` waits in real seconds, and
-run.GAP_BETWEEN_DELIVERIES spaces the deliveries of `ferry sandbox run`.
+Elsewhere time is only read (`clock.now()`: handlers through ferry.runtime.clock, the ECS model, the token
+buckets of aws_rules.Throttle) or slept through `SimClock.sleep` (a handler whose LambdaFault times it out).
+The sandbox's own threads (the ECS simulator's driver, the outbox's) are fibers too (sandbox, delivery).
 """
 
 from __future__ import annotations
 
+import datetime as _datetime
+import sys
 import threading
-import time
-from datetime import datetime, timezone
+from contextlib import contextmanager
 from typing import Any, Iterator
 from unittest import mock
 
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
+from .scheduler import EPOCH, Scheduler, VEvent, VThreading, VTime
+
+__all__ = ["EPOCH", "SimClock", "VEvent", "active", "wait_patches"]
+
+_active: list["SimClock"] = []  # the running sandbox's clock (one sandbox runs at a time: its patches are global)
 
 
-class SimClock:
-    def __init__(self, speed: float = 60.0, start: float = EPOCH) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
-        self.speed = speed
-        self._start_sim = start
-        self._start_real = time.monotonic()
-        self._offset = 0.0
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        """Simulated seconds since the Unix epoch."""
-        with self._lock:
-            elapsed = time.monotonic() - self._start_real
-            return self._start_sim + elapsed * self.speed + self._offset
-
-    def now_datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.now(), tz=timezone.utc)
-
-    def elapsed(self) -> float:
-        """Simulated seconds since the clock started."""
-        return self.now() - self._start_sim
-
-    def real_seconds(self, sim_seconds: float) -> float:
-        """How long `sim_seconds` of simulated time takes in real time."""
-        return max(0.0, sim_seconds) / self.speed
-
-    def sleep(self, sim_seconds: float, interrupt: threading.Event | None = None) -> bool:
-        """Sleep for simulated seconds; returns True when `interrupt` was set."""
-        real = self.real_seconds(sim_seconds)
-        if interrupt is not None:
-            return interrupt.wait(real)
-        time.sleep(real)
-        return False
-
-    def advance(self, sim_seconds: float) -> None:
-        """Jump ahead (tests use it to skip over quiet periods)."""
-        with self._lock:
-            self._offset += sim_seconds
+def active() -> "SimClock":
+    """The clock of the sandbox that is running, for code the sandbox calls without handing it over (a test's
+    fault hook that schedules something with `active().later(...)`)."""
+    if not _active:
+        raise RuntimeError("no sandbox is running")
+    return _active[-1]
 
 
-# ------------------------------------------------------------------ stand-ins that wait on the clock
-class ScaledTime:
-    """Stands in for the `time` module where the interpreter sleeps between retries."""
+class SimClock(Scheduler):
+    """The sandbox's clock: virtual time. `speed`, when given, paces a run to watch it (at most `speed` simulated
+    seconds per real second); it never changes what happens or the durations reported."""
 
-    def __init__(self, clock: SimClock) -> None:
-        self._clock = clock
+    def __init__(self, speed: float | None = None, start: float = EPOCH) -> None:
+        super().__init__(start, pace=speed)
 
-    def sleep(self, seconds: float) -> None:
-        time.sleep(self._clock.real_seconds(seconds))
+    @property
+    def speed(self) -> float | None:
+        return self.pace
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
+    @contextmanager
+    def activate(self) -> Iterator[None]:
+        """While the sandbox runs, `active()` is this clock."""
+        _active.append(self)
+        try:
+            yield
+        finally:
+            _active.remove(self)
 
-
-class ScaledEvent(threading.Event):
-    """A threading.Event whose wait(timeout) counts simulated seconds."""
-
-    def __init__(self, clock: SimClock) -> None:
-        super().__init__()
-        self._clock = clock
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if timeout is not None:
-            timeout = min(self._clock.real_seconds(timeout), threading.TIMEOUT_MAX)
-        return super().wait(timeout)
+    def advance(self, seconds: float) -> None:
+        """Move the clock on by hand (the ECS model's own tests, which run no fibers)."""
+        self._now += max(0.0, float(seconds))
 
 
-class ScaledThreading:
-    """Stands in for the `threading` module where the interpreter waits out a state's TimeoutSeconds."""
+def _datetime_module(clock: Scheduler) -> Any:
+    """A `datetime` module whose datetime.now() (and utcnow()) is simulated time."""
 
-    def __init__(self, clock: SimClock) -> None:
-        self._clock = clock
+    class SimulatedDatetime(_datetime.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            moment = _datetime.datetime.fromtimestamp(clock.now(), tz=_datetime.timezone.utc)
+            return moment.astimezone(tz) if tz is not None else moment.replace(tzinfo=None)
 
-    def Event(self) -> ScaledEvent:  # noqa: N802 (the name threading uses)
-        return ScaledEvent(self._clock)
+        @classmethod
+        def utcnow(cls) -> Any:
+            return _datetime.datetime.fromtimestamp(clock.now(), tz=_datetime.timezone.utc).replace(tzinfo=None)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(threading, name)
+    class Module:
+        datetime = SimulatedDatetime
 
+        def __getattr__(self, name: str) -> Any:
+            return getattr(_datetime, name)
 
-class ScaledCondition(threading.Condition):
-    """A threading.Condition whose wait(timeout) counts simulated seconds."""
-
-    def __init__(self, clock: SimClock, lock: Any = None) -> None:
-        super().__init__(lock)
-        self._clock = clock
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if timeout is not None:
-            timeout = min(self._clock.real_seconds(timeout), threading.TIMEOUT_MAX)
-        return super().wait(timeout)
+    return Module()
 
 
-class BotocoreThreading(ScaledThreading):
-    """Stands in for the `threading` module of botocore's token bucket (adaptive mode waits for capacity)."""
+def wait_patches(clock: Scheduler) -> Iterator[Any]:
+    """Every place moto's Step Functions interpreter and botocore sleep, wait, start a thread or read the time,
+    put on `clock` (see the module docstring)."""
+    import moto.stepfunctions.parser  # noqa: F401  (its modules must be loaded to be patched)
+    from botocore import endpoint
+    from botocore.retries import bucket
 
-    def Condition(self, lock: Any = None) -> ScaledCondition:  # noqa: N802 (the name threading uses)
-        return ScaledCondition(self._clock, lock)
+    _load_parser_modules()
+    threads, time_, dates = VThreading(clock), VTime(clock), _datetime_module(clock)
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("moto.stepfunctions.parser") or module is None:
+            continue
+        for attribute, value in list(vars(module).items()):
+            if value is threading:
+                yield mock.patch.object(module, attribute, threads)
+            elif value is threading.Thread:
+                yield mock.patch.object(module, attribute, threads.Thread)
+            elif value is threading.Event:
+                yield mock.patch.object(module, attribute, threads.Event)
+            elif value is _time_module():
+                yield mock.patch.object(module, attribute, time_)
+            elif value is _datetime and name.rsplit(".", 1)[-1] in _DATED:
+                yield mock.patch.object(module, attribute, dates)
+    # botocore's retries and adaptive rate limiting.
+    yield mock.patch.object(endpoint, "time", time_)
+    yield mock.patch.object(bucket, "Clock", type("SimulatedClock", (_BotocoreClock,), {"clock": clock}))
+    yield mock.patch.object(bucket, "threading", threads)
 
 
-class BotocoreClock:
+# The interpreter's modules that read the date (history timestamps, executions' start and stop dates, a state's
+# EnteredTime, a Wait's Timestamp); others only test isinstance(x, datetime.datetime), which must stay the real class.
+_DATED = {"event_manager", "execution", "execution_worker", "provider", "models", "state", "map_run_record",
+          "timestamp"}
+
+
+def _time_module() -> Any:
+    import time
+
+    return time
+
+
+def _load_parser_modules() -> None:
+    """Import every module of moto's Step Functions interpreter, so that none escapes the patches by being
+    imported after them."""
+    import importlib
+    import pkgutil
+
+    import moto.stepfunctions.parser as parser
+
+    for info in pkgutil.walk_packages(parser.__path__, parser.__name__ + "."):
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # a module of an integration Ferry does not use may need an extra it lacks
+            continue
+
+
+class _BotocoreClock:
     """botocore.retries.bucket.Clock on the simulated clock: adaptive mode measures send rates and waits in it.
 
     Subclassed per sandbox with `clock` set (botocore creates it with no arguments)."""
 
-    clock: SimClock
+    clock: Scheduler
 
     def sleep(self, amount: float) -> None:
-        time.sleep(self.clock.real_seconds(amount))
+        self.clock.sleep(amount)
 
     def current_time(self) -> float:
         return self.clock.now()
-
-
-# ------------------------------------------------------------------ the waits of moto and botocore
-def wait_patches(clock: SimClock) -> Iterator[Any]:
-    """Every place moto's Step Functions interpreter and botocore sleep or wait, put on `clock`.
-
-    moto: Wait states and Retry back-off sleep in real time, and TimeoutSeconds (every Task, Map and
-    Parallel state) and HeartbeatSeconds wait in real time. botocore: in standard and adaptive mode it sleeps
-    between attempts (botocore.endpoint) and, once throttled, adaptive mode waits for its token bucket; on AWS
-    that time passes inside the Lambda function, on the clock the handlers read, so here it passes on the
-    simulated clock.
-    """
-    from botocore import endpoint
-    from botocore.retries import bucket
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-    from moto.stepfunctions.parser.asl.component.state.exec import execute_state
-    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
-    from moto.stepfunctions.parser.asl.eval.callback import callback
-
-    # Wait states sleep in real time: wait on the simulated clock, still interruptible by StopExecution.
-    def wait_interval(_self, env, wait_seconds):
-        if wait_seconds > 0:
-            env.program_state_event.wait(clock.real_seconds(wait_seconds))
-
-    yield mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval)
-    # Retry back-off sleeps in real time too.
-    yield mock.patch.object(retrier_decl, "time", ScaledTime(clock))
-    # botocore's retries and adaptive rate limiting.
-    yield mock.patch.object(endpoint, "time", ScaledTime(clock))
-    yield mock.patch.object(bucket, "Clock", type("SimulatedClock", (BotocoreClock,), {"clock": clock}))
-    yield mock.patch.object(bucket, "threading", BotocoreThreading(clock))
-    # TimeoutSeconds (every Task, Map and Parallel state) and HeartbeatSeconds wait in real time.
-    scaled = ScaledThreading(clock)
-    yield mock.patch.object(execute_state, "threading", scaled)
-    yield mock.patch.object(callback, "Event", scaled.Event)
