@@ -14,6 +14,19 @@ GRAPH_HELP = ("write each execution as a Mermaid flowchart (every state, the pat
               "(FILE-<execution name>.mmd) when there are several")
 
 
+def _speed(text: str) -> float:
+    """--speed: a positive number of simulated seconds per real second."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed takes a positive number of simulated seconds per real second, "
+                                         f"got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--speed takes a positive number of simulated seconds per real second "
+                                         f"(leave it out to run as fast as it goes), got {text!r}")
+    return value
+
+
 class _Append(argparse.Action):
     """Keep --event and --manifest in the order given on the command line."""
 
@@ -37,9 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
                      help="a release manifest to drop into the config bucket (repeatable)")
     run.add_argument("--json", action="store_true", help="print only the JSON summary on stdout")
-    run.add_argument("--speed", type=float, default=60.0,
-                     help="simulated seconds per real second (default 60)")
-    run.add_argument("--timeout", type=float, default=600.0, help="real seconds to wait for executions")
+    run.add_argument("--speed", type=_speed, default=None, metavar="N",
+                     help="watch the run at N simulated seconds per real second (default: as fast as it goes; "
+                          "the simulated times reported are the same either way)")
     run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
     run.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
     _local_commands(commands)
@@ -78,10 +91,9 @@ def _observe_commands(commands) -> None:
                          help="with --world: an EventBridge event to deliver first (repeatable; in order)")
         cmd.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
                          help="with --world: a release manifest to drop into the config bucket first (repeatable)")
-        cmd.add_argument("--speed", type=float, default=60.0,
-                         help="with --world: simulated seconds per real second (default 60)")
-        cmd.add_argument("--timeout", type=float, default=600.0,
-                         help="with --world: real seconds to wait for the executions")
+        cmd.add_argument("--speed", type=_speed, default=None, metavar="N",
+                         help="with --world: watch at N simulated seconds per real second (default: as fast as it "
+                              "goes)")
     history.set_defaults(follow=False, interval=None)
 
 
@@ -164,7 +176,7 @@ def _sandbox_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         deliveries = [load_delivery(kind, path) for kind, path in deliveries_args]
-        summary = run(args.world, deliveries, speed=args.speed, timeout=args.timeout,
+        summary = run(args.world, deliveries, speed=args.speed,
                       log_echo=sys.stderr if args.logs else None, graphs=bool(args.graph))
     except WorldError as exc:
         print(f"ferry sandbox run: {exc}", file=sys.stderr)

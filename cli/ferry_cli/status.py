@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from botocore.exceptions import ClientError
 
@@ -55,6 +55,8 @@ class Source:
     state_machine_arn: str
     clock: Clock
     poll: float
+    wait: Callable[[float], None] = time.sleep  # between two looks (the sandbox's world runs meanwhile)
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
 
 @dataclass
@@ -109,9 +111,11 @@ def source(args) -> Iterator[Source]:
     with world_session(args.world, speed=args.speed) as (sandbox, world):
         deliver_all(sandbox, world, loaded)
         if not getattr(args, "follow", False):
-            sandbox.wait_for_executions(timeout=args.timeout)
-        clock = Clock(sandbox.clock.speed, (datetime.now(timezone.utc), sandbox.clock.now_datetime()))
-        yield Source(sandbox.client("stepfunctions"), sandbox.state_machine_arn, clock, args.interval or 0.1)
+            sandbox.wait_for_executions()
+        # Histories are on the sandbox's simulated clock, and time passes there only while the world runs: each
+        # look lets it run on for `interval` simulated seconds.
+        yield Source(sandbox.client("stepfunctions"), sandbox.state_machine_arn, Clock(), args.interval or 5.0,
+                     wait=sandbox.clock.sleep, now=sandbox.clock.now_datetime)
 
 
 def _json(text: str | None) -> Any:
@@ -235,7 +239,7 @@ def load(src: Source, described: dict[str, Any], *, events: bool) -> Execution:
     return Execution(
         arn=described["executionArn"], name=described["name"], status=described["status"], start_date=start,
         started=src.clock.at(start),
-        seconds=src.clock.seconds(start, stop) if stop else (src.clock.now() - src.clock.at(start)).total_seconds(),
+        seconds=src.clock.seconds(start, stop) if stop else (src.now() - src.clock.at(start)).total_seconds(),
         service=payload.get("service") if isinstance(payload, dict) else None,
         target=f"{render['cluster']}/{render['ecsService']}" if render.get("cluster") and render.get("ecsService") else None,
         summary=render.get("summary") or request_summary(payload), error=error, cause=cause, events=found)
@@ -325,7 +329,7 @@ def follow(src: Source, execution: Execution, out: TextIO, *, quiet: bool = Fals
         last_id = max([last_id] + [r["id"] for r in rows])
         if described["status"] != "RUNNING":
             return execution
-        time.sleep(src.poll)
+        src.wait(src.poll)
 
 
 def write_graphs(src: Source, path: Path, executions: list[Execution], err: TextIO) -> None:

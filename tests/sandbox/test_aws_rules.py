@@ -202,7 +202,7 @@ def test_the_sandbox_throttles_the_handlers_calls_as_aws_does_and_their_clients_
     from ferry import aws as ferry_aws
     from ferry_cli.sandbox.sandbox import Sandbox
 
-    with Sandbox(speed=5) as sandbox:
+    with Sandbox() as sandbox:
         sandbox.client("ecs").create_cluster(clusterName="prod")
         own = sandbox.client("ecs")  # not a handler's client: never throttled
         for _ in range(60):

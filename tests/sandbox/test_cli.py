@@ -23,8 +23,7 @@ def world_dir(tmp_path):
 
 
 def test_json_summary_has_the_documented_keys(world_dir, capsys):
-    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--json",
-                 "--speed", "240"])
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--json"])
     out = capsys.readouterr().out
     summary = json.loads(out)  # stdout holds the JSON and nothing else
     assert code == 0
@@ -36,7 +35,7 @@ def test_json_summary_has_the_documented_keys(world_dir, capsys):
 
 
 def test_the_history_is_printed_like_the_console(world_dir, capsys):
-    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--speed", "240"])
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT)])
     out = capsys.readouterr().out
     assert code == 0
     assert "ExecutionStarted" in out and "ExecutionSucceeded" in out

@@ -56,8 +56,7 @@ def assert_every_state_once(parsed: dict) -> None:
 # ---------------------------------------------------------------- sandbox worlds
 
 def test_history_of_a_sandbox_deploy_prints_the_table_and_summary_and_writes_its_graph(tmp_path, capsys):
-    code = main(["history", "web-v2", "--world", str(EXAMPLE / "world.yaml"), "--event", str(EVENT),
-                 "--speed", SPEED, "--graph", str(tmp_path / "run.mmd")])
+    code = main(["history", "web-v2", "--world", str(EXAMPLE / "world.yaml"), "--event", str(EVENT), "--graph", str(tmp_path / "run.mmd")])
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, captured.err
@@ -84,7 +83,7 @@ def test_history_of_a_sandbox_deploy_prints_the_table_and_summary_and_writes_its
 
 def test_history_lists_a_failed_sandbox_deploy_as_json_and_its_graph_marks_the_failed_state(tmp_path, capsys):
     broken = world(tmp_path, secrets={"prod/web/db-password": {}})
-    code = main(["history", "--json", "--world", str(broken), "--event", str(EVENT), "--speed", SPEED,
+    code = main(["history", "--json", "--world", str(broken), "--event", str(EVENT),
                  "--graph", str(tmp_path / "runs.md")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -109,7 +108,7 @@ def test_history_lists_a_failed_sandbox_deploy_as_json_and_its_graph_marks_the_f
 
 def test_status_follows_a_running_sandbox_deploy_to_its_failure(tmp_path, capsys):
     broken = world(tmp_path, secrets={"prod/web/db-password": {}})
-    code = main(["status", "web", "--follow", "--world", str(broken), "--event", str(EVENT), "--speed", "120"])
+    code = main(["status", "web", "--follow", "--world", str(broken), "--event", str(EVENT)])
     out = capsys.readouterr().out
     assert code == 1
     lines = out.splitlines()
@@ -131,8 +130,7 @@ def test_status_follows_a_running_sandbox_deploy_to_its_failure(tmp_path, capsys
 
 
 def test_sandbox_run_writes_a_graph_of_each_execution(tmp_path, capsys):
-    code = main(["sandbox", "run", "--world", str(EXAMPLE / "world.yaml"), "--event", str(EVENT), "--json",
-                 "--speed", SPEED, "--graph", str(tmp_path / "demo.mmd")])
+    code = main(["sandbox", "run", "--world", str(EXAMPLE / "world.yaml"), "--event", str(EVENT), "--json", "--graph", str(tmp_path / "demo.mmd")])
     captured = capsys.readouterr()
     assert code == 0
     summary = json.loads(captured.out)  # stdout still holds the JSON and nothing else

@@ -27,7 +27,7 @@ class Env:
     """A VPC with two subnets, an ALB target group, a cluster, a log group and three pushed images."""
 
     def __init__(self) -> None:
-        self.clock = SimClock(speed=1)
+        self.clock = SimClock()
         self.ecs, self.ec2 = boto3.client("ecs", REGION), boto3.client("ec2", REGION)
         self.elb, self.ecr = boto3.client("elbv2", REGION), boto3.client("ecr", REGION)
         self.logs = boto3.client("logs", REGION)
@@ -540,7 +540,7 @@ def test_uninstall_restores_moto():
     before = (EC2ContainerServiceBackend.__dict__["run_task"], FakeTargetGroup.__dict__["health_for"],
               EC2ContainerServiceBackend.__dict__["_calculate_task_resource_requirements"])
     with mock_aws():
-        sim = EcsSimulator(SimClock(speed=1), account_id=ACCOUNT, region=REGION)
+        sim = EcsSimulator(SimClock(), account_id=ACCOUNT, region=REGION)
         sim.install()
         assert hasattr(EC2ContainerServiceResponse, "list_service_deployments")
         sim.uninstall()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -16,10 +15,10 @@ from ..statemachine.conftest import EXAMPLE, push_event
 
 
 @pytest.fixture
-def sandbox(request):
-    """The demo world at speed 600, or at the speed a test asks for with `@pytest.mark.parametrize(..., indirect=True)`."""
+def sandbox():
+    """The demo world, on virtual time."""
     world = World.load(EXAMPLE / "world.yaml")
-    with Sandbox(clusters=world.clusters, speed=getattr(request, "param", 600)) as box:
+    with Sandbox(clusters=world.clusters) as box:
         from ferry_cli.sandbox.moto_ecs import EcsSimulator
 
         box.simulator = EcsSimulator(box.clock, account_id=box.account, region=box.region, **world.simulator_options())
@@ -46,75 +45,64 @@ def test_lambda_tasks_run_the_template_handler_and_report_errors_like_the_lambda
 
 def test_handler_log_lines_are_captured_with_the_execution_as_correlation_id(sandbox):
     sandbox.deliver(push_event("web", "v2"))
-    sandbox.wait_for_executions(timeout=60)
+    sandbox.wait_for_executions()
     lines = [json.loads(line) for line in sandbox.logs.lines]
     rendered = next(line for line in lines if line["message"] == "task definition rendered")
     assert rendered["correlation_id"] == sandbox.executions()[0]["name"]
     assert (rendered["service"], rendered["ecs_service"]) == ("web", "prod/web")
 
 
-# Speed 120: a 300 s heartbeat lasts 2.5 real seconds, long enough to see the state waiting between two.
-@pytest.mark.parametrize("sandbox", [120], indirect=True)
 def test_heartbeats_and_retries_run_on_the_simulated_clock_and_a_release_wakes_the_waiter(sandbox):
     # Hold the lock as someone else: the deploy waits on a task token; its 300 s heartbeat looks again.
     lock.acquire(sandbox.lock_table, "prod/web", "someone-else")
-    started = time.monotonic()
     sandbox.deliver(push_event("web", "v2"))
     [execution] = sandbox.executions()
+    arn = execution["executionArn"]
 
     def timed_out_so_far() -> int:
-        return sum(1 for e in sandbox.history(execution["executionArn"]) if e["type"] == "TaskTimedOut")
+        return sum(1 for e in sandbox.history(arn) if e["type"] == "TaskTimedOut")
 
     # Two heartbeats (600 simulated seconds), and waiting again, before the holder lets go.
-    while timed_out_so_far() < 2 or sandbox.history(execution["executionArn"])[-1]["type"] != "TaskSubmitted":
-        assert time.monotonic() - started < 15, "the lock's heartbeat never ran out"
-        time.sleep(0.01)
+    sandbox.run_until(lambda: timed_out_so_far() >= 2 and sandbox.history(arn)[-1]["type"] == "TaskSubmitted")
+    released_at = sandbox.clock.now_datetime()
     lock.release(sandbox.lock_table, "prod/web", "someone-else")  # wakes the waiting deploy at once
-    sandbox.wait_for_executions(timeout=60)
-    elapsed = time.monotonic() - started
+    sandbox.wait_for_executions()
     [execution] = sandbox.executions()
     assert execution["status"] == "SUCCEEDED"
-    events = sandbox.history(execution["executionArn"])
+    events = sandbox.history(arn)
     woken = [e for e in events if e["type"] == "TaskFailed" and e["taskFailedEventDetails"]["error"] == "LockReleased"]
     heartbeats = [e for e in events if e["type"] == "TaskTimedOut"
                   and e["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"]
-    assert len(woken) == 1 and len(heartbeats) >= 2
-    # Minutes of heartbeats and Retry back-off in a few real seconds.
-    assert elapsed < 15
+    assert len(woken) == 1 and len(heartbeats) == 2
+    assert woken[0]["timestamp"] == released_at  # the release woke the waiter at that instant, not at a heartbeat
+    # Each wait on the token lasted exactly its 300 s heartbeat.
+    submitted = [e["timestamp"] for e in events if e["type"] == "TaskSubmitted"]
+    assert [(h["timestamp"] - s).total_seconds() for h, s in zip(heartbeats, submitted)] == [300.0, 300.0]
     assert history.transitions(events) == len(history.entered_states(events)) + len(woken) + len(heartbeats)
 
 
-# Slow enough (the rollout lasts about a real second) that the stop lands while the state waits for ECS.
-@pytest.mark.parametrize("sandbox", [60], indirect=True)
 def test_an_execution_stopped_while_waiting_for_a_callback_ends_aborted(sandbox):
     sandbox.deliver(push_event("web", "v2"))
     [execution] = sandbox.executions()
-    deadline = time.monotonic() + 20
-    while not any(e["type"] == "TaskSubmitted" for e in sandbox.history(execution["executionArn"])):
-        assert time.monotonic() < deadline, "the execution never reached a state waiting for a callback"
-        time.sleep(0.01)
+    sandbox.run_until(lambda: any(e["type"] == "TaskSubmitted" for e in sandbox.history(execution["executionArn"])))
+    stopped = sandbox.clock.now()
     sandbox.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error="Stopped", cause="test")
-    stopped = time.monotonic()
-    sandbox.wait_for_executions(timeout=10)
-    assert time.monotonic() - stopped < 2
+    sandbox.wait_for_executions()
+    assert sandbox.clock.now() == stopped  # nothing waited: the execution ended at the stop
     assert sandbox.executions()[0]["status"] == "ABORTED"
 
 
-@pytest.mark.parametrize("sandbox", [60], indirect=True)
 def test_an_aborted_deploy_does_not_block_the_next_one(sandbox):
     sandbox.deliver(push_event("web", "v2", "first"))
     [first] = sandbox.executions()
-    deadline = time.monotonic() + 20
-    while "Wait for ECS to finish the deployment" not in str(sandbox.history(first["executionArn"])):
-        assert time.monotonic() < deadline, "the execution never reached its wait for the deployment"
-        time.sleep(0.01)
+    sandbox.run_until(lambda: "Wait for ECS to finish the deployment" in str(sandbox.history(first["executionArn"])))
     sandbox.client("stepfunctions").stop_execution(executionArn=first["executionArn"])
-    sandbox.wait_for_executions(timeout=10)
+    sandbox.wait_for_executions()
     # No Catch runs on abort: the execution-ended function, fed by Step Functions' status event, released it.
     assert sandbox.locks_held() == 0
     push_image(sandbox, "web", "v3", derived_digest("web", "v3"))
     sandbox.deliver(push_event("web", "v3", "second"))
-    sandbox.wait_for_executions(timeout=60)
+    sandbox.wait_for_executions()
     assert [e["status"] for e in sandbox.executions()] == ["ABORTED", "SUCCEEDED"]
     assert sandbox.locks_held() == 0
     assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:3"

@@ -9,8 +9,6 @@ TimeoutSeconds) catches a missed event. These tests run tiny state machines thro
 from __future__ import annotations
 
 import json
-import threading
-import time
 from contextlib import ExitStack
 from typing import Any, Callable
 
@@ -29,8 +27,8 @@ WAIT_FOR_TOKEN = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 class CallbackBox(Sandbox):
     """Only what `Sandbox._patches` needs: a clock and a Lambda dispatcher."""
 
-    def __init__(self, speed: float) -> None:  # no template, no stack: Sandbox.__init__ is not wanted here
-        self.clock = SimClock(speed=speed)
+    def __init__(self) -> None:  # no template, no stack: Sandbox.__init__ is not wanted here
+        self.clock = SimClock()
         self.events: list[dict[str, Any]] = []
         self.handler: Callable[[dict[str, Any]], Any] = lambda event: {}
 
@@ -53,20 +51,18 @@ class CallbackBox(Sandbox):
             definition=json.dumps({"StartAt": start_at, "States": states}))["stateMachineArn"]
         return sfn.start_execution(stateMachineArn=arn, input=json.dumps({"service": "web"}))["executionArn"]
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.01)
+    def wait_for(self, predicate: Callable[[], bool], limit: float = 7200.0, what: str = "condition") -> None:
+        """Let the world run until `predicate()` holds, within `limit` simulated seconds."""
+        assert self.clock.run_until(predicate, limit=limit), f"{what} did not happen within {limit:.0f} simulated s"
 
     def invoked(self, times: int = 1) -> list[str]:
         self.wait_for(lambda: len(self.events) >= times, what=f"{times} invocation(s)")
         return self.tokens
 
-    def finish(self, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
+    def finish(self, execution_arn: str) -> dict[str, Any]:
         sfn = self.sfn()
         self.wait_for(lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING",
-                      timeout, "the execution to end")
+                      what="the execution to end")
         return sfn.describe_execution(executionArn=execution_arn)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
@@ -74,11 +70,10 @@ class CallbackBox(Sandbox):
 
 
 @pytest.fixture
-def box(request):
-    """Speed 600, or what a test asks for with `@pytest.mark.parametrize("box", [...], indirect=True)`."""
+def box():
     from moto import mock_aws
 
-    box = CallbackBox(speed=getattr(request, "param", 600))
+    box = CallbackBox()
     with ExitStack() as stack:
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
         for patcher in box._patches():
@@ -94,6 +89,7 @@ def box(request):
             for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"],
                                                  statusFilter="RUNNING")["executions"]:
                 sfn.stop_execution(executionArn=execution["executionArn"])
+        box.clock.close()
 
 
 def wait_task(**fields: Any) -> dict[str, Any]:
@@ -106,14 +102,13 @@ def types(events: list[dict[str, Any]]) -> list[str]:
     return [event["type"] for event in events]
 
 
-def test_a_callback_task_ends_with_send_task_success_from_another_thread(box):
+def test_a_callback_task_ends_with_send_task_success_sent_later(box):
     arn = box.run({"Migrate": wait_task(TimeoutSeconds=3600, HeartbeatSeconds=600, End=True)})
     [token] = box.invoked()
-    sender = threading.Thread(target=box.sfn().send_task_success,
-                              kwargs={"taskToken": token, "output": json.dumps({"exitCode": 0})})
-    sender.start()
-    sender.join()
+    box.clock.sleep(120)  # the operation takes two minutes; the task waits meanwhile
+    box.sfn().send_task_success(taskToken=token, output=json.dumps({"exitCode": 0}))
     execution = box.finish(arn)
+    assert box.clock.elapsed() == 120.0
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"]) == {"exitCode": 0}
     assert "TaskSucceeded" in types(box.history(arn))
@@ -128,16 +123,15 @@ def test_a_callback_sent_while_the_lambda_still_runs_is_not_lost(box):
     assert json.loads(execution["output"]) == {"already": "done"}
 
 
-@pytest.mark.parametrize("box", [60], indirect=True)
 def test_heartbeats_keep_a_callback_task_alive(box):
-    # A 1 s real heartbeat period with a beat every 0.1 s: a wide margin on a loaded machine.
     arn = box.run({"Migrate": wait_task(TimeoutSeconds=3600, HeartbeatSeconds=60, End=True)})
     [token] = box.invoked()
-    for _ in range(24):  # 2.4 real seconds, 144 simulated: more than two heartbeat periods
-        time.sleep(0.1)
+    for _ in range(5):  # 250 simulated seconds: four heartbeat periods, each beat 50 s after the last
+        box.clock.sleep(50)
         box.sfn().send_task_heartbeat(taskToken=token)
     box.sfn().send_task_success(taskToken=token, output="{}")
     assert box.finish(arn)["status"] == "SUCCEEDED"
+    assert "TaskTimedOut" not in types(box.history(arn))
 
 
 def test_send_task_failure_is_caught_by_its_error_name_with_the_cause_intact(box):
@@ -167,14 +161,12 @@ def test_a_missed_heartbeat_times_out_on_the_simulated_clock_and_a_retry_gets_a_
         return {}
 
     box.handler = handler
-    started = time.monotonic()
     arn = box.run({"Migrate": wait_task(
-        TimeoutSeconds=3600, HeartbeatSeconds=300, End=True,  # 0.5 real seconds of heartbeat at speed 600
+        TimeoutSeconds=3600, HeartbeatSeconds=300, End=True,
         Retry=[{"ErrorEquals": ["States.HeartbeatTimeout"], "IntervalSeconds": 30, "MaxAttempts": 2}])})
-    execution = box.finish(arn, timeout=10)
-    elapsed = time.monotonic() - started
+    execution = box.finish(arn)
     assert execution["status"] == "SUCCEEDED"
-    assert 0.5 <= elapsed < 5  # one scaled heartbeat period and one scaled back-off, not 330 s
+    assert box.clock.elapsed() == 330.0  # one heartbeat period and one back-off, exactly
     first, second = box.tokens
     assert first != second
     events = box.history(arn)
@@ -185,16 +177,15 @@ def test_a_missed_heartbeat_times_out_on_the_simulated_clock_and_a_retry_gets_a_
 
 
 def test_states_timeout_matches_a_missed_heartbeat_and_timeout_seconds_runs_on_the_simulated_clock(box):
-    started = time.monotonic()
     arn = box.run({
         "Migrate": wait_task(HeartbeatSeconds=300, TimeoutSeconds=3600, Next="Deploy",
                              Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "Deploy", "ResultPath": "$.heartbeat"}]),
-        "Deploy": wait_task(TimeoutSeconds=600, End=True,  # 1 real second
+        "Deploy": wait_task(TimeoutSeconds=600, End=True,
                             Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut", "ResultPath": "$.timeout"}]),
         "TimedOut": {"Type": "Pass", "End": True},
     })
-    execution = box.finish(arn, timeout=10)
-    assert time.monotonic() - started < 5
+    execution = box.finish(arn)
+    assert box.clock.elapsed() == 900.0  # the 300 s heartbeat, then the 600 s timeout
     assert execution["status"] == "SUCCEEDED"
     output = json.loads(execution["output"])
     assert output["heartbeat"]["Error"] == "States.HeartbeatTimeout"
@@ -203,12 +194,13 @@ def test_states_timeout_matches_a_missed_heartbeat_and_timeout_seconds_runs_on_t
 
 
 def test_timeout_seconds_of_a_lambda_task_runs_on_the_simulated_clock(box):
-    box.handler = lambda event: time.sleep(1) or {}  # 600 simulated seconds at speed 600
+    box.handler = lambda event: box.clock.sleep(600) or {}  # the function runs for ten minutes
     arn = box.run({"Migrate": {
         "Type": "Task", "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}", "TimeoutSeconds": 60,
         "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut"}], "End": True},
         "TimedOut": {"Type": "Pass", "End": True}})
-    execution = box.finish(arn, timeout=5)
+    execution = box.finish(arn)
+    assert box.clock.elapsed() == 60.0  # the state gave up at its timeout, while the function still ran
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"])["Error"] == "States.Timeout"
     assert "LambdaFunctionTimedOut" in types(box.history(arn))
@@ -216,17 +208,16 @@ def test_timeout_seconds_of_a_lambda_task_runs_on_the_simulated_clock(box):
 
 def test_stop_execution_ends_a_task_waiting_for_its_callback_at_once(box):
     arn = box.run({
-        "Migrate": wait_task(HeartbeatSeconds=30000, TimeoutSeconds=360000, End=True,  # 50 and 600 real seconds
+        "Migrate": wait_task(HeartbeatSeconds=30000, TimeoutSeconds=360000, End=True,
                              Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3}],
                              Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]),
         "Caught": {"Type": "Pass", "End": True},
     })
     [token] = box.invoked()
-    time.sleep(0.1)
+    box.clock.sleep(10)
     box.sfn().stop_execution(executionArn=arn, error="Stopped", cause="test")
-    stopped = time.monotonic()
-    assert box.finish(arn, timeout=5)["status"] == "ABORTED"
-    assert time.monotonic() - stopped < 2
+    assert box.finish(arn)["status"] == "ABORTED"
+    assert box.clock.elapsed() == 10.0  # ended at the stop, not at a heartbeat or a timeout
     events = types(box.history(arn))
     assert events[-1] == "ExecutionAborted"
     assert not {"TaskTimedOut", "TaskFailed", "PassStateEntered"} & set(events)

@@ -182,6 +182,8 @@ def run(tmp_path_factory) -> Captured:
         """Two alarm state changes that fail nothing: into INSUFFICIENT_DATA and back to OK."""
         import boto3
 
+        from ferry_cli.sandbox.clock import active
+
         if function == "BakeFunction" and "token" in event:
             cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
 
@@ -189,15 +191,15 @@ def run(tmp_path_factory) -> Captured:
                 cloudwatch.set_alarm_state(AlarmName="web-5xx", StateValue="INSUFFICIENT_DATA", StateReason="no data")
                 cloudwatch.set_alarm_state(AlarmName="web-5xx", StateValue="OK", StateReason="data again")
 
-            threading.Timer(0.2, flip).start()
+            active().later(60, flip)
 
     with mock.patch.object(Sandbox, "deliver", capture_event), \
             mock.patch.object(EventPattern, "matches_event", matched), \
             mock.patch.object(BotocoreStubber, "__call__", capture_answer), \
-            world_session(folder / "world.yaml", speed=120, fault_hooks=[flip_alarm_during_bake]) as (box, world):
+            world_session(folder / "world.yaml", fault_hooks=[flip_alarm_during_bake]) as (box, world):
         deliver_all(box, world, [Delivery("event", push, json.loads(push.read_text())),
                                  Delivery("manifest", folder / "refused.json")])
-        box.wait_for_executions(timeout=180)
+        box.wait_for_executions()
         captured.executions = box.executions()
         # The answers Ferry's handlers read, asked once more now the deploy is done.
         ecs, elb = box.client("ecs"), box.client("elbv2")

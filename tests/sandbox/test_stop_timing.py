@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 
 from ferry_cli.sandbox.run import world_session
 
@@ -17,36 +15,40 @@ def test_a_stop_during_a_running_step_is_aborted_and_announced_at_once_while_the
     shutil.copy(EXAMPLE / "web-task-def.json", tmp_path / "web-task-def.json")
     shutil.copytree(EXAMPLE / "registry", tmp_path / "registry")
     shutil.copy(EXAMPLE / "world.yaml", tmp_path / "world.yaml")
-    began, release = threading.Event(), threading.Event()
+    held = {"began": False, "released": False}
 
     def hold_verify(function: str, event: dict) -> None:
         if function == "VerifyFunction":
-            began.set()
-            assert release.wait(30), "the test never let Verify go on"
+            from ferry_cli.sandbox.clock import active
 
-    with world_session(tmp_path / "world.yaml", speed=300, fault_hooks=[hold_verify]) as (sandbox, _):
+            held["began"] = True
+            clock = active()
+            while not held["released"]:  # Verify runs on, minute after minute, until the test lets it go
+                clock.sleep(60)
+
+    with world_session(tmp_path / "world.yaml", fault_hooks=[hold_verify]) as (sandbox, _):
         sandbox.deliver(push_event("web", "v2"))
-        assert began.wait(30), "Verify never ran"
+        sandbox.run_until(lambda: held["began"])
+        sandbox.clock.sleep(90)
         [execution] = sandbox.executions()
         arn = execution["executionArn"]
         sfn = sandbox.client("stepfunctions")
         stopped = sfn.stop_execution(executionArn=arn, error="Operator.Stop", cause="while Verify runs")
         described = sfn.describe_execution(executionArn=arn)
         assert described["status"] == "ABORTED"
-        assert described["stopDate"] == stopped["stopDate"]
+        assert described["stopDate"] == stopped["stopDate"] == sandbox.clock.now_datetime()
         # The ABORTED event reaches the execution-ended function while Verify is still held.
-        deadline = time.monotonic() + 20
-        while not (aborted := [r for r in sandbox.status_events if r["event"]["resources"] == [arn]
-                               and r["event"]["detail"]["status"] == "ABORTED"]):
-            assert time.monotonic() < deadline, "no ABORTED event while the step still ran"
-            time.sleep(0.01)
+        sandbox.run_until(lambda: any(r["event"]["resources"] == [arn] and r["event"]["detail"]["status"] == "ABORTED"
+                                      for r in sandbox.status_events), limit=30)
+        aborted = [r for r in sandbox.status_events if r["event"]["resources"] == [arn]
+                   and r["event"]["detail"]["status"] == "ABORTED"]
         [record] = aborted
         assert [t["function"] for t in record["targets"]] == ["ferry-sandbox-execution-ended"]
         assert record["targets"][0]["error"] is None
         assert record["event"]["detail"]["error"] == "Operator.Stop"
-        assert not release.is_set()
-        release.set()  # Verify goes on, and answers a stopped execution
-        sandbox.wait_for_executions(timeout=30)  # waits for the late Verify to return as well
+        assert not held["released"]
+        held["released"] = True  # Verify goes on, and answers a stopped execution
+        sandbox.wait_for_executions()  # waits for the late Verify to return as well
         events = sandbox.history(arn)
         assert events[-1]["type"] == "ExecutionAborted"
         entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]

@@ -16,7 +16,6 @@ from ferry_cli.sandbox.sandbox import REPO_ROOT
 from ferry_cli.sandbox.run import Delivery, run
 
 EXAMPLE = REPO_ROOT / "examples" / "sandbox"
-SPEED = 120.0
 
 
 def failed_at(summary: dict[str, Any], state: str) -> dict[str, Any]:
@@ -76,7 +75,7 @@ class Scenario:
                                        "taskDefinition": f"{name}-task-def.json"})
         self.config(name, config or f"cluster: prod\nservice: {name}\ncontainers: {{app: {{repository: web}}}}\n")
 
-    def run(self, *items: dict[str, Any] | Delivery, speed: float = SPEED, **kwargs: Any) -> dict[str, Any]:
+    def run(self, *items: dict[str, Any] | Delivery, **kwargs: Any) -> dict[str, Any]:
         world_path = self.dir / "world.yaml"
         world_path.write_text(yaml.safe_dump(self.world))
         deliveries = []
@@ -87,7 +86,7 @@ class Scenario:
             path = self.dir / f"event-{i}.json"
             path.write_text(json.dumps(item))
             deliveries.append(Delivery("event", path, copy.deepcopy(item)))
-        return run(world_path, deliveries, speed=speed, timeout=120, **kwargs)
+        return run(world_path, deliveries, **kwargs)
 
 
 @pytest.fixture

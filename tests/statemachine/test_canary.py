@@ -58,7 +58,7 @@ def test_an_unhealthy_canary_fails_naming_the_failed_checks(scenario):
 def test_a_canary_slower_than_its_timeout_fails_with_phase_timed_out(scenario):
     scenario.config("web", CANARY + "timeouts: {canary: 120}\n")
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
-    summary = scenario.run(push_event("web", "v2"), speed=240)
+    summary = scenario.run(push_event("web", "v2"))
     execution = failed_at(summary, "Remove the canary after the failure")
     assert execution["error"] == "PhaseTimedOut"
     assert "the canary of web:2 was not healthy for 60 s within 120 s (timeouts.canary)" in execution["cause"]
@@ -69,13 +69,13 @@ def test_a_main_deployment_failing_after_the_canary_passed_is_rolled_back(scenar
     scenario.config("web", CANARY + "healthGates: {alarms: [web-5xx], bakeSeconds: 300}\n")
 
     def fire_alarm_in_bake(function: str, event: dict) -> None:
-        import threading
-
         import boto3
 
+        from ferry_cli.sandbox.clock import active
+
         if function == "BakeFunction" and "token" in event:
-            threading.Timer(0.2, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
-                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.3 s")).start()
+            active().later(60, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.3 s"))
 
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[fire_alarm_in_bake])
     [execution] = summary["executions"]
@@ -87,8 +87,6 @@ def test_a_main_deployment_failing_after_the_canary_passed_is_rolled_back(scenar
 
 
 def test_an_execution_aborted_during_the_canary_has_its_canary_removed_and_lock_released(scenario):
-    import time
-
     import yaml
 
     from ferry_cli.sandbox.run import world_session
@@ -96,18 +94,12 @@ def test_an_execution_aborted_during_the_canary_has_its_canary_removed_and_lock_
     scenario.config("web", CANARY.replace("healthyForSeconds: 60", "healthyForSeconds: 3000"))
     path = scenario.dir / "world.yaml"
     path.write_text(yaml.safe_dump(scenario.world))
-    with world_session(path, speed=120) as (sandbox, _world):
+    with world_session(path) as (sandbox, _world):
         arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="abort-canary")
-        deadline = time.monotonic() + 60
-        while sandbox.simulator.canary_tasks() == 0 or CHECK not in str(sandbox.history(arn)):
-            assert time.monotonic() < deadline, "the canary never started"
-            time.sleep(0.05)
+        sandbox.run_until(lambda: sandbox.simulator.canary_tasks() > 0 and CHECK in str(sandbox.history(arn)))
         sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
-        sandbox.wait_for_executions(timeout=30)
-        deadline = time.monotonic() + 10
-        while sandbox.simulator.canary_tasks():  # stopping takes a few simulated seconds
-            assert time.monotonic() < deadline, "the canary was not stopped"
-            time.sleep(0.05)
+        sandbox.wait_for_executions()
+        sandbox.run_until(lambda: sandbox.simulator.canary_tasks() == 0, limit=120)  # stopping takes a little while
         assert sandbox.locks_held() == 0
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"
 

@@ -132,10 +132,10 @@ def test_a_request_without_a_service_or_images_is_refused_before_the_lock():
     from ferry_cli import history
     from ferry_cli.sandbox.sandbox import Sandbox
 
-    with Sandbox(clusters=["prod"], speed=600) as sandbox:
+    with Sandbox(clusters=["prod"]) as sandbox:
         for payload in ({"service": "web"}, {"images": {"app": "x"}}, {"service": 7, "images": {}}):
             sandbox.start_execution(payload)
-        sandbox.wait_for_executions(timeout=30)
+        sandbox.wait_for_executions()
         for execution in sandbox.executions():
             events = sandbox.history(execution["executionArn"])
             assert execution["status"] == "FAILED"

@@ -37,8 +37,8 @@ def settled(summary: dict) -> dict:
 
 def test_every_event_delivered_twice_changes_nothing(scenario):
     scenario.config("web", CANARY_WITH_MIGRATION)
-    once = scenario.run(push_event("web", "v2"), speed=SPEED)
-    twice = scenario.run(push_event("web", "v2"), speed=SPEED, delivery=EventDelivery(duplicates=1.0))
+    once = scenario.run(push_event("web", "v2"))
+    twice = scenario.run(push_event("web", "v2"), delivery=EventDelivery(duplicates=1.0))
     assert twice["eventDeliveries"]["duplicates"] > 0
     for summary in (once, twice):
         execution = settled(summary)
@@ -51,7 +51,7 @@ def test_every_event_delivered_twice_changes_nothing(scenario):
 def test_a_stopped_task_event_whose_first_delivery_fails_completes_the_migration_on_its_retry(scenario):
     scenario.config("web", CANARY_WITH_MIGRATION)
     faults = Faults(lambdas=[LambdaFault("crash", step=delivered_by_events("TaskStoppedFunction"), times=1)])
-    summary = scenario.run(push_event("web", "v2"), speed=SPEED, faults=faults)
+    summary = scenario.run(push_event("web", "v2"), faults=faults)
     execution = settled(summary)
     assert execution["status"] == "SUCCEEDED", execution
     assert [f["function"] for f in faults.lambda_faults] == ["TaskStoppedFunction"]
@@ -67,7 +67,7 @@ def test_a_stopped_task_event_whose_first_delivery_fails_completes_the_migration
 def test_an_event_that_fails_every_time_goes_to_the_dead_letter_queue_and_the_heartbeat_takes_over(scenario):
     scenario.config("web", CANARY_WITH_MIGRATION)
     faults = Faults(lambdas=[LambdaFault("crash", step=delivered_by_events("TaskStoppedFunction"), times=None)])
-    summary = scenario.run(push_event("web", "v2"), speed=SPEED, faults=faults)
+    summary = scenario.run(push_event("web", "v2"), faults=faults)
     execution = settled(summary)
     assert execution["status"] == "SUCCEEDED", execution
     # Three attempts (the first and Lambda's two retries) per stopped task event, then the OnFailure queue.
@@ -86,7 +86,7 @@ def test_an_event_that_fails_every_time_goes_to_the_dead_letter_queue_and_the_he
 def test_the_execution_ended_function_failing_once_still_releases_the_lock_on_its_retry(scenario):
     scenario.config("web", CANARY_WITH_MIGRATION)
     faults = Faults(lambdas=[LambdaFault("crash", step=delivered_by_events("ExecutionEndedFunction"), times=2)])
-    summary = scenario.run(push_event("web", "v2"), speed=SPEED, faults=faults)
+    summary = scenario.run(push_event("web", "v2"), faults=faults)
     execution = settled(summary)
     assert execution["status"] == "SUCCEEDED"
     assert summary["eventDeliveries"]["retries"] >= 1 and summary["eventDeliveries"]["deadLettered"] == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -93,31 +92,25 @@ def world(folder: Path) -> Path:
     return folder / "world.yaml"
 
 
-def wait_until(condition, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory):
     folder = tmp_path_factory.mktemp("every-path")
     # The record of `locked`'s deploy can never be written: its release fails for good.
     faults = Faults([ApiFault("dynamodb", 1.0, ("ServiceUnavailable",), operations=("UpdateItem",),
                               body_contains="deployed#prod/locked")])
-    with world_session(world(folder), speed=240, faults=faults, fault_hooks=[broken_rollbacks]) as (sandbox, _):
+    with world_session(world(folder), faults=faults, fault_hooks=[broken_rollbacks]) as (sandbox, _):
         refused = sandbox.start_execution({"service": 7}, name="refused")
         for name in PATHS:
             sandbox.deliver(push_event(name, "v2", f"push-{name}"))
         # Three pushes in a row while the first deploys: the middle one steps aside for the newest.
         for i, tag in enumerate(("v2", "v3", "v4")):
             sandbox.deliver(push_event("queued", tag, f"queued-{tag}"))
-            time.sleep(0.3 if i < 2 else 0)
-        sandbox.wait_for_executions(timeout=180)
+            if i < 2:
+                sandbox.clock.sleep(5)  # simulated: the first deploy holds the lock meanwhile
+        sandbox.wait_for_executions()
         # `happy` is deployed: ask for it back.
         rolled = sandbox.start_execution({"service": "happy", "action": "rollback"}, name="roll-back-happy")
-        sandbox.wait_for_executions(timeout=120)
+        sandbox.wait_for_executions()
         found = {}
         for execution in sandbox.executions():
             events = sandbox.history(execution["executionArn"])

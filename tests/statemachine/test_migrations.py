@@ -68,7 +68,7 @@ def test_a_task_killed_for_memory_is_migration_failed_with_the_reason(scenario):
 def test_a_migration_slower_than_its_timeout_is_stopped(scenario):
     scenario.config("web", ONE)
     scenario.world["migration"] = {"runSeconds": 3000, "logLines": ["still copying rows..."]}
-    summary = scenario.run(push_event("web", "v2"), speed=240)
+    summary = scenario.run(push_event("web", "v2"))
     execution = failed_at(summary, RUN)
     assert execution["error"] == "MigrationTimedOut"
     assert "ran longer than its 120 s timeout and was stopped" in execution["cause"]
@@ -89,7 +89,7 @@ def test_a_missed_stop_event_costs_one_heartbeat_and_starts_no_second_task(scena
             raise RuntimeError("event lost")
 
     scenario.config("web", ONE)  # heartbeat = min(300, timeoutSeconds 120)
-    summary = scenario.run(push_event("web", "v2"), speed=240, fault_hooks=[lose_task_events])
+    summary = scenario.run(push_event("web", "v2"), fault_hooks=[lose_task_events])
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     history = summary["histories"][execution["name"]]
@@ -123,8 +123,6 @@ def test_a_retried_start_finds_the_task_instead_of_starting_another(tmp_path):
 
 
 def test_an_execution_aborted_during_a_migration_has_its_task_stopped(scenario):
-    import time
-
     import yaml
 
     from ferry_cli.sandbox.run import world_session
@@ -133,19 +131,13 @@ def test_an_execution_aborted_during_a_migration_has_its_task_stopped(scenario):
     scenario.world["migration"] = {"runSeconds": 5000}
     path = scenario.dir / "world.yaml"
     path.write_text(yaml.safe_dump(scenario.world))
-    with world_session(path, speed=120) as (sandbox, _world):
+    with world_session(path) as (sandbox, _world):
         arn = sandbox.start_execution({"service": "web", "images": {"app": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v2"}},
                                       name="abort-migration")
-        deadline = time.monotonic() + 60
-        while sandbox.simulator.running_tasks("migration") == 0:
-            assert time.monotonic() < deadline, "the migration never started"
-            time.sleep(0.05)
+        sandbox.run_until(lambda: sandbox.simulator.running_tasks("migration") > 0)
         sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
-        sandbox.wait_for_executions(timeout=30)
-        deadline = time.monotonic() + 10
-        while sandbox.simulator.running_tasks("migration"):
-            assert time.monotonic() < deadline, "the migration task was not stopped"
-            time.sleep(0.05)
+        sandbox.wait_for_executions()
+        sandbox.run_until(lambda: sandbox.simulator.running_tasks("migration") == 0, limit=120)
         assert sandbox.locks_held() == 0
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"
 

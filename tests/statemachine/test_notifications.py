@@ -39,7 +39,7 @@ def run(tmp_path_factory):
     world["behaviour"] = {"web:v3": {"exitCode": 1}}
     (folder / "world.yaml").write_text(yaml.safe_dump(world))
 
-    with world_session(folder / "world.yaml", speed=120) as (sandbox, _world):
+    with world_session(folder / "world.yaml") as (sandbox, _world):
         sqs, sns, events = sandbox.client("sqs"), sandbox.client("sns"), sandbox.client("events")
 
         def queue(name):
@@ -54,11 +54,11 @@ def run(tmp_path_factory):
         sns.subscribe(TopicArn=TOPIC, Protocol="sqs", Endpoint=sns_arn)
 
         sandbox.deliver(push_event("web", "v2", "push-v2"))
-        sandbox.wait_for_executions(timeout=120)
+        sandbox.wait_for_executions()
         sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key="services/web/ferry.yaml",
                                         Body=(CONFIG + ROLLING + NOTIFY).encode())
         sandbox.deliver(push_event("web", "v3", "push-v3"))
-        sandbox.wait_for_executions(timeout=120)
+        sandbox.wait_for_executions()
 
         def drain(url):
             found = []

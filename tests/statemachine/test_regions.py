@@ -85,7 +85,7 @@ def test_a_canary_deploy_with_a_migration_and_a_bake_outside_us_east_1(tmp_path,
             "region": region, "detail": {"action-type": "PUSH", "result": "SUCCESS", "repository-name": "shop",
                                          "image-tag": "2026.12.2", "image-digest": digest}}
     (tmp_path / "push.json").write_text(json.dumps(push))
-    summary = run(path, [Delivery("event", tmp_path / "push.json", push)], speed=240, timeout=120)
+    summary = run(path, [Delivery("event", tmp_path / "push.json", push)])
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     assert {"Run the migration task and wait for it to stop", "Check the canary", "Bake while watching the alarms",

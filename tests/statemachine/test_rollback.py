@@ -36,7 +36,7 @@ def test_a_deployment_slower_than_its_timeout_is_stopped_and_rolled_back(scenari
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
     scenario.config("web", ROLLING +
                            "timeouts: {deployment: 120}\n")
-    execution = rolled_back(scenario.run(push_event("web", "v2"), speed=240))
+    execution = rolled_back(scenario.run(push_event("web", "v2")))
     assert execution["cause"].startswith("web:2 failed: PhaseTimedOut: service prod/web: the deployment of web:2 did not complete within 120 s")
     assert "stopped the in-flight deployment with ROLLBACK" in execution["cause"]
 
@@ -75,7 +75,7 @@ def test_a_rollback_that_keeps_failing_ends_saying_a_person_must_act(scenario):
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
     scenario.config("web", ROLLING +
                            "timeouts: {deployment: 120}\n")
-    summary = scenario.run(push_event("web", "v2"), speed=240, fault_hooks=[rollback_broken])
+    summary = scenario.run(push_event("web", "v2"), fault_hooks=[rollback_broken])
     [execution] = summary["executions"]
     assert execution["status"] == "FAILED" and execution["error"] == "RollbackFailed"
     assert execution["states"][-3:] == ["Release the deploy lock after the failed rollback",
@@ -102,14 +102,14 @@ def test_a_quiet_bake_passes(scenario):
 
 
 def test_an_alarm_firing_during_the_bake_rolls_the_service_back(scenario):
-    import threading
-
     import boto3
+
+    from ferry_cli.sandbox.clock import active
 
     def fire_alarm_soon(function: str, event: dict) -> None:
         if function == "BakeFunction" and "token" in event:
-            threading.Timer(0.3, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
-                AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx rate 12% > 5% for 1 minute")).start()
+            active().later(90, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx rate 12% > 5% for 1 minute"))
 
     scenario.config("web", BAKED)
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[fire_alarm_soon])
@@ -128,10 +128,10 @@ def test_an_alarm_whose_event_was_lost_is_caught_as_the_bake_ends(scenario):
         if function == "BakeFunction" and event.get("source") == "aws.cloudwatch":
             raise RuntimeError("event lost")
         if function == "BakeFunction" and "token" in event:  # fires after the bake's own first look
-            import threading
+            from ferry_cli.sandbox.clock import active
 
-            threading.Timer(0.3, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
-                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.1 s > 1 s")).start()
+            active().later(90, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.1 s > 1 s"))
 
     scenario.config("web", BAKED)
     execution = rolled_back(scenario.run(push_event("web", "v2"), fault_hooks=[alarm_without_its_event]))

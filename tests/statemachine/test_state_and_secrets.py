@@ -38,9 +38,9 @@ def test_a_20_container_canary_deploy_keeps_every_state_small_and_every_secret_o
     event_path.write_text(json.dumps(push_event("web", "v2")))
     from ferry_cli.sandbox.run import load_delivery
 
-    with world_session(world_path, speed=240) as (sandbox, _world):
+    with world_session(world_path) as (sandbox, _world):
         delivered = deliver_all(sandbox, _world, [load_delivery("event", event_path)])
-        sandbox.wait_for_executions(timeout=120)
+        sandbox.wait_for_executions()
         summary = summarise(sandbox, delivered)
         [execution] = summary["executions"]
         assert execution["status"] == "SUCCEEDED", execution

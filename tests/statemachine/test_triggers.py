@@ -86,25 +86,16 @@ def test_an_aborted_deploy_releases_its_lock(scenario):
     import yaml
 
     summary_path.write_text(yaml.safe_dump(scenario.world))
-    with world_session(summary_path, speed=120) as (sandbox, _world):
+    with world_session(summary_path) as (sandbox, _world):
         arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="abort-me")
-        _wait_until(lambda: sandbox.locks_held() == 1)
-        _wait_until(lambda: "Wait for ECS to finish the deployment" in str(sandbox.history(arn)))
+        sandbox.run_until(lambda: sandbox.locks_held() == 1
+                          and "Wait for ECS to finish the deployment" in str(sandbox.history(arn)))
         sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
-        sandbox.wait_for_executions(timeout=30)
+        sandbox.wait_for_executions()
         assert sandbox.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "ABORTED"
         assert sandbox.locks_held() == 0
         ended = [e for e in sandbox.status_events if e["event"]["detail"]["status"] == "ABORTED"]
         assert ended and ended[0]["targets"], "the execution-ended rule should have delivered the ABORTED event"
-
-
-def _wait_until(condition, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_replaced(scenario):
@@ -115,16 +106,16 @@ def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_rep
 
     world_path = scenario.dir / "world.yaml"
     world_path.write_text(yaml.safe_dump(scenario.world))
-    with world_session(world_path, speed=240) as (sandbox, _world):
+    with world_session(world_path) as (sandbox, _world):
         refused = sandbox.start_execution({"service": "web", "action": "rollback"}, name="nothing-to-roll-back")
-        sandbox.wait_for_executions(timeout=60)
+        sandbox.wait_for_executions()
         events = sandbox.history(refused)
         assert history.outcome(events)[0] == "NothingToRollBack"
         sandbox.deliver(push_event("web", "v2"))
-        sandbox.wait_for_executions(timeout=60)
+        sandbox.wait_for_executions()
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:2"
         arn = sandbox.start_execution({"service": "web", "action": "rollback"}, name="roll-back")
-        sandbox.wait_for_executions(timeout=60)
+        sandbox.wait_for_executions()
         events = sandbox.history(arn)
         states = history.entered_states(events)
         assert states[:5] == ["Check the request", "Take the deploy lock for this service", "Is this a rollback request?",
@@ -135,7 +126,7 @@ def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_rep
         assert web["images"]["app"] == f"{REGISTRY}/web:v1"
         assert sandbox.locks_held() == 0
         again = sandbox.start_execution({"service": "web", "action": "rollback"}, name="roll-back-again")
-        sandbox.wait_for_executions(timeout=60)
+        sandbox.wait_for_executions()
         # Not "back" to web:2, which was just rolled away from.
         assert history.outcome(sandbox.history(again))[0] == "NothingToRollBack"
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"

@@ -139,7 +139,7 @@ def sent(monkeypatch):
 def at(monkeypatch):
     """Sets the clock the step sees."""
     def set_to(seconds: float) -> None:
-        monkeypatch.setattr(clock, "_source", lambda: seconds)
+        monkeypatch.setattr(clock, "_now", lambda: seconds)
     set_to(START + 10)
     return set_to
 

@@ -7,7 +7,7 @@ matches each event against the template's rules and invokes the targets (sandbox
 EventBridge on their own (moto_sfn queues them as executions start and end and alarms change state), and the
 invocations Lambda makes later (retries, duplicates), due on the simulated clock. Each is announced before it
 exists and counted until it has been delivered, and the handler invocations still running are counted too, so
-`Sandbox.wait_for_executions` can tell when nothing is left (`settle`).
+`Sandbox.wait_for_executions` can tell when nothing is left (`idle`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
-import queue
 import threading
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .clock import SimClock
+from .scheduler import VEvent, VThreading
 
 
 @dataclass(frozen=True)
@@ -51,92 +52,85 @@ class EventDelivery:
 
 
 class Outbox:
-    """What the sandbox has yet to deliver, and the two threads that deliver it until the sandbox closes.
+    """What the sandbox has yet to deliver, and the two fibers that deliver it until the sandbox closes.
 
     - Events AWS services send EventBridge on their own (Step Functions execution status changes, CloudWatch
-      alarm state changes): `put` in moto's threads, delivered in order by one thread. Step Functions' are
-      recorded in `status_events` ({"event", "targets", "error"} each); `order` is held while an execution's
-      RUNNING is queued, so its terminal status cannot be queued before it.
+      alarm state changes): `put` as they happen, delivered in order by one fiber. Step Functions' are recorded
+      in `status_events` ({"event", "targets", "error"} each); `order` is held while an execution's RUNNING is
+      queued, so its terminal status cannot be queued before it.
     - Invocations due later (`later`: Lambda's retries of a failed asynchronous invocation, duplicate
-      deliveries): a heap by due time on the simulated clock, run as they fall due by the other thread.
+      deliveries): a heap by due time on the simulated clock, run as they fall due by the other fiber.
+    Both wait on the clock (scheduler), so a retry a minute later happens a simulated minute later, at once.
     """
 
     def __init__(self, clock: SimClock) -> None:
         self.clock = clock
         self.status_events: list[dict[str, Any]] = []
         self.order = threading.Lock()   # an execution's RUNNING is queued before its terminal status
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._cv = threading.Condition()  # guards _pending and _in_flight
+        self._queue: deque[dict[str, Any]] = deque()
+        self._counts = threading.Lock()   # guards _pending and _in_flight
         self._pending = 0                 # changes announced (or about to be) and not yet delivered
         self._in_flight = 0               # handler invocations running now (a stopped execution's may outlive it)
         self._due: list[tuple] = []       # heap of (due, seq, *item)
-        self._due_lock = threading.Lock()
         self._seq = 0
-        self._threads: list[threading.Thread] = []
+        self._arrived = VEvent(clock)     # something was queued
+        self._scheduled = VEvent(clock)   # something was scheduled
 
     # ------------------------------------------------------------ the count
     def announce(self) -> None:
         """Count one delivery to come (before what it delivers exists, so no wait can miss it)."""
-        with self._cv:
+        with self._counts:
             self._pending += 1
 
     def delivered(self) -> None:
         """One announced delivery is done (or will never happen)."""
-        with self._cv:
+        with self._counts:
             self._pending -= 1
-            self._cv.notify_all()
 
     @contextmanager
     def invoking(self) -> Iterator[None]:
         """Count a handler invocation while it runs."""
-        with self._cv:
+        with self._counts:
             self._in_flight += 1
         try:
             yield
         finally:
-            with self._cv:
+            with self._counts:
                 self._in_flight -= 1
-                self._cv.notify_all()
 
-    def settle(self, timeout: float) -> bool:
-        """Wait (real seconds) until every announced delivery is done and no handler runs; False on timeout."""
-        with self._cv:
-            return self._cv.wait_for(lambda: self._pending == 0 and self._in_flight == 0, timeout=timeout)
+    def idle(self) -> bool:
+        """Every announced delivery done, and no handler running (a stopped execution's may outlive it)."""
+        return self._pending == 0 and self._in_flight == 0
 
     # ------------------------------------------------------------ what is delivered
     def put(self, event: dict[str, Any]) -> None:
         """Queue an event announced with `announce`, for EventBridge to deliver."""
-        self._queue.put(event)
+        self._queue.append(event)
+        self._arrived.set()
 
     def later(self, delay: float, *item: Any) -> None:
         """Schedule an invocation `delay` simulated seconds from now; pending until it has run."""
         self.announce()
-        with self._due_lock:
-            self._seq += 1
-            heapq.heappush(self._due, (self.clock.now() + delay, self._seq, *item))
+        self._seq += 1
+        heapq.heappush(self._due, (self.clock.now() + delay, self._seq, *item))
+        self._scheduled.set()
 
-    # ------------------------------------------------------------ the threads
-    def start(self, deliver: Callable[[dict[str, Any]], list[dict[str, Any]]], run: Callable[..., Any],
-              stop: threading.Event) -> None:
-        """Deliver queued events with `deliver(event)`, and run each due item with `run(*item)`, until `stop`."""
-        self._threads = [
-            threading.Thread(target=self._emit, args=(deliver, stop), name="ferry-sandbox-status-events", daemon=True),
-            threading.Thread(target=self._run_due, args=(run, stop), name="ferry-sandbox-redeliveries", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+    # ------------------------------------------------------------ the fibers
+    def start(self, deliver: Callable[[dict[str, Any]], list[dict[str, Any]]], run: Callable[..., Any]) -> None:
+        """Deliver queued events with `deliver(event)`, and run each due item with `run(*item)`, until the
+        sandbox closes (the scheduler ends its fibers)."""
+        threads = VThreading(self.clock)
+        threads.Thread(target=self._emit, args=(deliver,), name="ferry-sandbox-status-events", daemon=True).start()
+        threads.Thread(target=self._run_due, args=(run,), name="ferry-sandbox-redeliveries", daemon=True).start()
 
-    def join(self, timeout: float) -> None:
-        for thread in self._threads:
-            thread.join(timeout=timeout)
-
-    def _emit(self, deliver: Callable[[dict[str, Any]], list[dict[str, Any]]], stop: threading.Event) -> None:
-        """Deliver the queued events, in order, until the sandbox closes."""
-        while not stop.is_set():
-            try:
-                event = self._queue.get(timeout=0.02)
-            except queue.Empty:
+    def _emit(self, deliver: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        """Deliver the queued events, in order."""
+        while True:
+            if not self._queue:
+                self._arrived.clear()
+                self._arrived.wait()
                 continue
+            event = self._queue.popleft()
             record: dict[str, Any] = {"event": event, "targets": [], "error": None}
             try:
                 record["targets"] = deliver(event)
@@ -145,20 +139,23 @@ class Outbox:
                 logging.getLogger(__name__).exception(
                     "delivering the %s event of %s failed", event["detail-type"], event["resources"][0])
             finally:
-                with self._cv:
-                    if event["source"] == "aws.states":
-                        self.status_events.append(record)
+                if event["source"] == "aws.states":
+                    self.status_events.append(record)
                 self.delivered()
 
-    def _run_due(self, run: Callable[..., Any], stop: threading.Event) -> None:
-        """Run the scheduled invocations as they fall due, until the sandbox closes."""
-        while not stop.wait(0.01):
-            with self._due_lock:
-                due = self._due[0] if self._due and self._due[0][0] <= self.clock.now() else None
-                if due is not None:
-                    heapq.heappop(self._due)
-            if due is None:
+    def _run_due(self, run: Callable[..., Any]) -> None:
+        """Run the scheduled invocations as they fall due."""
+        while True:
+            if not self._due:
+                self._scheduled.clear()
+                self._scheduled.wait()
                 continue
+            due = self._due[0]
+            if due[0] > self.clock.now():
+                self._scheduled.clear()
+                self._scheduled.wait(due[0] - self.clock.now())
+                continue
+            heapq.heappop(self._due)
             try:
                 run(*due[2:])
             except Exception:  # keep delivering; the log says what went wrong

@@ -41,7 +41,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Callable, Any, Iterator
 
 from .clock import SimClock
 
@@ -198,6 +198,7 @@ class EcsModel:
         self._dereg_at: dict[tuple[str, str], tuple[float, int]] = {}
         self._events: list[dict] = []
         self._purposes: dict[str, int] = {}
+        self.on_change: Callable[[], None] = lambda: None  # told after every step (the sandbox's driver listens)
 
     # ---------------------------------------------------------------- public API
     def tick(self) -> list[dict]:
@@ -260,29 +261,48 @@ class EcsModel:
                 yield self._t
                 return
             self._busy = True
+            due = self._earliest()
             try:
                 self._advance(self.clock.now())
                 yield self._t
                 self._publish_services()
             finally:
                 self._busy = False
+                # Tell the driver only when it has something new to do: an event to emit, or a schedule that
+                # changed. A mere look (a test polling services()) must not wake it, or on virtual time the two
+                # would take turns forever at one instant.
+                after = self._earliest()
+                if self._events or (due and due[0]) != (after and after[0]):
+                    self.on_change()
 
     def _now(self) -> float:
         return self._t if self._busy else self.clock.now()
 
+    def _earliest(self) -> tuple[float, Any] | None:
+        """The next scheduled transition: (when, the task or the service whose rollout then completes)."""
+        best: tuple[float, Any] | None = None
+        for k in self._live:
+            if k.schedule and (best is None or k.schedule[0][0] < best[0]):
+                best = (k.schedule[0][0], k)
+        for s in self._services.values():
+            p = s.deployments[0] if s.deployments and not s.deleted else None
+            if p and p.rollout == "IN_PROGRESS" and p.ready_since is not None:
+                due = p.ready_since + self._finishing_seconds(p)
+                if best is None or due < best[0]:
+                    best = (due, s)
+        return best
+
+    def next_due(self) -> float | None:
+        """When the next scheduled transition falls due (None: nothing scheduled): the sandbox's driver sleeps
+        until then, or until a call changes the schedule (`on_change`)."""
+        with self._lock:
+            best = self._earliest()
+            return None if best is None else best[0]
+
     def _advance(self, now: float) -> None:
         """Replay every scheduled transition up to `now`, earliest first."""
         while True:
-            best: tuple[float, Any] | None = None
-            for k in self._live:
-                if k.schedule and (best is None or k.schedule[0][0] < best[0]):
-                    best = (k.schedule[0][0], k)
-            for s in self._services.values():
-                p = s.deployments[0] if s.deployments and not s.deleted else None
-                if p and p.rollout == "IN_PROGRESS" and p.ready_since is not None:
-                    due = p.ready_since + self._finishing_seconds(p)
-                    if best is None or due < best[0]:
-                        best = (due, s)
+            best = self._earliest()
             if best is None or best[0] > now:
                 break
             self._t = max(self._t, best[0])

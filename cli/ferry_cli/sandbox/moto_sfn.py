@@ -44,7 +44,7 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
 
     yield mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
     yield from _callback_patches(sandbox)
-    yield _stop_execution_patch()
+    yield _stop_execution_patch(sandbox.clock)
     yield _start_time_patch(sandbox.clock)
     yield _alarm_events_patch(sandbox)
     yield _payload_quota_patch()
@@ -342,19 +342,18 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
     yield mock.patch.object(execute_state.ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
 
 
-def _stop_execution_patch() -> Any:
+def _stop_execution_patch(clock: SimClock) -> Any:
     """StopExecution drops its error and cause (moto stops with "" and ""): pass them on, as AWS does, to the
     ExecutionAborted history event (and so to the ABORTED status event). Its response also lacks the
     stopDate while the execution winds down: answer with the stop's date, as AWS does. (That the execution
     is ABORTED at once is status_hooks' part.)"""
     from moto.core.responses import ActionResult
-    from moto.core.utils import utcnow
     from moto.stepfunctions.responses import StepFunctionResponse
 
     def stop_execution(response):
         param = response._get_param
         execution = response.stepfunction_backend.describe_execution(param("executionArn"))
-        stop_date = utcnow()
+        stop_date = clock.now_datetime()
         execution.stop(stop_date=stop_date, error=param("error"), cause=param("cause"))
         return ActionResult({"stopDate": execution.stop_date or stop_date})
 
@@ -384,6 +383,7 @@ def status_hooks(sandbox: Sandbox) -> Iterator[Any]:
             except BaseException:
                 outbox.delivered()
                 raise
+            sandbox.running.add(execution.exec_arn)
             _queue_status(sandbox, execution, "RUNNING")
 
     # The terminal status: moto sets it before the output, error and cause, so queue it only once
@@ -405,6 +405,8 @@ def status_hooks(sandbox: Sandbox) -> Iterator[Any]:
         except BaseException:
             outbox.delivered()
             raise
+        finally:
+            sandbox.running.discard(execution.exec_arn)
         with outbox.order:
             _queue_status(sandbox, execution, execution.status)
 
@@ -422,6 +424,7 @@ def status_hooks(sandbox: Sandbox) -> Iterator[Any]:
             execution.exec_status, execution.stop_date = ExecutionStatus.ABORTED, stop_date
             with outbox.order:
                 aborted[execution.exec_arn] = stop_date
+                sandbox.running.discard(execution.exec_arn)
                 outbox.announce()
                 _queue_status(sandbox, execution, "ABORTED")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from .faults import Faults
 from .sandbox import Sandbox
 from .world import World, WorldError, derived_digest, push_image, read_structured
 
-GAP_BETWEEN_DELIVERIES = 0.3  # real seconds: the next event arrives while earlier executions still run
+GAP_BETWEEN_DELIVERIES = 15.0  # simulated seconds: the next event arrives while earlier executions still run
 
 
 @dataclass
@@ -76,7 +75,7 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
 
 
 @contextmanager
-def world_session(world_path: Path, *, speed: float = 60.0, log_echo=None, fault_hooks=None,
+def world_session(world_path: Path, *, speed: float | None = None, log_echo=None, fault_hooks=None,
                   faults: Faults | None = None, delivery: EventDelivery | None = None) -> Iterator[tuple[Sandbox, World]]:
     """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it.
 
@@ -103,12 +102,12 @@ def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> l
     delivered = []
     for i, delivery in enumerate(deliveries):
         if i:
-            time.sleep(GAP_BETWEEN_DELIVERIES)
+            sandbox.clock.sleep(GAP_BETWEEN_DELIVERIES)  # the world runs meanwhile
         delivered.append({"file": str(delivery.path), "targets": _deliver(sandbox, world, delivery)})
     return delivered
 
 
-def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, timeout: float = 600.0,
+def run(world_path: Path, deliveries: list[Delivery], *, speed: float | None = None,
         log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False,
         delivery: EventDelivery | None = None) -> dict[str, Any]:
     """Run the scenario; returns the summary plus per-execution histories under `histories`
@@ -116,7 +115,8 @@ def run(world_path: Path, deliveries: list[Delivery], *, speed: float = 60.0, ti
     with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks,
                        faults=faults, delivery=delivery) as (sandbox, world):
         delivered = deliver_all(sandbox, world, deliveries)
-        sandbox.wait_for_executions(timeout=timeout)
+        sandbox.wait_for_executions()
+        sandbox.settle_world()
         return summarise(sandbox, delivered, graphs=graphs)
 
 
@@ -138,7 +138,7 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
         executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
                            "error": error, "cause": cause, "states": history.entered_states(events),
                            "output": json.loads(succeeded.get("output") or "null")})
-        histories[execution["name"]] = history.rows(events, _offset(start, sandbox.clock.speed))
+        histories[execution["name"]] = history.rows(events, _offset(start))
         outputs[execution["name"]] = history.task_results(events)
     services = {
         key: {"taskDefinition": svc["taskDefinition"], "images": svc["images"],
@@ -190,7 +190,8 @@ def _service_key(sandbox: Sandbox, name: str | None) -> str | None:
     return cfg.key
 
 
-def _offset(start: datetime, speed: float):
+def _offset(start: datetime):
+    """Simulated seconds since the execution started (its history's timestamps are simulated time)."""
     def to_offset(ts: datetime) -> float:
-        return (ts - start).total_seconds() * speed
+        return (ts - start).total_seconds()
     return to_offset

@@ -36,7 +36,8 @@ from unittest import mock
 import boto3
 
 from . import SandboxError, aws_rules, moto_sfn
-from .clock import SimClock, wait_patches
+from .clock import SimClock, VEvent, wait_patches
+from .scheduler import VThreading
 from .delivery import EventDelivery, Outbox
 from .faults import Faults, InjectedCrash, LambdaApiError, client_patches, lambda_api_error
 from .template import Resolver, Template, physical_resources, substitute_definition
@@ -45,6 +46,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 ENVIRONMENT = "sandbox"
+# How long a run may go on in simulated time before the sandbox gives up on it: a week (deploys wait at most
+# hours; a run that goes on longer loops).
+MAX_RUN_SECONDS = 7 * 24 * 3600.0
 MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -72,7 +76,7 @@ class _LogSink(io.TextIOBase):
 class Sandbox:
     """One sandboxed Ferry installation. Use as a context manager."""
 
-    def __init__(self, *, root: Path = REPO_ROOT, speed: float = 60.0, account: str = DEFAULT_ACCOUNT,
+    def __init__(self, *, root: Path = REPO_ROOT, speed: float | None = None, account: str = DEFAULT_ACCOUNT,
                  region: str = DEFAULT_REGION, clusters: list[str] | None = None,
                  log_echo: io.TextIOBase | None = None, faults: Faults | None = None,
                  delivery: EventDelivery | None = None) -> None:
@@ -80,7 +84,8 @@ class Sandbox:
         self.delivery = delivery or EventDelivery()
         self.deliveries = {"invocations": 0, "duplicates": 0, "retries": 0}  # counted by _attempt
         self.dead_letters: list[dict[str, Any]] = []  # {"function", "record"}: retries exhausted
-        self.clock = SimClock(speed=speed)
+        self.clock = SimClock(speed=speed)  # virtual time; `speed` only paces a run to watch it
+        self.running: set[str] = set()  # ARNs of the executions still RUNNING (moto_sfn.status_hooks keeps it)
         # What is still to be delivered: execution status and alarm events, queued in moto's threads, and
         # Lambda's later invocations; with the handler invocations still running.
         self.outbox = Outbox(self.clock)
@@ -103,8 +108,7 @@ class Sandbox:
         self._functions: dict[str, dict[str, Any]] = {}   # physical name -> {logical, module path, env}
         self._modules: dict[str, ModuleType] = {}
         self._invoke_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._driver: threading.Thread | None = None
+        self._driver: Any = None
         self.refs: dict[str, Any] = {}
         self.attrs: dict[tuple[str, str], str] = {}
 
@@ -127,6 +131,8 @@ class Sandbox:
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
             "MOTO_ACCOUNT_ID": self.account, "POWERTOOLS_METRICS_DISABLED": "false",
+            # No EC2 instance is ever launched here; moto's 2,600 default AMIs cost seconds on every start and reset.
+            "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
         }
         self._stack.enter_context(mock.patch.dict(os.environ, env))  # restores the whole environment on close
         for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
@@ -143,20 +149,18 @@ class Sandbox:
         from ferry.runtime import clock as ferry_clock
 
         aws.reset()
-        ferry_clock.use(self.clock.now)
+        ferry_clock.use(self.clock.now, self.clock.sleep)
         self._stack.callback(ferry_clock.use, None)
+        self._stack.enter_context(self.clock.activate())
         self._stack.callback(aws.reset)
         self._deploy_stack()
-        self.outbox.start(lambda event: self.deliver(event), self._redeliver, self._stop)
+        self.outbox.start(lambda event: self.deliver(event), self._redeliver)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._driver is not None:
-            self._driver.join(timeout=5)
-        self.outbox.join(timeout=5)
+        self._stop_running_executions()
+        self.clock.close()  # every fiber (moto's threads, the driver, the outbox's) ends
         if self.simulator is not None:
             self.simulator.uninstall()
-        self._stop_running_executions()
         self._stack.close()
 
     def client(self, service: str):
@@ -171,6 +175,9 @@ class Sandbox:
         yield from wait_patches(self.clock)
         yield from client_patches(self)
         yield from moto_sfn.patches(self)
+        # Verify runs its checks on a thread pool; a pool's workers are no fibers of the scheduler, so in the
+        # sandbox its checks run one after the other in the step's own fiber (same checks, same report).
+        yield mock.patch("ferry.steps.verify.ThreadPoolExecutor", InlineExecutor)
 
     # ------------------------------------------------------------ the stack
     def _physical(self) -> None:
@@ -416,20 +423,26 @@ class Sandbox:
             url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
             sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
 
-    def start_driver(self, interval: float = 0.02) -> None:
-        """Move the ECS simulator along and deliver the events it emits."""
+    def start_driver(self) -> None:
+        """Move the ECS simulator along and deliver the events it emits, each when it falls due: a fiber that
+        sleeps until the simulator's next scheduled change, or until a call changes what it has scheduled."""
         if self._driver is not None or self.simulator is None:
             return
+        changed = VEvent(self.clock)
+        self.simulator.on_change = changed.set
 
         def drive() -> None:
-            while not self._stop.wait(interval):
+            while True:
                 try:
                     for event in self.simulator.tick():
                         self.deliver(event)
                 except Exception:  # keep driving; a broken tick shows up in the run's outcome
                     logging.getLogger(__name__).exception("simulator tick failed")
+                due = self.simulator.next_due()
+                changed.clear()
+                changed.wait(None if due is None else max(0.0, due - self.clock.now()))
 
-        self._driver = threading.Thread(target=drive, name="ferry-sandbox-driver", daemon=True)
+        self._driver = VThreading(self.clock).Thread(target=drive, name="ferry-sandbox-driver", daemon=True)
         self._driver.start()
 
     # ---------------------------------------------------------- executions
@@ -446,25 +459,31 @@ class Sandbox:
             input=json.dumps(payload),
         )["executionArn"]
 
-    def wait_for_executions(self, timeout: float = 300.0) -> None:
-        """Block (real seconds) until no execution is RUNNING and every status change event has been delivered.
+    def wait_for_executions(self, limit: float = MAX_RUN_SECONDS) -> None:
+        """Let the world run until no execution is RUNNING, every event has been delivered and no handler runs
+        (a stopped execution's may outlive it). The targets of a delivered event may start executions of their
+        own: those are waited for too. `limit`: simulated seconds before it gives up."""
+        if not self.clock.run_until(self.settled, limit=limit):
+            running = [arn.rsplit(":", 1)[-1] for arn in sorted(self.running)]
+            raise SandboxError(f"after {limit:.0f} simulated seconds, executions still running: {running}"
+                               if running else f"nothing left to run, yet events still undelivered after {limit:.0f}"
+                               " simulated seconds")
 
-        The targets of a delivered event may start executions of their own: those are waited for too.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            if not any(e["status"] == "RUNNING" for e in self.executions()):
-                # every event delivered, and no handler still running (a stopped one's)
-                delivered = self.outbox.settle(timeout=max(0.0, deadline - time.monotonic()))
-                if not delivered:
-                    raise SandboxError(
-                        f"events still undelivered or handlers still running after {timeout:.0f} real seconds")
-                if not any(e["status"] == "RUNNING" for e in self.executions()):
-                    return
-            if time.monotonic() > deadline:
-                running = [e["name"] for e in self.executions() if e["status"] == "RUNNING"]
-                raise SandboxError(f"executions still running after {timeout:.0f} real seconds: {running}")
-            time.sleep(0.05)
+    def settle_world(self, limit: float = 3600.0) -> None:
+        """After the executions: let ECS finish what it was doing (tasks stopping, old tasks draining, a deployment
+        completing), so that what is reported is what stays. Up to `limit` simulated seconds."""
+        self.clock.run_until(lambda: self.settled() and (self.simulator is None or self.simulator.next_due() is None),
+                             limit=limit)
+
+    def settled(self) -> bool:
+        """No execution RUNNING, no event undelivered, no handler running."""
+        return not self.running and self.outbox.idle()
+
+    def run_until(self, predicate: Callable[[], bool], limit: float = MAX_RUN_SECONDS) -> None:
+        """Let the world run until `predicate()` holds (checked each time nothing is left to do at the present
+        simulated time); SandboxError when it never does."""
+        if not self.clock.run_until(predicate, limit=limit):
+            raise SandboxError(f"the condition never held ({limit:.0f} simulated seconds, or nothing left to run)")
 
     def _stop_running_executions(self) -> None:
         try:
@@ -497,6 +516,32 @@ def bucket_location(region: str) -> dict[str, Any]:
     Virginia) Region (us-east-1)"; any other Region's endpoint answers IllegalLocationConstraintException)."""
     return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
+
+
+class InlineExecutor:
+    """concurrent.futures.ThreadPoolExecutor's interface, running each call at once in the caller's thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> "InlineExecutor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 (a Future carries whatever the call raised)
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, **kwargs: Any) -> None:
+        return None
 
 
 # A valid, empty zip archive: moto needs some code to create a function.

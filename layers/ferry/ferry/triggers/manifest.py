@@ -19,7 +19,6 @@ import functools
 import json
 import random
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from ferry import aws, config
 from ferry.aws import images
 from ferry.triggers import requests
 from ferry.config import validation
+from ferry.runtime import clock
 from ferry.errors import FerryError, ImageNotFound, cause_text
 from ferry.text import shorten
 
@@ -431,7 +431,7 @@ def _put_if(bucket: str, key: str, document: dict[str, Any], etag: str | None) -
 
 
 def _pause(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(1.0, 0.05 * 2 ** attempt)))
+    clock.sleep(random.uniform(0, min(1.0, 0.05 * 2 ** attempt)))
 
 
 _NOT_ENDED = ("PLANNED", "RUNNING")
