@@ -19,8 +19,9 @@ infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra
 
 unit: $(VENV)/.installed $(SAM_VENV)/.installed
-	# Two workers: most sandbox tests wait on a simulated clock, so they overlap well even on 2 cores.
-	SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest -q -n 2
+	# One worker per core (the sandbox runs on virtual time: its tests use the CPU, never sleep); work stealing
+	# keeps both busy to the end when a long test comes last.
+	SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest -q -n 2 --dist worksteal
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt layers/ferry/requirements.txt
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.12 found (see scripts/find-python)"; exit 1; }

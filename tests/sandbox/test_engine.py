@@ -106,3 +106,31 @@ def test_an_aborted_deploy_does_not_block_the_next_one(sandbox):
     assert [e["status"] for e in sandbox.executions()] == ["ABORTED", "SUCCEEDED"]
     assert sandbox.locks_held() == 0
     assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:3"
+
+
+# ----------------------------------------------------------------------------- what the sandbox shares to save time
+def test_each_execution_gets_its_own_program_from_a_definition_parsed_once(sandbox):
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    first_program, first_tree = AmazonStateLanguageParser.parse(definition)
+    second_program, second_tree = AmazonStateLanguageParser.parse(definition)
+    assert first_tree is second_tree  # parsed once
+    assert first_program is not second_program  # no execution shares evaluation state with another
+    for _ in range(2):  # a definition with a syntax error is refused every time, not cached as good
+        with pytest.raises(ASLParserException):
+            AmazonStateLanguageParser.parse('{"StartAt": "Done", "States": {"Done": {"Type": }}}')
+    sfn = sandbox.client("stepfunctions")
+    machine = sfn.create_state_machine(name="tiny", definition=definition,
+                                       roleArn=f"arn:aws:iam::{sandbox.account}:role/tiny")["stateMachineArn"]
+    runs = [sfn.start_execution(stateMachineArn=machine, name=f"run-{i}")["executionArn"] for i in range(2)]
+    sandbox.wait_for_executions()
+    assert [sfn.describe_execution(executionArn=arn)["status"] for arn in runs] == ["SUCCEEDED", "SUCCEEDED"]
+
+
+def test_every_session_in_the_sandbox_reads_the_service_models_once(sandbox):
+    import boto3
+
+    loaders = {id(boto3.session.Session()._session.get_component("data_loader")) for _ in range(3)}
+    assert len(loaders) == 1
+    assert sandbox.client("ecs") is sandbox.client("ecs")  # the sandbox's own clients are made once

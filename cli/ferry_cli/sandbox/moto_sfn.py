@@ -18,6 +18,7 @@ Every function here touches moto's internals; nothing else in the sandbox patche
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -49,6 +50,54 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
     yield _alarm_events_patch(sandbox)
     yield _payload_quota_patch()
     yield from _lambda_error_patches()
+    yield _parse_once_patch()
+    yield _lambda_client_once_patch()
+
+
+@functools.lru_cache(maxsize=8)
+def _syntax_tree(definition: str) -> Any:
+    """The ANTLR tree of one ASL definition, parsed once per process (the parse is pure in its input)."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    original = AmazonStateLanguageParser.__dict__.get("_ferry_unpatched_parse") or AmazonStateLanguageParser.parse
+    return original(definition)[1]
+
+
+def _lambda_client_once_patch() -> Any:
+    """Not a difference from AWS but a cost: moto's Lambda task makes a new boto3 client for every invocation
+    (about 8 ms each, most of a step's overhead here). One client per region for the sandbox's life answers the
+    same, so the Lambda tasks share it; a task with its own credentials still gets its own client."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    original, made = lambda_eval_utils.boto_client_for, {}
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if state_credentials is not None:
+            return original(region, service, state_credentials)
+        if (region, service) not in made:
+            made[region, service] = original(region, service)
+        return made[region, service]
+
+    return mock.patch.object(lambda_eval_utils, "boto_client_for", boto_client_for)
+
+
+def _parse_once_patch() -> Any:
+    """Not a difference from AWS but a cost: moto parses the whole definition with ANTLR on CreateStateMachine
+    and again on every StartExecution (about 0.2 s for Ferry's, a fifth of a sandbox run). The tree is only
+    read, never changed, so it is parsed once per definition; each execution still gets its own program
+    (Preprocessor().visit), so no execution shares evaluation state with another. A definition with syntax
+    errors raises as before (lru_cache keeps no exception)."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    if "_ferry_unpatched_parse" not in AmazonStateLanguageParser.__dict__:
+        AmazonStateLanguageParser._ferry_unpatched_parse = AmazonStateLanguageParser.__dict__["parse"]
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = _syntax_tree(definition)
+        return Preprocessor().visit(tree), tree
+
+    return mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse))
 
 
 def _lambda_error_patches() -> Iterator[Any]:

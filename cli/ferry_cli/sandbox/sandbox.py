@@ -18,6 +18,7 @@ on moto through moto_ecs, installed by run.world_session).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
@@ -34,6 +35,8 @@ from typing import Any, Callable, Iterator
 from unittest import mock
 
 import boto3
+import botocore.loaders
+import botocore.session
 
 from . import SandboxError, aws_rules, moto_sfn
 from .clock import SimClock, VEvent, wait_patches
@@ -164,7 +167,11 @@ class Sandbox:
         self._stack.close()
 
     def client(self, service: str):
-        return boto3.client(service, region_name=self.region)
+        """The sandbox's own client of `service` (one per service: a botocore client costs ~10 ms to make)."""
+        clients = self.__dict__.setdefault("_clients", {})
+        if service not in clients:
+            clients[service] = boto3.client(service, region_name=self.region)
+        return clients[service]
 
     # ----------------------------------------------------------------- patches
     def _patches(self) -> Iterator[Any]:
@@ -175,6 +182,7 @@ class Sandbox:
         yield from wait_patches(self.clock)
         yield from client_patches(self)
         yield from moto_sfn.patches(self)
+        yield mock.patch.object(botocore.session, "create_loader", _shared_loader)
         # Verify runs its checks on a thread pool; a pool's workers are no fibers of the scheduler, so in the
         # sandbox its checks run one after the other in the step's own fiber (same checks, same report).
         yield mock.patch("ferry.steps.verify.ThreadPoolExecutor", InlineExecutor)
@@ -546,3 +554,12 @@ class InlineExecutor:
 
 # A valid, empty zip archive: moto needs some code to create a function.
 _EMPTY_ZIP = b"PK\x05\x06" + b"\x00" * 18
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_loader(search_path_string: str | None = None) -> Any:
+    """One botocore data loader for every session in the process. boto3 and moto make a new session for each
+    sandbox (and moto for each backend's region list), and each new session's loader parses the JSON service
+    models again: about a tenth of a sandbox run. Loaded models are only read, and one session already shares
+    them between all its clients, so sharing them between sessions changes nothing else."""
+    return botocore.loaders.create_loader(search_path_string)

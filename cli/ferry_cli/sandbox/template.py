@@ -9,6 +9,8 @@ an error rather than a silent guess.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +48,14 @@ for _tag in TAGS:
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)
+    """The template as data; a fresh copy each call (callers may change it), parsed once per content."""
+    return copy.deepcopy(_parsed(path.read_text()))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(text: str) -> dict[str, Any]:
+    # PyYAML in pure Python takes ~0.1 s on template.yaml: every sandbox of a test run loads the same one.
+    return yaml.load(text, Loader=_CfnLoader)
 
 
 @dataclass
