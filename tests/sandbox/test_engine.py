@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ferry.steps import lock
 from ferry_cli import history
@@ -126,6 +127,10 @@ def test_each_execution_gets_its_own_program_from_a_definition_parsed_once(sandb
     runs = [sfn.start_execution(stateMachineArn=machine, name=f"run-{i}")["executionArn"] for i in range(2)]
     sandbox.wait_for_executions()
     assert [sfn.describe_execution(executionArn=arn)["status"] for arn in runs] == ["SUCCEEDED", "SUCCEEDED"]
+    for attempt in range(2):  # validated once when good; refused every time when not
+        with pytest.raises(ClientError, match="ASLParserException"):
+            sfn.create_state_machine(name=f"bad-{attempt}", definition='{"StartAt": "Nowhere", "States": {}}',
+                                     roleArn=f"arn:aws:iam::{sandbox.account}:role/tiny")
 
 
 def test_every_session_in_the_sandbox_reads_the_service_models_once(sandbox):

@@ -51,6 +51,7 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
     yield _payload_quota_patch()
     yield from _lambda_error_patches()
     yield _parse_once_patch()
+    yield _validate_once_patch()
     yield _lambda_client_once_patch()
 
 
@@ -66,14 +67,13 @@ def _syntax_tree(definition: str) -> Any:
 def _lambda_client_once_patch() -> Any:
     """Not a difference from AWS but a cost: moto's Lambda task makes a new boto3 client for every invocation
     (about 8 ms each, most of a step's overhead here). One client per region for the sandbox's life answers the
-    same, so the Lambda tasks share it; a task with its own credentials still gets its own client."""
+    same, so the Lambda tasks share it (moto's boto_client_for ignores the state's credentials: every client it
+    makes is the same)."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
     original, made = lambda_eval_utils.boto_client_for, {}
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        if state_credentials is not None:
-            return original(region, service, state_credentials)
         if (region, service) not in made:
             made[region, service] = original(region, service)
         return made[region, service]
@@ -98,6 +98,25 @@ def _parse_once_patch() -> Any:
         return Preprocessor().visit(tree), tree
 
     return mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse))
+
+
+_VALID_DEFINITIONS: set[str] = set()
+
+
+def _validate_once_patch() -> Any:
+    """Not a difference from AWS but a cost: CreateStateMachine and UpdateStateMachine validate the definition
+    by building its whole program, which every sandbox does again for the same definition. A definition that
+    validated once validates again (the check depends on nothing else); an invalid one is checked every time."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    validate = StepFunctionsParserBackend._validate_definition
+
+    def validate_once(definition: str) -> None:
+        if definition not in _VALID_DEFINITIONS:
+            validate(definition)
+            _VALID_DEFINITIONS.add(definition)
+
+    return mock.patch.object(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_once))
 
 
 def _lambda_error_patches() -> Iterator[Any]:
