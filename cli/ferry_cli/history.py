@@ -58,8 +58,19 @@ def describe(event: dict[str, Any]) -> str:
         if isinstance(output, dict):
             for key in ("summary", "state", "revision"):
                 if key in output:
-                    return _short(f"{key}: {output[key]}")
+                    return _short(f"{key}: {_readable(output[key])}")
     return ""
+
+
+def _readable(value: Any) -> str:
+    """A value as a person reads it in one line: never a Python repr of a dict or list."""
+    if isinstance(value, dict):
+        if isinstance(value.get("summary"), str):  # a deploy's summary: its result, then what changed
+            return " ".join(str(part) for part in (value.get("result"), value["summary"]) if part)
+        return ", ".join(f"{k}={_readable(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return ", ".join(_readable(v) for v in value)
+    return str(value)
 
 
 def rows(events: list[dict[str, Any]], to_offset: Callable[[datetime], float]) -> list[dict[str, Any]]:

@@ -63,6 +63,9 @@ def test_history_of_a_sandbox_deploy_prints_the_table_and_summary_and_writes_its
     assert out.splitlines()[0] == f"== {EXECUTION}  (prod/web)  SUCCEEDED"
     assert "ExecutionStarted" in out and "ExecutionSucceeded" in out
     assert re.search(r"\n +\d+ +\+\S+ +LambdaFunctionSucceeded +Register the new revision +revision: web:2\n", out)
+    # The lock's release returns the deploy's summary: shown as a person reads it, never a dict's repr.
+    assert re.search(r"LambdaFunctionSucceeded +Release the deploy lock +summary: DEPLOYED image app web:v1 -> web:v2", out)
+    assert "{'" not in out
     summary = out[out.index("\n== Summary\n"):].splitlines()
     assert re.fullmatch(r"started 2026-01-01 \d\d:\d\d:\d\dZ, took \d:\d\d:\d\d, \d+ state transitions", summary[2])
     assert summary[3].startswith("image app web:v1 -> web:v2 (sha256:00261f24…), task definition web:1 -> web:(new)")
