@@ -82,3 +82,24 @@ def test_a_bad_event_is_refused_before_anything_starts(world_dir, capsys):
 
 def test_no_event_is_a_usage_error(world_dir, capsys):
     assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml")]) == 2
+
+
+@pytest.mark.parametrize("speed", ["0", "-5", "nan", "inf", "fast"])
+def test_a_speed_that_is_not_a_positive_number_is_refused_before_anything_starts(world_dir, capsys, speed):
+    with pytest.raises(SystemExit) as exited:
+        main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--speed", speed])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--speed takes a positive number of simulated seconds per real second" in err and repr(speed) in err
+
+
+def test_a_paced_run_reports_the_same_simulated_times_as_an_unpaced_one(world_dir, capsys):
+    runs = []
+    for extra in ([], ["--speed", "1000"]):
+        assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--json",
+                     *extra]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        [execution] = summary["executions"]
+        runs.append((execution["states"], execution["output"]["durationSeconds"]))
+    assert runs[0] == runs[1]
+    assert runs[0][1] == 60  # the demo's deploy: the 60 s ECS takes, paced or not
