@@ -139,3 +139,22 @@ def test_every_session_in_the_sandbox_reads_the_service_models_once(sandbox):
     loaders = {id(boto3.session.Session()._session.get_component("data_loader")) for _ in range(3)}
     assert len(loaders) == 1
     assert sandbox.client("ecs") is sandbox.client("ecs")  # the sandbox's own clients are made once
+
+
+def test_a_client_kept_between_sandboxes_answers_to_the_sandbox_it_is_used_in():
+    import boto3
+
+    refused = []
+    for account in ("111111111111", "222222222222"):
+        with Sandbox(clusters=["prod"], account=account) as box:
+            ecs = boto3.client("ecs", region_name=box.region)
+            refused.append((ecs, box))
+            ecs.create_cluster(clusterName=f"only-in-{account}")
+            names = {arn.rsplit("/", 1)[-1] for arn in ecs.list_clusters()["clusterArns"]}
+            assert f"only-in-{account}" in names and len([n for n in names if n.startswith("only-in-")]) == 1
+            with pytest.raises(ClientError):  # AWS refuses startedBy with another filter (aws_rules)
+                ecs.list_tasks(cluster="prod", startedBy="ferry", desiredStatus="RUNNING")
+            assert box.enforcement.refused[-1]["operation"] == "ListTasks"
+    (first, first_box), (second, second_box) = refused
+    assert first is second  # made once, used in both
+    assert len(first_box.enforcement.refused) == len(second_box.enforcement.refused) == 1

@@ -409,7 +409,12 @@ def _account() -> str:
     return os.environ.get("MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
 
 
-def _checker(client: Any, seen: Enforcement) -> Callable[..., None]:
+# The Enforcement of the enforce() running now: a client the sandbox keeps between sandboxes (faults.client_patches)
+# reports its refusals to the sandbox it is used in, not the one it was made in.
+_ACTIVE: list[Enforcement] = []
+
+
+def _checker(client: Any, made_in: Enforcement) -> Callable[..., None]:
     service = client.meta.service_model.service_name
     rules = _rules_by_operation()
     region = client.meta.region_name
@@ -426,6 +431,7 @@ def _checker(client: Any, seen: Enforcement) -> Callable[..., None]:
                                    + "; ".join(found))]
         if problems:
             code, message = problems[0]
+            seen = _ACTIVE[-1] if _ACTIVE else made_in
             with seen.lock:
                 seen.refused.append({"service": service, "operation": operation, "error": code, "message": message})
             raise _refuse(client, operation, code, message)
@@ -493,4 +499,6 @@ def enforce() -> Iterator[Enforcement]:
     with ExitStack() as stack:
         for patcher in patches:
             stack.enter_context(patcher)
+        _ACTIVE.append(seen)
+        stack.callback(_ACTIVE.remove, seen)
         yield seen
