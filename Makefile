@@ -13,7 +13,10 @@ CHECKOV_VENV := .venv-checkov
 demo: $(VENV)/.installed
 	$(VENV)/bin/ferry sandbox run --world examples/sandbox/world.yaml --event events/ecr-push-web-v2.json
 
-test: infra unit
+# The infrastructure checks (mostly one process at a time: sam build, the linters) run beside the tests; each
+# one's output is printed whole when it ends, and either failing fails `make test`.
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+	$(MAKE) --no-print-directory -j2 --output-sync=target infra unit
 
 infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra
