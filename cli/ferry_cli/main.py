@@ -27,6 +27,10 @@ def _speed(text: str) -> float:
     return value
 
 
+STATE_HELP = ("with --world: keep the sandbox in DIR between commands (created if missing): each command given the same "
+              "DIR first replays what the earlier ones did, so you can deploy, look, roll back and push again")
+
+
 class _Append(argparse.Action):
     """Keep --event and --manifest in the order given on the command line."""
 
@@ -45,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sandbox_commands.add_parser(
         "run", help="build a world, deliver events through the template's EventBridge rules, run every execution")
     run.add_argument("--world", required=True, type=Path, help="world file (YAML), see README 'Sandbox worlds'")
+    run.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
     run.add_argument("--event", dest="event", action=_Append, metavar="EVENT.json",
                      help="an EventBridge event to deliver (repeatable; delivered in order)")
     run.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
@@ -55,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
                           "the simulated times reported are the same either way)")
     run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
     run.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
+    imported = sandbox_commands.add_parser(
+        "import", help="write a world that reproduces services of your AWS account (reads it, changes nothing)",
+        description="Read the services of a cluster, read-only (Describe, List and Get calls that return no secret "
+                    "value), and write a world that reproduces them in the sandbox, their task definitions beside it "
+                    "and a default service config per service in the registry directory. What the world cannot hold "
+                    "is listed on stderr as 'not imported: ...'.")
+    imported.add_argument("--cluster", required=True, help="the ECS cluster's name")
+    imported.add_argument("--service", dest="services", action="append", required=True, metavar="SERVICE",
+                          help="an ECS service of the cluster (repeatable)")
+    imported.add_argument("--region", help="the AWS region (default: your AWS CLI configuration's)")
+    imported.add_argument("--out", type=Path, metavar="WORLD.yaml",
+                          help="write the world here (default: stdout); task definitions are written beside it")
+    imported.add_argument("--registry", type=Path, metavar="DIR",
+                          help="directory for the service configs (default: registry/ beside the world)")
+    imported.add_argument("--force", action="store_true", help="overwrite existing files")
     _local_commands(commands)
     _observe_commands(commands)
     return parser
@@ -87,6 +107,7 @@ def _observe_commands(commands) -> None:
         cmd.add_argument("--environment", help="Ferry installation name (default $FERRY_ENVIRONMENT or dev)")
         cmd.add_argument("--stack", help="Ferry's CloudFormation stack (default ferry-<environment>)")
         cmd.add_argument("--world", type=Path, help="read a sandbox world's executions instead of the AWS account's")
+        cmd.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
         cmd.add_argument("--event", dest="event", action=_Append, metavar="EVENT.json",
                          help="with --world: an EventBridge event to deliver first (repeatable; in order)")
         cmd.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
@@ -110,12 +131,14 @@ def _local_commands(commands) -> None:
         cmd.add_argument("--commit", help="commit id for {{ commit }}")
         cmd.add_argument("--environment", help="environment name for templates (default $FERRY_ENVIRONMENT or dev)")
         cmd.add_argument("--world", type=Path, help=world_help)
+        cmd.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
     init = commands.add_parser("init", help="write a config and task definition template from a running service")
     init.add_argument("--cluster", required=True)
     init.add_argument("--service", required=True)
     init.add_argument("--out", required=True, type=Path, help="folder to write ferry.yaml and task-definition.json into")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.add_argument("--world", type=Path, help=world_help)
+    init.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
     run = commands.add_parser("run", help="run a one-off task of the service's revision and stream its log",
                               usage="ferry run --config-dir DIR [--migration NAME | [--container C] -- COMMAND...]")
     run.add_argument("--config-dir", required=True, type=Path, help="a service's config folder")
@@ -126,6 +149,7 @@ def _local_commands(commands) -> None:
     run.add_argument("--timeout", type=int, default=900, help="seconds before the task is stopped (default 900)")
     run.add_argument("--environment", help="environment name for Jsonnet configs")
     run.add_argument("--world", type=Path, help=world_help)
+    run.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
     run.add_argument("command_args", nargs="*", metavar="COMMAND", help="the command, after --")
     deploy = commands.add_parser("deploy", help="start a deploy of a registered service (the console's Start execution)")
     deploy.add_argument("--service", required=True, help="the service's name in the config registry")
@@ -139,6 +163,7 @@ def _local_commands(commands) -> None:
                         help="go back to the revision Ferry's last deploy of the service replaced (no --image)")
     deploy.add_argument("--wait", action="store_true", help="follow the execution until it ends (always in the sandbox)")
     deploy.add_argument("--world", type=Path, help=world_help)
+    deploy.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -176,7 +201,7 @@ def _sandbox_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         deliveries = [load_delivery(kind, path) for kind, path in deliveries_args]
-        summary = run(args.world, deliveries, speed=args.speed,
+        summary = run(args.world, deliveries, speed=args.speed, state=args.state,
                       log_echo=sys.stderr if args.logs else None, graphs=bool(args.graph))
     except WorldError as exc:
         print(f"ferry sandbox run: {exc}", file=sys.stderr)
@@ -220,6 +245,69 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _sandbox_import(args: argparse.Namespace) -> int:
+    import os
+    import re
+
+    from .sandbox.importer import ImportFailed, import_world, world_yaml
+
+    def refuse(message: str) -> int:
+        print(f"ferry sandbox import: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    cluster = args.cluster.rsplit("/", 1)[-1] if args.cluster.startswith("arn:") else args.cluster
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", cluster):
+        return refuse(f"--cluster {args.cluster!r}: give an ECS cluster's name (letters, digits, - and _) or ARN")
+    services = [s.rsplit("/", 1)[-1] if s.startswith("arn:") else s for s in args.services]
+    for given, name in zip(args.services, services):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", name):
+            return refuse(f"--service {given!r}: give an ECS service's name (letters, digits, - and _) or ARN")
+    twice = sorted({s for s in services if services.count(s) > 1})
+    if twice:
+        return refuse(f"--service {twice[0]} is given twice: name each service once")
+    if args.region is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", args.region):
+        return refuse(f"--region {args.region!r}: give a region name such as eu-west-1")
+    if args.out is not None and args.out.is_dir():
+        return refuse(f"--out {args.out}: is a directory; give the world file's path, e.g. {args.out / 'world.yaml'}")
+    base = args.out.parent if args.out is not None else Path(".")
+    registry = args.registry if args.registry is not None else base / "registry"
+    if registry.exists() and not registry.is_dir():
+        return refuse(f"--registry {registry}: is a file; give a directory for the service configs")
+    relative = Path(os.path.relpath(registry, base)).as_posix()
+    planned = [base / f"{s}-task-def.json" for s in services] + [registry / s / "ferry.yaml" for s in services]
+    planned += [args.out] if args.out is not None else []
+    existing = [str(p) for p in planned if p.exists()]
+    if existing and not args.force:
+        return refuse(f"{', '.join(existing)} already exist: pass --force to overwrite")
+
+    import boto3
+
+    session = boto3.session.Session(region_name=args.region)
+    if not session.region_name:
+        return refuse("no AWS region: pass --region, or set AWS_DEFAULT_REGION (or a profile's region)")
+    notes: list[str] = []
+    try:
+        world, files = import_world(session, cluster, services, registry=relative, not_imported=notes)
+    except ImportFailed as exc:
+        print(f"ferry sandbox import: {exc}", file=sys.stderr)
+        return exc.status
+    for relative_path, text in files.items():
+        path = base / relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}", file=sys.stderr)
+    text = world_yaml(world, source=f"{cluster}/{', '.join(services)} in {world['account']} ({world['region']})")
+    if args.out is not None:
+        args.out.write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+        print("the world's files are in this directory: save the world beside them", file=sys.stderr)
+    for note in notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
 def _observe(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -245,8 +333,13 @@ def _observe(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "state", None) is not None and getattr(args, "world", None) is None:
+        print(f"ferry {args.command}: --state keeps a sandbox between commands: give --world too", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.command == "sandbox" and args.sandbox_command == "run":
         return _sandbox_run(args)
+    if args.command == "sandbox" and args.sandbox_command == "import":
+        return _sandbox_import(args)
     if args.command in ("status", "history"):
         return _observe(args)
     if args.command in ("render", "diff", "init", "verify", "run", "deploy"):
