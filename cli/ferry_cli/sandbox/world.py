@@ -3,26 +3,52 @@
 A world is validated against schemas/sandbox-world.schema.json and then built
 into moto through the ordinary AWS APIs, the way an account would look: ECR
 images, roles, a VPC, clusters, services running their current revision,
-target groups, secrets, parameters, log groups, alarms and the config
-registry.
+target groups, secrets (under the ARN AWS gave them, when the world says),
+parameters (SecureString too), S3 objects, CloudFormation stacks with their
+outputs and exports, log groups, alarms and the config registry.
+
+The values of secrets, parameters and S3 objects are never repeated in an
+error: the schema is checked on a copy without them (`_redacted`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import yaml
 
 from ferry.taskdef import READ_ONLY_FIELDS
 from ferry.config.validation import require_valid
 
-from .sandbox import Sandbox
+from .sandbox import Sandbox, bucket_location
 
 SCHEMA = "sandbox-world.schema.json"
+# A secret's ARN as Secrets Manager makes it: "Secrets Manager automatically adds a hyphen and six random characters
+# after the secret name at the end of the ARN" (Secrets Manager API reference, CreateSecret, Name; the same text is
+# the pinned botocore model's documentation of CreateSecretRequest.Name).
+SECRET_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):secretsmanager:(?P<region>[^:]+):(?P<account>\d{12}):secret:"
+                        r"(?P<name>.+)-(?P<suffix>[A-Za-z0-9]{6})$")
+# "You can declare a maximum of 200 outputs in a template" (CloudFormation user guide, "CloudFormation template
+# Outputs syntax").
+MAX_STACK_OUTPUTS = 200
+
+
+class _Hidden:
+    """Stands in for a value the world must never print (a secret's, a parameter's, an S3 object's) when that
+    value is not even a string: the schema's message then says what was expected without quoting it."""
+
+    def __repr__(self) -> str:
+        return "(a value not shown)"
+
+
+_HIDDEN = _Hidden()
 
 
 class WorldError(Exception):
@@ -68,7 +94,15 @@ class World:
 
     @property
     def clusters(self) -> list[str]:
-        return sorted({s["cluster"] for s in self.data["services"]})
+        """The stack's Clusters parameter, the clusters Ferry is installed for: `ferryClusters`, else the clusters
+        of `services`."""
+        return list(self.data.get("ferryClusters") or sorted({s["cluster"] for s in self.data["services"]}))
+
+    @property
+    def account_clusters(self) -> list[str]:
+        """The ECS clusters the world creates: those of `services` and those `clusters` lists. A cluster named only in
+        `ferryClusters` is not created (a Clusters parameter may name a cluster that does not exist)."""
+        return sorted({s["cluster"] for s in self.data["services"]} | set(self.data.get("clusters") or []))
 
     def registry_uri(self, repository: str) -> str:
         return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{repository}"
@@ -85,10 +119,39 @@ class World:
         data = read_structured(path, "world file")
         if not isinstance(data, dict):
             raise WorldError(f"{path}: $: expected a mapping with at least `services`, got {type(data).__name__}")
-        require_valid(data, SCHEMA, str(path), WorldError)
+        # The schema's messages quote the value they refuse (`'…' is too long`, `… is not of type 'string'`), so the
+        # schema is checked on a copy in which no secret, parameter or S3 object value is left.
+        require_valid(_redacted(data), SCHEMA, str(path), WorldError)
         world = cls(path, data)
         world._check_references()
+        world._check_account_resources()
         return world
+
+    def _check_account_resources(self) -> None:
+        """What the schema cannot say about secrets and stacks."""
+        for name, spec in (self.data.get("secrets") or {}).items():
+            arn = spec.get("arn")
+            match = SECRET_ARN.match(arn) if arn else None
+            if arn and match is None:  # the schema's pattern and this one agree; kept for safety
+                raise WorldError(f"{self.path}: $.secrets.{name}.arn: not a secret ARN ending in -<6 random characters>")
+            if match and match["name"] != name:
+                raise WorldError(f"{self.path}: $.secrets.{name}.arn: the ARN names secret {match['name']!r}, not "
+                                 f"{name!r}: the key is the secret's name, the ARN its name plus -<6 random characters>")
+            if match and match["account"] != self.account:
+                raise WorldError(f"{self.path}: $.secrets.{name}.arn: the ARN is in account {match['account']}, but the "
+                                 f"world's account is {self.account}: the sandbox has one account")
+        exported: dict[str, str] = {}
+        for stack, spec in (self.data.get("stacks") or {}).items():
+            count = len(self._stack_outputs(spec))
+            if count > MAX_STACK_OUTPUTS:
+                raise WorldError(f"{self.path}: $.stacks.{stack}: {count} outputs and exports; a CloudFormation template "
+                                 f"declares at most {MAX_STACK_OUTPUTS} outputs")
+            for export in spec.get("exports") or {}:
+                if export in exported:
+                    # "Export names must be unique across a given region" (CloudFormation, and moto's message)
+                    raise WorldError(f"{self.path}: $.stacks.{stack}.exports.{export}: stack {exported[export]} "
+                                     "already exports this name; export names are unique in a region")
+                exported[export] = stack
 
     def _check_references(self) -> None:
         images = self.images()
@@ -128,6 +191,8 @@ class World:
     def build(self, sandbox: Sandbox) -> None:
         self._build_ecr(sandbox)
         self._build_account_resources(sandbox)
+        self._build_s3(sandbox)
+        self._build_stacks(sandbox)
         network = self._build_network(sandbox)
         for i, svc in enumerate(self.data["services"]):
             self._build_service(sandbox, i, svc, network)
@@ -149,20 +214,99 @@ class World:
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
         for group in self.data.get("logGroups") or []:
             logs.create_log_group(logGroupName=group)
-        sm = sandbox.client("secretsmanager")
         for name, spec in (self.data.get("secrets") or {}).items():
-            if "value" in spec:
-                sm.create_secret(Name=name, SecretString=spec["value"])
-            else:
-                sm.create_secret(Name=name)
+            self._create_secret(sandbox, name, spec)
         ssm = sandbox.client("ssm")
-        for name, value in (self.data.get("parameters") or {}).items():
-            ssm.put_parameter(Name=name, Value=value, Type="String")
+        for name, spec in (self.data.get("parameters") or {}).items():
+            spec = {"value": spec} if isinstance(spec, str) else spec
+            # A SecureString is encrypted with the account's AWS managed key (alias/aws/ssm) when no KeyId is given
+            # (SSM API reference, PutParameter, KeyId). moto stores it as "kms:alias/aws/ssm:<value>", which is what
+            # GetParameter without decryption answers: unlike AWS's ciphertext, the plaintext is in it, so a handler
+            # that printed an undecrypted value would show it here. Stricter than AWS, and kept that way.
+            ssm.put_parameter(Name=name, Value=spec["value"], Type=spec.get("type", "String"))
         cw = sandbox.client("cloudwatch")
         for name, state in (self.data.get("alarms") or {}).items():
             cw.put_metric_alarm(AlarmName=name, MetricName=name, Namespace="Sandbox", Statistic="Sum", Period=60,
                                 EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
             cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason="sandbox world")
+
+    def _create_secret(self, sandbox: Sandbox, name: str, spec: dict[str, Any]) -> None:
+        """CreateSecret, under the ARN the world gives (`arn`) when it gives one.
+
+        AWS makes a secret's ARN from its name, a hyphen and six random characters (SECRET_ARN), so a task definition
+        copied from AWS names secrets by ARNs that moto, which draws its own six characters, would never make. The one
+        place moto lets a caller choose them is its id manager (moto.utilities.id_generator.moto_id_manager): the
+        suffix registered for this account, region and secret name is what SecretsManagerSecretIdentifier.generate
+        returns instead of a random one, for this call only."""
+        match = SECRET_ARN.match(spec["arn"]) if spec.get("arn") else None
+        region = match["region"] if match else self.region
+        sm = sandbox.client("secretsmanager") if region == self.region else boto3.client("secretsmanager",
+                                                                                           region_name=region)
+        request: dict[str, Any] = {"Name": name}
+        if "value" in spec:
+            request["SecretString"] = spec["value"]
+        if match is None:
+            sm.create_secret(**request)
+            return
+        from moto.secretsmanager.utils import SecretsManagerSecretIdentifier
+        from moto.utilities.id_generator import moto_id_manager
+
+        identifier = SecretsManagerSecretIdentifier(self.account, region, name)
+        moto_id_manager.set_custom_id(identifier, match["suffix"])
+        try:
+            made = sm.create_secret(**request)["ARN"]
+        finally:
+            moto_id_manager.unset_custom_id(identifier)
+        if made != spec["arn"]:  # e.g. a partition that is not the region's (arn:aws-cn: for us-east-1)
+            raise WorldError(f"{self.path}: $.secrets.{name}.arn: {spec['arn']} is not an ARN Secrets Manager gives a "
+                             f"secret in {region} (it gives {made}): fix the partition or the region")
+
+    def _build_s3(self, sandbox: Sandbox) -> None:
+        """Buckets in the world's region, and their objects (environment files, for instance)."""
+        s3 = sandbox.client("s3")
+        own = {sandbox.config_bucket, sandbox.artefacts_bucket}
+        for bucket, objects in (self.data.get("s3") or {}).items():
+            if bucket in own:
+                raise WorldError(f"{self.path}: $.s3.{bucket}: that is the Ferry stack's own bucket; put service "
+                                 "configs under `registry`, and name another bucket here")
+            s3.create_bucket(Bucket=bucket, **bucket_location(self.region))
+            for key, body in objects.items():
+                s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+
+    @staticmethod
+    def _stack_outputs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """A stack's template Outputs: each output, and each export on the output of the same value (else on an
+        output of its own, keyed by the export name's letters and digits: an OutputKey is alphanumeric)."""
+        outputs = {key: {"Value": value} for key, value in (spec.get("outputs") or {}).items()}
+        for export, value in (spec.get("exports") or {}).items():
+            holder = next((o for o in outputs.values() if o["Value"] == value and "Export" not in o), None)
+            if holder is None:
+                key = base = re.sub(r"[^A-Za-z0-9]", "", export) or "Export"
+                n = 1
+                while key in outputs:
+                    n += 1
+                    key = f"{base}{n}"
+                holder = outputs[key] = {"Value": value}
+            holder["Export"] = {"Name": export}
+        return outputs
+
+    def _build_stacks(self, sandbox: Sandbox) -> None:
+        """Stacks made by moto's CloudFormation from a template that only carries the outputs (and exports), so that
+        DescribeStacks and ListExports answer as for a stack that exists.
+
+        A template needs at least one resource; AWS::CloudFormation::WaitConditionHandle is the one that creates
+        nothing. moto parses it as a resource it does not implement, and warns (silenced here): nothing is lost,
+        since the handle has nothing to create. moto names an output's ExportName by matching exports on value
+        (moto.cloudformation.models, Stack.stack_outputs), so two outputs of one value both show the export's name in
+        DescribeStacks; ListExports, which cfn_export reads, is right."""
+        cfn = sandbox.client("cloudformation")
+        for stack, spec in (self.data.get("stacks") or {}).items():
+            template = {"AWSTemplateFormatVersion": "2010-09-09",
+                        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                        "Outputs": self._stack_outputs(spec)}
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*WaitConditionHandle.*")
+                cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
 
     def _build_network(self, sandbox: Sandbox) -> dict[str, Any]:
         ec2 = sandbox.client("ec2")
@@ -175,7 +319,7 @@ class World:
                    for i, z in enumerate(zones)]
         group = ec2.create_security_group(GroupName="ferry-sandbox-tasks", Description="sandbox tasks", VpcId=vpc)["GroupId"]
         ecs = sandbox.client("ecs")
-        for cluster in self.clusters:
+        for cluster in self.account_clusters:
             ecs.create_cluster(clusterName=cluster)
         return {"vpc": vpc, "subnets": subnets, "securityGroups": [group]}
 
@@ -267,6 +411,29 @@ class World:
         for file in sorted(p for p in directory.rglob("*") if p.is_file()):
             key = "services/" + file.relative_to(directory).as_posix()
             s3.put_object(Bucket=sandbox.config_bucket, Key=key, Body=file.read_bytes())
+
+
+def _redacted(data: dict[str, Any]) -> dict[str, Any]:
+    """The world with every secret, parameter and S3 object value replaced: a string by as many asterisks (so its
+    length is still checked), anything else by a stand-in that says nothing of it."""
+    def hide(value: Any) -> Any:
+        return "*" * len(value) if isinstance(value, str) else _HIDDEN
+
+    def hide_value(spec: Any) -> Any:
+        if not isinstance(spec, dict):
+            return _HIDDEN
+        return {k: hide(v) if k == "value" else v for k, v in spec.items()}
+
+    out = dict(data)
+    if isinstance(data.get("secrets"), dict):
+        out["secrets"] = {name: hide_value(spec) for name, spec in data["secrets"].items()}
+    if isinstance(data.get("parameters"), dict):
+        out["parameters"] = {name: hide(spec) if not isinstance(spec, dict) else hide_value(spec)
+                             for name, spec in data["parameters"].items()}
+    if isinstance(data.get("s3"), dict):
+        out["s3"] = {bucket: {key: hide(body) for key, body in objects.items()} if isinstance(objects, dict) else _HIDDEN
+                     for bucket, objects in data["s3"].items()}
+    return out
 
 
 def push_image(sandbox: Sandbox, repository: str, tag: str, digest: str) -> None:
