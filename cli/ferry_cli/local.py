@@ -47,11 +47,11 @@ class Target:
 
 
 @contextmanager
-def target(world: Path | None) -> Iterator[Target]:
+def target(world: Path | None, state: Path | None = None) -> Iterator[Target]:
     if world is not None:
         from .sandbox.run import world_session
 
-        with world_session(world) as (_sandbox, built):
+        with world_session(world, state=state) as (_sandbox, built):
             yield Target(built.account, built.region)
         return
     import boto3
@@ -109,7 +109,7 @@ def _plan_in(args, where: Target) -> render.Plan:
 
 
 def plan(args) -> render.Plan:
-    with target(args.world) as where:
+    with target(args.world, args.state) as where:
         return _plan_in(args, where)
 
 
@@ -170,7 +170,7 @@ def cmd_init(args) -> str:
     existing = sorted(str(f) for f in files if f.exists())
     if existing and not args.force:
         raise CommandError(f"{', '.join(existing)} already exist: pass --force to overwrite")
-    with target(args.world) as where:
+    with target(args.world, args.state) as where:
         cfg, spec = init_files(args.cluster, args.service, where)
     out.mkdir(parents=True, exist_ok=True)
     header = (f"# Ferry config for {args.cluster}/{args.service}, written by `ferry init`.\n"
@@ -185,7 +185,7 @@ def cmd_init(args) -> str:
 def cmd_verify(args) -> tuple[str, int]:
     from ferry.steps import verify
 
-    with target(args.world) as where:
+    with target(args.world, args.state) as where:
         planned = _plan_in(args, where)
         cfg = planned.config
         report = verify.verify(planned.spec, cluster=cfg.cluster, service=cfg.service, alarms=cfg.alarms,
@@ -223,7 +223,7 @@ def cmd_run(args, out=None) -> int:
     from ferry.runtime import clock
 
     out = out or sys.stdout
-    with target(args.world):
+    with target(args.world, args.state):
         cfg = config.load_local(args.config_dir, _environment(args))
         step = _one_off(cfg, args)
         td_arn = _task_definition_for(cfg, args.task_definition)
@@ -328,7 +328,7 @@ def cmd_deploy(args, out=None) -> int:
         if args.world is not None:
             from .sandbox.run import world_session
 
-            sandbox, built = stack.enter_context(world_session(args.world))
+            sandbox, built = stack.enter_context(world_session(args.world, state=args.state))
             where = Target(built.account, built.region)
         else:
             where = stack.enter_context(target(None))
@@ -337,6 +337,8 @@ def cmd_deploy(args, out=None) -> int:
         name = f"{args.service}-manual-{uuid.uuid4().hex[:12]}"[-80:]
         arn = aws.client("stepfunctions").start_execution(
             stateMachineArn=installation.state_machine_arn, name=name, input=json.dumps(request))["executionArn"]
+        if sandbox is not None and sandbox.journal is not None:
+            sandbox.journal.record_start("deploy", name, request)
         print(f"started {arn}", file=out, flush=True)
         if not (args.wait or sandbox):
             return 0

@@ -102,14 +102,17 @@ def source(args) -> Iterator[Source]:
             installation = _installation(args)
             yield Source(aws.client("stepfunctions"), installation.state_machine_arn, Clock(), args.interval or 5.0)
         return
-    if not deliveries:
+    state = getattr(args, "state", None)
+    if not deliveries and state is None:
         raise CommandError("a sandbox world has no executions until something starts one: "
-                           "give --event or --manifest to deliver first")
+                           "give --event or --manifest to deliver first, or --state DIR to look at a kept sandbox")
     from .sandbox.run import deliver_all, load_delivery, world_session
 
     loaded = [load_delivery(kind, path) for kind, path in deliveries]
-    with world_session(args.world, speed=args.speed) as (sandbox, world):
+    with world_session(args.world, speed=args.speed, state=state) as (sandbox, world):
         deliver_all(sandbox, world, loaded)
+        if loaded and sandbox.journal is not None:
+            sandbox.journal.record_deliveries(args.command, loaded)
         if not getattr(args, "follow", False):
             sandbox.wait_for_executions()
         # Histories are on the sandbox's simulated clock, and time passes there only while the world runs: each

@@ -16,6 +16,7 @@ from .. import graph, history
 from .delivery import EventDelivery
 from .faults import Faults
 from .sandbox import Sandbox
+from .state import SandboxState
 from .world import World, WorldError, derived_digest, push_image, read_structured
 
 GAP_BETWEEN_DELIVERIES = 15.0  # simulated seconds: the next event arrives while earlier executions still run
@@ -71,17 +72,24 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
                 push_image(sandbox, repo, tag, digest)
         event.setdefault("account", sandbox.account)
         event.setdefault("region", sandbox.region)
+    # The event happens when the sandbox delivers it: EventBridge events carry the time they occurred, and a file's
+    # fixed time (a published sample's, months from the sandbox's clock) would order it wrongly against the
+    # requests made in the sandbox (the newest request wins: ferry.steps.lock).
+    event["time"] = sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ")
     return sandbox.deliver(event)
 
 
 @contextmanager
 def world_session(world_path: Path, *, speed: float | None = None, log_echo=None, fault_hooks=None,
-                  faults: Faults | None = None, delivery: EventDelivery | None = None) -> Iterator[tuple[Sandbox, World]]:
+                  faults: Faults | None = None, delivery: EventDelivery | None = None,
+                  state: Path | None = None) -> Iterator[tuple[Sandbox, World]]:
     """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it.
 
     `fault_hooks` run before every handler invocation (and may raise); `faults` injects AWS API errors,
     handler crashes and timeouts, and ECS task interruptions (see faults.Faults); `delivery` sets how events
-    reach their targets (duplicates; delivery.EventDelivery)."""
+    reach their targets (duplicates; delivery.EventDelivery). With `state`, the sandbox lasts between
+    commands: the commands journalled there are replayed first, and `sandbox.journal` records this one's
+    changes (state.SandboxState)."""
     from .moto_ecs import EcsSimulator
 
     world = World.load(world_path)
@@ -94,6 +102,9 @@ def world_session(world_path: Path, *, speed: float | None = None, log_echo=None
         sandbox.simulator = simulator
         world.build(sandbox)
         sandbox.start_driver()
+        if state is not None:
+            sandbox.journal = SandboxState(state, world)
+            sandbox.journal.replay(sandbox, world)
         yield sandbox, world
 
 
@@ -109,20 +120,31 @@ def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> l
 
 def run(world_path: Path, deliveries: list[Delivery], *, speed: float | None = None,
         log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False,
-        delivery: EventDelivery | None = None) -> dict[str, Any]:
+        delivery: EventDelivery | None = None, state: Path | None = None) -> dict[str, Any]:
     """Run the scenario; returns the summary plus per-execution histories under `histories`
-    (and, with `graphs`, each execution as Mermaid text under `graphs`; with `faults`, its report under `faults`)."""
+    (and, with `graphs`, each execution as Mermaid text under `graphs`; with `faults`, its report under `faults`).
+    With `state`, the sandbox kept there runs on, and the summary lists only the executions this run started."""
     with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks,
-                       faults=faults, delivery=delivery) as (sandbox, world):
+                       faults=faults, delivery=delivery, state=state) as (sandbox, world):
+        earlier = {e["executionArn"] for e in sandbox.executions()}
+        invocations = sandbox.lambda_invocations
         delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions()
         sandbox.settle_world()
-        return summarise(sandbox, delivered, graphs=graphs)
+        if sandbox.journal is not None:
+            sandbox.journal.record_deliveries("sandbox run", deliveries)
+        found = summarise(sandbox, delivered, graphs=graphs, earlier=earlier)
+        found["lambdaInvocations"] -= invocations
+        return found
 
 
-def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool = False) -> dict[str, Any]:
+def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool = False,
+              earlier: set[str] = frozenset()) -> dict[str, Any]:
+    """The sandbox now; its executions but those in `earlier` (ARNs: a kept sandbox's replayed ones)."""
     executions, histories, outputs, mermaid, total_transitions = [], {}, {}, {}, 0
     for execution in sandbox.executions():
+        if execution["executionArn"] in earlier:
+            continue
         events = sandbox.history(execution["executionArn"])
         if graphs:
             described = sandbox.client("stepfunctions").describe_state_machine_for_execution(

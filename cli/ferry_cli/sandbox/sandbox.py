@@ -38,6 +38,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 
+from .. import resources
 from . import SandboxError, aws_rules, moto_sfn
 from .clock import SimClock, VEvent, wait_patches
 from .scheduler import VThreading
@@ -45,7 +46,7 @@ from .delivery import EventDelivery, Outbox
 from .faults import Faults, InjectedCrash, LambdaApiError, client_patches, lambda_api_error
 from .template import Resolver, Template, physical_resources, substitute_definition
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = resources.root()  # the checkout, else the wheel's copy
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 ENVIRONMENT = "sandbox"
@@ -78,6 +79,8 @@ class _LogSink(io.TextIOBase):
 
 class Sandbox:
     """One sandboxed Ferry installation. Use as a context manager."""
+
+    journal: Any = None  # with --state: the state.SandboxState this sandbox's changes are journalled in
 
     def __init__(self, *, root: Path = REPO_ROOT, speed: float | None = None, account: str = DEFAULT_ACCOUNT,
                  region: str = DEFAULT_REGION, clusters: list[str] | None = None,
