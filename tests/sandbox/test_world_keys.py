@@ -22,7 +22,7 @@ from ferry_cli.sandbox.world import World, WorldError
 from ..statemachine.conftest import Scenario, push_event
 
 VERIFY = "Verify secrets, images and roles"
-RENDER = "Render the task definition"
+RENDER = "Render the new task definition and diff it"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 DB_SECRET = "prod/web/db-password"
@@ -186,3 +186,137 @@ def test_a_secret_arn_of_the_wrong_partition_is_refused_when_the_world_is_built(
             pass
     assert f"$.secrets.{DB_SECRET}.arn: arn:aws-cn:" in str(caught.value)
     assert f"(it gives {DB_ARN})" in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- s3
+
+ENV_FILE = "arn:aws:s3:::web-config-123/web/prod.env"
+
+
+def with_env_file(scenario: Scenario) -> None:
+    spec = task_definition(scenario)
+    spec["containerDefinitions"][0]["environmentFiles"] = [{"type": "s3", "value": ENV_FILE}]
+    write_task_definition(scenario, spec)
+    scenario.config("web", ROLLING)
+
+
+def test_an_environment_file_the_world_puts_in_s3_passes_verify(scenario):
+    with_env_file(scenario)
+    scenario.world["s3"] = {"web-config-123": {"web/prod.env": "LOG_LEVEL=info\nFEATURE_X=on\n"}}
+
+    def look(sandbox):
+        body = sandbox.client("s3").get_object(Bucket="web-config-123", Key="web/prod.env")["Body"].read()
+        return body, verify_report(sandbox), service_revision(sandbox)
+
+    summary, (body, checks, revision) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
+    assert body == b"LOG_LEVEL=info\nFEATURE_X=on\n"
+    [check] = [c for c in checks if c["name"] == "env-file-exists"]
+    assert check["ok"] and check["message"] == "environment file s3://web-config-123/web/prod.env (used by app) exists"
+    assert revision["containerDefinitions"][0]["environmentFiles"] == [{"type": "s3", "value": ENV_FILE}]
+
+
+def test_an_environment_file_missing_from_its_bucket_fails_verify_naming_the_object(scenario):
+    with_env_file(scenario)
+    scenario.world["s3"] = {"web-config-123": {"web/staging.env": "LOG_LEVEL=debug\n"}}
+    summary, _ = deploy(scenario, push_event("web", "v2"))
+    execution = failed_in(summary, VERIFY)
+    assert execution["error"] == "VerifyFailed"
+    assert ("environment file s3://web-config-123/web/prod.env (used by app) does not exist: upload it with "
+            "`aws s3 cp <file>.env s3://web-config-123/web/prod.env`") in execution["cause"]
+
+
+def test_an_empty_bucket_is_made_and_the_stacks_own_buckets_cannot_be_named(scenario):
+    scenario.world["s3"] = {"empty-bucket-1": {}}
+    summary, listed = deploy(scenario, inspect=lambda sandbox: sandbox.client("s3").list_objects_v2(
+        Bucket="empty-bucket-1").get("KeyCount"))
+    assert listed == 0 and summary["executions"] == []
+    scenario.world["s3"] = {f"ferry-sandbox-configbucket-{ACCOUNT}": {"services/x/ferry.yaml": "cluster: prod\n"}}
+    world_path = scenario.dir / "world.yaml"
+    world_path.write_text(yaml.safe_dump(scenario.world))
+    with pytest.raises(WorldError, match=r"\$\.s3\.ferry-sandbox-configbucket-123456789012: that is the Ferry "
+                                         r"stack's own bucket"):
+        with world_session(world_path):
+            pass
+
+
+def test_an_s3_objects_body_is_not_repeated_by_a_schema_error(scenario):
+    scenario.world["s3"] = {"Bad_Bucket": {"web/prod.env": "DB_PASSWORD=hunter2-do-not-print\n"},
+                            "web-config-123": {"web/prod.env": 424242424242}}
+    message = load_error(scenario)
+    assert "$.s3: 'Bad_Bucket' does not match" in message
+    assert "$.s3.web-config-123.web/prod.env: (a value not shown) is not of type 'string'" in message
+    assert "hunter2" not in message and "424242424242" not in message
+
+
+# ----------------------------------------------------------------------------- SecureString parameters
+
+TOKEN_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/prod/web/token"
+
+
+def test_a_securestring_parameter_named_by_arn_passes_verify_and_its_value_appears_nowhere(scenario):
+    scenario.world["parameters"]["/prod/web/token"] = {"value": TOKEN, "type": "SecureString"}
+    template = (scenario.dir / "web-task-def.json").read_text().replace(
+        f"{REGISTRY}/web:v1", "{{ image `app` }}")
+    spec = json.loads(template)
+    spec["containerDefinitions"][0]["secrets"].append({"name": "API_TOKEN", "valueFrom": "{{ ssm_arn `/prod/web/token` }}"})
+    scenario.config("web", json.dumps(spec), "task-definition.json")
+    scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
+
+    def look(sandbox):
+        ssm = sandbox.client("ssm")
+        described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": ["/prod/web/token"]}])
+        decrypted = ssm.get_parameter(Name="/prod/web/token", WithDecryption=True)["Parameter"]["Value"]
+        return described["Parameters"][0]["Type"], decrypted, service_revision(sandbox), everything_stored(sandbox)
+
+    summary, (kind, decrypted, revision, stored) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
+    assert (kind, decrypted) == ("SecureString", TOKEN)
+    assert {"name": "API_TOKEN", "valueFrom": TOKEN_ARN} in revision["containerDefinitions"][0]["secrets"]
+    assert summary["logLines"] and summary["histories"]
+    assert TOKEN not in json.dumps(summary, default=str)  # executions, histories, outputs, log lines
+    for where, text in stored:
+        assert TOKEN not in text, f"the SecureString's value is in {where}"
+
+
+def test_a_securestring_read_as_plain_text_fails_render_without_its_value(scenario):
+    scenario.world["parameters"]["/prod/web/token"] = {"value": TOKEN, "type": "SecureString"}
+    template = (scenario.dir / "web-task-def.json").read_text().replace(f"{REGISTRY}/web:v1", "{{ image `app` }}")
+    spec = json.loads(template)
+    spec["containerDefinitions"][0]["environment"].append({"name": "API_TOKEN", "value": "{{ ssm `/prod/web/token` }}"})
+    scenario.config("web", json.dumps(spec), "task-definition.json")
+    scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
+    summary, _ = deploy(scenario, push_event("web", "v2"))
+    execution = failed_in(summary, RENDER)
+    assert "SSM parameter /prod/web/token is a SecureString: reference it under `secrets`" in execution["cause"]
+    assert TOKEN not in json.dumps(summary, default=str)
+
+
+def test_a_plain_string_parameter_keeps_its_short_form_and_a_stringlist_its_type(scenario):
+    scenario.world["parameters"]["/prod/web/hosts"] = {"value": "a.example,b.example", "type": "StringList"}
+    template = (scenario.dir / "web-task-def.json").read_text().replace(f"{REGISTRY}/web:v1", "{{ image `app` }}")
+    spec = json.loads(template)
+    spec["containerDefinitions"][0]["environment"] += [
+        {"name": "FEATURE", "value": "{{ ssm `/prod/web/feature` }}"},
+        {"name": "HOSTS", "value": "{{ ssm `/prod/web/hosts` }}"}]
+    scenario.config("web", json.dumps(spec), "task-definition.json")
+    scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
+    summary, revision = deploy(scenario, push_event("web", "v2"), inspect=service_revision)
+    assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
+    environment = {e["name"]: e["value"] for e in revision["containerDefinitions"][0]["environment"]}
+    assert (environment["FEATURE"], environment["HOSTS"]) == ("on", "a.example,b.example")
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"value": TOKEN, "type": "Securestring"},
+     "$.parameters./prod/web/token.type: 'Securestring' is not one of ['String', 'StringList', 'SecureString']"),
+    ({"value": 1234567890, "type": "SecureString"},
+     "$.parameters./prod/web/token.value: (a value not shown) is not of type 'string'"),
+    ({"type": "SecureString"}, "$.parameters./prod/web/token: 'value' is a required property"),
+    (TOKEN * 200, "$.parameters./prod/web/token: '****"),
+])
+def test_a_broken_parameter_is_refused_naming_the_field_and_never_its_value(scenario, spec, expected):
+    scenario.world["parameters"]["/prod/web/token"] = spec
+    message = load_error(scenario)
+    assert expected in message
+    assert TOKEN not in message and "1234567890" not in message
