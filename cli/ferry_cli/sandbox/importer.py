@@ -29,12 +29,13 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from ferry import aws, taskdef
 from ferry.aws import images
 from ferry.config.validation import problems, schema
-from ferry.steps.verify import ECS_TASKS, RANDOM_SUFFIX, ROLE_ARN, SECRET_ARN, SSM_ARN, TG_ARN
+from ferry.steps.verify import ECS_TASKS, ROLE_ARN, S3_ARN, SECRET_ARN, SSM_ARN, TG_ARN
 
 WORLD_SCHEMA = "sandbox-world.schema.json"
 CONFIG_SCHEMA = "service-config.schema.json"
 # Written where a secret or SecureString parameter has a value: never the value itself.
 PLACEHOLDER = "ferry-sandbox-placeholder (the real value stays in AWS)"
+ENV_FILE_PLACEHOLDER = "# ferry-sandbox-placeholder: the real file stays in S3 (it is never read)\n"
 MAX_TAGS = 100  # the newest tags of each repository, besides the running ones (a world pushes each tag)
 MAX_DESIRED = 1000  # the world schema's most tasks per service
 MAX_CONFIG_ALARMS = 20  # service-config.schema.json healthGates.alarms maxItems
@@ -55,6 +56,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "secretsmanager": frozenset({"describe_secret"}),
     "ssm": frozenset({"describe_parameters", "get_parameters"}),
     "cloudwatch": frozenset({"describe_alarms"}),
+    "s3": frozenset({"head_object"}),  # an environment file exists; its content (often secrets) is never read
 }
 
 
@@ -136,6 +138,7 @@ class _Supports:
     secret_arn: bool = False
     typed_parameters: bool = False
     target_groups: bool = False
+    s3: bool = False
 
     @classmethod
     def now(cls) -> "_Supports":
@@ -145,7 +148,7 @@ class _Supports:
         parameter = json.dumps(props.get("parameters", {}).get("additionalProperties") or {})
         service = (props.get("services", {}).get("items") or {}).get("properties") or {}
         return cls(secret_arn="arn" in secret, typed_parameters="SecureString" in parameter,
-                   target_groups="targetGroups" in service)
+                   target_groups="targetGroups" in service, s3="s3" in props)
 
 
 @dataclass
@@ -162,6 +165,7 @@ class _Account:
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     log_groups: list[str] = field(default_factory=list)
+    s3: dict[str, dict[str, str]] = field(default_factory=dict)            # bucket -> key -> placeholder
     alarms: dict[str, str] = field(default_factory=dict)
     secret_names: dict[str, str] = field(default_factory=dict)             # ARN or name as referenced -> name
     seen: set[tuple[str, str]] = field(default_factory=set)                # (kind, reference) looked at once
@@ -417,8 +421,33 @@ class _Importer:
                 self.log_group(options.get("awslogs-group") or "", options.get("awslogs-region") or self.found.region,
                                str(options.get("awslogs-create-group", "")).lower() == "true", where)
             for item in container.get("environmentFiles") or []:
-                self.note(f"environment file {item.get('value')} of {where}: a world holds no S3 objects yet "
-                          "(and its content may be secret); Verify will look for it and not find it")
+                self.environment_file(item.get("value") or "", where)
+
+    def environment_file(self, value: str, where: str) -> None:
+        if ("s3", value) in self.found.seen:
+            return
+        self.found.seen.add(("s3", value))
+        match = S3_ARN.match(value)
+        if not self.supports.s3:
+            self.note(f"environment file {value} of {where}: a world holds no S3 objects yet; Verify will look for it "
+                      "and not find it")
+            return
+        if match is None:
+            self.note(f"environment file {value} of {where}: not an S3 object ARN; Verify will say so")
+            return
+        bucket, key = match["bucket"], match["key"]
+        try:
+            self.client("s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                self.note(f"environment file s3://{bucket}/{key} of {where}: it does not exist, so it is not in the "
+                          "world either; Verify will say so")
+            else:
+                self.refused(exc, f"environment file s3://{bucket}/{key} of {where}")
+            return
+        self.found.s3.setdefault(bucket, {})[key] = ENV_FILE_PLACEHOLDER
+        self.note(f"the content of environment file s3://{bucket}/{key} of {where}: it may hold secrets, so it is "
+                  "never read; the world's file is a comment, and the variables it sets are not set in the sandbox")
 
     def secret_or_parameter(self, value: str, where: str) -> None:
         if SECRET_ARN.match(value):
@@ -505,13 +534,7 @@ class _Importer:
         described = found[0]
         name, kind = described["Name"], described.get("Type", "String")
         if kind == "SecureString":
-            # Its value is never read, not even encrypted: the world gets a placeholder.
-            if self.supports.typed_parameters:
-                self.found.parameters[name] = {"value": PLACEHOLDER, "type": "SecureString"}
-            else:
-                self.found.parameters[name] = PLACEHOLDER
-                self.note(f"the type of parameter {name}: it is a SecureString, and a world's parameters are Strings "
-                          "yet; it is a String whose value is a placeholder, never the real one")
+            self.secure_string(name)  # its value is never read, not even encrypted
             return
         try:
             got = ssm.get_parameters(Names=[name], WithDecryption=False)
@@ -519,13 +542,24 @@ class _Importer:
             self.refused(exc, f"the value of parameter {name}")
             return
         for item in got.get("Parameters") or []:
-            if item.get("Type") == "SecureString":  # changed under us: still never written
-                self.found.parameters[name] = PLACEHOLDER
+            if item.get("Type") == "SecureString":  # made a SecureString since described: still never written
+                self.secure_string(name)
                 continue
             self.found.parameters[name] = item.get("Value", "")
-            if item.get("Type") == "StringList":
+            if item.get("Type") == "StringList" and self.supports.typed_parameters:
+                self.found.parameters[name] = {"value": item.get("Value", ""), "type": "StringList"}
+            elif item.get("Type") == "StringList":
                 self.note(f"the type of parameter {name}: it is a StringList, and the world makes it a String "
                           "with the same value")
+
+    def secure_string(self, name: str) -> None:
+        """A SecureString parameter: in the world with a placeholder, never its value."""
+        if self.supports.typed_parameters:
+            self.found.parameters[name] = {"value": PLACEHOLDER, "type": "SecureString"}
+            return
+        self.found.parameters[name] = PLACEHOLDER
+        self.note(f"the type of parameter {name}: it is a SecureString, and a world's parameters are Strings yet; "
+                  "it is a String whose value is a placeholder, never the real one")
 
     def log_group(self, group: str, region: str, create: bool, where: str) -> None:
         if not group or ("log", group) in self.found.seen:
@@ -581,21 +615,23 @@ class _Importer:
                 self.note(f"target group {name} of {service}: it does not exist any more; Verify will say so on AWS, "
                           "but the world cannot keep a service pointing at a missing target group")
                 continue
-            group = described[arn]
-            groups.append({"name": name, "container": entry["containerName"], "port": entry["containerPort"]})
-            self.note(f"the load balancer, listeners and health check of target group {name} "
-                      f"({group.get('Protocol', '?')} {group.get('HealthCheckPath') or ''} every "
-                      f"{group.get('HealthCheckIntervalSeconds', '?')} s, healthy after "
-                      f"{group.get('HealthyThresholdCount', '?')}): the sandbox's target group is HTTP, and its "
-                      "targets turn healthy after the world's healthyAfterSeconds")
+            groups.append({"name": name, "container": entry["containerName"], "port": entry["containerPort"],
+                           "described": described[arn]})
         if len(groups) > 1 and not self.supports.target_groups:
             for group in groups[1:]:
                 self.note(f"target group {group['name']} of {service}: a world holds one target group per service "
-                          f"yet, {groups[0]['name']}")
+                          f"yet (it holds {groups[0]['name']})")
+            groups = groups[:1]
+        for group in groups:
+            described_group = group.pop("described")
+            self.note(f"the load balancer, listeners and health check of target group {group['name']} "
+                      f"({described_group.get('Protocol', '?')}, path {described_group.get('HealthCheckPath') or '-'}, "
+                      f"every {described_group.get('HealthCheckIntervalSeconds', '?')} s, healthy after "
+                      f"{described_group.get('HealthyThresholdCount', '?')} checks): the sandbox's target group is "
+                      "HTTP, and its targets turn healthy after the world's healthyAfterSeconds")
         return groups
 
     def service_settings(self, service: str, svc: dict[str, Any], spec: dict[str, Any]) -> None:
-        settings = []
         checks = [
             ("capacity provider strategy", bool(svc.get("capacityProviderStrategy"))),
             ("placement constraints", bool(svc.get("placementConstraints"))),
@@ -610,8 +646,8 @@ class _Importer:
         ]
         settings = [label for label, present in checks if present]
         if settings:
-            self.note(f"the {', '.join(settings)} of service {service}: the world has no place for them (a deploy "
-                      "in the sandbox does not need them)")
+            self.note(f"{', '.join(settings)} of service {service}: a world has no place for these settings (a "
+                      "deploy in the sandbox does not need them)")
         if (svc.get("networkConfiguration") or {}).get("awsvpcConfiguration"):
             self.note(f"the subnets and security groups of {service}: the sandbox gives every awsvpc service its own "
                       "VPC's subnets")
@@ -750,6 +786,8 @@ def import_world(clients: Clients, cluster: str, services: Sequence[str], *, reg
         world["roles"] = [found.roles[n] for n in sorted(found.roles)]
     if found.log_groups:
         world["logGroups"] = sorted(found.log_groups)
+    if found.s3:
+        world["s3"] = {bucket: dict(sorted(objects.items())) for bucket, objects in sorted(found.s3.items())}
     if found.alarms:
         world["alarms"] = dict(sorted(found.alarms.items()))
     world["registry"] = registry
