@@ -7,6 +7,7 @@ services without a load balancer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -320,3 +321,139 @@ def test_a_broken_parameter_is_refused_naming_the_field_and_never_its_value(scen
     message = load_error(scenario)
     assert expected in message
     assert TOKEN not in message and "1234567890" not in message
+
+
+# ----------------------------------------------------------------------------- stacks
+
+SERVICE_EXAMPLE = REPO_ROOT / "examples" / "service"
+QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/shop-prod-orders"
+SHOP_DB_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/database-q7Rt2K"
+STRIPE_KEY = "sk_live_sandbox-never-print-me"
+
+
+def shop_world(directory: Path) -> dict[str, Any]:
+    """A world in which the shipped examples/service config (the `shop` service) can deploy, built from what its
+    README says the account has: the service behind shop-tg, the roles, secrets, parameters, stack output, alarms."""
+    registry = directory / "registry" / "shop"
+    shutil.copytree(SERVICE_EXAMPLE, registry, ignore=shutil.ignore_patterns("README.md"))
+    template = (SERVICE_EXAMPLE / "task-definition.json").read_text()
+    running = {  # what the revision running now was rendered with
+        "{{ image `app` }}": f"{REGISTRY}/shop:sha-1111111", "{{ image `nginx` }}": f"{REGISTRY}/shop-nginx:release-1",
+        "{{ must_env `RAILS_ENV` }}": "production", "{{ env `RELEASE` `unreleased` }}": "unreleased",
+        "{{ digest `app` }}": "sha256:" + "1" * 64, "{{ environment }}": "sandbox",
+        "{{ ssm `/shop/prod/checkout-api-url` }}": "https://checkout.example.com",
+        "{{ cfn_output `shop-prod-queues` `OrdersQueueUrl` }}": QUEUE_URL,
+        "{{ secret_arn `shop/prod/database` `url` }}": f"{SHOP_DB_ARN}:url::",
+        "{{ secret_arn `shop/prod/secret-key-base` }}":
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
+        "{{ ssm_arn `/shop/prod/stripe-api-key` }}": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/shop/prod/stripe-api-key",
+        "{{ service }}": "shop", "{{ execution }}": "manual-first", "{{ must_env `LOG_GROUP` }}": "/ecs/shop",
+    }
+    for placeholder, value in running.items():
+        template = template.replace(placeholder, value)
+    assert "{{" not in template, template
+    (directory / "shop-task-def.json").write_text(template)
+    return {
+        "ecr": {"shop": ["sha-1111111", "sha-9f1c2ab"], "shop-nginx": ["release-1"]},
+        "services": [{"cluster": "prod", "name": "shop", "desiredCount": 2,
+                      "running": {"app": "shop:sha-1111111", "nginx": "shop-nginx:release-1"},
+                      "taskDefinition": "shop-task-def.json",
+                      "targetGroup": {"name": "shop-tg", "container": "nginx", "port": 8080}}],
+        "roles": ["shop-execution-role", "shop-task-role"],
+        "secrets": {"shop/prod/database": {"value": '{"url": "postgres://shop@db/shop"}', "arn": SHOP_DB_ARN},
+                    "shop/prod/secret-key-base": {
+                        "value": "0123456789abcdef",
+                        "arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9"}},
+        "parameters": {"/shop/prod/checkout-api-url": "https://checkout.example.com",
+                       "/shop/prod/stripe-api-key": {"value": STRIPE_KEY, "type": "SecureString"}},
+        "stacks": {"shop-prod-queues": {"outputs": {"OrdersQueueUrl": QUEUE_URL,
+                                                    "OrdersQueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:shop-prod-orders"},
+                                        "exports": {"shop-prod-OrdersQueueUrl": QUEUE_URL}}},
+        "alarms": {"shop-5xx": "OK", "shop-p99-latency": "OK"},
+        "logGroups": ["/ecs/shop"],
+        "migration": {"exitCode": 0, "runSeconds": 30, "logLines": ["== 20261122 AddOrdersIndex: migrated"]},
+        "registry": "registry",
+    }
+
+
+def test_the_shipped_example_service_deploys_reading_its_stack_output_secrets_and_securestring(tmp_path):
+    scenario = Scenario(tmp_path)
+    scenario.world = shop_world(tmp_path)
+
+    def look(sandbox):
+        cfn = sandbox.client("cloudformation")
+        stack = cfn.describe_stacks(StackName="shop-prod-queues")["Stacks"][0]
+        return stack, cfn.list_exports()["Exports"], service_revision(sandbox, "prod", "shop"), everything_stored(sandbox)
+
+    summary, (stack, exports, revision, stored) = deploy(scenario, push_event("shop", "sha-9f1c2ab"), inspect=look)
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    for state in ("Run the migrations in order", "Start the canary tasks", "Check the canary",
+                  "Update the service to the new revision", "Bake while watching the alarms"):
+        assert state in execution["states"], (state, execution["states"])
+    assert summary["services"]["prod/shop"]["taskDefinition"] == "shop:2"
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["OrdersQueueUrl"] == QUEUE_URL
+    assert [(e["Name"], e["Value"]) for e in exports] == [("shop-prod-OrdersQueueUrl", QUEUE_URL)]
+    app = next(c for c in revision["containerDefinitions"] if c["name"] == "app")
+    environment = {e["name"]: e["value"] for e in app["environment"]}
+    assert environment["ORDERS_QUEUE_URL"] == QUEUE_URL  # {{ cfn_output `shop-prod-queues` `OrdersQueueUrl` }}
+    assert environment["CHECKOUT_API_URL"] == "https://checkout.example.com"
+    secrets = {s["name"]: s["valueFrom"] for s in app["secrets"]}
+    assert secrets == {"DATABASE_URL": f"{SHOP_DB_ARN}:url::",  # the world's ARN, suffix included
+                       "SECRET_KEY_BASE": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
+                       "STRIPE_API_KEY": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/shop/prod/stripe-api-key"}
+    digest = "sha256:" + hashlib.sha256(b"shop:sha-9f1c2ab").hexdigest()  # the world derives it from shop:sha-9f1c2ab
+    assert app["image"] == f"{REGISTRY}/shop@{digest}"
+    assert summary["migrationTasks"] == {"started": 1, "running": 0}
+    assert STRIPE_KEY not in json.dumps(summary, default=str)
+    for where, text in stored:
+        assert STRIPE_KEY not in text and "postgres://" not in text, where
+
+
+def test_cfn_export_reads_an_export_of_a_world_stack_and_a_missing_output_fails_render(scenario):
+    scenario.world["stacks"] = {
+        "network": {"outputs": {"SubnetIds": "subnet-1,subnet-2"},
+                    "exports": {"network-SubnetIds": "subnet-1,subnet-2", "network:VpcId": "vpc-0abc"}}}
+    template = (scenario.dir / "web-task-def.json").read_text().replace(f"{REGISTRY}/web:v1", "{{ image `app` }}")
+    spec = json.loads(template)
+    spec["containerDefinitions"][0]["environment"] += [
+        {"name": "SUBNETS", "value": "{{ cfn_export `network-SubnetIds` }}"},
+        {"name": "VPC", "value": "{{ cfn_export `network:VpcId` }}"},
+        {"name": "SUBNETS_OUTPUT", "value": "{{ cfn_output `network` `SubnetIds` }}"}]
+    scenario.config("web", json.dumps(spec), "task-definition.json")
+    scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
+
+    def look(sandbox):
+        outputs = sandbox.client("cloudformation").describe_stacks(StackName="network")["Stacks"][0]["Outputs"]
+        return {o["OutputKey"]: (o["OutputValue"], o.get("ExportName")) for o in outputs}, service_revision(sandbox)
+
+    summary, (outputs, revision) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
+    environment = {e["name"]: e["value"] for e in revision["containerDefinitions"][0]["environment"]}
+    assert (environment["SUBNETS"], environment["VPC"], environment["SUBNETS_OUTPUT"]) == (
+        "subnet-1,subnet-2", "vpc-0abc", "subnet-1,subnet-2")
+    # An export is carried by the output of its value, else by an output of its own, keyed by its letters and digits.
+    assert outputs == {"SubnetIds": ("subnet-1,subnet-2", "network-SubnetIds"), "networkVpcId": ("vpc-0abc", "network:VpcId")}
+
+    scenario.world["stacks"]["network"]["outputs"] = {"VpcId": "vpc-0abc"}
+    scenario.world["stacks"]["network"]["exports"] = {}
+    summary, _ = deploy(scenario, push_event("web", "v2"))
+    execution = failed_in(summary, RENDER)
+    assert ("CloudFormation stack network has no output SubnetIds: its outputs are VpcId; add it to the stack's "
+            "Outputs or fix the key") in execution["cause"]
+
+
+@pytest.mark.parametrize("stacks, expected", [
+    ({"1network": {"outputs": {"A": "b"}}}, "$.stacks: '1network' does not match"),
+    ({"network": {"outputs": {"Subnet-Ids": "b"}}}, "$.stacks.network.outputs: 'Subnet-Ids' does not match"),
+    ({"network": {"exports": {"network_SubnetIds": "b"}}}, "$.stacks.network.exports: 'network_SubnetIds' does not match"),
+    ({"network": {"outputs": {"A": 7}}}, "$.stacks.network.outputs.A: 7 is not of type 'string'"),
+    ({"a": {"exports": {"shared-Vpc": "v"}}, "b": {"exports": {"shared-Vpc": "v"}}},
+     "$.stacks.b.exports.shared-Vpc: stack a already exports this name; export names are unique in a region"),
+    ({"big": {"outputs": {f"O{i}": "v" for i in range(150)}, "exports": {f"e{i}": str(i) for i in range(51)}}},
+     "$.stacks.big: 201 outputs and exports; a CloudFormation template declares at most 200 outputs"),
+])
+def test_a_stack_cloudformation_would_refuse_is_refused_naming_the_field(scenario, stacks, expected):
+    scenario.world["stacks"] = stacks
+    assert expected in load_error(scenario)
