@@ -4,15 +4,18 @@
 (what `World.load` reads) and the files beside it: each service's task definition JSON and a default service
 config per service under the registry directory.
 
-It only reads. Every client it is given is wrapped in `ReadOnly`, which lets through the Describe/List/Get
+It only reads. Every client it is given is wrapped in `ReadOnly`, which lets through the Describe/Get/Head
 calls named in ALLOWED and nothing else, so no call can change the account: secrets are described
-(DescribeSecret), never read (GetSecretValue is not allowed), and SSM parameters are read without decryption,
-and only when DescribeParameters says they are not SecureString. No secret value or SecureString value is ever
-written: a secret that has a value gets a placeholder, one that has none stays without one ({}).
+(DescribeSecret), never read (GetSecretValue is not allowed); SSM parameters are read without decryption, and
+only when DescribeParameters says they are not SecureString; an environment file in S3 is only checked to
+exist (HeadObject). No secret value, SecureString value or environment file content is ever written: a secret
+that has a value gets a placeholder, one that has none stays without one ({}), so Verify in the sandbox sees
+what it would see on AWS.
 
 What the world schema cannot express is left out and listed in `not_imported`, one line each, for the user to
-read ("not imported: ..."). The schema is read at run time: keys that land in it later (a secret's `arn`, typed
-parameters, several target groups) are used as soon as they exist.
+read ("not imported: ..."). So is a reference to something the account does not have, which the world leaves
+out too. The schema is read at run time (`_Supports`): keys that exist in it (a secret's `arn`, parameters as
+{value, type}, S3 objects) are used, and those that do not yet (several target groups per service) are noted.
 """
 
 from __future__ import annotations
@@ -167,6 +170,7 @@ class _Account:
     log_groups: list[str] = field(default_factory=list)
     s3: dict[str, dict[str, str]] = field(default_factory=dict)            # bucket -> key -> placeholder
     alarms: dict[str, str] = field(default_factory=dict)
+    refused_ecr: list[str] = field(default_factory=list)                   # ECR reads AWS refused
     secret_names: dict[str, str] = field(default_factory=dict)             # ARN or name as referenced -> name
     seen: set[tuple[str, str]] = field(default_factory=set)                # (kind, reference) looked at once
 
@@ -241,6 +245,9 @@ class _Importer:
         spec = taskdef.registration_input(described)
         revision = svc["taskDefinition"].rsplit("/", 1)[-1]
         running = self.images(name, spec)
+        if not running and self.found.refused_ecr:
+            raise ImportFailed(f"cannot read the images of service {name}: {self.found.refused_ecr[0]}: the import "
+                               "needs ecr:DescribeImages on the repositories its images come from")
         if not running:
             raise ImportFailed(f"--service {name}: its revision {revision} runs no image from this account's ECR "
                                f"({self.found.account}, {self.found.region}): Ferry deploys images pushed to ECR, and a "
@@ -287,6 +294,7 @@ class _Importer:
                 self.note(f"ECR repository {repository}: it does not exist in {found.account} ({found.region}) any more")
             else:
                 self.refused(exc, f"the tags of ECR repository {repository}")
+                found.refused_ecr.append(_refusal(exc))
             found.tags[repository] = None
             return None
         for detail in details:
