@@ -45,8 +45,9 @@ MAX_CONFIG_ALARMS = 20  # service-config.schema.json healthGates.alarms maxItems
 # A role ECS tasks cannot assume and no AWS service may assume either (only accounts or users): the world
 # needs a service principal, and this one is not ECS's either.
 NOT_ECS_TASKS = "ec2.amazonaws.com"
+# What a world's service has unless it says otherwise (world.py), and ECS's default strategy: left out of the world.
 DEFAULT_DEPLOYMENT = {"maximumPercent": 200, "minimumHealthyPercent": 100,
-                      "deploymentCircuitBreaker": {"enable": False, "rollback": False}}
+                      "deploymentCircuitBreaker": {"enable": False, "rollback": False}, "strategy": "ROLLING"}
 NATIVE_STRATEGIES = {"BLUE_GREEN", "LINEAR", "CANARY"}
 
 # The only calls the importer may make, per service: none of them changes anything, none returns a secret value.
