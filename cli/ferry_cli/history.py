@@ -103,6 +103,29 @@ def task_results(events: list[dict[str, Any]]) -> dict[str, Any]:
     return results
 
 
+def progress_printer(out: Any) -> Callable[[str, str, dict[str, Any], float], None]:
+    """A sandbox's watch_history: one line per state entered, and one when an execution ends, as they happen."""
+    started: dict[str, float] = {}
+    endings = {"ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED", "ExecutionAborted": "ABORTED",
+               "ExecutionTimedOut": "TIMED_OUT"}
+
+    def watch(execution: str, kind: str, details: dict[str, Any], now: float) -> None:
+        started.setdefault(execution, now)
+        if kind.endswith("StateEntered"):
+            state = (details.get("stateEnteredEventDetails") or {}).get("name", "")
+            line = state
+        elif kind in endings:
+            line = endings[kind]
+            failed = details.get("executionFailedEventDetails") or details.get("executionAbortedEventDetails") or {}
+            if failed.get("error"):
+                line += f" {failed['error']}"
+        else:
+            return
+        print(f"{format_offset(now - started[execution])}  {execution}  {line}", file=out, flush=True)
+
+    return watch
+
+
 def format_offset(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"+{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -142,6 +165,15 @@ def outcome(events: list[dict[str, Any]]) -> tuple[str | None, str | None]:
         if event["type"] in ("ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
             return error_and_cause(_detail_key(event))
     return None, None
+
+
+def superseded(events: list[dict[str, Any]]) -> str | None:
+    """Why an execution stepped aside for a newer deploy (the lock step's Superseded Cause), or None."""
+    for event in events:
+        error, cause = error_and_cause(_detail_key(event))
+        if error == "Superseded":
+            return cause
+    return None
 
 
 _EXECUTION_ENDS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")

@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="watch the run at N simulated seconds per real second (default: as fast as it goes; "
                           "the simulated times reported are the same either way)")
     run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
+    run.add_argument("--history", action="store_true",
+                     help="print each execution's whole event history, as the console lists it, before the summary")
     run.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
     imported = sandbox_commands.add_parser(
         "import", help="write a world that reproduces services of your AWS account (reads it, changes nothing)",
@@ -190,7 +192,7 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _sandbox_run(args: argparse.Namespace) -> int:
-    from .history import table
+    from .history import progress_printer, table
     from .sandbox.run import load_delivery, run
     from .sandbox import SandboxError
     from .sandbox.world import WorldError
@@ -202,7 +204,8 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     try:
         deliveries = [load_delivery(kind, path) for kind, path in deliveries_args]
         summary = run(args.world, deliveries, speed=args.speed, state=args.state,
-                      log_echo=sys.stderr if args.logs else None, graphs=bool(args.graph))
+                      log_echo=sys.stderr if args.logs else None, graphs=bool(args.graph),
+                      watch=None if args.json else progress_printer(sys.stdout))
     except WorldError as exc:
         print(f"ferry sandbox run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -224,10 +227,13 @@ def _sandbox_run(args: argparse.Namespace) -> int:
     else:
         for execution in summary["executions"]:
             print(f"\n== {execution['name']}  ({execution['service']})  {execution['status']}")
-            print(table(histories[execution["name"]]))
+            if args.history:
+                print(table(histories[execution["name"]]))
+            if execution.get("supersededBy"):
+                print(f"\nSuperseded: {execution['supersededBy']}")
             if execution["error"]:
                 print(f"\nError: {execution['error']}\nCause: {execution['cause']}")
-            if isinstance(execution.get("output"), dict) and execution["output"].get("summary") is not None:
+            if isinstance(execution.get("output"), dict) and execution["output"].get("result") is not None:
                 out = execution["output"]
                 print(f"\nOutput: {out.get('result')} {out.get('ecsService')} {out.get('from')} -> {out.get('to')} "
                       f"({out.get('strategy')}, {out.get('durationSeconds')} s): {out.get('summary')}")
@@ -291,16 +297,18 @@ def _sandbox_import(args: argparse.Namespace) -> int:
     except ImportFailed as exc:
         print(f"ferry sandbox import: {exc}", file=sys.stderr)
         return exc.status
-    for relative_path, text in files.items():
-        path = base / relative_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}", file=sys.stderr)
     text = world_yaml(world, source=f"{cluster}/{', '.join(services)} in {world['account']} ({world['region']})")
-    if args.out is not None:
-        args.out.write_text(text)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
+    writes = [(base / relative_path, content) for relative_path, content in files.items()]
+    writes += [(args.out, text)] if args.out is not None else []
+    for path, content in writes:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        except OSError as exc:
+            print(f"ferry sandbox import: cannot write {path}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"wrote {path}", file=sys.stderr)
+    if args.out is None:
         print(text, end="")
         print("the world's files are in this directory: save the world beside them", file=sys.stderr)
     for note in notes:

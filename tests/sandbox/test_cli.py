@@ -35,13 +35,44 @@ def test_json_summary_has_the_documented_keys(world_dir, capsys):
 
 
 def test_the_history_is_printed_like_the_console(world_dir, capsys):
-    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT)])
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--history"])
     out = capsys.readouterr().out
     assert code == 0
     assert "ExecutionStarted" in out and "ExecutionSucceeded" in out
     assert "Render the new task definition and diff it" in out
     assert "image app web:v1 -> web:v2" in out
     assert "SUCCEEDED" in out
+
+
+def test_a_run_shows_each_state_as_it_is_entered_then_the_summary(world_dir, capsys):
+    code = main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT)])
+    out = capsys.readouterr().out
+    assert code == 0
+    progress = [line for line in out.splitlines() if line.startswith("+")]
+    name = "web-v2-a0eb8348f38b"
+    assert progress[0] == f"+0:00:00  {name}  Check the request"
+    assert f"+0:00:00  {name}  Wait for ECS to finish the deployment" in progress
+    assert progress[-2:] == [f"+0:01:00  {name}  Deployed", f"+0:01:00  {name}  SUCCEEDED"]  # the rollout's 60 s
+    assert len(progress) == 16  # the 15 states entered, then the end
+    assert "ExecutionStarted" not in out  # the raw history only with --history
+    assert out.index("== Summary") > out.index(progress[-1])
+    assert "{'" not in out  # no Python repr anywhere
+
+
+def test_a_superseded_execution_says_what_superseded_it(world_dir, capsys, tmp_path):
+    pushes = []
+    for tag in ("v3", "v4"):
+        event = json.loads(EVENT.read_text())
+        event["id"], event["detail"]["image-tag"] = f"push-{tag}", tag
+        del event["detail"]["image-digest"]
+        pushes += ["--event", str(tmp_path / f"{tag}.json")]
+        (tmp_path / f"{tag}.json").write_text(json.dumps(event))
+    assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), *pushes]) == 0
+    out = capsys.readouterr().out
+    middle = out[out.index("== web-v3-"):out.index("== web-v4-")]
+    assert "\nSuperseded: a newer deploy of prod/web is queued (web-v4-" in middle
+    assert "this one steps aside so that the newest image wins. Nothing was changed." in middle
+    assert "Output: None" not in out
 
 
 @pytest.mark.parametrize("world_text, expected", [

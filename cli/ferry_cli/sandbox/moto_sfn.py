@@ -52,6 +52,7 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
     yield from _lambda_error_patches()
     yield _parse_once_patch()
     yield _validate_once_patch()
+    yield _history_watch_patch(sandbox)
     yield _lambda_client_once_patch()
 
 
@@ -62,6 +63,30 @@ def _syntax_tree(definition: str) -> Any:
 
     original = AmazonStateLanguageParser.__dict__.get("_ferry_unpatched_parse") or AmazonStateLanguageParser.parse
     return original(definition)[1]
+
+
+def _history_watch_patch(sandbox: Sandbox) -> Any:
+    """Not a difference from AWS: a window onto each execution's history as moto writes it, so `ferry sandbox run`
+    can show every state as it is entered (sandbox.watch_history: name, event type, details, simulated time)."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    make_environment = ExecutionWorker._get_evaluation_environment
+
+    def environment(worker: Any) -> Any:
+        env = make_environment(worker)
+        name, add_event = worker._evaluation_details.execution_details.name, env.event_manager.add_event
+
+        def add_and_watch(context: Any, event_type: Any, event_details: Any = None, **kwargs: Any) -> int:
+            event_id = add_event(context, event_type, event_details, **kwargs)
+            if sandbox.watch_history is not None:
+                sandbox.watch_history(name, str(getattr(event_type, "value", event_type)), event_details or {},
+                                      sandbox.clock.now())
+            return event_id
+
+        env.event_manager.add_event = add_and_watch  # one execution's manager: Map iterations share it
+        return env
+
+    return mock.patch.object(ExecutionWorker, "_get_evaluation_environment", environment)
 
 
 def _lambda_client_once_patch() -> Any:

@@ -120,14 +120,16 @@ def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> l
 
 def run(world_path: Path, deliveries: list[Delivery], *, speed: float | None = None,
         log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False,
-        delivery: EventDelivery | None = None, state: Path | None = None) -> dict[str, Any]:
+        delivery: EventDelivery | None = None, state: Path | None = None, watch=None) -> dict[str, Any]:
     """Run the scenario; returns the summary plus per-execution histories under `histories`
     (and, with `graphs`, each execution as Mermaid text under `graphs`; with `faults`, its report under `faults`).
-    With `state`, the sandbox kept there runs on, and the summary lists only the executions this run started."""
+    With `state`, the sandbox kept there runs on, and the summary lists only the executions this run started.
+    `watch` sees every history event of this run's executions as it is written (Sandbox.watch_history)."""
     with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks,
                        faults=faults, delivery=delivery, state=state) as (sandbox, world):
         earlier = {e["executionArn"] for e in sandbox.executions()}
         invocations = sandbox.lambda_invocations
+        sandbox.watch_history = watch
         delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions()
         sandbox.settle_world()
@@ -159,7 +161,8 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
         succeeded = next((e["executionSucceededEventDetails"] for e in events if e["type"] == "ExecutionSucceeded"), {})
         executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
                            "error": error, "cause": cause, "states": history.entered_states(events),
-                           "output": json.loads(succeeded.get("output") or "null")})
+                           "output": json.loads(succeeded.get("output") or "null"),
+                           "supersededBy": history.superseded(events)})
         histories[execution["name"]] = history.rows(events, _offset(start))
         outputs[execution["name"]] = history.task_results(events)
     services = {

@@ -81,6 +81,8 @@ class Sandbox:
     """One sandboxed Ferry installation. Use as a context manager."""
 
     journal: Any = None  # with --state: the state.SandboxState this sandbox's changes are journalled in
+    # Called with (execution name, history event type, its details, simulated time) for every event moto writes.
+    watch_history: Callable[[str, str, dict[str, Any], float], None] | None = None
 
     def __init__(self, *, root: Path = REPO_ROOT, speed: float | None = None, account: str = DEFAULT_ACCOUNT,
                  region: str = DEFAULT_REGION, clusters: list[str] | None = None,
