@@ -8,7 +8,7 @@ SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VENV := .venv-checkov
 
-.PHONY: demo test infra unit bench clean
+.PHONY: demo test infra unit lint bench clean
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/ferry sandbox run --world examples/sandbox/world.yaml --event events/ecr-push-web-v2.json
@@ -16,7 +16,10 @@ demo: $(VENV)/.installed
 # The infrastructure checks (mostly one process at a time: sam build, the linters) run beside the tests; each
 # one's output is printed whole when it ends, and either failing fails `make test`.
 test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
-	$(MAKE) --no-print-directory -j2 --output-sync=target infra unit
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint infra unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check --quiet layers cli functions statemachine scripts bench tests
 
 infra: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	SAM=$(SAM_VENV)/bin/sam CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PYTHON) scripts/check-infra

@@ -21,7 +21,6 @@ from ferry_cli import history
 from ferry_cli.sandbox.faults import ApiFault, Faults
 from ferry_cli.sandbox.run import world_session
 from ferry_cli.sandbox.sandbox import REPO_ROOT
-from ferry_cli.sandbox.world import derived_digest
 
 from .conftest import EXAMPLE, push_event
 

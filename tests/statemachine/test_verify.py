@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from .conftest import failed_at, push_event
 

@@ -117,3 +117,13 @@ def plan_and_register(cfg, images, execution="exec-1"):
     planned = render.plan(cfg, images, execution=execution, environment="prod")
     state = render.write_plan(planned, execution, "ferry-artefacts")
     return state, register.register_planned(execution, "ferry-artefacts")
+
+
+@pytest.fixture
+def runnable_world(ecs_world):
+    """The conftest world, with web:2 whose containers give memory (moto needs it to run tasks)."""
+    td = boto3.client("ecs").register_task_definition(
+        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{"name": "app", "image": "web:v2", "essential": True, "memory": 256,
+                               "portMappings": [{"containerPort": 80}]}])["taskDefinition"]
+    return {**ecs_world, "taskDefinitionArn": td["taskDefinitionArn"]}

@@ -12,11 +12,10 @@ from ferry.aws import canary_tasks
 from ferry.errors import CanaryCrashed, InputInvalid
 
 from .conftest import awsvpc, run_tasks
-from .test_tasks import ecs_world  # noqa: F401  (the conftest world, with web:2 that moto can run)
 
 
 @pytest.fixture
-def canary_world(ecs_world):
+def canary_world(runnable_world):
     """prod/web behind an IP target group on port 80 (ECS's simulator is not here: nothing registers service tasks)."""
     net = awsvpc()
     elb = boto3.client("elbv2")
@@ -24,11 +23,11 @@ def canary_world(ecs_world):
                                     TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
     client = boto3.client("ecs")
     client.delete_service(cluster="prod", service="web", force=True)
-    client.create_service(cluster="prod", serviceName="web", taskDefinition=ecs_world["taskDefinitionArn"], desiredCount=2,
+    client.create_service(cluster="prod", serviceName="web", taskDefinition=runnable_world["taskDefinitionArn"], desiredCount=2,
                           launchType="FARGATE", loadBalancers=[{"targetGroupArn": group, "containerName": "app",
                                                                 "containerPort": 80}],
                           networkConfiguration={"awsvpcConfiguration": net["awsvpcConfiguration"]})
-    return {**ecs_world, "targetGroup": group, "network": net}
+    return {**runnable_world, "targetGroup": group, "network": net}
 
 
 def registered(group: str) -> set[str]:

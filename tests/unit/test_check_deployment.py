@@ -12,20 +12,19 @@ from ferry.aws.ecs import check_in_seconds
 from ferry.errors import InputInvalid
 
 from .conftest import awsvpc, run_tasks
-from .test_tasks import ecs_world  # noqa: F401  (the conftest world, with web:2 that moto can run)
 
 
-def test_a_service_with_150_tasks_is_health_checked_on_all_of_them(ecs_world):
+def test_a_service_with_150_tasks_is_health_checked_on_all_of_them(runnable_world):
     """ListTasks answers 100 a page: the second page's tasks must be checked too."""
     net = awsvpc()
-    tasks = run_tasks(150, ecs_world["taskDefinitionArn"], network=net, group="service:web")
+    tasks = run_tasks(150, runnable_world["taskDefinitionArn"], network=net, group="service:web")
     elb = boto3.client("elbv2")
     group = elb.create_target_group(Name="web-tg", Protocol="HTTP", Port=80, VpcId=net["vpc"],
                                     TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
     ips = [ecs.task_ip(t) for t in tasks]
     for i in range(0, len(ips), 50):
         elb.register_targets(TargetGroupArn=group, Targets=[{"Id": ip, "Port": 80} for ip in ips[i:i + 50]])
-    watch = check_deployment.Watch("prod", "web", ecs_world["taskDefinitionArn"], 0.0, 600, target_groups=(group,))
+    watch = check_deployment.Watch("prod", "web", runnable_world["taskDefinitionArn"], 0.0, 600, target_groups=(group,))
     assert check_deployment.target_health(watch, {"loadBalancers": []}) == {"web-tg": "150/150 healthy"}
 
 
@@ -110,7 +109,7 @@ def test_the_token_is_completed_with_the_progress_and_the_stages_seen(monkeypatc
     assert {k: v for k, v in kw["output"].items() if v is not None} == {**progress, "stages": stages}
 
 
-def test_the_wait_answers_when_it_looks_again(ecs_world, monkeypatch):
+def test_the_wait_answers_when_it_looks_again(runnable_world, monkeypatch):
     monkeypatch.setattr(waiters, "complete", lambda token, **kw: True)
     monkeypatch.setattr(check_deployment, "check", lambda watch: {"state": "IN_PROGRESS", "running": 1, "desired": 2,
                                                                   "failedTasks": 0})
@@ -121,7 +120,7 @@ def test_the_wait_answers_when_it_looks_again(ecs_world, monkeypatch):
     assert looked == check_deployment.Output(state="IN_PROGRESS", running=1, desired=2, failed_tasks=0)
 
 
-def test_a_deployment_event_no_state_waits_for_is_handled_without_a_contract(ecs_world, logs):
+def test_a_deployment_event_no_state_waits_for_is_handled_without_a_contract(runnable_world, logs):
     event = {"source": "aws.ecs", "detail-type": "ECS Deployment State Change",
              "resources": ["arn:aws:ecs:us-east-1:123456789012:service/prod/web"],
              "detail": {"eventName": "SERVICE_DEPLOYMENT_COMPLETED"}}

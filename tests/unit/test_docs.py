@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 
 from ferry import config, taskdef

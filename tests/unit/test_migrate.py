@@ -15,7 +15,6 @@ from ferry.aws import container_logs, ecs, waiters
 from ferry.errors import InputInvalid, MigrationNotStarted
 
 from .conftest import awsvpc, run_tasks
-from .test_tasks import ecs_world  # noqa: F401  (the conftest world, with web:2 that moto can run)
 
 STEP = migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {"VERBOSE": "1"}, 600)
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef"
@@ -148,11 +147,11 @@ def test_a_task_ecs_cannot_place_is_migration_not_started(aws):
         stub.assert_no_pending_responses()
 
 
-def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(ecs_world):
+def test_a_retried_migration_step_finds_the_task_it_started_after_it_stopped(runnable_world):
     marker = migrate.started_by("web-v2-abc", "migrate")
-    [task] = run_tasks(1, ecs_world["taskDefinitionArn"], network=awsvpc(), startedBy=marker)
+    [task] = run_tasks(1, runnable_world["taskDefinitionArn"], network=awsvpc(), startedBy=marker)
     boto3.client("ecs").stop_task(cluster="prod", task=task["taskArn"], reason="done")
-    found = migrate.find_task("prod", marker, family=ecs.family_of(ecs_world["taskDefinitionArn"]))
+    found = migrate.find_task("prod", marker, family=ecs.family_of(runnable_world["taskDefinitionArn"]))
     assert found is not None and found["taskArn"] == task["taskArn"] and found["lastStatus"] == "STOPPED"
 
 

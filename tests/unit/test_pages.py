@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
-from ferry.steps import bake, migrate, verify
+from ferry.steps import bake, verify
 from ferry.aws import container_logs
 
 

@@ -5,12 +5,11 @@ use"). The `aws` fixture refuses and pages as ECS does.
 
 The steps' own tests of finding and paging (a retried migration, a crashed canary, 150 tasks' target health, a
 rollback's service deployments) are in test_migrate, test_canary, test_check_deployment and test_rollback; they
-use this module's `ecs_world`."""
+use this module's `runnable_world`."""
 
 from __future__ import annotations
 
 import boto3
-import pytest
 from botocore.stub import Stubber
 
 from ferry import aws as ferry_aws
@@ -21,34 +20,24 @@ from .conftest import awsvpc, run_tasks
 MARKER = "ferry-canary-0123456789abcdef0123456"
 
 
-@pytest.fixture
-def ecs_world(ecs_world):
-    """The conftest world, with web:2 whose containers give memory (moto needs it to run tasks)."""
-    td = boto3.client("ecs").register_task_definition(
-        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
-        containerDefinitions=[{"name": "app", "image": "web:v2", "essential": True, "memory": 256,
-                               "portMappings": [{"containerPort": 80}]}])["taskDefinition"]
-    return {**ecs_world, "taskDefinitionArn": td["taskDefinitionArn"]}
-
-
-def test_every_task_started_by_a_marker_is_found_across_pages(ecs_world):
+def test_every_task_started_by_a_marker_is_found_across_pages(runnable_world):
     net = awsvpc()
-    ours = run_tasks(150, ecs_world["taskDefinitionArn"], network=net, startedBy=MARKER)
-    run_tasks(20, ecs_world["taskDefinitionArn"], network=net, startedBy="someone-else")
+    ours = run_tasks(150, runnable_world["taskDefinitionArn"], network=net, startedBy=MARKER)
+    run_tasks(20, runnable_world["taskDefinitionArn"], network=net, startedBy="someone-else")
     found = ecs.tasks_started_by("prod", MARKER)
     assert sorted(t["taskArn"] for t in found) == sorted(t["taskArn"] for t in ours)
 
 
-def test_tasks_already_stopped_are_found_through_their_family(ecs_world):
+def test_tasks_already_stopped_are_found_through_their_family(runnable_world):
     """ListTasks with startedBy alone lists only tasks whose desired status is RUNNING: a retried migration step, and
     the canary's deregistration, must also find the ones that already stopped."""
     net = awsvpc()
-    started = run_tasks(3, ecs_world["taskDefinitionArn"], network=net, startedBy=MARKER)
-    run_tasks(2, ecs_world["taskDefinitionArn"], network=net, startedBy="someone-else")
+    started = run_tasks(3, runnable_world["taskDefinitionArn"], network=net, startedBy=MARKER)
+    run_tasks(2, runnable_world["taskDefinitionArn"], network=net, startedBy="someone-else")
     client = boto3.client("ecs")
     for task in started[:2]:
         client.stop_task(cluster="prod", task=task["taskArn"], reason="crashed")
-    client.stop_task(cluster="prod", task=run_tasks(1, ecs_world["taskDefinitionArn"], network=net,
+    client.stop_task(cluster="prod", task=run_tasks(1, runnable_world["taskDefinitionArn"], network=net,
                                                     startedBy="someone-else")[0]["taskArn"], reason="x")
     assert [t["taskArn"] for t in ecs.tasks_started_by("prod", MARKER)] == [started[2]["taskArn"]]
     found = ecs.tasks_started_by("prod", MARKER, families=["web"])
@@ -56,7 +45,7 @@ def test_tasks_already_stopped_are_found_through_their_family(ecs_world):
     assert {t["taskArn"] for t in found if t["desiredStatus"] == "STOPPED"} == {t["taskArn"] for t in started[:2]}
 
 
-def test_the_family_of_a_revision(ecs_world):
+def test_the_family_of_a_revision(runnable_world):
     assert ecs.family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/web-worker:12") == "web-worker"
     assert ecs.family_of("web:3") == "web" and ecs.family_of("web") == "web"
 

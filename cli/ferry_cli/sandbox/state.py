@@ -73,7 +73,7 @@ class SandboxState:
     # ------------------------------------------------------------------ replay
     def replay(self, sandbox: Sandbox, world: World) -> None:
         """Run every journalled command's actions again, in order, as the command ran them."""
-        from .run import GAP_BETWEEN_DELIVERIES, Delivery, _deliver, load_delivery
+        from .run import GAP_BETWEEN_DELIVERIES, _deliver, load_delivery
 
         sfn = sandbox.client("stepfunctions")
         for command in self.journal:

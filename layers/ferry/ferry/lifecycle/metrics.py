@@ -124,8 +124,8 @@ def documents(execution: Execution, *, environment: str) -> list[dict[str, Any]]
 
     phases = _metrics(execution.name, service=service, environment=environment)
     phases.add_dimensions(environment=environment)
-    for name, states in PHASES.items():
-        seconds = phase_seconds(history, states)
+    for name, entered in PHASES.items():
+        seconds = phase_seconds(history, entered)
         if seconds is not None:
             phases.add_metric(name=name, unit=MetricUnit.Seconds, value=seconds)
     wait = canary_health_wait(history)

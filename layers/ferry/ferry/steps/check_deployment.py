@@ -28,7 +28,6 @@ to its log. ECS's Deployment State Change events reach the same function
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any

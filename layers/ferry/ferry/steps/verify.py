@@ -494,9 +494,9 @@ def _secrets_manager_checks(cx: _Aws, region: str, secret_id: str, display: str,
         checks.append(Check("secret-has-value", target, True, f"{target}{users} has a value ({pinned or 'AWSCURRENT'})"))
         if keys and read_values:
             checks.extend(_json_key_checks(sm, secret_id, target, name, stage, version_id, keys))
-        for key in keys if not read_values else []:
-            checks.append(Check("secret-json-key", f"{target} json key {key}", True,
-                                f"{target} json key {key} not checked (reading secret values is off)"))
+        for json_key in keys if not read_values else []:
+            checks.append(Check("secret-json-key", f"{target} json key {json_key}", True,
+                                f"{target} json key {json_key} not checked (reading secret values is off)"))
     return checks
 
 
@@ -510,7 +510,8 @@ def _json_key_checks(sm, secret_id: str, resource: str, name: str, stage: str, v
     try:
         text = sm.get_secret_value(**request).get("SecretString")
     except ClientError as exc:
-        return each(False, lambda k: f"{resource}: could not read it to find json key {k} ({aws.error_code(exc) or 'error'}): "
+        code = aws.error_code(exc) or "error"
+        return each(False, lambda k: f"{resource}: could not read it to find json key {k} ({code}): "
                                      "allow Ferry secretsmanager:GetSecretValue on it, or turn reading secret values off")
     if text is None:
         return each(False, lambda k: f"{resource} has a binary value, so ECS cannot read json key {k}: store the value as a JSON "
