@@ -115,7 +115,7 @@ def plan_and_register(cfg, images, execution="exec-1"):
     from ferry.steps import register, render
 
     planned = render.plan(cfg, images, execution=execution, environment="prod")
-    state = render.write_plan(planned, execution, "ferry-artefacts")
+    state = render.store(planned, execution, "ferry-artefacts").to_state()
     return state, register.register_planned(execution, "ferry-artefacts")
 
 

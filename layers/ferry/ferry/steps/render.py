@@ -305,8 +305,3 @@ def store(planned: Plan, execution: str, artefacts_bucket: str, *, migrate: bool
         images={name: ref.pinned for name, ref in planned.pinned.items()}, summary=planned.diff.summary,
         artefacts=stored,
     )
-
-
-def write_plan(planned: Plan, execution: str, artefacts_bucket: str) -> dict[str, Any]:
-    """`store`'s output as the state's JSON (tests/unit/conftest.py's plan_and_register reads it so)."""
-    return store(planned, execution, artefacts_bucket).to_state()
