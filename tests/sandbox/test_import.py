@@ -498,6 +498,15 @@ def test_the_readme_walk_through_imports_then_deploys_a_new_tag(tmp_path, capsys
     assert web["images"]["app"].endswith("/web@sha256:" + hashlib.sha256(b"web:v3").hexdigest())
 
 
+def test_a_file_that_cannot_be_written_is_one_line_and_exit_1(demo_account, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "world.yaml"
+    assert main(["sandbox", "import", "--cluster", "prod", "--service", "web", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ferry sandbox import: cannot write {tmp_path / 'a-file'}/web-task-def.json: ")
+    assert err.count("\n") == 1
+
+
 def test_without_out_the_world_goes_to_stdout_and_its_files_here(demo_account, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["sandbox", "import", "--cluster", "prod", "--service", "web"]) == 0
