@@ -103,3 +103,17 @@ class Progress(Model):
 
     state: str = key("state", doc="IN_PROGRESS until the wait's own check says otherwise")
     check_in_seconds: int = key("checkInSeconds", kinds=(int,), doc="the waiting state's HeartbeatSecondsPath")
+
+
+def read_action(event: Any, contracts: Mapping[str, tuple[type[Model], Any]], input_of: Mapping[str, str],
+                step: str) -> Any:
+    """The typed input of a step with several actions (the lock, the canary, the rollback): the model its
+    `action` names in `contracts`, read as the input of the state `input_of` names, so an error says which
+    state's Parameters to fix."""
+    if not isinstance(event, Mapping):
+        raise InputInvalid(f"{step}'s input must be a JSON object, got {JSON_NAMES.get(type(event), type(event).__name__)}")
+    action = event.get("action")
+    if action not in contracts:
+        names = list(contracts)
+        raise InputInvalid(f"`action` must be {', '.join(names[:-1])} or {names[-1]}, got {action!r}")
+    return contracts[action][0].from_state(event, input_of[action])

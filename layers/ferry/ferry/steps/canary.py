@@ -21,7 +21,6 @@ the canary after the failure"), both `Stopped`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import canary_tasks, container_logs
 from ferry.aws.ecs import describe_service, describe_tasks, family_of, one_off_parameters, revision_name, tasks_started_by
-from ferry.contract import JSON_NAMES, EcsStepInput, Model, key
+from ferry.contract import EcsStepInput, Model, key, read_action
 from ferry.errors import CanaryCrashed, CanaryUnhealthy, InputInvalid, PhaseTimedOut
 
 
@@ -197,13 +196,7 @@ INPUT_OF = {"start": f"{S.START_CANARY}' input", "check": f"{S.CHECK_CANARY}'s i
 
 def read(event: Any) -> CanaryInput:
     """The typed input of the state that invoked the function, by its action."""
-    if not isinstance(event, Mapping):
-        got = JSON_NAMES.get(type(event), type(event).__name__)
-        raise InputInvalid(f"the canary's input must be a JSON object, got {got}")
-    action = event.get("action")
-    if action not in CONTRACTS:
-        raise InputInvalid(f"`action` must be start, check, deregister, stop or remove, got {action!r}")
-    return CONTRACTS[action][0].from_state(event, INPUT_OF[action])
+    return read_action(event, CONTRACTS, INPUT_OF, "the canary")
 
 
 def run(request: CanaryInput) -> Model:

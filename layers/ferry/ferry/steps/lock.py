@@ -35,8 +35,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ferry import aws, config
 from ferry.aws import waiters
 from ferry.aws.ecs import revision_name
-from ferry.contract import JSON_NAMES, Model, key
-from ferry.errors import InputInvalid, LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
+from ferry.contract import Model, key, read_action
+from ferry.errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
 from ferry.lifecycle import summary
 from ferry.runtime import clock
 from ferry.runtime.settings import Settings
@@ -385,12 +385,7 @@ STATE_INPUTS = {"acquire": "Take the deploy lock's input", "release": "Release t
 
 def read(event: Any) -> AcquireInput | ReleaseInput | RollbackTargetInput:
     """The lock step's input, read with its action's model."""
-    if not isinstance(event, Mapping):
-        raise InputInvalid(f"the lock's input must be a JSON object, got {JSON_NAMES.get(type(event), type(event).__name__)}")
-    action = event.get("action")
-    if action not in CONTRACTS:
-        raise InputInvalid(f"`action` must be acquire, release or rollback-target, got {action!r}")
-    return CONTRACTS[action][0].from_state(event, STATE_INPUTS[action])
+    return read_action(event, CONTRACTS, STATE_INPUTS, "the lock")
 
 
 def run(request: LockInput, settings: Settings) -> Held | Waiting | Released | RollbackTarget:

@@ -18,7 +18,6 @@ rollback": `Explained`, at $.report, the `Rollback failed` Cause).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,8 @@ from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import canary_tasks
 from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primary_deployment, revision_name
-from ferry.contract import JSON_NAMES, EcsStepInput, Model, Progress, key
-from ferry.errors import InputInvalid, cause_text
+from ferry.contract import EcsStepInput, Model, Progress, key, read_action
+from ferry.errors import cause_text
 from ferry.runtime.observability import logger
 from ferry.runtime.settings import Settings
 
@@ -156,13 +155,7 @@ INPUT_OF = {"start": f"{S.ROLL_BACK}'s input", "finish": f"{S.DEREGISTER_FAILED_
 
 def read(event: Any) -> RollbackInput:
     """The typed input of the rollback state that invoked the function, by its action."""
-    if not isinstance(event, Mapping):
-        got = JSON_NAMES.get(type(event), type(event).__name__)
-        raise InputInvalid(f"the rollback's input must be a JSON object, got {got}")
-    action = event.get("action")
-    if action not in CONTRACTS:
-        raise InputInvalid(f"`action` must be start, finish or explain, got {action!r}")
-    return CONTRACTS[action][0].from_state(event, INPUT_OF[action])
+    return read_action(event, CONTRACTS, INPUT_OF, "the rollback")
 
 
 def run(request: RollbackInput, settings: Settings) -> Started | RolledBack | Explained:
