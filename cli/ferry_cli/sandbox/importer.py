@@ -15,7 +15,8 @@ what it would see on AWS.
 What the world schema cannot express is left out and listed in `not_imported`, one line each, for the user to
 read ("not imported: ..."). So is a reference to something the account does not have, which the world leaves
 out too. The schema is read at run time (`_Supports`): keys that exist in it (a secret's `arn`, parameters as
-{value, type}, S3 objects) are used, and those that do not yet (several target groups per service) are noted.
+{value, type}, S3 objects) are used, and several target groups per service are written as `targetGroups` only
+if the schema takes them, else noted.
 """
 
 from __future__ import annotations
@@ -141,7 +142,6 @@ class _Supports:
 
     secret_arn: bool = False
     typed_parameters: bool = False
-    target_groups: bool = False
     s3: bool = False
 
     @classmethod
@@ -150,9 +150,7 @@ class _Supports:
         props = body.get("properties", {})
         secret = (props.get("secrets", {}).get("additionalProperties") or {}).get("properties") or {}
         parameter = json.dumps(props.get("parameters", {}).get("additionalProperties") or {})
-        service = (props.get("services", {}).get("items") or {}).get("properties") or {}
-        return cls(secret_arn="arn" in secret, typed_parameters="SecureString" in parameter,
-                   target_groups="targetGroups" in service, s3="s3" in props)
+        return cls(secret_arn="arn" in secret, typed_parameters="SecureString" in parameter, s3="s3" in props)
 
 
 @dataclass
@@ -270,11 +268,19 @@ class _Importer:
         if deployment:
             entry["deploymentConfiguration"] = deployment
         groups = self.target_groups(name, svc)
-        if groups:
-            if self.supports.target_groups and len(groups) > 1:
-                entry["targetGroups"] = groups
+        if len(groups) > 1:
+            # `targetGroups` is being added to the schema; its shape is assumed to be a list of targetGroup's
+            # objects, and checked: if the schema says otherwise, the first is kept and the others are noted.
+            several = {**entry, "targetGroups": groups}
+            if problems({"services": [several]}, WORLD_SCHEMA):
+                for group in groups[1:]:
+                    self.note(f"target group {group['name']} of {name}: a world holds one target group per service "
+                              f"(it holds {groups[0]['name']})")
+                groups = groups[:1]
             else:
-                entry["targetGroup"] = groups[0]
+                entry = several
+        if len(groups) == 1:
+            entry["targetGroup"] = groups[0]
         self.service_settings(name, svc, spec)
         config = self.config(cluster, name, running, svc)
         return entry, spec, config
@@ -626,11 +632,6 @@ class _Importer:
                 continue
             groups.append({"name": name, "container": entry["containerName"], "port": entry["containerPort"],
                            "described": described[arn]})
-        if len(groups) > 1 and not self.supports.target_groups:
-            for group in groups[1:]:
-                self.note(f"target group {group['name']} of {service}: a world holds one target group per service "
-                          f"yet (it holds {groups[0]['name']})")
-            groups = groups[:1]
         for group in groups:
             described_group = group.pop("described")
             self.note(f"the load balancer, listeners and health check of target group {group['name']} "
