@@ -127,12 +127,11 @@ class ReadOnly:
 
 
 def _refusal(exc: Exception) -> str:
-    """'ecs:DescribeServices was refused (AccessDenied: ...)' from a botocore error."""
+    """'DescribeServices failed (AccessDeniedException: ...)' from a botocore error."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        service = exc.response.get("ResponseMetadata", {}).get("ServiceId") or ""
-        what = f"{exc.operation_name}" if not service else f"{service}:{exc.operation_name}"
-        return f"{what} failed ({error.get('Code', 'error')}: {error.get('Message', '').strip() or 'no message'})"
+        message = error.get("Message", "").strip() or "no message"
+        return f"{exc.operation_name} failed ({error.get('Code', 'error')}: {message})"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -651,7 +650,6 @@ class _Importer:
                                          for d in svc.get("deployments") or []))),
             ("ECS Exec", bool(svc.get("enableExecuteCommand"))),
             ("health check grace period", bool(svc.get("healthCheckGracePeriodSeconds"))),
-            ("tags", bool(svc.get("tags"))),
             ("platform version", svc.get("platformVersion") not in (None, "LATEST")),
         ]
         settings = [label for label, present in checks if present]
