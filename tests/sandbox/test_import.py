@@ -369,8 +369,8 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
 # ----------------------------------------------------------------------------- what is not imported
 def make_worker(box: Sandbox, _world: World) -> None:
     """A second service made by hand with what a world cannot say: a role under a path, another account's image,
-    an environment file, a secret that is gone, a log group that is missing, two target groups, ECS Exec."""
-    region, account_id = box.region, box.account
+    an environment file, a secret that is gone, a log group that is missing, two target groups, ECS Exec (the
+    role and the environment file here, the rest in the test)."""
     iam = box.client("iam")
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
