@@ -457,3 +457,145 @@ def test_cfn_export_reads_an_export_of_a_world_stack_and_a_missing_output_fails_
 def test_a_stack_cloudformation_would_refuse_is_refused_naming_the_field(scenario, stacks, expected):
     scenario.world["stacks"] = stacks
     assert expected in load_error(scenario)
+
+
+# ----------------------------------------------------------------------------- services without a load balancer
+
+@pytest.mark.parametrize("strategy", ["rolling", "canary"])
+def test_a_service_without_a_load_balancer_deploys(scenario, strategy):
+    """No targetGroup: the service has no loadBalancers; a canary is judged by its container health checks alone."""
+    del scenario.world["services"][0]["targetGroup"]
+    canary = ", canary: {count: 1, healthyForSeconds: 60}" if strategy == "canary" else ""
+    scenario.config("web", f"cluster: prod\nservice: web\ncontainers: {{app: {{repository: web}}}}\n"
+                           f"strategy: {{type: {strategy}{canary}}}\n")
+
+    def look(sandbox):
+        described = sandbox.client("ecs").describe_services(cluster="prod", services=["web"])["services"][0]
+        return described["loadBalancers"], sandbox.client("elbv2").describe_target_groups()["TargetGroups"], \
+            verify_report(sandbox)
+
+    summary, (balancers, groups, checks) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert (balancers, groups) == ([], [])
+    assert not [c for c in checks if c["name"] in ("target-group-exists", "load-balancer-container")]
+    web = summary["services"]["prod/web"]
+    assert (web["taskDefinition"], web["runningCount"]) == ("web:2", 2)
+    if strategy == "canary":
+        states = execution["states"]
+        assert states.index("Check the canary") < states.index("Update the service to the new revision")
+        assert summary["canaryTasks"] == 0
+
+
+def test_a_canary_without_a_load_balancer_still_fails_on_its_container_health_checks(scenario):
+    del scenario.world["services"][0]["targetGroup"]
+    scenario.world["ecr"]["web"].append("v4")
+    scenario.world["behaviour"] = {"web:v4": {"health": "unhealthy"}}
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                           "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+    summary, _ = deploy(scenario, push_event("web", "v4"))
+    execution = failed_in(summary, "Check the canary")
+    assert execution["error"] == "CanaryUnhealthy"
+    assert "failed its container health checks 3 times in a row" in execution["cause"]
+
+
+# ----------------------------------------------------------------------------- clusters Ferry is not installed for
+
+STAGING = "cluster: staging\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+
+
+def staging_world(scenario: Scenario) -> None:
+    """prod/web (Ferry's), and staging/web in a cluster the account has but the stack's Clusters does not name."""
+    scenario.world["clusters"] = ["prod", "staging"]
+    spec = task_definition(scenario)
+    spec["family"] = "web-staging"
+    (scenario.dir / "staging-task-def.json").write_text(json.dumps(spec))
+    scenario.world["services"].append({"cluster": "staging", "name": "web", "desiredCount": 1,
+                                       "running": {"app": "web:v1", "nginx": "nginx:1.27"},
+                                       "taskDefinition": "staging-task-def.json"})
+    scenario.world["ferryClusters"] = ["prod"]
+    scenario.config("web-staging", STAGING)
+
+
+def test_clusters_the_world_lists_exist_and_ferry_is_installed_only_for_ferry_clusters(scenario):
+    scenario.world["clusters"] = ["prod", "staging", "batch"]
+    scenario.world["ferryClusters"] = ["prod", "batch"]
+
+    def look(sandbox):
+        from ferry.runtime import settings
+
+        return sorted(c.rsplit("/", 1)[-1] for c in sandbox.client("ecs").list_clusters()["clusterArns"]), \
+            settings.load().allowed_clusters
+
+    summary, (clusters, allowed) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
+    assert clusters == ["batch", "prod", "staging"]
+    assert allowed == ("prod", "batch")
+
+
+def test_a_manifest_deploying_into_a_cluster_ferry_is_not_installed_for_is_refused_naming_the_fix(scenario):
+    staging_world(scenario)
+    release = scenario.manifest("release", {"version": 1, "deployments": [
+        {"service": "web-staging", "images": {"app": "web:v2"}}]})
+    summary, _ = deploy(scenario, release)
+    assert summary["executions"] == []
+    [result] = summary["manifestResults"].values()
+    assert result["status"] == "REFUSED"
+    assert any("service web-staging is on cluster 'staging', which this Ferry installation may not touch (allowed: "
+               "prod); add it to the stack's Clusters parameter" in p["message"] for p in result["problems"]), result
+    assert summary["services"]["staging/web"]["taskDefinition"] == "web-staging:1"
+
+
+def test_a_deploy_started_for_a_cluster_ferry_is_not_installed_for_fails_before_anything_changes(scenario):
+    staging_world(scenario)
+
+    def start(sandbox):
+        sandbox.start_execution({"service": "web-staging", "images": {"app": f"{REGISTRY}/web:v2"}}, name="staging")
+        sandbox.wait_for_executions()
+        return summarise(sandbox, [])
+
+    _, summary = deploy(scenario, inspect=start)
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED" and execution["error"] == "ClusterNotAllowed", execution
+    assert ("service web-staging is on cluster 'staging', which this Ferry installation may not touch (allowed: prod); "
+            "add it to the stack's Clusters parameter") in execution["cause"]
+    assert summary["services"]["staging/web"]["taskDefinition"] == "web-staging:1"
+    assert summary["locksHeld"] == 0
+
+
+def test_a_push_deploys_only_the_services_on_clusters_ferry_is_installed_for(scenario):
+    """The router leaves out a config whose cluster the stack does not name: the push deploys prod/web only."""
+    staging_world(scenario)
+    summary, _ = deploy(scenario, push_event("web", "v2"))
+    [execution] = summary["executions"]
+    assert (execution["service"], execution["status"]) == ("prod/web", "SUCCEEDED")
+    assert summary["services"]["staging/web"]["taskDefinition"] == "web-staging:1"
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
+
+
+def test_a_config_on_a_cluster_ferry_may_touch_that_does_not_exist_fails_render(scenario):
+    """ferryClusters may name a cluster the account does not have (the Clusters parameter is only IAM's)."""
+    scenario.world["ferryClusters"] = ["prod", "ghost"]
+    scenario.config("web-ghost", STAGING.replace("staging", "ghost"))
+    summary, _ = deploy(scenario, scenario.manifest("ghost", {"version": 1, "deployments": [
+        {"service": "web-ghost", "images": {"app": "web:v2"}}]}))
+    [execution] = summary["executions"]
+    assert (execution["status"], execution["error"]) == ("FAILED", "ServiceNotFound"), execution
+    assert execution["cause"] == "cluster ghost does not exist: check `cluster` in the service config"
+    assert RENDER in execution["states"] and VERIFY not in execution["states"]
+
+
+# ----------------------------------------------------------------------------- the documentation
+
+def test_the_readmes_world_file_example_is_valid_against_the_schema():
+    """README's "World files" block documents every key: it must stay a world the schema accepts."""
+    from ferry.config.validation import problems
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("### World files", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    documented = yaml.safe_load(block.replace("<64 hex>", "0" * 64))  # the one placeholder it writes
+    assert problems(documented, "sandbox-world.schema.json") == []
+    schema_keys = set(json.loads((REPO_ROOT / "layers/ferry/ferry/schemas/sandbox-world.schema.json").read_text())
+                      ["properties"])
+    assert schema_keys <= set(documented), f"undocumented world keys: {sorted(schema_keys - set(documented))}"
