@@ -596,6 +596,84 @@ def test_the_readmes_world_file_example_is_valid_against_the_schema():
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     documented = yaml.safe_load(block.replace("<64 hex>", "0" * 64))  # the one placeholder it writes
     assert problems(documented, "sandbox-world.schema.json") == []
-    schema_keys = set(json.loads((REPO_ROOT / "layers/ferry/ferry/schemas/sandbox-world.schema.json").read_text())
-                      ["properties"])
-    assert schema_keys <= set(documented), f"undocumented world keys: {sorted(schema_keys - set(documented))}"
+    schema = json.loads((REPO_ROOT / "layers/ferry/ferry/schemas/sandbox-world.schema.json").read_text())
+    assert set(schema["properties"]) <= set(documented), sorted(set(schema["properties"]) - set(documented))
+    service_keys = set(schema["properties"]["services"]["items"]["properties"])
+    shown = {key for service in documented["services"] for key in service}
+    assert service_keys <= shown, sorted(service_keys - shown)
+
+
+# ----------------------------------------------------------------------------- several target groups
+
+GROUPS = [{"name": "web-public", "container": "nginx", "port": 80},             # an ALB's, to nginx
+          {"name": "web-internal", "container": "nginx", "port": 80, "protocol": "HTTPS"},  # another ALB group
+          {"name": "web-grpc", "container": "app", "port": 8080, "protocol": "TCP"}]       # an NLB's, to app
+
+
+def several_groups(scenario: Scenario) -> None:
+    del scenario.world["services"][0]["targetGroup"]
+    scenario.world["services"][0]["targetGroups"] = GROUPS
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+                           "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+
+
+def test_a_service_with_alb_and_nlb_target_groups_deploys_a_canary_registered_in_each(scenario):
+    several_groups(scenario)
+
+    def look(sandbox):
+        elb = sandbox.client("elbv2")
+        described = sandbox.client("ecs").describe_services(cluster="prod", services=["web"])["services"][0]
+        groups = {g["TargetGroupName"]: g for g in elb.describe_target_groups()["TargetGroups"]}
+        balancers = {b["LoadBalancerArn"]: b for b in elb.describe_load_balancers()["LoadBalancers"]}
+        health = {name: sorted(d["TargetHealth"]["State"] for d in elb.describe_target_health(
+            TargetGroupArn=g["TargetGroupArn"])["TargetHealthDescriptions"]) for name, g in groups.items()}
+        ever = {name: {ip for (arn, ip) in sandbox.simulator._reg_at if arn == g["TargetGroupArn"]}
+                for name, g in groups.items()}
+        return described["loadBalancers"], groups, balancers, health, ever, verify_report(sandbox)
+
+    summary, (entries, groups, balancers, health, ever, checks) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert "Check the canary" in execution["states"]
+    assert [(e["containerName"], e["containerPort"]) for e in entries] == [("nginx", 80), ("nginx", 80), ("app", 8080)]
+    assert {n: g["Protocol"] for n, g in groups.items()} == {"web-public": "HTTP", "web-internal": "HTTPS",
+                                                           "web-grpc": "TCP"}
+    kinds = {n: balancers[g["LoadBalancerArns"][0]]["LoadBalancerName"] for n, g in groups.items()}
+    assert kinds == {"web-public": "ferry-sandbox-alb", "web-internal": "ferry-sandbox-alb", "web-grpc": "ferry-sandbox-nlb"}
+    # The service's two new tasks are healthy in every group; the old ones and the canary are gone.
+    assert health == {name: ["healthy", "healthy"] for name in groups}
+    # Each group saw the same five tasks: the two old, the canary (registered by Ferry), the two new.
+    assert len(ever["web-public"]) == 5 and ever["web-public"] == ever["web-internal"] == ever["web-grpc"]
+    ok = {c["resource"]: c["ok"] for c in checks if c["name"] in ("target-group-exists", "load-balancer-container")}
+    assert ok == {"target group web-public": True, "target group web-internal": True, "target group web-grpc": True,
+                  "container nginx port 80": True, "container app port 8080": True}
+
+
+def test_a_revision_that_drops_the_nlbs_container_port_fails_verify(scenario):
+    several_groups(scenario)
+    template = (scenario.dir / "web-task-def.json").read_text().replace(f"{REGISTRY}/web:v1", "{{ image `app` }}")
+    spec = json.loads(template)
+    spec["containerDefinitions"][0]["portMappings"] = [{"containerPort": 9090, "hostPort": 9090, "protocol": "tcp"}]
+    scenario.config("web", json.dumps(spec), "task-definition.json")
+    scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
+    summary, _ = deploy(scenario, push_event("web", "v2"))
+    execution = failed_in(summary, VERIFY)
+    assert ("service web sends target group web-grpc traffic to app:8080, but container app has no portMapping with "
+            "containerPort 8080 in the new revision (it has 9090)") in execution["cause"]
+    assert "web-public" not in execution["cause"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda svc: svc.update(targetGroups=GROUPS[:1]),
+     "$.services[0]: give targetGroup or targetGroups, not both"),
+    (lambda svc: (svc.pop("targetGroup"), svc.update(targetGroups=[GROUPS[0], {**GROUPS[1], "name": "web-public"}])),
+     "$.services[0].targetGroups[1]: target group web-public is already one of this service's"),
+    (lambda svc: (svc.pop("targetGroup"), svc.update(targetGroups=[{**GROUPS[0], "name": f"g{i}"} for i in range(6)])),
+     "'port': 80}, {'container': 'nginx', 'name… is too long"),  # ECS attaches at most five
+    (lambda svc: svc.update(targetGroup={**GROUPS[0], "protocol": "TLS"}),
+     "$.services[0].targetGroup.protocol: 'TLS' is not one of ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TCP_UDP']"),
+])
+def test_target_groups_aws_would_refuse_are_refused_naming_the_field(scenario, change, expected):
+    change(scenario.world["services"][0])
+    message = load_error(scenario)
+    assert expected in message, message

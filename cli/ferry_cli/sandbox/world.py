@@ -156,11 +156,23 @@ class World:
     def _check_references(self) -> None:
         images = self.images()
         seen = set()
+        groups: dict[str, str] = {}  # target group name -> the service that has it
         for i, svc in enumerate(self.data["services"]):
             key = f"{svc['cluster']}/{svc['name']}"
             if key in seen:
                 raise WorldError(f"{self.path}: $.services[{i}]: service {key} is listed twice")
             seen.add(key)
+            if svc.get("targetGroup") and svc.get("targetGroups"):
+                raise WorldError(f"{self.path}: $.services[{i}]: give targetGroup or targetGroups, not both")
+            named = svc.get("targetGroups") or ([svc["targetGroup"]] if svc.get("targetGroup") else [])
+            for j, tg in enumerate(named):
+                name = tg if isinstance(tg, str) else tg["name"]
+                where = f"targetGroups[{j}]" if svc.get("targetGroups") else "targetGroup"
+                if name in groups:  # a name is unique in a region (ELB's CreateTargetGroup, Name)
+                    raise WorldError(f"{self.path}: $.services[{i}].{where}: target group {name} is already "
+                                     f"{'one of this service' if groups[name] == key else f'service {groups[name]}'}'s; "
+                                     "a target group name is unique in the region")
+                groups[name] = key
             for container, ref in svc["running"].items():
                 repo, tag = ref.rsplit(":", 1)
                 if tag not in images.get(repo, {}):
@@ -346,8 +358,8 @@ class World:
         if awsvpc:
             params["networkConfiguration"] = {"awsvpcConfiguration": {
                 "subnets": network["subnets"], "securityGroups": network["securityGroups"], "assignPublicIp": "DISABLED"}}
-        if svc.get("targetGroup"):
-            params["loadBalancers"] = [self._target_group(sandbox, index, svc, spec, network, awsvpc)]
+        if svc.get("targetGroup") or svc.get("targetGroups"):
+            params["loadBalancers"] = self._target_groups(sandbox, index, svc, spec, network, awsvpc)
         if svc.get("arnFormat") == "short":
             # A service created before the account opted in to the long ARN format keeps the short one (ECS
             # developer guide, service-arn-migration.html): create it with the setting off, then turn it back on.
@@ -359,31 +371,71 @@ class World:
         else:
             ecs.create_service(**params)
 
-    def _target_group(self, sandbox: Sandbox, index: int, svc: dict[str, Any], spec: dict[str, Any],
+    def _target_groups(self, sandbox: Sandbox, index: int, svc: dict[str, Any], spec: dict[str, Any],
+                       network: dict[str, Any], awsvpc: bool) -> list[dict[str, Any]]:
+        """The service's loadBalancers: a target group for each of `targetGroup` or `targetGroups`, made in the world's
+        load balancer of its kind (see _load_balancer)."""
+        if svc.get("targetGroups"):
+            groups = [(f"targetGroups[{i}]", dict(tg)) for i, tg in enumerate(svc["targetGroups"])]
+        else:
+            tg = svc["targetGroup"]
+            groups = [("targetGroup", {"name": tg} if isinstance(tg, str) else dict(tg))]
+        return [self._target_group(sandbox, f"$.services[{index}].{where}", tg, spec, network, awsvpc)
+                for where, tg in groups]
+
+    def _target_group(self, sandbox: Sandbox, where: str, tg: dict[str, Any], spec: dict[str, Any],
                       network: dict[str, Any], awsvpc: bool) -> dict[str, Any]:
-        tg = svc["targetGroup"]
-        tg = {"name": tg} if isinstance(tg, str) else dict(tg)
         containers = spec["containerDefinitions"]
         if "container" in tg:
             container = next((c for c in containers if c["name"] == tg["container"]), None)
             if container is None:
-                raise WorldError(f"{self.path}: $.services[{index}].targetGroup.container: no container {tg['container']!r}")
+                raise WorldError(f"{self.path}: {where}.container: no container {tg['container']!r}")
         else:
             container = next((c for c in containers if c.get("portMappings")), None)
             if container is None:
-                raise WorldError(f"{self.path}: $.services[{index}].targetGroup: no container has a port mapping; "
-                                 "name the container and port")
+                raise WorldError(f"{self.path}: {where}: no container has a port mapping; name the container and port")
         port = tg.get("port") or next((m["containerPort"] for m in container.get("portMappings", [])), None)
         if port is None:
-            raise WorldError(f"{self.path}: $.services[{index}].targetGroup.port: container {container['name']} has no port")
+            raise WorldError(f"{self.path}: {where}.port: container {container['name']} has no port")
+        protocol = tg.get("protocol", "HTTP")
+        # 10 s x 3 checks: the simulator's healthyAfterSeconds (30 s) before a new target is healthy. An HTTP(S)
+        # group checks a path; a Network Load Balancer's group (TCP, UDP, TCP_UDP) checks a TCP connection ("The
+        # GENEVE, TLS, UDP, TCP_UDP, QUIC, and TCP_QUIC protocols are not supported for health checks": ELB API
+        # reference, CreateTargetGroup, HealthCheckProtocol).
+        check = {"HealthCheckPath": "/"} if protocol in ("HTTP", "HTTPS") else {"HealthCheckProtocol": "TCP"}
         elb = sandbox.client("elbv2")
         arn = elb.create_target_group(
-            Name=tg["name"], Protocol="HTTP", Port=port, VpcId=network["vpc"],
-            TargetType="ip" if awsvpc else "instance", HealthCheckPath="/",
-            # 10 s x 3 checks: the simulator's healthyAfterSeconds (30 s) before a new target is healthy.
-            HealthCheckIntervalSeconds=10, HealthyThresholdCount=3, UnhealthyThresholdCount=2,
+            Name=tg["name"], Protocol=protocol, Port=port, VpcId=network["vpc"],
+            TargetType="ip" if awsvpc else "instance", HealthCheckIntervalSeconds=10, HealthyThresholdCount=3,
+            UnhealthyThresholdCount=2, **check,
         )["TargetGroups"][0]["TargetGroupArn"]
+        self._listen(sandbox, network, protocol, arn)
         return {"targetGroupArn": arn, "containerName": container["name"], "containerPort": port}
+
+    def _listen(self, sandbox: Sandbox, network: dict[str, Any], protocol: str, target_group: str) -> None:
+        """Put the target group behind the world's load balancer of its kind, on a listener of its own.
+
+        On AWS a target group no load balancer uses receives no traffic and its targets are `unused`
+        ("Target.NotInUse - The target group is not used by any load balancer": ELB API reference,
+        TargetHealth.Reason, as in the pinned botocore model). moto does not model that (nor does the ECS
+        simulator: tests attach services to bare target groups), but the world is built as an account would have
+        it: one Application Load Balancer for HTTP and HTTPS groups, one Network Load Balancer for TCP, UDP and
+        TCP_UDP groups, made when the first group of their kind is. An ALB's HTTPS listener needs a certificate
+        the world does not have, so an HTTPS group is behind an HTTP listener (an ALB's listener and its target
+        group each have their own protocol)."""
+        elb = sandbox.client("elbv2")
+        kind = "application" if protocol in ("HTTP", "HTTPS") else "network"
+        balancers = network.setdefault("balancers", {})
+        if kind not in balancers:
+            extra = {"SecurityGroups": network["securityGroups"]} if kind == "application" else {}
+            balancers[kind] = {"arn": elb.create_load_balancer(
+                Name=f"ferry-sandbox-{'alb' if kind == 'application' else 'nlb'}", Subnets=network["subnets"],
+                Scheme="internal", Type=kind, **extra)["LoadBalancers"][0]["LoadBalancerArn"], "listeners": 0}
+        balancer = balancers[kind]
+        listener = "HTTP" if kind == "application" else protocol
+        elb.create_listener(LoadBalancerArn=balancer["arn"], Protocol=listener, Port=10000 + balancer["listeners"],
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group}])
+        balancer["listeners"] += 1
 
     def default_configs(self) -> dict[str, dict[str, Any]]:
         """A config per service when the world has no registry: `current`, every tag deploys."""
