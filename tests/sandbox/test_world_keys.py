@@ -677,3 +677,88 @@ def test_target_groups_aws_would_refuse_are_refused_naming_the_field(scenario, c
     change(scenario.world["services"][0])
     message = load_error(scenario)
     assert expected in message, message
+
+
+# ----------------------------------------------------------------------------- behaviour by container and by task
+
+CANARY = ("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+          "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+
+
+def with_worker(scenario: Scenario) -> None:
+    """A second essential container, worker, running the web image too (as app does), deployed with it."""
+    spec = task_definition(scenario)
+    worker = {**spec["containerDefinitions"][0], "name": "worker", "portMappings": []}
+    worker.pop("healthCheck")
+    spec["containerDefinitions"].append(worker)
+    write_task_definition(scenario, spec)
+    scenario.world["services"][0]["running"]["worker"] = "web:v1"
+    scenario.world["ecr"]["web"].append("v3")
+    scenario.config("web", CANARY.replace("{app: {repository: web}}", "{app: {repository: web}, worker: {repository: web}}"))
+
+
+def test_an_image_that_crashes_only_in_one_container_is_reported_on_that_container(scenario):
+    with_worker(scenario)
+    scenario.world["behaviour"] = {"web:v3": [
+        {"container": "worker", "exitCode": 3, "logLines": ["worker: queue ORDERS not found"]}]}
+    summary, _ = deploy(scenario, push_event("web", "v3"))
+    execution = failed_in(summary, "Check the canary")
+    assert execution["error"] == "CanaryCrashed"
+    assert "container worker exited with code 3" in execution["cause"], execution["cause"]
+    assert "worker: queue ORDERS not found" in execution["cause"]
+    assert "container app exited with code 3" not in execution["cause"]
+
+
+def test_without_a_container_the_first_essential_container_running_the_image_has_the_behaviour(scenario):
+    with_worker(scenario)
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 3}}
+    summary, _ = deploy(scenario, push_event("web", "v3"))
+    execution = failed_in(summary, "Check the canary")
+    assert "container app exited with code 3" in execution["cause"], execution["cause"]
+
+
+def test_a_behaviour_for_the_canary_only_fails_the_canary(scenario):
+    scenario.world["ecr"]["web"].append("v3")
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1, "tasks": "canary", "logLines": ["canary: boom"]}}
+    scenario.config("web", CANARY)
+    summary, _ = deploy(scenario, push_event("web", "v3"))
+    execution = failed_in(summary, "Check the canary")
+    assert execution["error"] == "CanaryCrashed" and "canary: boom" in execution["cause"]
+
+
+def test_a_behaviour_for_the_service_only_passes_the_canary_then_ecs_rolls_back(scenario):
+    """The canary proves web:v3 healthy, then the service's own tasks crash: ECS's circuit breaker rolls back."""
+    scenario.world["ecr"]["web"].append("v3")
+    scenario.world["services"][0]["deploymentConfiguration"] = {
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1, "tasks": "service"}}
+    scenario.config("web", CANARY)
+    summary, _ = deploy(scenario, push_event("web", "v3"))
+    [execution] = summary["executions"]
+    assert (execution["status"], execution["error"]) == ("FAILED", "RolledBack"), execution
+    states = execution["states"]
+    assert states.index("Check the canary") < states.index("Update the service to the new revision") \
+        < states.index("Roll back to the previous revision")
+    assert "ECS replaced the deployment of web:2" in execution["cause"]
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:1" and summary["canaryTasks"] == 0
+
+
+def test_several_behaviours_of_an_image_the_first_that_applies_wins(scenario):
+    """A list: the canary is unhealthy, every other task of web:v3 crashes; the canary's entry comes first."""
+    scenario.world["ecr"]["web"].append("v3")
+    scenario.world["behaviour"] = {"web:v3": [{"health": "unhealthy", "tasks": "canary"}, {"exitCode": 1}]}
+    scenario.config("web", CANARY)
+    summary, _ = deploy(scenario, push_event("web", "v3"))
+    execution = failed_in(summary, "Check the canary")
+    assert execution["error"] == "CanaryUnhealthy", execution
+    assert "failed its container health checks 3 times in a row" in execution["cause"]
+
+
+@pytest.mark.parametrize("behaviour, expected", [
+    ({"web:v3": {"exitCode": 1, "tasks": "migration"}}, "$.behaviour.web:v3.tasks: 'migration' is not one of"),
+    ({"web:v3": []}, "$.behaviour.web:v3: [] should be non-empty"),
+    ({"web:v3": [{"exitCode": 1, "contianer": "app"}]}, "$.behaviour.web:v3[0]: Additional properties are not allowed"),
+])
+def test_a_broken_behaviour_is_refused_naming_the_field(scenario, behaviour, expected):
+    scenario.world["behaviour"] = behaviour
+    assert expected in load_error(scenario)

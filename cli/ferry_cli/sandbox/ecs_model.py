@@ -609,7 +609,7 @@ class EcsModel:
         """Take over a task the API started: behaviour, IP, schedule, API view."""
         tags = {x.get("key"): x.get("value") for x in (api.tags or [])}
         purpose = tags.get(PURPOSE_TAG)
-        behaviour, container, digests = self._behaviour(td, purpose, api.overrides)
+        behaviour, container, digests = self._behaviour(td, purpose, api.overrides, service_task=s is not None)
         k = _Task(api, api.task_arn, td, api.cluster_name, purpose, behaviour, container, digests, self._t,
                   f"arn:aws:ecs:{self.region}:{self.account_id}:container/{api.cluster_name}")
         k.service, k.deployment = s, dep
@@ -627,8 +627,14 @@ class EcsModel:
         self._changed(k)
         return k
 
-    def _behaviour(self, td: Any, purpose: str | None, overrides: dict | None = None) -> tuple[dict, str, dict]:
-        """Behaviour of the first essential container whose image has an entry; migrations use `migration`.
+    def _behaviour(self, td: Any, purpose: str | None, overrides: dict | None = None,
+                   service_task: bool = False) -> tuple[dict, str, dict]:
+        """Behaviour of the first essential container whose image has an entry that applies to it; migrations use
+        `migration`.
+
+        An image's entry is one behaviour or a list of them, and each may be narrowed: `container` (only where that
+        container runs the image) and `tasks` (`canary`: only Ferry's canary tasks; `service`: only the service's
+        own tasks). The first that applies wins, container by container in the task definition's order.
 
         A migration's exit code, stop reason and log lines belong to the container it runs in: the one whose
         command RunTask's overrides replace (not the first container of the task definition, which is often a
@@ -641,8 +647,9 @@ class EcsModel:
                 digests[cd["name"]] = dg[0]
             if not found and cd in essentials:
                 for key in keys:
-                    if key in self.behaviour:
-                        found, container = dict(self.behaviour[key]), cd["name"]
+                    entry = self._entry_for(key, cd["name"], purpose, service_task)
+                    if entry is not None:
+                        found, container = entry, cd["name"]
                         break
         if purpose == "migration":
             kept = {k: v for k, v in found.items() if k in ("startSeconds", "stopCode", "stoppedReason")}
@@ -651,6 +658,20 @@ class EcsModel:
             container = next((o["name"] for o in (overrides or {}).get("containerOverrides") or []
                               if o.get("command") and o.get("name") in names), container)
         return found, container, digests
+
+    def _entry_for(self, key: str, container: str, purpose: str | None, service_task: bool) -> dict | None:
+        """The first of the image's behaviours that applies to `container` in this task (without its narrowing)."""
+        entries = self.behaviour.get(key)
+        if entries is None:
+            return None
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if entry.get("container", container) != container:
+                continue
+            tasks = entry.get("tasks")
+            if (tasks == "canary" and purpose != "canary") or (tasks == "service" and not service_task):
+                continue
+            return {k: v for k, v in entry.items() if k not in ("container", "tasks")}
+        return None
 
     def _pick_ip(self, cidr: str, fallback: str) -> str:
         """A task's address in its subnet: AWS reserves the first addresses of a subnet; prefer never-used
