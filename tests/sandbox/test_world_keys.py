@@ -250,6 +250,12 @@ def test_an_s3_objects_body_is_not_repeated_by_a_schema_error(scenario):
     assert "hunter2" not in message and "424242424242" not in message
 
 
+def test_secrets_written_as_a_list_are_refused_without_quoting_them(scenario):
+    scenario.world["secrets"] = [{"value": "hunter2-do-not-print"}]
+    message = load_error(scenario)
+    assert "$.secrets: (a value not shown) is not of type 'object'" in message and "hunter2" not in message
+
+
 # ----------------------------------------------------------------------------- SecureString parameters
 
 TOKEN_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/prod/web/token"

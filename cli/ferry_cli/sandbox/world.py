@@ -130,10 +130,7 @@ class World:
     def _check_account_resources(self) -> None:
         """What the schema cannot say about secrets and stacks."""
         for name, spec in (self.data.get("secrets") or {}).items():
-            arn = spec.get("arn")
-            match = SECRET_ARN.match(arn) if arn else None
-            if arn and match is None:  # the schema's pattern and this one agree; kept for safety
-                raise WorldError(f"{self.path}: $.secrets.{name}.arn: not a secret ARN ending in -<6 random characters>")
+            match = SECRET_ARN.match(spec["arn"]) if spec.get("arn") else None  # the schema checked its form
             if match and match["name"] != name:
                 raise WorldError(f"{self.path}: $.secrets.{name}.arn: the ARN names secret {match['name']!r}, not "
                                  f"{name!r}: the key is the secret's name, the ARN its name plus -<6 random characters>")
@@ -148,7 +145,8 @@ class World:
                                  f"declares at most {MAX_STACK_OUTPUTS} outputs")
             for export in spec.get("exports") or {}:
                 if export in exported:
-                    # "Export names must be unique across a given region" (CloudFormation, and moto's message)
+                    # Export names are unique in an account's region (CloudFormation user guide, "Get exported outputs
+                    # from a deployed CloudFormation stack"); moto refuses a second one too, less readably
                     raise WorldError(f"{self.path}: $.stacks.{stack}.exports.{export}: stack {exported[export]} "
                                      "already exports this name; export names are unique in a region")
                 exported[export] = stack
@@ -231,8 +229,8 @@ class World:
         ssm = sandbox.client("ssm")
         for name, spec in (self.data.get("parameters") or {}).items():
             spec = {"value": spec} if isinstance(spec, str) else spec
-            # A SecureString is encrypted with the account's AWS managed key (alias/aws/ssm) when no KeyId is given
-            # (SSM API reference, PutParameter, KeyId). moto stores it as "kms:alias/aws/ssm:<value>", which is what
+            # A SecureString is encrypted with "the default key associated with your Amazon Web Services account" when
+            # no KeyId is given (SSM API reference, PutParameter, KeyId; the pinned botocore model). moto stores it as "kms:alias/aws/ssm:<value>", which is what
             # GetParameter without decryption answers: unlike AWS's ciphertext, the plaintext is in it, so a handler
             # that printed an undecrypted value would show it here. Stricter than AWS, and kept that way.
             ssm.put_parameter(Name=name, Value=spec["value"], Type=spec.get("type", "String"))
@@ -373,8 +371,8 @@ class World:
 
     def _target_groups(self, sandbox: Sandbox, index: int, svc: dict[str, Any], spec: dict[str, Any],
                        network: dict[str, Any], awsvpc: bool) -> list[dict[str, Any]]:
-        """The service's loadBalancers: a target group for each of `targetGroup` or `targetGroups`, made in the world's
-        load balancer of its kind (see _load_balancer)."""
+        """The service's loadBalancers: a target group for each of `targetGroup` or `targetGroups`, behind the world's
+        load balancer of its kind (see _listen)."""
         if svc.get("targetGroups"):
             groups = [(f"targetGroups[{i}]", dict(tg)) for i, tg in enumerate(svc["targetGroups"])]
         else:
@@ -476,15 +474,17 @@ def _redacted(data: dict[str, Any]) -> dict[str, Any]:
             return _HIDDEN
         return {k: hide(v) if k == "value" else v for k, v in spec.items()}
 
+    hiders = {
+        "secrets": lambda found: {name: hide_value(spec) for name, spec in found.items()},
+        "parameters": lambda found: {name: hide_value(spec) if isinstance(spec, dict) else hide(spec)
+                                     for name, spec in found.items()},
+        "s3": lambda found: {bucket: {key: hide(body) for key, body in objects.items()}
+                             if isinstance(objects, dict) else _HIDDEN for bucket, objects in found.items()},
+    }
     out = dict(data)
-    if isinstance(data.get("secrets"), dict):
-        out["secrets"] = {name: hide_value(spec) for name, spec in data["secrets"].items()}
-    if isinstance(data.get("parameters"), dict):
-        out["parameters"] = {name: hide(spec) if not isinstance(spec, dict) else hide_value(spec)
-                             for name, spec in data["parameters"].items()}
-    if isinstance(data.get("s3"), dict):
-        out["s3"] = {bucket: {key: hide(body) for key, body in objects.items()} if isinstance(objects, dict) else _HIDDEN
-                     for bucket, objects in data["s3"].items()}
+    for key, hider in hiders.items():
+        if key in data:  # not a mapping at all (a list of values, say): none of it is shown
+            out[key] = hider(data[key]) if isinstance(data[key], dict) else _HIDDEN
     return out
 
 
