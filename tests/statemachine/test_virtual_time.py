@@ -67,3 +67,20 @@ def test_a_rollout_the_world_says_takes_600_s_is_reported_as_600_s(tmp_path):
     # The deploy's reported duration is simulated time from its start to its end (the 600 s rollout and the
     # steps around it), not the real time the handlers took.
     assert execution["output"]["durationSeconds"] == rows[-1]["offset"], (execution["output"], rows[-1])
+
+
+def test_a_world_can_say_how_long_each_function_runs(tmp_path):
+    baseline = _run(tmp_path / "instant", ROLLING)
+    slow = _run(tmp_path / "slow", ROLLING, lambdaSeconds={"render": 30, "default": 0.5})
+    [fast_run], [slow_run] = baseline["executions"], slow["executions"]
+    rows = slow["histories"][slow_run["name"]]
+    entered = next(r["offset"] for r in rows if r["type"] == "TaskStateEntered"
+                   and r["state"] == "Render the new task definition and diff it")
+    exited = next(r["offset"] for r in rows if r["type"] == "TaskStateExited"
+                  and r["state"] == "Render the new task definition and diff it")
+    assert exited - entered == 30
+    # Every other invocation on the way takes half a second; without the key, handler work takes no time.
+    calls = len([r for r in rows if r["type"] == "LambdaFunctionSucceeded"])
+    assert slow_run["output"]["durationSeconds"] == fast_run["output"]["durationSeconds"] + 30 + 0.5 * (calls - 1)
+    assert [r["offset"] for r in baseline["histories"][fast_run["name"]]
+            if r["state"] == "Render the new task definition and diff it"] == [0.0] * 5

@@ -94,7 +94,8 @@ def world_session(world_path: Path, *, speed: float | None = None, log_echo=None
 
     world = World.load(world_path)
     with Sandbox(speed=speed, account=world.account, region=world.region, clusters=world.clusters,
-                 log_echo=log_echo, faults=faults, delivery=delivery) as sandbox:
+                 log_echo=log_echo, faults=faults, delivery=delivery,
+                 lambda_seconds=world.data.get("lambdaSeconds")) as sandbox:
         sandbox.fault_hooks.extend(fault_hooks or [])
         simulator = EcsSimulator(sandbox.clock, account_id=world.account, region=world.region,
                                  **world.simulator_options())

@@ -87,8 +87,11 @@ class Sandbox:
     def __init__(self, *, root: Path = REPO_ROOT, speed: float | None = None, account: str = DEFAULT_ACCOUNT,
                  region: str = DEFAULT_REGION, clusters: list[str] | None = None,
                  log_echo: io.TextIOBase | None = None, faults: Faults | None = None,
-                 delivery: EventDelivery | None = None) -> None:
+                 delivery: EventDelivery | None = None, lambda_seconds: dict[str, float] | None = None) -> None:
         self.root = root
+        # How long each step's function runs, in simulated seconds, by step (functions/<step>/) or "default";
+        # without it, handler work takes no simulated time.
+        self.lambda_seconds = dict(lambda_seconds or {})
         self.delivery = delivery or EventDelivery()
         self.deliveries = {"invocations": 0, "duplicates": 0, "retries": 0}  # counted by _attempt
         self.dead_letters: list[dict[str, Any]] = []  # {"function", "record"}: retries exhausted
@@ -246,6 +249,7 @@ class Sandbox:
             timeout = props.get("Timeout", self.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3))
             invoke = self.resolver.resolve(fn.invoke_config)
             self._functions[name] = {"logical": logical_id, "path": path, "function": function,
+                                     "step": Path(fn.code_uri).name,
                                      "rules": self.resolver.resolve(fn.rules), "timeout": float(timeout),
                                      # Lambda's asynchronous invocation: 2 retries unless EventInvokeConfig says
                                      # otherwise, then the OnFailure destination (an SQS queue here).
@@ -325,6 +329,10 @@ class Sandbox:
             finally:
                 with self._invoke_lock:
                     self.handler_seconds.setdefault(logical, []).append(time.perf_counter() - began)
+                step = self._functions[name]["step"]
+                runs_for = self.lambda_seconds.get(step, self.lambda_seconds.get("default", 0.0))
+                if runs_for > 0:  # the world says how long this function runs: its answer comes that much later
+                    self.clock.sleep(runs_for)
             if fault is not None:  # a timeout: what the handler did stays done, its answer is lost
                 timeout = self._functions[name]["timeout"]
                 self.clock.sleep(timeout - (self.clock.now() - began_sim))
