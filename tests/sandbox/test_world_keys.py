@@ -577,6 +577,9 @@ def test_a_push_deploys_only_the_services_on_clusters_ferry_is_installed_for(sce
     assert (execution["service"], execution["status"]) == ("prod/web", "SUCCEEDED")
     assert summary["services"]["staging/web"]["taskDefinition"] == "web-staging:1"
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
+    skipped = [line for line in summary["logLines"] if "its cluster is not one Ferry is installed for" in line]
+    assert len(skipped) == 1 and '"cluster":"staging"' in skipped[0].replace(" ", ""), skipped
+    assert "Clusters parameter" in skipped[0]
 
 
 def test_a_config_on_a_cluster_ferry_may_touch_that_does_not_exist_fails_render(scenario):

@@ -179,6 +179,10 @@ def route(event: Any, settings: Settings) -> dict[str, Any]:
     configs, broken = config.load_all(settings.config_bucket, settings.environment)
     for problem in broken:
         logger.warning("service config skipped", extra={"problem": problem})
+    for outside in (c for c in configs if not c.on_allowed_cluster(settings.allowed_clusters)):
+        logger.warning("service config skipped: its cluster is not one Ferry is installed for",
+                       extra={"service": outside.name, "cluster": outside.cluster,
+                              "fix": "add the cluster to the stack's Clusters parameter, or move the service"})
     plans = plan_push(push, [c for c in configs if c.on_allowed_cluster(settings.allowed_clusters)])
     if not plans:
         logger.info("push deploys no service", extra={"repository": push.repository, "tag": push.tag})
