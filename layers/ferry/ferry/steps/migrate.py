@@ -30,43 +30,8 @@ from ferry import aws
 from ferry.runtime import clock
 from ferry.aws import container_logs, waiters
 from ferry.aws.ecs import describe_service, family_of, one_off_parameters, revision_name, tasks_started_by
-from ferry.contract import EcsStepInput, Model, key
-from ferry.errors import FerryError, InputInvalid, MigrationNotStarted
-
-
-@dataclass(frozen=True)
-class Migration(Model):
-    """One migration as the Map state runs it: an item of $.render.migrations (ferry.steps.render.migration_steps).
-    Positional too (`ferry run` builds one from the config, or from its command line)."""
-
-    name: str = key("name", doc="the migration's name in the config, e.g. migrate")
-    container: str = key("container", doc="the container of the new revision whose command is replaced")
-    command: list[str] = key("command", kinds=(list,), doc="the command it runs, a list of strings")
-    environment: dict[str, str] = key("environment", kinds=(dict,), required=False, default={},
-                                      doc="variables added to the container's environment")
-    timeout: int = key("timeoutSeconds", kinds=(int,), required=False, default=900,
-                       doc="how long it may run before Ferry stops it (MigrationTimedOut)")
-    heartbeat_seconds: int | None = key("heartbeatSeconds", kinds=(int,), required=False,
-                                        doc="the state's HeartbeatSecondsPath: when its retry looks at the task")
-
-    def __post_init__(self) -> None:
-        if not self.command or not all(isinstance(part, str) for part in self.command):
-            raise InputInvalid(f"migration {self.name!r}: `command` must be a non-empty list of strings, as the "
-                               "config's migrations[].command is: pass an item of $.render.migrations")
-
-    def label(self) -> str:
-        shown = " ".join(self.command)
-        return f"{self.name} ({shown[:120]}{'…' if len(shown) > 120 else ''})"
-
-    def to_context(self) -> dict[str, Any]:
-        """What the waiter keeps of it for the task's stop event (read back by `finish`)."""
-        return {"name": self.name, "container": self.container, "command": list(self.command),
-                "environment": dict(self.environment), "timeout": self.timeout}
-
-    @classmethod
-    def from_context(cls, data: dict[str, Any]) -> "Migration":
-        return cls(data["name"], data["container"], list(data["command"]), dict(data.get("environment") or {}),
-                   int(data.get("timeout", 900)))
+from ferry.contract import EcsStepInput, Migration, Model, key
+from ferry.errors import FerryError, MigrationNotStarted
 
 
 @dataclass(frozen=True, kw_only=True)

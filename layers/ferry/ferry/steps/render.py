@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ferry.aws import artefacts, images
 from ferry import aws, taskdef
-from ferry.contract import Model, key
+from ferry.contract import Migration, Model, key
 
 if TYPE_CHECKING:  # imported on first use: configs, templates and diffs are heavy to import
     from ferry.config import ServiceConfig
@@ -53,18 +53,6 @@ class Timeouts(Model):
     canary: int = key("canary", kinds=(int,), doc="the canary's start and health")
     deployment: int = key("deployment", kinds=(int,), doc="the main rollout")
     rollback: int = key("rollback", kinds=(int,), doc="a rollback deployment")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Migration(Model):
-    """One item of $.render.migrations: what "Run the migrations in order" runs, as one task each."""
-
-    name: str = key("name", doc="the migration's name in the config")
-    container: str = key("container", doc="the container of the new revision it runs in")
-    command: list = key("command", kinds=(list,), doc="the container's command override")
-    environment: dict = key("environment", kinds=(dict,), doc="extra environment variables")
-    timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="how long the task may run")
-    heartbeat_seconds: int = key("heartbeatSeconds", kinds=(int,), doc="the state's HeartbeatSecondsPath")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,8 +153,8 @@ MIGRATION_HEARTBEAT_SECONDS = 300
 
 def migration_steps(config: ServiceConfig) -> list[dict[str, Any]]:
     """The config's migrations as the Map state runs them, in order."""
-    return [Migration(name=m.name, container=m.container, command=list(m.command), environment=m.environment,
-                      timeout_seconds=m.timeout, heartbeat_seconds=min(MIGRATION_HEARTBEAT_SECONDS, m.timeout)).to_state()
+    return [Migration(name=m.name, container=m.container, command=list(m.command), environment=dict(m.environment),
+                      timeout=m.timeout, heartbeat_seconds=min(MIGRATION_HEARTBEAT_SECONDS, m.timeout)).to_state()
             for m in config.migrations]
 
 
