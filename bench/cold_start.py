@@ -194,13 +194,13 @@ class Probe:
     cwd: Path
     env: dict[str, str]
     front: list[str] = field(default_factory=list)  # sys.path entries before the runtime's own: CodeUri, ContentUris
-    root_module: str = ""                           # the module the import tree hangs from
+    root_module: str = ""  # the module the import tree hangs from
     handler: str = ""
     shipped: list[str] = field(default_factory=list)  # top-level modules SAM ships as source (function, python layers)
     built_layers: list[str] = field(default_factory=list)  # ContentUris of layers built by their Makefile
     layer_modules: list[str] = field(default_factory=list)  # top-level modules those layers provide, with bytecode
     built: dict[str, str] = field(default_factory=dict)  # --bytecode lambda: ContentUri -> the built layer's python/
-    samples: list[float] = field(default_factory=list)       # the chosen clock (--clock)
+    samples: list[float] = field(default_factory=list)  # the chosen clock (--clock)
     wall_samples: list[float] = field(default_factory=list)
     cpu_samples: list[float] = field(default_factory=list)
     compiled: list[str] = field(default_factory=list)  # modules compiled from source during the last import
@@ -218,36 +218,58 @@ class Probe:
     def spec(self, watch: bool) -> dict[str, Any]:
         paths = sysconfig.get_paths()
         back = list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-        return {"front": self.path_front(), "back": back, "preload": list(RUNTIME_PRELOAD), "watch": watch,
-                "code": self.code, "marker": MARKER, "begin": BEGIN,
-                "compile": self.shipped if self.bytecode == "lambda" else []}
+        return {
+            "front": self.path_front(),
+            "back": back,
+            "preload": list(RUNTIME_PRELOAD),
+            "watch": watch,
+            "code": self.code,
+            "marker": MARKER,
+            "begin": BEGIN,
+            "compile": self.shipped if self.bytecode == "lambda" else [],
+        }
 
     @property
     def best(self) -> float | None:
         return min(self.samples) if self.samples else None
 
 
-def runtime_env(function_name: str, handler: str, memory: int, task_root: Path, *, tracing: bool,
-                log_format: str | None) -> dict[str, str]:
+def runtime_env(
+    function_name: str, handler: str, memory: int, task_root: Path, *, tracing: bool, log_format: str | None
+) -> dict[str, str]:
     """What the Lambda service puts in a python3.12 function's environment (credentials are dummies)."""
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_US.UTF-8", "TZ": ":UTC",
-        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "ASIABENCHDUMMYKEY000", "AWS_SECRET_ACCESS_KEY": "bench-dummy-secret",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "ASIABENCHDUMMYKEY000",
+        "AWS_SECRET_ACCESS_KEY": "bench-dummy-secret",
         "AWS_SESSION_TOKEN": "bench-dummy-token",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "AWS_LAMBDA_FUNCTION_NAME": function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": "2024/01/01/[$LATEST]0123456789abcdef",
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "LAMBDA_TASK_ROOT": str(task_root), "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "_HANDLER": handler,
         # No shared config or credentials files and no instance metadata, as on Lambda.
-        "AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     if tracing:
-        env.update({"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000", "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-                    "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129", "_AWS_XRAY_DAEMON_PORT": "2000"})
+        env.update(
+            {
+                "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+                "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+                "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129",
+                "_AWS_XRAY_DAEMON_PORT": "2000",
+            }
+        )
     if log_format:
         env["AWS_LAMBDA_LOG_FORMAT"] = log_format
     return env
@@ -282,8 +304,11 @@ def requirements_of(requirements: Path) -> list[Requirement]:
         return []
     # pip-compile --generate-hashes writes `name==1.0 \` and its `--hash=...` options on continuation lines
     lines = requirements.read_text().replace("\\\n", " ").splitlines()
-    return [Requirement(line.split("#", 1)[0].split(" --", 1)[0].strip()) for line in lines
-            if line.split("#", 1)[0].strip() and not line.lstrip().startswith("-")]
+    return [
+        Requirement(line.split("#", 1)[0].split(" --", 1)[0].strip())
+        for line in lines
+        if line.split("#", 1)[0].strip() and not line.lstrip().startswith("-")
+    ]
 
 
 def requirement_modules(requirements: Path) -> set[str]:
@@ -321,8 +346,13 @@ def requirement_modules(requirements: Path) -> set[str]:
 def handler_probes(root: Path = ROOT, only: list[str] | None = None) -> list[Probe]:
     """One probe per function of the template, in template order."""
     template = Template.load(root)
-    refs, attrs, pseudo = physical_resources(template, account=ACCOUNT, region=REGION, environment=ENVIRONMENT,
-                                             parameters={"EnvironmentName": ENVIRONMENT, "Clusters": [ENVIRONMENT]})
+    refs, attrs, pseudo = physical_resources(
+        template,
+        account=ACCOUNT,
+        region=REGION,
+        environment=ENVIRONMENT,
+        parameters={"EnvironmentName": ENVIRONMENT, "Clusters": [ENVIRONMENT]},
+    )
     resolver = Resolver(refs, attrs, pseudo)
     globals_fn = template.body.get("Globals", {}).get("Function", {})
     layers = template.of_type("AWS::Serverless::LayerVersion")
@@ -357,22 +387,41 @@ def handler_probes(root: Path = ROOT, only: list[str] | None = None) -> list[Pro
         logging_config = {**globals_fn.get("LoggingConfig", {}), **props.get("LoggingConfig", {})}
         memory = int(props.get("MemorySize") or globals_fn.get("MemorySize") or 128)
         task_root = Path(front[0])
-        lambda_env = runtime_env(str(refs.get(logical_id, logical_id)), function.handler, memory, task_root,
-                                 tracing=tracing, log_format=logging_config.get("LogFormat"))
-        probes.append(Probe(
-            name=logical_id, handler=function.handler, root_module=module, cwd=task_root, front=front,
-            shipped=sorted(shipped), built_layers=built_layers, layer_modules=sorted(layer_modules),
-            env={**lambda_env, **env},
-            # An import statement, not importlib.import_module: -X importtime only sees the former.
-            code=f"import {module} as _handler_module\nhandler = _handler_module.{attribute}\n",
-        ))
+        lambda_env = runtime_env(
+            str(refs.get(logical_id, logical_id)),
+            function.handler,
+            memory,
+            task_root,
+            tracing=tracing,
+            log_format=logging_config.get("LogFormat"),
+        )
+        probes.append(
+            Probe(
+                name=logical_id,
+                handler=function.handler,
+                root_module=module,
+                cwd=task_root,
+                front=front,
+                shipped=sorted(shipped),
+                built_layers=built_layers,
+                layer_modules=sorted(layer_modules),
+                env={**lambda_env, **env},
+                # An import statement, not importlib.import_module: -X importtime only sees the former.
+                code=f"import {module} as _handler_module\nhandler = _handler_module.{attribute}\n",
+            )
+        )
     return probes
 
 
 def baseline_probe(client: str) -> Probe:
     env = runtime_env("ferry-bench-baseline", "app.handler", 256, ROOT, tracing=False, log_format=None)
-    return Probe(name=f"baseline (import boto3; boto3.client({client!r}))", root_module="boto3", cwd=ROOT, env=env,
-                 code=f"import boto3\nclient = boto3.client({client!r})\n")
+    return Probe(
+        name=f"baseline (import boto3; boto3.client({client!r}))",
+        root_module="boto3",
+        cwd=ROOT,
+        env=env,
+        code=f"import boto3\nclient = boto3.client({client!r})\n",
+    )
 
 
 def copy_pinned_requirements(requirements: Path, target: Path) -> list[str]:
@@ -395,11 +444,15 @@ def copy_pinned_requirements(requirements: Path, target: Path) -> list[str]:
         try:
             dist = metadata.distribution(requirement.name)
         except metadata.PackageNotFoundError:
-            raise RuntimeError(f"{requirement.name} is not installed in {sys.prefix}: the layer pins it "
-                               f"({requirements}); reinstall the venv (make)") from None
+            raise RuntimeError(
+                f"{requirement.name} is not installed in {sys.prefix}: the layer pins it "
+                f"({requirements}); reinstall the venv (make)"
+            ) from None
         if dist.version != pins[0]:
-            raise RuntimeError(f"{requirement.name} {dist.version} is installed in {sys.prefix}, the layer pins "
-                               f"{pins[0]} ({requirements}); reinstall the venv (make)")
+            raise RuntimeError(
+                f"{requirement.name} {dist.version} is installed in {sys.prefix}, the layer pins "
+                f"{pins[0]} ({requirements}); reinstall the venv (make)"
+            )
         for file in dist.files or []:
             if file.parts[0] == ".." or "__pycache__" in file.parts or file.suffix in (".pyc", ".pyo"):
                 continue
@@ -421,12 +474,25 @@ def build_layer(content: Path, artifacts: Path) -> Path:
     python = artifacts / "python"
     python.mkdir(parents=True)
     copy_pinned_requirements(content / "requirements.txt", python)
-    done = subprocess.run(["make", "--no-print-directory", "-f", str(content / "Makefile"), "layer-without-install",
-                           f"ARTIFACTS_DIR={artifacts}", f"PYTHON={sys.executable}"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-f",
+            str(content / "Makefile"),
+            "layer-without-install",
+            f"ARTIFACTS_DIR={artifacts}",
+            f"PYTHON={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"building the layer of {content} failed (make layer-without-install, exit "
-                           f"{done.returncode}):\n{done.stdout}{done.stderr}")
+        raise RuntimeError(
+            f"building the layer of {content} failed (make layer-without-install, exit "
+            f"{done.returncode}):\n{done.stdout}{done.stderr}"
+        )
     return python
 
 
@@ -458,7 +524,7 @@ def run_probe(probe: Probe, pycache: Path, *, importtime: bool = False) -> tuple
         command += ["-X", "importtime"]
     command += ["-c", CHILD, json.dumps(probe.spec(watch=importtime))]
     done = subprocess.run(command, cwd=probe.cwd, env=probe.env, capture_output=True, text=True, timeout=300)
-    report = next((line[len(MARKER):] for line in done.stdout.splitlines() if line.startswith(MARKER)), None)
+    report = next((line[len(MARKER) :] for line in done.stdout.splitlines() if line.startswith(MARKER)), None)
     if done.returncode != 0 or report is None:
         tail = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("import time:"))[-2000:]
         raise RuntimeError(f"{probe.name}: the import failed (exit {done.returncode}):\n{tail}")
@@ -466,6 +532,7 @@ def run_probe(probe: Probe, pycache: Path, *, importtime: bool = False) -> tuple
 
 
 # ---------------------------------------------------------------- -X importtime
+
 
 @dataclass
 class Node:
@@ -496,14 +563,14 @@ def parse_importtime(stderr: str) -> list[Node]:
     """
     lines = stderr.splitlines()
     if BEGIN in lines:
-        lines = lines[lines.index(BEGIN) + 1:]
+        lines = lines[lines.index(BEGIN) + 1 :]
     nodes: list[Node] = []
     pending: list[Node] = []
     for line in lines:
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         try:
-            self_us, cumulative, name = line[len("import time:"):].split("|", 2)
+            self_us, cumulative, name = line[len("import time:") :].split("|", 2)
             self_value, cumulative_value = int(self_us), int(cumulative)
         except ValueError:
             continue
@@ -527,11 +594,15 @@ def top_modules(nodes: list[Node], root_module: str, own: set[str]) -> list[Node
     A module imported by a third-party package is part of that package's cost,
     so it is not listed: the line to change is where our code enters the package.
     """
+
     def mine(node: Node | None) -> bool:
         return node is not None and node.package in own
 
-    picked = [n for n in nodes if n.name != root_module
-              and (mine(n) or n.parent is None or mine(n.parent) or n.parent.name == root_module)]
+    picked = [
+        n
+        for n in nodes
+        if n.name != root_module and (mine(n) or n.parent is None or mine(n.parent) or n.parent.name == root_module)
+    ]
     return sorted(picked, key=lambda n: n.cumulative_us, reverse=True)
 
 
@@ -545,14 +616,17 @@ def by_package(nodes: list[Node]) -> list[tuple[str, int]]:
 
 def fastest(trees: list[list[Node]], root_module: str) -> list[Node]:
     """The run whose import of the root module took least (its figures add up, unlike per-module minimums)."""
+
     def total(nodes: list[Node]) -> int:
         root = next((n for n in reversed(nodes) if n.name == root_module and n.parent is None), None)
         return root.cumulative_us if root else sum(n.self_us for n in nodes)
+
     return min(trees, key=total)
 
 
-def explain(probe: Probe, pycache: Path, top: int, baseline_packages: set[str] = frozenset(),
-            runs: int = 3) -> dict[str, Any]:
+def explain(
+    probe: Probe, pycache: Path, top: int, baseline_packages: set[str] = frozenset(), runs: int = 3
+) -> dict[str, Any]:
     done = [run_probe(probe, pycache, importtime=True) for _ in range(max(1, runs))]
     report = done[0][0]
     nodes = fastest([parse_importtime(stderr) for _, stderr in done], probe.root_module)
@@ -569,11 +643,19 @@ def explain(probe: Probe, pycache: Path, top: int, baseline_packages: set[str] =
 
     return {
         "importtimeTotalSeconds": (root.cumulative_us if root else sum(n.self_us for n in nodes)) / 1e6,
-        "topModules": [{"module": n.name, "cumulativeSeconds": n.cumulative_us / 1e6, "selfSeconds": n.self_us / 1e6,
-                        "importedBy": n.chain(), "inBaseline": n.package in baseline_packages}
-                       for n in top_modules(nodes, probe.root_module, own)[:top]],
-        "packages": [{"package": p, "selfSeconds": us / 1e6, "inBaseline": p in baseline_packages}
-                     for p, us in packages],
+        "topModules": [
+            {
+                "module": n.name,
+                "cumulativeSeconds": n.cumulative_us / 1e6,
+                "selfSeconds": n.self_us / 1e6,
+                "importedBy": n.chain(),
+                "inBaseline": n.package in baseline_packages,
+            }
+            for n in top_modules(nodes, probe.root_module, own)[:top]
+        ],
+        "packages": [
+            {"package": p, "selfSeconds": us / 1e6, "inBaseline": p in baseline_packages} for p, us in packages
+        ],
         "beyondBaselineSeconds": sum(us for p, us in packages if p not in baseline_packages) / 1e6,
         "clientsCreated": [{"service": c["service"], "at": where(c["at"])} for c in report["clients"]],
         "botocoreDataLoaded": report["models"],
@@ -583,6 +665,7 @@ def explain(probe: Probe, pycache: Path, top: int, baseline_packages: set[str] =
 
 
 # ---------------------------------------------------------------- main
+
 
 def measure(probes: list[Probe], baseline: Probe, runs: int, pycache: Path, progress: bool, clock: str = "cpu") -> None:
     everything = [baseline, *probes]
@@ -607,28 +690,53 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per function; the best counts (default 7)")
     parser.add_argument("--target", type=float, default=TARGET, help=f"highest acceptable ratio (default {TARGET})")
-    parser.add_argument("--baseline-client", default="ecs",
-                        help="the service of the baseline's one client (default ecs)")
-    parser.add_argument("--explain", type=int, default=3,
-                        help="explain at least this many of the worst functions; all over the target are (default 3)")
+    parser.add_argument(
+        "--baseline-client", default="ecs", help="the service of the baseline's one client (default ecs)"
+    )
+    parser.add_argument(
+        "--explain",
+        type=int,
+        default=3,
+        help="explain at least this many of the worst functions; all over the target are (default 3)",
+    )
     parser.add_argument("--top", type=int, default=12, help="modules listed per explained function (default 12)")
-    parser.add_argument("--importtime-runs", type=int, default=3,
-                        help="-X importtime processes per explained function; the fastest counts (default 3)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="cpu: the importing process's CPU time (default; on an idle machine it is the import's "
-                             "wall time, and it is not inflated when other processes compete for the CPU). "
-                             "wall: elapsed time")
-    parser.add_argument("--bytecode", choices=("cached", "lambda"), default="cached",
-                        help="cached: every module imports from cached bytecode (default). lambda: as on Lambda, "
-                             "where /var/task and /opt are read-only: layers built by their Makefile are built "
-                             "first (with their unchecked-hash .pyc) and imported from; what SAM ships as source "
-                             "(the function's folder, python3.12-built layers) compiles at every import; nothing "
-                             "is written (-B); the baseline (the runtime's boto3) keeps its bytecode")
-    parser.add_argument("--function", action="append", metavar="NAME",
-                        help="only this function (logical id or CodeUri folder name); repeatable")
-    parser.add_argument("--root", type=Path, default=ROOT,
-                        help="the checkout whose template.yaml, functions and layers to measure, e.g. a worktree "
-                             "with a proposed change (default: this one)")
+    parser.add_argument(
+        "--importtime-runs",
+        type=int,
+        default=3,
+        help="-X importtime processes per explained function; the fastest counts (default 3)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: the importing process's CPU time (default; on an idle machine it is the import's "
+        "wall time, and it is not inflated when other processes compete for the CPU). "
+        "wall: elapsed time",
+    )
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "lambda"),
+        default="cached",
+        help="cached: every module imports from cached bytecode (default). lambda: as on Lambda, "
+        "where /var/task and /opt are read-only: layers built by their Makefile are built "
+        "first (with their unchecked-hash .pyc) and imported from; what SAM ships as source "
+        "(the function's folder, python3.12-built layers) compiles at every import; nothing "
+        "is written (-B); the baseline (the runtime's boto3) keeps its bytecode",
+    )
+    parser.add_argument(
+        "--function",
+        action="append",
+        metavar="NAME",
+        help="only this function (logical id or CodeUri folder name); repeatable",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose template.yaml, functions and layers to measure, e.g. a worktree "
+        "with a proposed change (default: this one)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--check", action="store_true", help="exit 1 if a function is over the target")
     args = parser.parse_args(argv)
@@ -662,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         assert base is not None
         ranked = sorted((p for p in probes if p.best is not None), key=lambda p: p.best, reverse=True)
         over = [p for p in ranked if p.best / base > args.target]
-        explained = ranked[:max(args.explain, len(over))]
+        explained = ranked[: max(args.explain, len(over))]
         baseline_explained = explain(baseline, pycache, args.top, runs=args.importtime_runs)
         in_baseline = set(baseline_explained["packagesImported"])
         explanations = {p.name: explain(p, pycache, args.top, in_baseline, args.importtime_runs) for p in explained}
@@ -676,22 +784,45 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for p in probes:
         ratio = p.best / base if p.best is not None else None
-        rows.append({
-            "function": p.name, "handler": p.handler, "codeUri": os.path.relpath(p.front[0], root),
-            "seconds": p.best, "baselineSeconds": base, "ratio": ratio,
-            "overTarget": ratio is not None and ratio > args.target,
-            "secondsToCut": max(0.0, p.best - args.target * base) if p.best is not None else None,
-            "wallSamples": p.wall_samples, "cpuSamples": p.cpu_samples, "error": p.error,
-            "compiledAtImport": p.compiled, "layersWithBytecode": [os.path.relpath(c, root) for c in p.built],
-            "explain": explanations.get(p.name),
-        })
+        rows.append(
+            {
+                "function": p.name,
+                "handler": p.handler,
+                "codeUri": os.path.relpath(p.front[0], root),
+                "seconds": p.best,
+                "baselineSeconds": base,
+                "ratio": ratio,
+                "overTarget": ratio is not None and ratio > args.target,
+                "secondsToCut": max(0.0, p.best - args.target * base) if p.best is not None else None,
+                "wallSamples": p.wall_samples,
+                "cpuSamples": p.cpu_samples,
+                "error": p.error,
+                "compiledAtImport": p.compiled,
+                "layersWithBytecode": [os.path.relpath(c, root) for c in p.built],
+                "explain": explanations.get(p.name),
+            }
+        )
     if args.json:
-        json.dump({"target": args.target, "runs": args.runs, "bytecode": args.bytecode, "clock": args.clock,
-                   "python": sys.version.split()[0],
-                   "baseline": {"code": baseline.code, "seconds": base, "wallSamples": baseline.wall_samples,
-                                "cpuSamples": baseline.cpu_samples, "compiledAtImport": baseline.compiled,
-                                "explain": baseline_explained},
-                   "functions": rows}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "target": args.target,
+                "runs": args.runs,
+                "bytecode": args.bytecode,
+                "clock": args.clock,
+                "python": sys.version.split()[0],
+                "baseline": {
+                    "code": baseline.code,
+                    "seconds": base,
+                    "wallSamples": baseline.wall_samples,
+                    "cpuSamples": baseline.cpu_samples,
+                    "compiledAtImport": baseline.compiled,
+                    "explain": baseline_explained,
+                },
+                "functions": rows,
+            },
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
         print_report(rows, baseline, base, baseline_explained, explanations, args)
@@ -699,8 +830,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_report(rows, baseline, base, baseline_explained, explanations, args) -> None:
-    print(f"\nbaseline: {baseline.name}: {base:.3f} s (best of {args.runs}); target ratio {args.target:g}"
-          f" = {args.target * base:.3f} s; clock: {args.clock}; bytecode: {args.bytecode}")
+    print(
+        f"\nbaseline: {baseline.name}: {base:.3f} s (best of {args.runs}); target ratio {args.target:g}"
+        f" = {args.target * base:.3f} s; clock: {args.clock}; bytecode: {args.bytecode}"
+    )
     with_bytecode = sorted({layer for r in rows for layer in r["layersWithBytecode"]})
     if with_bytecode:
         print(f"layers built with bytecode (their Makefile) and imported from: {', '.join(with_bytecode)}")
@@ -711,28 +844,38 @@ def print_report(rows, baseline, base, baseline_explained, explanations, args) -
             print(f"{r['function']:<26}  {'ERROR':>9}")
             continue
         flag = f"OVER {args.target:g}" if r["overTarget"] else ""
-        print(f"{r['function']:<26}  {r['seconds']:>9.3f}  {r['baselineSeconds']:>10.3f}  {r['ratio']:>6.2f}"
-              f"  {r['secondsToCut']:>8.3f}  {len(r['compiledAtImport']):>8}  {flag}")
+        print(
+            f"{r['function']:<26}  {r['seconds']:>9.3f}  {r['baselineSeconds']:>10.3f}  {r['ratio']:>6.2f}"
+            f"  {r['secondsToCut']:>8.3f}  {len(r['compiledAtImport']):>8}  {flag}"
+        )
     for r in rows:
         if r["error"]:
             print(f"\n{r['error']}")
 
     def show(title: str, e: dict[str, Any]) -> None:
-        print(f"\n== {title}: {e['importtimeTotalSeconds']:.3f} s under -X importtime "
-              f"(fastest of {args.importtime_runs}, wall time of imports only), {e['modulesImported']} modules")
+        print(
+            f"\n== {title}: {e['importtimeTotalSeconds']:.3f} s under -X importtime "
+            f"(fastest of {args.importtime_runs}, wall time of imports only), {e['modulesImported']} modules"
+        )
         print(f"   {'cumulative s':>12}  {'self s':>7}  module  <- imported by   (* = the baseline imports it too)")
         for m in e["topModules"]:
             chain = " <- ".join(m["importedBy"])
             star = "*" if m["inBaseline"] else ""
-            print(f"   {m['cumulativeSeconds']:>12.3f}  {m['selfSeconds']:>7.3f}  {m['module']}{star}"
-                  + (f"  <- {chain}" if chain else ""))
+            print(
+                f"   {m['cumulativeSeconds']:>12.3f}  {m['selfSeconds']:>7.3f}  {m['module']}{star}"
+                + (f"  <- {chain}" if chain else "")
+            )
         shown = [p for p in e["packages"] if p["selfSeconds"] >= 0.0005]  # not the failed optional imports
-        beyond = [p for p in shown if not p["inBaseline"]][:args.top]
+        beyond = [p for p in shown if not p["inBaseline"]][: args.top]
         if title != "baseline":
-            print(f"   beyond the baseline: {e['beyondBaselineSeconds']:.3f} s exclusive: "
-                  + ", ".join(f"{p['package']} {p['selfSeconds']:.3f}" for p in beyond))
-        print("   exclusive time by package: "
-              + ", ".join(f"{p['package']} {p['selfSeconds']:.3f}" for p in shown[:args.top]))
+            print(
+                f"   beyond the baseline: {e['beyondBaselineSeconds']:.3f} s exclusive: "
+                + ", ".join(f"{p['package']} {p['selfSeconds']:.3f}" for p in beyond)
+            )
+        print(
+            "   exclusive time by package: "
+            + ", ".join(f"{p['package']} {p['selfSeconds']:.3f}" for p in shown[: args.top])
+        )
         clients = ", ".join(f"{c['service']} at {c['at']}" for c in e["clientsCreated"]) or "none"
         print(f"   boto3 clients created at import: {clients}")
         print(f"   botocore data loaded at import: {', '.join(e['botocoreDataLoaded']) or 'none'}")

@@ -25,8 +25,10 @@ from ferry_cli.sandbox.run import load_delivery, run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-CANARY = ("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-          "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+CANARY = (
+    "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
+)
 
 
 def main() -> None:
@@ -38,8 +40,10 @@ def main() -> None:
         canary_world = Path(tmp) / "sandbox"
         shutil.copytree(ROOT / "examples" / "sandbox", canary_world)
         (canary_world / "registry" / "web" / "ferry.yaml").write_text(CANARY)
-        for title, world in (("The demo deploy (rolling)", ROOT / "examples" / "sandbox" / "world.yaml"),
-                             ("The same push as a canary deploy", canary_world / "world.yaml")):
+        for title, world in (
+            ("The demo deploy (rolling)", ROOT / "examples" / "sandbox" / "world.yaml"),
+            ("The same push as a canary deploy", canary_world / "world.yaml"),
+        ):
             print(title)
             measure(world, event, args.runs)
 
@@ -52,8 +56,9 @@ def measure(world: Path, event, runs: int) -> None:
         wall = time.perf_counter() - started
         [execution] = summary["executions"]
         history = summary["histories"][execution["name"]]
-        rows.append((execution["status"], summary["transitions"], summary["lambdaInvocations"],
-                     history[-1]["offset"], wall))
+        rows.append(
+            (execution["status"], summary["transitions"], summary["lambdaInvocations"], history[-1]["offset"], wall)
+        )
     print(f"{'run':>3}  {'status':<9}  {'transitions':>11}  {'lambda calls':>12}  {'simulated s':>11}  {'wall s':>7}")
     for i, (status, transitions, calls, simulated, wall) in enumerate(rows, 1):
         print(f"{i:>3}  {status:<9}  {transitions:>11}  {calls:>12}  {simulated:>11.0f}  {wall:>7.2f}")

@@ -59,12 +59,18 @@ def render_all(template_path: Path, out_dir: Path, warn=lambda msg: print(msg, f
     """Substitute the ASL of every state machine in the template. Returns the files written."""
     root = template_path.parent
     template = Template(root, load_template(template_path))
-    resolver = Resolver(*physical_resources(template, account="123456789012", region="us-east-1",
-                                            environment="lint", parameters=PARAMETERS))
+    resolver = Resolver(
+        *physical_resources(
+            template, account="123456789012", region="us-east-1", environment="lint", parameters=PARAMETERS
+        )
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    machines = {k: v for k, v in template.resources.items()
-                if v.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")}
+    machines = {
+        k: v
+        for k, v in template.resources.items()
+        if v.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+    }
     for logical_id, resource in machines.items():
         props = resource.get("Properties", {})
         rel = props["DefinitionUri"]

@@ -49,15 +49,30 @@ from ferry import states as S  # noqa: E402
 # Lambda could not run the step: a service error, throttling, or Step Functions' own call to Lambda timing out.
 # Every step is idempotent (a retried Register finds its own revision, a retried migration its own task), so
 # trying again is safe.
-LAMBDA_SERVICE_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                         "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException"]
-LAMBDA_SERVICE = {"ErrorEquals": LAMBDA_SERVICE_ERRORS,
-                  "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL"}
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+]
+LAMBDA_SERVICE = {
+    "ErrorEquals": LAMBDA_SERVICE_ERRORS,
+    "IntervalSeconds": 2,
+    "MaxAttempts": 3,
+    "BackoffRate": 2.0,
+    "JitterStrategy": "FULL",
+}
 
 # Lambda cannot invoke the function yet: idle for weeks (its code is being restored) or still being provisioned.
 # It can answer so for a minute or more, so every step waits it out for over two minutes: 10 + 20 + 40 + 60 + 60 s.
-COLD_FUNCTION = {"ErrorEquals": ["Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"],
-                 "IntervalSeconds": 10, "MaxAttempts": 5, "BackoffRate": 2.0, "MaxDelaySeconds": 60}
+COLD_FUNCTION = {
+    "ErrorEquals": ["Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"],
+    "IntervalSeconds": 10,
+    "MaxAttempts": 5,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 60,
+}
 
 # Ferry's verdicts: a step that raised one has decided (the config is invalid, the canary crashed, an alarm
 # fired), and running it again would decide the same, only later; one bad invocation must not be mistaken for
@@ -71,23 +86,34 @@ NEVER_AND_NOT_A_TIMEOUT = {"ErrorEquals": [*VERDICTS, "States.Timeout"], "MaxAtt
 # Anything else twice (5 s, then 10 s, with jitter): a handler that crashed (its exception's class name), a
 # function timeout (Sandbox.Timedout, or Lambda.Unknown with a plain-text Cause), an AWS error that outlasted the
 # client's own retries. A handler that crashed or timed out once does not end the deploy or roll back a good one.
-ANYTHING_ELSE = {"ErrorEquals": ["States.ALL"],
-                 "IntervalSeconds": 5, "MaxAttempts": 2, "BackoffRate": 2.0, "JitterStrategy": "FULL"}
+ANYTHING_ELSE = {
+    "ErrorEquals": ["States.ALL"],
+    "IntervalSeconds": 5,
+    "MaxAttempts": 2,
+    "BackoffRate": 2.0,
+    "JitterStrategy": "FULL",
+}
 
 # Releasing the lock must not give up early: a lock left held makes the next deploy of the service wait for it.
 # The lock table being unavailable and the function timing out are retried 5 times (2 s to 32 s apart, with
 # jitter) along with Lambda's service errors before a release state gives up (and carries on: whatever_happens).
-RELEASE_RETRY = {"ErrorEquals": [errors.LockUnavailable.__name__, *LAMBDA_SERVICE_ERRORS,
-                                 "Sandbox.Timedout", "Lambda.Unknown"],
-                 "IntervalSeconds": 2, "MaxAttempts": 5, "BackoffRate": 2.0, "JitterStrategy": "FULL"}
+RELEASE_RETRY = {
+    "ErrorEquals": [errors.LockUnavailable.__name__, *LAMBDA_SERVICE_ERRORS, "Sandbox.Timedout", "Lambda.Unknown"],
+    "IntervalSeconds": 2,
+    "MaxAttempts": 5,
+    "BackoffRate": 2.0,
+    "JitterStrategy": "FULL",
+}
 
 # The rollback's first step retries everything twice (10 s, then 20 s), Ferry's verdicts included: the service
 # has changed, and a rollback that gives up leaves it to a person. It is older than the policies above, which is
 # why Lambda.ClientExecutionTimeoutException is not in its first retrier (its States.ALL retries that instead)
 # and its States.ALL has no jitter.
-ROLLBACK_RETRY = [{**LAMBDA_SERVICE, "ErrorEquals": LAMBDA_SERVICE_ERRORS[:4]},
-                  COLD_FUNCTION,
-                  {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 2.0}]
+ROLLBACK_RETRY = [
+    {**LAMBDA_SERVICE, "ErrorEquals": LAMBDA_SERVICE_ERRORS[:4]},
+    COLD_FUNCTION,
+    {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 10, "MaxAttempts": 2, "BackoffRate": 2.0},
+]
 
 
 def at_once(attempts: int, *names: str) -> dict[str, Any]:
@@ -131,24 +157,40 @@ def function_arn(step: str) -> str:
 
 def lambda_task(step: str, parameters: dict[str, Any], *, comment: str | None = None, **fields: Any) -> dict[str, Any]:
     """A Task state that invokes the step's function directly and gets what the handler returns."""
-    head = {"Type": "Task", "Resource": function_arn(step), **({"Comment": comment} if comment else {}),
-            "Parameters": parameters}
+    head = {
+        "Type": "Task",
+        "Resource": function_arn(step),
+        **({"Comment": comment} if comment else {}),
+        "Parameters": parameters,
+    }
     return _lambda_state(head, **fields)
 
 
 def lambda_wait(step: str, payload: dict[str, Any], *, comment: str | None = None, **fields: Any) -> dict[str, Any]:
     """A Task state that invokes the step's function with a task token (payload's token.$) and then waits until
     someone completes the token: an EventBridge event's handler, the lock's holder, or a timeout or heartbeat."""
-    head = {"Type": "Task", "Resource": WAIT_FOR_TASK_TOKEN, **({"Comment": comment} if comment else {}),
-            "Parameters": {"FunctionName": function_arn(step), "Payload": payload}}
+    head = {
+        "Type": "Task",
+        "Resource": WAIT_FOR_TASK_TOKEN,
+        **({"Comment": comment} if comment else {}),
+        "Parameters": {"FunctionName": function_arn(step), "Payload": payload},
+    }
     return _lambda_state(head, **fields)
 
 
-def _lambda_state(head: dict[str, Any], *, selector: dict[str, Any] | None = None,
-                  timing: dict[str, Any] | None = None, result: Any = _ABSENT, first: tuple[dict[str, Any], ...] = (),
-                  service: dict[str, Any] = LAMBDA_SERVICE, retry: list[dict[str, Any]] | None = None,
-                  catch: list[dict[str, Any]] | None = None, next: str | None = None,
-                  then: dict[str, Any] | None = None) -> dict[str, Any]:
+def _lambda_state(
+    head: dict[str, Any],
+    *,
+    selector: dict[str, Any] | None = None,
+    timing: dict[str, Any] | None = None,
+    result: Any = _ABSENT,
+    first: tuple[dict[str, Any], ...] = (),
+    service: dict[str, Any] = LAMBDA_SERVICE,
+    retry: list[dict[str, Any]] | None = None,
+    catch: list[dict[str, Any]] | None = None,
+    next: str | None = None,
+    then: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The rest of a Lambda step, its fields in the order Step Functions shows them. `timing`: the state's own
     TimeoutSeconds and heartbeat; `first`: the state's own retriers; `then`: whatever_happens(...)."""
     state = {**head, **({"ResultSelector": selector} if selector else {}), **(timing or {})}
@@ -166,16 +208,25 @@ def _lambda_state(head: dict[str, Any], *, selector: dict[str, Any] | None = Non
 EXECUTION_NAME = "$$.Execution.Name"
 # The ECS service a step acts on (cluster and ecsService, from Render), and what it acts for: the execution (what
 # it tags and logs) and the service's name in the config registry (service).
-ECS_SERVICE = {"execution.$": EXECUTION_NAME, "service.$": "$.service", "cluster.$": "$.render.cluster",
-               "ecsService.$": "$.render.ecsService"}
+ECS_SERVICE = {
+    "execution.$": EXECUTION_NAME,
+    "service.$": "$.service",
+    "cluster.$": "$.render.cluster",
+    "ecsService.$": "$.render.ecsService",
+}
 NEW_REVISION = "$.register.taskDefinitionArn"
 # Whose lock: the service's name in the config registry, and the execution that holds or wants it.
 LOCK = {"service.$": "$.service", "owner.$": "$$.Execution.Id"}
 RELEASE = {"action": "release", **LOCK, "request.$": "$"}
 # What every rollback step is told: the failed deploy, what the service ran before, and why it failed.
-ROLLBACK = {**ECS_SERVICE, "previousTaskDefinitionArn.$": "$.render.previousTaskDefinitionArn",
-            "desiredCount.$": "$.render.desiredCount", "failedTaskDefinitionArn.$": NEW_REVISION,
-            "failure.$": "$.failure", "requestAction.$": "$.render.requestAction"}
+ROLLBACK = {
+    **ECS_SERVICE,
+    "previousTaskDefinitionArn.$": "$.render.previousTaskDefinitionArn",
+    "desiredCount.$": "$.render.desiredCount",
+    "failedTaskDefinitionArn.$": NEW_REVISION,
+    "failure.$": "$.failure",
+    "requestAction.$": "$.render.requestAction",
+}
 ROLLBACK_REQUEST = [{"Variable": "$.action", "IsPresent": True}, {"Variable": "$.action", "StringEquals": "rollback"}]
 SERVICE_NAMED = {"Variable": "$.service", "IsString": True}
 
@@ -184,9 +235,15 @@ def wait_for_ecs(phase: str, revision: str, extra: dict[str, Any], next_state: s
     """The wait for ECS to finish a deployment (phase "deployment") or a rollback (phase "rollback")."""
     return lambda_wait(
         "CheckDeployment",
-        {"token.$": TASK_TOKEN, **ECS_SERVICE, "taskDefinitionArn.$": revision,
-         "startedAt.$": f"$.{phase}.startedAt", "timeoutSeconds.$": f"$.render.timeouts.{phase}", "phase": phase,
-         **extra},
+        {
+            "token.$": TASK_TOKEN,
+            **ECS_SERVICE,
+            "taskDefinitionArn.$": revision,
+            "startedAt.$": f"$.{phase}.startedAt",
+            "timeoutSeconds.$": f"$.render.timeouts.{phase}",
+            "phase": phase,
+            **extra,
+        },
         comment=wait_comment(phase),
         # checkInSeconds: the handler's own choice of when to look again; 4 h bounds a state whose checks stopped.
         timing={"HeartbeatSecondsPath": f"$.{phase}.progress.checkInSeconds", "TimeoutSeconds": 14400},
@@ -199,10 +256,12 @@ def wait_for_ecs(phase: str, revision: str, extra: dict[str, Any], next_state: s
 
 def wait_comment(what: str) -> str:
     """The Comment of the two waits for ECS."""
-    return (f"Waits on a task token that ECS's Deployment State Change event completes: nothing polls, so the cost "
-            f"does not grow with the {what}'s length. If no event comes within checkInSeconds (a lost event, or the "
-            f"{what} timeout), the heartbeat runs out and the Retry looks again (one transition). TimeoutSeconds "
-            f"(4 h) only bounds a state whose checks stopped; the phase timeouts (at most 3 h) end it first.")
+    return (
+        f"Waits on a task token that ECS's Deployment State Change event completes: nothing polls, so the cost "
+        f"does not grow with the {what}'s length. If no event comes within checkInSeconds (a lost event, or the "
+        f"{what} timeout), the heartbeat runs out and the Retry looks again (one transition). TimeoutSeconds "
+        f"(4 h) only bounds a state whose checks stopped; the phase timeouts (at most 3 h) end it first."
+    )
 
 
 # ------------------------------------------------------------------------------------------------ The states
@@ -213,7 +272,7 @@ def definition() -> dict[str, Any]:
     states[S.CHECK_REQUEST] = {
         "Type": "Choice",
         "Comment": "Refuse an input that is neither a deploy ({service, images}) nor a rollback ({service, action: "
-                   "rollback}) before anything is locked or changed.",
+        "rollback}) before anything is locked or changed.",
         "Choices": [
             {"And": [SERVICE_NAMED, {"Variable": "$.images", "IsPresent": True}], "Next": S.TAKE_LOCK},
             {"And": [SERVICE_NAMED, *ROLLBACK_REQUEST], "Next": S.TAKE_LOCK},
@@ -223,16 +282,21 @@ def definition() -> dict[str, Any]:
     states[S.REFUSE_REQUEST] = {
         "Type": "Fail",
         "Error": errors.InputInvalid.__name__,
-        "Cause": "The execution input must be {\"service\": \"<name in the config registry>\", \"images\": "
-                 "{\"<container>\": \"<ECR image URI>\"}} to deploy, or {\"service\": \"<name>\", \"action\": "
-                 "\"rollback\"} to go back to the revision Ferry's last deploy replaced. Nothing was locked or "
-                 "changed.",
+        "Cause": 'The execution input must be {"service": "<name in the config registry>", "images": '
+        '{"<container>": "<ECR image URI>"}} to deploy, or {"service": "<name>", "action": '
+        '"rollback"} to go back to the revision Ferry\'s last deploy replaced. Nothing was locked or '
+        "changed.",
     }
     states[S.TAKE_LOCK] = {
         **lambda_wait(
             "Lock",
-            {"action": "acquire", **LOCK, "startedAt.$": "$$.Execution.StartTime", "request.$": "$",
-             "token.$": TASK_TOKEN},
+            {
+                "action": "acquire",
+                **LOCK,
+                "startedAt.$": "$$.Execution.StartTime",
+                "request.$": "$",
+                "token.$": TASK_TOKEN,
+            },
             # Each wait lasts one heartbeat (5 min), within a 15 min bound; 100 of them outlast the hour after
             # which the lock function gives up with ServiceLocked.
             timing={"HeartbeatSeconds": 300, "TimeoutSeconds": 900},
@@ -244,14 +308,14 @@ def definition() -> dict[str, Any]:
         ),
         # (This state's and two others' Comment come last: where the JSON has always had them.)
         "Comment": "While another execution deploys this service, waits on a task token that the holder's release "
-                   "completes (LockReleased, retried at once); every 5 minutes the heartbeat looks for itself, and "
-                   "after an hour it gives up with ServiceLocked. A request older than one queued behind it, or than "
-                   "one already deployed, is superseded: the newest image wins.",
+        "completes (LockReleased, retried at once); every 5 minutes the heartbeat looks for itself, and "
+        "after an hour it gives up with ServiceLocked. A request older than one queued behind it, or than "
+        "one already deployed, is superseded: the newest image wins.",
     }
     states[S.SUPERSEDED] = {
         "Type": "Succeed",
         "Comment": "Not a failure: a newer deploy of this service was queued or has gone out, so this older one "
-                   "stepped aside. Nothing was changed.",
+        "stepped aside. Nothing was changed.",
     }
     states[S.IS_ROLLBACK_REQUEST] = {
         "Type": "Choice",
@@ -259,9 +323,12 @@ def definition() -> dict[str, Any]:
         "Default": S.RENDER,
     }
     states[S.FIND_ROLLBACK_TARGET] = lambda_task(
-        "Lock", {"action": "rollback-target", **LOCK},
+        "Lock",
+        {"action": "rollback-target", **LOCK},
         comment="The revision Ferry's last deploy of this service replaced, from the deploy record in the lock table.",
-        result="$.render", catch=BEFORE_CHANGE, next=S.ROLL_BACK_TO_TARGET,
+        result="$.render",
+        catch=BEFORE_CHANGE,
+        next=S.ROLL_BACK_TO_TARGET,
     )
     states[S.ROLL_BACK_TO_TARGET] = {
         "Type": "Pass",
@@ -272,21 +339,33 @@ def definition() -> dict[str, Any]:
 
     # -------------------------------------------------------------------- before the service changes
     states[S.RENDER] = lambda_task(
-        "Render", {"execution.$": EXECUTION_NAME, "service.$": "$.service", "images.$": "$.images", "request.$": "$"},
-        result="$.render", catch=BEFORE_CHANGE, next=S.VERIFY,
+        "Render",
+        {"execution.$": EXECUTION_NAME, "service.$": "$.service", "images.$": "$.images", "request.$": "$"},
+        result="$.render",
+        catch=BEFORE_CHANGE,
+        next=S.VERIFY,
     )
     states[S.VERIFY] = lambda_task(
         "Verify",
-        {**ECS_SERVICE, "alarms.$": "$.render.alarms", "targetGroups.$": "$.render.targetGroups",
-         "readSecretValues.$": "$.render.readSecretValues"},
+        {
+            **ECS_SERVICE,
+            "alarms.$": "$.render.alarms",
+            "targetGroups.$": "$.render.targetGroups",
+            "readSecretValues.$": "$.render.readSecretValues",
+        },
         comment="Checks every image, role, secret, log group, target group, environment file and alarm the new "
-                "revision refers to, and reports all problems at once. Nothing has changed yet.",
-        result="$.verify", catch=BEFORE_CHANGE, next=S.REGISTER,
+        "revision refers to, and reports all problems at once. Nothing has changed yet.",
+        result="$.verify",
+        catch=BEFORE_CHANGE,
+        next=S.REGISTER,
     )
     states[S.REGISTER] = lambda_task(
-        "Register", {"execution.$": EXECUTION_NAME, "service.$": "$.service"},
+        "Register",
+        {"execution.$": EXECUTION_NAME, "service.$": "$.service"},
         comment="Registers the verified revision, tagged with this execution; a retry reuses it.",
-        result="$.register", catch=BEFORE_CHANGE, next=S.HAS_MIGRATIONS,
+        result="$.register",
+        catch=BEFORE_CHANGE,
+        next=S.HAS_MIGRATIONS,
     )
     states[S.HAS_MIGRATIONS] = {
         "Type": "Choice",
@@ -303,26 +382,41 @@ def definition() -> dict[str, Any]:
     states[S.MIGRATE] = {
         "Type": "Map",
         "Comment": "Each migration is a one-off task of the new revision, started after the previous one succeeded. "
-                   "A failure stops the deploy before the service changes.",
+        "A failure stops the deploy before the service changes.",
         "ItemsPath": "$.render.migrations",
         "MaxConcurrency": 1,
-        "Parameters": {"migration.$": "$$.Map.Item.Value", **ECS_SERVICE, "taskDefinitionArn.$": NEW_REVISION,
-                       "previousRevision.$": "$.render.previousRevision"},
-        "Iterator": {"StartAt": S.MIGRATION_TASK, "States": {S.MIGRATION_TASK: lambda_wait(
-            "Migrate",
-            {"token.$": TASK_TOKEN, "execution.$": "$.execution", "service.$": "$.service", "cluster.$": "$.cluster",
-             "ecsService.$": "$.ecsService",
-             "taskDefinitionArn.$": "$.taskDefinitionArn", "previousRevision.$": "$.previousRevision",
-             "migration.$": "$.migration"},
-            comment="Starts the task (or finds the one this execution started) and waits for ECS's task-stopped "
+        "Parameters": {
+            "migration.$": "$$.Map.Item.Value",
+            **ECS_SERVICE,
+            "taskDefinitionArn.$": NEW_REVISION,
+            "previousRevision.$": "$.render.previousRevision",
+        },
+        "Iterator": {
+            "StartAt": S.MIGRATION_TASK,
+            "States": {
+                S.MIGRATION_TASK: lambda_wait(
+                    "Migrate",
+                    {
+                        "token.$": TASK_TOKEN,
+                        "execution.$": "$.execution",
+                        "service.$": "$.service",
+                        "cluster.$": "$.cluster",
+                        "ecsService.$": "$.ecsService",
+                        "taskDefinitionArn.$": "$.taskDefinitionArn",
+                        "previousRevision.$": "$.previousRevision",
+                        "migration.$": "$.migration",
+                    },
+                    comment="Starts the task (or finds the one this execution started) and waits for ECS's task-stopped "
                     "event. When the heartbeat runs out, the retry checks the task itself, so a missed event costs "
                     "one heartbeat; the migration's own timeoutSeconds is enforced there. TimeoutSeconds is only a "
                     "backstop above the longest allowed migration.",
-            # heartbeatSeconds: min(300, the migration's timeoutSeconds), set by Render; each heartbeat that runs out
-            # is retried at once (the function then looks at the task), and the migration's timeout ends it first.
-            timing={"HeartbeatSecondsPath": "$.migration.heartbeatSeconds", "TimeoutSeconds": 7800},
-            first=(at_once(30, "States.HeartbeatTimeout"),),
-        )}},
+                    # heartbeatSeconds: min(300, the migration's timeoutSeconds), set by Render; each heartbeat that runs out
+                    # is retried at once (the function then looks at the task), and the migration's timeout ends it first.
+                    timing={"HeartbeatSecondsPath": "$.migration.heartbeatSeconds", "TimeoutSeconds": 7800},
+                    first=(at_once(30, "States.HeartbeatTimeout"),),
+                )
+            },
+        },
         "ResultPath": "$.migrations",
         "Catch": BEFORE_CHANGE,
         "Next": S.WHICH_STRATEGY,
@@ -336,27 +430,37 @@ def definition() -> dict[str, Any]:
         "Canary",
         {"action": "start", "taskDefinitionArn.$": NEW_REVISION, "canary.$": "$.render.canary", **ECS_SERVICE},
         comment="Tasks of the new revision beside the service, with its network and load balancer settings. The "
-                "service is not changed until they prove healthy.",
+        "service is not changed until they prove healthy.",
         # The canary's progress starts as a first Wait of 30 s before the first check.
         selector={"taskArns.$": "$.taskArns", "startedAt.$": "$.startedAt", "progress": {"waitSeconds": 30}},
-        result="$.canary", catch=CANARY_RUNS, next=S.WAIT_FOR_CANARY,
+        result="$.canary",
+        catch=CANARY_RUNS,
+        next=S.WAIT_FOR_CANARY,
     )
     states[S.WAIT_FOR_CANARY] = {
         "Type": "Wait",
         "Comment": "As long as the last check asked: until a starting task can be up, the target groups can call it "
-                   "healthy, or half the healthy window has passed.",
+        "healthy, or half the healthy window has passed.",
         "SecondsPath": "$.canary.progress.waitSeconds",
         "Next": S.CHECK_CANARY,
     }
     states[S.CHECK_CANARY] = lambda_task(
         "Canary",
-        {"action": "check", "taskDefinitionArn.$": NEW_REVISION, "canary.$": "$.render.canary",
-         "started.$": "$.canary", "progress.$": "$.canary.progress", "timeoutSeconds.$": "$.render.timeouts.canary",
-         **ECS_SERVICE},
+        {
+            "action": "check",
+            "taskDefinitionArn.$": NEW_REVISION,
+            "canary.$": "$.render.canary",
+            "started.$": "$.canary",
+            "progress.$": "$.canary.progress",
+            "timeoutSeconds.$": "$.render.timeouts.canary",
+            **ECS_SERVICE,
+        },
         comment="RUNNING (and HEALTHY with container health checks), then registered in every target group of the "
-                "service and healthy there for healthyForSeconds; initial is not a failure, unhealthyThreshold "
-                "non-healthy observations in a row are.",
-        result="$.canary.progress", catch=CANARY_RUNS, next=S.IS_CANARY_HEALTHY,
+        "service and healthy there for healthyForSeconds; initial is not a failure, unhealthyThreshold "
+        "non-healthy observations in a row are.",
+        result="$.canary.progress",
+        catch=CANARY_RUNS,
+        next=S.IS_CANARY_HEALTHY,
     )
     states[S.IS_CANARY_HEALTHY] = {
         "Type": "Choice",
@@ -364,36 +468,57 @@ def definition() -> dict[str, Any]:
         "Default": S.WAIT_FOR_CANARY,
     }
     states[S.REMOVE_FAILED_CANARY] = lambda_task(
-        "Canary", {"action": "remove", "taskDefinitionArn.$": NEW_REVISION, **ECS_SERVICE},
+        "Canary",
+        {"action": "remove", "taskDefinitionArn.$": NEW_REVISION, **ECS_SERVICE},
         comment="Deregistered and stopped at once: a failed canary must not keep serving.",
-        result=None, then=whatever_happens(S.RELEASE_LOCK_AFTER_FAILURE, "canaryRemovalFailure"),
+        result=None,
+        then=whatever_happens(S.RELEASE_LOCK_AFTER_FAILURE, "canaryRemovalFailure"),
     )
 
     # -------------------------------------------------------------------- the change, the bake and the clean-up
     states[S.UPDATE_SERVICE] = lambda_task(
         "UpdateService",
-        {**ECS_SERVICE, "taskDefinitionArn.$": NEW_REVISION, "strategy.$": "$.render.strategy",
-         "timeoutSeconds.$": "$.render.timeouts.deployment"},
-        result="$.deployment", catch=AFTER_CHANGE, next=S.WAIT_FOR_DEPLOYMENT,
+        {
+            **ECS_SERVICE,
+            "taskDefinitionArn.$": NEW_REVISION,
+            "strategy.$": "$.render.strategy",
+            "timeoutSeconds.$": "$.render.timeouts.deployment",
+        },
+        result="$.deployment",
+        catch=AFTER_CHANGE,
+        next=S.WAIT_FOR_DEPLOYMENT,
     )
     states[S.WAIT_FOR_DEPLOYMENT] = wait_for_ecs(
-        "deployment", NEW_REVISION, {"strategy.$": "$.render.strategy", "targetGroups.$": "$.render.targetGroups"},
+        "deployment",
+        NEW_REVISION,
+        {"strategy.$": "$.render.strategy", "targetGroups.$": "$.render.targetGroups"},
         S.HAS_BAKE,
     )
     states[S.HAS_BAKE] = {
         "Type": "Choice",
-        "Choices": [{"And": [{"Variable": "$.render.bakeSeconds", "IsPresent": True},
-                             {"Variable": "$.render.bakeSeconds", "NumericGreaterThan": 0}],
-                     "Next": S.BAKE}],
+        "Choices": [
+            {
+                "And": [
+                    {"Variable": "$.render.bakeSeconds", "IsPresent": True},
+                    {"Variable": "$.render.bakeSeconds", "NumericGreaterThan": 0},
+                ],
+                "Next": S.BAKE,
+            }
+        ],
         "Default": S.DID_CANARY_RUN,
     }
-    bake = {**ECS_SERVICE, "taskDefinitionArn.$": NEW_REVISION, "alarms.$": "$.render.alarms",
-            "bakeSeconds.$": "$.render.bakeSeconds"}
+    bake = {
+        **ECS_SERVICE,
+        "taskDefinitionArn.$": NEW_REVISION,
+        "alarms.$": "$.render.alarms",
+        "bakeSeconds.$": "$.render.bakeSeconds",
+    }
     states[S.BAKE] = lambda_wait(
-        "Bake", {"token.$": TASK_TOKEN, **bake},
+        "Bake",
+        {"token.$": TASK_TOKEN, **bake},
         comment="Waits bakeSeconds on a task token. An alarm of the health gates entering ALARM fails it at once "
-                "(AlarmTriggered, via CloudWatch's state change event) and the service is rolled back; the timeout "
-                "running out is the bake passing.",
+        "(AlarmTriggered, via CloudWatch's state change event) and the service is rolled back; the timeout "
+        "running out is the bake passing.",
         timing={"TimeoutSecondsPath": "$.render.bakeSeconds"},
         result="$.bake",
         # States.Timeout is the bake's time being up: not a failure, and never retried (NEVER_AND_NOT_A_TIMEOUT).
@@ -401,10 +526,13 @@ def definition() -> dict[str, Any]:
         next=S.CHECK_ALARMS,
     )
     states[S.CHECK_ALARMS] = lambda_task(
-        "Bake", {"action": "finish", **bake},
+        "Bake",
+        {"action": "finish", **bake},
         comment="The bake's time is up: one last look at the alarms, so a lost ALARM event cannot let the bake pass "
-                "with an alarm firing.",
-        result="$.bake", catch=AFTER_CHANGE, next=S.DID_CANARY_RUN,
+        "with an alarm firing.",
+        result="$.bake",
+        catch=AFTER_CHANGE,
+        next=S.DID_CANARY_RUN,
     )
     states[S.DID_CANARY_RUN] = {
         "Type": "Choice",
@@ -413,9 +541,11 @@ def definition() -> dict[str, Any]:
     }
     states[S.DEREGISTER_CANARY] = {
         **lambda_task(
-            "Canary", {"action": "deregister", "taskDefinitionArn.$": NEW_REVISION, "started.$": "$.canary",
-                       **ECS_SERVICE},
-            result="$.canaryRemoval", catch=[catch(S.STOP_CANARY, "$.canaryRemovalFailure")], next=S.DRAIN_CANARY,
+            "Canary",
+            {"action": "deregister", "taskDefinitionArn.$": NEW_REVISION, "started.$": "$.canary", **ECS_SERVICE},
+            result="$.canaryRemoval",
+            catch=[catch(S.STOP_CANARY, "$.canaryRemovalFailure")],
+            next=S.DRAIN_CANARY,
         ),
         "Comment": "If taking it out fails, the canary is still stopped.",
     }
@@ -426,47 +556,67 @@ def definition() -> dict[str, Any]:
         "Next": S.STOP_CANARY,
     }
     states[S.STOP_CANARY] = lambda_task(
-        "Canary", {"action": "stop", **ECS_SERVICE},
-        result=None, then=whatever_happens(S.RELEASE_LOCK, "canaryRemovalFailure"),
+        "Canary",
+        {"action": "stop", **ECS_SERVICE},
+        result=None,
+        then=whatever_happens(S.RELEASE_LOCK, "canaryRemovalFailure"),
     )
     states[S.RELEASE_LOCK] = {
         # Records the deploy (what a rollback request goes back to) and returns its summary, the output.
         **lambda_task(
-            "Lock", {"action": "release", **LOCK, "deployed": True, "request.$": "$",
-                     "startedAt.$": "$$.Execution.StartTime"},
-            result="$.released", service=RELEASE_RETRY, next=S.DEPLOYED,
+            "Lock",
+            {"action": "release", **LOCK, "deployed": True, "request.$": "$", "startedAt.$": "$$.Execution.StartTime"},
+            result="$.released",
+            service=RELEASE_RETRY,
+            next=S.DEPLOYED,
         ),
         "Catch": [catch(S.DEPLOYED_LOCK_NOT_RELEASED)],
     }
     states[S.DEPLOYED] = {
         "Type": "Succeed",
         "Comment": "The execution's output is the deploy's summary: service, from and to revision, images, strategy, "
-                   "duration and artefact keys.",
+        "duration and artefact keys.",
         "OutputPath": "$.released.summary",
     }
 
     # -------------------------------------------------------------------- a failure before the service changed
     states[S.RELEASE_LOCK_AFTER_FAILURE] = lambda_task(
-        "Lock", RELEASE, result=None, service=RELEASE_RETRY, then=whatever_happens(S.DEPLOY_FAILED, "lockFailure"),
+        "Lock",
+        RELEASE,
+        result=None,
+        service=RELEASE_RETRY,
+        then=whatever_happens(S.DEPLOY_FAILED, "lockFailure"),
     )
     states[S.DEPLOY_FAILED] = {"Type": "Fail", "ErrorPath": "$.failure.Error", "CausePath": "$.failure.Cause"}
 
     # -------------------------------------------------------------------- a failure after it changed: the rollback
     states[S.ROLL_BACK] = lambda_task(
-        "Rollback", {"action": "start", **ROLLBACK, "timeoutSeconds.$": "$.render.timeouts.rollback"},
+        "Rollback",
+        {"action": "start", **ROLLBACK, "timeoutSeconds.$": "$.render.timeouts.rollback"},
         comment="Every failure after the service was updated ends here: back to the revision (and desired count) it "
-                "ran before. ECS's own rollback is waited for; an in-flight deployment is stopped with ROLLBACK; "
-                "otherwise the service is updated.",
-        result="$.rollback", retry=ROLLBACK_RETRY, catch=ROLLBACK_BROKE, next=S.WAIT_FOR_ROLLBACK,
+        "ran before. ECS's own rollback is waited for; an in-flight deployment is stopped with ROLLBACK; "
+        "otherwise the service is updated.",
+        result="$.rollback",
+        retry=ROLLBACK_RETRY,
+        catch=ROLLBACK_BROKE,
+        next=S.WAIT_FOR_ROLLBACK,
     )
     states[S.WAIT_FOR_ROLLBACK] = wait_for_ecs(
-        "rollback", "$.render.previousTaskDefinitionArn", {}, S.DEREGISTER_FAILED_REVISION)
+        "rollback", "$.render.previousTaskDefinitionArn", {}, S.DEREGISTER_FAILED_REVISION
+    )
     states[S.DEREGISTER_FAILED_REVISION] = lambda_task(
-        "Rollback", {"action": "finish", "method.$": "$.rollback.method", **ROLLBACK},
-        result="$.report", catch=ROLLBACK_BROKE, next=S.RELEASE_LOCK_AFTER_ROLLBACK,
+        "Rollback",
+        {"action": "finish", "method.$": "$.rollback.method", **ROLLBACK},
+        result="$.report",
+        catch=ROLLBACK_BROKE,
+        next=S.RELEASE_LOCK_AFTER_ROLLBACK,
     )
     states[S.RELEASE_LOCK_AFTER_ROLLBACK] = lambda_task(
-        "Lock", RELEASE, result=None, service=RELEASE_RETRY, then=whatever_happens(S.ROLLED_BACK, "unlockFailure"),
+        "Lock",
+        RELEASE,
+        result=None,
+        service=RELEASE_RETRY,
+        then=whatever_happens(S.ROLLED_BACK, "unlockFailure"),
     )
     states[S.ROLLED_BACK] = {
         "Type": "Fail",
@@ -475,11 +625,16 @@ def definition() -> dict[str, Any]:
         "CausePath": "$.report.cause",
     }
     states[S.EXPLAIN_FAILED_ROLLBACK] = lambda_task(
-        "Rollback", {"action": "explain", "rollbackFailure.$": "$.rollbackFailure", **ROLLBACK},
-        result="$.report", then=whatever_happens(S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK, "explainFailure"),
+        "Rollback",
+        {"action": "explain", "rollbackFailure.$": "$.rollbackFailure", **ROLLBACK},
+        result="$.report",
+        then=whatever_happens(S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK, "explainFailure"),
     )
     states[S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK] = lambda_task(
-        "Lock", RELEASE, result=None, service=RELEASE_RETRY,
+        "Lock",
+        RELEASE,
+        result=None,
+        service=RELEASE_RETRY,
         then=whatever_happens(S.IS_ROLLBACK_EXPLAINED, "unlockFailure"),
     )
     states[S.IS_ROLLBACK_EXPLAINED] = {
@@ -492,20 +647,20 @@ def definition() -> dict[str, Any]:
         "Type": "Fail",
         "Error": errors.RollbackFailed.__name__,
         "Cause": "The new revision failed and so did the rollback; Ferry could not even describe the service. A person "
-                 "must check the ECS service now and put it back on its previous revision (see this execution's "
-                 "history for both errors).",
+        "must check the ECS service now and put it back on its previous revision (see this execution's "
+        "history for both errors).",
     }
     states[S.DEPLOYED_LOCK_NOT_RELEASED] = {
         "Type": "Fail",
         "ErrorPath": "$.failure.Error",
         "CausePath": "$.failure.Cause",
         "Comment": "The service runs the new revision; the lock expires by itself or is taken over by the next deploy "
-                   "once this execution has ended.",
+        "once this execution has ended.",
     }
 
     return {
         "Comment": "Ferry: deploy one ECS service safely. Every failure after the lock is taken releases it and ends "
-                   "in a Fail state that says what broke.",
+        "in a Fail state that says what broke.",
         "StartAt": S.CHECK_REQUEST,
         "States": states,
     }
@@ -526,17 +681,22 @@ def picture() -> str:
         sys.path.insert(0, str(ROOT / "cli"))
     from ferry_cli import graph
 
-    return ("# The deploy state machine\n\n"
-            "Generated by `python statemachine/build.py` from the same source as `statemachine/deploy.asl.json`; "
-            "solid arrows are the next state or a choice, dotted ones a Catch. `ferry history EXECUTION --graph FILE` "
-            "draws the same picture with a run's path marked.\n\n"
-            "```mermaid\n" + graph.mermaid(definition()) + "\n```\n")
+    return (
+        "# The deploy state machine\n\n"
+        "Generated by `python statemachine/build.py` from the same source as `statemachine/deploy.asl.json`; "
+        "solid arrows are the next state or a choice, dotted ones a Catch. `ferry history EXECUTION --graph FILE` "
+        "draws the same picture with a run's path marked.\n\n"
+        "```mermaid\n" + graph.mermaid(definition()) + "\n```\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 with a diff if a committed file differs from what this generates")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff if a committed file differs from what this generates",
+    )
     args = parser.parse_args(argv)
     stale = 0
     for path, text in ((OUTPUT, render()), (PICTURE, picture())):
@@ -550,10 +710,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} is what statemachine/build.py generates")
             continue
         stale = 1
-        sys.stdout.writelines(difflib.unified_diff(committed.splitlines(keepends=True), text.splitlines(keepends=True),
-                                                   f"{name} (committed)", f"{name} (generated)"))
-        print(f"\n{name} is not what statemachine/build.py generates: run `python statemachine/build.py` and commit "
-              "what it writes.", file=sys.stderr)
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                committed.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                f"{name} (committed)",
+                f"{name} (generated)",
+            )
+        )
+        print(
+            f"\n{name} is not what statemachine/build.py generates: run `python statemachine/build.py` and commit "
+            "what it writes.",
+            file=sys.stderr,
+        )
     return stale
 
 

@@ -28,14 +28,33 @@ TAKEN_STYLE = "stroke:#2b8a3e,stroke-width:3px"
 START = "start"
 
 _SHAPES = {
-    "Task": ("[", "]"), "Choice": ("{", "}"), "Wait": ("[/", "/]"), "Pass": ("(", ")"),
-    "Succeed": ("([", "])"), "Fail": ("{{", "}}"), "Map": ("[[", "]]"), "Parallel": ("[[", "]]"),
+    "Task": ("[", "]"),
+    "Choice": ("{", "}"),
+    "Wait": ("[/", "/]"),
+    "Pass": ("(", ")"),
+    "Succeed": ("([", "])"),
+    "Fail": ("{{", "}}"),
+    "Map": ("[[", "]]"),
+    "Parallel": ("[[", "]]"),
 }
 # Characters Mermaid would read as syntax, HTML or Markdown inside a quoted label, as its entity codes.
-_ENTITIES = {'"': "#quot;", "#": "#35;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;", "*": "#42;",
-             "|": "#124;", "\\": "#92;"}
+_ENTITIES = {
+    '"': "#quot;",
+    "#": "#35;",
+    "<": "#lt;",
+    ">": "#gt;",
+    "&": "#amp;",
+    "`": "#96;",
+    "*": "#42;",
+    "|": "#124;",
+    "\\": "#92;",
+}
 _COMPARISONS = {
-    "Equals": "=", "GreaterThan": ">", "GreaterThanEquals": ">=", "LessThan": "<", "LessThanEquals": "<=",
+    "Equals": "=",
+    "GreaterThan": ">",
+    "GreaterThanEquals": ">=",
+    "LessThan": "<",
+    "LessThanEquals": "<=",
     "Matches": "~",
 }
 
@@ -168,8 +187,7 @@ def _taken(edges: list[_Edge], transitions: list[tuple[str, str, str]]) -> set[i
     return taken
 
 
-def mermaid(definition: dict[str, Any], events: list[dict[str, Any]] | None = None, *,
-            title: str | None = None) -> str:
+def mermaid(definition: dict[str, Any], events: list[dict[str, Any]] | None = None, *, title: str | None = None) -> str:
     """The definition as a Mermaid `flowchart TD`; with `events` (GetExecutionHistory), the path they took."""
     ids, nodes = _Ids(), {}
     order = _collect(definition.get("States", {}), ids, nodes)

@@ -76,8 +76,16 @@ def _readable(value: Any) -> str:
 def rows(events: list[dict[str, Any]], to_offset: Callable[[datetime], float]) -> list[dict[str, Any]]:
     """One row per history event: id, simulated offset, type, state, detail."""
     by_id = {e["id"]: e for e in events}
-    return [{"id": event["id"], "offset": to_offset(event["timestamp"]), "type": event["type"],
-             "state": _state_of(event, by_id), "detail": describe(event)} for event in events]
+    return [
+        {
+            "id": event["id"],
+            "offset": to_offset(event["timestamp"]),
+            "type": event["type"],
+            "state": _state_of(event, by_id),
+            "detail": describe(event),
+        }
+        for event in events
+    ]
 
 
 def _state_of(event: dict[str, Any], by_id: dict[int, dict[str, Any]]) -> str:
@@ -106,8 +114,12 @@ def task_results(events: list[dict[str, Any]]) -> dict[str, Any]:
 def progress_printer(out: Any) -> Callable[[str, str, dict[str, Any], float], None]:
     """A sandbox's watch_history: one line per state entered, and one when an execution ends, as they happen."""
     started: dict[str, float] = {}
-    endings = {"ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED", "ExecutionAborted": "ABORTED",
-               "ExecutionTimedOut": "TIMED_OUT"}
+    endings = {
+        "ExecutionSucceeded": "SUCCEEDED",
+        "ExecutionFailed": "FAILED",
+        "ExecutionAborted": "ABORTED",
+        "ExecutionTimedOut": "TIMED_OUT",
+    }
 
     def watch(execution: str, kind: str, details: dict[str, Any], now: float) -> None:
         started.setdefault(execution, now)
@@ -136,8 +148,10 @@ def table(history_rows: list[dict[str, Any]]) -> str:
     type_width = max([len(r["type"]) for r in history_rows] + [4])
     lines = [f"{'#':>3}  {'time':<9}  {'type':<{type_width}}  {'step':<{state_width}}  detail"]
     for r in history_rows:
-        lines.append(f"{r['id']:>3}  {format_offset(r['offset']):<9}  {r['type']:<{type_width}}  "
-                     f"{_short(r['state'], state_width):<{state_width}}  {r['detail']}".rstrip())
+        lines.append(
+            f"{r['id']:>3}  {format_offset(r['offset']):<9}  {r['type']:<{type_width}}  "
+            f"{_short(r['state'], state_width):<{state_width}}  {r['detail']}".rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -247,8 +261,10 @@ def trace(events: list[dict[str, Any]]) -> Trace:
     result.failed = {state for state, yes in failed.items() if yes}
     if result.ended is None:
         last_entered = {name: i for i, (name, _) in enumerate(result.entered)}
-        result.current = sorted((name for name in last_entered if open_entries.get(name) and not failed.get(name)),
-                                key=last_entered.__getitem__)
+        result.current = sorted(
+            (name for name in last_entered if open_entries.get(name) and not failed.get(name)),
+            key=last_entered.__getitem__,
+        )
     return result
 
 

@@ -58,12 +58,16 @@ def target(world: Path | None, state: Path | None = None) -> Iterator[Target]:
 
     session = boto3.session.Session()
     if not session.region_name:
-        raise CommandError("no AWS region: set AWS_DEFAULT_REGION (or a profile's region), or use --world for the sandbox")
+        raise CommandError(
+            "no AWS region: set AWS_DEFAULT_REGION (or a profile's region), or use --world for the sandbox"
+        )
     aws.reset()
     try:
         account = aws.client("sts").get_caller_identity()["Account"]
     except (BotoCoreError, ClientError) as exc:
-        raise CommandError(f"cannot reach your AWS account ({exc}): set credentials as for the AWS CLI, or use --world") from exc
+        raise CommandError(
+            f"cannot reach your AWS account ({exc}): set credentials as for the AWS CLI, or use --world"
+        ) from exc
     yield Target(account, session.region_name)
 
 
@@ -79,8 +83,10 @@ def parse_images(cfg: config.ServiceConfig, given: list[str], where: Target) -> 
         ref = images.parse(uri)
         fed = cfg.containers_fed_by(ref.repository) if ref else []
         if not fed:
-            raise CommandError(f"--image {item}: repository {ref.repository if ref else text!r} feeds no container of "
-                               f"{cfg.name} (containers: {cfg.containers}); write --image <container>=<uri>")
+            raise CommandError(
+                f"--image {item}: repository {ref.repository if ref else text!r} feeds no container of "
+                f"{cfg.name} (containers: {cfg.containers}); write --image <container>=<uri>"
+            )
         result.update({c: uri for c in fed})
     if not result:
         raise CommandError("give at least one --image (<container>=<uri>, or <repository>:<tag>)")
@@ -104,8 +110,13 @@ def _environment(args) -> str:
 def _plan_in(args, where: Target) -> render.Plan:
     environment = _environment(args)
     cfg = config.load_local(args.config_dir, environment)
-    return render.plan(cfg, parse_images(cfg, args.image, where), environment=environment,
-                       values=parse_values(args.var), commit=args.commit)
+    return render.plan(
+        cfg,
+        parse_images(cfg, args.image, where),
+        environment=environment,
+        values=parse_values(args.var),
+        commit=args.commit,
+    )
 
 
 def plan(args) -> render.Plan:
@@ -124,9 +135,13 @@ def cmd_diff(args) -> str:
 
 # ---------------------------------------------------------------- ferry init
 
+
 def _secret_placeholder(value_from: str) -> str:
     """A Secrets Manager ARN as {{ secret_arn }}, so the random suffix is looked up, not copied."""
-    match = re.fullmatch(r"arn:aws[a-z-]*:secretsmanager:[^:]+:\d{12}:secret:(?P<name>.+)-[A-Za-z0-9]{6}(?::(?P<key>[^:]*)::?.*)?", value_from)
+    match = re.fullmatch(
+        r"arn:aws[a-z-]*:secretsmanager:[^:]+:\d{12}:secret:(?P<name>.+)-[A-Za-z0-9]{6}(?::(?P<key>[^:]*)::?.*)?",
+        value_from,
+    )
     if not match:
         return value_from
     key = match["key"]
@@ -147,8 +162,10 @@ def init_files(cluster: str, service: str, where: Target) -> tuple[dict[str, Any
         for secret in container.get("secrets", []):
             secret["valueFrom"] = _secret_placeholder(secret["valueFrom"])
     if not containers:
-        raise CommandError(f"service {cluster}/{service} runs no image from this account's ECR ({where.account}, "
-                           f"{where.region}): Ferry deploys images pushed to ECR")
+        raise CommandError(
+            f"service {cluster}/{service} runs no image from this account's ECR ({where.account}, "
+            f"{where.region}): Ferry deploys images pushed to ECR"
+        )
     tags = [t for t in described.get("tags", []) if not t["key"].startswith(("aws:", "ferry:"))]
     if tags:
         spec["tags"] = tags
@@ -173,8 +190,10 @@ def cmd_init(args) -> str:
     with target(args.world, args.state) as where:
         cfg, spec = init_files(args.cluster, args.service, where)
     out.mkdir(parents=True, exist_ok=True)
-    header = (f"# Ferry config for {args.cluster}/{args.service}, written by `ferry init`.\n"
-              f"# Upload this folder to s3://<config bucket>/services/{out.name}/ ; every field: docs/service-config.md\n")
+    header = (
+        f"# Ferry config for {args.cluster}/{args.service}, written by `ferry init`.\n"
+        f"# Upload this folder to s3://<config bucket>/services/{out.name}/ ; every field: docs/service-config.md\n"
+    )
     (out / "ferry.yaml").write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     (out / "task-definition.json").write_text(json.dumps(spec, indent=2) + "\n")
     return f"wrote {out / 'ferry.yaml'} and {out / 'task-definition.json'}"
@@ -182,20 +201,28 @@ def cmd_init(args) -> str:
 
 # ---------------------------------------------------------------- ferry verify
 
+
 def cmd_verify(args) -> tuple[str, int]:
     from ferry.steps import verify
 
     with target(args.world, args.state) as where:
         planned = _plan_in(args, where)
         cfg = planned.config
-        report = verify.verify(planned.spec, cluster=cfg.cluster, service=cfg.service, alarms=cfg.alarms,
-                               target_groups=cfg.target_groups, read_secret_values=cfg.read_secret_values)
+        report = verify.verify(
+            planned.spec,
+            cluster=cfg.cluster,
+            service=cfg.service,
+            alarms=cfg.alarms,
+            target_groups=cfg.target_groups,
+            read_secret_values=cfg.read_secret_values,
+        )
     lines = [f"{'ok  ' if c.ok else 'FAIL'}  {c.name:<24} {c.line}" for c in report.checks]
     lines.append(f"\n{len(report.passed)} passed, {len(report.failed)} failed")
     return "\n".join(lines), (1 if report.failed else 0)
 
 
 # ---------------------------------------------------------------- ferry run
+
 
 def _task_definition_for(cfg: config.ServiceConfig, given: str | None) -> str:
     if given:
@@ -207,7 +234,9 @@ def _one_off(cfg: config.ServiceConfig, args) -> migrate.Migration:
     if args.migration:
         found = next((m for m in cfg.migrations if m.name == args.migration), None)
         if found is None:
-            raise CommandError(f"--migration {args.migration}: the config has {[m.name for m in cfg.migrations] or 'no migrations'}")
+            raise CommandError(
+                f"--migration {args.migration}: the config has {[m.name for m in cfg.migrations] or 'no migrations'}"
+            )
         return migrate.Migration(found.name, found.container, list(found.command), found.environment, found.timeout)
     if not args.command_args:
         raise CommandError("give a command after --, or --migration NAME")
@@ -258,6 +287,7 @@ def cmd_run(args, out=None) -> int:
 
 # ---------------------------------------------------------------- ferry deploy
 
+
 @dataclass(frozen=True)
 class Installation:
     state_machine_arn: str
@@ -282,12 +312,18 @@ def deploy_input(args, where: Target, bucket: str) -> dict[str, Any]:
     if args.rollback:
         if args.image:
             raise CommandError("--rollback goes back to the revision Ferry's last deploy replaced: give no --image")
-        return {"summary": f"roll back {args.service} to the revision before Ferry's last deploy (ferry deploy --rollback)",
-                "service": args.service, "action": "rollback"}
+        return {
+            "summary": f"roll back {args.service} to the revision before Ferry's last deploy (ferry deploy --rollback)",
+            "service": args.service,
+            "action": "rollback",
+        }
     cfg = config.load(bucket, args.service, _environment(args))
     images = parse_images(cfg, args.image, where)
-    request: dict[str, Any] = {"summary": requests.request_summary(args.service, images, "ferry deploy"),
-                               "service": args.service, "images": images}
+    request: dict[str, Any] = {
+        "summary": requests.request_summary(args.service, images, "ferry deploy"),
+        "service": args.service,
+        "images": images,
+    }
     if args.var:
         request["values"] = parse_values(args.var)
     if args.commit:
@@ -308,7 +344,7 @@ def _follow(execution_arn: str, poll: float, out, to_offset) -> tuple[str, list[
         rows = history.rows(events, to_offset)
         if len(rows) > shown:
             lines = history.table(rows).splitlines()
-            print("\n".join(lines if not shown else lines[shown + 1:]), file=out, flush=True)
+            print("\n".join(lines if not shown else lines[shown + 1 :]), file=out, flush=True)
             shown = len(rows)
         if status != "RUNNING":
             return status, events
@@ -336,7 +372,8 @@ def cmd_deploy(args, out=None) -> int:
         request = deploy_input(args, where, installation.config_bucket)
         name = f"{args.service}-manual-{uuid.uuid4().hex[:12]}"[-80:]
         arn = aws.client("stepfunctions").start_execution(
-            stateMachineArn=installation.state_machine_arn, name=name, input=json.dumps(request))["executionArn"]
+            stateMachineArn=installation.state_machine_arn, name=name, input=json.dumps(request)
+        )["executionArn"]
         if sandbox is not None and sandbox.journal is not None:
             sandbox.journal.record_start("deploy", name, request)
         print(f"started {arn}", file=out, flush=True)

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
-GRAPH_HELP = ("write each execution as a Mermaid flowchart (every state, the path taken highlighted): "
-              "FILE.md gets one Markdown file with a heading and a ```mermaid block per execution; "
-              "any other name (e.g. run.mmd) gets bare Mermaid, one file per execution "
-              "(FILE-<execution name>.mmd) when there are several")
+GRAPH_HELP = (
+    "write each execution as a Mermaid flowchart (every state, the path taken highlighted): "
+    "FILE.md gets one Markdown file with a heading and a ```mermaid block per execution; "
+    "any other name (e.g. run.mmd) gets bare Mermaid, one file per execution "
+    "(FILE-<execution name>.mmd) when there are several"
+)
 
 
 def _speed(text: str) -> float:
@@ -19,16 +21,21 @@ def _speed(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--speed takes a positive number of simulated seconds per real second, "
-                                         f"got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--speed takes a positive number of simulated seconds per real second, got {text!r}"
+        ) from None
     if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"--speed takes a positive number of simulated seconds per real second "
-                                         f"(leave it out to run as fast as it goes), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--speed takes a positive number of simulated seconds per real second "
+            f"(leave it out to run as fast as it goes), got {text!r}"
+        )
     return value
 
 
-STATE_HELP = ("with --world: keep the sandbox in DIR between commands (created if missing): each command given the same "
-              "DIR first replays what the earlier ones did, so you can deploy, look, roll back and push again")
+STATE_HELP = (
+    "with --world: keep the sandbox in DIR between commands (created if missing): each command given the same "
+    "DIR first replays what the earlier ones did, so you can deploy, look, roll back and push again"
+)
 
 
 class _Append(argparse.Action):
@@ -47,35 +54,70 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="run Ferry locally against a simulated AWS account")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     run = sandbox_commands.add_parser(
-        "run", help="build a world, deliver events through the template's EventBridge rules, run every execution")
+        "run", help="build a world, deliver events through the template's EventBridge rules, run every execution"
+    )
     run.add_argument("--world", required=True, type=Path, help="world file (YAML), see README 'Sandbox worlds'")
     run.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
-    run.add_argument("--event", dest="event", action=_Append, metavar="EVENT.json",
-                     help="an EventBridge event to deliver (repeatable; delivered in order)")
-    run.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
-                     help="a release manifest to drop into the config bucket (repeatable)")
+    run.add_argument(
+        "--event",
+        dest="event",
+        action=_Append,
+        metavar="EVENT.json",
+        help="an EventBridge event to deliver (repeatable; delivered in order)",
+    )
+    run.add_argument(
+        "--manifest",
+        dest="manifest",
+        action=_Append,
+        metavar="MANIFEST.json",
+        help="a release manifest to drop into the config bucket (repeatable)",
+    )
     run.add_argument("--json", action="store_true", help="print only the JSON summary on stdout")
-    run.add_argument("--speed", type=_speed, default=None, metavar="N",
-                     help="watch the run at N simulated seconds per real second (default: as fast as it goes; "
-                          "the simulated times reported are the same either way)")
+    run.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="N",
+        help="watch the run at N simulated seconds per real second (default: as fast as it goes; "
+        "the simulated times reported are the same either way)",
+    )
     run.add_argument("--logs", action="store_true", help="echo the handlers' log lines to stderr")
-    run.add_argument("--history", action="store_true",
-                     help="print each execution's whole event history, as the console lists it, before the summary")
+    run.add_argument(
+        "--history",
+        action="store_true",
+        help="print each execution's whole event history, as the console lists it, before the summary",
+    )
     run.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
     imported = sandbox_commands.add_parser(
-        "import", help="write a world that reproduces services of your AWS account (reads it, changes nothing)",
+        "import",
+        help="write a world that reproduces services of your AWS account (reads it, changes nothing)",
         description="Read the services of a cluster, read-only (Describe, List and Get calls that return no secret "
-                    "value), and write a world that reproduces them in the sandbox, their task definitions beside it "
-                    "and a default service config per service in the registry directory. What the world cannot hold "
-                    "is listed on stderr as 'not imported: ...'.")
+        "value), and write a world that reproduces them in the sandbox, their task definitions beside it "
+        "and a default service config per service in the registry directory. What the world cannot hold "
+        "is listed on stderr as 'not imported: ...'.",
+    )
     imported.add_argument("--cluster", required=True, help="the ECS cluster's name")
-    imported.add_argument("--service", dest="services", action="append", required=True, metavar="SERVICE",
-                          help="an ECS service of the cluster (repeatable)")
+    imported.add_argument(
+        "--service",
+        dest="services",
+        action="append",
+        required=True,
+        metavar="SERVICE",
+        help="an ECS service of the cluster (repeatable)",
+    )
     imported.add_argument("--region", help="the AWS region (default: your AWS CLI configuration's)")
-    imported.add_argument("--out", type=Path, metavar="WORLD.yaml",
-                          help="write the world here (default: stdout); task definitions are written beside it")
-    imported.add_argument("--registry", type=Path, metavar="DIR",
-                          help="directory for the service configs (default: registry/ beside the world)")
+    imported.add_argument(
+        "--out",
+        type=Path,
+        metavar="WORLD.yaml",
+        help="write the world here (default: stdout); task definitions are written beside it",
+    )
+    imported.add_argument(
+        "--registry",
+        type=Path,
+        metavar="DIR",
+        help="directory for the service configs (default: registry/ beside the world)",
+    )
     imported.add_argument("--force", action="store_true", help="overwrite existing files")
     _local_commands(commands)
     _observe_commands(commands)
@@ -84,24 +126,33 @@ def _parser() -> argparse.ArgumentParser:
 
 def _observe_commands(commands) -> None:
     status = commands.add_parser(
-        "status", help="a service's latest deploys, and the progress of a running one",
+        "status",
+        help="a service's latest deploys, and the progress of a running one",
         description="The service's latest executions of Ferry's state machine, newest first; for a running one, "
-                    "the states entered so far and the one it is in now. In a sandbox world (--world) the "
-                    "--event/--manifest deliveries run first: to their end, or live with --follow.")
+        "the states entered so far and the one it is in now. In a sandbox world (--world) the "
+        "--event/--manifest deliveries run first: to their end, or live with --follow.",
+    )
     status.add_argument("service", metavar="SERVICE", help="the service's name in the config registry")
     status.add_argument("--limit", type=int, default=3, help="how many executions to show (default 3)")
-    status.add_argument("--follow", action="store_true",
-                        help="follow the newest running execution until it ends; exit 0 only if it (with none "
-                             "running: the newest) succeeded")
-    status.add_argument("--interval", type=float,
-                        help="seconds between polls with --follow (default 5; 0.1 in the sandbox)")
+    status.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow the newest running execution until it ends; exit 0 only if it (with none "
+        "running: the newest) succeeded",
+    )
+    status.add_argument(
+        "--interval", type=float, help="seconds between polls with --follow (default 5; 0.1 in the sandbox)"
+    )
     history = commands.add_parser(
-        "history", help="an execution's history as the console lists it, or the latest executions",
+        "history",
+        help="an execution's history as the console lists it, or the latest executions",
         description="With EXECUTION, its history (every event, as the Step Functions console lists it), its "
-                    "error and summary; without, the state machine's latest executions. In a sandbox world "
-                    "(--world) the --event/--manifest deliveries run to their end first.")
-    history.add_argument("execution", nargs="?", metavar="EXECUTION",
-                         help="an execution's name or ARN, or the start of its name")
+        "error and summary; without, the state machine's latest executions. In a sandbox world "
+        "(--world) the --event/--manifest deliveries run to their end first.",
+    )
+    history.add_argument(
+        "execution", nargs="?", metavar="EXECUTION", help="an execution's name or ARN, or the start of its name"
+    )
     history.add_argument("--limit", type=int, default=20, help="how many executions to list (default 20)")
     history.add_argument("--graph", type=Path, metavar="FILE", help=GRAPH_HELP)
     for cmd in (status, history):
@@ -110,26 +161,51 @@ def _observe_commands(commands) -> None:
         cmd.add_argument("--stack", help="Ferry's CloudFormation stack (default ferry-<environment>)")
         cmd.add_argument("--world", type=Path, help="read a sandbox world's executions instead of the AWS account's")
         cmd.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
-        cmd.add_argument("--event", dest="event", action=_Append, metavar="EVENT.json",
-                         help="with --world: an EventBridge event to deliver first (repeatable; in order)")
-        cmd.add_argument("--manifest", dest="manifest", action=_Append, metavar="MANIFEST.json",
-                         help="with --world: a release manifest to drop into the config bucket first (repeatable)")
-        cmd.add_argument("--speed", type=_speed, default=None, metavar="N",
-                         help="with --world: watch at N simulated seconds per real second (default: as fast as it "
-                              "goes)")
+        cmd.add_argument(
+            "--event",
+            dest="event",
+            action=_Append,
+            metavar="EVENT.json",
+            help="with --world: an EventBridge event to deliver first (repeatable; in order)",
+        )
+        cmd.add_argument(
+            "--manifest",
+            dest="manifest",
+            action=_Append,
+            metavar="MANIFEST.json",
+            help="with --world: a release manifest to drop into the config bucket first (repeatable)",
+        )
+        cmd.add_argument(
+            "--speed",
+            type=_speed,
+            default=None,
+            metavar="N",
+            help="with --world: watch at N simulated seconds per real second (default: as fast as it goes)",
+        )
     history.set_defaults(follow=False, interval=None)
 
 
 def _local_commands(commands) -> None:
     world_help = "run against this sandbox world instead of the AWS account of the environment"
-    for name, help_text in (("render", "print the task definition a deploy would register (changes nothing)"),
-                            ("diff", "print what a deploy would change, as a unified diff (changes nothing)"),
-                            ("verify", "check every reference of the revision a deploy would register (changes nothing)")):
+    for name, help_text in (
+        ("render", "print the task definition a deploy would register (changes nothing)"),
+        ("diff", "print what a deploy would change, as a unified diff (changes nothing)"),
+        ("verify", "check every reference of the revision a deploy would register (changes nothing)"),
+    ):
         cmd = commands.add_parser(name, help=help_text)
-        cmd.add_argument("--config-dir", required=True, type=Path, help="a service's config folder (ferry.yaml + templates)")
-        cmd.add_argument("--image", action="append", default=[], metavar="[CONTAINER=]IMAGE",
-                         help="image to deploy: an ECR URI or <repository>:<tag> (repeatable)")
-        cmd.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a template value (repeatable)")
+        cmd.add_argument(
+            "--config-dir", required=True, type=Path, help="a service's config folder (ferry.yaml + templates)"
+        )
+        cmd.add_argument(
+            "--image",
+            action="append",
+            default=[],
+            metavar="[CONTAINER=]IMAGE",
+            help="image to deploy: an ECR URI or <repository>:<tag> (repeatable)",
+        )
+        cmd.add_argument(
+            "--var", action="append", default=[], metavar="NAME=VALUE", help="a template value (repeatable)"
+        )
         cmd.add_argument("--commit", help="commit id for {{ commit }}")
         cmd.add_argument("--environment", help="environment name for templates (default $FERRY_ENVIRONMENT or dev)")
         cmd.add_argument("--world", type=Path, help=world_help)
@@ -137,12 +213,17 @@ def _local_commands(commands) -> None:
     init = commands.add_parser("init", help="write a config and task definition template from a running service")
     init.add_argument("--cluster", required=True)
     init.add_argument("--service", required=True)
-    init.add_argument("--out", required=True, type=Path, help="folder to write ferry.yaml and task-definition.json into")
+    init.add_argument(
+        "--out", required=True, type=Path, help="folder to write ferry.yaml and task-definition.json into"
+    )
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.add_argument("--world", type=Path, help=world_help)
     init.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
-    run = commands.add_parser("run", help="run a one-off task of the service's revision and stream its log",
-                              usage="ferry run --config-dir DIR [--migration NAME | [--container C] -- COMMAND...]")
+    run = commands.add_parser(
+        "run",
+        help="run a one-off task of the service's revision and stream its log",
+        usage="ferry run --config-dir DIR [--migration NAME | [--container C] -- COMMAND...]",
+    )
     run.add_argument("--config-dir", required=True, type=Path, help="a service's config folder")
     run.add_argument("--migration", help="run this migration from the config, as a deploy would")
     run.add_argument("--container", help="container whose command is replaced (default: the first configured one)")
@@ -153,17 +234,31 @@ def _local_commands(commands) -> None:
     run.add_argument("--world", type=Path, help=world_help)
     run.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
     run.add_argument("command_args", nargs="*", metavar="COMMAND", help="the command, after --")
-    deploy = commands.add_parser("deploy", help="start a deploy of a registered service (the console's Start execution)")
+    deploy = commands.add_parser(
+        "deploy", help="start a deploy of a registered service (the console's Start execution)"
+    )
     deploy.add_argument("--service", required=True, help="the service's name in the config registry")
-    deploy.add_argument("--image", action="append", default=[], metavar="[CONTAINER=]IMAGE",
-                        help="image to deploy: an ECR URI or <repository>:<tag> (repeatable)")
-    deploy.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a template value (repeatable)")
+    deploy.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="[CONTAINER=]IMAGE",
+        help="image to deploy: an ECR URI or <repository>:<tag> (repeatable)",
+    )
+    deploy.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a template value (repeatable)"
+    )
     deploy.add_argument("--commit", help="commit id for {{ commit }}")
     deploy.add_argument("--environment", help="Ferry installation name (default $FERRY_ENVIRONMENT or dev)")
     deploy.add_argument("--stack", help="Ferry's CloudFormation stack (default ferry-<environment>)")
-    deploy.add_argument("--rollback", action="store_true",
-                        help="go back to the revision Ferry's last deploy of the service replaced (no --image)")
-    deploy.add_argument("--wait", action="store_true", help="follow the execution until it ends (always in the sandbox)")
+    deploy.add_argument(
+        "--rollback",
+        action="store_true",
+        help="go back to the revision Ferry's last deploy of the service replaced (no --image)",
+    )
+    deploy.add_argument(
+        "--wait", action="store_true", help="follow the execution until it ends (always in the sandbox)"
+    )
     deploy.add_argument("--world", type=Path, help=world_help)
     deploy.add_argument("--state", type=Path, metavar="DIR", help=STATE_HELP)
 
@@ -174,8 +269,14 @@ def _local(args: argparse.Namespace) -> int:
     from . import local
     from .sandbox.world import WorldError
 
-    command = {"render": local.cmd_render, "diff": local.cmd_diff, "init": local.cmd_init,
-               "verify": local.cmd_verify, "run": local.cmd_run, "deploy": local.cmd_deploy}[args.command]
+    command = {
+        "render": local.cmd_render,
+        "diff": local.cmd_diff,
+        "init": local.cmd_init,
+        "verify": local.cmd_verify,
+        "run": local.cmd_run,
+        "deploy": local.cmd_deploy,
+    }[args.command]
     try:
         result = command(args)
         if isinstance(result, int):  # ferry run: the task's exit code
@@ -203,9 +304,15 @@ def _sandbox_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         deliveries = [load_delivery(kind, path) for kind, path in deliveries_args]
-        summary = run(args.world, deliveries, speed=args.speed, state=args.state,
-                      log_echo=sys.stderr if args.logs else None, graphs=bool(args.graph),
-                      watch=None if args.json else progress_printer(sys.stdout))
+        summary = run(
+            args.world,
+            deliveries,
+            speed=args.speed,
+            state=args.state,
+            log_echo=sys.stderr if args.logs else None,
+            graphs=bool(args.graph),
+            watch=None if args.json else progress_printer(sys.stdout),
+        )
     except WorldError as exc:
         print(f"ferry sandbox run: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -235,8 +342,10 @@ def _sandbox_run(args: argparse.Namespace) -> int:
                 print(f"\nError: {execution['error']}\nCause: {execution['cause']}")
             if isinstance(execution.get("output"), dict) and execution["output"].get("result") is not None:
                 out = execution["output"]
-                print(f"\nOutput: {out.get('result')} {out.get('ecsService')} {out.get('from')} -> {out.get('to')} "
-                      f"({out.get('strategy')}, {out.get('durationSeconds')} s): {out.get('summary')}")
+                print(
+                    f"\nOutput: {out.get('result')} {out.get('ecsService')} {out.get('from')} -> {out.get('to')} "
+                    f"({out.get('strategy')}, {out.get('durationSeconds')} s): {out.get('summary')}"
+                )
         if not summary["executions"]:
             print("No execution was started.")
         print("\n== Summary")
@@ -245,8 +354,10 @@ def _sandbox_run(args: argparse.Namespace) -> int:
             print(f"{key}: {svc['taskDefinition']}  running {svc['runningCount']}/{svc['desiredCount']}  {images}")
         statuses = ", ".join(f"{e['name']} {e['status']}" for e in summary["executions"]) or "none"
         print(f"executions: {statuses}")
-        print(f"canary tasks left: {summary['canaryTasks']}, locks held: {summary['locksHeld']}, "
-              f"state transitions: {summary['transitions']}, Lambda invocations: {summary['lambdaInvocations']}")
+        print(
+            f"canary tasks left: {summary['canaryTasks']}, locks held: {summary['locksHeld']}, "
+            f"state transitions: {summary['transitions']}, Lambda invocations: {summary['lambdaInvocations']}"
+        )
     failed = [e for e in summary["executions"] if e["status"] != "SUCCEEDED"]
     return 1 if failed else 0
 

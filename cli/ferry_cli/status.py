@@ -78,9 +78,20 @@ class Execution:
         return lambda ts: clock.seconds(self.start_date, ts)
 
     def as_json(self) -> dict[str, Any]:
-        found = {"name": self.name, "executionArn": self.arn, "service": self.service, "target": self.target,
-                 "status": self.status, "started": self.started.isoformat(), "seconds": round(self.seconds, 1),
-                 "summary": self.summary, "error": self.error, "cause": self.cause, "states": None, "current": None}
+        found = {
+            "name": self.name,
+            "executionArn": self.arn,
+            "service": self.service,
+            "target": self.target,
+            "status": self.status,
+            "started": self.started.isoformat(),
+            "seconds": round(self.seconds, 1),
+            "summary": self.summary,
+            "error": self.error,
+            "cause": self.cause,
+            "states": None,
+            "current": None,
+        }
         if self.events is not None:  # null when the history was not read
             found["states"] = history.entered_states(self.events)
             found["current"] = history.trace(self.events).current
@@ -88,6 +99,7 @@ class Execution:
 
 
 # ---------------------------------------------------------------- reading
+
 
 @contextmanager
 def source(args) -> Iterator[Source]:
@@ -104,8 +116,10 @@ def source(args) -> Iterator[Source]:
         return
     state = getattr(args, "state", None)
     if not deliveries and state is None:
-        raise CommandError("a sandbox world has no executions until something starts one: "
-                           "give --event or --manifest to deliver first, or --state DIR to look at a kept sandbox")
+        raise CommandError(
+            "a sandbox world has no executions until something starts one: "
+            "give --event or --manifest to deliver first, or --state DIR to look at a kept sandbox"
+        )
     from .sandbox.run import deliver_all, load_delivery, world_session
 
     loaded = [load_delivery(kind, path) for kind, path in deliveries]
@@ -117,8 +131,14 @@ def source(args) -> Iterator[Source]:
             sandbox.wait_for_executions()
         # Histories are on the sandbox's simulated clock, and time passes there only while the world runs: each
         # look lets it run on for `interval` simulated seconds.
-        yield Source(sandbox.client("stepfunctions"), sandbox.state_machine_arn, Clock(), args.interval or 5.0,
-                     wait=sandbox.clock.sleep, now=sandbox.clock.now_datetime)
+        yield Source(
+            sandbox.client("stepfunctions"),
+            sandbox.state_machine_arn,
+            Clock(),
+            args.interval or 5.0,
+            wait=sandbox.clock.sleep,
+            now=sandbox.clock.now_datetime,
+        )
 
 
 def _json(text: str | None) -> Any:
@@ -136,8 +156,9 @@ def name_prefix(service: str) -> str:
 def _listed(src: Source) -> Iterator[dict[str, Any]]:
     """ListExecutions, newest first, at most SCAN_LIMIT."""
     seen = 0
-    pages = src.sfn.get_paginator("list_executions").paginate(stateMachineArn=src.state_machine_arn,
-                                                              PaginationConfig={"PageSize": 100})
+    pages = src.sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=src.state_machine_arn, PaginationConfig={"PageSize": 100}
+    )
     for page in pages:
         for item in sorted(page["executions"], key=lambda e: e["startDate"], reverse=True):
             yield item
@@ -179,8 +200,10 @@ def find(src: Source, text: str) -> dict[str, Any]:
         return src.sfn.describe_execution(executionArn=matches[0]["executionArn"])
     machine = src.state_machine_arn.rsplit(":", 1)[-1]
     if not matches:
-        raise CommandError(f"no execution of {machine} is named {text} or starts so "
-                           f"(among its latest {SCAN_LIMIT}); `ferry history` lists them")
+        raise CommandError(
+            f"no execution of {machine} is named {text} or starts so "
+            f"(among its latest {SCAN_LIMIT}); `ferry history` lists them"
+        )
     names = ", ".join(m["name"] for m in matches[:5]) + (", …" if len(matches) > 5 else "")
     raise CommandError(f"{text} starts {len(matches)} execution names ({names}): give more of the name")
 
@@ -240,12 +263,21 @@ def load(src: Source, described: dict[str, Any], *, events: bool) -> Execution:
     payload = _json(described.get("input"))
     render = render_of(described, found)
     return Execution(
-        arn=described["executionArn"], name=described["name"], status=described["status"], start_date=start,
+        arn=described["executionArn"],
+        name=described["name"],
+        status=described["status"],
+        start_date=start,
         started=src.clock.at(start),
         seconds=src.clock.seconds(start, stop) if stop else (src.now() - src.clock.at(start)).total_seconds(),
         service=payload.get("service") if isinstance(payload, dict) else None,
-        target=f"{render['cluster']}/{render['ecsService']}" if render.get("cluster") and render.get("ecsService") else None,
-        summary=render.get("summary") or request_summary(payload), error=error, cause=cause, events=found)
+        target=f"{render['cluster']}/{render['ecsService']}"
+        if render.get("cluster") and render.get("ecsService")
+        else None,
+        summary=render.get("summary") or request_summary(payload),
+        error=error,
+        cause=cause,
+        events=found,
+    )
 
 
 def _needs_history(described: dict[str, Any]) -> bool:
@@ -253,6 +285,7 @@ def _needs_history(described: dict[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------- showing
+
 
 def duration(seconds: float) -> str:
     return history.format_offset(seconds)[1:]
@@ -265,8 +298,16 @@ def when(moment: datetime) -> str:
 def executions_table(executions: list[Execution], *, with_service: bool) -> str:
     """One line per execution, newest first; a failed one's error under it."""
     headers = ["NAME", *(["SERVICE"] if with_service else []), "STATUS", "STARTED", "DURATION"]
-    rows = [[e.name, *([e.service or "?"] if with_service else []), e.status, when(e.started),
-             duration(e.seconds) + ("+" if e.status == "RUNNING" else "")] for e in executions]
+    rows = [
+        [
+            e.name,
+            *([e.service or "?"] if with_service else []),
+            e.status,
+            when(e.started),
+            duration(e.seconds) + ("+" if e.status == "RUNNING" else ""),
+        ]
+        for e in executions
+    ]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  SUMMARY"]
     for execution, row in zip(executions, rows):
@@ -296,12 +337,16 @@ def progress(execution: Execution, clock: Clock) -> list[str]:
     labels = {name: name + (f" (x{counts[name]})" if counts[name] > 1 else "") for name in first}
     width = min(56, max([len(label) for label in labels.values()] + [4]))
     now = run.current[-1] if run.current else None
-    lines = [f"{execution.name} is {execution.status} ({duration(execution.seconds)} so far)"
-             + (f", now in: {now}" if now else "")]
+    lines = [
+        f"{execution.name} is {execution.status} ({duration(execution.seconds)} so far)"
+        + (f", now in: {now}" if now else "")
+    ]
     for name, offset in first.items():
         marker = "FAIL" if name in run.failed else "now" if name in run.current else "ok"
-        lines.append(f"  {marker:<4}  {history.format_offset(offset):<9}  {labels[name]:<{width}}  "
-                     f"{details.get(name, '')}".rstrip())
+        lines.append(
+            f"  {marker:<4}  {history.format_offset(offset):<9}  {labels[name]:<{width}}  "
+            f"{details.get(name, '')}".rstrip()
+        )
     return lines
 
 
@@ -339,13 +384,18 @@ def write_graphs(src: Source, path: Path, executions: list[Execution], err: Text
     graphs = []
     for execution in executions:
         events = execution.events if execution.events is not None else events_of(src, execution.arn)
-        graphs.append((execution.name, graph.mermaid(definition_of(src, execution.arn), events,
-                                                     title=f"{execution.name} {execution.status}")))
+        graphs.append(
+            (
+                execution.name,
+                graph.mermaid(definition_of(src, execution.arn), events, title=f"{execution.name} {execution.status}"),
+            )
+        )
     for written in graph.write(path, graphs):
         print(f"wrote {written}", file=err)
 
 
 # ---------------------------------------------------------------- commands
+
 
 def cmd_status(args, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """The service's latest executions; the running one's progress, followed to its end with --follow."""
@@ -356,8 +406,11 @@ def cmd_status(args, out: TextIO | None = None, err: TextIO | None = None) -> in
             if args.json:
                 print(json.dumps({"service": args.service, "executions": []}, indent=2), file=out)
             else:
-                print(f"no executions of service {args.service} (among the latest {SCAN_LIMIT} of "
-                      f"{src.state_machine_arn.rsplit(':', 1)[-1]})", file=out)
+                print(
+                    f"no executions of service {args.service} (among the latest {SCAN_LIMIT} of "
+                    f"{src.state_machine_arn.rsplit(':', 1)[-1]})",
+                    file=out,
+                )
             return 1
         running = next((e for e in executions if e.status == "RUNNING"), None)
         if not args.json:
@@ -368,14 +421,18 @@ def cmd_status(args, out: TextIO | None = None, err: TextIO | None = None) -> in
                     print("", *progress(execution, src.clock), sep="\n", file=out, flush=True)
         if not (args.follow and running):
             if args.json:
-                print(json.dumps({"service": args.service, "executions": [e.as_json() for e in executions]},
-                                 indent=2), file=out)
+                print(
+                    json.dumps({"service": args.service, "executions": [e.as_json() for e in executions]}, indent=2),
+                    file=out,
+                )
             return 0 if not args.follow or executions[0].status == "SUCCEEDED" else 1
         ended = follow(src, running, out, quiet=args.json)
         if args.json:
             executions = [ended if e.arn == ended.arn else e for e in executions]
-            print(json.dumps({"service": args.service, "executions": [e.as_json() for e in executions]},
-                             indent=2), file=out)
+            print(
+                json.dumps({"service": args.service, "executions": [e.as_json() for e in executions]}, indent=2),
+                file=out,
+            )
         else:
             print("", *_ending(ended), sep="\n", file=out)
         return 0 if ended.status == "SUCCEEDED" else 1
@@ -402,17 +459,29 @@ def cmd_history(args, out: TextIO | None = None, err: TextIO | None = None) -> i
         if args.graph:
             write_graphs(src, args.graph, [execution], err)
         if args.json:
-            print(json.dumps({"execution": execution.as_json(),
-                              "history": [{**r, "offset": round(r["offset"], 3)} for r in rows]}, indent=2), file=out)
+            print(
+                json.dumps(
+                    {
+                        "execution": execution.as_json(),
+                        "history": [{**r, "offset": round(r["offset"], 3)} for r in rows],
+                    },
+                    indent=2,
+                ),
+                file=out,
+            )
             return 0
         print(f"== {execution.name}  ({execution.target or execution.service or '?'})  {execution.status}", file=out)
         print(history.table(rows), file=out)
         if execution.error:
             print(f"\nError: {execution.error}\nCause: {execution.cause}", file=out)
         print("\n== Summary", file=out)
-        print(f"started {when(execution.started)}, "
-              + ("running for " if execution.status == "RUNNING" else "took ") + duration(execution.seconds)
-              + f", {history.transitions(execution.events)} state transitions", file=out)
+        print(
+            f"started {when(execution.started)}, "
+            + ("running for " if execution.status == "RUNNING" else "took ")
+            + duration(execution.seconds)
+            + f", {history.transitions(execution.events)} state transitions",
+            file=out,
+        )
         if execution.summary:
             print(execution.summary, file=out)
         return 0

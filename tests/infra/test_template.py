@@ -91,74 +91,185 @@ STAR_ONLY_ACTIONS = {
 # What each step calls, and nothing else.
 EXPECTED_ACTIONS = {
     "RouterFunction": {
-        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "states:DescribeExecution",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "states:StartExecution",
+        "states:DescribeExecution",
         "ecr:DescribeImages",
     },
-    "LockFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                     "states:DescribeExecution", "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess",
-                     "states:SendTaskFailure"},
+    "LockFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "states:DescribeExecution",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+    },
     "RenderFunction": {
-        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "ecs:DescribeServices", "ecs:DescribeTaskDefinition",
-        "ecr:DescribeImages", "ssm:GetParameter", "ssm:GetParameters", "secretsmanager:DescribeSecret",
-        "secretsmanager:ListSecrets", "cloudformation:DescribeStacks", "cloudformation:ListExports",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "ecs:DescribeServices",
+        "ecs:DescribeTaskDefinition",
+        "ecr:DescribeImages",
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:ListSecrets",
+        "cloudformation:DescribeStacks",
+        "cloudformation:ListExports",
     },
     "VerifyFunction": {
-        "s3:GetObject", "s3:PutObject", "ecs:DescribeClusters", "ecs:DescribeServices", "ecr:DescribeImages",
-        "ecr:BatchGetImage", "iam:GetRole", "secretsmanager:DescribeSecret", "ssm:DescribeParameters",
-        "ssm:GetParameter", "logs:DescribeLogGroups", "elasticloadbalancing:DescribeTargetGroups",
+        "s3:GetObject",
+        "s3:PutObject",
+        "ecs:DescribeClusters",
+        "ecs:DescribeServices",
+        "ecr:DescribeImages",
+        "ecr:BatchGetImage",
+        "iam:GetRole",
+        "secretsmanager:DescribeSecret",
+        "ssm:DescribeParameters",
+        "ssm:GetParameter",
+        "logs:DescribeLogGroups",
+        "elasticloadbalancing:DescribeTargetGroups",
         "cloudwatch:DescribeAlarms",
     },
     "RegisterFunction": {
-        "s3:GetObject", "s3:PutObject", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions",
-        "ecs:RegisterTaskDefinition", "ecs:TagResource", "iam:PassRole",
+        "s3:GetObject",
+        "s3:PutObject",
+        "ecs:DescribeTaskDefinition",
+        "ecs:ListTaskDefinitions",
+        "ecs:RegisterTaskDefinition",
+        "ecs:TagResource",
+        "iam:PassRole",
     },
     "MigrateFunction": {
-        "ecs:DescribeServices", "ecs:RunTask", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
-        "ecs:DescribeTaskDefinition", "ecs:TagResource", "iam:PassRole", "dynamodb:GetItem", "dynamodb:PutItem",
-        "dynamodb:DeleteItem", "states:SendTaskSuccess", "states:SendTaskFailure", "logs:GetLogEvents",
+        "ecs:DescribeServices",
+        "ecs:RunTask",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "ecs:DescribeTaskDefinition",
+        "ecs:TagResource",
+        "iam:PassRole",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "logs:GetLogEvents",
     },
     "TaskStoppedFunction": {
-        "dynamodb:GetItem", "dynamodb:DeleteItem", "states:SendTaskSuccess", "states:SendTaskFailure",
+        "dynamodb:GetItem",
+        "dynamodb:DeleteItem",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
         "logs:GetLogEvents",
     },
     "RollbackFunction": {
-        "ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:StopServiceDeployment",
-        "ecs:DeregisterTaskDefinition", "dynamodb:UpdateItem", "dynamodb:PutItem", "s3:GetObject", "s3:ListBucket",
-        "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "elasticloadbalancing:DeregisterTargets",
+        "ecs:UpdateService",
+        "ecs:DescribeServices",
+        "ecs:ListServiceDeployments",
+        "ecs:StopServiceDeployment",
+        "ecs:DeregisterTaskDefinition",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "elasticloadbalancing:DeregisterTargets",
         "elasticloadbalancing:DescribeTargetGroupAttributes",
     },
     "CanaryFunction": {
-        "ecs:DescribeServices", "ecs:RunTask", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
-        "ecs:DescribeTaskDefinition", "ecs:TagResource", "iam:PassRole", "elasticloadbalancing:RegisterTargets",
-        "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetHealth",
-        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes", "logs:GetLogEvents",
+        "ecs:DescribeServices",
+        "ecs:RunTask",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "ecs:DescribeTaskDefinition",
+        "ecs:TagResource",
+        "iam:PassRole",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "logs:GetLogEvents",
     },
-    "BakeFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "cloudwatch:DescribeAlarms",
-                     "states:SendTaskSuccess", "states:SendTaskFailure"},
-    "ExecutionEndedFunction": {"dynamodb:GetItem", "dynamodb:DeleteItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
-                               "ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
-                               "elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:DescribeTargetGroupAttributes",
-                               "events:PutEvents", "states:GetExecutionHistory", "dynamodb:UpdateItem",
-                               "states:SendTaskFailure"},
+    "BakeFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "cloudwatch:DescribeAlarms",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+    },
+    "ExecutionEndedFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:DeleteItem",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "ecs:DescribeServices",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "events:PutEvents",
+        "states:GetExecutionHistory",
+        "dynamodb:UpdateItem",
+        "states:SendTaskFailure",
+    },
     "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
     "CheckDeploymentFunction": {
-        "ecs:DescribeServices", "ecs:ListServiceDeployments", "ecs:DescribeServiceDeployments", "ecs:ListTasks",
-        "ecs:DescribeTasks", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "states:SendTaskSuccess",
-        "states:SendTaskFailure", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+        "ecs:DescribeServices",
+        "ecs:ListServiceDeployments",
+        "ecs:DescribeServiceDeployments",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
     },
 }
 
 # ECS actions on services/deployments: only the allowed clusters.
-ECS_CLUSTER_SCOPED = {"ecs:UpdateService", "ecs:DescribeServices", "ecs:ListServiceDeployments",
-                      "ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment"}
+ECS_CLUSTER_SCOPED = {
+    "ecs:UpdateService",
+    "ecs:DescribeServices",
+    "ecs:ListServiceDeployments",
+    "ecs:DescribeServiceDeployments",
+    "ecs:StopServiceDeployment",
+}
 
-SUBSTITUTION_KEYS = {"LockFunctionArn", "RenderFunctionArn", "VerifyFunctionArn", "RegisterFunctionArn", "MigrateFunctionArn", "RollbackFunctionArn", "BakeFunctionArn", "CanaryFunctionArn",
-                     "UpdateServiceFunctionArn", "CheckDeploymentFunctionArn"}
+SUBSTITUTION_KEYS = {
+    "LockFunctionArn",
+    "RenderFunctionArn",
+    "VerifyFunctionArn",
+    "RegisterFunctionArn",
+    "MigrateFunctionArn",
+    "RollbackFunctionArn",
+    "BakeFunctionArn",
+    "CanaryFunctionArn",
+    "UpdateServiceFunctionArn",
+    "CheckDeploymentFunctionArn",
+}
 
 
 # ---------------------------------------------------------------- intrinsic evaluation
-REFS, ATTRS, _PSEUDO = physical_resources(Template(ROOT, T), account=ACCOUNT, region=REGION, environment="test",
-                                         parameters=PARAMS)
+REFS, ATTRS, _PSEUDO = physical_resources(
+    Template(ROOT, T), account=ACCOUNT, region=REGION, environment="test", parameters=PARAMS
+)
 evaluate = Resolver(REFS, ATTRS, PSEUDO).resolve  # the sandbox's own resolver, against the sample deployment
 
 
@@ -175,16 +286,34 @@ def _as_list(value: Any) -> list:
 # (samtranslator/policy_templates_data/policy_templates.json; checked below
 # against the installed translator when one can be found).
 POLICY_TEMPLATES = {
-    "LambdaInvokePolicy": {"Statement": [{
-        "Action": ["lambda:InvokeFunction"], "Effect": "Allow",
-        "Resource": {"Fn::Sub": [
-            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${functionName}*",
-            {"functionName": {"Ref": "FunctionName"}}]}}]},
-    "StepFunctionsExecutionPolicy": {"Statement": [{
-        "Action": ["states:StartExecution"], "Effect": "Allow",
-        "Resource": {"Fn::Sub": [
-            "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${stateMachineName}",
-            {"stateMachineName": {"Ref": "StateMachineName"}}]}}]},
+    "LambdaInvokePolicy": {
+        "Statement": [
+            {
+                "Action": ["lambda:InvokeFunction"],
+                "Effect": "Allow",
+                "Resource": {
+                    "Fn::Sub": [
+                        "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${functionName}*",
+                        {"functionName": {"Ref": "FunctionName"}},
+                    ]
+                },
+            }
+        ]
+    },
+    "StepFunctionsExecutionPolicy": {
+        "Statement": [
+            {
+                "Action": ["states:StartExecution"],
+                "Effect": "Allow",
+                "Resource": {
+                    "Fn::Sub": [
+                        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${stateMachineName}",
+                        {"stateMachineName": {"Ref": "StateMachineName"}},
+                    ]
+                },
+            }
+        ]
+    },
 }
 
 
@@ -204,7 +333,9 @@ def expand_policy_template(name: str, params: dict[str, Any]) -> list[dict[str, 
     return put(POLICY_TEMPLATES[name]["Statement"])
 
 
-MANAGED_POLICIES: dict[str, dict[str, Any]] = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::IAM::ManagedPolicy"}
+MANAGED_POLICIES: dict[str, dict[str, Any]] = {
+    k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::IAM::ManagedPolicy"
+}
 
 
 def attached_managed_policy(policy: dict[str, Any]) -> str:
@@ -227,15 +358,17 @@ def role_policies(logical_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
     """
     out = []
     for index, policy in enumerate(_as_list(RESOURCES[logical_id]["Properties"].get("Policies", []))):
-        assert isinstance(policy, dict), (f"{logical_id}: managed policy {policy!r}: use statements, policy templates "
-                                          "or a managed policy of this template (!Ref)")
+        assert isinstance(policy, dict), (
+            f"{logical_id}: managed policy {policy!r}: use statements, policy templates "
+            "or a managed policy of this template (!Ref)"
+        )
         if "Statement" in policy:
             out.append((f"Policies[{index}]", _as_list(policy["Statement"])))
         elif set(policy) == {"Ref"}:
             name = attached_managed_policy(policy)
             out.append((name, _as_list(MANAGED_POLICIES[name]["Properties"]["PolicyDocument"]["Statement"])))
         else:
-            (name, params), = policy.items()
+            ((name, params),) = policy.items()
             out.append((name, expand_policy_template(name, params)))
     return out
 
@@ -269,7 +402,9 @@ def granted(logical_id: str) -> dict[str, list[str]]:
 
 
 def all_policy_owners() -> list[str]:
-    return [k for k, v in RESOURCES.items() if v["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")]
+    return [
+        k for k, v in RESOURCES.items() if v["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
+    ]
 
 
 def iam_matches(pattern: str, arn: str) -> bool:
@@ -336,7 +471,8 @@ def test_only_the_managed_policies_build_arns_from_the_clusters():
         for source, found in role_policies(logical_id):
             if source not in MANAGED_POLICIES:
                 assert '{"Ref": "Clusters"}' not in json.dumps(found), (
-                    f"{logical_id} {source}: grant what the clusters allow through a managed policy")
+                    f"{logical_id} {source}: grant what the clusters allow through a managed policy"
+                )
 
 
 @pytest.mark.parametrize("logical_id", all_policy_owners())
@@ -356,7 +492,8 @@ def test_star_resource_only_for_actions_without_resource_level_permissions(logic
             extra = set(actions_of(st)) - STAR_ONLY_ACTIONS
             if extra == {"ecs:ListTasks"}:  # authorised on container instances; ecs:cluster pins the cluster
                 assert sorted(evaluate(st["Condition"])["ArnLike"]["ecs:cluster"]) == sorted(
-                    f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS), logical_id
+                    f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS
+                ), logical_id
                 continue
             assert not extra, f"{logical_id}: {sorted(extra)} granted on '*' but support resource-level permissions"
         for resource in resources:
@@ -382,14 +519,18 @@ def test_each_star_resource_is_explained_by_a_comment_in_the_template():
         # Walk up to the statement's first line, then collect the comments above it.
         indent = len(line) - len(line.lstrip())
         start = index
-        while not (lines[start].lstrip().startswith("- ") and len(lines[start]) - len(lines[start].lstrip()) == indent - 2):
+        while not (
+            lines[start].lstrip().startswith("- ") and len(lines[start]) - len(lines[start].lstrip()) == indent - 2
+        ):
             start -= 1
         comments = []
         cursor = start - 1
         while cursor >= 0 and (lines[cursor].lstrip().startswith("#") or lines[cursor].strip() == "- Statement:"):
             comments.append(lines[cursor])
             cursor -= 1
-        assert any('"*"' in c for c in comments), f"template.yaml:{index + 1}: Resource \"*\" without a comment saying why"
+        assert any('"*"' in c for c in comments), (
+            f'template.yaml:{index + 1}: Resource "*" without a comment saying why'
+        )
 
 
 def test_passrole_only_to_ecs_tasks():
@@ -447,7 +588,11 @@ def test_every_ecs_action_is_either_cluster_scoped_task_definition_scoped_or_sta
                 if action in ("ecs:RunTask", "ecs:ListTasks"):  # pinned to the allowed clusters by ecs:cluster
                     assert actions_of(st) == [action]
                     assert sorted(evaluate(st["Condition"])["ArnLike"]["ecs:cluster"]) == cluster_arns, logical_id
-                    expected = ["*"] if action == "ecs:ListTasks" else [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/*"]
+                    expected = (
+                        ["*"]
+                        if action == "ecs:ListTasks"
+                        else [f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/*"]
+                    )
                     assert resources_of(st) == expected
                     continue
                 if action in ("ecs:DescribeTasks", "ecs:StopTask"):
@@ -506,8 +651,13 @@ def test_only_an_opted_in_stack_lets_verify_read_secret_values():
 def test_lock_router_and_state_machine_resources():
     lock = granted("LockFunction")
     sm_name = _name_of("DeployStateMachine")
-    for action in EXPECTED_ACTIONS["LockFunction"] - {"states:DescribeExecution", "s3:GetObject", "s3:ListBucket",
-                                                     "states:SendTaskSuccess", "states:SendTaskFailure"}:
+    for action in EXPECTED_ACTIONS["LockFunction"] - {
+        "states:DescribeExecution",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+    }:
         assert lock[action] == [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"]
     assert lock["states:DescribeExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:*"]
     router = granted("RouterFunction")
@@ -518,11 +668,22 @@ def test_lock_router_and_state_machine_resources():
 
 def test_state_machine_invokes_exactly_the_step_functions():
     invoke = granted("DeployStateMachine")
-    steps = ("LockFunction", "RenderFunction", "VerifyFunction", "RegisterFunction", "MigrateFunction",
-             "RollbackFunction", "BakeFunction", "CanaryFunction", "UpdateServiceFunction", "CheckDeploymentFunction")
+    steps = (
+        "LockFunction",
+        "RenderFunction",
+        "VerifyFunction",
+        "RegisterFunction",
+        "MigrateFunction",
+        "RollbackFunction",
+        "BakeFunction",
+        "CanaryFunction",
+        "UpdateServiceFunction",
+        "CheckDeploymentFunction",
+    )
     # LambdaInvokePolicy grants function:<name>* (the function, its versions and aliases).
     assert sorted(invoke["lambda:InvokeFunction"]) == sorted(
-        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps)
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{_name_of(fn)}*" for fn in steps
+    )
     assert set(invoke) - {"lambda:InvokeFunction"} <= STAR_ONLY_ACTIONS
     # ...so no function name may be a prefix of another's, or the state machine
     # could invoke the router.
@@ -561,21 +722,31 @@ def test_policy_template_definitions_match_the_installed_sam_translator():
 
 
 def _event_driven_functions() -> list[str]:
-    return [fn for fn in FUNCTIONS
-            if any(e["Type"] == "EventBridgeRule" for e in (RESOURCES[fn]["Properties"].get("Events") or {}).values())]
+    return [
+        fn
+        for fn in FUNCTIONS
+        if any(e["Type"] == "EventBridgeRule" for e in (RESOURCES[fn]["Properties"].get("Events") or {}).values())
+    ]
 
 
 def test_events_a_function_failed_on_go_to_the_dead_letter_queue():
     # EventBridge invokes these asynchronously: once Lambda has taken the event,
     # the rule's retry policy and dead-letter queue no longer apply, and after
     # Lambda's own retries only the function's OnFailure destination keeps it.
-    assert sorted(_event_driven_functions()) == ["BakeFunction", "CheckDeploymentFunction", "ExecutionEndedFunction",
-                                                 "RouterFunction", "TaskStoppedFunction"]
+    assert sorted(_event_driven_functions()) == [
+        "BakeFunction",
+        "CheckDeploymentFunction",
+        "ExecutionEndedFunction",
+        "RouterFunction",
+        "TaskStoppedFunction",
+    ]
     for logical_id in _event_driven_functions():
         config = RESOURCES[logical_id]["Properties"].get("EventInvokeConfig")
         assert config, f"{logical_id}: events it fails on would be dropped silently"
         assert config["DestinationConfig"]["OnFailure"] == {
-            "Type": "SQS", "Destination": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, logical_id
+            "Type": "SQS",
+            "Destination": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]},
+        }, logical_id
         assert config["MaximumRetryAttempts"] >= 1, logical_id
 
 
@@ -651,8 +822,12 @@ def test_definition_substitutions_cover_exactly_the_keys_the_asl_uses():
 
 
 def test_asl_substitute_leaves_no_placeholder_in_the_real_asl(tmp_path):
-    result = subprocess.run([sys.executable, str(SUBSTITUTE), "--template", str(TEMPLATE), "--out-dir", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(SUBSTITUTE), "--template", str(TEMPLATE), "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     written = [Path(p) for p in result.stdout.split()]
     assert {p.name for p in written} == {p.name for p in _asl_files()}
@@ -669,17 +844,33 @@ def test_asl_substitute_names_an_undefined_key(tmp_path):
     asl = json.loads((ROOT / "statemachine/deploy.asl.json").read_text())
     asl["Comment"] = "uses ${NoSuchKey}"
     (tmp_path / "statemachine/deploy.asl.json").write_text(json.dumps(asl))
-    result = subprocess.run([sys.executable, str(SUBSTITUTE), "--template", str(tmp_path / "template.yaml"),
-                             "--out-dir", str(tmp_path / "out")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SUBSTITUTE),
+            "--template",
+            str(tmp_path / "template.yaml"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "${NoSuchKey}" in result.stderr and "deploy.asl.json" in result.stderr
 
 
 # ---------------------------------------------------------------- events
-ECR_PATTERN = {"source": ["aws.ecr"], "detail-type": ["ECR Image Action"],
-               "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]}}
-S3_PATTERN = {"source": ["aws.s3"], "detail-type": ["Object Created"],
-              "detail": {"bucket": {"name": [{"Ref": "ConfigBucket"}]}, "object": {"key": [{"prefix": "manifests/"}]}}}
+ECR_PATTERN = {
+    "source": ["aws.ecr"],
+    "detail-type": ["ECR Image Action"],
+    "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]},
+}
+S3_PATTERN = {
+    "source": ["aws.s3"],
+    "detail-type": ["Object Created"],
+    "detail": {"bucket": {"name": [{"Ref": "ConfigBucket"}]}, "object": {"key": [{"prefix": "manifests/"}]}},
+}
 
 
 def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
@@ -694,8 +885,13 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, name
     # The only other event targets: task-stopped, execution-ended, bake (alarms), check-deployment (ECS deployments).
     for logical_id in FUNCTIONS:
-        if logical_id not in ("RouterFunction", "TaskStoppedFunction", "ExecutionEndedFunction", "BakeFunction",
-                              "CheckDeploymentFunction"):
+        if logical_id not in (
+            "RouterFunction",
+            "TaskStoppedFunction",
+            "ExecutionEndedFunction",
+            "BakeFunction",
+            "CheckDeploymentFunction",
+        ):
             assert not RESOURCES[logical_id]["Properties"].get("Events"), logical_id
 
 
@@ -703,8 +899,11 @@ def test_stopped_ferry_tasks_reach_the_task_stopped_function():
     [(name, event)] = RESOURCES["TaskStoppedFunction"]["Properties"]["Events"].items()
     assert event["Type"] == "EventBridgeRule"
     props = event["Properties"]
-    assert props["Pattern"] == {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
-                                "detail": {"lastStatus": ["STOPPED"], "startedBy": [{"prefix": "ferry-"}]}}
+    assert props["Pattern"] == {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"lastStatus": ["STOPPED"], "startedBy": [{"prefix": "ferry-"}]},
+    }
     assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
     assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1
 
@@ -712,36 +911,53 @@ def test_stopped_ferry_tasks_reach_the_task_stopped_function():
 def test_dead_letter_queue_is_encrypted_and_accepts_only_ferrys_rules():
     queue = RESOURCES["EventsDeadLetterQueue"]["Properties"]
     assert queue.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue
-    policy = next(v["Properties"] for v in RESOURCES.values()
-                  if v["Type"] == "AWS::SQS::QueuePolicy" and v["Properties"]["Queues"] == [{"Ref": "EventsDeadLetterQueue"}])
+    policy = next(
+        v["Properties"]
+        for v in RESOURCES.values()
+        if v["Type"] == "AWS::SQS::QueuePolicy" and v["Properties"]["Queues"] == [{"Ref": "EventsDeadLetterQueue"}]
+    )
     allow = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
     assert len(allow) == 1
     assert allow[0]["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow[0]["Action"] == "sqs:SendMessage"
     sources = evaluate(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert sorted(s.rsplit("/", 1)[1] for s in sources) == ["ferry-test-alarm-fired", "ferry-test-deployment-changed",
-                                                            "ferry-test-ecr-push", "ferry-test-execution-ended",
-                                                            "ferry-test-manifest-dropped", "ferry-test-task-stopped"]
+    assert sorted(s.rsplit("/", 1)[1] for s in sources) == [
+        "ferry-test-alarm-fired",
+        "ferry-test-deployment-changed",
+        "ferry-test-ecr-push",
+        "ferry-test-execution-ended",
+        "ferry-test-manifest-dropped",
+        "ferry-test-task-stopped",
+    ]
     # ...which are exactly the rules that dead-letter to it: a rule missing here
     # would have its undeliverable events refused by the queue.
-    dead_lettering = [evaluate({"Fn::GetAtt": [f"{fn}{name}", "Arn"]})
-                      for fn in FUNCTIONS for name, event in (RESOURCES[fn]["Properties"].get("Events") or {}).items()
-                      if event["Type"] == "EventBridgeRule"
-                      and event["Properties"].get("DeadLetterConfig") == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}]
+    dead_lettering = [
+        evaluate({"Fn::GetAtt": [f"{fn}{name}", "Arn"]})
+        for fn in FUNCTIONS
+        for name, event in (RESOURCES[fn]["Properties"].get("Events") or {}).items()
+        if event["Type"] == "EventBridgeRule"
+        and event["Properties"].get("DeadLetterConfig") == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
+    ]
     assert sorted(sources) == sorted(dead_lettering)
 
 
 # ---------------------------------------------------------------- storage
 def _bucket_policy_statements(bucket: str) -> list[dict[str, Any]]:
-    policies = [v["Properties"] for v in RESOURCES.values()
-                if v["Type"] == "AWS::S3::BucketPolicy" and v["Properties"]["Bucket"] == {"Ref": bucket}]
+    policies = [
+        v["Properties"]
+        for v in RESOURCES.values()
+        if v["Type"] == "AWS::S3::BucketPolicy" and v["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
     assert len(policies) == 1, f"{bucket} needs exactly one bucket policy"
     return policies[0]["PolicyDocument"]["Statement"]
 
 
 def test_the_buckets_and_tables_are_the_ones_checked_here():
     # A new bucket or table must be added to the storage tests below.
-    assert sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::S3::Bucket") == ["ArtefactsBucket", "ConfigBucket"]
+    assert sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::S3::Bucket") == [
+        "ArtefactsBucket",
+        "ConfigBucket",
+    ]
     assert [k for k, v in RESOURCES.items() if v["Type"] == "AWS::DynamoDB::Table"] == ["LockTable"]
 
 
@@ -751,10 +967,18 @@ def test_buckets_are_encrypted_private_owner_enforced_and_tls_only(bucket):
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms", "aws:kms:dsse")
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
-    tls = [st for st in _bucket_policy_statements(bucket)
-           if st["Effect"] == "Deny" and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)]
+    tls = [
+        st
+        for st in _bucket_policy_statements(bucket)
+        if st["Effect"] == "Deny"
+        and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)
+    ]
     assert tls, f"{bucket}: no Deny on aws:SecureTransport=false"
     (st,) = tls
     assert st["Principal"] == "*" and st["Action"] == "s3:*"
@@ -770,8 +994,10 @@ def test_config_bucket_is_versioned_and_sends_events_to_eventbridge():
 
 def test_artefacts_expire_after_90_days():
     rules = RESOURCES["ArtefactsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert any(r["Status"] == "Enabled" and r.get("ExpirationInDays") == 90 and "Prefix" not in r
-               and "Filter" not in r for r in rules)
+    assert any(
+        r["Status"] == "Enabled" and r.get("ExpirationInDays") == 90 and "Prefix" not in r and "Filter" not in r
+        for r in rules
+    )
 
 
 def test_lock_table():
@@ -801,8 +1027,11 @@ def test_each_function_logs_to_its_own_group_named_after_it(logical_id):
     props = RESOURCES[logical_id]["Properties"]
     group = props["LoggingConfig"]["LogGroup"]["Ref"]
     assert _name_of(group) == f"/aws/lambda/{_name_of(logical_id)}"
-    others = [fn for fn in FUNCTIONS if fn != logical_id
-              and RESOURCES[fn]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] == group]
+    others = [
+        fn
+        for fn in FUNCTIONS
+        if fn != logical_id and RESOURCES[fn]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] == group
+    ]
     assert not others, f"{logical_id} shares its log group with {others}"
 
 
@@ -833,9 +1062,13 @@ def test_ended_deploy_executions_reach_the_execution_ended_function():
     [(name, event)] = RESOURCES["ExecutionEndedFunction"]["Properties"]["Events"].items()
     props = event["Properties"]
     assert props["Pattern"] == {
-        "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
-        "detail": {"status": ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
-                   "stateMachineArn": [{"Ref": "DeployStateMachine"}]}}
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            "status": ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+            "stateMachineArn": [{"Ref": "DeployStateMachine"}],
+        },
+    }
     assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
     granted_s3 = granted("ExecutionEndedFunction")
     config = _name_of("ConfigBucket")
@@ -844,8 +1077,11 @@ def test_ended_deploy_executions_reach_the_execution_ended_function():
 
 def test_alarms_entering_alarm_reach_the_bake_function():
     [(name, event)] = RESOURCES["BakeFunction"]["Properties"]["Events"].items()
-    assert event["Properties"]["Pattern"] == {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
-                                             "detail": {"state": {"value": ["ALARM"]}}}
+    assert event["Properties"]["Pattern"] == {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+        "detail": {"state": {"value": ["ALARM"]}},
+    }
     assert event["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}
     assert granted("BakeFunction")["cloudwatch:DescribeAlarms"] == [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*"]
 
@@ -857,8 +1093,12 @@ def test_deploy_events_go_to_the_default_bus_only_with_source_ferry():
     [statement] = [st for st in statements("ExecutionEndedFunction") if "events:PutEvents" in actions_of(st)]
     assert actions_of(statement) == ["events:PutEvents"]
     assert resources_of(statement) == [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"]
-    assert statement["Condition"] == {"ForAllValues:StringEquals": {
-        "events:source": [notify.SOURCE], "events:detail-type": [notify.STARTED, notify.ENDED]}}
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {
+            "events:source": [notify.SOURCE],
+            "events:detail-type": [notify.STARTED, notify.ENDED],
+        }
+    }
     history = granted("ExecutionEndedFunction")["states:GetExecutionHistory"]
     assert history == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{_name_of('DeployStateMachine')}:*"]
     for logical_id in all_policy_owners():  # nobody else puts events or publishes
@@ -870,7 +1110,8 @@ def test_sns_publish_only_to_the_topics_the_stack_names_and_only_when_it_names_s
     policy = RESOURCES["ExecutionEndedPublishNotificationsPolicy"]
     assert policy["Condition"] == "MayPublishToTopics"
     assert T["Conditions"]["MayPublishToTopics"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "NotificationTopicArns"}]}, ""]}]}
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "NotificationTopicArns"}]}, ""]}]
+    }
     assert policy["Properties"]["Roles"] == [{"Ref": "ExecutionEndedFunctionRole"}]
     [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Effect"], statement["Action"]) == ("Allow", "sns:Publish")
@@ -902,14 +1143,23 @@ def test_the_failed_rollback_alarm_watches_exactly_what_the_metrics_module_emits
     assert T["Parameters"]["AlarmTopicArn"]["Default"] == ""
     assert T["Conditions"]["AlarmHasTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
     # What the code writes for a failed rollback carries this metric with exactly these dimensions.
-    execution = notify.Execution(name="web-v2-1", arn="arn:aws:states:us-east-1:1:execution:d:web-v2-1", status="FAILED",
-                                 request={"service": "web"}, started_ms=0, stopped_ms=1000, error="RollbackFailed")
-    emitted = [(set(names), {n: doc[n] for n in names})
-               for doc in metrics.documents(execution, environment="test")
-               for directive in doc["_aws"]["CloudWatchMetrics"]
-               if directive["Namespace"] == alarm["Namespace"]
-               and alarm["MetricName"] in [m["Name"] for m in directive["Metrics"]]
-               for names in directive["Dimensions"]]
+    execution = notify.Execution(
+        name="web-v2-1",
+        arn="arn:aws:states:us-east-1:1:execution:d:web-v2-1",
+        status="FAILED",
+        request={"service": "web"},
+        started_ms=0,
+        stopped_ms=1000,
+        error="RollbackFailed",
+    )
+    emitted = [
+        (set(names), {n: doc[n] for n in names})
+        for doc in metrics.documents(execution, environment="test")
+        for directive in doc["_aws"]["CloudWatchMetrics"]
+        if directive["Namespace"] == alarm["Namespace"]
+        and alarm["MetricName"] in [m["Name"] for m in directive["Metrics"]]
+        for names in directive["Dimensions"]
+    ]
     assert (set(dimensions), dimensions) in emitted
 
 
@@ -918,16 +1168,33 @@ def test_the_dashboard_shows_only_metrics_and_dimension_sets_the_code_emits():
 
     emitted: set[tuple[str, frozenset[str]]] = set()
     for error, history in (("RollbackFailed", ()), (None, ())):
-        execution = notify.Execution(name="e", arn="arn:aws:states:us-east-1:1:execution:d:e", request={"service": "web"},
-                                     status="FAILED" if error else "SUCCEEDED", started_ms=0, stopped_ms=1, error=error)
+        execution = notify.Execution(
+            name="e",
+            arn="arn:aws:states:us-east-1:1:execution:d:e",
+            request={"service": "web"},
+            status="FAILED" if error else "SUCCEEDED",
+            started_ms=0,
+            stopped_ms=1,
+            error=error,
+        )
         for doc in metrics.documents(execution, environment="test"):
             for directive in doc["_aws"]["CloudWatchMetrics"]:
                 assert directive["Namespace"] == metrics.NAMESPACE
-                emitted |= {(m["Name"], frozenset(names)) for m in directive["Metrics"] for names in directive["Dimensions"]}
+                emitted |= {
+                    (m["Name"], frozenset(names)) for m in directive["Metrics"] for names in directive["Dimensions"]
+                }
     # The phase metrics share the Rollbacks document's dimensions.
     phase_sets = {names for name, names in emitted if name == metrics.ROLLBACKS}
-    emitted |= {(name, names) for name in (metrics.CANARY_DURATION, metrics.ROLLOUT_DURATION, metrics.BAKE_DURATION,
-                                           metrics.CANARY_HEALTH_WAIT) for names in phase_sets}
+    emitted |= {
+        (name, names)
+        for name in (
+            metrics.CANARY_DURATION,
+            metrics.ROLLOUT_DURATION,
+            metrics.BAKE_DURATION,
+            metrics.CANARY_HEALTH_WAIT,
+        )
+        for names in phase_sets
+    }
     widgets = _dashboard()["widgets"]
     titles = [w["properties"]["title"] for w in widgets]
     assert {"Deploys by result", "Failures by error", "Duration of succeeded deploys (s)", "Rollbacks"} <= set(titles)
@@ -940,8 +1207,10 @@ def test_the_dashboard_shows_only_metrics_and_dimension_sets_the_code_emits():
         assert props["region"] == REGION
         for row in props["metrics"]:
             if isinstance(row[0], dict):  # SEARCH('{Namespace,dim,...} MetricName="..." environment="..."', ...)
-                m = re.fullmatch(r"SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\" environment=\"test\"', 'Sum', \d+\)",
-                                 row[0]["expression"])
+                m = re.fullmatch(
+                    r"SEARCH\('\{(\w+),([\w,]+)\} MetricName=\"(\w+)\" environment=\"test\"', 'Sum', \d+\)",
+                    row[0]["expression"],
+                )
                 assert m, row[0]["expression"]
                 assert m.group(1) == metrics.NAMESPACE
                 used.append((m.group(3), frozenset(m.group(2).split(","))))

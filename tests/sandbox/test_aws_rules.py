@@ -42,7 +42,9 @@ def test_every_rule_names_an_operation_of_the_service_and_an_error_it_can_answer
         model = MODEL.get_service_model(rule.service)
         assert rule.operation in model.operation_names, rule
         assert rule.error in {e.name for e in model.operation_model(rule.operation).error_shapes} | {
-            "ClientException", "InvalidParameterException"}, rule
+            "ClientException",
+            "InvalidParameterException",
+        }, rule
 
 
 @pytest.fixture
@@ -61,22 +63,34 @@ def refused(call, code: str) -> str:
 
 
 def test_list_tasks_refuses_started_by_with_another_filter(ecs):
-    for other in ({"desiredStatus": "STOPPED"}, {"desiredStatus": "RUNNING"}, {"family": "web"},
-                  {"serviceName": "web"}, {"launchType": "FARGATE"}):
-        message = refused(lambda: ecs.list_tasks(cluster="prod", startedBy="ferry-x", **other),
-                          "InvalidParameterException")
+    for other in (
+        {"desiredStatus": "STOPPED"},
+        {"desiredStatus": "RUNNING"},
+        {"family": "web"},
+        {"serviceName": "web"},
+        {"launchType": "FARGATE"},
+    ):
+        message = refused(
+            lambda: ecs.list_tasks(cluster="prod", startedBy="ferry-x", **other), "InvalidParameterException"
+        )
         assert message == "cannot specify startedBy with other arguments"
     assert ecs.list_tasks(cluster="prod", startedBy="ferry-x")["taskArns"] == []
     assert ecs.list_tasks(cluster="prod", family="web", desiredStatus="STOPPED")["taskArns"] == []
 
 
 def test_batch_and_page_limits(ecs):
-    refused(lambda: ecs.describe_tasks(cluster="prod", tasks=[f"t{i}" for i in range(101)]), "InvalidParameterException")
-    refused(lambda: ecs.describe_services(cluster="prod", services=[f"s{i}" for i in range(11)]),
-            "InvalidParameterException")
+    refused(
+        lambda: ecs.describe_tasks(cluster="prod", tasks=[f"t{i}" for i in range(101)]), "InvalidParameterException"
+    )
+    refused(
+        lambda: ecs.describe_services(cluster="prod", services=[f"s{i}" for i in range(11)]),
+        "InvalidParameterException",
+    )
     refused(lambda: ecs.list_tasks(cluster="prod", maxResults=101), "InvalidParameterException")
-    refused(lambda: ecs.describe_service_deployments(serviceDeploymentArns=[f"a{i}" for i in range(21)]),
-            "InvalidParameterException")
+    refused(
+        lambda: ecs.describe_service_deployments(serviceDeploymentArns=[f"a{i}" for i in range(21)]),
+        "InvalidParameterException",
+    )
     # within the limits the same calls go through to moto
     assert ecs.describe_tasks(cluster="prod", tasks=[f"t{i}" for i in range(100)])["tasks"] == []
     assert ecs.describe_services(cluster="prod", services=[f"s{i}" for i in range(10)])["services"] == []
@@ -89,25 +103,39 @@ def test_run_task_count_overrides_and_started_by(ecs):
     assert "8192" in refused(lambda: ecs.run_task(**base, overrides=big), "InvalidParameterException")
     refused(lambda: ecs.run_task(**base, startedBy="has spaces"), "InvalidParameterException")
     refused(lambda: ecs.run_task(**base, startedBy="x" * 129), "InvalidParameterException")
-    refused(lambda: ecs.run_task(**base, tags=[{"key": f"k{i}", "value": "v"} for i in range(51)]),
-            "InvalidParameterException")
+    refused(
+        lambda: ecs.run_task(**base, tags=[{"key": f"k{i}", "value": "v"} for i in range(51)]),
+        "InvalidParameterException",
+    )
 
 
 def test_register_task_definition_size_and_names(ecs):
     container = {"name": "app", "image": "web", "memory": 512}
-    assert "64 KiB" in refused(lambda: ecs.register_task_definition(family="web", containerDefinitions=[
-        {**container, "environment": [{"name": f"V{i}", "value": "x" * 1000} for i in range(70)]}]), "ClientException")
+    assert "64 KiB" in refused(
+        lambda: ecs.register_task_definition(
+            family="web",
+            containerDefinitions=[
+                {**container, "environment": [{"name": f"V{i}", "value": "x" * 1000} for i in range(70)]}
+            ],
+        ),
+        "ClientException",
+    )
     refused(lambda: ecs.register_task_definition(family="web.app", containerDefinitions=[container]), "ClientException")
-    refused(lambda: ecs.register_task_definition(family="web", containerDefinitions=[{**container, "name": "a b"}]),
-            "ClientException")
-    assert ecs.register_task_definition(family="web", containerDefinitions=[container])["taskDefinition"]["revision"] == 1
+    refused(
+        lambda: ecs.register_task_definition(family="web", containerDefinitions=[{**container, "name": "a b"}]),
+        "ClientException",
+    )
+    assert (
+        ecs.register_task_definition(family="web", containerDefinitions=[container])["taskDefinition"]["revision"] == 1
+    )
 
 
 def test_a_daemon_service_takes_no_desired_count(ecs):
     ecs.register_task_definition(family="agent", containerDefinitions=[{"name": "agent", "image": "a", "memory": 64}])
     ecs.create_service(cluster="prod", serviceName="agent", taskDefinition="agent", schedulingStrategy="DAEMON")
-    message = refused(lambda: ecs.update_service(cluster="prod", service="agent", desiredCount=2),
-                      "InvalidParameterException")
+    message = refused(
+        lambda: ecs.update_service(cluster="prod", service="agent", desiredCount=2), "InvalidParameterException"
+    )
     assert "daemon scheduling strategy does not support a desired count" in message
     ecs.update_service(cluster="prod", service="agent", taskDefinition="agent")
 
@@ -117,7 +145,9 @@ def test_values_outside_the_model_max_or_enum_are_refused_as_the_service_answers
     message = refused(lambda: ecs.list_tasks(desiredStatus="DONE"), "InvalidParameterException")
     assert "Member must satisfy enum value set: [RUNNING, PENDING, STOPPED]" in message
     message = refused(lambda: sfn.send_task_failure(taskToken="t", cause="x" * 32769), "ValidationException")
-    assert "Value at 'cause' failed to satisfy constraint: Member must have length less than or equal to 32768" in message
+    assert (
+        "Value at 'cause' failed to satisfy constraint: Member must have length less than or equal to 32768" in message
+    )
     refused(lambda: sfn.send_task_failure(taskToken="t", error="E" * 257), "ValidationException")
 
 
@@ -128,8 +158,14 @@ def test_refusals_are_recorded():
         client = boto3.client("ecs")
         with pytest.raises(ClientError):
             client.list_tasks(startedBy="a", desiredStatus="RUNNING")
-    assert seen.refused == [{"service": "ecs", "operation": "ListTasks", "error": "InvalidParameterException",
-                             "message": "cannot specify startedBy with other arguments"}]
+    assert seen.refused == [
+        {
+            "service": "ecs",
+            "operation": "ListTasks",
+            "error": "InvalidParameterException",
+            "message": "cannot specify startedBy with other arguments",
+        }
+    ]
 
 
 def test_list_calls_answer_a_page_at_a_time(ecs):
@@ -138,20 +174,37 @@ def test_list_calls_answer_a_page_at_a_time(ecs):
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/20")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
-    ecs.register_task_definition(family="web", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
-                                 memory="512", containerDefinitions=[{"name": "app", "image": "web", "memory": 64}])
+    ecs.register_task_definition(
+        family="web",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "app", "image": "web", "memory": 64}],
+    )
     network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
     started = []
     for _ in range(15):
-        started += [t["taskArn"] for t in ecs.run_task(cluster="prod", taskDefinition="web", count=10,
-                                                       launchType="FARGATE", networkConfiguration=network,
-                                                       startedBy="ferry-batch")["tasks"]]
+        started += [
+            t["taskArn"]
+            for t in ecs.run_task(
+                cluster="prod",
+                taskDefinition="web",
+                count=10,
+                launchType="FARGATE",
+                networkConfiguration=network,
+                startedBy="ferry-batch",
+            )["tasks"]
+        ]
     first = ecs.list_tasks(cluster="prod", startedBy="ferry-batch")
     assert len(first["taskArns"]) == 100 and first["nextToken"]
     second = ecs.list_tasks(cluster="prod", startedBy="ferry-batch", nextToken=first["nextToken"])
     assert len(second["taskArns"]) == 50 and "nextToken" not in second
-    paged = [arn for page in ecs.get_paginator("list_tasks").paginate(cluster="prod", startedBy="ferry-batch")
-             for arn in page["taskArns"]]
+    paged = [
+        arn
+        for page in ecs.get_paginator("list_tasks").paginate(cluster="prod", startedBy="ferry-batch")
+        for arn in page["taskArns"]
+    ]
     assert sorted(paged) == sorted(started)
     small = ecs.list_tasks(cluster="prod", startedBy="ferry-batch", maxResults=7)
     assert len(small["taskArns"]) == 7
@@ -215,20 +268,32 @@ def test_the_sandbox_throttles_the_handlers_calls_as_aws_does_and_their_clients_
 
 
 def test_list_tasks_without_a_desired_status_lists_the_tasks_ecs_wants_running(ecs):
-    """"The default status filter is RUNNING" (botocore ecs model, ListTasksRequest.desiredStatus)."""
-    assert "The default status filter is RUNNING" in documentation(
-        "botocore ecs model: ListTasksRequest.desiredStatus")
+    """ "The default status filter is RUNNING" (botocore ecs model, ListTasksRequest.desiredStatus)."""
+    assert "The default status filter is RUNNING" in documentation("botocore ecs model: ListTasksRequest.desiredStatus")
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.0.0/20")["Subnet"]["SubnetId"]
-    ecs.register_task_definition(family="job", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256",
-                                 memory="512", containerDefinitions=[{"name": "job", "image": "job", "memory": 64}])
+    ecs.register_task_definition(
+        family="job",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "job", "image": "job", "memory": 64}],
+    )
     group = ec2.create_security_group(GroupName="job", Description="job", VpcId=vpc)["GroupId"]
     network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
-    first, second = (ecs.run_task(cluster="prod", taskDefinition="job", launchType="FARGATE",
-                                  networkConfiguration=network, startedBy="ferry-job")["tasks"][0]["taskArn"]
-                     for _ in range(2))
+    first, second = (
+        ecs.run_task(
+            cluster="prod",
+            taskDefinition="job",
+            launchType="FARGATE",
+            networkConfiguration=network,
+            startedBy="ferry-job",
+        )["tasks"][0]["taskArn"]
+        for _ in range(2)
+    )
     ecs.stop_task(cluster="prod", task=first)
     assert ecs.list_tasks(cluster="prod", startedBy="ferry-job")["taskArns"] == [second]
     assert ecs.list_tasks(cluster="prod", family="job", desiredStatus="STOPPED")["taskArns"] == [first]

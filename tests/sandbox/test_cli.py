@@ -69,26 +69,39 @@ def test_a_superseded_execution_says_what_superseded_it(world_dir, capsys, tmp_p
         (tmp_path / f"{tag}.json").write_text(json.dumps(event))
     assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), *pushes]) == 0
     out = capsys.readouterr().out
-    middle = out[out.index("== web-v3-"):out.index("== web-v4-")]
+    middle = out[out.index("== web-v3-") : out.index("== web-v4-")]
     assert "\nSuperseded: a newer deploy of prod/web is queued (web-v4-" in middle
     assert "this one steps aside so that the newest image wins. Nothing was changed." in middle
     assert "Output: None" not in out
 
 
-@pytest.mark.parametrize("world_text, expected", [
-    ("services: [\n", "line 2 column 1: not valid YAML"),
-    ("services: []\n", "$.services: [] should be non-empty"),
-    ("services:\n  - {cluster: prod, name: web, running: {app: web}, taskDefinition: t.json}\n",
-     "$.services[0].running.app: 'web' does not match"),
-    ("services:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: web-task-def.json}\n",
-     "$.services[0].running.app: web:v1 is not pushed; add it under ecr.web"),
-    ("ecr: {web: [v1]}\nservices:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: missing.json}\n",
-     "missing.json: cannot read the task definition"),
-    ("ecr: {web: [v1]}\nservices:\n  - {cluster: prod, name: web, running: {db: 'web:v1'}, taskDefinition: web-task-def.json}\n",
-     "$.services[0].running: containers ['db'] are not in web-task-def.json"),
-    ("services:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: t.json, colour: red}\n",
-     "Additional properties are not allowed ('colour' was unexpected)"),
-])
+@pytest.mark.parametrize(
+    "world_text, expected",
+    [
+        ("services: [\n", "line 2 column 1: not valid YAML"),
+        ("services: []\n", "$.services: [] should be non-empty"),
+        (
+            "services:\n  - {cluster: prod, name: web, running: {app: web}, taskDefinition: t.json}\n",
+            "$.services[0].running.app: 'web' does not match",
+        ),
+        (
+            "services:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: web-task-def.json}\n",
+            "$.services[0].running.app: web:v1 is not pushed; add it under ecr.web",
+        ),
+        (
+            "ecr: {web: [v1]}\nservices:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: missing.json}\n",
+            "missing.json: cannot read the task definition",
+        ),
+        (
+            "ecr: {web: [v1]}\nservices:\n  - {cluster: prod, name: web, running: {db: 'web:v1'}, taskDefinition: web-task-def.json}\n",
+            "$.services[0].running: containers ['db'] are not in web-task-def.json",
+        ),
+        (
+            "services:\n  - {cluster: prod, name: web, running: {app: 'web:v1'}, taskDefinition: t.json, colour: red}\n",
+            "Additional properties are not allowed ('colour' was unexpected)",
+        ),
+    ],
+)
 def test_a_bad_world_is_one_clear_error_and_exit_2(world_dir, capsys, world_text, expected):
     (world_dir / "bad.yaml").write_text(world_text)
     code = main(["sandbox", "run", "--world", str(world_dir / "bad.yaml"), "--event", str(EVENT)])
@@ -107,7 +120,10 @@ def test_a_bad_event_is_refused_before_anything_starts(world_dir, capsys):
     assert "$: 'detail-type' is a required property" in err
     assert "$.detail: ['this is not an EventBridge event'] is not of type 'object'" in err
     (world_dir / "event.json").write_text('{"source": ')
-    assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(world_dir / "event.json")]) == 2
+    assert (
+        main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(world_dir / "event.json")])
+        == 2
+    )
     assert "not valid JSON" in capsys.readouterr().err
 
 
@@ -127,8 +143,10 @@ def test_a_speed_that_is_not_a_positive_number_is_refused_before_anything_starts
 def test_a_paced_run_reports_the_same_simulated_times_as_an_unpaced_one(world_dir, capsys):
     runs = []
     for extra in ([], ["--speed", "1000"]):
-        assert main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--json",
-                     *extra]) == 0
+        assert (
+            main(["sandbox", "run", "--world", str(world_dir / "world.yaml"), "--event", str(EVENT), "--json", *extra])
+            == 0
+        )
         summary = json.loads(capsys.readouterr().out)
         [execution] = summary["executions"]
         runs.append((execution["states"], execution["output"]["durationSeconds"]))

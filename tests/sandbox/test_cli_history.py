@@ -43,8 +43,9 @@ def entered_in_table(out: str) -> list[str]:
     """The step column of the *StateEntered rows of a printed history table."""
     header = next(line for line in out.splitlines() if line.lstrip().startswith("#  time"))
     start, end = header.index("step"), header.index("detail")
-    return [line[start:end].strip() for line in out.splitlines()
-            if re.match(r"\s*\d+\s+\+\S+\s+\w+StateEntered\b", line)]
+    return [
+        line[start:end].strip() for line in out.splitlines() if re.match(r"\s*\d+\s+\+\S+\s+\w+StateEntered\b", line)
+    ]
 
 
 def assert_every_state_once(parsed: dict) -> None:
@@ -55,8 +56,20 @@ def assert_every_state_once(parsed: dict) -> None:
 
 # ---------------------------------------------------------------- sandbox worlds
 
+
 def test_history_of_a_sandbox_deploy_prints_the_table_and_summary_and_writes_its_graph(tmp_path, capsys):
-    code = main(["history", "web-v2", "--world", str(EXAMPLE / "world.yaml"), "--event", str(EVENT), "--graph", str(tmp_path / "run.mmd")])
+    code = main(
+        [
+            "history",
+            "web-v2",
+            "--world",
+            str(EXAMPLE / "world.yaml"),
+            "--event",
+            str(EVENT),
+            "--graph",
+            str(tmp_path / "run.mmd"),
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, captured.err
@@ -64,9 +77,11 @@ def test_history_of_a_sandbox_deploy_prints_the_table_and_summary_and_writes_its
     assert "ExecutionStarted" in out and "ExecutionSucceeded" in out
     assert re.search(r"\n +\d+ +\+\S+ +LambdaFunctionSucceeded +Register the new revision +revision: web:2\n", out)
     # The lock's release returns the deploy's summary: shown as a person reads it, never a dict's repr.
-    assert re.search(r"LambdaFunctionSucceeded +Release the deploy lock +summary: DEPLOYED image app web:v1 -> web:v2", out)
+    assert re.search(
+        r"LambdaFunctionSucceeded +Release the deploy lock +summary: DEPLOYED image app web:v1 -> web:v2", out
+    )
     assert "{'" not in out
-    summary = out[out.index("\n== Summary\n"):].splitlines()
+    summary = out[out.index("\n== Summary\n") :].splitlines()
     assert re.fullmatch(r"started 2026-01-01 \d\d:\d\d:\d\dZ, took \d:\d\d:\d\d, \d+ state transitions", summary[2])
     assert summary[3].startswith("image app web:v1 -> web:v2 (sha256:00261f24…), task definition web:1 -> web:(new)")
     assert f"wrote {tmp_path / 'run.mmd'}" in captured.err
@@ -86,8 +101,9 @@ def test_history_of_a_sandbox_deploy_prints_the_table_and_summary_and_writes_its
 
 def test_history_lists_a_failed_sandbox_deploy_as_json_and_its_graph_marks_the_failed_state(tmp_path, capsys):
     broken = world(tmp_path, secrets={"prod/web/db-password": {}})
-    code = main(["history", "--json", "--world", str(broken), "--event", str(EVENT),
-                 "--graph", str(tmp_path / "runs.md")])
+    code = main(
+        ["history", "--json", "--world", str(broken), "--event", str(EVENT), "--graph", str(tmp_path / "runs.md")]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     [execution] = json.loads(captured.out)["executions"]
@@ -116,14 +132,23 @@ def test_status_follows_a_running_sandbox_deploy_to_its_failure(tmp_path, capsys
     assert code == 1
     lines = out.splitlines()
     assert lines[0] == "web: latest 1 execution"
-    assert re.match(rf"{EXECUTION}\s+RUNNING\s+2026-01-01 \S+\s+\d:\d\d:\d\d\+\s+"
-                    r"deploy web: app=web:v2@sha256:00261f24…$", lines[3])
+    assert re.match(
+        rf"{EXECUTION}\s+RUNNING\s+2026-01-01 \S+\s+\d:\d\d:\d\d\+\s+"
+        r"deploy web: app=web:v2@sha256:00261f24…$",
+        lines[3],
+    )
     assert any(line.startswith(f"{EXECUTION} is RUNNING (") for line in lines)
     # The states entered before the first look are listed (ok, now), the later ones as they come (->).
     shown = [re.split(r"\s{2,}", line.strip()) for line in lines if re.match(r"  (ok|now|->) ", line)]
     assert [row[2] for row in shown] == [
-        "Check the request", "Take the deploy lock for this service", "Is this a rollback request?",
-        "Render the new task definition and diff it", VERIFY, RELEASE_AFTER_FAILURE, "Deploy failed"]
+        "Check the request",
+        "Take the deploy lock for this service",
+        "Is this a rollback request?",
+        "Render the new task definition and diff it",
+        VERIFY,
+        RELEASE_AFTER_FAILURE,
+        "Deploy failed",
+    ]
     assert [row[0] for row in shown][-3:] == ["->", "->", "->"]
     [error] = [line for line in lines if line.startswith("  err")]
     assert VERIFY in error and "VerifyFailed: Verify found 1 problem in web" in error
@@ -133,7 +158,19 @@ def test_status_follows_a_running_sandbox_deploy_to_its_failure(tmp_path, capsys
 
 
 def test_sandbox_run_writes_a_graph_of_each_execution(tmp_path, capsys):
-    code = main(["sandbox", "run", "--world", str(EXAMPLE / "world.yaml"), "--event", str(EVENT), "--json", "--graph", str(tmp_path / "demo.mmd")])
+    code = main(
+        [
+            "sandbox",
+            "run",
+            "--world",
+            str(EXAMPLE / "world.yaml"),
+            "--event",
+            str(EVENT),
+            "--json",
+            "--graph",
+            str(tmp_path / "demo.mmd"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     summary = json.loads(captured.out)  # stdout still holds the JSON and nothing else
@@ -145,10 +182,13 @@ def test_sandbox_run_writes_a_graph_of_each_execution(tmp_path, capsys):
     assert f"wrote {tmp_path / 'demo.mmd'}" in captured.err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["history", "--world", str(EXAMPLE / "world.yaml")], "give --event or --manifest to deliver first"),
-    (["status", "web", "--event", str(EVENT)], "--event and --manifest are delivered to a sandbox world"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["history", "--world", str(EXAMPLE / "world.yaml")], "give --event or --manifest to deliver first"),
+        (["status", "web", "--event", str(EVENT)], "--event and --manifest are delivered to a sandbox world"),
+    ],
+)
 def test_a_sandbox_needs_deliveries_and_deliveries_need_a_sandbox(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
@@ -159,12 +199,17 @@ def test_a_sandbox_needs_deliveries_and_deliveries_need_a_sandbox(capsys, argv, 
 MACHINE = {
     "StartAt": "Check the request",
     "States": {
-        "Check the request": {"Type": "Choice", "Choices": [
-            {"Variable": "$.refuse", "IsPresent": True, "Next": "Refuse the request"}],
-            "Default": "Render: the (new) revision"},
-        "Render: the (new) revision": {"Type": "Pass", "ResultPath": "$.render", "Next": "Wait for ECS, then check",
-                                       "Result": {"summary": "image app web:v1 -> web:v2", "cluster": "prod",
-                                                  "ecsService": "web"}},
+        "Check the request": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.refuse", "IsPresent": True, "Next": "Refuse the request"}],
+            "Default": "Render: the (new) revision",
+        },
+        "Render: the (new) revision": {
+            "Type": "Pass",
+            "ResultPath": "$.render",
+            "Next": "Wait for ECS, then check",
+            "Result": {"summary": "image app web:v1 -> web:v2", "cluster": "prod", "ecsService": "web"},
+        },
         "Wait for ECS, then check": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "Deployed"},
         "Deployed": {"Type": "Succeed"},
         "Refuse the request": {"Type": "Fail", "Error": "InputInvalid", "Cause": "The request was refused"},
@@ -185,12 +230,21 @@ def account(monkeypatch):
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         role = boto3.client("iam").create_role(RoleName="states", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         sfn = boto3.client("stepfunctions")
-        arn = sfn.create_state_machine(name="ferry-dev-deploy", definition=json.dumps(MACHINE),
-                                       roleArn=role)["stateMachineArn"]
-        boto3.client("cloudformation").create_stack(StackName="ferry-dev", TemplateBody=json.dumps({
-            "Resources": {"ConfigBucket": {"Type": "AWS::S3::Bucket"}},
-            "Outputs": {"StateMachineArn": {"Value": arn}, "ConfigBucketName": {"Value": {"Ref": "ConfigBucket"}}},
-        }))
+        arn = sfn.create_state_machine(name="ferry-dev-deploy", definition=json.dumps(MACHINE), roleArn=role)[
+            "stateMachineArn"
+        ]
+        boto3.client("cloudformation").create_stack(
+            StackName="ferry-dev",
+            TemplateBody=json.dumps(
+                {
+                    "Resources": {"ConfigBucket": {"Type": "AWS::S3::Bucket"}},
+                    "Outputs": {
+                        "StateMachineArn": {"Value": arn},
+                        "ConfigBucketName": {"Value": {"Ref": "ConfigBucket"}},
+                    },
+                }
+            ),
+        )
 
         def start(name: str, payload: dict, wait_for_end: bool = True) -> str:
             started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
@@ -230,10 +284,14 @@ def test_status_in_an_account_shows_the_service_executions_and_the_running_ones_
     assert lines[7] == ""
     progress = lines[8:]
     assert progress[0].startswith("web-v3-000000000005 is RUNNING (") and progress[0].endswith(
-        "so far), now in: Wait for ECS, then check")
+        "so far), now in: Wait for ECS, then check"
+    )
     assert [line.split()[0] for line in progress[1:]] == ["ok", "ok", "now"]
     assert [re.split(r"\s{2,}", line.strip())[2] for line in progress[1:]] == [
-        "Check the request", "Render: the (new) revision", "Wait for ECS, then check"]
+        "Check the request",
+        "Render: the (new) revision",
+        "Wait for ECS, then check",
+    ]
 
 
 def test_status_follow_in_an_account_polls_until_the_end(account, capsys):
@@ -241,8 +299,12 @@ def test_status_follow_in_an_account_polls_until_the_end(account, capsys):
     assert main(["status", "web", "--follow", "--interval", "0.05", "--json"]) == 0
     [execution] = json.loads(capsys.readouterr().out)["executions"]
     assert execution["status"] == "SUCCEEDED" and execution["target"] == "prod/web"
-    assert execution["states"] == ["Check the request", "Render: the (new) revision", "Wait for ECS, then check",
-                                   "Deployed"]
+    assert execution["states"] == [
+        "Check the request",
+        "Render: the (new) revision",
+        "Wait for ECS, then check",
+        "Deployed",
+    ]
     assert execution["summary"] == "image app web:v1 -> web:v2"
     assert main(["status", "api"]) == 1
     assert "no executions of service api (among the latest 1000 of ferry-dev-deploy)" in capsys.readouterr().out
@@ -255,7 +317,9 @@ def test_history_in_an_account_lists_finds_by_prefix_and_draws_the_definition_it
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "SERVICE", "STATUS", "STARTED", "DURATION", "SUMMARY"]
     assert [line.split()[:3] for line in lines[1:] if not line.startswith("    ")] == [
-        ["web-v2-000000000002", "web", "FAILED"], ["web-v1-000000000001", "web", "SUCCEEDED"]]
+        ["web-v2-000000000002", "web", "FAILED"],
+        ["web-v1-000000000001", "web", "SUCCEEDED"],
+    ]
 
     assert main(["history", "web-v2", "--graph", str(tmp_path / "run.md")]) == 0
     out = capsys.readouterr().out
@@ -270,8 +334,10 @@ def test_history_in_an_account_lists_finds_by_prefix_and_draws_the_definition_it
     assert ("Check the request", "-->", "refuse present", "Refuse the request") in taken_edges(parsed)
 
     assert main(["history", "web-v"]) == 2
-    assert "web-v starts 2 execution names (web-v2-000000000002, web-v1-000000000001): give more of the name" in \
-        capsys.readouterr().err
+    assert (
+        "web-v starts 2 execution names (web-v2-000000000002, web-v1-000000000001): give more of the name"
+        in capsys.readouterr().err
+    )
     assert main(["history", "nope"]) == 2
     assert "no execution of ferry-dev-deploy is named nope" in capsys.readouterr().err
     assert main(["history", "web-v1-000000000001", "--stack", "ferry-prod"]) == 2

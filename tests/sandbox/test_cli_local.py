@@ -38,26 +38,36 @@ def test_init_writes_a_config_and_template_that_render_back_to_the_running_revis
     assert main(["init", "--cluster", "prod", "--service", "web", "--out", str(out), "--world", str(WORLD)]) == 0
     template = json.loads((out / "task-definition.json").read_text())
     assert {c["name"]: c["image"] for c in template["containerDefinitions"]} == {
-        "app": "{{ image `app` }}", "nginx": "{{ image `nginx` }}"}
+        "app": "{{ image `app` }}",
+        "nginx": "{{ image `nginx` }}",
+    }
     assert "taskDefinitionArn" not in template and "revision" not in template
     assert "template: task-definition.json" in (out / "ferry.yaml").read_text()
     capsys.readouterr()
     # The written folder is a working config: the same images give a diff of the images only.
-    assert main(["diff", "--config-dir", str(out), "--image", "web:v1", "--image", "nginx:1.27", "--world", str(WORLD)]) == 0
+    assert (
+        main(["diff", "--config-dir", str(out), "--image", "web:v1", "--image", "nginx:1.27", "--world", str(WORLD)])
+        == 0
+    )
     summary = capsys.readouterr().out.rstrip().splitlines()[-1]
-    assert summary.startswith("image app web:v1 -> web:v1 (sha256:") and "image nginx nginx:1.27 -> nginx:1.27" in summary
+    assert (
+        summary.startswith("image app web:v1 -> web:v1 (sha256:") and "image nginx nginx:1.27 -> nginx:1.27" in summary
+    )
     assert "env var" not in summary and "secret" not in summary
     # Refuses to overwrite.
     assert main(["init", "--cluster", "prod", "--service", "web", "--out", str(out), "--world", str(WORLD)]) == 2
     assert "already exist: pass --force" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--image", "nginx:latest!"], "give an ECR image URI or <repository>:<tag>"),
-    (["--image", "other:v1"], "repository 'other' feeds no container of web"),
-    ([], "give at least one --image"),
-    (["--image", "web:v2", "--var", "NOVALUE"], "write NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--image", "nginx:latest!"], "give an ECR image URI or <repository>:<tag>"),
+        (["--image", "other:v1"], "repository 'other' feeds no container of web"),
+        ([], "give at least one --image"),
+        (["--image", "web:v2", "--var", "NOVALUE"], "write NAME=VALUE"),
+    ],
+)
 def test_bad_arguments_exit_2_with_the_fix(capsys, argv, message):
     assert main(["render", "--config-dir", str(CONFIG_DIR), "--world", str(WORLD), *argv]) == 2
     assert message in capsys.readouterr().err
@@ -95,14 +105,19 @@ def test_verify_lists_every_check_and_exits_1_on_a_failure(tmp_path, capsys):
 
 
 def test_run_starts_a_one_off_task_prints_its_log_and_exits_with_its_code(tmp_path, capsys):
-    world = world_copy(tmp_path, migration={"exitCode": 3, "logLines": ["checking schema", "pending migration 2026112201"]})
+    world = world_copy(
+        tmp_path, migration={"exitCode": 3, "logLines": ["checking schema", "pending migration 2026112201"]}
+    )
     code = main(["run", "--config-dir", str(CONFIG_DIR), "--world", str(world), "--", "bin/rails", "db:migrate:status"])
     out = capsys.readouterr().out
     assert code == 3
     assert out.splitlines()[0].startswith("started arn:aws:ecs:us-east-1:123456789012:task/prod/")
     assert "(run (bin/rails db:migrate:status)) on web:1" in out
     assert "checking schema\npending migration 2026112201\n" in out
-    assert "MigrationFailed: Migration run (bin/rails db:migrate:status) in container app of web:1 exited with code 3" in out
+    assert (
+        "MigrationFailed: Migration run (bin/rails db:migrate:status) in container app of web:1 exited with code 3"
+        in out
+    )
 
 
 def test_run_needs_a_command_or_a_known_migration(capsys):
@@ -115,7 +130,9 @@ def test_run_needs_a_command_or_a_known_migration(capsys):
 def test_deploy_starts_the_state_machine_and_follows_it_to_the_end(capsys):
     assert main(["deploy", "--service", "web", "--image", "web:v2", "--world", str(WORLD)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("started arn:aws:states:us-east-1:123456789012:execution:ferry-sandbox-deploy:web-manual-")
+    assert out.splitlines()[0].startswith(
+        "started arn:aws:states:us-east-1:123456789012:execution:ferry-sandbox-deploy:web-manual-"
+    )
     assert "Register the new revision" in out and "ExecutionSucceeded" in out
     assert out.rstrip().endswith("SUCCEEDED")
 
@@ -141,5 +158,8 @@ def test_a_rollback_request_says_what_it_asks_for_in_its_input():
     from ferry_cli.local import deploy_input
 
     request = deploy_input(SimpleNamespace(rollback=True, image=None, service="web"), None, "unused")
-    assert request == {"summary": "roll back web to the revision before Ferry's last deploy (ferry deploy --rollback)",
-                       "service": "web", "action": "rollback"}
+    assert request == {
+        "summary": "roll back web to the revision before Ferry's last deploy (ferry deploy --rollback)",
+        "service": "web",
+        "action": "rollback",
+    }

@@ -32,21 +32,31 @@ class Env:
         self.elb, self.ecr = boto3.client("elbv2", REGION), boto3.client("ecr", REGION)
         self.logs = boto3.client("logs", REGION)
         self.vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]  # no DNS hostnames: moto's default
-        self.subnets = [self.ec2.create_subnet(VpcId=self.vpc, CidrBlock=f"10.0.{i}.0/24",
-                                               AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
-                        for i, az in ((1, "a"), (2, "b"))]
+        self.subnets = [
+            self.ec2.create_subnet(VpcId=self.vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{az}")[
+                "Subnet"
+            ]["SubnetId"]
+            for i, az in ((1, "a"), (2, "b"))
+        ]
         self.sg = self.ec2.create_security_group(GroupName="web", Description="web", VpcId=self.vpc)["GroupId"]
         self.elb.create_load_balancer(Name="web", Subnets=self.subnets, SecurityGroups=[self.sg])
-        self.tg = self.elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=self.vpc,
-                                               TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+        self.tg = self.elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=self.vpc, TargetType="ip")[
+            "TargetGroups"
+        ][0]["TargetGroupArn"]
         self.ecs.create_cluster(clusterName="prod")
         self.logs.create_log_group(logGroupName="/ecs/web")
         self.ecr.create_repository(repositoryName="web")
         self.digests = {}
         for tag in ("v1", "v2", "v3"):
             layer = "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
-            manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                                   "config": {"digest": layer}, "layers": [{"digest": layer}]})
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"digest": layer},
+                    "layers": [{"digest": layer}],
+                }
+            )
             image = self.ecr.put_image(repositoryName="web", imageManifest=manifest, imageTag=tag)["image"]
             self.digests[tag] = image["imageId"]["imageDigest"]
         self.net = {"awsvpcConfiguration": {"subnets": self.subnets[:1], "securityGroups": [self.sg]}}
@@ -62,29 +72,56 @@ class Env:
 
     def task_def(self, tag: str, family: str = "web", **container) -> str:
         """A Fargate task definition sized at task level only, as real users write them."""
-        app = {"name": "app", "image": self.image(tag), "essential": True, "portMappings": [{"containerPort": 8080}],
-               "logConfiguration": {"logDriver": "awslogs", "options": {
-                   "awslogs-group": "/ecs/web", "awslogs-region": REGION, "awslogs-stream-prefix": "web"}}, **container}
+        app = {
+            "name": "app",
+            "image": self.image(tag),
+            "essential": True,
+            "portMappings": [{"containerPort": 8080}],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {"awslogs-group": "/ecs/web", "awslogs-region": REGION, "awslogs-stream-prefix": "web"},
+            },
+            **container,
+        }
         return self.ecs.register_task_definition(
-            family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
-            containerDefinitions=[app])["taskDefinition"]["taskDefinitionArn"]
+            family=family,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[app],
+        )["taskDefinition"]["taskDefinitionArn"]
 
     def service(self, td: str, desired: int = 2, breaker: dict | None = None, **kwargs) -> dict:
         config = {"maximumPercent": 200, "minimumHealthyPercent": 100}
         if breaker is not None:
             config["deploymentCircuitBreaker"] = breaker
         return self.ecs.create_service(
-            cluster="prod", serviceName="web", taskDefinition=td, desiredCount=desired, launchType="FARGATE",
-            platformVersion="1.4.0", deploymentConfiguration=config, networkConfiguration=self.net,
-            loadBalancers=[{"targetGroupArn": self.tg, "containerName": "app", "containerPort": 8080}], **kwargs)["service"]
+            cluster="prod",
+            serviceName="web",
+            taskDefinition=td,
+            desiredCount=desired,
+            launchType="FARGATE",
+            platformVersion="1.4.0",
+            deploymentConfiguration=config,
+            networkConfiguration=self.net,
+            loadBalancers=[{"targetGroupArn": self.tg, "containerName": "app", "containerPort": 8080}],
+            **kwargs,
+        )["service"]
 
     def describe(self) -> dict:
         return self.ecs.describe_services(cluster="prod", services=["web"])["services"][0]
 
     def run(self, td: str, purpose: str = "canary", **kwargs) -> dict:
         kwargs.setdefault("networkConfiguration", self.net)
-        return self.ecs.run_task(cluster="prod", taskDefinition=td, launchType="FARGATE", startedBy="ferry",
-                                 tags=[{"key": "ferry:purpose", "value": purpose}], **kwargs)["tasks"][0]
+        return self.ecs.run_task(
+            cluster="prod",
+            taskDefinition=td,
+            launchType="FARGATE",
+            startedBy="ferry",
+            tags=[{"key": "ferry:purpose", "value": purpose}],
+            **kwargs,
+        )["tasks"][0]
 
     def task(self, arn: str) -> dict:
         return self.ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
@@ -197,7 +234,8 @@ def test_crashing_revision_trips_the_circuit_breaker_and_ecs_rolls_back(env):
     crashed = [t for t in env.service_tasks(desiredStatus="STOPPED") if t["taskDefinitionArn"].endswith("web:2")]
     assert len(crashed) == 2
     assert {(t["stopCode"], t["stoppedReason"]) for t in crashed} == {
-        ("EssentialContainerExited", "Essential container in task exited")}
+        ("EssentialContainerExited", "Essential container in task exited")
+    }
     assert {t["containers"][0]["exitCode"] for t in crashed} == {1}
     assert env.describe()["deployments"][0]["failedTasks"] == 2
     assert not [e for e in events if e["detail"].get("eventName") == "SERVICE_DEPLOYMENT_FAILED"]
@@ -213,12 +251,19 @@ def test_crashing_revision_trips_the_circuit_breaker_and_ecs_rolls_back(env):
 
     env.advance(120)
     svc = env.describe()
-    assert [(d["rolloutState"], d["taskDefinition"].split("/")[-1]) for d in svc["deployments"]] == [("COMPLETED", "web:1")]
+    assert [(d["rolloutState"], d["taskDefinition"].split("/")[-1]) for d in svc["deployments"]] == [
+        ("COMPLETED", "web:1")
+    ]
     assert {t["taskDefinitionArn"].split("/")[-1] for t in env.service_tasks()} == {"web:1"}
-    [sd] = env.ecs.list_service_deployments(cluster="prod", service="web",
-                                            status=["ROLLBACK_SUCCESSFUL"])["serviceDeployments"]
-    full = env.ecs.describe_service_deployments(serviceDeploymentArns=[sd["serviceDeploymentArn"]])["serviceDeployments"][0]
-    assert full["deploymentCircuitBreaker"]["status"] == "TRIGGERED" and full["deploymentCircuitBreaker"]["threshold"] == 3
+    [sd] = env.ecs.list_service_deployments(cluster="prod", service="web", status=["ROLLBACK_SUCCESSFUL"])[
+        "serviceDeployments"
+    ]
+    full = env.ecs.describe_service_deployments(serviceDeploymentArns=[sd["serviceDeploymentArn"]])[
+        "serviceDeployments"
+    ][0]
+    assert (
+        full["deploymentCircuitBreaker"]["status"] == "TRIGGERED" and full["deploymentCircuitBreaker"]["threshold"] == 3
+    )
     assert full["rollback"]["serviceRevisionArn"] == full["sourceServiceRevisions"][0]["arn"]
 
 
@@ -258,8 +303,9 @@ def test_unhealthy_targets_fail_health_checks_and_ecs_replaces_the_tasks(env):
     assert {env.health()[ip] for ip in new} == {("unhealthy", "Target.FailedHealthChecks")}
     env.advance(10)  # ECS notices and stops them
     stopped = [t for t in env.service_tasks(desiredStatus="STOPPED") if ip_of(t) in new]
-    assert len(stopped) == 2 and all(t["stoppedReason"].startswith("Task failed ELB health checks in (target-group ")
-                                     for t in stopped)
+    assert len(stopped) == 2 and all(
+        t["stoppedReason"].startswith("Task failed ELB health checks in (target-group ") for t in stopped
+    )
     assert env.describe()["deployments"][0]["failedTasks"] == 2
     env.advance(600)
     assert [d["taskDefinition"].split("/")[-1] for d in env.describe()["deployments"]] == ["web:1"]
@@ -335,10 +381,13 @@ def log_messages(env, task_arn: str) -> list[str]:
 
 @pytest.mark.parametrize("code", [0, 1])
 def test_migration_exits_with_its_code_and_writes_its_log_lines(env, code):
-    lines = ["Applying migration 0042_add_index", "done" if code == 0 else "ERROR: relation \"users\" does not exist"]
+    lines = ["Applying migration 0042_add_index", "done" if code == 0 else 'ERROR: relation "users" does not exist']
     env.start(migration={"exitCode": code, "logLines": lines})
-    task = env.run(env.task_def("v2"), purpose="migration",
-                   overrides={"containerOverrides": [{"name": "app", "command": ["manage.py", "migrate"]}]})
+    task = env.run(
+        env.task_def("v2"),
+        purpose="migration",
+        overrides={"containerOverrides": [{"name": "app", "command": ["manage.py", "migrate"]}]},
+    )
     env.advance(45)
     assert env.task(task["taskArn"])["lastStatus"] == "RUNNING"
     env.advance(10)  # ran 20 s, then exited
@@ -347,7 +396,10 @@ def test_migration_exits_with_its_code_and_writes_its_log_lines(env, code):
     env.advance(5)
     stopped = env.task(task["taskArn"])
     assert (stopped["lastStatus"], stopped["stopCode"], stopped["stoppedReason"]) == (
-        "STOPPED", "EssentialContainerExited", "Essential container in task exited")
+        "STOPPED",
+        "EssentialContainerExited",
+        "Essential container in task exited",
+    )
     assert log_messages(env, task["taskArn"]) == lines
     assert env.sim.task_count("migration") == 1 and env.sim.canary_tasks() == 0
 
@@ -358,7 +410,11 @@ def test_migration_that_cannot_pull_its_image_never_runs(env):
     task = env.run(env.task_def("v2"), purpose="migration")
     env.advance(31)
     stopped = env.task(task["taskArn"])
-    assert (stopped["lastStatus"], stopped["stopCode"], stopped["stoppedReason"]) == ("STOPPED", "TaskFailedToStart", reason)
+    assert (stopped["lastStatus"], stopped["stopCode"], stopped["stoppedReason"]) == (
+        "STOPPED",
+        "TaskFailedToStart",
+        reason,
+    )
     assert "startedAt" not in stopped and "exitCode" not in stopped["containers"][0]
     assert stopped["containers"][0]["reason"] == reason
     assert env.logs.describe_log_streams(logGroupName="/ecs/web")["logStreams"] == []
@@ -382,7 +438,9 @@ def test_service_deployment_api_and_stop_with_rollback(env):
 
     listed = env.ecs.list_service_deployments(cluster="prod", service="web")["serviceDeployments"]
     assert [d["status"] for d in listed] == ["IN_PROGRESS", "SUCCESSFUL"]
-    [current] = env.ecs.list_service_deployments(cluster="prod", service="web", status=["IN_PROGRESS"])["serviceDeployments"]
+    [current] = env.ecs.list_service_deployments(cluster="prod", service="web", status=["IN_PROGRESS"])[
+        "serviceDeployments"
+    ]
     arn = current["serviceDeploymentArn"]
     assert re.fullmatch(rf"arn:aws:ecs:{REGION}:{ACCOUNT}:service-deployment/prod/web/\S+", arn)
     assert env.describe()["currentServiceDeployment"] == arn
@@ -390,8 +448,12 @@ def test_service_deployment_api_and_stop_with_rollback(env):
     assert sd["failures"] == [{"arn": arn + "x", "reason": "MISSING"}]
     sd = sd["serviceDeployments"][0]
     assert sd["status"] == "IN_PROGRESS" and sd["serviceArn"].endswith(":service/prod/web")
-    assert sd["targetServiceRevision"] == {"arn": current["targetServiceRevisionArn"], "requestedTaskCount": 2,
-                                           "runningTaskCount": 0, "pendingTaskCount": 2}
+    assert sd["targetServiceRevision"] == {
+        "arn": current["targetServiceRevisionArn"],
+        "requestedTaskCount": 2,
+        "runningTaskCount": 0,
+        "pendingTaskCount": 2,
+    }
     [source] = sd["sourceServiceRevisions"]
     assert (source["runningTaskCount"], source["requestedTaskCount"]) == (2, 0)
     assert sd["deploymentCircuitBreaker"]["status"] == "DISABLED" and sd["alarms"] == {"status": "DISABLED"}
@@ -427,8 +489,13 @@ def test_tick_returns_eventbridge_events_once(env):
     task = env.run(env.task_def("v2"))
     [created] = env.sim.tick()
     assert {k: created[k] for k in ("source", "detail-type", "account", "region", "resources", "version")} == {
-        "source": "aws.ecs", "detail-type": "ECS Task State Change", "account": ACCOUNT, "region": REGION,
-        "resources": [task["taskArn"]], "version": "0"}
+        "source": "aws.ecs",
+        "detail-type": "ECS Task State Change",
+        "account": ACCOUNT,
+        "region": REGION,
+        "resources": [task["taskArn"]],
+        "version": "0",
+    }
     assert created["time"] == env.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ")
     detail = created["detail"]
     assert (detail["lastStatus"], detail["desiredStatus"]) == ("PROVISIONING", "RUNNING")
@@ -443,7 +510,9 @@ def test_tick_returns_eventbridge_events_once(env):
     events = env.advance(120)
     deployment = [e for e in events if e["detail-type"] == "ECS Deployment State Change"]
     assert [(e["detail"]["eventName"], e["detail"]["eventType"]) for e in deployment] == [
-        ("SERVICE_DEPLOYMENT_IN_PROGRESS", "INFO"), ("SERVICE_DEPLOYMENT_COMPLETED", "INFO")]
+        ("SERVICE_DEPLOYMENT_IN_PROGRESS", "INFO"),
+        ("SERVICE_DEPLOYMENT_COMPLETED", "INFO"),
+    ]
     assert {e["detail"]["deploymentId"] for e in deployment} == {primary}
     assert deployment[0]["resources"] == [env.describe()["serviceArn"]]
     stops = [e["detail"] for e in events if e["detail"].get("lastStatus") == "STOPPED"]
@@ -453,11 +522,19 @@ def test_tick_returns_eventbridge_events_once(env):
 def test_fargate_task_definition_with_only_task_level_cpu_and_memory_runs(env):
     env.start()
     td = env.ecs.register_task_definition(
-        family="worker", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="512", memory="1024",
-        containerDefinitions=[{"name": "worker", "image": f"{REGISTRY}/web:v1", "essential": True}])["taskDefinition"]
+        family="worker",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="512",
+        memory="1024",
+        containerDefinitions=[{"name": "worker", "image": f"{REGISTRY}/web:v1", "essential": True}],
+    )["taskDefinition"]
     assert "memory" not in td["containerDefinitions"][0]
-    task = env.run(td["taskDefinitionArn"], purpose="job",
-                   networkConfiguration={"awsvpcConfiguration": {"subnets": env.subnets[1:], "assignPublicIp": "DISABLED"}})
+    task = env.run(
+        td["taskDefinitionArn"],
+        purpose="job",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": env.subnets[1:], "assignPublicIp": "DISABLED"}},
+    )
     env.advance(31)
     running = env.task(task["taskArn"])
     assert (running["lastStatus"], running["cpu"], running["memory"]) == ("RUNNING", "512", "1024")
@@ -473,7 +550,11 @@ def test_behaviour_is_found_by_tag_and_by_digest(env):
     by_digest = env.run(env.task_def("v3"))
     other = env.run(env.task_def("v1"))
     env.advance(60)
-    assert [env.task(t["taskArn"])["lastStatus"] for t in (by_tag, by_digest, other)] == ["PENDING", "PENDING", "RUNNING"]
+    assert [env.task(t["taskArn"])["lastStatus"] for t in (by_tag, by_digest, other)] == [
+        "PENDING",
+        "PENDING",
+        "RUNNING",
+    ]
 
 
 def test_desired_count_changes_apply_to_the_primary_deployment(env):
@@ -494,6 +575,7 @@ def test_container_health_checks_report_unhealthy(env):
     env.start(behaviour={"web:v2": {"health": "unhealthy"}})
     check = {"command": ["CMD-SHELL", "curl -f http://localhost:8080/ || exit 1"], "interval": 10}
     task = env.run(env.task_def("v2", healthCheck=check))
+
     def health() -> tuple[str, str]:
         described = env.task(task["taskArn"])
         return described["containers"][0]["healthStatus"], described["healthStatus"]
@@ -537,13 +619,19 @@ def test_uninstall_restores_moto():
     from moto.ecs.responses import EC2ContainerServiceResponse
     from moto.elbv2.models import FakeTargetGroup
 
-    before = (EC2ContainerServiceBackend.__dict__["run_task"], FakeTargetGroup.__dict__["health_for"],
-              EC2ContainerServiceBackend.__dict__["_calculate_task_resource_requirements"])
+    before = (
+        EC2ContainerServiceBackend.__dict__["run_task"],
+        FakeTargetGroup.__dict__["health_for"],
+        EC2ContainerServiceBackend.__dict__["_calculate_task_resource_requirements"],
+    )
     with mock_aws():
         sim = EcsSimulator(SimClock(), account_id=ACCOUNT, region=REGION)
         sim.install()
         assert hasattr(EC2ContainerServiceResponse, "list_service_deployments")
         sim.uninstall()
-    after = (EC2ContainerServiceBackend.__dict__["run_task"], FakeTargetGroup.__dict__["health_for"],
-             EC2ContainerServiceBackend.__dict__["_calculate_task_resource_requirements"])
+    after = (
+        EC2ContainerServiceBackend.__dict__["run_task"],
+        FakeTargetGroup.__dict__["health_for"],
+        EC2ContainerServiceBackend.__dict__["_calculate_task_resource_requirements"],
+    )
     assert after == before and not hasattr(EC2ContainerServiceResponse, "list_service_deployments")

@@ -32,14 +32,16 @@ def sandbox():
 def test_lambda_tasks_run_the_template_handler_and_report_errors_like_the_lambda_runtime(sandbox):
     response = sandbox.client("lambda").invoke(
         FunctionName="ferry-sandbox-lock",
-        Payload=json.dumps({"action": "bogus", "service": "web", "owner": "me"}).encode())
+        Payload=json.dumps({"action": "bogus", "service": "web", "owner": "me"}).encode(),
+    )
     assert response["FunctionError"] == "Unhandled"
     payload = json.loads(response["Payload"].read())
     assert payload["errorType"] == "InputInvalid"  # the name the ASL's Catch and Retry match
     assert "`action` must be acquire, release or rollback-target" in payload["errorMessage"]
     ok = sandbox.client("lambda").invoke(
         FunctionName="ferry-sandbox-lock",
-        Payload=json.dumps({"action": "acquire", "service": "web", "owner": "me"}).encode())
+        Payload=json.dumps({"action": "acquire", "service": "web", "owner": "me"}).encode(),
+    )
     assert "FunctionError" not in ok and json.loads(ok["Payload"].read())["owner"] == "me"
     assert sandbox.lambda_invocations == 2
 
@@ -72,8 +74,11 @@ def test_heartbeats_and_retries_run_on_the_simulated_clock_and_a_release_wakes_t
     assert execution["status"] == "SUCCEEDED"
     events = sandbox.history(arn)
     woken = [e for e in events if e["type"] == "TaskFailed" and e["taskFailedEventDetails"]["error"] == "LockReleased"]
-    heartbeats = [e for e in events if e["type"] == "TaskTimedOut"
-                  and e["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"]
+    heartbeats = [
+        e
+        for e in events
+        if e["type"] == "TaskTimedOut" and e["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"
+    ]
     assert len(woken) == 1 and len(heartbeats) == 2
     assert woken[0]["timestamp"] == released_at  # the release woke the waiter at that instant, not at a heartbeat
     # Each wait on the token lasted exactly its 300 s heartbeat.
@@ -87,7 +92,9 @@ def test_an_execution_stopped_while_waiting_for_a_callback_ends_aborted(sandbox)
     [execution] = sandbox.executions()
     sandbox.run_until(lambda: any(e["type"] == "TaskSubmitted" for e in sandbox.history(execution["executionArn"])))
     stopped = sandbox.clock.now()
-    sandbox.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error="Stopped", cause="test")
+    sandbox.client("stepfunctions").stop_execution(
+        executionArn=execution["executionArn"], error="Stopped", cause="test"
+    )
     sandbox.wait_for_executions()
     assert sandbox.clock.now() == stopped  # nothing waited: the execution ended at the stop
     assert sandbox.executions()[0]["status"] == "ABORTED"
@@ -122,15 +129,19 @@ def test_each_execution_gets_its_own_program_from_a_definition_parsed_once(sandb
         with pytest.raises(ASLParserException):
             AmazonStateLanguageParser.parse('{"StartAt": "Done", "States": {"Done": {"Type": }}}')
     sfn = sandbox.client("stepfunctions")
-    machine = sfn.create_state_machine(name="tiny", definition=definition,
-                                       roleArn=f"arn:aws:iam::{sandbox.account}:role/tiny")["stateMachineArn"]
+    machine = sfn.create_state_machine(
+        name="tiny", definition=definition, roleArn=f"arn:aws:iam::{sandbox.account}:role/tiny"
+    )["stateMachineArn"]
     runs = [sfn.start_execution(stateMachineArn=machine, name=f"run-{i}")["executionArn"] for i in range(2)]
     sandbox.wait_for_executions()
     assert [sfn.describe_execution(executionArn=arn)["status"] for arn in runs] == ["SUCCEEDED", "SUCCEEDED"]
     for attempt in range(2):  # validated once when good; refused every time when not
         with pytest.raises(ClientError, match="ASLParserException"):
-            sfn.create_state_machine(name=f"bad-{attempt}", definition='{"StartAt": "Nowhere", "States": {}}',
-                                     roleArn=f"arn:aws:iam::{sandbox.account}:role/tiny")
+            sfn.create_state_machine(
+                name=f"bad-{attempt}",
+                definition='{"StartAt": "Nowhere", "States": {}}',
+                roleArn=f"arn:aws:iam::{sandbox.account}:role/tiny",
+            )
 
 
 def test_every_session_in_the_sandbox_reads_the_service_models_once(sandbox):

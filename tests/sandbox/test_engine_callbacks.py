@@ -47,8 +47,10 @@ class CallbackBox(Sandbox):
     def run(self, states: dict[str, Any], start_at: str = "Migrate") -> str:
         sfn = self.sfn()
         arn = sfn.create_state_machine(
-            name=f"m{len(sfn.list_state_machines()['stateMachines'])}", roleArn=self.role,
-            definition=json.dumps({"StartAt": start_at, "States": states}))["stateMachineArn"]
+            name=f"m{len(sfn.list_state_machines()['stateMachines'])}",
+            roleArn=self.role,
+            definition=json.dumps({"StartAt": start_at, "States": states}),
+        )["stateMachineArn"]
         return sfn.start_execution(stateMachineArn=arn, input=json.dumps({"service": "web"}))["executionArn"]
 
     def wait_for(self, predicate: Callable[[], bool], limit: float = 7200.0, what: str = "condition") -> None:
@@ -61,8 +63,10 @@ class CallbackBox(Sandbox):
 
     def finish(self, execution_arn: str) -> dict[str, Any]:
         sfn = self.sfn()
-        self.wait_for(lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING",
-                      what="the execution to end")
+        self.wait_for(
+            lambda: sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING",
+            what="the execution to end",
+        )
         return sfn.describe_execution(executionArn=execution_arn)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
@@ -78,24 +82,31 @@ def box():
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
         for patcher in box._patches():
             stack.enter_context(patcher)
-        box.role = boto3.client("iam").create_role(
-            RoleName="callbacks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        box.role = boto3.client("iam").create_role(RoleName="callbacks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName=FUNCTION, Runtime="python3.12", Role=box.role, Handler="app.handler",
-            Code={"ZipFile": _EMPTY_ZIP})
+            FunctionName=FUNCTION,
+            Runtime="python3.12",
+            Role=box.role,
+            Handler="app.handler",
+            Code={"ZipFile": _EMPTY_ZIP},
+        )
         yield box
         sfn = box.sfn()
         for machine in sfn.list_state_machines()["stateMachines"]:
-            for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"],
-                                                 statusFilter="RUNNING")["executions"]:
+            for execution in sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")[
+                "executions"
+            ]:
                 sfn.stop_execution(executionArn=execution["executionArn"])
         box.clock.close()
 
 
 def wait_task(**fields: Any) -> dict[str, Any]:
-    return {"Type": "Task", "Resource": WAIT_FOR_TOKEN,
-            "Parameters": {"FunctionName": FUNCTION, "Payload": {"token.$": "$$.Task.Token", "service.$": "$.service"}},
-            **fields}
+    return {
+        "Type": "Task",
+        "Resource": WAIT_FOR_TOKEN,
+        "Parameters": {"FunctionName": FUNCTION, "Payload": {"token.$": "$$.Task.Token", "service.$": "$.service"}},
+        **fields,
+    }
 
 
 def types(events: list[dict[str, Any]]) -> list[str]:
@@ -135,13 +146,20 @@ def test_heartbeats_keep_a_callback_task_alive(box):
 
 
 def test_send_task_failure_is_caught_by_its_error_name_with_the_cause_intact(box):
-    cause = "migration task exited with code 3: relation \"users\" already exists"
-    arn = box.run({
-        "Migrate": wait_task(TimeoutSeconds=3600, HeartbeatSeconds=600, Next="Done", ResultPath="$.error",
-                             Catch=[{"ErrorEquals": ["MigrationFailed"], "Next": "Failed", "ResultPath": "$.error"}]),
-        "Failed": {"Type": "Pass", "End": True},
-        "Done": {"Type": "Succeed"},
-    })
+    cause = 'migration task exited with code 3: relation "users" already exists'
+    arn = box.run(
+        {
+            "Migrate": wait_task(
+                TimeoutSeconds=3600,
+                HeartbeatSeconds=600,
+                Next="Done",
+                ResultPath="$.error",
+                Catch=[{"ErrorEquals": ["MigrationFailed"], "Next": "Failed", "ResultPath": "$.error"}],
+            ),
+            "Failed": {"Type": "Pass", "End": True},
+            "Done": {"Type": "Succeed"},
+        }
+    )
     [token] = box.invoked()
     box.sfn().send_task_failure(taskToken=token, error="MigrationFailed", cause=cause)
     execution = box.finish(arn)
@@ -161,9 +179,16 @@ def test_a_missed_heartbeat_times_out_on_the_simulated_clock_and_a_retry_gets_a_
         return {}
 
     box.handler = handler
-    arn = box.run({"Migrate": wait_task(
-        TimeoutSeconds=3600, HeartbeatSeconds=300, End=True,
-        Retry=[{"ErrorEquals": ["States.HeartbeatTimeout"], "IntervalSeconds": 30, "MaxAttempts": 2}])})
+    arn = box.run(
+        {
+            "Migrate": wait_task(
+                TimeoutSeconds=3600,
+                HeartbeatSeconds=300,
+                End=True,
+                Retry=[{"ErrorEquals": ["States.HeartbeatTimeout"], "IntervalSeconds": 30, "MaxAttempts": 2}],
+            )
+        }
+    )
     execution = box.finish(arn)
     assert execution["status"] == "SUCCEEDED"
     assert box.clock.elapsed() == 330.0  # one heartbeat period and one back-off, exactly
@@ -172,18 +197,29 @@ def test_a_missed_heartbeat_times_out_on_the_simulated_clock_and_a_retry_gets_a_
     events = box.history(arn)
     timed_out = [e["taskTimedOutEventDetails"] for e in events if e["type"] == "TaskTimedOut"]
     assert [t["error"] for t in timed_out] == ["States.HeartbeatTimeout"]
-    scheduled = [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in events if e["type"] == "TaskScheduled"]
+    scheduled = [
+        json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in events if e["type"] == "TaskScheduled"
+    ]
     assert [p["Payload"]["token"] for p in scheduled] == [first, second]
 
 
 def test_states_timeout_matches_a_missed_heartbeat_and_timeout_seconds_runs_on_the_simulated_clock(box):
-    arn = box.run({
-        "Migrate": wait_task(HeartbeatSeconds=300, TimeoutSeconds=3600, Next="Deploy",
-                             Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "Deploy", "ResultPath": "$.heartbeat"}]),
-        "Deploy": wait_task(TimeoutSeconds=600, End=True,
-                            Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut", "ResultPath": "$.timeout"}]),
-        "TimedOut": {"Type": "Pass", "End": True},
-    })
+    arn = box.run(
+        {
+            "Migrate": wait_task(
+                HeartbeatSeconds=300,
+                TimeoutSeconds=3600,
+                Next="Deploy",
+                Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "Deploy", "ResultPath": "$.heartbeat"}],
+            ),
+            "Deploy": wait_task(
+                TimeoutSeconds=600,
+                End=True,
+                Catch=[{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut", "ResultPath": "$.timeout"}],
+            ),
+            "TimedOut": {"Type": "Pass", "End": True},
+        }
+    )
     execution = box.finish(arn)
     assert box.clock.elapsed() == 900.0  # the 300 s heartbeat, then the 600 s timeout
     assert execution["status"] == "SUCCEEDED"
@@ -195,10 +231,18 @@ def test_states_timeout_matches_a_missed_heartbeat_and_timeout_seconds_runs_on_t
 
 def test_timeout_seconds_of_a_lambda_task_runs_on_the_simulated_clock(box):
     box.handler = lambda event: box.clock.sleep(600) or {}  # the function runs for ten minutes
-    arn = box.run({"Migrate": {
-        "Type": "Task", "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}", "TimeoutSeconds": 60,
-        "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut"}], "End": True},
-        "TimedOut": {"Type": "Pass", "End": True}})
+    arn = box.run(
+        {
+            "Migrate": {
+                "Type": "Task",
+                "Resource": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}",
+                "TimeoutSeconds": 60,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "TimedOut"}],
+                "End": True,
+            },
+            "TimedOut": {"Type": "Pass", "End": True},
+        }
+    )
     execution = box.finish(arn)
     assert box.clock.elapsed() == 60.0  # the state gave up at its timeout, while the function still ran
     assert execution["status"] == "SUCCEEDED"
@@ -207,12 +251,18 @@ def test_timeout_seconds_of_a_lambda_task_runs_on_the_simulated_clock(box):
 
 
 def test_stop_execution_ends_a_task_waiting_for_its_callback_at_once(box):
-    arn = box.run({
-        "Migrate": wait_task(HeartbeatSeconds=30000, TimeoutSeconds=360000, End=True,
-                             Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3}],
-                             Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]),
-        "Caught": {"Type": "Pass", "End": True},
-    })
+    arn = box.run(
+        {
+            "Migrate": wait_task(
+                HeartbeatSeconds=30000,
+                TimeoutSeconds=360000,
+                End=True,
+                Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3}],
+                Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+            ),
+            "Caught": {"Type": "Pass", "End": True},
+        }
+    )
     [token] = box.invoked()
     box.clock.sleep(10)
     box.sfn().stop_execution(executionArn=arn, error="Stopped", cause="test")

@@ -14,9 +14,26 @@ from ferry_cli.sandbox.run import world_session
 from ..statemachine.conftest import EXAMPLE, push_event
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
-DETAIL_KEYS = {"executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "input", "inputDetails",
-               "output", "outputDetails", "error", "cause", "stateMachineVersionArn", "stateMachineAliasArn",
-               "redriveCount", "redriveDate", "redriveStatus", "redriveStatusReason"}
+DETAIL_KEYS = {
+    "executionArn",
+    "stateMachineArn",
+    "name",
+    "status",
+    "startDate",
+    "stopDate",
+    "input",
+    "inputDetails",
+    "output",
+    "outputDetails",
+    "error",
+    "cause",
+    "stateMachineVersionArn",
+    "stateMachineAliasArn",
+    "redriveCount",
+    "redriveDate",
+    "redriveStatus",
+    "redriveStatusReason",
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +58,9 @@ def run(tmp_path_factory):
         sandbox.deliver(push_event("web", "v3", "push-v3"))
         [stopped] = [e for e in sandbox.executions() if e["status"] == "RUNNING"]
         sandbox.run_until(lambda: any(e["type"] == "TaskSubmitted" for e in sandbox.history(stopped["executionArn"])))
-        sandbox.client("stepfunctions").stop_execution(executionArn=stopped["executionArn"], error="Operator.Stop",
-                                                       cause="stopped by the test")
+        sandbox.client("stepfunctions").stop_execution(
+            executionArn=stopped["executionArn"], error="Operator.Stop", cause="stopped by the test"
+        )
         sandbox.wait_for_executions()  # returns only once the ABORTED event has been delivered
 
         yield {
@@ -51,8 +69,10 @@ def run(tmp_path_factory):
             "records": list(sandbox.status_events),
             "executions": {e["executionArn"]: e for e in sandbox.executions()},
             "rules": sandbox.rules(),
-            "described": {e["executionArn"]: sandbox.client("stepfunctions").describe_execution(
-                executionArn=e["executionArn"]) for e in sandbox.executions()},
+            "described": {
+                e["executionArn"]: sandbox.client("stepfunctions").describe_execution(executionArn=e["executionArn"])
+                for e in sandbox.executions()
+            },
         }
 
 
@@ -67,16 +87,26 @@ def test_each_execution_sends_running_then_its_end_once(run):
     assert [e["detail"]["status"] for e in _events(run, "stopped")] == ["RUNNING", "ABORTED"]
     assert len(run["records"]) == 6
     for arn, execution in run["executions"].items():  # the last event of each says what DescribeExecution says
-        assert [r["event"] for r in run["records"] if r["event"]["resources"] == [arn]][-1]["detail"]["status"] \
-            == execution["status"]
+        assert [r["event"] for r in run["records"] if r["event"]["resources"] == [arn]][-1]["detail"][
+            "status"
+        ] == execution["status"]
 
 
 def test_events_have_the_shape_aws_sends(run):
     sandbox = run["sandbox"]
     for record in run["records"]:
         event = record["event"]
-        assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources",
-                              "detail"}
+        assert set(event) == {
+            "version",
+            "id",
+            "detail-type",
+            "source",
+            "account",
+            "time",
+            "region",
+            "resources",
+            "detail",
+        }
         assert (event["version"], event["source"], event["detail-type"]) == ("0", "aws.states", DETAIL_TYPE)
         assert (event["account"], event["region"]) == (sandbox.account, sandbox.region)
         assert event["time"].endswith("Z") and "T" in event["time"]
@@ -128,10 +158,12 @@ def test_events_go_through_deliver_to_the_rules_that_match_them(run):
     for record in run["records"]:
         assert record["error"] is None
         event = record["event"]
-        matching = [(fn, rule) for fn, rule, pattern in run["rules"]
-                    if EventPattern.load(json.dumps(pattern)).matches_event(event)]
+        matching = [
+            (fn, rule)
+            for fn, rule, pattern in run["rules"]
+            if EventPattern.load(json.dumps(pattern)).matches_event(event)
+        ]
         assert [(t["function"], t["rule"]) for t in record["targets"]] == matching
     if not any("aws.states" in json.dumps(pattern) for _, _, pattern in run["rules"]):
         # No rule in the template listens to aws.states yet: every event was delivered, to no target.
         assert all(record["targets"] == [] for record in run["records"])
-

@@ -39,15 +39,27 @@ from ferry_cli.sandbox.sandbox import REPO_ROOT, Sandbox
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "aws"
 EXAMPLE = REPO_ROOT / "examples" / "sandbox"
-CANARY = ("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-          "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
-          "healthGates: {alarms: [web-5xx], bakeSeconds: 300}\n")
+CANARY = (
+    "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
+    "healthGates: {alarms: [web-5xx], bakeSeconds: 300}\n"
+)
 SIMULATED_SOURCES = {"aws.ecs", "aws.states", "aws.cloudwatch", "aws.s3"}  # the ECR push is the test's own input
-DETAIL_TYPES = ["ECS Task State Change", "ECS Deployment State Change", "Step Functions Execution Status Change",
-                "CloudWatch Alarm State Change", "Object Created"]
-API_OPERATIONS = ["ecs.DescribeTasks", "ecs.DescribeServices", "ecs.ListServiceDeployments",
-                  "ecs.DescribeServiceDeployments", "ecs.DescribeServiceRevisions",
-                  "elastic-load-balancing-v2.DescribeTargetHealth"]
+DETAIL_TYPES = [
+    "ECS Task State Change",
+    "ECS Deployment State Change",
+    "Step Functions Execution Status Change",
+    "CloudWatch Alarm State Change",
+    "Object Created",
+]
+API_OPERATIONS = [
+    "ecs.DescribeTasks",
+    "ecs.DescribeServices",
+    "ecs.ListServiceDeployments",
+    "ecs.DescribeServiceDeployments",
+    "ecs.DescribeServiceRevisions",
+    "elastic-load-balancing-v2.DescribeTargetHealth",
+]
 
 _SESSION = get_session()
 ECS_MODEL = _SESSION.get_service_model("ecs")
@@ -59,22 +71,33 @@ ELB_MODEL = _SESSION.get_service_model("elbv2")
 # registry's aws.ecs@ECSTaskStateChange, as published in the AWS CDK API reference
 # https://docs.aws.amazon.com/cdk/api/v2/docs/@aws-cdk_mixins-preview.aws_ecs.events.ClusterEvents.ECSTaskStateChange.ECSTaskStateChangeProps.html
 # (the ECS guide adds: "The health status of the event isn't provided in the task state change event").
-_TASK_FIELDS = ("attachments attributes availabilityZone clusterArn connectivity connectivityAt "
-                "containerInstanceArn containers cpu createdAt desiredStatus executionStoppedAt group lastStatus "
-                "launchType memory overrides platformVersion pullStartedAt pullStoppedAt startedAt startedBy stopCode "
-                "stoppedAt stoppedReason stoppingAt taskArn taskDefinitionArn updatedAt version").split()
-_CONTAINER_FIELDS = ("containerArn cpu exitCode gpuIds image imageDigest lastStatus memory memoryReservation name "
-                     "networkBindings networkInterfaces reason runtimeId taskArn").split()
+_TASK_FIELDS = (
+    "attachments attributes availabilityZone clusterArn connectivity connectivityAt "
+    "containerInstanceArn containers cpu createdAt desiredStatus executionStoppedAt group lastStatus "
+    "launchType memory overrides platformVersion pullStartedAt pullStoppedAt startedAt startedBy stopCode "
+    "stoppedAt stoppedReason stoppingAt taskArn taskDefinitionArn updatedAt version"
+).split()
+_CONTAINER_FIELDS = (
+    "containerArn cpu exitCode gpuIds image imageDigest lastStatus memory memoryReservation name "
+    "networkBindings networkInterfaces reason runtimeId taskArn"
+).split()
 DOCUMENTED = {
     "ECS Task State Change": {
-        *_TASK_FIELDS, *(f"containers[].{f}" for f in _CONTAINER_FIELDS),
-        "containers[].networkInterfaces[].attachmentId", "containers[].networkInterfaces[].ipv6Address",
+        *_TASK_FIELDS,
+        *(f"containers[].{f}" for f in _CONTAINER_FIELDS),
+        "containers[].networkInterfaces[].attachmentId",
+        "containers[].networkInterfaces[].ipv6Address",
         "containers[].networkInterfaces[].privateIpv4Address",
-        "attachments[].id", "attachments[].type", "attachments[].status", "attachments[].details",
-        "attachments[].details[].name", "attachments[].details[].value",
-        "attributes[].name", "attributes[].value",
-        "overrides.containerOverrides", *(f"overrides.containerOverrides[].{f}" for f in
-                                          ("command", "cpu", "environment", "memory", "name")),
+        "attachments[].id",
+        "attachments[].type",
+        "attachments[].status",
+        "attachments[].details",
+        "attachments[].details[].name",
+        "attachments[].details[].value",
+        "attributes[].name",
+        "attributes[].value",
+        "overrides.containerOverrides",
+        *(f"overrides.containerOverrides[].{f}" for f in ("command", "cpu", "environment", "memory", "name")),
     },
 }
 # Where a field's type is not shown by any sample (absent, or null in every one): the API shape the event's
@@ -87,8 +110,16 @@ MIRRORED_SHAPE = {
 }
 
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-lifecycle-explanation.html
-TASK_LIFECYCLE = {"PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING",
-                  "STOPPED"}
+TASK_LIFECYCLE = {
+    "PROVISIONING",
+    "PENDING",
+    "ACTIVATING",
+    "RUNNING",
+    "DEACTIVATING",
+    "STOPPING",
+    "DEPROVISIONING",
+    "STOPPED",
+}
 ENUMS: dict[str, dict[str, tuple[set[str], str]]] = {
     "ECS Task State Change": {
         "lastStatus": (TASK_LIFECYCLE, "ECS guide, task lifecycle (botocore has no enum for Task.lastStatus)"),
@@ -99,29 +130,39 @@ ENUMS: dict[str, dict[str, tuple[set[str], str]]] = {
         "connectivity": (set(ECS_MODEL.shape_for("Connectivity").enum), "botocore ecs Connectivity"),
         "healthStatus": (set(ECS_MODEL.shape_for("HealthStatus").enum), "botocore ecs HealthStatus"),
         "containers[].healthStatus": (set(ECS_MODEL.shape_for("HealthStatus").enum), "botocore ecs HealthStatus"),
-        "attachments[].type": ({"eni"}, "every published task event sample (the API's DescribeTasks says "
-                                        "ElasticNetworkInterface; the event says eni)"),
-        "attachments[].status": ({"PRECREATED", "CREATED", "ATTACHING", "ATTACHED", "DETACHING", "DETACHED", "DELETED",
-                                  "FAILED"},
-                                 "https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Attachment.html"),
+        "attachments[].type": (
+            {"eni"},
+            "every published task event sample (the API's DescribeTasks says "
+            "ElasticNetworkInterface; the event says eni)",
+        ),
+        "attachments[].status": (
+            {"PRECREATED", "CREATED", "ATTACHING", "ATTACHED", "DETACHING", "DETACHED", "DELETED", "FAILED"},
+            "https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Attachment.html",
+        ),
     },
     "ECS Deployment State Change": {
         "eventType": ({"INFO", "WARN", "ERROR"}, "ECS guide, service action events"),
-        "eventName": ({"SERVICE_DEPLOYMENT_IN_PROGRESS", "SERVICE_DEPLOYMENT_COMPLETED", "SERVICE_DEPLOYMENT_FAILED"},
-                      "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_deployment_events.html"),
+        "eventName": (
+            {"SERVICE_DEPLOYMENT_IN_PROGRESS", "SERVICE_DEPLOYMENT_COMPLETED", "SERVICE_DEPLOYMENT_FAILED"},
+            "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_deployment_events.html",
+        ),
     },
     "Step Functions Execution Status Change": {
         "status": (set(SFN_MODEL.shape_for("ExecutionStatus").enum), "botocore stepfunctions ExecutionStatus"),
-        "redriveStatus": (set(SFN_MODEL.shape_for("ExecutionRedriveStatus").enum),
-                          "botocore stepfunctions ExecutionRedriveStatus"),
+        "redriveStatus": (
+            set(SFN_MODEL.shape_for("ExecutionRedriveStatus").enum),
+            "botocore stepfunctions ExecutionRedriveStatus",
+        ),
     },
     "CloudWatch Alarm State Change": {
         "state.value": (set(CW_MODEL.shape_for("StateValue").enum), "botocore cloudwatch StateValue"),
         "previousState.value": (set(CW_MODEL.shape_for("StateValue").enum), "botocore cloudwatch StateValue"),
     },
     "Object Created": {
-        "reason": ({"PutObject", "POST Object", "CopyObject", "CompleteMultipartUpload"},
-                   "https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html"),
+        "reason": (
+            {"PutObject", "POST Object", "CopyObject", "CompleteMultipartUpload"},
+            "https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html",
+        ),
     },
 }
 
@@ -193,25 +234,35 @@ def run(tmp_path_factory) -> Captured:
 
             active().later(60, flip)
 
-    with mock.patch.object(Sandbox, "deliver", capture_event), \
-            mock.patch.object(EventPattern, "matches_event", matched), \
-            mock.patch.object(BotocoreStubber, "__call__", capture_answer), \
-            world_session(folder / "world.yaml", fault_hooks=[flip_alarm_during_bake]) as (box, world):
-        deliver_all(box, world, [Delivery("event", push, json.loads(push.read_text())),
-                                 Delivery("manifest", folder / "refused.json")])
+    with (
+        mock.patch.object(Sandbox, "deliver", capture_event),
+        mock.patch.object(EventPattern, "matches_event", matched),
+        mock.patch.object(BotocoreStubber, "__call__", capture_answer),
+        world_session(folder / "world.yaml", fault_hooks=[flip_alarm_during_bake]) as (box, world),
+    ):
+        deliver_all(
+            box,
+            world,
+            [Delivery("event", push, json.loads(push.read_text())), Delivery("manifest", folder / "refused.json")],
+        )
         box.wait_for_executions()
         captured.executions = box.executions()
         # The answers Ferry's handlers read, asked once more now the deploy is done.
         ecs, elb = box.client("ecs"), box.client("elbv2")
         deployments = ecs.list_service_deployments(cluster="prod", service="web")["serviceDeployments"]
         described = ecs.describe_service_deployments(
-            serviceDeploymentArns=[d["serviceDeploymentArn"] for d in deployments])["serviceDeployments"]
-        revisions = {r["arn"] for d in described
-                     for r in [d["targetServiceRevision"], *d.get("sourceServiceRevisions", [])]}
+            serviceDeploymentArns=[d["serviceDeploymentArn"] for d in deployments]
+        )["serviceDeployments"]
+        revisions = {
+            r["arn"] for d in described for r in [d["targetServiceRevision"], *d.get("sourceServiceRevisions", [])]
+        }
         ecs.describe_service_revisions(serviceRevisionArns=sorted(revisions))
         ecs.describe_services(cluster="prod", services=["web"])
-        tasks = [arn for status in ("RUNNING", "STOPPED")
-                 for arn in ecs.list_tasks(cluster="prod", desiredStatus=status)["taskArns"]]
+        tasks = [
+            arn
+            for status in ("RUNNING", "STOPPED")
+            for arn in ecs.list_tasks(cluster="prod", desiredStatus=status)["taskArns"]
+        ]
         ecs.describe_tasks(cluster="prod", tasks=tasks[:100])
         [group] = elb.describe_target_groups(Names=["web-tg"])["TargetGroups"]
         elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
@@ -270,6 +321,7 @@ def timestamp_format(value: Any) -> str | None:
 @dataclass
 class Profile:
     """What the samples of one detail-type show at each path of their detail."""
+
     types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     formats: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     everywhere: set[str] = field(default_factory=set)  # detail paths every sample has
@@ -310,9 +362,19 @@ def mirrored_type(detail_type: str, path: str) -> str | None:
             shape = shape.members[part]
         else:
             return None
-    return {"structure": "object", "map": "object", "list": "array", "string": "string", "boolean": "boolean",
-            "integer": "integer", "long": "integer", "double": "number", "float": "number",
-            "timestamp": timestamps, "blob": "string"}[shape.type_name]
+    return {
+        "structure": "object",
+        "map": "object",
+        "list": "array",
+        "string": "string",
+        "boolean": "boolean",
+        "integer": "integer",
+        "long": "integer",
+        "double": "number",
+        "float": "number",
+        "timestamp": timestamps,
+        "blob": "string",
+    }[shape.type_name]
 
 
 def parent_of(path: str) -> str:
@@ -349,7 +411,8 @@ def test_simulated_events_have_the_samples_top_level_keys(run, detail_type):
     for event in simulated(run, detail_type):
         if set(event) != shown.top_level:
             problems[str(sorted(set(event) ^ shown.top_level))] = (
-                f"top-level keys {sorted(event)}, samples {sorted(shown.top_level)}")
+                f"top-level keys {sorted(event)}, samples {sorted(shown.top_level)}"
+            )
         if timestamp_format(event.get("time")) not in shown.time_formats:
             problems["time"] = f"simulated {event.get('time')!r}, samples written {sorted(shown.time_formats)}"
     assert not problems, f"{detail_type}:\n{report(problems)}"
@@ -394,8 +457,9 @@ def test_simulated_timestamps_are_written_as_the_samples_write_them(run, detail_
     for event in simulated(run, detail_type):
         for path, value in nodes(event["detail"]):
             if path in shown.formats and timestamp_format(value) not in shown.formats[path]:
-                problems.setdefault(f"detail.{path}", f"simulated {value!r}, samples written "
-                                                      f"{sorted(shown.formats[path])}")
+                problems.setdefault(
+                    f"detail.{path}", f"simulated {value!r}, samples written {sorted(shown.formats[path])}"
+                )
     assert not problems, f"{detail_type}:\n{report(problems)}"
 
 
@@ -460,8 +524,16 @@ def walk_json(value: Any, shape: Any, path: str, problems: dict[str, str]) -> No
             walk_json(key, shape.key, f"{path}{{key}}", problems)
             walk_json(item, shape.value, f"{path}{{}}", problems)
     else:
-        expected = {"string": (str,), "blob": (str,), "boolean": (bool,), "integer": (int,), "long": (int,),
-                    "double": (int, float), "float": (int, float), "timestamp": (int, float)}[kind]
+        expected = {
+            "string": (str,),
+            "blob": (str,),
+            "boolean": (bool,),
+            "integer": (int,),
+            "long": (int,),
+            "double": (int, float),
+            "float": (int, float),
+            "timestamp": (int, float),
+        }[kind]
         if not isinstance(value, expected) or (isinstance(value, bool) and kind != "boolean"):
             problems.setdefault(path, f"{value!r} ({json_type(value)}), shape {shape.name} is a {kind}")
         elif kind == "string" and shape.enum and value not in shape.enum:

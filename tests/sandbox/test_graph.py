@@ -15,9 +15,16 @@ from ferry_cli import graph, history
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = json.loads((ROOT / "statemachine" / "deploy.asl.json").read_text())
 
-_SHAPES = {('(("', '"))'): "circle", ('(["', '"])'): "stadium", ('[["', '"]]'): "subroutine",
-           ('[/"', '"/]'): "parallelogram", ('{{"', '"}}'): "hexagon", ('["', '"]'): "rect",
-           ('{"', '"}'): "rhombus", ('("', '")'): "rounded"}
+_SHAPES = {
+    ('(("', '"))'): "circle",
+    ('(["', '"])'): "stadium",
+    ('[["', '"]]'): "subroutine",
+    ('[/"', '"/]'): "parallelogram",
+    ('{{"', '"}}'): "hexagon",
+    ('["', '"]'): "rect",
+    ('{"', '"}'): "rhombus",
+    ('("', '")'): "rounded",
+}
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 _OPEN = "|".join(re.escape(o) for o, _ in _SHAPES)
 _CLOSE = "|".join(re.escape(c) for _, c in _SHAPES)
@@ -54,10 +61,18 @@ def parse(text: str) -> dict[str, Any]:
     if lines[0] == "---":
         end = lines.index("---", 1)
         title = json.loads(lines[1].removeprefix("title: "))
-        lines = lines[end + 1:]
+        lines = lines[end + 1 :]
     assert lines[0] == "flowchart TD"
-    found: dict[str, Any] = {"title": title, "nodes": {}, "edges": [], "subgraphs": {}, "classes": {},
-                             "class_defs": set(), "taken": set(), "parents": {}}
+    found: dict[str, Any] = {
+        "title": title,
+        "nodes": {},
+        "edges": [],
+        "subgraphs": {},
+        "classes": {},
+        "class_defs": set(),
+        "taken": set(),
+        "parents": {},
+    }
     open_subgraphs: list[str] = []
     for raw in lines[1:]:
         line = raw.strip()
@@ -113,8 +128,11 @@ def classed(parsed: dict[str, Any], name: str) -> set[str]:
 
 def taken_edges(parsed: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     labels = {**names_by_id(parsed), "start": "start"}
-    return {(labels[s], arrow, text, labels[t]) for i, (s, arrow, text, t) in enumerate(parsed["edges"])
-            if i in parsed["taken"]}
+    return {
+        (labels[s], arrow, text, labels[t])
+        for i, (s, arrow, text, t) in enumerate(parsed["edges"])
+        if i in parsed["taken"]
+    }
 
 
 # ---------------------------------------------------------------- a handmade state machine
@@ -135,22 +153,47 @@ REFUSED = "end"
 ASL = {
     "StartAt": CHECK,
     "States": {
-        CHECK: {"Type": "Choice", "Choices": [
-            {"Variable": "$.kind", "StringEquals": "deploy", "Next": WORK},
-            {"And": [{"Variable": "$.kind", "IsPresent": True}, {"Variable": "$.count", "NumericGreaterThan": 2}],
-             "Next": WORK},
-        ], "Default": REFUSED},
-        WORK: {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": EACH,
-               "Retry": [{"ErrorEquals": ["Lambda.TooManyRequestsException"]}],
-               "Catch": [{"ErrorEquals": ["Boom", "States.Timeout"], "Next": CLEAN},
-                         {"ErrorEquals": ["States.ALL"], "Next": CLEAN}]},
-        EACH: {"Type": "Map", "Next": BOTH, "ItemProcessor": {"StartAt": HANDLE, "States": {
-            HANDLE: {"Type": "Pass", "Next": PAUSE},
-            PAUSE: {"Type": "Wait", "Seconds": 1, "End": True}}},
-            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": CLEAN}]},
-        BOTH: {"Type": "Parallel", "Next": DONE, "Branches": [
-            {"StartAt": LEFT, "States": {LEFT: {"Type": "Pass", "End": True}}},
-            {"StartAt": RIGHT, "States": {RIGHT: {"Type": "Pass", "End": True}}}]},
+        CHECK: {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.kind", "StringEquals": "deploy", "Next": WORK},
+                {
+                    "And": [
+                        {"Variable": "$.kind", "IsPresent": True},
+                        {"Variable": "$.count", "NumericGreaterThan": 2},
+                    ],
+                    "Next": WORK,
+                },
+            ],
+            "Default": REFUSED,
+        },
+        WORK: {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Next": EACH,
+            "Retry": [{"ErrorEquals": ["Lambda.TooManyRequestsException"]}],
+            "Catch": [
+                {"ErrorEquals": ["Boom", "States.Timeout"], "Next": CLEAN},
+                {"ErrorEquals": ["States.ALL"], "Next": CLEAN},
+            ],
+        },
+        EACH: {
+            "Type": "Map",
+            "Next": BOTH,
+            "ItemProcessor": {
+                "StartAt": HANDLE,
+                "States": {HANDLE: {"Type": "Pass", "Next": PAUSE}, PAUSE: {"Type": "Wait", "Seconds": 1, "End": True}},
+            },
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": CLEAN}],
+        },
+        BOTH: {
+            "Type": "Parallel",
+            "Next": DONE,
+            "Branches": [
+                {"StartAt": LEFT, "States": {LEFT: {"Type": "Pass", "End": True}}},
+                {"StartAt": RIGHT, "States": {RIGHT: {"Type": "Pass", "End": True}}},
+            ],
+        },
         DONE: {"Type": "Succeed"},
         CLEAN: {"Type": "Pass", "Next": BROKE},
         BROKE: {"Type": "Fail", "Error": "Broken"},
@@ -170,34 +213,65 @@ def events(*steps: tuple) -> list[dict[str, Any]]:
         else:
             key = kind[0].lower() + kind[1:] + "EventDetails"
         details = {**({"name": name} if name else {}), **(extra[0] if extra else {})}
-        out.append({"id": i, "previousEventId": i - 1, "type": kind, key: details,
-                    "timestamp": None})
+        out.append({"id": i, "previousEventId": i - 1, "type": kind, key: details, "timestamp": None})
     return out
 
 
-START = [("ExecutionStarted", None, {"input": "{}"}),
-         ("ChoiceStateEntered", CHECK), ("ChoiceStateExited", CHECK),
-         ("TaskStateEntered", WORK), ("TaskScheduled", None), ("TaskStarted", None)]
+START = [
+    ("ExecutionStarted", None, {"input": "{}"}),
+    ("ChoiceStateEntered", CHECK),
+    ("ChoiceStateExited", CHECK),
+    ("TaskStateEntered", WORK),
+    ("TaskScheduled", None),
+    ("TaskStarted", None),
+]
 SUCCEEDED = events(
     *START,
-    ("TaskFailed", None, {"error": "Lambda.TooManyRequestsException"}), ("TaskScheduled", None),
-    ("TaskStarted", None), ("TaskSucceeded", None, {"output": "{}"}), ("TaskStateExited", WORK),
-    ("MapStateEntered", EACH), ("MapStateStarted", None), ("MapIterationStarted", EACH, {"index": 0}),
-    ("PassStateEntered", HANDLE), ("PassStateExited", HANDLE), ("WaitStateEntered", PAUSE),
-    ("WaitStateExited", PAUSE), ("MapIterationSucceeded", EACH, {"index": 0}), ("MapStateSucceeded", None),
+    ("TaskFailed", None, {"error": "Lambda.TooManyRequestsException"}),
+    ("TaskScheduled", None),
+    ("TaskStarted", None),
+    ("TaskSucceeded", None, {"output": "{}"}),
+    ("TaskStateExited", WORK),
+    ("MapStateEntered", EACH),
+    ("MapStateStarted", None),
+    ("MapIterationStarted", EACH, {"index": 0}),
+    ("PassStateEntered", HANDLE),
+    ("PassStateExited", HANDLE),
+    ("WaitStateEntered", PAUSE),
+    ("WaitStateExited", PAUSE),
+    ("MapIterationSucceeded", EACH, {"index": 0}),
+    ("MapStateSucceeded", None),
     ("MapStateExited", EACH),
-    ("ParallelStateEntered", BOTH), ("ParallelStateStarted", None),
-    ("PassStateEntered", LEFT), ("PassStateExited", LEFT), ("ParallelStateSucceeded", None),
+    ("ParallelStateEntered", BOTH),
+    ("ParallelStateStarted", None),
+    ("PassStateEntered", LEFT),
+    ("PassStateExited", LEFT),
+    ("ParallelStateSucceeded", None),
     ("ParallelStateExited", BOTH),
-    ("SucceedStateEntered", DONE), ("SucceedStateExited", DONE), ("ExecutionSucceeded", None))
+    ("SucceedStateEntered", DONE),
+    ("SucceedStateExited", DONE),
+    ("ExecutionSucceeded", None),
+)
 CAUGHT = events(
-    *START, ("TaskFailed", None, {"error": "Boom", "cause": "it went boom"}), ("TaskStateExited", WORK),
-    ("PassStateEntered", CLEAN), ("PassStateExited", CLEAN), ("FailStateEntered", BROKE),
-    ("ExecutionFailed", None, {"error": "Broken"}))
+    *START,
+    ("TaskFailed", None, {"error": "Boom", "cause": "it went boom"}),
+    ("TaskStateExited", WORK),
+    ("PassStateEntered", CLEAN),
+    ("PassStateExited", CLEAN),
+    ("FailStateEntered", BROKE),
+    ("ExecutionFailed", None, {"error": "Broken"}),
+)
 RUNNING = events(
-    *START, ("TaskSucceeded", None, {"output": "{}"}), ("TaskStateExited", WORK),
-    ("MapStateEntered", EACH), ("MapStateStarted", None), ("MapIterationStarted", EACH, {"index": 0}),
-    ("PassStateEntered", HANDLE), ("PassStateExited", HANDLE), ("WaitStateEntered", PAUSE))
+    *START,
+    ("TaskSucceeded", None, {"output": "{}"}),
+    ("TaskStateExited", WORK),
+    ("MapStateEntered", EACH),
+    ("MapStateStarted", None),
+    ("MapIterationStarted", EACH, {"index": 0}),
+    ("PassStateEntered", HANDLE),
+    ("PassStateExited", HANDLE),
+    ("WaitStateEntered", PAUSE),
+)
 
 
 def test_every_state_of_the_deploy_state_machine_is_one_node_with_its_name_and_shape():
@@ -216,8 +290,15 @@ def test_every_state_of_the_deploy_state_machine_is_one_node_with_its_name_and_s
                 collect(branch.get("States", {}))
 
     collect(DEPLOY["States"])
-    expected = {"Succeed": "stadium", "Fail": "hexagon", "Choice": "rhombus", "Task": "rect", "Map": "subroutine",
-                "Wait": "parallelogram", "Pass": "rounded"}
+    expected = {
+        "Succeed": "stadium",
+        "Fail": "hexagon",
+        "Choice": "rhombus",
+        "Task": "rect",
+        "Map": "subroutine",
+        "Wait": "parallelogram",
+        "Pass": "rounded",
+    }
     assert {name: shapes[name] for name in names} == {name: expected[types[name]] for name in names}
     assert parsed["nodes"]["start"] == ("circle", "start")
     maps = [name for name, kind in types.items() if kind == "Map"]
@@ -265,9 +346,15 @@ def test_a_successful_run_highlights_the_states_entered_and_the_edges_taken():
     assert classed(parsed, "failed") == set()  # the retried error was no failure
     assert classed(parsed, "current") == set()
     assert taken_edges(parsed) == {
-        ("start", "-->", "", CHECK), (CHECK, "-->", "kind = deploy or kind present and count > 2", WORK),
-        (WORK, "-->", "", EACH), (EACH, "-.->", "", HANDLE), (HANDLE, "-->", "", PAUSE), (EACH, "-->", "", BOTH),
-        (BOTH, "-.->", "", LEFT), (BOTH, "-->", "", DONE)}
+        ("start", "-->", "", CHECK),
+        (CHECK, "-->", "kind = deploy or kind present and count > 2", WORK),
+        (WORK, "-->", "", EACH),
+        (EACH, "-.->", "", HANDLE),
+        (HANDLE, "-->", "", PAUSE),
+        (EACH, "-->", "", BOTH),
+        (BOTH, "-.->", "", LEFT),
+        (BOTH, "-->", "", DONE),
+    }
 
 
 def test_a_caught_failure_marks_the_failed_state_and_takes_the_catch_edge():
@@ -287,32 +374,55 @@ def test_a_running_execution_marks_the_states_it_is_in():
 
 
 def test_a_failure_inside_a_map_fails_the_inner_state_and_the_map():
-    run = history.trace(events(
-        *START, ("TaskSucceeded", None), ("TaskStateExited", WORK),
-        ("MapStateEntered", EACH), ("MapStateStarted", None), ("MapIterationStarted", EACH, {"index": 0}),
-        ("PassStateEntered", HANDLE), ("PassStateExited", HANDLE), ("WaitStateEntered", PAUSE),
-        ("ExecutionAborted", None)))
+    run = history.trace(
+        events(
+            *START,
+            ("TaskSucceeded", None),
+            ("TaskStateExited", WORK),
+            ("MapStateEntered", EACH),
+            ("MapStateStarted", None),
+            ("MapIterationStarted", EACH, {"index": 0}),
+            ("PassStateEntered", HANDLE),
+            ("PassStateExited", HANDLE),
+            ("WaitStateEntered", PAUSE),
+            ("ExecutionAborted", None),
+        )
+    )
     assert run.failed == {PAUSE} and run.ended == "ExecutionAborted" and run.current == []
-    caught = events(*START, ("TaskSucceeded", None), ("TaskStateExited", WORK),
-                    ("MapStateEntered", EACH), ("MapStateStarted", None), ("MapIterationStarted", EACH, {"index": 0}),
-                    ("TaskStateEntered", HANDLE), ("TaskFailed", None, {"error": "Boom"}),
-                    ("MapIterationFailed", EACH, {"index": 0}), ("MapStateFailed", None), ("MapStateExited", EACH),
-                    ("PassStateEntered", CLEAN))
+    caught = events(
+        *START,
+        ("TaskSucceeded", None),
+        ("TaskStateExited", WORK),
+        ("MapStateEntered", EACH),
+        ("MapStateStarted", None),
+        ("MapIterationStarted", EACH, {"index": 0}),
+        ("TaskStateEntered", HANDLE),
+        ("TaskFailed", None, {"error": "Boom"}),
+        ("MapIterationFailed", EACH, {"index": 0}),
+        ("MapStateFailed", None),
+        ("MapStateExited", EACH),
+        ("PassStateEntered", CLEAN),
+    )
     caught[-5]["previousEventId"] = caught[-6]["id"]  # the iteration's failure follows the task's, as on AWS
     run = history.trace(caught)
     assert run.failed == {HANDLE, EACH}
     assert (EACH, CLEAN, "caught") in run.transitions
 
 
-@pytest.mark.parametrize("rule, text", [
-    ({"Variable": "$.render.strategy", "StringEquals": "canary"}, "render.strategy = canary"),
-    ({"Variable": "$.render.hasMigrations", "BooleanEquals": True}, "render.hasMigrations = true"),
-    ({"Variable": "$.report.cause", "IsPresent": False}, "no report.cause"),
-    ({"Variable": "$.n", "NumericLessThanEqualsPath": "$.max"}, "n <= max"),
-    ({"Not": {"Variable": "$.kind", "IsString": True}}, "not (kind is string)"),
-    ({"Or": [{"Variable": "$.a", "StringMatches": "web-*"}, {"Variable": "$.b", "IsNull": False}]},
-     "(a ~ web-* or b is not null)"),
-])
+@pytest.mark.parametrize(
+    "rule, text",
+    [
+        ({"Variable": "$.render.strategy", "StringEquals": "canary"}, "render.strategy = canary"),
+        ({"Variable": "$.render.hasMigrations", "BooleanEquals": True}, "render.hasMigrations = true"),
+        ({"Variable": "$.report.cause", "IsPresent": False}, "no report.cause"),
+        ({"Variable": "$.n", "NumericLessThanEqualsPath": "$.max"}, "n <= max"),
+        ({"Not": {"Variable": "$.kind", "IsString": True}}, "not (kind is string)"),
+        (
+            {"Or": [{"Variable": "$.a", "StringMatches": "web-*"}, {"Variable": "$.b", "IsNull": False}]},
+            "(a ~ web-* or b is not null)",
+        ),
+    ],
+)
 def test_choice_rules_are_labelled_compactly(rule, text):
     assert graph.condition(rule) == text
 

@@ -24,7 +24,15 @@ from botocore.stub import Stubber
 from ferry import taskdef
 from ferry.config.validation import problems
 from ferry_cli.main import main
-from ferry_cli.sandbox.importer import ALLOWED, PLACEHOLDER, ReadOnly, ReadOnlyViolation, _Supports, import_world, world_yaml
+from ferry_cli.sandbox.importer import (
+    ALLOWED,
+    PLACEHOLDER,
+    ReadOnly,
+    ReadOnlyViolation,
+    _Supports,
+    import_world,
+    world_yaml,
+)
 from ferry_cli.sandbox.moto_ecs import EcsSimulator
 from ferry_cli.sandbox.run import Delivery, deliver_all, summarise, world_session
 from ferry_cli.sandbox.sandbox import Sandbox
@@ -34,22 +42,42 @@ from ..statemachine.conftest import EXAMPLE, failed_at, push_event
 
 SUPPORTS = _Supports.now()  # what the world schema holds today (keys are being added to it)
 ACCOUNT, REGION = "444455556666", "eu-west-1"
-SECRET_VALUES = ["db-password-never-printed", "sk_live_never_printed", "signing-key-never-printed",
-                 "env-file-secret-never-printed", "sandbox-db-password-do-not-print"]
+SECRET_VALUES = [
+    "db-password-never-printed",
+    "sk_live_never_printed",
+    "signing-key-never-printed",
+    "env-file-secret-never-printed",
+    "sandbox-db-password-do-not-print",
+]
 # Every call the importer may make, as botocore names them: Describe, List and Get calls that return no secret value.
-READ_ONLY_CALLS = {"DescribeClusters", "DescribeServices", "DescribeTaskDefinition", "DescribeImages",
-                   "DescribeTargetGroups", "GetRole", "DescribeLogGroups", "DescribeSecret", "DescribeParameters",
-                   "GetParameters", "DescribeAlarms", "HeadObject"}
+READ_ONLY_CALLS = {
+    "DescribeClusters",
+    "DescribeServices",
+    "DescribeTaskDefinition",
+    "DescribeImages",
+    "DescribeTargetGroups",
+    "GetRole",
+    "DescribeLogGroups",
+    "DescribeSecret",
+    "DescribeParameters",
+    "GetParameters",
+    "DescribeAlarms",
+    "HeadObject",
+}
 
 
 # ----------------------------------------------------------------------------- helpers
 @contextmanager
-def account(world_path: Path, before_build: Callable[[Sandbox, World], None] | None = None) -> Iterator[tuple[Sandbox, World]]:
+def account(
+    world_path: Path, before_build: Callable[[Sandbox, World], None] | None = None
+) -> Iterator[tuple[Sandbox, World]]:
     """A moto account built from a world (as the engine tests' `sandbox` fixture builds it), with `before_build`
     making what a world cannot say yet, as someone would have made it in the console."""
     world = World.load(world_path)
     with Sandbox(account=world.account, region=world.region, clusters=world.clusters) as box:
-        box.simulator = EcsSimulator(box.clock, account_id=world.account, region=world.region, **world.simulator_options())
+        box.simulator = EcsSimulator(
+            box.clock, account_id=world.account, region=world.region, **world.simulator_options()
+        )
         box.simulator.install()
         if before_build is not None:
             before_build(box, world)
@@ -127,8 +155,9 @@ def deploy(box: Sandbox, world: World, event: dict[str, Any], directory: Path) -
 
 def same_deploy(before: dict[str, Any], after: dict[str, Any]) -> None:
     """The deploy in the imported world is the deploy in the account: states, service, count, images, revision."""
-    assert [(e["service"], e["status"], e["states"]) for e in after["executions"]] == \
-           [(e["service"], e["status"], e["states"]) for e in before["executions"]]
+    assert [(e["service"], e["status"], e["states"]) for e in after["executions"]] == [
+        (e["service"], e["status"], e["states"]) for e in before["executions"]
+    ]
     assert after["services"] == before["services"]
     assert after["revision"] == before["revision"]
     assert after["locksHeld"] == 0
@@ -147,9 +176,16 @@ def test_the_demo_world_imports_as_itself_and_deploys_the_same(tmp_path):
 
     assert problems(imported_world, "sandbox-world.schema.json") == []
     assert imported_world["account"] == "123456789012" and imported_world["region"] == "us-east-1"
-    assert imported_world["services"] == [{
-        "cluster": "prod", "name": "web", "desiredCount": 2, "running": {"app": "web:v1", "nginx": "nginx:1.27"},
-        "taskDefinition": "web-task-def.json", "targetGroup": {"name": "web-tg", "container": "nginx", "port": 80}}]
+    assert imported_world["services"] == [
+        {
+            "cluster": "prod",
+            "name": "web",
+            "desiredCount": 2,
+            "running": {"app": "web:v1", "nginx": "nginx:1.27"},
+            "taskDefinition": "web-task-def.json",
+            "targetGroup": {"name": "web-tg", "container": "nginx", "port": 80},
+        }
+    ]
     assert imported_world["ecr"] == source.images()  # every tag, under the digest ECR has for it
     assert imported_world["roles"] == ["ecsTaskExecutionRole", "web-task-role"]
     assert imported_world["logGroups"] == ["/ecs/web"]
@@ -168,8 +204,10 @@ def test_the_demo_world_imports_as_itself_and_deploys_the_same(tmp_path):
     assert problems(config, "service-config.schema.json") == []
     assert config["containers"] == {"app": {"repository": "web"}, "nginx": {"repository": "nginx"}}
     assert config["healthGates"] == {"alarms": ["web-5xx"]} and config["strategy"] == {"type": "rolling"}
-    assert any(n.startswith("not imported: the load balancer, listeners and health check of target group web-tg")
-               for n in notes)
+    assert any(
+        n.startswith("not imported: the load balancer, listeners and health check of target group web-tg")
+        for n in notes
+    )
 
     world_path = write_world(tmp_path / "imported", imported_world, files)
     with world_session(world_path) as (box, world):
@@ -200,7 +238,10 @@ def test_a_role_ecs_tasks_cannot_assume_stays_so_and_fails_verify_in_both(tmp_pa
     with account(tmp_path / "world.yaml") as (box, world):
         imported_world, files, _, _ = imported(box, "prod", ["web"])
         before = deploy(box, world, push_event("web", "v2"), tmp_path)
-    assert imported_world["roles"] == ["ecsTaskExecutionRole", {"name": "web-task-role", "trustedBy": "lambda.amazonaws.com"}]
+    assert imported_world["roles"] == [
+        "ecsTaskExecutionRole",
+        {"name": "web-task-role", "trustedBy": "lambda.amazonaws.com"},
+    ]
     with world_session(write_world(tmp_path / "imported", imported_world, files)) as (box, world):
         after = deploy(box, world, push_event("web", "v2"), tmp_path)
     for summary in (before, after):
@@ -214,38 +255,76 @@ API_TASK_DEF = {
     "family": "payments-api",
     "networkMode": "awsvpc",
     "requiresCompatibilities": ["FARGATE"],
-    "cpu": "1024", "memory": "2048",
+    "cpu": "1024",
+    "memory": "2048",
     "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
     "executionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/payments-exec",
     "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/payments-api-task",
     "containerDefinitions": [
-        {"name": "envoy", "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/envoy:v1.31", "essential": True,
-         "portMappings": [{"containerPort": 9901, "protocol": "tcp"}],
-         "logConfiguration": {"logDriver": "awslogs", "options": {
-             "awslogs-group": "/ecs/payments-api", "awslogs-region": REGION, "awslogs-stream-prefix": "envoy"}}},
-        {"name": "datadog", "image": "public.ecr.aws/datadog/agent:7", "essential": False,
-         "environment": [{"name": "DD_SITE", "value": "datadoghq.eu"}]},
-        {"name": "app", "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/payments-api:2024.06.1", "essential": True,
-         "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
-         "dependsOn": [{"containerName": "envoy", "condition": "START"}],
-         "secrets": [
-             {"name": "DB_PASSWORD", "valueFrom": "@payments/api/db"},
-             {"name": "STRIPE_KEY", "valueFrom": "@payments/api/stripe:api_key::"},
-             {"name": "SIGNING_KEY", "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/payments/api/signing-key"},
-             {"name": "REGION_LABEL", "valueFrom": "/payments/api/region-label"}],
-         "logConfiguration": {"logDriver": "awslogs", "options": {
-             "awslogs-group": "/ecs/payments-api", "awslogs-region": REGION, "awslogs-stream-prefix": "app"}}},
+        {
+            "name": "envoy",
+            "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/envoy:v1.31",
+            "essential": True,
+            "portMappings": [{"containerPort": 9901, "protocol": "tcp"}],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": "/ecs/payments-api",
+                    "awslogs-region": REGION,
+                    "awslogs-stream-prefix": "envoy",
+                },
+            },
+        },
+        {
+            "name": "datadog",
+            "image": "public.ecr.aws/datadog/agent:7",
+            "essential": False,
+            "environment": [{"name": "DD_SITE", "value": "datadoghq.eu"}],
+        },
+        {
+            "name": "app",
+            "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/payments-api:2024.06.1",
+            "essential": True,
+            "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+            "dependsOn": [{"containerName": "envoy", "condition": "START"}],
+            "secrets": [
+                {"name": "DB_PASSWORD", "valueFrom": "@payments/api/db"},
+                {"name": "STRIPE_KEY", "valueFrom": "@payments/api/stripe:api_key::"},
+                {
+                    "name": "SIGNING_KEY",
+                    "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/payments/api/signing-key",
+                },
+                {"name": "REGION_LABEL", "valueFrom": "/payments/api/region-label"},
+            ],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": "/ecs/payments-api",
+                    "awslogs-region": REGION,
+                    "awslogs-stream-prefix": "app",
+                },
+            },
+        },
     ],
 }
 API_WORLD = {
-    "account": ACCOUNT, "region": REGION,
+    "account": ACCOUNT,
+    "region": REGION,
     "ecr": {"envoy": ["v1.31"], "payments-api": ["2024.06.1", "2024.06.2"]},
-    "services": [{"cluster": "payments", "name": "api", "desiredCount": 3,
-                  "running": {"envoy": "envoy:v1.31", "app": "payments-api:2024.06.1"},
-                  "taskDefinition": "api-task-def.json",
-                  "targetGroup": {"name": "api-tg", "container": "app", "port": 8080},
-                  "deploymentConfiguration": {"maximumPercent": 150,
-                                              "deploymentCircuitBreaker": {"enable": True, "rollback": True}}}],
+    "services": [
+        {
+            "cluster": "payments",
+            "name": "api",
+            "desiredCount": 3,
+            "running": {"envoy": "envoy:v1.31", "app": "payments-api:2024.06.1"},
+            "taskDefinition": "api-task-def.json",
+            "targetGroup": {"name": "api-tg", "container": "app", "port": 8080},
+            "deploymentConfiguration": {
+                "maximumPercent": 150,
+                "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            },
+        }
+    ],
     "parameters": {"/payments/api/region-label": "eu-west-1 (Ireland)"},
     "roles": ["payments-exec", "payments-api-task"],
     "logGroups": ["/ecs/payments-api"],
@@ -253,22 +332,31 @@ API_WORLD = {
     "registry": "registry",
 }
 API_ALARMS = ["api-5xx", "api-latency", "payments-cpu", "tg-unhealthy-hosts"]
-API_CONFIG = {"cluster": "payments", "service": "api",
-              "containers": {"app": {"repository": "payments-api"}, "envoy": {"repository": "envoy"}},
-              "triggers": [{"repository": "envoy", "tags": ["*"]}, {"repository": "payments-api", "tags": ["*"]}],
-              "taskDefinition": "current", "strategy": {"type": "rolling"}, "timeouts": {"deployment": 1800},
-              "healthGates": {"alarms": API_ALARMS}}
+API_CONFIG = {
+    "cluster": "payments",
+    "service": "api",
+    "containers": {"app": {"repository": "payments-api"}, "envoy": {"repository": "envoy"}},
+    "triggers": [{"repository": "envoy", "tags": ["*"]}, {"repository": "payments-api", "tags": ["*"]}],
+    "taskDefinition": "current",
+    "strategy": {"type": "rolling"},
+    "timeouts": {"deployment": 1800},
+    "healthGates": {"alarms": API_ALARMS},
+}
 
 
 def make_by_hand(box: Sandbox, world: World) -> None:
     """What the realistic account has that the world does not say: secrets whose ARNs the task definition names
     (random suffix and all) and a SecureString parameter."""
     sm = box.client("secretsmanager")
-    arns = {"payments/api/db": sm.create_secret(Name="payments/api/db", SecretString="db-password-never-printed")["ARN"],
-            "payments/api/stripe": sm.create_secret(Name="payments/api/stripe",
-                                                    SecretString='{"api_key": "sk_live_never_printed"}')["ARN"]}
-    box.client("ssm").put_parameter(Name="/payments/api/signing-key", Value="signing-key-never-printed",
-                                    Type="SecureString")
+    arns = {
+        "payments/api/db": sm.create_secret(Name="payments/api/db", SecretString="db-password-never-printed")["ARN"],
+        "payments/api/stripe": sm.create_secret(
+            Name="payments/api/stripe", SecretString='{"api_key": "sk_live_never_printed"}'
+        )["ARN"],
+    }
+    box.client("ssm").put_parameter(
+        Name="/payments/api/signing-key", Value="signing-key-never-printed", Type="SecureString"
+    )
     for container in world.task_definitions["payments/api"]["containerDefinitions"]:
         for secret in container.get("secrets") or []:
             if secret["valueFrom"].startswith("@"):
@@ -282,12 +370,21 @@ def make_alarms_on_metrics(box: Sandbox) -> None:
     group = "targetgroup/" + ecs["loadBalancers"][0]["targetGroupArn"].split(":targetgroup/", 1)[1]
     cw = box.client("cloudwatch")
     for name, namespace, metric, dims in [
-            ("payments-cpu", "AWS/ECS", "CPUUtilization", {"ClusterName": "payments", "ServiceName": "api"}),
-            ("tg-unhealthy-hosts", "AWS/ApplicationELB", "UnHealthyHostCount", {"TargetGroup": group}),
-            ("other-service-cpu", "AWS/ECS", "CPUUtilization", {"ClusterName": "payments", "ServiceName": "ledger"})]:
-        cw.put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName=metric, Statistic="Average", Period=60,
-                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold",
-                            Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()])
+        ("payments-cpu", "AWS/ECS", "CPUUtilization", {"ClusterName": "payments", "ServiceName": "api"}),
+        ("tg-unhealthy-hosts", "AWS/ApplicationELB", "UnHealthyHostCount", {"TargetGroup": group}),
+        ("other-service-cpu", "AWS/ECS", "CPUUtilization", {"ClusterName": "payments", "ServiceName": "ledger"}),
+    ]:
+        cw.put_metric_alarm(
+            AlarmName=name,
+            Namespace=namespace,
+            MetricName=metric,
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
+            Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
+        )
         cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test")
 
 
@@ -314,13 +411,21 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
     assert (imported_world["account"], imported_world["region"]) == (ACCOUNT, REGION)
     [service] = imported_world["services"]
     assert service == {
-        "cluster": "payments", "name": "api", "desiredCount": 3,
+        "cluster": "payments",
+        "name": "api",
+        "desiredCount": 3,
         "running": {"app": "payments-api:2024.06.1", "envoy": "envoy:v1.31"},  # the Docker Hub sidecar stays as it is
-        "taskDefinition": "api-task-def.json", "targetGroup": {"name": "api-tg", "container": "app", "port": 8080},
-        "deploymentConfiguration": {"maximumPercent": 150, "deploymentCircuitBreaker": {"enable": True, "rollback": True}}}
+        "taskDefinition": "api-task-def.json",
+        "targetGroup": {"name": "api-tg", "container": "app", "port": 8080},
+        "deploymentConfiguration": {
+            "maximumPercent": 150,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        },
+    }
     spec = json.loads(files["api-task-def.json"])
     assert [(c["name"], c["image"]) for c in spec["containerDefinitions"]] == [
-        (c["name"], c["image"]) for c in API_TASK_DEF["containerDefinitions"]]  # the sidecar first, as it runs
+        (c["name"], c["image"]) for c in API_TASK_DEF["containerDefinitions"]
+    ]  # the sidecar first, as it runs
     assert set(imported_world["ecr"]) == {"envoy", "payments-api"}
     assert sorted(imported_world["ecr"]["payments-api"]) == ["2024.06.1", "2024.06.2"]
     # Secrets: each by name, with a placeholder for its value (a JSON one where a key is read), and the ARN AWS gave
@@ -334,8 +439,10 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
         assert any(n.startswith("not imported: the ARN of secret payments/api/db") for n in notes)
     assert imported_world["secrets"] == expected
     signing = {"value": PLACEHOLDER, "type": "SecureString"} if SUPPORTS.typed_parameters else PLACEHOLDER
-    assert imported_world["parameters"] == {"/payments/api/region-label": "eu-west-1 (Ireland)",
-                                            "/payments/api/signing-key": signing}
+    assert imported_world["parameters"] == {
+        "/payments/api/region-label": "eu-west-1 (Ireland)",
+        "/payments/api/signing-key": signing,
+    }
     assert imported_world["roles"] == ["payments-api-task", "payments-exec"]
     assert imported_world["logGroups"] == ["/ecs/payments-api"]
     # The alarms named after the service or on its metrics and its target group's; not another service's.
@@ -347,8 +454,9 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
     # Read-only: only the allowed calls; no secret read, nothing decrypted, the SecureString's value never asked for.
     assert {name for name, _ in calls} == READ_ONLY_CALLS - {"HeadObject"}  # each read the import needs, no other
     assert not any(params.get("WithDecryption") for _, params in calls)
-    assert all("/payments/api/signing-key" not in params.get("Names", []) for name, params in calls
-               if name == "GetParameters")
+    assert all(
+        "/payments/api/signing-key" not in params.get("Names", []) for name, params in calls if name == "GetParameters"
+    )
     text = output_text(imported_world, files, notes)
     for value in SECRET_VALUES:
         assert value not in text
@@ -362,7 +470,8 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
     assert after["services"]["payments/api"]["taskDefinition"] == "payments-api:2"
     assert after["services"]["payments/api"]["runningCount"] == 3
     assert after["services"]["payments/api"]["images"]["app"].endswith(
-        "/payments-api@sha256:" + hashlib.sha256(b"payments-api:2024.06.2").hexdigest())
+        "/payments-api@sha256:" + hashlib.sha256(b"payments-api:2024.06.2").hexdigest()
+    )
     same_deploy(before, after)
 
 
@@ -372,8 +481,12 @@ def make_worker(box: Sandbox, _world: World) -> None:
     an environment file, a secret that is gone, a log group that is missing, two target groups, ECS Exec (the
     role and the environment file here, the rest in the test)."""
     iam = box.client("iam")
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
     iam.create_role(RoleName="worker-exec", Path="/service-role/", AssumeRolePolicyDocument=json.dumps(trust))
     s3 = box.client("s3")
     s3.create_bucket(Bucket="worker-config")
@@ -386,26 +499,58 @@ def test_what_a_world_cannot_hold_is_listed_and_the_rest_still_loads(tmp_path):
         registry = f"{box.account}.dkr.ecr.{box.region}.amazonaws.com"
         v2 = box.client("ecr").describe_images(repositoryName="web", imageIds=[{"imageTag": "v2"}])["imageDetails"][0]
         td = box.client("ecs").register_task_definition(
-            family="worker", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+            family="worker",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
             executionRoleArn=f"arn:aws:iam::{box.account}:role/service-role/worker-exec",
             containerDefinitions=[
-                {"name": "worker", "image": f"{registry}/web@{v2['imageDigest']}", "essential": True,
-                 "portMappings": [{"containerPort": 8080}, {"containerPort": 9090}],
-                 "environmentFiles": [{"value": "arn:aws:s3:::worker-config/worker.env", "type": "s3"}],
-                 "secrets": [{"name": "GONE", "valueFrom": f"arn:aws:secretsmanager:{box.region}:{box.account}:secret:prod/worker/gone"}],
-                 "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/worker-missing",
-                                                                          "awslogs-region": box.region}}},
-                {"name": "proxy", "image": f"999999999999.dkr.ecr.{box.region}.amazonaws.com/proxy:1", "essential": False}],
+                {
+                    "name": "worker",
+                    "image": f"{registry}/web@{v2['imageDigest']}",
+                    "essential": True,
+                    "portMappings": [{"containerPort": 8080}, {"containerPort": 9090}],
+                    "environmentFiles": [{"value": "arn:aws:s3:::worker-config/worker.env", "type": "s3"}],
+                    "secrets": [
+                        {
+                            "name": "GONE",
+                            "valueFrom": f"arn:aws:secretsmanager:{box.region}:{box.account}:secret:prod/worker/gone",
+                        }
+                    ],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {"awslogs-group": "/ecs/worker-missing", "awslogs-region": box.region},
+                    },
+                },
+                {
+                    "name": "proxy",
+                    "image": f"999999999999.dkr.ecr.{box.region}.amazonaws.com/proxy:1",
+                    "essential": False,
+                },
+            ],
         )["taskDefinition"]["taskDefinitionArn"]
         elb = box.client("elbv2")
         vpc = elb.describe_target_groups(Names=["web-tg"])["TargetGroups"][0]["VpcId"]
-        groups = [elb.create_target_group(Name=n, Protocol="HTTP", Port=p, VpcId=vpc, TargetType="ip")["TargetGroups"][0]
-                  ["TargetGroupArn"] for n, p in (("worker-a", 8080), ("worker-b", 9090))]
+        groups = [
+            elb.create_target_group(Name=n, Protocol="HTTP", Port=p, VpcId=vpc, TargetType="ip")["TargetGroups"][0][
+                "TargetGroupArn"
+            ]
+            for n, p in (("worker-a", 8080), ("worker-b", 9090))
+        ]
         box.client("ecs").create_service(
-            cluster="prod", serviceName="worker", taskDefinition=td, desiredCount=1, launchType="FARGATE",
-            networkConfiguration=web["networkConfiguration"], enableExecuteCommand=True,
-            loadBalancers=[{"targetGroupArn": a, "containerName": "worker", "containerPort": p}
-                           for a, p in zip(groups, (8080, 9090))])
+            cluster="prod",
+            serviceName="worker",
+            taskDefinition=td,
+            desiredCount=1,
+            launchType="FARGATE",
+            networkConfiguration=web["networkConfiguration"],
+            enableExecuteCommand=True,
+            loadBalancers=[
+                {"targetGroupArn": a, "containerName": "worker", "containerPort": p}
+                for a, p in zip(groups, (8080, 9090))
+            ],
+        )
         imported_world, files, notes, calls = imported(box, "prod", ["web", "worker"])
 
     worker = imported_world["services"][1]
@@ -422,10 +567,14 @@ def test_what_a_world_cannot_hold_is_listed_and_the_rest_still_loads(tmp_path):
         assert [g["name"] for g in worker["targetGroups"]] == ["worker-a", "worker-b"]
     else:
         assert worker["targetGroup"] == {"name": "worker-a", "container": "worker", "port": 8080}
-        expected.append("not imported: target group worker-b of worker: a world holds one target group per service "
-                        "(it holds worker-a)")
+        expected.append(
+            "not imported: target group worker-b of worker: a world holds one target group per service "
+            "(it holds worker-a)"
+        )
     if SUPPORTS.s3:
-        assert list(imported_world["s3"]) == ["worker-config"] and list(imported_world["s3"]["worker-config"]) == ["worker.env"]
+        assert list(imported_world["s3"]) == ["worker-config"] and list(imported_world["s3"]["worker-config"]) == [
+            "worker.env"
+        ]
         assert imported_world["s3"]["worker-config"]["worker.env"].startswith("# ferry-sandbox-placeholder")
         expected.append("not imported: the content of environment file s3://worker-config/worker.env")
     else:
@@ -475,8 +624,24 @@ def test_the_command_writes_a_world_that_loads_and_lists_what_it_left_out(demo_a
     # Files are not overwritten unless asked.
     assert main(["sandbox", "import", "--cluster", "prod", "--service", "web", "--out", str(out)]) == 2
     assert "already exist: pass --force to overwrite" in capsys.readouterr().err
-    assert main(["sandbox", "import", "--cluster", "prod", "--service", "web", "--out", str(out), "--force",
-                 "--registry", str(tmp_path / "configs")]) == 0
+    assert (
+        main(
+            [
+                "sandbox",
+                "import",
+                "--cluster",
+                "prod",
+                "--service",
+                "web",
+                "--out",
+                str(out),
+                "--force",
+                "--registry",
+                str(tmp_path / "configs"),
+            ]
+        )
+        == 0
+    )
     assert World.load(out).data["registry"] == "../configs"
     assert (tmp_path / "configs" / "web" / "ferry.yaml").is_file()
 
@@ -487,8 +652,16 @@ def test_the_readme_walk_through_imports_then_deploys_a_new_tag(tmp_path, capsys
     with account(EXAMPLE / "world.yaml"):
         assert main(["sandbox", "import", "--cluster", "prod", "--service", "web", "--out", str(out)]) == 0
     push_v3 = tmp_path / "push.json"
-    push_v3.write_text(json.dumps({"source": "aws.ecr", "detail-type": "ECR Image Action", "id": "try-1", "detail": {
-        "action-type": "PUSH", "result": "SUCCESS", "repository-name": "web", "image-tag": "v3"}}))
+    push_v3.write_text(
+        json.dumps(
+            {
+                "source": "aws.ecr",
+                "detail-type": "ECR Image Action",
+                "id": "try-1",
+                "detail": {"action-type": "PUSH", "result": "SUCCESS", "repository-name": "web", "image-tag": "v3"},
+            }
+        )
+    )
     capsys.readouterr()
     assert main(["sandbox", "run", "--world", str(out), "--event", str(push_v3), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -514,11 +687,21 @@ def test_without_out_the_world_goes_to_stdout_and_its_files_here(demo_account, t
     assert World.load(tmp_path / "world.yaml").data["services"][0]["name"] == "web"
 
 
-@pytest.mark.parametrize("argv, status, message", [
-    (["--cluster", "prod", "--service", "nope"], 2,
-     "--service nope: no active service nope in cluster prod (us-east-1): check the name"),
-    (["--cluster", "staging", "--service", "web"], 2, "--cluster staging: no active ECS cluster staging in us-east-1"),
-])
+@pytest.mark.parametrize(
+    "argv, status, message",
+    [
+        (
+            ["--cluster", "prod", "--service", "nope"],
+            2,
+            "--service nope: no active service nope in cluster prod (us-east-1): check the name",
+        ),
+        (
+            ["--cluster", "staging", "--service", "web"],
+            2,
+            "--cluster staging: no active ECS cluster staging in us-east-1",
+        ),
+    ],
+)
 def test_a_missing_cluster_or_service_is_one_line_and_exit_2(demo_account, tmp_path, capsys, argv, status, message):
     assert main(["sandbox", "import", *argv, "--out", str(tmp_path / "world.yaml")]) == status
     err = capsys.readouterr().err
@@ -526,13 +709,27 @@ def test_a_missing_cluster_or_service_is_one_line_and_exit_2(demo_account, tmp_p
     assert not (tmp_path / "world.yaml").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--cluster", "prod", "--service", "web", "--service", "web"], "--service web is given twice: name each service once"),
-    (["--cluster", "prod", "--service", "web", "--region", "eu-west"], "--region 'eu-west': give a region name such as eu-west-1"),
-    (["--cluster", "my cluster", "--service", "web"],
-     "--cluster 'my cluster': give an ECS cluster's name (letters, digits, - and _) or ARN"),
-    (["--cluster", "prod", "--service", "web!"], "--service 'web!': give an ECS service's name (letters, digits, - and _) or ARN"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--cluster", "prod", "--service", "web", "--service", "web"],
+            "--service web is given twice: name each service once",
+        ),
+        (
+            ["--cluster", "prod", "--service", "web", "--region", "eu-west"],
+            "--region 'eu-west': give a region name such as eu-west-1",
+        ),
+        (
+            ["--cluster", "my cluster", "--service", "web"],
+            "--cluster 'my cluster': give an ECS cluster's name (letters, digits, - and _) or ARN",
+        ),
+        (
+            ["--cluster", "prod", "--service", "web!"],
+            "--service 'web!': give an ECS service's name (letters, digits, - and _) or ARN",
+        ),
+    ],
+)
 def test_bad_arguments_are_one_line_and_exit_2_before_any_call(tmp_path, capsys, argv, message):
     assert main(["sandbox", "import", *argv, "--out", str(tmp_path / "world.yaml")]) == 2
     assert capsys.readouterr().err == f"ferry sandbox import: {message}\n"
@@ -561,15 +758,38 @@ def test_access_denied_is_reported_readably_with_exit_1(tmp_path, monkeypatch, c
         def client(self, *args, **kwargs):
             made = super().client(*args, **kwargs)
             stub = Stubber(made)
-            stub.add_client_error("describe_clusters", service_error_code="AccessDeniedException",
-                                  service_message="User: arn:aws:iam::123456789012:user/me is not authorized to "
-                                                  "perform: ecs:DescribeClusters", http_status_code=400)
+            stub.add_client_error(
+                "describe_clusters",
+                service_error_code="AccessDeniedException",
+                service_message="User: arn:aws:iam::123456789012:user/me is not authorized to "
+                "perform: ecs:DescribeClusters",
+                http_status_code=400,
+            )
             stub.activate()
             return made
+
     monkeypatch.setattr(boto3.session, "Session", Denied)
-    assert main(["sandbox", "import", "--cluster", "prod", "--service", "web", "--region", "eu-west-1",
-                 "--out", str(tmp_path / "w.yaml")]) == 1
+    assert (
+        main(
+            [
+                "sandbox",
+                "import",
+                "--cluster",
+                "prod",
+                "--service",
+                "web",
+                "--region",
+                "eu-west-1",
+                "--out",
+                str(tmp_path / "w.yaml"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("ferry sandbox import: cannot read cluster prod in eu-west-1: ")
-    assert "DescribeClusters failed (AccessDeniedException: User: arn:aws:iam::123456789012:user/me is not authorized" in err
+    assert (
+        "DescribeClusters failed (AccessDeniedException: User: arn:aws:iam::123456789012:user/me is not authorized"
+        in err
+    )
     assert "the import needs ecs:DescribeClusters, ecs:DescribeServices and ecs:DescribeTaskDefinition" in err

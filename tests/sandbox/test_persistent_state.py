@@ -43,8 +43,22 @@ def service(capsys, world: Path, state: Path) -> dict:
 
 def test_deploy_then_roll_back_by_hand_then_push_again(tmp_path, world, capsys):
     state = tmp_path / "state"
-    assert main(["sandbox", "run", "--world", str(world), "--state", str(state), "--event", str(push(tmp_path, "v2")),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "sandbox",
+                "run",
+                "--world",
+                str(world),
+                "--state",
+                str(state),
+                "--event",
+                str(push(tmp_path, "v2")),
+                "--json",
+            ]
+        )
+        == 0
+    )
     first = json.loads(capsys.readouterr().out)
     assert first["services"]["prod/web"]["taskDefinition"] == "web:2"
 
@@ -60,14 +74,29 @@ def test_deploy_then_roll_back_by_hand_then_push_again(tmp_path, world, capsys):
     assert main(["status", "web", "--world", str(world), "--state", str(state)]) == 0
     assert "roll back prod/web from web:2 to web:1" in capsys.readouterr().out
 
-    assert main(["sandbox", "run", "--world", str(world), "--state", str(state), "--event", str(push(tmp_path, "v3")),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "sandbox",
+                "run",
+                "--world",
+                str(world),
+                "--state",
+                str(state),
+                "--event",
+                str(push(tmp_path, "v3")),
+                "--json",
+            ]
+        )
+        == 0
+    )
     third = json.loads(capsys.readouterr().out)
     # Only this run's execution is listed; the service carries on from the rollback: a third revision, web:v3.
     assert [e["name"].split("-")[1] for e in third["executions"]] == ["v3"]
     web = third["services"]["prod/web"]
     assert web["taskDefinition"] == "web:3" and web["images"]["app"].endswith(
-        "@" + "sha256:" + __import__("hashlib").sha256(b"web:v3").hexdigest())
+        "@" + "sha256:" + __import__("hashlib").sha256(b"web:v3").hexdigest()
+    )
     assert (web["desiredCount"], web["runningCount"], third["locksHeld"], third["canaryTasks"]) == (2, 2, 0, 0)
     journal = json.loads((state / "state.json").read_text())["journal"]
     assert [c["command"] for c in journal] == ["sandbox run", "deploy", "sandbox run"]
@@ -75,8 +104,22 @@ def test_deploy_then_roll_back_by_hand_then_push_again(tmp_path, world, capsys):
 
 def test_every_replay_of_a_kept_sandbox_gives_the_same_history(tmp_path, world, capsys):
     state = tmp_path / "state"
-    assert main(["sandbox", "run", "--world", str(world), "--state", str(state), "--event", str(push(tmp_path, "v2")),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "sandbox",
+                "run",
+                "--world",
+                str(world),
+                "--state",
+                str(state),
+                "--event",
+                str(push(tmp_path, "v2")),
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     first, second = service(capsys, world, state), service(capsys, world, state)
     assert first == second
@@ -85,8 +128,22 @@ def test_every_replay_of_a_kept_sandbox_gives_the_same_history(tmp_path, world, 
 
 def test_a_changed_world_is_refused_with_the_way_out(tmp_path, world, capsys):
     state = tmp_path / "state"
-    assert main(["sandbox", "run", "--world", str(world), "--state", str(state), "--event", str(push(tmp_path, "v2")),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "sandbox",
+                "run",
+                "--world",
+                str(world),
+                "--state",
+                str(state),
+                "--event",
+                str(push(tmp_path, "v2")),
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     before = (state / "state.json").read_text()
     data = yaml.safe_load(world.read_text())
@@ -98,10 +155,13 @@ def test_a_changed_world_is_refused_with_the_way_out(tmp_path, world, capsys):
     assert (state / "state.json").read_text() == before  # nothing was run or recorded
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    ("{not json", "not a sandbox state"),
-    (json.dumps({"version": 99, "journal": []}), "not a sandbox state of this version of ferry"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "not a sandbox state"),
+        (json.dumps({"version": 99, "journal": []}), "not a sandbox state of this version of ferry"),
+    ],
+)
 def test_a_broken_state_file_is_refused_naming_it(tmp_path, world, capsys, content, expected):
     state = tmp_path / "state"
     state.mkdir()

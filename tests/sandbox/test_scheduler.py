@@ -106,10 +106,12 @@ def test_the_same_fibers_run_in_the_same_order_every_time():
         scheduler, log = Scheduler(), []
         threads = VThreading(scheduler)
         for name, pause in (("a", 3), ("b", 1), ("c", 3), ("d", 0)):
+
             def body(name=name, pause=pause):
                 for step in range(3):
                     scheduler.sleep(pause)
                     log.append((f"{name}{step}", scheduler.elapsed()))
+
             threads.Thread(target=body).start()
         scheduler.settle()
         scheduler.close()

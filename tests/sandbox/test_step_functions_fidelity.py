@@ -35,8 +35,9 @@ def run(sandbox: Sandbox, definition: dict[str, Any], payload: dict[str, Any], n
     arn = sfn.start_execution(stateMachineArn=machine, name=f"{name}-1", input=json.dumps(payload))["executionArn"]
     sandbox.run_until(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
     described = sfn.describe_execution(executionArn=arn)
-    described["entered"] = [e["stateEnteredEventDetails"]["name"] for e in sandbox.history(arn)
-                            if "stateEnteredEventDetails" in e]
+    described["entered"] = [
+        e["stateEnteredEventDetails"]["name"] for e in sandbox.history(arn) if "stateEnteredEventDetails" in e
+    ]
     return described
 
 
@@ -49,11 +50,20 @@ def lock_function(sandbox: Sandbox) -> str:
 
 
 def test_a_path_that_does_not_resolve_fails_the_execution_past_every_retry_and_catch(sandbox):
-    definition = {"StartAt": "Call", "States": {
-        "Call": {"Type": "Task", "Resource": lock_function(sandbox), "Parameters": {"service.$": "$.missing"},
-                 "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3, "IntervalSeconds": 1}],
-                 "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
-        "Caught": CAUGHT}}
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": lock_function(sandbox),
+                "Parameters": {"service.$": "$.missing"},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3, "IntervalSeconds": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
     invocations = sandbox.lambda_invocations
     described = run(sandbox, definition, {"service": "web"}, "runtime-error")
     assert described["status"] == "FAILED"
@@ -66,11 +76,25 @@ def test_a_path_that_does_not_resolve_fails_the_execution_past_every_retry_and_c
 
 def test_a_state_output_over_256_kib_is_a_terminal_data_limit_error(sandbox):
     big = "x" * (150 * 1024)
-    definition = {"StartAt": "Both", "States": {
-        "Both": {"Type": "Parallel", "Branches": [{"StartAt": "Double", "States": {
-            "Double": {"Type": "Pass", "Parameters": {"a.$": "$.big", "b.$": "$.big"}, "End": True}}}],
-                 "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
-        "Caught": CAUGHT}}
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "Double",
+                        "States": {
+                            "Double": {"Type": "Pass", "Parameters": {"a.$": "$.big", "b.$": "$.big"}, "End": True}
+                        },
+                    }
+                ],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
     described = run(sandbox, definition, {"big": big}, "data-limit-output")
     assert described["status"] == "FAILED"
     assert described["error"] == "States.DataLimitExceeded"
@@ -79,11 +103,19 @@ def test_a_state_output_over_256_kib_is_a_terminal_data_limit_error(sandbox):
 
 def test_a_task_input_over_256_kib_after_parameters_is_a_terminal_data_limit_error(sandbox):
     big = "x" * (150 * 1024)
-    definition = {"StartAt": "Call", "States": {
-        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-                 "Parameters": {"FunctionName": lock_function(sandbox), "Payload": {"a.$": "$.big", "b.$": "$.big"}},
-                 "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
-        "Caught": CAUGHT}}
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": lock_function(sandbox), "Payload": {"a.$": "$.big", "b.$": "$.big"}},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
     invocations = sandbox.lambda_invocations
     described = run(sandbox, definition, {"big": big}, "data-limit-input")
     assert described["status"] == "FAILED"
@@ -93,10 +125,19 @@ def test_a_task_input_over_256_kib_after_parameters_is_a_terminal_data_limit_err
 
 
 def test_other_errors_are_still_caught_by_states_all(sandbox):
-    definition = {"StartAt": "Call", "States": {
-        "Call": {"Type": "Task", "Resource": lock_function(sandbox), "Parameters": {"action": "bogus"},
-                 "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
-        "Caught": CAUGHT}}
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                "Resource": lock_function(sandbox),
+                "Parameters": {"action": "bogus"},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
     described = run(sandbox, definition, {}, "caught-error")
     assert described["status"] == "SUCCEEDED"
     assert described["entered"] == ["Call", "Caught"]
@@ -105,17 +146,35 @@ def test_other_errors_are_still_caught_by_states_all(sandbox):
 def test_a_states_error_inside_a_map_iteration_reaches_the_map_under_its_own_name(sandbox):
     """A migration that never reports back ends its iteration with States.HeartbeatTimeout: the Map's Catch
     sees that name (moto turned every States.* error of an iteration into States.Runtime)."""
-    definition = {"StartAt": "Each", "States": {
-        "Each": {"Type": "Map", "ItemsPath": "$.items", "Iterator": {"StartAt": "Wait", "States": {
-            "Wait": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken", "HeartbeatSeconds": 5,
-                     "TimeoutSeconds": 600,
-                     # task-stopped answers an event that is not a stopped task at once, and never calls back
-                     "Parameters": {"FunctionName": function(sandbox, "task-stopped"), "Payload": {
-                         "token.$": "$$.Task.Token"}},
-                     "End": True}}},
-                 "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "ResultPath": "$.failure", "Next": "Caught"}],
-                 "End": True},
-        "Caught": CAUGHT}}
+    definition = {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "Iterator": {
+                    "StartAt": "Wait",
+                    "States": {
+                        "Wait": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                            "HeartbeatSeconds": 5,
+                            "TimeoutSeconds": 600,
+                            # task-stopped answers an event that is not a stopped task at once, and never calls back
+                            "Parameters": {
+                                "FunctionName": function(sandbox, "task-stopped"),
+                                "Payload": {"token.$": "$$.Task.Token"},
+                            },
+                            "End": True,
+                        }
+                    },
+                },
+                "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "ResultPath": "$.failure", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
     described = run(sandbox, definition, {"items": [1]}, "map-heartbeat")
     assert described["status"] == "SUCCEEDED", described
     assert described["entered"][-1] == "Caught"
@@ -127,14 +186,24 @@ def caught_failure(sandbox: Sandbox, resource: str, fault: LambdaFault, name: st
     """Run one Task state invoking the lock function (as a Lambda task or through lambda:invoke) with `fault`,
     every error caught: the Error and Cause the state saw."""
     lock = lock_function(sandbox)
-    task = ({"Resource": lock, "Parameters": {"action": "release", "service": "nobody/holds", "owner": "test"}}
-            if resource == "function" else
-            {"Resource": "arn:aws:states:::lambda:invoke",
-             "Parameters": {"FunctionName": lock, "Payload": {"action": "release", "service": "nobody/holds",
-                                                              "owner": "test"}}})
-    definition = {"StartAt": "Call", "States": {
-        "Call": {"Type": "Task", **task, "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
-        "Caught": CAUGHT}}
+    task = (
+        {"Resource": lock, "Parameters": {"action": "release", "service": "nobody/holds", "owner": "test"}}
+        if resource == "function"
+        else {
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": lock,
+                "Payload": {"action": "release", "service": "nobody/holds", "owner": "test"},
+            },
+        }
+    )
+    definition = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {"Type": "Task", **task, "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
+            "Caught": CAUGHT,
+        },
+    }
     sandbox.faults = Faults(lambdas=[fault])
     try:
         described = run(sandbox, definition, {}, name)
@@ -146,11 +215,17 @@ def caught_failure(sandbox: Sandbox, resource: str, fault: LambdaFault, name: st
 
 @pytest.mark.parametrize("resource", ["function", "lambda:invoke"])
 def test_a_timeout_without_an_error_type_is_lambda_unknown_with_a_plain_text_cause(sandbox, resource):
-    found = caught_failure(sandbox, resource, LambdaFault("timeout", error="Lambda.Unknown"),
-                           f"timeout-unknown-{resource.replace(':', '-')}")
+    found = caught_failure(
+        sandbox,
+        resource,
+        LambdaFault("timeout", error="Lambda.Unknown"),
+        f"timeout-unknown-{resource.replace(':', '-')}",
+    )
     assert found["Error"] == "Lambda.Unknown"
-    assert found["Cause"].startswith("The cause could not be determined because Lambda did not return an error "
-                                     'type. Returned payload: {"errorMessage":"RequestId: ')
+    assert found["Cause"].startswith(
+        "The cause could not be determined because Lambda did not return an error "
+        'type. Returned payload: {"errorMessage":"RequestId: '
+    )
     assert found["Cause"].endswith('Task timed out after 60.00 seconds"}')
 
 
@@ -165,8 +240,12 @@ def test_a_timeout_with_its_error_type_is_sandbox_timedout(sandbox, resource):
 @pytest.mark.parametrize("error", ["CodeArtifactUserPendingException", "ResourceNotReadyException"])
 def test_an_invoke_lambda_refuses_is_lambda_dot_its_error_code(sandbox, resource, error):
     invocations = sandbox.lambda_invocations
-    found = caught_failure(sandbox, resource, LambdaFault("unavailable", error=error),
-                           f"unavailable-{error[:12]}-{resource.replace(':', '-')}")
+    found = caught_failure(
+        sandbox,
+        resource,
+        LambdaFault("unavailable", error=error),
+        f"unavailable-{error[:12]}-{resource.replace(':', '-')}",
+    )
     assert found["Error"] == f"Lambda.{error}"
     assert f"Error Code: {error}" in found["Cause"]
     assert sandbox.lambda_invocations == invocations + 1  # invoked, and refused before the handler ran
@@ -175,9 +254,15 @@ def test_an_invoke_lambda_refuses_is_lambda_dot_its_error_code(sandbox, resource
 def test_a_fail_state_can_raise_a_states_error_it_was_handed(sandbox):
     """A Catch hands the Fail state `States.Timeout` through ErrorPath: the execution fails with that Error (moto
     refused the States. prefix and failed it with States.Runtime instead)."""
-    definition = {"StartAt": "Fail", "States": {
-        "Fail": {"Type": "Fail", "ErrorPath": "$.failure.Error", "CausePath": "$.failure.Cause"}}}
-    described = run(sandbox, definition, {"failure": {"Error": "States.Timeout", "Cause": "the wait ran out"}},
-                    "fail-states-error")
-    assert (described["status"], described["error"], described["cause"]) == ("FAILED", "States.Timeout",
-                                                                              "the wait ran out")
+    definition = {
+        "StartAt": "Fail",
+        "States": {"Fail": {"Type": "Fail", "ErrorPath": "$.failure.Error", "CausePath": "$.failure.Cause"}},
+    }
+    described = run(
+        sandbox, definition, {"failure": {"Error": "States.Timeout", "Cause": "the wait ran out"}}, "fail-states-error"
+    )
+    assert (described["status"], described["error"], described["cause"]) == (
+        "FAILED",
+        "States.Timeout",
+        "the wait ran out",
+    )

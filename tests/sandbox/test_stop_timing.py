@@ -38,10 +38,18 @@ def test_a_stop_during_a_running_step_is_aborted_and_announced_at_once_while_the
         assert described["status"] == "ABORTED"
         assert described["stopDate"] == stopped["stopDate"] == sandbox.clock.now_datetime()
         # The ABORTED event reaches the execution-ended function while Verify is still held.
-        sandbox.run_until(lambda: any(r["event"]["resources"] == [arn] and r["event"]["detail"]["status"] == "ABORTED"
-                                      for r in sandbox.status_events), limit=30)
-        aborted = [r for r in sandbox.status_events if r["event"]["resources"] == [arn]
-                   and r["event"]["detail"]["status"] == "ABORTED"]
+        sandbox.run_until(
+            lambda: any(
+                r["event"]["resources"] == [arn] and r["event"]["detail"]["status"] == "ABORTED"
+                for r in sandbox.status_events
+            ),
+            limit=30,
+        )
+        aborted = [
+            r
+            for r in sandbox.status_events
+            if r["event"]["resources"] == [arn] and r["event"]["detail"]["status"] == "ABORTED"
+        ]
         [record] = aborted
         assert [t["function"] for t in record["targets"]] == ["ferry-sandbox-execution-ended"]
         assert record["targets"][0]["error"] is None

@@ -7,15 +7,22 @@ from ferry_cli.sandbox.template import Resolver, Template, load_yaml, substitute
 
 
 def resolver():
-    return Resolver({"Bucket": "b-1", "Clusters": ["prod", "staging"], "Env": "dev"},
-                    {("Fn", "Arn"): "arn:fn"}, {"AWS::Region": "us-east-1", "AWS::Partition": "aws"})
+    return Resolver(
+        {"Bucket": "b-1", "Clusters": ["prod", "staging"], "Env": "dev"},
+        {("Fn", "Arn"): "arn:fn"},
+        {"AWS::Region": "us-east-1", "AWS::Partition": "aws"},
+    )
 
 
 def test_short_tags_become_intrinsics(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text("A: !Ref X\nB: !GetAtt Fn.Arn\nC: !Sub 'x-${Env}'\nD: !Join [',', !Ref Clusters]\n")
-    assert load_yaml(path) == {"A": {"Ref": "X"}, "B": {"Fn::GetAtt": ["Fn", "Arn"]},
-                               "C": {"Fn::Sub": "x-${Env}"}, "D": {"Fn::Join": [",", {"Ref": "Clusters"}]}}
+    assert load_yaml(path) == {
+        "A": {"Ref": "X"},
+        "B": {"Fn::GetAtt": ["Fn", "Arn"]},
+        "C": {"Fn::Sub": "x-${Env}"},
+        "D": {"Fn::Join": [",", {"Ref": "Clusters"}]},
+    }
 
 
 def test_intrinsics_resolve_against_the_sandbox_resources():

@@ -45,8 +45,9 @@ def write_task_definition(scenario: Scenario, spec: dict[str, Any]) -> None:
     (scenario.dir / "web-task-def.json").write_text(json.dumps(spec))
 
 
-def deploy(scenario: Scenario, *items: dict[str, Any] | Delivery,
-           inspect: Callable[[Any], Any] | None = None) -> tuple[dict[str, Any], Any]:
+def deploy(
+    scenario: Scenario, *items: dict[str, Any] | Delivery, inspect: Callable[[Any], Any] | None = None
+) -> tuple[dict[str, Any], Any]:
     """Run the world and deliver `items` like Scenario.run; `inspect(sandbox)` looks at the account afterwards."""
     world_path = scenario.dir / "world.yaml"
     world_path.write_text(yaml.safe_dump(scenario.world))
@@ -70,8 +71,11 @@ def deploy(scenario: Scenario, *items: dict[str, Any] | Delivery,
 def verify_report(sandbox: Any) -> list[dict[str, Any]]:
     """Every check of the one Verify report in the artefacts bucket."""
     s3 = sandbox.client("s3")
-    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=sandbox.artefacts_bucket).get("Contents", [])
-             if o["Key"].endswith("verify-report.json")]
+    [key] = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=sandbox.artefacts_bucket).get("Contents", [])
+        if o["Key"].endswith("verify-report.json")
+    ]
     return json.loads(s3.get_object(Bucket=sandbox.artefacts_bucket, Key=key)["Body"].read())["checks"]
 
 
@@ -87,7 +91,9 @@ def everything_stored(sandbox: Any) -> list[tuple[str, str]]:
     s3, found = sandbox.client("s3"), []
     for bucket in (sandbox.artefacts_bucket, sandbox.config_bucket):
         for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            found.append((f"s3://{bucket}/{item['Key']}", s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()))
+            found.append(
+                (f"s3://{bucket}/{item['Key']}", s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode())
+            )
     found.append(("lock table", json.dumps(sandbox.client("dynamodb").scan(TableName=sandbox.lock_table)["Items"])))
     return found
 
@@ -113,10 +119,13 @@ def load_error(scenario: Scenario) -> str:
 
 # ----------------------------------------------------------------------------- secrets[].arn
 
+
 def test_a_secret_named_by_its_full_arn_passes_verify_when_the_world_gives_that_arn(scenario):
     scenario.world["secrets"][DB_SECRET]["arn"] = DB_ARN
     spec = task_definition(scenario)
-    spec["containerDefinitions"][0]["secrets"][0]["valueFrom"] = DB_ARN  # as `aws ecs describe-task-definition` shows it
+    spec["containerDefinitions"][0]["secrets"][0]["valueFrom"] = (
+        DB_ARN  # as `aws ecs describe-task-definition` shows it
+    )
     write_task_definition(scenario, spec)
     scenario.config("web", ROLLING)
 
@@ -143,8 +152,10 @@ def test_without_the_arn_a_full_arn_in_the_task_definition_names_a_secret_that_d
     summary, _ = deploy(scenario, push_event("web", "v2"))
     execution = failed_in(summary, VERIFY)
     assert execution["error"] == "VerifyFailed"
-    assert f"secret {DB_SECRET} (used by app) does not exist in {REGION} (a secret created again gets a new ARN)" \
+    assert (
+        f"secret {DB_SECRET} (used by app) does not exist in {REGION} (a secret created again gets a new ARN)"
         in execution["cause"]
+    )
 
 
 def test_a_secret_of_another_region_is_made_there_under_its_arn(scenario):
@@ -165,13 +176,20 @@ def test_a_secret_of_another_region_is_made_there_under_its_arn(scenario):
     assert arn == other
 
 
-@pytest.mark.parametrize("arn, expected", [
-    (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{DB_SECRET}", "$.secrets.prod/web/db-password.arn: "),
-    (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/web/other-AbCdEf",
-     "the ARN names secret 'prod/web/other', not 'prod/web/db-password'"),
-    (f"arn:aws:secretsmanager:{REGION}:210987654321:secret:{DB_SECRET}-AbCdEf",
-     "the ARN is in account 210987654321, but the world's account is 123456789012"),
-])
+@pytest.mark.parametrize(
+    "arn, expected",
+    [
+        (f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{DB_SECRET}", "$.secrets.prod/web/db-password.arn: "),
+        (
+            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/web/other-AbCdEf",
+            "the ARN names secret 'prod/web/other', not 'prod/web/db-password'",
+        ),
+        (
+            f"arn:aws:secretsmanager:{REGION}:210987654321:secret:{DB_SECRET}-AbCdEf",
+            "the ARN is in account 210987654321, but the world's account is 123456789012",
+        ),
+    ],
+)
 def test_a_secret_arn_the_world_cannot_make_is_refused_naming_the_field(scenario, arn, expected):
     scenario.world["secrets"][DB_SECRET]["arn"] = arn
     message = load_error(scenario)
@@ -223,27 +241,35 @@ def test_an_environment_file_missing_from_its_bucket_fails_verify_naming_the_obj
     summary, _ = deploy(scenario, push_event("web", "v2"))
     execution = failed_in(summary, VERIFY)
     assert execution["error"] == "VerifyFailed"
-    assert ("environment file s3://web-config-123/web/prod.env (used by app) does not exist: upload it with "
-            "`aws s3 cp <file>.env s3://web-config-123/web/prod.env`") in execution["cause"]
+    assert (
+        "environment file s3://web-config-123/web/prod.env (used by app) does not exist: upload it with "
+        "`aws s3 cp <file>.env s3://web-config-123/web/prod.env`"
+    ) in execution["cause"]
 
 
 def test_an_empty_bucket_is_made_and_the_stacks_own_buckets_cannot_be_named(scenario):
     scenario.world["s3"] = {"empty-bucket-1": {}}
-    summary, listed = deploy(scenario, inspect=lambda sandbox: sandbox.client("s3").list_objects_v2(
-        Bucket="empty-bucket-1").get("KeyCount"))
+    summary, listed = deploy(
+        scenario, inspect=lambda sandbox: sandbox.client("s3").list_objects_v2(Bucket="empty-bucket-1").get("KeyCount")
+    )
     assert listed == 0 and summary["executions"] == []
     scenario.world["s3"] = {f"ferry-sandbox-configbucket-{ACCOUNT}": {"services/x/ferry.yaml": "cluster: prod\n"}}
     world_path = scenario.dir / "world.yaml"
     world_path.write_text(yaml.safe_dump(scenario.world))
-    with pytest.raises(WorldError, match=r"\$\.s3\.ferry-sandbox-configbucket-123456789012: that is the Ferry "
-                                         r"stack's own bucket"):
+    with pytest.raises(
+        WorldError,
+        match=r"\$\.s3\.ferry-sandbox-configbucket-123456789012: that is the Ferry "
+        r"stack's own bucket",
+    ):
         with world_session(world_path):
             pass
 
 
 def test_an_s3_objects_body_is_not_repeated_by_a_schema_error(scenario):
-    scenario.world["s3"] = {"Bad_Bucket": {"web/prod.env": "DB_PASSWORD=hunter2-do-not-print\n"},
-                            "web-config-123": {"web/prod.env": 424242424242}}
+    scenario.world["s3"] = {
+        "Bad_Bucket": {"web/prod.env": "DB_PASSWORD=hunter2-do-not-print\n"},
+        "web-config-123": {"web/prod.env": 424242424242},
+    }
     message = load_error(scenario)
     assert "$.s3: 'Bad_Bucket' does not match" in message
     assert "$.s3.web-config-123.web/prod.env: (a value not shown) is not of type 'string'" in message
@@ -263,10 +289,11 @@ TOKEN_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/prod/web/token"
 
 def test_a_securestring_parameter_named_by_arn_passes_verify_and_its_value_appears_nowhere(scenario):
     scenario.world["parameters"]["/prod/web/token"] = {"value": TOKEN, "type": "SecureString"}
-    template = (scenario.dir / "web-task-def.json").read_text().replace(
-        f"{REGISTRY}/web:v1", "{{ image `app` }}")
+    template = (scenario.dir / "web-task-def.json").read_text().replace(f"{REGISTRY}/web:v1", "{{ image `app` }}")
     spec = json.loads(template)
-    spec["containerDefinitions"][0]["secrets"].append({"name": "API_TOKEN", "valueFrom": "{{ ssm_arn `/prod/web/token` }}"})
+    spec["containerDefinitions"][0]["secrets"].append(
+        {"name": "API_TOKEN", "valueFrom": "{{ ssm_arn `/prod/web/token` }}"}
+    )
     scenario.config("web", json.dumps(spec), "task-definition.json")
     scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
 
@@ -305,7 +332,8 @@ def test_a_plain_string_parameter_keeps_its_short_form_and_a_stringlist_its_type
     spec = json.loads(template)
     spec["containerDefinitions"][0]["environment"] += [
         {"name": "FEATURE", "value": "{{ ssm `/prod/web/feature` }}"},
-        {"name": "HOSTS", "value": "{{ ssm `/prod/web/hosts` }}"}]
+        {"name": "HOSTS", "value": "{{ ssm `/prod/web/hosts` }}"},
+    ]
     scenario.config("web", json.dumps(spec), "task-definition.json")
     scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
     summary, revision = deploy(scenario, push_event("web", "v2"), inspect=service_revision)
@@ -314,14 +342,21 @@ def test_a_plain_string_parameter_keeps_its_short_form_and_a_stringlist_its_type
     assert (environment["FEATURE"], environment["HOSTS"]) == ("on", "a.example,b.example")
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ({"value": TOKEN, "type": "Securestring"},
-     "$.parameters./prod/web/token.type: 'Securestring' is not one of ['String', 'StringList', 'SecureString']"),
-    ({"value": 1234567890, "type": "SecureString"},
-     "$.parameters./prod/web/token.value: (a value not shown) is not of type 'string'"),
-    ({"type": "SecureString"}, "$.parameters./prod/web/token: 'value' is a required property"),
-    (TOKEN * 200, "$.parameters./prod/web/token: '****"),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        (
+            {"value": TOKEN, "type": "Securestring"},
+            "$.parameters./prod/web/token.type: 'Securestring' is not one of ['String', 'StringList', 'SecureString']",
+        ),
+        (
+            {"value": 1234567890, "type": "SecureString"},
+            "$.parameters./prod/web/token.value: (a value not shown) is not of type 'string'",
+        ),
+        ({"type": "SecureString"}, "$.parameters./prod/web/token: 'value' is a required property"),
+        (TOKEN * 200, "$.parameters./prod/web/token: '****"),
+    ],
+)
 def test_a_broken_parameter_is_refused_naming_the_field_and_never_its_value(scenario, spec, expected):
     scenario.world["parameters"]["/prod/web/token"] = spec
     message = load_error(scenario)
@@ -344,16 +379,20 @@ def shop_world(directory: Path) -> dict[str, Any]:
     shutil.copytree(SERVICE_EXAMPLE, registry, ignore=shutil.ignore_patterns("README.md"))
     template = (SERVICE_EXAMPLE / "task-definition.json").read_text()
     running = {  # what the revision running now was rendered with
-        "{{ image `app` }}": f"{REGISTRY}/shop:sha-1111111", "{{ image `nginx` }}": f"{REGISTRY}/shop-nginx:release-1",
-        "{{ must_env `RAILS_ENV` }}": "production", "{{ env `RELEASE` `unreleased` }}": "unreleased",
-        "{{ digest `app` }}": "sha256:" + "1" * 64, "{{ environment }}": "sandbox",
+        "{{ image `app` }}": f"{REGISTRY}/shop:sha-1111111",
+        "{{ image `nginx` }}": f"{REGISTRY}/shop-nginx:release-1",
+        "{{ must_env `RAILS_ENV` }}": "production",
+        "{{ env `RELEASE` `unreleased` }}": "unreleased",
+        "{{ digest `app` }}": "sha256:" + "1" * 64,
+        "{{ environment }}": "sandbox",
         "{{ ssm `/shop/prod/checkout-api-url` }}": "https://checkout.example.com",
         "{{ cfn_output `shop-prod-queues` `OrdersQueueUrl` }}": QUEUE_URL,
         "{{ secret_arn `shop/prod/database` `url` }}": f"{SHOP_DB_ARN}:url::",
-        "{{ secret_arn `shop/prod/secret-key-base` }}":
-            f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
+        "{{ secret_arn `shop/prod/secret-key-base` }}": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
         "{{ ssm_arn `/shop/prod/stripe-api-key` }}": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/shop/prod/stripe-api-key",
-        "{{ service }}": "shop", "{{ execution }}": "manual-first", "{{ must_env `LOG_GROUP` }}": "/ecs/shop",
+        "{{ service }}": "shop",
+        "{{ execution }}": "manual-first",
+        "{{ must_env `LOG_GROUP` }}": "/ecs/shop",
     }
     for placeholder, value in running.items():
         template = template.replace(placeholder, value)
@@ -361,20 +400,37 @@ def shop_world(directory: Path) -> dict[str, Any]:
     (directory / "shop-task-def.json").write_text(template)
     return {
         "ecr": {"shop": ["sha-1111111", "sha-9f1c2ab"], "shop-nginx": ["release-1"]},
-        "services": [{"cluster": "prod", "name": "shop", "desiredCount": 2,
-                      "running": {"app": "shop:sha-1111111", "nginx": "shop-nginx:release-1"},
-                      "taskDefinition": "shop-task-def.json",
-                      "targetGroup": {"name": "shop-tg", "container": "nginx", "port": 8080}}],
+        "services": [
+            {
+                "cluster": "prod",
+                "name": "shop",
+                "desiredCount": 2,
+                "running": {"app": "shop:sha-1111111", "nginx": "shop-nginx:release-1"},
+                "taskDefinition": "shop-task-def.json",
+                "targetGroup": {"name": "shop-tg", "container": "nginx", "port": 8080},
+            }
+        ],
         "roles": ["shop-execution-role", "shop-task-role"],
-        "secrets": {"shop/prod/database": {"value": '{"url": "postgres://shop@db/shop"}', "arn": SHOP_DB_ARN},
-                    "shop/prod/secret-key-base": {
-                        "value": "0123456789abcdef",
-                        "arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9"}},
-        "parameters": {"/shop/prod/checkout-api-url": "https://checkout.example.com",
-                       "/shop/prod/stripe-api-key": {"value": STRIPE_KEY, "type": "SecureString"}},
-        "stacks": {"shop-prod-queues": {"outputs": {"OrdersQueueUrl": QUEUE_URL,
-                                                    "OrdersQueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:shop-prod-orders"},
-                                        "exports": {"shop-prod-OrdersQueueUrl": QUEUE_URL}}},
+        "secrets": {
+            "shop/prod/database": {"value": '{"url": "postgres://shop@db/shop"}', "arn": SHOP_DB_ARN},
+            "shop/prod/secret-key-base": {
+                "value": "0123456789abcdef",
+                "arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
+            },
+        },
+        "parameters": {
+            "/shop/prod/checkout-api-url": "https://checkout.example.com",
+            "/shop/prod/stripe-api-key": {"value": STRIPE_KEY, "type": "SecureString"},
+        },
+        "stacks": {
+            "shop-prod-queues": {
+                "outputs": {
+                    "OrdersQueueUrl": QUEUE_URL,
+                    "OrdersQueueArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:shop-prod-orders",
+                },
+                "exports": {"shop-prod-OrdersQueueUrl": QUEUE_URL},
+            }
+        },
         "alarms": {"shop-5xx": "OK", "shop-p99-latency": "OK"},
         "logGroups": ["/ecs/shop"],
         "migration": {"exitCode": 0, "runSeconds": 30, "logLines": ["== 20261122 AddOrdersIndex: migrated"]},
@@ -389,13 +445,23 @@ def test_the_shipped_example_service_deploys_reading_its_stack_output_secrets_an
     def look(sandbox):
         cfn = sandbox.client("cloudformation")
         stack = cfn.describe_stacks(StackName="shop-prod-queues")["Stacks"][0]
-        return stack, cfn.list_exports()["Exports"], service_revision(sandbox, "prod", "shop"), everything_stored(sandbox)
+        return (
+            stack,
+            cfn.list_exports()["Exports"],
+            service_revision(sandbox, "prod", "shop"),
+            everything_stored(sandbox),
+        )
 
     summary, (stack, exports, revision, stored) = deploy(scenario, push_event("shop", "sha-9f1c2ab"), inspect=look)
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
-    for state in ("Run the migrations in order", "Start the canary tasks", "Check the canary",
-                  "Update the service to the new revision", "Bake while watching the alarms"):
+    for state in (
+        "Run the migrations in order",
+        "Start the canary tasks",
+        "Check the canary",
+        "Update the service to the new revision",
+        "Bake while watching the alarms",
+    ):
         assert state in execution["states"], (state, execution["states"])
     assert summary["services"]["prod/shop"]["taskDefinition"] == "shop:2"
     assert stack["StackStatus"] == "CREATE_COMPLETE"
@@ -406,9 +472,11 @@ def test_the_shipped_example_service_deploys_reading_its_stack_output_secrets_an
     assert environment["ORDERS_QUEUE_URL"] == QUEUE_URL  # {{ cfn_output `shop-prod-queues` `OrdersQueueUrl` }}
     assert environment["CHECKOUT_API_URL"] == "https://checkout.example.com"
     secrets = {s["name"]: s["valueFrom"] for s in app["secrets"]}
-    assert secrets == {"DATABASE_URL": f"{SHOP_DB_ARN}:url::",  # the world's ARN, suffix included
-                       "SECRET_KEY_BASE": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
-                       "STRIPE_API_KEY": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/shop/prod/stripe-api-key"}
+    assert secrets == {
+        "DATABASE_URL": f"{SHOP_DB_ARN}:url::",  # the world's ARN, suffix included
+        "SECRET_KEY_BASE": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:shop/prod/secret-key-base-Lm3Np9",
+        "STRIPE_API_KEY": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/shop/prod/stripe-api-key",
+    }
     digest = "sha256:" + hashlib.sha256(b"shop:sha-9f1c2ab").hexdigest()  # the world derives it from shop:sha-9f1c2ab
     assert app["image"] == f"{REGISTRY}/shop@{digest}"
     assert summary["migrationTasks"] == {"started": 1, "running": 0}
@@ -419,14 +487,18 @@ def test_the_shipped_example_service_deploys_reading_its_stack_output_secrets_an
 
 def test_cfn_export_reads_an_export_of_a_world_stack_and_a_missing_output_fails_render(scenario):
     scenario.world["stacks"] = {
-        "network": {"outputs": {"SubnetIds": "subnet-1,subnet-2"},
-                    "exports": {"network-SubnetIds": "subnet-1,subnet-2", "network:VpcId": "vpc-0abc"}}}
+        "network": {
+            "outputs": {"SubnetIds": "subnet-1,subnet-2"},
+            "exports": {"network-SubnetIds": "subnet-1,subnet-2", "network:VpcId": "vpc-0abc"},
+        }
+    }
     template = (scenario.dir / "web-task-def.json").read_text().replace(f"{REGISTRY}/web:v1", "{{ image `app` }}")
     spec = json.loads(template)
     spec["containerDefinitions"][0]["environment"] += [
         {"name": "SUBNETS", "value": "{{ cfn_export `network-SubnetIds` }}"},
         {"name": "VPC", "value": "{{ cfn_export `network:VpcId` }}"},
-        {"name": "SUBNETS_OUTPUT", "value": "{{ cfn_output `network` `SubnetIds` }}"}]
+        {"name": "SUBNETS_OUTPUT", "value": "{{ cfn_output `network` `SubnetIds` }}"},
+    ]
     scenario.config("web", json.dumps(spec), "task-definition.json")
     scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
 
@@ -438,28 +510,46 @@ def test_cfn_export_reads_an_export_of_a_world_stack_and_a_missing_output_fails_
     assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
     environment = {e["name"]: e["value"] for e in revision["containerDefinitions"][0]["environment"]}
     assert (environment["SUBNETS"], environment["VPC"], environment["SUBNETS_OUTPUT"]) == (
-        "subnet-1,subnet-2", "vpc-0abc", "subnet-1,subnet-2")
+        "subnet-1,subnet-2",
+        "vpc-0abc",
+        "subnet-1,subnet-2",
+    )
     # An export is carried by the output of its value, else by an output of its own, keyed by its letters and digits.
-    assert outputs == {"SubnetIds": ("subnet-1,subnet-2", "network-SubnetIds"), "networkVpcId": ("vpc-0abc", "network:VpcId")}
+    assert outputs == {
+        "SubnetIds": ("subnet-1,subnet-2", "network-SubnetIds"),
+        "networkVpcId": ("vpc-0abc", "network:VpcId"),
+    }
 
     scenario.world["stacks"]["network"]["outputs"] = {"VpcId": "vpc-0abc"}
     scenario.world["stacks"]["network"]["exports"] = {}
     summary, _ = deploy(scenario, push_event("web", "v2"))
     execution = failed_in(summary, RENDER)
-    assert ("CloudFormation stack network has no output SubnetIds: its outputs are VpcId; add it to the stack's "
-            "Outputs or fix the key") in execution["cause"]
+    assert (
+        "CloudFormation stack network has no output SubnetIds: its outputs are VpcId; add it to the stack's "
+        "Outputs or fix the key"
+    ) in execution["cause"]
 
 
-@pytest.mark.parametrize("stacks, expected", [
-    ({"1network": {"outputs": {"A": "b"}}}, "$.stacks: '1network' does not match"),
-    ({"network": {"outputs": {"Subnet-Ids": "b"}}}, "$.stacks.network.outputs: 'Subnet-Ids' does not match"),
-    ({"network": {"exports": {"network_SubnetIds": "b"}}}, "$.stacks.network.exports: 'network_SubnetIds' does not match"),
-    ({"network": {"outputs": {"A": 7}}}, "$.stacks.network.outputs.A: 7 is not of type 'string'"),
-    ({"a": {"exports": {"shared-Vpc": "v"}}, "b": {"exports": {"shared-Vpc": "v"}}},
-     "$.stacks.b.exports.shared-Vpc: stack a already exports this name; export names are unique in a region"),
-    ({"big": {"outputs": {f"O{i}": "v" for i in range(150)}, "exports": {f"e{i}": str(i) for i in range(51)}}},
-     "$.stacks.big: 201 outputs and exports; a CloudFormation template declares at most 200 outputs"),
-])
+@pytest.mark.parametrize(
+    "stacks, expected",
+    [
+        ({"1network": {"outputs": {"A": "b"}}}, "$.stacks: '1network' does not match"),
+        ({"network": {"outputs": {"Subnet-Ids": "b"}}}, "$.stacks.network.outputs: 'Subnet-Ids' does not match"),
+        (
+            {"network": {"exports": {"network_SubnetIds": "b"}}},
+            "$.stacks.network.exports: 'network_SubnetIds' does not match",
+        ),
+        ({"network": {"outputs": {"A": 7}}}, "$.stacks.network.outputs.A: 7 is not of type 'string'"),
+        (
+            {"a": {"exports": {"shared-Vpc": "v"}}, "b": {"exports": {"shared-Vpc": "v"}}},
+            "$.stacks.b.exports.shared-Vpc: stack a already exports this name; export names are unique in a region",
+        ),
+        (
+            {"big": {"outputs": {f"O{i}": "v" for i in range(150)}, "exports": {f"e{i}": str(i) for i in range(51)}}},
+            "$.stacks.big: 201 outputs and exports; a CloudFormation template declares at most 200 outputs",
+        ),
+    ],
+)
 def test_a_stack_cloudformation_would_refuse_is_refused_naming_the_field(scenario, stacks, expected):
     scenario.world["stacks"] = stacks
     assert expected in load_error(scenario)
@@ -467,18 +557,25 @@ def test_a_stack_cloudformation_would_refuse_is_refused_naming_the_field(scenari
 
 # ----------------------------------------------------------------------------- services without a load balancer
 
+
 @pytest.mark.parametrize("strategy", ["rolling", "canary"])
 def test_a_service_without_a_load_balancer_deploys(scenario, strategy):
     """No targetGroup: the service has no loadBalancers; a canary is judged by its container health checks alone."""
     del scenario.world["services"][0]["targetGroup"]
     canary = ", canary: {count: 1, healthyForSeconds: 60}" if strategy == "canary" else ""
-    scenario.config("web", f"cluster: prod\nservice: web\ncontainers: {{app: {{repository: web}}}}\n"
-                           f"strategy: {{type: {strategy}{canary}}}\n")
+    scenario.config(
+        "web",
+        f"cluster: prod\nservice: web\ncontainers: {{app: {{repository: web}}}}\n"
+        f"strategy: {{type: {strategy}{canary}}}\n",
+    )
 
     def look(sandbox):
         described = sandbox.client("ecs").describe_services(cluster="prod", services=["web"])["services"][0]
-        return described["loadBalancers"], sandbox.client("elbv2").describe_target_groups()["TargetGroups"], \
-            verify_report(sandbox)
+        return (
+            described["loadBalancers"],
+            sandbox.client("elbv2").describe_target_groups()["TargetGroups"],
+            verify_report(sandbox),
+        )
 
     summary, (balancers, groups, checks) = deploy(scenario, push_event("web", "v2"), inspect=look)
     [execution] = summary["executions"]
@@ -497,8 +594,11 @@ def test_a_canary_without_a_load_balancer_still_fails_on_its_container_health_ch
     del scenario.world["services"][0]["targetGroup"]
     scenario.world["ecr"]["web"].append("v4")
     scenario.world["behaviour"] = {"web:v4": {"health": "unhealthy"}}
-    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-                           "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+    scenario.config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+        "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n",
+    )
     summary, _ = deploy(scenario, push_event("web", "v4"))
     execution = failed_in(summary, "Check the canary")
     assert execution["error"] == "CanaryUnhealthy"
@@ -516,9 +616,15 @@ def staging_world(scenario: Scenario) -> None:
     spec = task_definition(scenario)
     spec["family"] = "web-staging"
     (scenario.dir / "staging-task-def.json").write_text(json.dumps(spec))
-    scenario.world["services"].append({"cluster": "staging", "name": "web", "desiredCount": 1,
-                                       "running": {"app": "web:v1", "nginx": "nginx:1.27"},
-                                       "taskDefinition": "staging-task-def.json"})
+    scenario.world["services"].append(
+        {
+            "cluster": "staging",
+            "name": "web",
+            "desiredCount": 1,
+            "running": {"app": "web:v1", "nginx": "nginx:1.27"},
+            "taskDefinition": "staging-task-def.json",
+        }
+    )
     scenario.world["ferryClusters"] = ["prod"]
     scenario.config("web-staging", STAGING)
 
@@ -530,8 +636,9 @@ def test_clusters_the_world_lists_exist_and_ferry_is_installed_only_for_ferry_cl
     def look(sandbox):
         from ferry.runtime import settings
 
-        return sorted(c.rsplit("/", 1)[-1] for c in sandbox.client("ecs").list_clusters()["clusterArns"]), \
-            settings.load().allowed_clusters
+        return sorted(
+            c.rsplit("/", 1)[-1] for c in sandbox.client("ecs").list_clusters()["clusterArns"]
+        ), settings.load().allowed_clusters
 
     summary, (clusters, allowed) = deploy(scenario, push_event("web", "v2"), inspect=look)
     assert summary["executions"][0]["status"] == "SUCCEEDED", summary["executions"][0]
@@ -541,14 +648,18 @@ def test_clusters_the_world_lists_exist_and_ferry_is_installed_only_for_ferry_cl
 
 def test_a_manifest_deploying_into_a_cluster_ferry_is_not_installed_for_is_refused_naming_the_fix(scenario):
     staging_world(scenario)
-    release = scenario.manifest("release", {"version": 1, "deployments": [
-        {"service": "web-staging", "images": {"app": "web:v2"}}]})
+    release = scenario.manifest(
+        "release", {"version": 1, "deployments": [{"service": "web-staging", "images": {"app": "web:v2"}}]}
+    )
     summary, _ = deploy(scenario, release)
     assert summary["executions"] == []
     [result] = summary["manifestResults"].values()
     assert result["status"] == "REFUSED"
-    assert any("service web-staging is on cluster 'staging', which this Ferry installation may not touch (allowed: "
-               "prod); add it to the stack's Clusters parameter" in p["message"] for p in result["problems"]), result
+    assert any(
+        "service web-staging is on cluster 'staging', which this Ferry installation may not touch (allowed: "
+        "prod); add it to the stack's Clusters parameter" in p["message"]
+        for p in result["problems"]
+    ), result
     assert summary["services"]["staging/web"]["taskDefinition"] == "web-staging:1"
 
 
@@ -563,8 +674,10 @@ def test_a_deploy_started_for_a_cluster_ferry_is_not_installed_for_fails_before_
     _, summary = deploy(scenario, inspect=start)
     [execution] = summary["executions"]
     assert execution["status"] == "FAILED" and execution["error"] == "ClusterNotAllowed", execution
-    assert ("service web-staging is on cluster 'staging', which this Ferry installation may not touch (allowed: prod); "
-            "add it to the stack's Clusters parameter") in execution["cause"]
+    assert (
+        "service web-staging is on cluster 'staging', which this Ferry installation may not touch (allowed: prod); "
+        "add it to the stack's Clusters parameter"
+    ) in execution["cause"]
     assert summary["services"]["staging/web"]["taskDefinition"] == "web-staging:1"
     assert summary["locksHeld"] == 0
 
@@ -586,8 +699,12 @@ def test_a_config_on_a_cluster_ferry_may_touch_that_does_not_exist_fails_render(
     """ferryClusters may name a cluster the account does not have (the Clusters parameter is only IAM's)."""
     scenario.world["ferryClusters"] = ["prod", "ghost"]
     scenario.config("web-ghost", STAGING.replace("staging", "ghost"))
-    summary, _ = deploy(scenario, scenario.manifest("ghost", {"version": 1, "deployments": [
-        {"service": "web-ghost", "images": {"app": "web:v2"}}]}))
+    summary, _ = deploy(
+        scenario,
+        scenario.manifest(
+            "ghost", {"version": 1, "deployments": [{"service": "web-ghost", "images": {"app": "web:v2"}}]}
+        ),
+    )
     [execution] = summary["executions"]
     assert (execution["status"], execution["error"]) == ("FAILED", "ServiceNotFound"), execution
     assert execution["cause"] == "cluster ghost does not exist: check `cluster` in the service config"
@@ -595,6 +712,7 @@ def test_a_config_on_a_cluster_ferry_may_touch_that_does_not_exist_fails_render(
 
 
 # ----------------------------------------------------------------------------- the documentation
+
 
 def test_the_readmes_world_file_example_is_valid_against_the_schema():
     """README's "World files" block documents every key: it must stay a world the schema accepts."""
@@ -614,16 +732,21 @@ def test_the_readmes_world_file_example_is_valid_against_the_schema():
 
 # ----------------------------------------------------------------------------- several target groups
 
-GROUPS = [{"name": "web-public", "container": "nginx", "port": 80},             # an ALB's, to nginx
-          {"name": "web-internal", "container": "nginx", "port": 80, "protocol": "HTTPS"},  # another ALB group
-          {"name": "web-grpc", "container": "app", "port": 8080, "protocol": "TCP"}]       # an NLB's, to app
+GROUPS = [
+    {"name": "web-public", "container": "nginx", "port": 80},  # an ALB's, to nginx
+    {"name": "web-internal", "container": "nginx", "port": 80, "protocol": "HTTPS"},  # another ALB group
+    {"name": "web-grpc", "container": "app", "port": 8080, "protocol": "TCP"},
+]  # an NLB's, to app
 
 
 def several_groups(scenario: Scenario) -> None:
     del scenario.world["services"][0]["targetGroup"]
     scenario.world["services"][0]["targetGroups"] = GROUPS
-    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-                           "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+    scenario.config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+        "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n",
+    )
 
 
 def test_a_service_with_alb_and_nlb_target_groups_deploys_a_canary_registered_in_each(scenario):
@@ -634,28 +757,49 @@ def test_a_service_with_alb_and_nlb_target_groups_deploys_a_canary_registered_in
         described = sandbox.client("ecs").describe_services(cluster="prod", services=["web"])["services"][0]
         groups = {g["TargetGroupName"]: g for g in elb.describe_target_groups()["TargetGroups"]}
         balancers = {b["LoadBalancerArn"]: b for b in elb.describe_load_balancers()["LoadBalancers"]}
-        health = {name: sorted(d["TargetHealth"]["State"] for d in elb.describe_target_health(
-            TargetGroupArn=g["TargetGroupArn"])["TargetHealthDescriptions"]) for name, g in groups.items()}
-        ever = {name: {ip for (arn, ip) in sandbox.simulator._reg_at if arn == g["TargetGroupArn"]}
-                for name, g in groups.items()}
+        health = {
+            name: sorted(
+                d["TargetHealth"]["State"]
+                for d in elb.describe_target_health(TargetGroupArn=g["TargetGroupArn"])["TargetHealthDescriptions"]
+            )
+            for name, g in groups.items()
+        }
+        ever = {
+            name: {ip for (arn, ip) in sandbox.simulator._reg_at if arn == g["TargetGroupArn"]}
+            for name, g in groups.items()
+        }
         return described["loadBalancers"], groups, balancers, health, ever, verify_report(sandbox)
 
-    summary, (entries, groups, balancers, health, ever, checks) = deploy(scenario, push_event("web", "v2"), inspect=look)
+    summary, (entries, groups, balancers, health, ever, checks) = deploy(
+        scenario, push_event("web", "v2"), inspect=look
+    )
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     assert "Check the canary" in execution["states"]
     assert [(e["containerName"], e["containerPort"]) for e in entries] == [("nginx", 80), ("nginx", 80), ("app", 8080)]
-    assert {n: g["Protocol"] for n, g in groups.items()} == {"web-public": "HTTP", "web-internal": "HTTPS",
-                                                           "web-grpc": "TCP"}
+    assert {n: g["Protocol"] for n, g in groups.items()} == {
+        "web-public": "HTTP",
+        "web-internal": "HTTPS",
+        "web-grpc": "TCP",
+    }
     kinds = {n: balancers[g["LoadBalancerArns"][0]]["LoadBalancerName"] for n, g in groups.items()}
-    assert kinds == {"web-public": "ferry-sandbox-alb", "web-internal": "ferry-sandbox-alb", "web-grpc": "ferry-sandbox-nlb"}
+    assert kinds == {
+        "web-public": "ferry-sandbox-alb",
+        "web-internal": "ferry-sandbox-alb",
+        "web-grpc": "ferry-sandbox-nlb",
+    }
     # The service's two new tasks are healthy in every group; the old ones and the canary are gone.
     assert health == {name: ["healthy", "healthy"] for name in groups}
     # Each group saw the same five tasks: the two old, the canary (registered by Ferry), the two new.
     assert len(ever["web-public"]) == 5 and ever["web-public"] == ever["web-internal"] == ever["web-grpc"]
     ok = {c["resource"]: c["ok"] for c in checks if c["name"] in ("target-group-exists", "load-balancer-container")}
-    assert ok == {"target group web-public": True, "target group web-internal": True, "target group web-grpc": True,
-                  "container nginx port 80": True, "container app port 8080": True}
+    assert ok == {
+        "target group web-public": True,
+        "target group web-internal": True,
+        "target group web-grpc": True,
+        "container nginx port 80": True,
+        "container app port 8080": True,
+    }
 
 
 def test_a_revision_that_drops_the_nlbs_container_port_fails_verify(scenario):
@@ -667,21 +811,37 @@ def test_a_revision_that_drops_the_nlbs_container_port_fails_verify(scenario):
     scenario.config("web", ROLLING + "taskDefinition: {template: task-definition.json}\n")
     summary, _ = deploy(scenario, push_event("web", "v2"))
     execution = failed_in(summary, VERIFY)
-    assert ("service web sends target group web-grpc traffic to app:8080, but container app has no portMapping with "
-            "containerPort 8080 in the new revision (it has 9090)") in execution["cause"]
+    assert (
+        "service web sends target group web-grpc traffic to app:8080, but container app has no portMapping with "
+        "containerPort 8080 in the new revision (it has 9090)"
+    ) in execution["cause"]
     assert "web-public" not in execution["cause"]
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda svc: svc.update(targetGroups=GROUPS[:1]),
-     "$.services[0]: give targetGroup or targetGroups, not both"),
-    (lambda svc: (svc.pop("targetGroup"), svc.update(targetGroups=[GROUPS[0], {**GROUPS[1], "name": "web-public"}])),
-     "$.services[0].targetGroups[1]: target group web-public is already one of this service's"),
-    (lambda svc: (svc.pop("targetGroup"), svc.update(targetGroups=[{**GROUPS[0], "name": f"g{i}"} for i in range(6)])),
-     "'port': 80}, {'container': 'nginx', 'name… is too long"),  # ECS attaches at most five
-    (lambda svc: svc.update(targetGroup={**GROUPS[0], "protocol": "TLS"}),
-     "$.services[0].targetGroup.protocol: 'TLS' is not one of ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TCP_UDP']"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda svc: svc.update(targetGroups=GROUPS[:1]), "$.services[0]: give targetGroup or targetGroups, not both"),
+        (
+            lambda svc: (
+                svc.pop("targetGroup"),
+                svc.update(targetGroups=[GROUPS[0], {**GROUPS[1], "name": "web-public"}]),
+            ),
+            "$.services[0].targetGroups[1]: target group web-public is already one of this service's",
+        ),
+        (
+            lambda svc: (
+                svc.pop("targetGroup"),
+                svc.update(targetGroups=[{**GROUPS[0], "name": f"g{i}"} for i in range(6)]),
+            ),
+            "'port': 80}, {'container': 'nginx', 'name… is too long",
+        ),  # ECS attaches at most five
+        (
+            lambda svc: svc.update(targetGroup={**GROUPS[0], "protocol": "TLS"}),
+            "$.services[0].targetGroup.protocol: 'TLS' is not one of ['HTTP', 'HTTPS', 'TCP', 'UDP', 'TCP_UDP']",
+        ),
+    ],
+)
 def test_target_groups_aws_would_refuse_are_refused_naming_the_field(scenario, change, expected):
     change(scenario.world["services"][0])
     message = load_error(scenario)
@@ -690,8 +850,10 @@ def test_target_groups_aws_would_refuse_are_refused_naming_the_field(scenario, c
 
 # ----------------------------------------------------------------------------- behaviour by container and by task
 
-CANARY = ("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-          "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+CANARY = (
+    "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
+)
 
 
 def with_worker(scenario: Scenario) -> None:
@@ -703,13 +865,16 @@ def with_worker(scenario: Scenario) -> None:
     write_task_definition(scenario, spec)
     scenario.world["services"][0]["running"]["worker"] = "web:v1"
     scenario.world["ecr"]["web"].append("v3")
-    scenario.config("web", CANARY.replace("{app: {repository: web}}", "{app: {repository: web}, worker: {repository: web}}"))
+    scenario.config(
+        "web", CANARY.replace("{app: {repository: web}}", "{app: {repository: web}, worker: {repository: web}}")
+    )
 
 
 def test_an_image_that_crashes_only_in_one_container_is_reported_on_that_container(scenario):
     with_worker(scenario)
-    scenario.world["behaviour"] = {"web:v3": [
-        {"container": "worker", "exitCode": 3, "logLines": ["worker: queue ORDERS not found"]}]}
+    scenario.world["behaviour"] = {
+        "web:v3": [{"container": "worker", "exitCode": 3, "logLines": ["worker: queue ORDERS not found"]}]
+    }
     summary, _ = deploy(scenario, push_event("web", "v3"))
     execution = failed_in(summary, "Check the canary")
     assert execution["error"] == "CanaryCrashed"
@@ -739,15 +904,19 @@ def test_a_behaviour_for_the_service_only_passes_the_canary_then_ecs_rolls_back(
     """The canary proves web:v3 healthy, then the service's own tasks crash: ECS's circuit breaker rolls back."""
     scenario.world["ecr"]["web"].append("v3")
     scenario.world["services"][0]["deploymentConfiguration"] = {
-        "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}
+    }
     scenario.world["behaviour"] = {"web:v3": {"exitCode": 1, "tasks": "service"}}
     scenario.config("web", CANARY)
     summary, _ = deploy(scenario, push_event("web", "v3"))
     [execution] = summary["executions"]
     assert (execution["status"], execution["error"]) == ("FAILED", "RolledBack"), execution
     states = execution["states"]
-    assert states.index("Check the canary") < states.index("Update the service to the new revision") \
+    assert (
+        states.index("Check the canary")
+        < states.index("Update the service to the new revision")
         < states.index("Roll back to the previous revision")
+    )
     assert "ECS replaced the deployment of web:2" in execution["cause"]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:1" and summary["canaryTasks"] == 0
 
@@ -763,11 +932,17 @@ def test_several_behaviours_of_an_image_the_first_that_applies_wins(scenario):
     assert "failed its container health checks 3 times in a row" in execution["cause"]
 
 
-@pytest.mark.parametrize("behaviour, expected", [
-    ({"web:v3": {"exitCode": 1, "tasks": "migration"}}, "$.behaviour.web:v3.tasks: 'migration' is not one of"),
-    ({"web:v3": []}, "$.behaviour.web:v3: [] should be non-empty"),
-    ({"web:v3": [{"exitCode": 1, "contianer": "app"}]}, "$.behaviour.web:v3[0]: Additional properties are not allowed"),
-])
+@pytest.mark.parametrize(
+    "behaviour, expected",
+    [
+        ({"web:v3": {"exitCode": 1, "tasks": "migration"}}, "$.behaviour.web:v3.tasks: 'migration' is not one of"),
+        ({"web:v3": []}, "$.behaviour.web:v3: [] should be non-empty"),
+        (
+            {"web:v3": [{"exitCode": 1, "contianer": "app"}]},
+            "$.behaviour.web:v3[0]: Additional properties are not allowed",
+        ),
+    ],
+)
 def test_a_broken_behaviour_is_refused_naming_the_field(scenario, behaviour, expected):
     scenario.world["behaviour"] = behaviour
     assert expected in load_error(scenario)

@@ -22,7 +22,9 @@ def failed_at(summary: dict[str, Any], state: str) -> dict[str, Any]:
     """The one execution, checked to have failed in `state` with nothing changed and no lock left."""
     [execution] = summary["executions"]
     assert execution["status"] == "FAILED", execution
-    assert execution["states"][-3:] == [state, "Release the deploy lock after the failure", "Deploy failed"], execution["states"]
+    assert execution["states"][-3:] == [state, "Release the deploy lock after the failure", "Deploy failed"], execution[
+        "states"
+    ]
     web = summary["services"]["prod/web"]
     assert (web["taskDefinition"], web["desiredCount"], web["runningCount"]) == ("web:1", 2, 2)
     assert web["images"]["app"].endswith("/web:v1")
@@ -32,10 +34,18 @@ def failed_at(summary: dict[str, Any], state: str) -> dict[str, Any]:
 
 def push_event(repository: str, tag: str, event_id: str = "event-1") -> dict[str, Any]:
     return {
-        "id": event_id, "source": "aws.ecr", "detail-type": "ECR Image Action",
-        "account": "123456789012", "region": "us-east-1",
-        "detail": {"action-type": "PUSH", "result": "SUCCESS", "repository-name": repository, "image-tag": tag,
-                   "image-digest": "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()},
+        "id": event_id,
+        "source": "aws.ecr",
+        "detail-type": "ECR Image Action",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "detail": {
+            "action-type": "PUSH",
+            "result": "SUCCESS",
+            "repository-name": repository,
+            "image-tag": tag,
+            "image-digest": "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest(),
+        },
     }
 
 
@@ -70,9 +80,15 @@ class Scenario:
         spec = json.loads((self.dir / "web-task-def.json").read_text())
         spec["family"] = name
         (self.dir / f"{name}-task-def.json").write_text(json.dumps(spec))
-        self.world["services"].append({"cluster": "prod", "name": name, "desiredCount": desired,
-                                       "running": {"app": "web:v1", "nginx": "nginx:1.27"},
-                                       "taskDefinition": f"{name}-task-def.json"})
+        self.world["services"].append(
+            {
+                "cluster": "prod",
+                "name": name,
+                "desiredCount": desired,
+                "running": {"app": "web:v1", "nginx": "nginx:1.27"},
+                "taskDefinition": f"{name}-task-def.json",
+            }
+        )
         self.config(name, config or f"cluster: prod\nservice: {name}\ncontainers: {{app: {{repository: web}}}}\n")
 
     def run(self, *items: dict[str, Any] | Delivery, **kwargs: Any) -> dict[str, Any]:

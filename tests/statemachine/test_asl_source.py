@@ -26,15 +26,36 @@ REGENERATE = "run `python statemachine/build.py` and commit statemachine/deploy.
 
 # The predefined error names of the Amazon States Language and Step Functions, and those Lambda's invoke
 # integration raises (Lambda.<exception of the Invoke API>, Lambda.Unknown, Sandbox.Timedout).
-STATES_ERRORS = {"States.ALL", "States.DataLimitExceeded", "States.ExceedToleratedFailureThreshold",
-                 "States.HeartbeatTimeout", "States.Http.Socket", "States.IntrinsicFailure", "States.ItemReaderFailed",
-                 "States.NoChoiceMatched", "States.ParameterPathFailure", "States.Permissions",
-                 "States.ResultPathMatchFailure", "States.ResultWriterFailed", "States.Runtime", "States.TaskFailed",
-                 "States.Timeout", "States.BranchFailed", "States.QueryEvaluationError"}
-LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                 "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException",
-                 "Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException", "Lambda.Unknown",
-                 "Sandbox.Timedout"}
+STATES_ERRORS = {
+    "States.ALL",
+    "States.DataLimitExceeded",
+    "States.ExceedToleratedFailureThreshold",
+    "States.HeartbeatTimeout",
+    "States.Http.Socket",
+    "States.IntrinsicFailure",
+    "States.ItemReaderFailed",
+    "States.NoChoiceMatched",
+    "States.ParameterPathFailure",
+    "States.Permissions",
+    "States.ResultPathMatchFailure",
+    "States.ResultWriterFailed",
+    "States.Runtime",
+    "States.TaskFailed",
+    "States.Timeout",
+    "States.BranchFailed",
+    "States.QueryEvaluationError",
+}
+LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.CodeArtifactUserPendingException",
+    "Lambda.ResourceNotReadyException",
+    "Lambda.Unknown",
+    "Sandbox.Timedout",
+}
 
 
 def load_source():
@@ -59,10 +80,19 @@ def all_states(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_the_committed_json_is_what_its_source_generates():
     generated = load_source().render()
     if generated != COMMITTED:
-        diff = "".join(difflib.unified_diff(COMMITTED.splitlines(keepends=True), generated.splitlines(keepends=True),
-                                            "deploy.asl.json (committed)", "deploy.asl.json (generated)", n=2))
-        raise AssertionError(f"statemachine/deploy.asl.json is not what statemachine/build.py generates: "
-                             f"{REGENERATE}. Never edit the JSON by hand.\n{diff[:6000]}")
+        diff = "".join(
+            difflib.unified_diff(
+                COMMITTED.splitlines(keepends=True),
+                generated.splitlines(keepends=True),
+                "deploy.asl.json (committed)",
+                "deploy.asl.json (generated)",
+                n=2,
+            )
+        )
+        raise AssertionError(
+            f"statemachine/deploy.asl.json is not what statemachine/build.py generates: "
+            f"{REGENERATE}. Never edit the JSON by hand.\n{diff[:6000]}"
+        )
 
 
 def test_every_state_name_is_a_constant_of_ferry_states_and_every_constant_a_state():
@@ -76,8 +106,9 @@ def test_every_state_name_is_a_constant_of_ferry_states_and_every_constant_a_sta
 
 
 def test_every_error_name_is_a_ferry_error_or_one_aws_defines():
-    ferry_errors = {name for name, value in vars(errors).items()
-                    if isinstance(value, type) and issubclass(value, errors.FerryError)} - {"FerryError"}
+    ferry_errors = {
+        name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.FerryError)
+    } - {"FerryError"}
     used: dict[str, set[str]] = {}
     for state_name, state in all_states(ASL).items():
         for rule in state.get("Retry", []) + state.get("Catch", []):
@@ -94,11 +125,13 @@ def test_the_verdicts_are_ferry_errors_and_never_retried():
     assert len(set(verdicts)) == len(verdicts)
     assert all(issubclass(cls, errors.FerryError) for cls in errors.VERDICTS)
     never = [r["ErrorEquals"] for s in all_states(ASL).values() for r in s.get("Retry", []) if r["MaxAttempts"] == 0]
-    assert never and all(names[:len(verdicts)] == verdicts for names in never), (
-        f"a Retry that never retries lists other names than ferry.errors.VERDICTS: {REGENERATE}")
+    assert never and all(names[: len(verdicts)] == verdicts for names in never), (
+        f"a Retry that never retries lists other names than ferry.errors.VERDICTS: {REGENERATE}"
+    )
 
 
 def test_the_committed_picture_is_what_the_source_draws():
     source = load_source()
     assert source.PICTURE.read_text() == source.picture(), (
-        "docs/state-machine.md is not what statemachine/build.py draws: " + REGENERATE)
+        "docs/state-machine.md is not what statemachine/build.py draws: " + REGENERATE
+    )

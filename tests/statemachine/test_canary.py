@@ -5,8 +5,10 @@ from __future__ import annotations
 from .conftest import failed_at, push_event
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-CANARY = ("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-          "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n")
+CANARY = (
+    "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
+)
 CHECK = "Check the canary"
 
 
@@ -28,9 +30,19 @@ def test_a_healthy_canary_goes_first_then_the_service_then_the_canary_is_removed
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     states = execution["states"]
-    assert states.index("Start the canary tasks") < states.index(CHECK) < states.index("Update the service to the new revision")
-    assert states[-6:] == ["Did a canary run?", "Take the canary out of the target groups", "Let the canary drain",
-                           "Stop the canary tasks", "Release the deploy lock", "Deployed"]
+    assert (
+        states.index("Start the canary tasks")
+        < states.index(CHECK)
+        < states.index("Update the service to the new revision")
+    )
+    assert states[-6:] == [
+        "Did a canary run?",
+        "Take the canary out of the target groups",
+        "Let the canary drain",
+        "Stop the canary tasks",
+        "Release the deploy lock",
+        "Deployed",
+    ]
     web = summary["services"]["prod/web"]
     assert (web["taskDefinition"], web["runningCount"]) == ("web:2", 2)
     assert summary["canaryTasks"] == 0 and summary["locksHeld"] == 0
@@ -50,8 +62,9 @@ def test_a_crashing_canary_stops_the_deploy_before_the_service_changes(scenario)
 def test_an_unhealthy_canary_fails_naming_the_failed_checks(scenario):
     summary, execution = run_unhealthy_canary(scenario)
     # The example's app container has a health check, which ECS reports first.
-    assert execution["cause"] == ("the canary of web:2 failed its container health checks 3 times in a row. "
-                                  "The service was not changed.")
+    assert execution["cause"] == (
+        "the canary of web:2 failed its container health checks 3 times in a row. The service was not changed."
+    )
     assert summary["canaryTasks"] == 0
 
 
@@ -74,8 +87,12 @@ def test_a_main_deployment_failing_after_the_canary_passed_is_rolled_back(scenar
         from ferry_cli.sandbox.clock import active
 
         if function == "BakeFunction" and "token" in event:
-            active().later(60, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
-                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.3 s"))
+            active().later(
+                60,
+                lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                    AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.3 s"
+                ),
+            )
 
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[fire_alarm_in_bake])
     [execution] = summary["executions"]
@@ -113,6 +130,8 @@ def test_a_canary_its_target_groups_find_unhealthy_fails_with_their_reason_codes
         container.pop("dependsOn", None)
     (scenario.dir / "web-task-def.json").write_text(json.dumps(spec))
     summary, execution = run_unhealthy_canary(scenario)
-    assert execution["cause"].startswith("the canary of web:2 was not healthy 3 times in a row in its target groups: web-tg: "
-                                         "unhealthy (Target.FailedHealthChecks: Health checks failed)")
+    assert execution["cause"].startswith(
+        "the canary of web:2 was not healthy 3 times in a row in its target groups: web-tg: "
+        "unhealthy (Target.FailedHealthChecks: Health checks failed)"
+    )
     assert summary["canaryTasks"] == 0

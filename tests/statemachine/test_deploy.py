@@ -35,7 +35,13 @@ def test_a_push_deploys_the_pushed_image_by_digest(scenario):
     assert execution["states"][-2:] == ["Release the deploy lock", "Deployed"]
     output = execution["output"]  # the console's Output tab: a summary, not the whole state
     assert {k: output[k] for k in ("result", "service", "ecsService", "strategy", "from", "to")} == {
-        "result": "DEPLOYED", "service": "web", "ecsService": "prod/web", "strategy": "rolling", "from": "web:1", "to": "web:2"}
+        "result": "DEPLOYED",
+        "service": "web",
+        "ecsService": "prod/web",
+        "strategy": "rolling",
+        "from": "web:1",
+        "to": "web:2",
+    }
     assert output["images"] == {"app": pinned("web", "v2")} and output["durationSeconds"] > 0
     assert output["summary"].startswith("image app web:v1 -> web:v2")
     assert set(output["artefacts"]) == {"taskDefinitionInput", "diff", "verify", "register"}
@@ -76,8 +82,12 @@ def test_two_pushes_in_quick_succession_are_serialised_and_the_last_image_runs(s
     second = summary["histories"][next(e["name"] for e in summary["executions"] if e["name"].startswith("web-v3-"))]
     # Woken by the first one's release (LockReleased), or, if the release came as its heartbeat ran out,
     # by the heartbeat's own look.
-    waited = [r for r in second if (r["type"] == "TaskFailed" and r["detail"].startswith("LockReleased"))
-              or (r["type"] == "TaskTimedOut" and r["detail"].startswith("States.HeartbeatTimeout"))]
+    waited = [
+        r
+        for r in second
+        if (r["type"] == "TaskFailed" and r["detail"].startswith("LockReleased"))
+        or (r["type"] == "TaskTimedOut" and r["detail"].startswith("States.HeartbeatTimeout"))
+    ]
     assert waited, "the second deploy should have waited for the first one's lock"
     assert summary["services"]["prod/web"]["images"]["app"] == pinned("web", "v3")
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:3"
@@ -91,9 +101,14 @@ def test_a_container_the_revision_lacks_fails_render_and_changes_nothing(scenari
     assert execution["status"] == "FAILED"
     assert execution["error"] == "TaskDefinitionInvalid"
     assert "containers ['worker'] are not in task definition web:1" in execution["cause"]
-    assert execution["states"] == ["Check the request", "Take the deploy lock for this service", "Is this a rollback request?",
-                                   "Render the new task definition and diff it",
-                                   "Release the deploy lock after the failure", "Deploy failed"]
+    assert execution["states"] == [
+        "Check the request",
+        "Take the deploy lock for this service",
+        "Is this a rollback request?",
+        "Render the new task definition and diff it",
+        "Release the deploy lock after the failure",
+        "Deploy failed",
+    ]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:1"
     assert summary["locksHeld"] == 0
 

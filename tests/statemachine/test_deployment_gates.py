@@ -18,15 +18,36 @@ def stable_web():
     with world_session(EXAMPLE / "world.yaml") as (sandbox, _world):
         ecs, elb = sandbox.client("ecs"), sandbox.client("elbv2")
         [service] = ecs.describe_services(cluster="prod", services=["web"])["services"]
-        tasks = ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod", serviceName="web")["taskArns"])["tasks"]
-        ips = [d["value"] for t in tasks for a in t["attachments"] for d in a["details"] if d["name"] == "privateIPv4Address"]
+        tasks = ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod", serviceName="web")["taskArns"])[
+            "tasks"
+        ]
+        ips = [
+            d["value"]
+            for t in tasks
+            for a in t["attachments"]
+            for d in a["details"]
+            if d["name"] == "privateIPv4Address"
+        ]
         vpc = elb.describe_target_groups(Names=["web-tg"])["TargetGroups"][0]["VpcId"]
-        extra = elb.create_target_group(Name="web-internal", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip",
-                                        HealthCheckIntervalSeconds=10, HealthyThresholdCount=3)["TargetGroups"][0]
+        extra = elb.create_target_group(
+            Name="web-internal",
+            Protocol="HTTP",
+            Port=80,
+            VpcId=vpc,
+            TargetType="ip",
+            HealthCheckIntervalSeconds=10,
+            HealthyThresholdCount=3,
+        )["TargetGroups"][0]
         elb.register_targets(TargetGroupArn=extra["TargetGroupArn"], Targets=[{"Id": ip, "Port": 80} for ip in ips])
         sandbox.clock.advance(120)  # past the target groups' time to healthy
-        watch = check_deployment.Watch("prod", "web", service["taskDefinition"], started_at=sandbox.clock.now() - 300,
-                                 timeout_seconds=1800, target_groups=("web-internal",))
+        watch = check_deployment.Watch(
+            "prod",
+            "web",
+            service["taskDefinition"],
+            started_at=sandbox.clock.now() - 300,
+            timeout_seconds=1800,
+            target_groups=("web-internal",),
+        )
         yield sandbox, watch, tasks
 
 
@@ -51,11 +72,11 @@ def test_the_fallback_heartbeat_divides_the_phase_timeout_evenly():
     def heartbeat(timeout: int, native: bool = False) -> int:
         return ecs.check_in_seconds(timeout, native)
 
-    assert heartbeat(1800) == 1801                      # one look, just after the deadline
+    assert heartbeat(1800) == 1801  # one look, just after the deadline
     assert heartbeat(3600) == 1801 and heartbeat(7200) == 1801
-    assert heartbeat(2000) == 1001                      # two looks; the second just after 2000 s
+    assert heartbeat(2000) == 1001  # two looks; the second just after 2000 s
     assert heartbeat(240) == 241
-    assert heartbeat(600, native=True) == 61            # native: every minute, to follow the stages
+    assert heartbeat(600, native=True) == 61  # native: every minute, to follow the stages
 
 
 def test_service_names_come_from_the_long_arn_format_only():

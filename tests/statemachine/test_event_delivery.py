@@ -16,7 +16,8 @@ CANARY_WITH_MIGRATION = (
     "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
     "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
     "healthGates: {alarms: [web-5xx], bakeSeconds: 120}\n"
-    "migrations: [{name: migrate, container: app, command: [bin/rails, 'db:migrate'], timeoutSeconds: 900}]\n")
+    "migrations: [{name: migrate, container: app, command: [bin/rails, 'db:migrate'], timeoutSeconds: 900}]\n"
+)
 RUN = "Run the migration task and wait for it to stop"
 SPEED = 240.0
 

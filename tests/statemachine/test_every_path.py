@@ -38,10 +38,16 @@ PATHS: dict[str, tuple[str, dict[str, Any], tuple[str, str, str | None]]] = {
     "plain": (ROLLING, {}, ("SUCCEEDED", "Deployed", None)),
     "crash": (CANARY, {"exitCode": 1}, ("FAILED", "Deploy failed", "CanaryCrashed")),
     "undone": (ROLLING, {"exitCode": 1}, ("FAILED", "Rolled back", "RolledBack")),
-    "stuck": (ROLLING + SLOW_ROLLOUT, {"startSeconds": 900}, ("FAILED", "Rollback failed: a person must act",
-                                                                "RollbackFailed")),
-    "mute": (ROLLING + SLOW_ROLLOUT, {"startSeconds": 900},
-             ("FAILED", "Rollback failed and could not be explained: a person must act", "RollbackFailed")),
+    "stuck": (
+        ROLLING + SLOW_ROLLOUT,
+        {"startSeconds": 900},
+        ("FAILED", "Rollback failed: a person must act", "RollbackFailed"),
+    ),
+    "mute": (
+        ROLLING + SLOW_ROLLOUT,
+        {"startSeconds": 900},
+        ("FAILED", "Rollback failed and could not be explained: a person must act", "RollbackFailed"),
+    ),
     "locked": (ROLLING, {}, ("FAILED", "Deployed, but the lock was not released", "LockUnavailable")),
 }
 
@@ -75,11 +81,16 @@ def world(folder: Path) -> Path:
         own["family"] = name
         own["containerDefinitions"][0]["image"] = own["containerDefinitions"][0]["image"].replace("/web:", f"/{name}:")
         (folder / f"{name}-task-def.json").write_text(json.dumps(own))
-        data["services"].append({"cluster": "prod", "name": name, "desiredCount": 2,
-                                 "running": {"app": f"{name}:v1", "nginx": "nginx:1.27"},
-                                 "taskDefinition": f"{name}-task-def.json",
-                                 "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True,
-                                                                                          "rollback": True}}})
+        data["services"].append(
+            {
+                "cluster": "prod",
+                "name": name,
+                "desiredCount": 2,
+                "running": {"app": f"{name}:v1", "nginx": "nginx:1.27"},
+                "taskDefinition": f"{name}-task-def.json",
+                "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+            }
+        )
         (folder / "registry" / name).mkdir(parents=True)
         (folder / "registry" / name / "ferry.yaml").write_text(BASE.format(name=name) + config)
         if behaviour:
@@ -95,8 +106,17 @@ def world(folder: Path) -> Path:
 def walked(tmp_path_factory):
     folder = tmp_path_factory.mktemp("every-path")
     # The record of `locked`'s deploy can never be written: its release fails for good.
-    faults = Faults([ApiFault("dynamodb", 1.0, ("ServiceUnavailable",), operations=("UpdateItem",),
-                              body_contains="deployed#prod/locked")])
+    faults = Faults(
+        [
+            ApiFault(
+                "dynamodb",
+                1.0,
+                ("ServiceUnavailable",),
+                operations=("UpdateItem",),
+                body_contains="deployed#prod/locked",
+            )
+        ]
+    )
     with world_session(world(folder), faults=faults, fault_hooks=[broken_rollbacks]) as (sandbox, _):
         refused = sandbox.start_execution({"service": 7}, name="refused")
         for name in PATHS:
@@ -116,13 +136,26 @@ def walked(tmp_path_factory):
             request = json.loads(events[0]["executionStartedEventDetails"]["input"])
             error, cause = history.outcome(events)
             found[execution["name"]] = {
-                "service": request.get("service"), "status": execution["status"], "error": error, "cause": cause,
+                "service": request.get("service"),
+                "status": execution["status"],
+                "error": error,
+                "cause": cause,
                 "states": history.entered_states(events),
-                "runtime": [e for e in events if "States.Runtime" in json.dumps(e, default=str)
-                            or "States.DataLimitExceeded" in json.dumps(e, default=str)]}
-        yield {"executions": found, "refused": refused, "rolled": rolled,
-               "terminal": list(sandbox.terminal_errors), "locksHeld": sandbox.locks_held(),
-               "canaries": sandbox.simulator.canary_tasks()}
+                "runtime": [
+                    e
+                    for e in events
+                    if "States.Runtime" in json.dumps(e, default=str)
+                    or "States.DataLimitExceeded" in json.dumps(e, default=str)
+                ],
+            }
+        yield {
+            "executions": found,
+            "refused": refused,
+            "rolled": rolled,
+            "terminal": list(sandbox.terminal_errors),
+            "locksHeld": sandbox.locks_held(),
+            "canaries": sandbox.simulator.canary_tasks(),
+        }
 
 
 def by_service(walked: dict[str, Any], service: str) -> list[dict[str, Any]]:

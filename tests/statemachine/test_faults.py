@@ -38,8 +38,10 @@ CANARY = WEB + "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 6
 # Every step of a deploy: the lock, render, verify, register, a migration, the canary, the update, the wait
 # for ECS, a bake and its last look at the alarms, the canary's removal and the release.
 # (The bake outlasts the functions' 60 s timeout, so a timed-out bake invocation is not the bake ending.)
-EVERY_STEP = (CANARY + "healthGates: {alarms: [web-5xx], bakeSeconds: 90}\n"
-              "migrations: [{name: migrate, container: app, command: [bin/rails, 'db:migrate']}]\n")
+EVERY_STEP = (
+    CANARY + "healthGates: {alarms: [web-5xx], bakeSeconds: 90}\n"
+    "migrations: [{name: migrate, container: app, command: [bin/rails, 'db:migrate']}]\n"
+)
 BAKED = ROLLING + "healthGates: {alarms: [web-5xx], bakeSeconds: 120}\n"
 
 # The state each step (engine.state_step, plus the wait's phase) runs in.
@@ -94,13 +96,28 @@ ASL = json.loads((REPO_ROOT / "statemachine" / "deploy.asl.json").read_text())
 VERDICTS = [verdict.__name__ for verdict in errors.VERDICTS]  # never retried: ferry.errors says which
 COLD_FUNCTION = ["Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"]
 LAMBDA_RETRY = [
-    {"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                     "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException"],
-     "IntervalSeconds": 2, "MaxAttempts": 3, "BackoffRate": 2.0, "JitterStrategy": "FULL"},
+    {
+        "ErrorEquals": [
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+            "Lambda.ClientExecutionTimeoutException",
+        ],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 3,
+        "BackoffRate": 2.0,
+        "JitterStrategy": "FULL",
+    },
     {"ErrorEquals": COLD_FUNCTION, "IntervalSeconds": 10, "MaxAttempts": 5, "BackoffRate": 2.0, "MaxDelaySeconds": 60},
     {"ErrorEquals": VERDICTS, "MaxAttempts": 0},
-    {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 2, "BackoffRate": 2.0,
-     "JitterStrategy": "FULL"},
+    {
+        "ErrorEquals": ["States.ALL"],
+        "IntervalSeconds": 5,
+        "MaxAttempts": 2,
+        "BackoffRate": 2.0,
+        "JitterStrategy": "FULL",
+    },
 ]
 
 
@@ -148,8 +165,15 @@ def not_retrying(error: str, states, asl: dict[str, Any] | None = None) -> list[
 def test_every_lambda_step_retries_crashes_and_timeouts_and_never_a_verdict():
     assert set(STATE_OF_STEP.values()) | set(ROLLBACK_STEPS.values()) <= set(lambda_tasks())
     everything = list(lambda_tasks())
-    for error in ("InjectedCrash", "Sandbox.Timedout", "Lambda.Unknown", "ClientError",
-                  "Lambda.ClientExecutionTimeoutException", "LockUnavailable", *COLD_FUNCTION):
+    for error in (
+        "InjectedCrash",
+        "Sandbox.Timedout",
+        "Lambda.Unknown",
+        "ClientError",
+        "Lambda.ClientExecutionTimeoutException",
+        "LockUnavailable",
+        *COLD_FUNCTION,
+    ):
         assert not_retrying(error, everything) == [], error
     for verdict in VERDICTS:  # a verdict is final: only the rollback retries everything
         retried = set(everything) - set(not_retrying(verdict, everything))
@@ -164,9 +188,15 @@ def test_every_lambda_step_retries_crashes_and_timeouts_and_never_a_verdict():
         # A function that cannot be invoked yet is waited for more than two minutes, whatever the state.
         [cold] = [r for r in state["Retry"] if r["ErrorEquals"] == COLD_FUNCTION]
         assert retry_waits(cold) >= 120, name
-        if name != "Roll back to the previous revision":  # each ends its Retry with: verdicts never, anything else twice
-            expected = [{**r, "ErrorEquals": r["ErrorEquals"] + ["States.Timeout"]} if r["ErrorEquals"] == VERDICTS
-                        and waits(state) else r for r in LAMBDA_RETRY[1:]]
+        if (
+            name != "Roll back to the previous revision"
+        ):  # each ends its Retry with: verdicts never, anything else twice
+            expected = [
+                {**r, "ErrorEquals": r["ErrorEquals"] + ["States.Timeout"]}
+                if r["ErrorEquals"] == VERDICTS and waits(state)
+                else r
+                for r in LAMBDA_RETRY[1:]
+            ]
             assert state["Retry"][-3:] == expected, name
 
 
@@ -183,8 +213,10 @@ def run(scenario, *events: dict[str, Any], faults: Faults | None = None, hooks=(
     with world_session(world_path, faults=faults, fault_hooks=list(hooks)) as (sandbox, world):
         elb = sandbox.client("elbv2")  # a canary drains for 20 s, not the default 300 s: the same path, sooner
         for group in elb.describe_target_groups()["TargetGroups"]:
-            elb.modify_target_group_attributes(TargetGroupArn=group["TargetGroupArn"], Attributes=[
-                {"Key": "deregistration_delay.timeout_seconds", "Value": "20"}])
+            elb.modify_target_group_attributes(
+                TargetGroupArn=group["TargetGroupArn"],
+                Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "20"}],
+            )
         delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions()
         # ECS finishes on its own a deployment it was given: note how long after the execution that took.
@@ -201,8 +233,12 @@ def run(scenario, *events: dict[str, Any], faults: Faults | None = None, hooks=(
 
 def _settled(service: dict[str, Any]) -> bool:
     primary, *others = service["deployments"]
-    return (primary["status"] == "PRIMARY" and primary["rolloutState"] == "COMPLETED"
-            and primary["runningCount"] == service["desiredCount"] and not any(d["runningCount"] for d in others))
+    return (
+        primary["status"] == "PRIMARY"
+        and primary["rolloutState"] == "COMPLETED"
+        and primary["runningCount"] == service["desiredCount"]
+        and not any(d["runningCount"] for d in others)
+    )
 
 
 def check_invariants(summary: dict[str, Any], fault: str, *, settling: bool = False) -> dict[str, Any]:
@@ -219,7 +255,11 @@ def check_invariants(summary: dict[str, Any], fault: str, *, settling: bool = Fa
     assert web["desiredCount"] == web["runningCount"] == 2, web
     primary, *others = summary["deployments"]["prod/web"]
     assert (primary["status"], primary["taskDefinition"], primary["rolloutState"], primary["runningCount"]) == (
-        "PRIMARY", web["taskDefinition"], "COMPLETED", 2), summary["deployments"]
+        "PRIMARY",
+        web["taskDefinition"],
+        "COMPLETED",
+        2,
+    ), summary["deployments"]
     assert all(d["runningCount"] == 0 for d in others), summary["deployments"]
     assert summary["canaryTasks"] == 0
     assert summary["migrationTasks"]["running"] == 0
@@ -297,8 +337,12 @@ def test_an_unavailable_lock_table_stops_the_deploy_before_anything_changes(scen
     faults = Faults([ApiFault("dynamodb", 1.0, errors)], seed=3)
     summary = run(scenario, push_event("web", "v2"), faults=faults)
     execution = unchanged(summary, "LockUnavailable", "Take the deploy lock for this service")
-    assert execution["states"] == ["Check the request", "Take the deploy lock for this service",
-                                   "Release the deploy lock after the failure", "Deploy failed"]
+    assert execution["states"] == [
+        "Check the request",
+        "Take the deploy lock for this service",
+        "Release the deploy lock after the failure",
+        "Deploy failed",
+    ]
     assert execution["error"] == "LockUnavailable"
     assert execution["cause"].startswith("could not take the deploy lock for prod/web in table ")
     assert f"(reached max retries: {aws.MAX_ATTEMPTS - 1})" in execution["cause"]
@@ -312,15 +356,26 @@ def test_the_lock_table_unreachable_while_the_deploy_is_recorded_is_retried_by_t
     # The release records the deploy (UpdateItem on deployed#prod/web) before it deletes the lock. The table
     # is unreachable for one whole call: botocore gives up after its attempts, the state retries.
     scenario.config("web", ROLLING)
-    faults = Faults([ApiFault("dynamodb", 1.0, ("ConnectTimeout",), operations=("UpdateItem",),
-                              body_contains="deployed#prod/web", limit=aws.MAX_ATTEMPTS)])
+    faults = Faults(
+        [
+            ApiFault(
+                "dynamodb",
+                1.0,
+                ("ConnectTimeout",),
+                operations=("UpdateItem",),
+                body_contains="deployed#prod/web",
+                limit=aws.MAX_ATTEMPTS,
+            )
+        ]
+    )
     summary = run(scenario, push_event("web", "v2"), faults=faults)
     execution = deployed(summary, "LockUnavailable")
     assert execution["states"][-2:] == ["Release the deploy lock", "Deployed"]
     [failed] = failures(summary)
     assert failed["state"] == "Release the deploy lock"
     assert failed["detail"].startswith(
-        "LockUnavailable: could not record the deploy of prod/web: could not reach table")
+        "LockUnavailable: could not record the deploy of prod/web: could not reach table"
+    )
     assert summary["faults"]["services"]["dynamodb"]["gaveUp"] == 1
 
 
@@ -331,8 +386,9 @@ CRASH_THEN_TIME_OUT = ("InjectedCrash", "Sandbox.Timedout")
 
 
 def crash_then_time_out(steps) -> Faults:
-    return Faults(lambdas=[LambdaFault("crash", step=only(steps), times=1),
-                           LambdaFault("timeout", step=only(steps), times=1)])
+    return Faults(
+        lambdas=[LambdaFault("crash", step=only(steps), times=1), LambdaFault("timeout", step=only(steps), times=1)]
+    )
 
 
 def test_a_handler_crashing_then_timing_out_in_every_step_is_retried_and_the_deploy_completes(scenario):
@@ -368,8 +424,12 @@ def cold_then_unknown_timeout(steps) -> Faults:
     """Each step's function cannot be invoked for its first four attempts (idle for weeks: Lambda answers
     CodeArtifactUserPendingException, and the state waits 10 + 20 + 40 + 60 s = 130 s), then times out once on a
     runtime that reports no error type (Lambda.Unknown, with a plain-text Cause), then goes through."""
-    return Faults(lambdas=[LambdaFault("unavailable", step=only(steps), times=4),
-                           LambdaFault("timeout", step=only(steps), times=1, error="Lambda.Unknown")])
+    return Faults(
+        lambdas=[
+            LambdaFault("unavailable", step=only(steps), times=4),
+            LambdaFault("timeout", step=only(steps), times=1, error="Lambda.Unknown"),
+        ]
+    )
 
 
 def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_is_retried(scenario):
@@ -380,7 +440,8 @@ def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_is_r
     assert sorted(f["step"] for f in faults.lambda_faults) == sorted(5 * list(STATE_OF_STEP))
     seen = [r["detail"] for r in failures(summary)]
     assert [d.split(":")[0] for d in seen] == len(STATE_OF_STEP) * (
-        4 * ["Lambda.CodeArtifactUserPendingException"] + ["Lambda.Unknown"])
+        4 * ["Lambda.CodeArtifactUserPendingException"] + ["Lambda.Unknown"]
+    )
     unknown = [d for d in seen if d.startswith("Lambda.Unknown")]
     assert all("The cause could not be determined because Lambda did not return an error type" in d for d in unknown)
     assert summary["migrationTasks"]["started"] == 1
@@ -392,15 +453,21 @@ def test_a_cold_function_then_a_timeout_without_an_error_type_in_every_step_of_a
     assert sorted(f["step"] for f in faults.lambda_faults) == sorted(5 * list(ROLLBACK_STEPS))
 
 
-@pytest.mark.parametrize(("kind", "steps", "outcome"), [
-    ("crash", ["CanaryFunction:check"], "unchanged"),
-    ("timeout", ["UpdateServiceFunction"], "rolled back"),  # the service changed each time, the answer never came
-    ("crash", ["BakeFunction"], "rolled back"),
-], ids=["canary-check", "update-service-timeout", "bake"])
+@pytest.mark.parametrize(
+    ("kind", "steps", "outcome"),
+    [
+        ("crash", ["CanaryFunction:check"], "unchanged"),
+        ("timeout", ["UpdateServiceFunction"], "rolled back"),  # the service changed each time, the answer never came
+        ("crash", ["BakeFunction"], "rolled back"),
+    ],
+    ids=["canary-check", "update-service-timeout", "bake"],
+)
 def test_a_handler_failing_every_time_fails_the_deploy_readably_and_after_the_change_rolls_back(
-        scenario, kind, steps, outcome):
-    scenario.config("web", (CANARY if "CanaryFunction:check" in steps else
-                            BAKED if "BakeFunction" in steps else ROLLING))
+    scenario, kind, steps, outcome
+):
+    scenario.config(
+        "web", (CANARY if "CanaryFunction:check" in steps else BAKED if "BakeFunction" in steps else ROLLING)
+    )
     faults = Faults(lambdas=[LambdaFault(kind, step=only(steps), times=None)])
     summary = run(scenario, push_event("web", "v2"), faults=faults)
     error = "InjectedCrash" if kind == "crash" else "Sandbox.Timedout"

@@ -10,9 +10,11 @@ from .conftest import failed_at, push_event
 
 RUN = "Run the migration task and wait for it to stop"
 WEB = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
-TWO = WEB + ("migrations:\n"
-             "  - {name: migrate, container: app, command: [bin/rails, 'db:migrate'], environment: {VERBOSE: '1'}}\n"
-             "  - {name: seed, container: app, command: [bin/rails, 'db:seed']}\n")
+TWO = WEB + (
+    "migrations:\n"
+    "  - {name: migrate, container: app, command: [bin/rails, 'db:migrate'], environment: {VERBOSE: '1'}}\n"
+    "  - {name: seed, container: app, command: [bin/rails, 'db:seed']}\n"
+)
 ONE = WEB + "migrations: [{name: migrate, container: app, command: [bin/rails, 'db:migrate'], timeoutSeconds: 120}]\n"
 
 
@@ -34,11 +36,14 @@ def test_migrations_run_in_order_then_the_deploy_continues(scenario):
 
 def test_a_failing_migration_stops_the_deploy_with_its_exit_code_and_log_lines(scenario):
     scenario.config("web", ONE)
-    scenario.world["migration"] = {"exitCode": 1, "logLines": [
-        "== 20261122 AddIndexToOrders: migrating",
-        "PG::DuplicateTable: ERROR: relation \"index_orders_on_user_id\" already exists",
-        "DATABASE_PASSWORD=sandbox-db-password-do-not-print",
-    ]}
+    scenario.world["migration"] = {
+        "exitCode": 1,
+        "logLines": [
+            "== 20261122 AddIndexToOrders: migrating",
+            'PG::DuplicateTable: ERROR: relation "index_orders_on_user_id" already exists',
+            "DATABASE_PASSWORD=sandbox-db-password-do-not-print",
+        ],
+    }
     execution = failed_at(scenario.run(push_event("web", "v2")), RUN)
     assert execution["error"] == "MigrationFailed"
     cause = execution["cause"]
@@ -50,8 +55,10 @@ def test_a_failing_migration_stops_the_deploy_with_its_exit_code_and_log_lines(s
 
 def test_a_task_ecs_cannot_start_is_migration_not_started(scenario):
     scenario.config("web", ONE)
-    scenario.world["migration"] = {"stopCode": "TaskFailedToStart",
-                                   "stoppedReason": "CannotPullContainerError: pull image manifest has been retried 5 time(s)"}
+    scenario.world["migration"] = {
+        "stopCode": "TaskFailedToStart",
+        "stoppedReason": "CannotPullContainerError: pull image manifest has been retried 5 time(s)",
+    }
     execution = failed_at(scenario.run(push_event("web", "v2")), RUN)
     assert execution["error"] == "MigrationNotStarted"
     assert "never started (TaskFailedToStart: CannotPullContainerError" in execution["cause"]
@@ -59,7 +66,10 @@ def test_a_task_ecs_cannot_start_is_migration_not_started(scenario):
 
 def test_a_task_killed_for_memory_is_migration_failed_with_the_reason(scenario):
     scenario.config("web", ONE)
-    scenario.world["migration"] = {"exitCode": 137, "stoppedReason": "OutOfMemoryError: Container killed due to memory usage"}
+    scenario.world["migration"] = {
+        "exitCode": 137,
+        "stoppedReason": "OutOfMemoryError: Container killed due to memory usage",
+    }
     execution = failed_at(scenario.run(push_event("web", "v2")), RUN)
     assert execution["error"] == "MigrationFailed"
     assert "exited with code 137" in execution["cause"] and "OutOfMemoryError" in execution["cause"]
@@ -107,14 +117,35 @@ def test_a_retried_start_finds_the_task_instead_of_starting_another(tmp_path):
         table = sandbox.refs["LockTable"]
         td = sandbox.client("ecs").describe_services(cluster="prod", services=["web"])["services"][0]["taskDefinition"]
         step = migrate.Migration("migrate", "app", ["bin/rails", "db:migrate"], {}, 900)
-        first = migrate.start(table=table, token="token-1", execution="exec-1", cluster="prod", service="web",
-                              task_definition_arn=td, migration=step)
-        again = migrate.start(table=table, token="token-2", execution="exec-1", cluster="prod", service="web",
-                              task_definition_arn=td, migration=step)
+        first = migrate.start(
+            table=table,
+            token="token-1",
+            execution="exec-1",
+            cluster="prod",
+            service="web",
+            task_definition_arn=td,
+            migration=step,
+        )
+        again = migrate.start(
+            table=table,
+            token="token-2",
+            execution="exec-1",
+            cluster="prod",
+            service="web",
+            task_definition_arn=td,
+            migration=step,
+        )
         assert first["taskArn"] == again["taskArn"]
         assert sandbox.simulator.task_count("migration") == 1
-        other = migrate.start(table=table, token="token-3", execution="exec-2", cluster="prod", service="web",
-                              task_definition_arn=td, migration=step)
+        other = migrate.start(
+            table=table,
+            token="token-3",
+            execution="exec-2",
+            cluster="prod",
+            service="web",
+            task_definition_arn=td,
+            migration=step,
+        )
         assert other["taskArn"] != first["taskArn"]
         task = sandbox.client("ecs").describe_tasks(cluster="prod", tasks=[first["taskArn"]])["tasks"][0]
         assert task["startedBy"] == migrate.started_by("exec-1", "migrate")
@@ -132,8 +163,10 @@ def test_an_execution_aborted_during_a_migration_has_its_task_stopped(scenario):
     path = scenario.dir / "world.yaml"
     path.write_text(yaml.safe_dump(scenario.world))
     with world_session(path) as (sandbox, _world):
-        arn = sandbox.start_execution({"service": "web", "images": {"app": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v2"}},
-                                      name="abort-migration")
+        arn = sandbox.start_execution(
+            {"service": "web", "images": {"app": "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v2"}},
+            name="abort-migration",
+        )
         sandbox.run_until(lambda: sandbox.simulator.running_tasks("migration") > 0)
         sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
         sandbox.wait_for_executions()

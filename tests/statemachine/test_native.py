@@ -5,8 +5,11 @@ from __future__ import annotations
 from .conftest import push_event
 
 NATIVE = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: native}\n"
-BLUE_GREEN = {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 5,
-              "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+BLUE_GREEN = {
+    "strategy": "BLUE_GREEN",
+    "bakeTimeInMinutes": 5,
+    "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+}
 WAIT = "Wait for ECS to finish the deployment"
 
 

@@ -55,8 +55,9 @@ def run(tmp_path_factory):
 
         sandbox.deliver(push_event("web", "v2", "push-v2"))
         sandbox.wait_for_executions()
-        sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key="services/web/ferry.yaml",
-                                        Body=(CONFIG + ROLLING + NOTIFY).encode())
+        sandbox.client("s3").put_object(
+            Bucket=sandbox.config_bucket, Key="services/web/ferry.yaml", Body=(CONFIG + ROLLING + NOTIFY).encode()
+        )
         sandbox.deliver(push_event("web", "v3", "push-v3"))
         sandbox.wait_for_executions()
 
@@ -64,14 +65,21 @@ def run(tmp_path_factory):
             found = []
             while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
                 found += [json.loads(m["Body"]) for m in batch]
-                sqs.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+                )
             return found
 
         summary = summarise(sandbox, [])
-        yield {"summary": summary, "events": drain(events_url), "sns": drain(sns_url), "artefacts": sandbox.artefacts_bucket,
-               "emf": [json.loads(line) for line in summary["logLines"] if line.startswith('{"_aws"')],
-               "executions": {e["name"]: e for e in summary["executions"]}}
+        yield {
+            "summary": summary,
+            "events": drain(events_url),
+            "sns": drain(sns_url),
+            "artefacts": sandbox.artefacts_bucket,
+            "emf": [json.loads(line) for line in summary["logLines"] if line.startswith('{"_aws"')],
+            "executions": {e["name"]: e for e in summary["executions"]},
+        }
 
 
 def _names(run):
@@ -102,13 +110,20 @@ def test_each_deploy_puts_a_started_and_an_ended_event_on_the_default_bus(run):
         for event in (started, ended):
             detail = event["detail"]
             assert (detail["service"], detail["cluster"], detail["ecsService"], detail["environment"]) == (
-                "web", "prod", "web", "sandbox")
+                "web",
+                "prod",
+                "web",
+                "sandbox",
+            )
             assert event["resources"] == [detail["executionArn"]] and detail["executionArn"].endswith(":" + name)
             tag = "v2" if name == succeeded else "v3"
             assert detail["images"]["app"].startswith(f"123456789012.dkr.ecr.us-east-1.amazonaws.com/web:{tag}@sha256:")
             assert detail["artefacts"] == f"s3://{run['artefacts']}/executions/{name}/"
             assert detail["consoleUrl"].endswith("#/v2/executions/details/" + detail["executionArn"])
-        assert ended["detail"]["summary"].startswith("image app web") and f"-> web:{tag} (sha256:" in ended["detail"]["summary"]
+        assert (
+            ended["detail"]["summary"].startswith("image app web")
+            and f"-> web:{tag} (sha256:" in ended["detail"]["summary"]
+        )
         assert isinstance(ended["detail"]["durationSeconds"], int)
     ok = next(e["detail"] for e in by_execution[succeeded] if e["detail-type"] == "Ferry Deploy Ended")
     assert (ok["error"], ok["cause"]) == (None, None)
@@ -122,15 +137,28 @@ def test_the_topic_gets_what_notifications_events_asks_for(run):
     succeeded, rolled_back = _names(run)
     # events: [started, rolledBack]: both starts, the rollback's end, not the success's end.
     messages = [(json.loads(m["Message"])["detail"]["execution"], m["Subject"]) for m in run["sns"]]
-    assert sorted(messages) == sorted([(succeeded, "Ferry sandbox: deploy of web started"),
-                                       (rolled_back, "Ferry sandbox: deploy of web started"),
-                                       (rolled_back, "Ferry sandbox: web rolled back")])
+    assert sorted(messages) == sorted(
+        [
+            (succeeded, "Ferry sandbox: deploy of web started"),
+            (rolled_back, "Ferry sandbox: deploy of web started"),
+            (rolled_back, "Ferry sandbox: web rolled back"),
+        ]
+    )
     # An SQS subscriber gets the event as EventBridge carries it; the same detail.
     message = next(m for m in run["sns"] if m["Subject"].endswith("rolled back"))
-    put = next(e for e in run["events"] if e["detail-type"] == "Ferry Deploy Ended" and e["detail"]["execution"] == rolled_back)
-    assert json.loads(message["Message"]) == {"source": "ferry", "detail-type": "Ferry Deploy Ended", "detail": put["detail"]}
+    put = next(
+        e for e in run["events"] if e["detail-type"] == "Ferry Deploy Ended" and e["detail"]["execution"] == rolled_back
+    )
+    assert json.loads(message["Message"]) == {
+        "source": "ferry",
+        "detail-type": "Ferry Deploy Ended",
+        "detail": put["detail"],
+    }
     assert {k: v["Value"] for k, v in message["MessageAttributes"].items()} == {
-        "result": "ROLLED_BACK", "service": "web", "environment": "sandbox"}
+        "result": "ROLLED_BACK",
+        "service": "web",
+        "environment": "sandbox",
+    }
 
 
 def test_metrics_are_written_for_each_end_with_its_result(run):
@@ -143,7 +171,11 @@ def test_metrics_are_written_for_each_end_with_its_result(run):
 
     deploy, phases = by_execution[succeeded]
     assert (deploy["Result"], deploy["service"], deploy["environment"], deploy["Deploys"]) == (
-        "succeeded", "web", "sandbox", [1.0])
+        "succeeded",
+        "web",
+        "sandbox",
+        [1.0],
+    )
     assert deploy["DeployDuration"][0] > 0
     assert {"CanaryDuration", "CanaryHealthWait", "RolloutDuration"} <= set(phases) and phases["Rollbacks"] == [0.0]
     assert phases["CanaryHealthWait"][0] >= 0 and "BakeDuration" not in phases

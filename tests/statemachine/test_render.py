@@ -22,8 +22,8 @@ def template_of(scenario, **replacements: str) -> str:
 SECRET_FROM_TEMPLATE = {
     '"arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db-password"': '"{{ secret_arn `prod/web/db-password` }}"',
     '{"name": "PORT", "value": "8080"}': '{"name": "PORT", "value": "8080"}, '
-                                         '{"name": "FEATURE", "value": "{{ ssm `/prod/web/feature` }}"}, '
-                                         '{"name": "RELEASE", "value": "{{ must_env `RELEASE` }}-{{ tag `app` }}"}',
+    '{"name": "FEATURE", "value": "{{ ssm `/prod/web/feature` }}"}, '
+    '{"name": "RELEASE", "value": "{{ must_env `RELEASE` }}-{{ tag `app` }}"}',
 }
 
 
@@ -35,8 +35,9 @@ def test_a_template_deploy_resolves_secret_arns_and_ssm_values(scenario):
     assert execution["status"] == "SUCCEEDED", execution
     web = summary["services"]["prod/web"]
     assert web["taskDefinition"] == "web:2" and web["images"]["app"].startswith(f"{REGISTRY}/web@sha256:")
-    rendered = [r for r in summary["histories"][execution["name"]]
-                if r["type"] == "TaskStateExited" and r["state"] == RENDER]
+    rendered = [
+        r for r in summary["histories"][execution["name"]] if r["type"] == "TaskStateExited" and r["state"] == RENDER
+    ]
     assert rendered
     assert "+2 env vars (app)" in json.dumps(summary["histories"][execution["name"]])
     assert all("sandbox-db-password-do-not-print" not in line for line in summary["logLines"])
@@ -44,8 +45,12 @@ def test_a_template_deploy_resolves_secret_arns_and_ssm_values(scenario):
 
 def test_a_jsonnet_config_deploys(scenario):
     scenario.config("web", "{ cluster: 'prod', service: 'web' }", "base.libsonnet")
-    scenario.config("web", "(import 'base.libsonnet') + { containers: { app: { repository: 'web' } },"
-                           " triggers: [{ repository: 'web', tags: ['v*'] }] }", "ferry.jsonnet")
+    scenario.config(
+        "web",
+        "(import 'base.libsonnet') + { containers: { app: { repository: 'web' } },"
+        " triggers: [{ repository: 'web', tags: ['v*'] }] }",
+        "ferry.jsonnet",
+    )
     summary = scenario.run(push_event("web", "v2"))
     assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED"]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
@@ -70,7 +75,9 @@ def test_a_missing_secret_in_a_template_fails_render(scenario):
 
 
 def test_a_template_with_a_wrong_field_fails_render_before_registration(scenario):
-    scenario.config("web", template_of(scenario, **{'"cpu": "512",': '"cpu": "512", "cpuUnits": 512,'}), "task-definition.json")
+    scenario.config(
+        "web", template_of(scenario, **{'"cpu": "512",': '"cpu": "512", "cpuUnits": 512,'}), "task-definition.json"
+    )
     scenario.config("web", WEB + "taskDefinition: {template: task-definition.json}\n")
     execution = failed_at(scenario.run(push_event("web", "v2")), RENDER)
     assert execution["error"] == "TaskDefinitionInvalid"

@@ -14,7 +14,11 @@ def rolled_back(summary) -> dict:
     assert execution["status"] == "FAILED", execution
     assert execution["error"] == "RolledBack", execution
     states = execution["states"]
-    assert states[-3:] == ["Deregister the failed revision", "Release the deploy lock after the rollback", "Rolled back"]
+    assert states[-3:] == [
+        "Deregister the failed revision",
+        "Release the deploy lock after the rollback",
+        "Rolled back",
+    ]
     assert all(s in states for s in ROLLBACK_STATES)
     web = summary["services"]["prod/web"]
     assert (web["taskDefinition"], web["desiredCount"], web["runningCount"]) == ("web:1", 2, 2)
@@ -34,17 +38,17 @@ def test_a_crashing_image_is_rolled_back_by_ecs_and_ferry_waits_for_it(scenario)
 
 def test_a_deployment_slower_than_its_timeout_is_stopped_and_rolled_back(scenario):
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
-    scenario.config("web", ROLLING +
-                           "timeouts: {deployment: 120}\n")
+    scenario.config("web", ROLLING + "timeouts: {deployment: 120}\n")
     execution = rolled_back(scenario.run(push_event("web", "v2")))
-    assert execution["cause"].startswith("web:2 failed: PhaseTimedOut: service prod/web: the deployment of web:2 did not complete within 120 s")
+    assert execution["cause"].startswith(
+        "web:2 failed: PhaseTimedOut: service prod/web: the deployment of web:2 did not complete within 120 s"
+    )
     assert "stopped the in-flight deployment with ROLLBACK" in execution["cause"]
 
 
 def test_failed_revisions_can_be_kept(scenario):
     scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
-    scenario.config("web", ROLLING +
-                           "rollback: {keepFailedRevisions: 1}\n")
+    scenario.config("web", ROLLING + "rollback: {keepFailedRevisions: 1}\n")
     execution = rolled_back(scenario.run(push_event("web", "v3")))
     assert "web:2 stays registered (rollback.keepFailedRevisions: 1)." in execution["cause"]
 
@@ -73,13 +77,15 @@ def test_a_rollback_that_keeps_failing_ends_saying_a_person_must_act(scenario):
             raise ConnectionError("ECS endpoint unreachable")
 
     scenario.world["behaviour"] = {"web:v2": {"startSeconds": 900}}
-    scenario.config("web", ROLLING +
-                           "timeouts: {deployment: 120}\n")
+    scenario.config("web", ROLLING + "timeouts: {deployment: 120}\n")
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[rollback_broken])
     [execution] = summary["executions"]
     assert execution["status"] == "FAILED" and execution["error"] == "RollbackFailed"
-    assert execution["states"][-3:] == ["Release the deploy lock after the failed rollback",
-                                        "Is the failed rollback explained?", "Rollback failed: a person must act"]
+    assert execution["states"][-3:] == [
+        "Release the deploy lock after the failed rollback",
+        "Is the failed rollback explained?",
+        "Rollback failed: a person must act",
+    ]
     cause = execution["cause"]
     assert cause.startswith("ROLLBACK FAILED: a person must act on prod/web.")
     assert "web:2 failed (PhaseTimedOut:" in cause and "ConnectionError: ECS endpoint unreachable" in cause
@@ -96,8 +102,13 @@ def test_a_quiet_bake_passes(scenario):
     summary = scenario.run(push_event("web", "v2"))
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
-    assert execution["states"][-5:] == ["Bake while watching the alarms", "Check the alarms as the bake ends",
-                                        "Did a canary run?", "Release the deploy lock", "Deployed"]
+    assert execution["states"][-5:] == [
+        "Bake while watching the alarms",
+        "Check the alarms as the bake ends",
+        "Did a canary run?",
+        "Release the deploy lock",
+        "Deployed",
+    ]
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
 
 
@@ -108,8 +119,12 @@ def test_an_alarm_firing_during_the_bake_rolls_the_service_back(scenario):
 
     def fire_alarm_soon(function: str, event: dict) -> None:
         if function == "BakeFunction" and "token" in event:
-            active().later(90, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
-                AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx rate 12% > 5% for 1 minute"))
+            active().later(
+                90,
+                lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                    AlarmName="web-5xx", StateValue="ALARM", StateReason="5xx rate 12% > 5% for 1 minute"
+                ),
+            )
 
     scenario.config("web", BAKED)
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[fire_alarm_soon])
@@ -118,7 +133,8 @@ def test_an_alarm_firing_during_the_bake_rolls_the_service_back(scenario):
     assert "Check the alarms as the bake ends" not in execution["states"]
     assert execution["cause"].startswith(
         "web:2 failed: AlarmTriggered: alarm web-5xx went into ALARM during the 300 s bake of web:2 on prod/web: "
-        "5xx rate 12% > 5% for 1 minute")
+        "5xx rate 12% > 5% for 1 minute"
+    )
 
 
 def test_an_alarm_whose_event_was_lost_is_caught_as_the_bake_ends(scenario):
@@ -130,15 +146,23 @@ def test_an_alarm_whose_event_was_lost_is_caught_as_the_bake_ends(scenario):
         if function == "BakeFunction" and "token" in event:  # fires after the bake's own first look
             from ferry_cli.sandbox.clock import active
 
-            active().later(90, lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
-                AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.1 s > 1 s"))
+            active().later(
+                90,
+                lambda: boto3.client("cloudwatch", region_name="us-east-1").set_alarm_state(
+                    AlarmName="web-5xx", StateValue="ALARM", StateReason="p99 latency 2.1 s > 1 s"
+                ),
+            )
 
     scenario.config("web", BAKED)
     execution = rolled_back(scenario.run(push_event("web", "v2"), fault_hooks=[alarm_without_its_event]))
-    assert execution["states"][execution["states"].index("Bake while watching the alarms") + 1] == \
-        "Check the alarms as the bake ends"
-    assert "AlarmTriggered: alarm web-5xx went into ALARM during the 300 s bake of web:2 on prod/web: " \
-           "p99 latency 2.1 s > 1 s (seen when the bake ended)" in execution["cause"]
+    assert (
+        execution["states"][execution["states"].index("Bake while watching the alarms") + 1]
+        == "Check the alarms as the bake ends"
+    )
+    assert (
+        "AlarmTriggered: alarm web-5xx went into ALARM during the 300 s bake of web:2 on prod/web: "
+        "p99 latency 2.1 s > 1 s (seen when the bake ended)" in execution["cause"]
+    )
 
 
 def test_an_alarm_already_firing_fails_the_bake_at_once(scenario):

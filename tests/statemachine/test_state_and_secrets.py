@@ -19,15 +19,31 @@ def big_service(scenario) -> None:
     spec = json.loads((scenario.dir / "web-task-def.json").read_text())
     app = spec["containerDefinitions"][0]
     for name in SIDECARS:
-        spec["containerDefinitions"].append({
-            "name": name, "image": app["image"], "essential": False, "memory": 64,
-            "environment": [{"name": "ROLE", "value": name}],
-            "secrets": app["secrets"], "logConfiguration": app["logConfiguration"]})
+        spec["containerDefinitions"].append(
+            {
+                "name": name,
+                "image": app["image"],
+                "essential": False,
+                "memory": 64,
+                "environment": [{"name": "ROLE", "value": name}],
+                "secrets": app["secrets"],
+                "logConfiguration": app["logConfiguration"],
+            }
+        )
     (scenario.dir / "web-task-def.json").write_text(json.dumps(spec))
     scenario.world["services"][0]["running"].update({name: "web:v1" for name in SIDECARS})
     containers = {"app": {"repository": "web"}, **{name: {"repository": "web"} for name in SIDECARS}}
-    scenario.config("web", yaml.safe_dump({"cluster": "prod", "service": "web", "containers": containers,
-                                           "healthGates": {"alarms": ["web-5xx"], "bakeSeconds": 60}}))
+    scenario.config(
+        "web",
+        yaml.safe_dump(
+            {
+                "cluster": "prod",
+                "service": "web",
+                "containers": containers,
+                "healthGates": {"alarms": ["web-5xx"], "bakeSeconds": 60},
+            }
+        ),
+    )
 
 
 def test_a_20_container_canary_deploy_keeps_every_state_small_and_every_secret_out(scenario):
@@ -47,8 +63,14 @@ def test_a_20_container_canary_deploy_keeps_every_state_small_and_every_secret_o
         assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
 
         events = sandbox.history(sandbox.executions()[0]["executionArn"])
-        payloads = [v for e in events for details in e.values() if isinstance(details, dict)
-                    for k, v in details.items() if k in ("input", "output") and isinstance(v, str)]
+        payloads = [
+            v
+            for e in events
+            for details in e.values()
+            if isinstance(details, dict)
+            for k, v in details.items()
+            if k in ("input", "output") and isinstance(v, str)
+        ]
         assert payloads and max(len(p.encode()) for p in payloads) < 32 * 1024, max(len(p) for p in payloads)
 
         s3 = sandbox.client("s3")
@@ -61,6 +83,10 @@ def test_a_20_container_canary_deploy_keeps_every_state_small_and_every_secret_o
         log_lines = list(sandbox.logs.lines)
 
     assert log_lines and rows
-    for where, text in ([("history", p) for p in payloads] + stored + [("log", line) for line in log_lines]
-                        + [("lock table", json.dumps(rows))]):
+    for where, text in (
+        [("history", p) for p in payloads]
+        + stored
+        + [("log", line) for line in log_lines]
+        + [("lock table", json.dumps(rows))]
+    ):
         assert SECRET not in text, f"the secret's value leaked into {where}"

@@ -22,9 +22,18 @@ from ferry.contract import Model
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ASL = json.loads((REPO_ROOT / "statemachine" / "deploy.asl.json").read_text())
-MODULES = {"Lock": "lock", "Render": "render", "Verify": "verify", "Register": "register", "Migrate": "migrate",
-           "Canary": "canary", "UpdateService": "update_service", "CheckDeployment": "check_deployment",
-           "Bake": "bake", "Rollback": "rollback"}
+MODULES = {
+    "Lock": "lock",
+    "Render": "render",
+    "Verify": "verify",
+    "Register": "register",
+    "Migrate": "migrate",
+    "Canary": "canary",
+    "UpdateService": "update_service",
+    "CheckDeployment": "check_deployment",
+    "Bake": "bake",
+    "Rollback": "rollback",
+}
 PATH = re.compile(r"^\$\.([A-Za-z0-9_.]+)$")
 
 
@@ -58,8 +67,11 @@ def contract(module: str, parameters: dict[str, Any]) -> tuple[type[Model], type
 
 
 TASKS = {name: found for name, state in states().items() if (found := step_of(state))}
-CONVERTED = {name for name, (module, _) in TASKS.items()
-             if hasattr(importlib.import_module(f"ferry.steps.{module}"), "CONTRACTS")}
+CONVERTED = {
+    name
+    for name, (module, _) in TASKS.items()
+    if hasattr(importlib.import_module(f"ferry.steps.{module}"), "CONTRACTS")
+}
 
 
 @pytest.mark.parametrize("name", sorted(CONVERTED))
@@ -97,11 +109,22 @@ def read_paths() -> list[tuple[str, str]]:
         elif isinstance(value, list):
             for v in value:
                 walk(owner, v, key)
-        elif isinstance(value, str) and (key.endswith(".$") or key in ("Variable", "ItemsPath", "SecondsPath",
-                                                                         "TimeoutSecondsPath", "HeartbeatSecondsPath",
-                                                                         "InputPath", "OutputPath", "ErrorPath",
-                                                                         "CausePath")):
-            if (match := PATH.match(value)):
+        elif isinstance(value, str) and (
+            key.endswith(".$")
+            or key
+            in (
+                "Variable",
+                "ItemsPath",
+                "SecondsPath",
+                "TimeoutSecondsPath",
+                "HeartbeatSecondsPath",
+                "InputPath",
+                "OutputPath",
+                "ErrorPath",
+                "CausePath",
+            )
+        ):
+            if match := PATH.match(value):
                 found.append((owner, match.group(1)))
 
     for name, state in states().items():
@@ -131,8 +154,10 @@ def test_every_path_read_from_a_steps_output_is_a_field_of_it():
             if root in written:
                 reasons = [fields_of(model, segments[cut:]) for _, model in written[root]]
                 if all(reasons):
-                    problems.append(f"{state} reads $.{path}: " + "; ".join(
-                        f"{writer}: {why}" for (writer, _), why in zip(written[root], reasons)))
+                    problems.append(
+                        f"{state} reads $.{path}: "
+                        + "; ".join(f"{writer}: {why}" for (writer, _), why in zip(written[root], reasons))
+                    )
                 break
     assert problems == []
 

@@ -20,17 +20,34 @@ def test_one_repository_feeding_two_services_deploys_both(scenario):
     assert sorted(e["service"] for e in summary["executions"]) == ["prod/api", "prod/web"]
     assert all(e["status"] == "SUCCEEDED" for e in summary["executions"])
     assert {k: s["images"]["app"] for k, s in summary["services"].items()} == {
-        "prod/api": pinned("web", "v2"), "prod/web": pinned("web", "v2")}
+        "prod/api": pinned("web", "v2"),
+        "prod/web": pinned("web", "v2"),
+    }
 
 
 def test_a_manifest_with_two_services_starts_two_executions_and_records_their_ends(scenario):
     scenario.service("api")
-    release = scenario.manifest("release", {"version": 1, "commit": "9f1c2ab", "reason": "release 42", "deployments": [
-        {"service": "web", "images": {"app": "web:v2"}}, {"service": "api", "images": {"app": "web:v2"}}]})
+    release = scenario.manifest(
+        "release",
+        {
+            "version": 1,
+            "commit": "9f1c2ab",
+            "reason": "release 42",
+            "deployments": [
+                {"service": "web", "images": {"app": "web:v2"}},
+                {"service": "api", "images": {"app": "web:v2"}},
+            ],
+        },
+    )
     summary = scenario.run(release)
     assert sorted(e["status"] for e in summary["executions"]) == ["SUCCEEDED", "SUCCEEDED"]
     result = summary["manifestResults"][RESULT]
-    assert (result["status"], result["commit"], result["reason"], result["problems"]) == ("STARTED", "9f1c2ab", "release 42", [])
+    assert (result["status"], result["commit"], result["reason"], result["problems"]) == (
+        "STARTED",
+        "9f1c2ab",
+        "release 42",
+        [],
+    )
     ended = {d["service"]: d for d in result["deployments"]}
     assert set(ended) == {"web", "api"}
     for deployment in ended.values():
@@ -40,9 +57,13 @@ def test_a_manifest_with_two_services_starts_two_executions_and_records_their_en
 
 def test_a_manifest_with_a_sidecar_puts_both_images_in_one_revision(scenario):
     scenario.world["ecr"]["nginx"] = ["1.27", "1.28"]
-    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}, nginx: {repository: nginx}}\n")
-    release = scenario.manifest("release", {"version": 1, "deployments": [
-        {"service": "web", "images": {"app": "web:v2", "nginx": "nginx:1.28"}}]})
+    scenario.config(
+        "web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}, nginx: {repository: nginx}}\n"
+    )
+    release = scenario.manifest(
+        "release",
+        {"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v2", "nginx": "nginx:1.28"}}]},
+    )
     summary = scenario.run(release)
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
@@ -52,13 +73,19 @@ def test_a_manifest_with_a_sidecar_puts_both_images_in_one_revision(scenario):
 
 
 BAD_MANIFESTS = {
-    "not JSON": (b"{\"version\": 1, \"deployments\": [", "$: not JSON"),
-    "schema": ({"version": 2, "deployments": [{"service": "web", "images": {"app": 7}}], "extra": True},
-               "$.deployments[0].images.app"),
-    "unknown service": ({"version": 1, "deployments": [{"service": "billing", "images": {"app": "web:v2"}}]},
-                        "$.deployments[0].service"),
-    "image not in ECR": ({"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v9"}}]},
-                         "$.deployments[0].images.app"),
+    "not JSON": (b'{"version": 1, "deployments": [', "$: not JSON"),
+    "schema": (
+        {"version": 2, "deployments": [{"service": "web", "images": {"app": 7}}], "extra": True},
+        "$.deployments[0].images.app",
+    ),
+    "unknown service": (
+        {"version": 1, "deployments": [{"service": "billing", "images": {"app": "web:v2"}}]},
+        "$.deployments[0].service",
+    ),
+    "image not in ECR": (
+        {"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v9"}}]},
+        "$.deployments[0].images.app",
+    ),
     "too large": ({"version": 1, "reason": "x" * 300_000, "deployments": []}, "$: "),
 }
 
@@ -71,8 +98,10 @@ def test_each_bad_manifest_starts_nothing_and_its_result_lists_the_problems(scen
     for name, (_, path) in BAD_MANIFESTS.items():
         result = summary["manifestResults"][f"manifests/{name.replace(' ', '-')}.result.json"]
         assert result["status"] == "REFUSED" and result["deployments"] == [], name
-        assert any(p["path"].startswith(path.split(":")[0]) and f"{p['path']}: {p['message']}".startswith(path)
-                   for p in result["problems"]), (name, result["problems"])
+        assert any(
+            p["path"].startswith(path.split(":")[0]) and f"{p['path']}: {p['message']}".startswith(path)
+            for p in result["problems"]
+        ), (name, result["problems"])
     schema = summary["manifestResults"]["manifests/schema.result.json"]["problems"]
     assert len(schema) >= 3  # every violation, not the first one
     assert any("manifest refused: nothing deploys" in line for line in summary["logLines"])
@@ -88,8 +117,9 @@ def test_an_aborted_deploy_releases_its_lock(scenario):
     summary_path.write_text(yaml.safe_dump(scenario.world))
     with world_session(summary_path) as (sandbox, _world):
         arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="abort-me")
-        sandbox.run_until(lambda: sandbox.locks_held() == 1
-                          and "Wait for ECS to finish the deployment" in str(sandbox.history(arn)))
+        sandbox.run_until(
+            lambda: sandbox.locks_held() == 1 and "Wait for ECS to finish the deployment" in str(sandbox.history(arn))
+        )
         sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
         sandbox.wait_for_executions()
         assert sandbox.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "ABORTED"
@@ -118,8 +148,13 @@ def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_rep
         sandbox.wait_for_executions()
         events = sandbox.history(arn)
         states = history.entered_states(events)
-        assert states[:5] == ["Check the request", "Take the deploy lock for this service", "Is this a rollback request?",
-                              "Find the revision to roll back to", "Roll back to that revision"]
+        assert states[:5] == [
+            "Check the request",
+            "Take the deploy lock for this service",
+            "Is this a rollback request?",
+            "Find the revision to roll back to",
+            "Roll back to that revision",
+        ]
         assert "Render the new task definition and diff it" not in states and states[-1] == "Deployed"
         web = sandbox.simulator.services()["prod/web"]
         assert (web["taskDefinition"], web["runningCount"]) == ("web:1", 2)

@@ -84,8 +84,13 @@ def test_several_problems_are_reported_together(scenario):
     scenario.config("web", WEB + "healthGates: {alarms: [web-latency]}\n")
     cause = run_verify_failure(scenario)
     assert cause.startswith("Verify found 5 problems in")
-    for expected in ("exists but has no value", "parameter /prod/web/feature", "log group /ecs/web",
-                     "web-task-role does not exist", "alarm web-latency does not exist"):
+    for expected in (
+        "exists but has no value",
+        "parameter /prod/web/feature",
+        "log group /ecs/web",
+        "web-task-role does not exist",
+        "alarm web-latency does not exist",
+    ):
         assert expected in cause, expected
 
 
@@ -93,8 +98,9 @@ def test_a_passing_verify_reports_its_counts_and_never_a_secret_value(scenario):
     summary = scenario.run(push_event("web", "v2"))
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED"
-    verified = [r for r in summary["histories"][execution["name"]] if r["type"] == "TaskStateExited"
-                and r["state"] == VERIFY]
+    verified = [
+        r for r in summary["histories"][execution["name"]] if r["type"] == "TaskStateExited" and r["state"] == VERIFY
+    ]
     assert verified, "the Verify state should have exited"
     assert all("sandbox-db-password-do-not-print" not in line for line in summary["logLines"])
 

@@ -26,8 +26,9 @@ def _timeline(summary: dict[str, Any]) -> list[tuple[float, str, str, str]]:
     rows = []
     for name in sorted(summary["histories"]):
         for row in summary["histories"][name]:
-            detail = re.sub(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>",
-                            str(row["detail"]))
+            detail = re.sub(
+                r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", str(row["detail"])
+            )
             rows.append((row["offset"], row["type"], row["state"], detail))
     return rows
 
@@ -55,14 +56,22 @@ def test_the_same_world_and_events_give_the_same_history_and_durations_on_every_
 
 def test_a_rollout_the_world_says_takes_600_s_is_reported_as_600_s(tmp_path):
     # 600 s in all: the new tasks start (60 s), pass their health checks (40 s), then the rollout's 500 s.
-    summary = _run(tmp_path / "run", ROLLING,
-                   timing={"startSeconds": 60, "healthyAfterSeconds": 40, "rolloutSeconds": 500})
+    summary = _run(
+        tmp_path / "run", ROLLING, timing={"startSeconds": 60, "healthyAfterSeconds": 40, "rolloutSeconds": 500}
+    )
     [execution] = summary["executions"]
     assert execution["status"] == "SUCCEEDED", execution
     rows = summary["histories"][execution["name"]]
-    started = next(r["offset"] for r in rows if r["type"] == "TaskStateExited" and r["state"] == "Update the service to the new revision")
-    ended = next(r["offset"] for r in rows
-                 if r["type"] == "TaskStateExited" and r["state"] == "Wait for ECS to finish the deployment")
+    started = next(
+        r["offset"]
+        for r in rows
+        if r["type"] == "TaskStateExited" and r["state"] == "Update the service to the new revision"
+    )
+    ended = next(
+        r["offset"]
+        for r in rows
+        if r["type"] == "TaskStateExited" and r["state"] == "Wait for ECS to finish the deployment"
+    )
     assert ended - started == 600, (started, ended)
     # The deploy's reported duration is simulated time from its start to its end (the 600 s rollout and the
     # steps around it), not the real time the handlers took.
@@ -74,13 +83,22 @@ def test_a_world_can_say_how_long_each_function_runs(tmp_path):
     slow = _run(tmp_path / "slow", ROLLING, lambdaSeconds={"render": 30, "default": 0.5})
     [fast_run], [slow_run] = baseline["executions"], slow["executions"]
     rows = slow["histories"][slow_run["name"]]
-    entered = next(r["offset"] for r in rows if r["type"] == "TaskStateEntered"
-                   and r["state"] == "Render the new task definition and diff it")
-    exited = next(r["offset"] for r in rows if r["type"] == "TaskStateExited"
-                  and r["state"] == "Render the new task definition and diff it")
+    entered = next(
+        r["offset"]
+        for r in rows
+        if r["type"] == "TaskStateEntered" and r["state"] == "Render the new task definition and diff it"
+    )
+    exited = next(
+        r["offset"]
+        for r in rows
+        if r["type"] == "TaskStateExited" and r["state"] == "Render the new task definition and diff it"
+    )
     assert exited - entered == 30
     # Every other invocation on the way takes half a second; without the key, handler work takes no time.
     calls = len([r for r in rows if r["type"] == "LambdaFunctionSucceeded"])
     assert slow_run["output"]["durationSeconds"] == fast_run["output"]["durationSeconds"] + 30 + 0.5 * (calls - 1)
-    assert [r["offset"] for r in baseline["histories"][fast_run["name"]]
-            if r["state"] == "Render the new task definition and diff it"] == [0.0] * 5
+    assert [
+        r["offset"]
+        for r in baseline["histories"][fast_run["name"]]
+        if r["state"] == "Render the new task definition and diff it"
+    ] == [0.0] * 5

@@ -30,7 +30,13 @@ def test_ecs_deployment_event_ends_the_wait_without_a_single_check(scenario):
     summary = scenario.run(push_event("web", "v2"), fault_hooks=[record])
     rows = wait_rows(summary)
     assert [r["type"] for r in rows if r["type"].startswith("Task")] == [
-        "TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSubmitted", "TaskSucceeded", "TaskStateExited"]
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSubmitted",
+        "TaskSucceeded",
+        "TaskStateExited",
+    ]
     assert seen == ["watch", "SERVICE_DEPLOYMENT_COMPLETED"]
     # The event ended it, not the watch's own first look.
     assert not any('"the deployment had already ended"' in line for line in summary["logLines"])

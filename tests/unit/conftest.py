@@ -23,9 +23,14 @@ def digest(ref: str) -> str:
 
 def push(repo: str, tag: str) -> str:
     d = digest(f"{repo}:{tag}")
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                           "config": {"digest": d, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
-                           "layers": []})
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"digest": d, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"},
+            "layers": [],
+        }
+    )
     # Ferry's cached client: a new boto3 client per call costs ~20 ms under moto.
     ferry_aws.client("ecr").put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag, imageDigest=d)
     return d
@@ -41,10 +46,18 @@ def ecs_world(aws):
     ecs = boto3.client("ecs")
     ecs.create_cluster(clusterName="prod")
     td = ecs.register_task_definition(
-        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        family="web",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
         containerDefinitions=[
-            {"name": "app", "image": f"{REGISTRY}/web:v1", "essential": True,
-             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "prod/web/db"}]},
+            {
+                "name": "app",
+                "image": f"{REGISTRY}/web:v1",
+                "essential": True,
+                "secrets": [{"name": "DB_PASSWORD", "valueFrom": "prod/web/db"}],
+            },
             {"name": "nginx", "image": "public.ecr.aws/nginx/nginx:1.27", "essential": True},
         ],
         tags=[{"key": "team", "value": "payments"}],
@@ -54,7 +67,8 @@ def ecs_world(aws):
     s3.create_bucket(Bucket="ferry-config")
     s3.create_bucket(Bucket="ferry-artefacts")
     boto3.client("dynamodb").create_table(
-        TableName="locks", BillingMode="PAY_PER_REQUEST",
+        TableName="locks",
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
     )
@@ -71,13 +85,21 @@ def awsvpc() -> dict:
     return {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}, "vpc": vpc}
 
 
-def run_tasks(count: int, task_definition: str, *, cluster: str = "prod", network: dict | None = None, **params) -> list[dict]:
+def run_tasks(
+    count: int, task_definition: str, *, cluster: str = "prod", network: dict | None = None, **params
+) -> list[dict]:
     """`count` tasks, 10 a RunTask call (ECS's limit)."""
     ecs, tasks = boto3.client("ecs"), []
     net = {"networkConfiguration": {"awsvpcConfiguration": network["awsvpcConfiguration"]}} if network else {}
     while len(tasks) < count:
-        tasks += ecs.run_task(cluster=cluster, taskDefinition=task_definition, count=min(10, count - len(tasks)),
-                              launchType="FARGATE", **net, **params)["tasks"]
+        tasks += ecs.run_task(
+            cluster=cluster,
+            taskDefinition=task_definition,
+            count=min(10, count - len(tasks)),
+            launchType="FARGATE",
+            **net,
+            **params,
+        )["tasks"]
     return tasks
 
 
@@ -123,7 +145,19 @@ def plan_and_register(cfg, images, execution="exec-1"):
 def runnable_world(ecs_world):
     """The conftest world, with web:2 whose containers give memory (moto needs it to run tasks)."""
     td = boto3.client("ecs").register_task_definition(
-        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
-        containerDefinitions=[{"name": "app", "image": "web:v2", "essential": True, "memory": 256,
-                               "portMappings": [{"containerPort": 80}]}])["taskDefinition"]
+        family="web",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[
+            {
+                "name": "app",
+                "image": "web:v2",
+                "essential": True,
+                "memory": 256,
+                "portMappings": [{"containerPort": 80}],
+            }
+        ],
+    )["taskDefinition"]
     return {**ecs_world, "taskDefinitionArn": td["taskDefinitionArn"]}

@@ -33,9 +33,9 @@ SAMPLES = sorted(p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*.j
 # substituted for !Ref DeployStateMachine, so a status sample stands for an execution of Ferry's).
 EXPECTED = {
     "ecr/image-push.json": {"EcrPush"},
-    "ecr/image-delete.json": set(),          # action-type DELETE
-    "ecr/image-push-failure.json": set(),    # result FAILURE
-    "s3/object-created.json": set(),         # another bucket, and a key outside manifests/
+    "ecr/image-delete.json": set(),  # action-type DELETE
+    "ecr/image-push-failure.json": set(),  # result FAILURE
+    "s3/object-created.json": set(),  # another bucket, and a key outside manifests/
     "s3/object-created-put.json": set(),
     "ecs/task-state-change-running.json": set(),
     "ecs/task-state-change-container-stopped.json": set(),  # a container stopped; the task still RUNNING
@@ -80,8 +80,12 @@ def rule_patterns(**refs: str) -> dict[str, dict[str, Any]]:
     """
     template = Template.load(REPO_ROOT)
     physical, attrs, pseudo = physical_resources(
-        template, account=DEFAULT_ACCOUNT, region=DEFAULT_REGION, environment=ENVIRONMENT,
-        parameters={"EnvironmentName": ENVIRONMENT, "Clusters": ["prod"]})
+        template,
+        account=DEFAULT_ACCOUNT,
+        region=DEFAULT_REGION,
+        environment=ENVIRONMENT,
+        parameters={"EnvironmentName": ENVIRONMENT, "Clusters": ["prod"]},
+    )
     resolver = Resolver({**physical, **refs}, attrs, pseudo)
     patterns: dict[str, dict[str, Any]] = {}
     for function in template.functions().values():
@@ -92,8 +96,11 @@ def rule_patterns(**refs: str) -> dict[str, dict[str, Any]]:
 
 
 def matching(event: dict[str, Any], **refs: str) -> set[str]:
-    return {rule for rule, pattern in rule_patterns(**refs).items()
-            if EventPattern.load(json.dumps(pattern)).matches_event(event)}
+    return {
+        rule
+        for rule, pattern in rule_patterns(**refs).items()
+        if EventPattern.load(json.dumps(pattern)).matches_event(event)
+    }
 
 
 def own_refs(event: dict[str, Any]) -> dict[str, str]:
@@ -119,8 +126,14 @@ def test_samples_are_eventbridge_events(name):
 
 # ------------------------------------------------------------------ a. the rules
 def test_the_template_has_the_rules_this_file_expects():
-    assert set(rule_patterns()) == {"EcrPush", "ManifestDropped", "TaskStopped", "ExecutionEnded", "AlarmFired",
-                                    "DeploymentChanged"}
+    assert set(rule_patterns()) == {
+        "EcrPush",
+        "ManifestDropped",
+        "TaskStopped",
+        "ExecutionEnded",
+        "AlarmFired",
+        "DeploymentChanged",
+    }
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -200,9 +213,14 @@ def test_the_published_push_starts_a_deploy_of_the_pushed_image(sandbox):
     assert started["service"] == "web" and not started["duplicate"]
     execution = sandbox.client("stepfunctions").describe_execution(executionArn=started["executionArn"])
     request = json.loads(execution["input"])
-    assert request["trigger"] == {**request["trigger"], "type": "ecr-push", "repository": "web", "tag": "v2",
-                                  "digest": sample("ecr/image-push.json")["detail"]["image-digest"],
-                                  "eventId": event["id"]}
+    assert request["trigger"] == {
+        **request["trigger"],
+        "type": "ecr-push",
+        "repository": "web",
+        "tag": "v2",
+        "digest": sample("ecr/image-push.json")["detail"]["image-digest"],
+        "eventId": event["id"],
+    }
     sandbox.wait_for_executions()  # the sample's digest names no image: it fails, and ends
 
 
@@ -221,8 +239,9 @@ def test_the_published_object_created_event_in_manifests_is_read_as_a_manifest(s
     event["detail"]["bucket"]["name"], event["detail"]["object"]["key"] = sandbox.config_bucket, key
     result = delivered(sandbox, event, "ManifestDropped")
     assert result["started"] == [] and result["ignored"] is False and result["refused"]
-    written = sandbox.client("s3").get_object(Bucket=sandbox.config_bucket,
-                                              Key="manifests/published-sample.result.json")
+    written = sandbox.client("s3").get_object(
+        Bucket=sandbox.config_bucket, Key="manifests/published-sample.result.json"
+    )
     assert json.loads(written["Body"].read())["status"] == "REFUSED"
 
 
@@ -272,5 +291,9 @@ def test_a_status_change_of_an_unknown_execution_is_handled_without_error(sandbo
     status = published["detail"]["status"]
     assert result["handled"] is True and result["status"] == status
     if status != "RUNNING":  # input "{}": no service named, so no lock, canary or result file to clean up
-        assert (result["lockReleased"], result["canaryTasksStopped"], result["migrationTasksStopped"],
-                result["resultRecorded"]) == (False, 0, 0, False)
+        assert (
+            result["lockReleased"],
+            result["canaryTasksStopped"],
+            result["migrationTasksStopped"],
+            result["resultRecorded"],
+        ) == (False, 0, 0, False)

@@ -32,9 +32,13 @@ from .conftest import ACCOUNT, push
 
 BUCKET = "ferry-config"
 ALLOWED = ("prod",)
-FAST = settings(max_examples=50, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 CONFIG_SCHEMA = validation.schema(config.SCHEMA)
 MANIFEST_SCHEMA = validation.schema(manifest.SCHEMA)
 
@@ -43,6 +47,7 @@ API = "cluster: prod\nservice: api\ncontainers: {app: {repository: api}}\n"
 
 
 # ------------------------------------------------------------------ documents from a schema
+
 
 def _shorter(pattern: str) -> str:
     """The pattern with its repetitions capped ({1,255} -> {1,12}): a subset of its matches, much faster to draw."""
@@ -66,13 +71,17 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
             return st.from_regex(pattern, fullmatch=True).filter(lambda s: low <= len(s) <= high)
         return st.text(min_size=low, max_size=min(high, 40))
     if kind == "integer":
-        return st.integers(schema.get("minimum", -(2 ** 31)), schema.get("maximum", 2 ** 31))
+        return st.integers(schema.get("minimum", -(2**31)), schema.get("maximum", 2**31))
     if kind == "boolean":
         return st.booleans()
     if kind == "array":
         low = schema.get("minItems", 0)
-        return st.lists(from_schema(schema.get("items", {})), min_size=low, max_size=max(low, min(schema.get("maxItems", 2), 2)),
-                        unique_by=(lambda v: json.dumps(v, sort_keys=True)) if schema.get("uniqueItems") else None)
+        return st.lists(
+            from_schema(schema.get("items", {})),
+            min_size=low,
+            max_size=max(low, min(schema.get("maxItems", 2), 2)),
+            unique_by=(lambda v: json.dumps(v, sort_keys=True)) if schema.get("uniqueItems") else None,
+        )
     if kind == "object":
         properties = schema.get("properties", {})
         required = {k: from_schema(properties[k]) for k in schema.get("required", [])}
@@ -83,16 +92,44 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
             return fixed
         names = schema.get("propertyNames", {"type": "string"})
         low = schema.get("minProperties", 0)
-        more = st.dictionaries(from_schema({"type": "string", **names}), from_schema(extra),
-                               min_size=low, max_size=max(low, min(schema.get("maxProperties", 2), 2)))
+        more = st.dictionaries(
+            from_schema({"type": "string", **names}),
+            from_schema(extra),
+            min_size=low,
+            max_size=max(low, min(schema.get("maxProperties", 2), 2)),
+        )
         return st.tuples(fixed, more).map(lambda pair: {**pair[1], **pair[0]})
     return st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10))
 
 
 NASTY = [
-    "", " ", "x" * 100_000, "../../etc/passwd", "..", "/etc/passwd", "a/b", "prod\n", "\x00", "é🚀\u202eabc",
-    "${ANY}", "{{ env \"X\" }}", "true", "1e400", "NaN", -1, 0, 2 ** 64, 1.5, True, False, None, [], {},
-    [[[[[[[["deep"]]]]]]]], {"a": {"b": {"c": {"d": {}}}}}, ["web:v2"] * 30,
+    "",
+    " ",
+    "x" * 100_000,
+    "../../etc/passwd",
+    "..",
+    "/etc/passwd",
+    "a/b",
+    "prod\n",
+    "\x00",
+    "é🚀\u202eabc",
+    "${ANY}",
+    '{{ env "X" }}',
+    "true",
+    "1e400",
+    "NaN",
+    -1,
+    0,
+    2**64,
+    1.5,
+    True,
+    False,
+    None,
+    [],
+    {},
+    [[[[[[[["deep"]]]]]]]],
+    {"a": {"b": {"c": {"d": {}}}}},
+    ["web:v2"] * 30,
 ]
 
 
@@ -132,13 +169,17 @@ def mutated(draw, valid: st.SearchStrategy[Any]) -> Any:
         for step in at[:-1]:
             parent = parent[step]
         if action == "replace":
-            parent[at[-1]] = draw(st.one_of(st.sampled_from(NASTY), st.builds(deep, st.integers(60, 200)),
-                                            st.text(max_size=30), st.integers()))
+            parent[at[-1]] = draw(
+                st.one_of(
+                    st.sampled_from(NASTY), st.builds(deep, st.integers(60, 200)), st.text(max_size=30), st.integers()
+                )
+            )
         elif action == "remove":
             del parent[at[-1]]
         elif isinstance(parent, dict):
-            parent[draw(st.sampled_from(["extra", "../../etc/passwd", "é", "x" * 300, "", "$schema"]))] = \
-                draw(st.sampled_from(NASTY))
+            parent[draw(st.sampled_from(["extra", "../../etc/passwd", "é", "x" * 300, "", "$schema"]))] = draw(
+                st.sampled_from(NASTY)
+            )
         else:
             parent.append(draw(st.sampled_from(NASTY)))
     return document
@@ -202,8 +243,10 @@ def test_mutated_configs_are_accepted_valid_or_refused_with_a_path(document, sou
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
-@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))),
-       source=st.sampled_from(["ferry.yaml", "ferry.json"]))
+@given(
+    text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))),
+    source=st.sampled_from(["ferry.yaml", "ferry.json"]),
+)
 def test_any_text_is_a_config_or_a_clear_refusal(text, source):
     try:
         config.parse("web", text, source)
@@ -219,7 +262,9 @@ def hostile_configs(draw) -> tuple[str, str, str]:
     """(text, source, words of the refusal): a generated config with one thing Ferry must refuse."""
     document = draw(CONFIGS)
     kind = draw(st.sampled_from(["duplicate", "laughs", "itself", "deep", "key", "newline", "nan"]))
-    source = "ferry.yaml" if kind in ("laughs", "itself", "key") else draw(st.sampled_from(["ferry.yaml", "ferry.json"]))
+    source = (
+        "ferry.yaml" if kind in ("laughs", "itself", "key") else draw(st.sampled_from(["ferry.yaml", "ferry.json"]))
+    )
     if kind == "duplicate":
         key = draw(st.sampled_from(sorted(document)))
         if source == "ferry.json":
@@ -231,8 +276,12 @@ def hostile_configs(draw) -> tuple[str, str, str]:
         levels = draw(st.integers(7, 9))
         at = draw(st.sampled_from(["cluster", "values", "triggers", "migrations"]))
         document.pop(at, None)
-        return _laughs(levels, at).replace("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n", "") \
-            + _dump({k: v for k, v in document.items()}, source), source, "holds more than 100000 values"
+        return (
+            _laughs(levels, at).replace("cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n", "")
+            + _dump({k: v for k, v in document.items()}, source),
+            source,
+            "holds more than 100000 values",
+        )
     if kind == "itself":
         return _dump(document, source) + "x-self: &self [[*self]]\n", source, "alias *self is inside the value &self"
     if kind == "deep":
@@ -271,22 +320,30 @@ def test_hostile_configs_are_refused_with_a_path_never_crash_and_stay_small(case
         with pytest.raises(ConfigInvalid) as err:
             config.parse("web", text, source)
         if laughs:
-            assert tracemalloc.get_traced_memory()[1] < 64 * 2 ** 20
+            assert tracemalloc.get_traced_memory()[1] < 64 * 2**20
     finally:
         tracemalloc.stop()
     assert words in str(err.value)
     _assert_clear(str(err.value), source)
 
 
-
-
-@pytest.mark.parametrize("text, path, words", [
-    (GOOD + "cluster: staging\n", "$", "key 'cluster' is written twice (lines 1 and 5)"),
-    ("cluster: prod\nservice: web\ncontainers:\n  app: {repository: web}\n  app: {repository: api}\n",
-     "$.containers", "key 'app' is written twice"),
-    (GOOD + "values: {A: '1', B: '2', A: '3'}\n", "$.values", "key 'A' is written twice"),
-    (GOOD + "values: {1: a, true: b}\n", "$.values", "key 'true' is written twice"),  # YAML's 1 and true are one key
-])
+@pytest.mark.parametrize(
+    "text, path, words",
+    [
+        (GOOD + "cluster: staging\n", "$", "key 'cluster' is written twice (lines 1 and 5)"),
+        (
+            "cluster: prod\nservice: web\ncontainers:\n  app: {repository: web}\n  app: {repository: api}\n",
+            "$.containers",
+            "key 'app' is written twice",
+        ),
+        (GOOD + "values: {A: '1', B: '2', A: '3'}\n", "$.values", "key 'A' is written twice"),
+        (
+            GOOD + "values: {1: a, true: b}\n",
+            "$.values",
+            "key 'true' is written twice",
+        ),  # YAML's 1 and true are one key
+    ],
+)
 def test_a_key_written_twice_in_yaml_is_refused_not_last_wins(text, path, words):
     with pytest.raises(ConfigInvalid) as err:
         config.parse("web", text, "ferry.yaml")
@@ -325,29 +382,35 @@ def test_a_billion_laughs_yaml_is_refused_without_expanding_it(at):
     finally:
         tracemalloc.stop()
     assert time.monotonic() - started < 2
-    assert peak < 20 * 2 ** 20
+    assert peak < 20 * 2**20
     assert "holds more than 100000 values once its aliases (*name) are expanded" in str(err.value)
     assert "ferry.yaml: $.lol5:" in str(err.value)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("&a [*a]", "$[0]: alias *a is inside the value &a it repeats"),
-    (GOOD + "values: &v {A: *v}\n", "$.values.A: alias *v is inside the value &v it repeats"),
-    (GOOD + "strategy: &s {<<: *s}\n", "alias *s is inside the value &s it repeats"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("&a [*a]", "$[0]: alias *a is inside the value &a it repeats"),
+        (GOOD + "values: &v {A: *v}\n", "$.values.A: alias *v is inside the value &v it repeats"),
+        (GOOD + "strategy: &s {<<: *s}\n", "alias *s is inside the value &s it repeats"),
+    ],
+)
 def test_a_yaml_value_that_contains_itself_is_refused(text, words):
     with pytest.raises(ConfigInvalid, match=re.escape(words)):
         config.parse("web", text, "ferry.yaml")
 
 
-@pytest.mark.parametrize("source, text", [
-    ("ferry.yaml", "[" * 10_000 + "]" * 10_000),
-    ("ferry.yaml", GOOD + "values: " + "{a: " * 5_000 + "b" + "}" * 5_000 + "\n"),
-    ("ferry.yaml", "- " * 3_000 + "x\n"),
-    ("ferry.json", "[" * 100_000 + "]" * 100_000),
-    ("ferry.json", '{"cluster": ' + "[" * 900 + "]" * 900 + "}"),  # under json's own limit, over Ferry's
-    ("ferry.json", '{"values": ' + '{"a": ' * 500 + "1" + "}" * 500 + "}"),
-])
+@pytest.mark.parametrize(
+    "source, text",
+    [
+        ("ferry.yaml", "[" * 10_000 + "]" * 10_000),
+        ("ferry.yaml", GOOD + "values: " + "{a: " * 5_000 + "b" + "}" * 5_000 + "\n"),
+        ("ferry.yaml", "- " * 3_000 + "x\n"),
+        ("ferry.json", "[" * 100_000 + "]" * 100_000),
+        ("ferry.json", '{"cluster": ' + "[" * 900 + "]" * 900 + "}"),  # under json's own limit, over Ferry's
+        ("ferry.json", '{"values": ' + '{"a": ' * 500 + "1" + "}" * 500 + "}"),
+    ],
+)
 def test_deeply_nested_configs_are_refused_before_the_stack_runs_out(source, text):
     with pytest.raises(ConfigInvalid) as err:
         config.parse("web", text, source)
@@ -356,30 +419,39 @@ def test_deeply_nested_configs_are_refused_before_the_stack_runs_out(source, tex
     _assert_clear(str(err.value), source)
 
 
-@pytest.mark.parametrize("text, words", [
-    (GOOD + "values: {2024-01-01: a}\n", "$.values: key datetime.date(2024, 1, 1) is a date, not text: quote it"),
-    (GOOD + "values: {1.5: a}\n", "$.values: key 1.5 is a number, not text"),
-    ("cluster: prod\nservice: web\ncontainers: {7: {repository: web}}\n", "$.containers: key 7 is a number, not text: quote it"),
-    (GOOD + "values: {A: 2024-01-01}\n", "$.values.A: a date is not a value Ferry reads: write it as text"),
-    (GOOD + "values: {A: !!binary aGVsbG8=}\n", "$.values.A: binary data is not a value"),
-    (GOOD + "timeouts: {deployment: .nan}\n", "$.timeouts.deployment: nan is not a number JSON has"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (GOOD + "values: {2024-01-01: a}\n", "$.values: key datetime.date(2024, 1, 1) is a date, not text: quote it"),
+        (GOOD + "values: {1.5: a}\n", "$.values: key 1.5 is a number, not text"),
+        (
+            "cluster: prod\nservice: web\ncontainers: {7: {repository: web}}\n",
+            "$.containers: key 7 is a number, not text: quote it",
+        ),
+        (GOOD + "values: {A: 2024-01-01}\n", "$.values.A: a date is not a value Ferry reads: write it as text"),
+        (GOOD + "values: {A: !!binary aGVsbG8=}\n", "$.values.A: binary data is not a value"),
+        (GOOD + "timeouts: {deployment: .nan}\n", "$.timeouts.deployment: nan is not a number JSON has"),
+    ],
+)
 def test_yaml_values_json_does_not_have_are_refused_with_their_path(text, words):
     with pytest.raises(ConfigInvalid) as err:
         config.parse("web", text, "ferry.yaml")
     assert words in str(err.value)
 
 
-@pytest.mark.parametrize("text", [
-    GOOD.replace("service: web", 'service: "web\\n"'),
-    GOOD.replace("cluster: prod", 'cluster: "prod\\n"'),
-    GOOD.replace("{repository: web}", '{repository: "web\\n"}'),
-    GOOD + 'taskDefinition: {template: "task.json\\n"}\n',
-    GOOD + "taskDefinition: {template: ../../etc/passwd}\n",
-    GOOD + "taskDefinition: {template: ../../etc/passwd.json}\n",
-    GOOD + "migrations: [{name: \"m\\n\", container: app, command: [x]}]\n",
-    GOOD + "notifications: {snsTopicArn: 'arn:aws:sns:us-east-1:௧௨௩௪௫௬௭௮௯௧௨௩:deploys'}\n",  # Tamil digits
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD.replace("service: web", 'service: "web\\n"'),
+        GOOD.replace("cluster: prod", 'cluster: "prod\\n"'),
+        GOOD.replace("{repository: web}", '{repository: "web\\n"}'),
+        GOOD + 'taskDefinition: {template: "task.json\\n"}\n',
+        GOOD + "taskDefinition: {template: ../../etc/passwd}\n",
+        GOOD + "taskDefinition: {template: ../../etc/passwd.json}\n",
+        GOOD + 'migrations: [{name: "m\\n", container: app, command: [x]}]\n',
+        GOOD + "notifications: {snsTopicArn: 'arn:aws:sns:us-east-1:௧௨௩௪௫௬௭௮௯௧௨௩:deploys'}\n",  # Tamil digits
+    ],
+)
 def test_names_with_a_trailing_newline_or_a_path_are_refused(text):
     """JSON Schema's `$` is the end of the text and its `\\d` is [0-9]; Python's `$` also matches before a final
     newline, and its `\\d` any Unicode digit."""
@@ -404,7 +476,7 @@ def test_local_folders_never_read_outside_themselves(tmp_path):
 
 def test_a_10_mb_config_is_refused_before_it_is_read(aws, monkeypatch):
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    body = (GOOD + "# " + "x" * 10 * 2 ** 20 + "\n").encode()
+    body = (GOOD + "# " + "x" * 10 * 2**20 + "\n").encode()
     boto3.client("s3").put_object(Bucket=BUCKET, Key="services/web/ferry.yaml", Body=body)
     monkeypatch.setattr(yaml, "load", lambda *a, **kw: pytest.fail("a config over the limit was parsed"))
     with pytest.raises(ConfigInvalid) as err:
@@ -415,7 +487,7 @@ def test_a_10_mb_config_is_refused_before_it_is_read(aws, monkeypatch):
 
 
 def test_a_10_mb_local_config_or_text_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
-    (tmp_path / "ferry.json").write_text('{"cluster": "' + "x" * 10 * 2 ** 20 + '"}')
+    (tmp_path / "ferry.json").write_text('{"cluster": "' + "x" * 10 * 2**20 + '"}')
     monkeypatch.setattr(json, "loads", lambda *a, **kw: pytest.fail("a config over the limit was parsed"))
     with pytest.raises(ConfigInvalid, match=r"ferry.json is \d+ bytes, more than the 262144 bytes"):
         config.load_local(tmp_path)
@@ -423,10 +495,13 @@ def test_a_10_mb_local_config_or_text_is_refused_before_it_is_parsed(tmp_path, m
         config.parse("web", "é" * (config.MAX_CONFIG_BYTES // 2 + 1), "ferry.yaml")  # few characters, many bytes
 
 
-@pytest.mark.parametrize("body, words", [
-    (GOOD.encode("utf-16"), "is not UTF-8 text (byte 0 is b'\\xff'): save it as UTF-8"),
-    (GOOD.encode() + b"values: {A: \xe9}\n", f"is not UTF-8 text (byte {len(GOOD) + 12} is b'\\xe9')"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (GOOD.encode("utf-16"), "is not UTF-8 text (byte 0 is b'\\xff'): save it as UTF-8"),
+        (GOOD.encode() + b"values: {A: \xe9}\n", f"is not UTF-8 text (byte {len(GOOD) + 12} is b'\\xe9')"),
+    ],
+)
 def test_a_config_that_is_not_utf8_is_refused_naming_the_file(aws, body, words):
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     boto3.client("s3").put_object(Bucket=BUCKET, Key="services/web/ferry.yaml", Body=body)
@@ -458,8 +533,15 @@ def test_an_empty_config_says_what_to_write():
 
 def test_messages_never_repeat_a_huge_value_or_key():
     huge = "x" * 60_000
-    text = json.dumps({"cluster": huge, "service": "web", "containers": {"app": {"repository": "web"}},
-                       "values": {huge: 1}, huge: huge})
+    text = json.dumps(
+        {
+            "cluster": huge,
+            "service": "web",
+            "containers": {"app": {"repository": "web"}},
+            "values": {huge: 1},
+            huge: huge,
+        }
+    )
     with pytest.raises(ConfigInvalid) as err:
         config.parse("web", text, "ferry.json")
     message = str(err.value)
@@ -468,6 +550,7 @@ def test_messages_never_repeat_a_huge_value_or_key():
 
 
 # ------------------------------------------------------------------ manifests, through the router
+
 
 @pytest.fixture
 def release_world(aws):
@@ -483,8 +566,10 @@ def release_world(aws):
         s3.put_object(Bucket=BUCKET, Key=f"services/{name}/ferry.yaml", Body=text.encode())
     sfn = ferry_aws.client("stepfunctions")
     arn = sfn.create_state_machine(
-        name="deploy", roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
-        definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+        name="deploy",
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+        definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}),
+    )["stateMachineArn"]
     return {"arn": arn, "ids": itertools.count()}
 
 
@@ -496,12 +581,19 @@ def executions(world) -> int:
 def drop_and_route(world, body: bytes, key: str = "manifests/release.json") -> dict[str, Any]:
     """Write the manifest and run the router's manifest path on its 'Object Created' event."""
     ferry_aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
-    event = {"id": f"event-{next(world['ids'])}", "source": "aws.s3", "detail-type": "Object Created",
-             "account": ACCOUNT, "region": "us-east-1", "time": "2026-11-22T10:00:00Z",
-             "detail": {"bucket": {"name": BUCKET}, "object": {"key": key}}}
+    event = {
+        "id": f"event-{next(world['ids'])}",
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "account": ACCOUNT,
+        "region": "us-east-1",
+        "time": "2026-11-22T10:00:00Z",
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": key}},
+    }
     assert router.manifest_key(event, BUCKET) == key
-    return router.start_manifest(event, key, config_bucket=BUCKET, state_machine_arn=world["arn"],
-                                 allowed_clusters=ALLOWED, environment="prod")
+    return router.start_manifest(
+        event, key, config_bucket=BUCKET, state_machine_arn=world["arn"], allowed_clusters=ALLOWED, environment="prod"
+    )
 
 
 def assert_refused_and_nothing_started(world, outcome: dict[str, Any], before: int) -> None:
@@ -529,30 +621,60 @@ def assert_routed(world, document: Any, body: bytes) -> None:
 
 SERVICES = st.sampled_from(["web", "web", "api", "legacy", "checkout", "../../etc/passwd", "web\n"])
 CONTAINERS = st.sampled_from(["app", "app", "nginx", "worker", "../x"])
-IMAGES = st.sampled_from(["web:v2", "web:v1", "nginx:1.27", "api:v3", "web:v9", "web", "web:v2\n",
-                          f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v2",
-                          f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v 2",
-                          "docker.io/library/web:v2", "../../etc/passwd"])
+IMAGES = st.sampled_from(
+    [
+        "web:v2",
+        "web:v1",
+        "nginx:1.27",
+        "api:v3",
+        "web:v9",
+        "web",
+        "web:v2\n",
+        f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v2",
+        f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v 2",
+        "docker.io/library/web:v2",
+        "../../etc/passwd",
+    ]
+)
 RELEASES = st.builds(
     lambda deployments, extra: {"version": 1, "deployments": deployments, **extra},
-    st.lists(st.fixed_dictionaries({"service": SERVICES, "images": st.dictionaries(CONTAINERS, IMAGES, min_size=1, max_size=2)},
-                                    optional={"migrate": st.booleans(),
-                                              "values": from_schema(MANIFEST_SCHEMA["properties"]["deployments"]["items"]
-                                                                    ["properties"]["values"])}),
-             min_size=1, max_size=3),
-    st.fixed_dictionaries({}, optional={"reason": st.text(max_size=50),
-                                        "commit": from_schema(MANIFEST_SCHEMA["properties"]["commit"])}),
+    st.lists(
+        st.fixed_dictionaries(
+            {"service": SERVICES, "images": st.dictionaries(CONTAINERS, IMAGES, min_size=1, max_size=2)},
+            optional={
+                "migrate": st.booleans(),
+                "values": from_schema(MANIFEST_SCHEMA["properties"]["deployments"]["items"]["properties"]["values"]),
+            },
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.fixed_dictionaries(
+        {}, optional={"reason": st.text(max_size=50), "commit": from_schema(MANIFEST_SCHEMA["properties"]["commit"])}
+    ),
 )
 DEPLOYABLE = st.builds(
     lambda deployments, extra: {"version": 1, "deployments": deployments, **extra},
-    st.lists(st.sampled_from([
-        {"service": "web", "images": {"app": "web:v2"}},
-        {"service": "web", "images": {"app": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v1", "nginx": "nginx:1.27"},
-         "migrate": False, "values": {"RELEASE": "7"}},
-        {"service": "api", "images": {"app": "api:v3"}},
-    ]), min_size=1, max_size=2, unique_by=lambda d: d["service"]),
-    st.fixed_dictionaries({}, optional={"reason": st.text(max_size=50),
-                                        "commit": from_schema(MANIFEST_SCHEMA["properties"]["commit"])}),
+    st.lists(
+        st.sampled_from(
+            [
+                {"service": "web", "images": {"app": "web:v2"}},
+                {
+                    "service": "web",
+                    "images": {"app": f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v1", "nginx": "nginx:1.27"},
+                    "migrate": False,
+                    "values": {"RELEASE": "7"},
+                },
+                {"service": "api", "images": {"app": "api:v3"}},
+            ]
+        ),
+        min_size=1,
+        max_size=2,
+        unique_by=lambda d: d["service"],
+    ),
+    st.fixed_dictionaries(
+        {}, optional={"reason": st.text(max_size=50), "commit": from_schema(MANIFEST_SCHEMA["properties"]["commit"])}
+    ),
 )
 MANIFESTS = st.one_of(from_schema(MANIFEST_SCHEMA), RELEASES, DEPLOYABLE)
 
@@ -577,7 +699,9 @@ def broken_bytes(draw) -> bytes:
         return text[: draw(st.integers(0, len(text) - 1))].encode()
     if change == "insert":
         at = draw(st.integers(0, len(text)))
-        return (text[:at] + draw(st.sampled_from([",", "}", "]", '"', ":", "\\", "\x00", "[" * 2000])) + text[at:]).encode()
+        return (
+            text[:at] + draw(st.sampled_from([",", "}", "]", '"', ":", "\\", "\x00", "[" * 2000])) + text[at:]
+        ).encode()
     if change == "latin1":
         return text.replace('"version"', '"versión"').encode("latin-1")
     if change == "bom":
@@ -619,66 +743,101 @@ def _refused(world, body: bytes) -> dict[str, str]:
     return dict(p.split(": ", 1) for p in outcome["refused"])
 
 
-@pytest.mark.parametrize("body, path, words", [
-    (b'{"version": 1, "version": 1, "deployments": [{"service": "web", "images": {"app": "web:v2"}}]}',
-     "$", "key 'version' is written twice: keep one"),
-    (b'{"version": 1, "deployments": [{"service": "web", "service": "api", "images": {"app": "web:v2"}}]}',
-     "$.deployments[0]", "key 'service' is written twice"),
-    (b'{"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v1", "app": "web:v2"}}]}',
-     "$.deployments[0].images", "key 'app' is written twice"),
-])
+@pytest.mark.parametrize(
+    "body, path, words",
+    [
+        (
+            b'{"version": 1, "version": 1, "deployments": [{"service": "web", "images": {"app": "web:v2"}}]}',
+            "$",
+            "key 'version' is written twice: keep one",
+        ),
+        (
+            b'{"version": 1, "deployments": [{"service": "web", "service": "api", "images": {"app": "web:v2"}}]}',
+            "$.deployments[0]",
+            "key 'service' is written twice",
+        ),
+        (
+            b'{"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v1", "app": "web:v2"}}]}',
+            "$.deployments[0].images",
+            "key 'app' is written twice",
+        ),
+    ],
+)
 def test_a_key_written_twice_in_a_manifest_is_refused_not_last_wins(release_world, body, path, words):
     assert words in _refused(release_world, body)[path]
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * 100_000 + b"]" * 100_000,
-    b'{"version": 1, "deployments": ' + b"[" * 900 + b"]" * 900 + b"}",
-    b'{"version": 1, "reason": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"}",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"version": 1, "deployments": ' + b"[" * 900 + b"]" * 900 + b"}",
+        b'{"version": 1, "reason": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"}",
+    ],
+)
 def test_a_deeply_nested_manifest_is_refused_and_starts_nothing(release_world, body):
     problems = _refused(release_world, body)
     assert any(f"nested more than {validation.MAX_DEPTH} levels deep" in m for m in problems.values())
 
 
-@pytest.mark.parametrize("service, path", [
-    ("../../etc/passwd", "$.deployments[0].service"),
-    ("web\n", "$.deployments[0].service"),
-    ("web/../api", "$.deployments[0].service"),
-])
+@pytest.mark.parametrize(
+    "service, path",
+    [
+        ("../../etc/passwd", "$.deployments[0].service"),
+        ("web\n", "$.deployments[0].service"),
+        ("web/../api", "$.deployments[0].service"),
+    ],
+)
 def test_service_names_with_a_path_are_refused_by_the_manifest_schema(release_world, service, path):
     body = json.dumps({"version": 1, "deployments": [{"service": service, "images": {"app": "web:v2"}}]}).encode()
     assert "does not match" in _refused(release_world, body)[path]
 
 
-@pytest.mark.parametrize("image", ["web:v2\n", f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v2\n",
-                                   f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v 2",
-                                   f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:../../v2"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "web:v2\n",
+        f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v2\n",
+        f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:v 2",
+        f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web:../../v2",
+    ],
+)
 def test_image_references_with_a_newline_or_a_bad_tag_are_refused(release_world, image):
     body = json.dumps({"version": 1, "deployments": [{"service": "web", "images": {"app": image}}]}).encode()
     assert "is not" in _refused(release_world, body)["$.deployments[0].images.app"]
 
 
 def test_a_10_mb_manifest_is_refused_without_being_read(release_world, monkeypatch):
-    body = json.dumps({"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v2"}}],
-                       "reason": "x" * 10 * 2 ** 20}).encode()
+    body = json.dumps(
+        {"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v2"}}], "reason": "x" * 10 * 2**20}
+    ).encode()
     monkeypatch.setattr(manifest, "_decode", lambda body: pytest.fail("a manifest over the limit was parsed"))
     problems = _refused(release_world, body)
     assert f"the manifest is {len(body)} bytes, more than the 262144 bytes (256 KiB)" in problems["$"]
 
 
 def test_a_valid_manifest_still_starts_one_execution_per_service(release_world):
-    body = json.dumps({"version": 1, "deployments": [{"service": "web", "images": {"app": "web:v2"}},
-                                                     {"service": "api", "images": {"app": "api:v3"}}]}).encode()
+    body = json.dumps(
+        {
+            "version": 1,
+            "deployments": [
+                {"service": "web", "images": {"app": "web:v2"}},
+                {"service": "api", "images": {"app": "api:v3"}},
+            ],
+        }
+    ).encode()
     outcome = drop_and_route(release_world, body)
     assert outcome["refused"] == [] and len(outcome["started"]) == 2 and executions(release_world) == 2
 
 
-@pytest.mark.parametrize("key, expected", [
-    ("manifests/release\n.json", False),
-    ("manifests/../../etc/passwd.json", False),
-    ("manifests/%2e%2e.json", False),
-    ("manifests/release-7.json", True),
-])
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("manifests/release\n.json", False),
+        ("manifests/../../etc/passwd.json", False),
+        ("manifests/%2e%2e.json", False),
+        ("manifests/release-7.json", True),
+    ],
+)
 def test_manifest_keys_with_a_newline_or_a_path_are_not_manifests(key, expected):
     assert manifest.is_manifest_key(key) is expected

@@ -44,8 +44,14 @@ def test_one_probe_per_template_function_with_lambda_path_and_environment():
         code_dir, layer = map(Path, probe.front)
         assert (code_dir / f"{probe.root_module.replace('.', '/')}.py").is_file()
         assert (layer / "ferry" / "__init__.py").is_file()
-        for name in ("FERRY_ENVIRONMENT", "CONFIG_BUCKET", "LOCK_TABLE", "POWERTOOLS_SERVICE_NAME",
-                     "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID"):
+        for name in (
+            "FERRY_ENVIRONMENT",
+            "CONFIG_BUCKET",
+            "LOCK_TABLE",
+            "POWERTOOLS_SERVICE_NAME",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+        ):
             assert probe.env[name]
         # what SAM ships as source, compiled at every cold start: the function's folder
         assert "app" in probe.shipped

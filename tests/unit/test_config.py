@@ -34,7 +34,9 @@ def test_without_triggers_every_tag_of_every_container_repository_deploys(ecs_wo
 
 
 def test_json_configs_are_read_too(ecs_world):
-    put_config("api", '{"cluster": "prod", "service": "api", "containers": {"app": {"repository": "api"}}}', "ferry.json")
+    put_config(
+        "api", '{"cluster": "prod", "service": "api", "containers": {"app": {"repository": "api"}}}', "ferry.json"
+    )
     assert config.load("ferry-config", "api").service == "api"
 
 
@@ -51,7 +53,9 @@ def test_every_schema_violation_is_listed_with_its_path(ecs_world):
 
 
 def test_a_trigger_for_a_repository_that_feeds_no_container_is_refused(ecs_world):
-    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\ntriggers: [{repository: api}]\n")
+    put_config(
+        "web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\ntriggers: [{repository: api}]\n"
+    )
     with pytest.raises(ConfigInvalid, match=r"\$.triggers\[0\].repository: 'api' feeds no container"):
         config.load("ferry-config", "web")
 
@@ -90,15 +94,27 @@ def test_clusters_outside_the_installation_are_refused(ecs_world):
 
 
 def test_every_setting_gets_its_schema_default_at_any_depth(ecs_world):
-    put_config("web", GOOD + "strategy: {canary: {count: 2}}\nmigrations: [{name: migrate, container: app, command: [rails, db:migrate]}]\n")
+    put_config(
+        "web",
+        GOOD
+        + "strategy: {canary: {count: 2}}\nmigrations: [{name: migrate, container: app, command: [rails, db:migrate]}]\n",
+    )
     cfg = config.load("ferry-config", "web")
-    assert cfg.raw["strategy"] == {"type": "canary", "canary": {"count": 2, "healthyForSeconds": 60, "unhealthyThreshold": 3}}
+    assert cfg.raw["strategy"] == {
+        "type": "canary",
+        "canary": {"count": 2, "healthyForSeconds": 60, "unhealthyThreshold": 3},
+    }
     assert cfg.timeouts == {"canary": 600, "deployment": 1800, "rollback": 1800}
     assert cfg.raw["healthGates"] == {"bakeSeconds": 0}
     assert cfg.raw["notifications"]["events"] == ["started", "succeeded", "failed", "rolledBack"]
     assert cfg.raw["rollback"] == {"keepFailedRevisions": 0} and cfg.read_secret_values is False
     [migration] = cfg.migrations
-    assert (migration.name, migration.container, migration.command, migration.timeout) == ("migrate", "app", ("rails", "db:migrate"), 900)
+    assert (migration.name, migration.container, migration.command, migration.timeout) == (
+        "migrate",
+        "app",
+        ("rails", "db:migrate"),
+        900,
+    )
     assert cfg.template is None and cfg.values == {}
 
 
@@ -111,7 +127,9 @@ def test_every_strategy_is_accepted_and_canary_is_the_default(ecs_world):
 
 
 def test_migration_names_must_be_unique(ecs_world):
-    put_config("web", GOOD + "migrations: [{name: m, container: app, command: [a]}, {name: m, container: app, command: [b]}]\n")
+    put_config(
+        "web", GOOD + "migrations: [{name: m, container: app, command: [a]}, {name: m, container: app, command: [b]}]\n"
+    )
     with pytest.raises(ConfigInvalid, match=r"\$.migrations\[1\].name: 'm' is used twice"):
         config.load("ferry-config", "web")
 
@@ -121,7 +139,10 @@ def test_a_template_source_names_a_file_beside_the_config(ecs_world):
     put_config("web", '{"family": "web"}', "task-definition.json")
     cfg = config.load("ferry-config", "web")
     assert cfg.template == "task-definition.json" and cfg.values == {"LOG_LEVEL": "info"}
-    assert cfg.read_file("task-definition.json") == ('{"family": "web"}', "s3://ferry-config/services/web/task-definition.json")
+    assert cfg.read_file("task-definition.json") == (
+        '{"family": "web"}',
+        "s3://ferry-config/services/web/task-definition.json",
+    )
     with pytest.raises(ConfigInvalid, match="services/web/other.json does not exist"):
         cfg.read_file("other.json")
 
@@ -135,13 +156,17 @@ def test_template_names_cannot_leave_the_config_folder(ecs_world, template):
 
 def test_a_jsonnet_config_with_an_import_and_native_functions(ecs_world):
     put_config("web", "{ cluster: 'prod', service: 'web' }", "base.libsonnet")
-    put_config("web", """
+    put_config(
+        "web",
+        """
 local base = import 'base.libsonnet';
 base + {
   containers: { app: { repository: 'web' } },
   values: { ENV: std.native('environment')() },
 }
-""", "ferry.jsonnet")
+""",
+        "ferry.jsonnet",
+    )
     cfg = config.load("ferry-config", "web", environment="prod")
     assert (cfg.cluster, cfg.service, cfg.values) == ("prod", "web", {"ENV": "prod"})
     assert config.registered_names("ferry-config") == ["web"]

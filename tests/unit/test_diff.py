@@ -13,20 +13,49 @@ ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition"
 def described(**changes):
     """A DescribeTaskDefinition `taskDefinition`, with the read-only fields and defaults ECS adds."""
     td = {
-        "taskDefinitionArn": f"{ARN}/web:1", "family": "web", "revision": 1, "status": "ACTIVE",
+        "taskDefinitionArn": f"{ARN}/web:1",
+        "family": "web",
+        "revision": 1,
+        "status": "ACTIVE",
         "taskRoleArn": "arn:aws:iam::123456789012:role/web-task",
-        "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
-        "compatibilities": ["EC2", "FARGATE"], "requiresAttributes": [{"name": "ecs.capability.secrets.asm.environment-variables"}],
-        "registeredAt": "2024-05-01T10:00:00+00:00", "registeredBy": "arn:aws:iam::123456789012:role/ferry",
-        "volumes": [], "placementConstraints": [],
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "compatibilities": ["EC2", "FARGATE"],
+        "requiresAttributes": [{"name": "ecs.capability.secrets.asm.environment-variables"}],
+        "registeredAt": "2024-05-01T10:00:00+00:00",
+        "registeredBy": "arn:aws:iam::123456789012:role/ferry",
+        "volumes": [],
+        "placementConstraints": [],
         "containerDefinitions": [
-            {"name": "app", "image": f"{REGISTRY}/web:v1@{D1}", "cpu": 0, "essential": True,
-             "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
-             "environment": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "REGION", "value": "eu"}],
-             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db"}],
-             "mountPoints": [], "volumesFrom": [], "systemControls": []},
-            {"name": "nginx", "image": "public.ecr.aws/nginx/nginx:1.27", "cpu": 0, "essential": True,
-             "portMappings": [], "environment": [], "mountPoints": [], "volumesFrom": []},
+            {
+                "name": "app",
+                "image": f"{REGISTRY}/web:v1@{D1}",
+                "cpu": 0,
+                "essential": True,
+                "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
+                "environment": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "REGION", "value": "eu"}],
+                "secrets": [
+                    {
+                        "name": "DB_PASSWORD",
+                        "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db",
+                    }
+                ],
+                "mountPoints": [],
+                "volumesFrom": [],
+                "systemControls": [],
+            },
+            {
+                "name": "nginx",
+                "image": "public.ecr.aws/nginx/nginx:1.27",
+                "cpu": 0,
+                "essential": True,
+                "portMappings": [],
+                "environment": [],
+                "mountPoints": [],
+                "volumesFrom": [],
+            },
         ],
     }
     td.update(changes)
@@ -36,14 +65,26 @@ def described(**changes):
 def registration(**changes):
     """The RegisterTaskDefinition input for the same revision: no read-only fields, no ECS defaults."""
     td = {
-        "family": "web", "taskRoleArn": "arn:aws:iam::123456789012:role/web-task",
-        "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+        "family": "web",
+        "taskRoleArn": "arn:aws:iam::123456789012:role/web-task",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
         "containerDefinitions": [
             {"name": "nginx", "image": "public.ecr.aws/nginx/nginx:1.27"},
-            {"name": "app", "image": f"{REGISTRY}/web:v1@{D1}",
-             "portMappings": [{"containerPort": 8080}],
-             "environment": [{"name": "REGION", "value": "eu"}, {"name": "LOG_LEVEL", "value": "info"}],
-             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db"}]},
+            {
+                "name": "app",
+                "image": f"{REGISTRY}/web:v1@{D1}",
+                "portMappings": [{"containerPort": 8080}],
+                "environment": [{"name": "REGION", "value": "eu"}, {"name": "LOG_LEVEL", "value": "info"}],
+                "secrets": [
+                    {
+                        "name": "DB_PASSWORD",
+                        "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db",
+                    }
+                ],
+            },
         ],
     }
     td.update(changes)
@@ -90,13 +131,13 @@ def test_image_swap_only():
         "--- web:1\n"
         "+++ web:2 (new)\n"
         "@@ -11,7 +11,7 @@\n"
-        "           \"value\": \"eu\"\n"
+        '           "value": "eu"\n'
         "         }\n"
         "       ],\n"
-        f"-      \"image\": \"{REGISTRY}/web:v1@{D1}\",\n"
-        f"+      \"image\": \"{REGISTRY}/web:v2@{D2}\",\n"
-        "       \"name\": \"app\",\n"
-        "       \"portMappings\": [\n"
+        f'-      "image": "{REGISTRY}/web:v1@{D1}",\n'
+        f'+      "image": "{REGISTRY}/web:v2@{D2}",\n'
+        '       "name": "app",\n'
+        '       "portMappings": [\n'
         "         {\n"
     )
 
@@ -114,8 +155,13 @@ def test_image_labels_fall_back_to_the_raw_uri_outside_ecr():
 def test_image_labels_from_the_caller_name_digest_pinned_uris_by_their_tag():
     new = registration()
     app(new)["image"] = f"{REGISTRY}/web@{D2}"
-    result = diff.task_definition_diff(described(), new, current_label="web:1", new_label="web:(new)",
-                                       image_labels={f"{REGISTRY}/web@{D2}": f"web:v2 ({D2[:15]}…)"})
+    result = diff.task_definition_diff(
+        described(),
+        new,
+        current_label="web:1",
+        new_label="web:(new)",
+        image_labels={f"{REGISTRY}/web@{D2}": f"web:v2 ({D2[:15]}…)"},
+    )
     assert result.summary == "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…)"
 
 
@@ -135,7 +181,11 @@ def test_env_var_removed_and_changed_across_containers():
     new = registration()
     app(new)["environment"] = [{"name": "LOG_LEVEL", "value": "debug"}]
     new_nginx = next(c for c in new["containerDefinitions"] if c["name"] == "nginx")
-    new_nginx["environment"] = [{"name": "WORKERS", "value": "4"}, {"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    new_nginx["environment"] = [
+        {"name": "WORKERS", "value": "4"},
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "2"},
+    ]
     result = td_diff(current, new)
     assert result.changes == ["+2 env vars (nginx)", "-1 env var (app)", "~2 env vars (app, nginx)"]
     assert result.summary == "+2 env vars (nginx), -1 env var (app), ~2 env vars (app, nginx)"
@@ -148,7 +198,9 @@ def test_env_var_removed_and_changed_across_containers():
 
 def test_secret_added_shows_its_reference_only():
     new = registration()
-    app(new)["secrets"].append({"name": "API_TOKEN", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/web/token"})
+    app(new)["secrets"].append(
+        {"name": "API_TOKEN", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/web/token"}
+    )
     result = td_diff(described(), new)
     assert result.summary == "+secret API_TOKEN (app)"
     assert '+          "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/web/token"\n' in result.text
@@ -156,21 +208,31 @@ def test_secret_added_shows_its_reference_only():
 
 def test_secret_removed_and_repointed():
     new = registration()
-    app(new)["secrets"] = [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db2"}]
+    app(new)["secrets"] = [
+        {"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/web/db2"}
+    ]
     app(new)["secrets"].append({"name": "OTHER", "valueFrom": "x"})
     current = described()
     app(current)["secrets"].append({"name": "OLD_KEY", "valueFrom": "y"})
-    assert td_diff(current, new).changes == ["+secret OTHER (app)", "-secret OLD_KEY (app)", "~secret DB_PASSWORD (app)"]
+    assert td_diff(current, new).changes == [
+        "+secret OTHER (app)",
+        "-secret OLD_KEY (app)",
+        "~secret DB_PASSWORD (app)",
+    ]
 
 
 def test_secret_looking_env_values_are_masked_everywhere():
     current = described()
-    app(current)["environment"] += [{"name": "db_password", "value": "hunter2-old"},
-                                    {"name": "Stripe-Api-Key", "value": "sk_live_unchanged"}]
+    app(current)["environment"] += [
+        {"name": "db_password", "value": "hunter2-old"},
+        {"name": "Stripe-Api-Key", "value": "sk_live_unchanged"},
+    ]
     new = registration()
-    app(new)["environment"] += [{"name": "db_password", "value": "hunter2-new"},
-                                {"name": "Stripe-Api-Key", "value": "sk_live_unchanged"},
-                                {"name": "GITHUB_TOKEN", "value": "ghp_added"}]
+    app(new)["environment"] += [
+        {"name": "db_password", "value": "hunter2-new"},
+        {"name": "Stripe-Api-Key", "value": "sk_live_unchanged"},
+        {"name": "GITHUB_TOKEN", "value": "ghp_added"},
+    ]
     result = td_diff(current, new)
     for value in ("hunter2-old", "hunter2-new", "sk_live_unchanged", "ghp_added"):
         assert value not in result.text and value not in result.summary and all(value not in c for c in result.changes)
@@ -182,9 +244,22 @@ def test_secret_looking_env_values_are_masked_everywhere():
 
 
 def test_looks_secret():
-    assert [n for n in ("DB_PASSWORD", "apiKey", "api-key", "PRIVATE_KEY", "AWS_SECRET_ACCESS_KEY", "GCP_CREDENTIALS",
-                        "SLACK_TOKEN", "LOG_LEVEL", "PUBLIC_URL", "KEY_ID") if diff.looks_secret(n)] == [
-        "DB_PASSWORD", "apiKey", "api-key", "PRIVATE_KEY", "AWS_SECRET_ACCESS_KEY", "GCP_CREDENTIALS", "SLACK_TOKEN"]
+    assert [
+        n
+        for n in (
+            "DB_PASSWORD",
+            "apiKey",
+            "api-key",
+            "PRIVATE_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "GCP_CREDENTIALS",
+            "SLACK_TOKEN",
+            "LOG_LEVEL",
+            "PUBLIC_URL",
+            "KEY_ID",
+        )
+        if diff.looks_secret(n)
+    ] == ["DB_PASSWORD", "apiKey", "api-key", "PRIVATE_KEY", "AWS_SECRET_ACCESS_KEY", "GCP_CREDENTIALS", "SLACK_TOKEN"]
 
 
 def test_cpu_and_memory():
@@ -198,8 +273,13 @@ def test_cpu_and_memory():
 def test_container_added_and_removed():
     new = registration()
     new["containerDefinitions"] = [c for c in new["containerDefinitions"] if c["name"] != "nginx"]
-    new["containerDefinitions"].append({"name": "xray", "image": "public.ecr.aws/xray/aws-xray-daemon:3",
-                                        "portMappings": [{"containerPort": 2000, "protocol": "udp"}]})
+    new["containerDefinitions"].append(
+        {
+            "name": "xray",
+            "image": "public.ecr.aws/xray/aws-xray-daemon:3",
+            "portMappings": [{"containerPort": 2000, "protocol": "udp"}],
+        }
+    )
     result = td_diff(described(), new)
     assert result.summary == "+container xray, -container nginx"
     assert '+      "name": "xray",\n' in result.text and '-      "name": "nginx"\n' in result.text
@@ -210,7 +290,10 @@ def test_ports_and_other_fields():
     app(new)["portMappings"] = [{"containerPort": 8080, "name": "http", "appProtocol": "http"}, {"containerPort": 9090}]
     app(new)["healthCheck"] = {"command": ["CMD-SHELL", "curl -f localhost:8080/health"]}
     assert td_diff(described(), new).changes == [
-        "+port 9090/tcp (app)", "~port 8080/tcp (app)", "taskRoleArn changed", "healthCheck changed (app)",
+        "+port 9090/tcp (app)",
+        "~port 8080/tcp (app)",
+        "taskRoleArn changed",
+        "healthCheck changed (app)",
     ]
 
 
@@ -222,8 +305,14 @@ def test_many_items_keep_six_and_count_the_rest():
     new["containerDefinitions"].append({"name": "xray", "image": "xray"})
     result = td_diff(described(), new)
     assert result.changes == [
-        "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…)", "+1 env var (app)", "+secret S (app)",
-        "cpu 256 -> 512", "memory 512 -> 1024", "+container xray", "executionRoleArn changed", "taskRoleArn changed",
+        "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…)",
+        "+1 env var (app)",
+        "+secret S (app)",
+        "cpu 256 -> 512",
+        "memory 512 -> 1024",
+        "+container xray",
+        "executionRoleArn changed",
+        "taskRoleArn changed",
     ]
     assert result.summary == (
         "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…), +1 env var (app), +secret S (app), "
@@ -240,11 +329,27 @@ def test_summary_stays_under_300_chars():
 
 
 def test_service_desired_count_and_task_definition():
-    current = {"serviceName": "web", "taskDefinition": f"{ARN}/web:1", "desiredCount": 2, "launchType": "FARGATE",
-               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-b", "subnet-a"],
-                                                                "securityGroups": ["sg-1"], "assignPublicIp": "DISABLED"}}}
-    planned = {"taskDefinition": f"{ARN}/web:2", "desiredCount": 3, "forceNewDeployment": True,
-               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-a", "subnet-b"], "securityGroups": ["sg-1"]}}}
+    current = {
+        "serviceName": "web",
+        "taskDefinition": f"{ARN}/web:1",
+        "desiredCount": 2,
+        "launchType": "FARGATE",
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": ["subnet-b", "subnet-a"],
+                "securityGroups": ["sg-1"],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+    }
+    planned = {
+        "taskDefinition": f"{ARN}/web:2",
+        "desiredCount": 3,
+        "forceNewDeployment": True,
+        "networkConfiguration": {
+            "awsvpcConfiguration": {"subnets": ["subnet-a", "subnet-b"], "securityGroups": ["sg-1"]}
+        },
+    }
     result = diff.service_diff(current, planned)
     assert result.changes == ["task definition web:1 -> web:2", "desired count 2 -> 3"]
     assert result.summary == "task definition web:1 -> web:2, desired count 2 -> 3"
@@ -271,14 +376,22 @@ def test_service_desired_count_and_task_definition():
 
 
 def test_service_structured_and_scalar_fields():
-    current = {"serviceName": "web", "enableExecuteCommand": False,
-               "loadBalancers": [{"targetGroupArn": "tg-1", "containerName": "app", "containerPort": 8080}],
-               "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]}
-    planned = {"enableExecuteCommand": True, "platformVersion": "1.4.0",
-               "loadBalancers": [{"targetGroupArn": "tg-2", "containerName": "app", "containerPort": 8080}],
-               "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}
+    current = {
+        "serviceName": "web",
+        "enableExecuteCommand": False,
+        "loadBalancers": [{"targetGroupArn": "tg-1", "containerName": "app", "containerPort": 8080}],
+        "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}],
+    }
+    planned = {
+        "enableExecuteCommand": True,
+        "platformVersion": "1.4.0",
+        "loadBalancers": [{"targetGroupArn": "tg-2", "containerName": "app", "containerPort": 8080}],
+        "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}],
+    }
     assert diff.service_diff(current, planned).changes == [
-        "loadBalancers changed", "platformVersion unset -> 1.4.0", "enableExecuteCommand false -> true",
+        "loadBalancers changed",
+        "platformVersion unset -> 1.4.0",
+        "enableExecuteCommand false -> true",
     ]
 
 
@@ -286,13 +399,21 @@ def test_combine():
     new = registration()
     app(new)["image"] = f"{REGISTRY}/web:v2@{D2}"
     task = td_diff(described(), new)
-    service = diff.service_diff({"serviceName": "web", "taskDefinition": f"{ARN}/web:1", "desiredCount": 2},
-                                {"taskDefinition": f"{ARN}/web:2", "desiredCount": 2})
+    service = diff.service_diff(
+        {"serviceName": "web", "taskDefinition": f"{ARN}/web:1", "desiredCount": 2},
+        {"taskDefinition": f"{ARN}/web:2", "desiredCount": 2},
+    )
     nothing = td_diff(described(), registration())
     combined = diff.combine(task, nothing, service)
     assert combined.text == task.text + service.text
-    assert combined.changes == ["image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…)", "task definition web:1 -> web:2"]
-    assert combined.summary == "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…), task definition web:1 -> web:2"
+    assert combined.changes == [
+        "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…)",
+        "task definition web:1 -> web:2",
+    ]
+    assert (
+        combined.summary
+        == "image app web:v1 (sha256:ab12cd34…) -> web:v2 (sha256:ef56ab78…), task definition web:1 -> web:2"
+    )
     assert diff.combine(nothing, nothing) == Diff("", "no changes", [])
     assert diff.combine() == Diff("", "no changes", [])
 

@@ -49,54 +49,109 @@ WORKFLOW = ROOT / "examples" / "github-actions" / "deploy.yml"
 # Names of Step Functions and Lambda themselves are listed where the state can produce them
 # (a Retry that runs out, a TimeoutSeconds). A new catching state must be added here and
 # documented in docs/errors.md.
-LAMBDA_SERVICE_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                         "Lambda.ClientExecutionTimeoutException",
-                         "Lambda.TooManyRequestsException",
-                         # a function idle for weeks that Lambda cannot invoke yet
-                         "Lambda.CodeArtifactUserPendingException", "Lambda.ResourceNotReadyException"}
+LAMBDA_SERVICE_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.TooManyRequestsException",
+    # a function idle for weeks that Lambda cannot invoke yet
+    "Lambda.CodeArtifactUserPendingException",
+    "Lambda.ResourceNotReadyException",
+}
 CONFIG_ERRORS = {"ServiceNotRegistered", "ConfigInvalid", "TemplateUnresolved"}  # config.load (Jsonnet: templating)
 RAISES: dict[str, set[str]] = {
     # $.failure -> Deploy failed (ErrorPath)
-    "Take the deploy lock for this service": CONFIG_ERRORS | {"ClusterNotAllowed", "ServiceLocked", "LockUnavailable",
-                                                              "InputInvalid", "LockReleased", "States.HeartbeatTimeout",
-                                                              "States.Timeout"},
+    "Take the deploy lock for this service": CONFIG_ERRORS
+    | {
+        "ClusterNotAllowed",
+        "ServiceLocked",
+        "LockUnavailable",
+        "InputInvalid",
+        "LockReleased",
+        "States.HeartbeatTimeout",
+        "States.Timeout",
+    },
     "Find the revision to roll back to": CONFIG_ERRORS | {"ClusterNotAllowed", "NothingToRollBack"},
-    "Render the new task definition and diff it": CONFIG_ERRORS | {"ClusterNotAllowed", "InputInvalid", "ImageNotFound",
-                                                                   "ServiceNotFound", "TaskDefinitionInvalid"},
+    "Render the new task definition and diff it": CONFIG_ERRORS
+    | {"ClusterNotAllowed", "InputInvalid", "ImageNotFound", "ServiceNotFound", "TaskDefinitionInvalid"},
     "Verify secrets, images and roles": {"VerifyFailed", "InputInvalid"},
     "Register the new revision": {"TaskDefinitionInvalid"},
-    "Run the migrations in order": {"MigrationFailed", "MigrationNotStarted", "MigrationTimedOut", "ServiceNotFound",
-                                    "States.HeartbeatTimeout", "States.Timeout"},
+    "Run the migrations in order": {
+        "MigrationFailed",
+        "MigrationNotStarted",
+        "MigrationTimedOut",
+        "ServiceNotFound",
+        "States.HeartbeatTimeout",
+        "States.Timeout",
+    },
     "Start the canary tasks": {"CanaryCrashed", "ServiceNotFound"},
     "Check the canary": {"CanaryCrashed", "CanaryUnhealthy", "PhaseTimedOut", "ServiceNotFound"},
     # $.failure -> Deployed, but the lock was not released (ErrorPath)
     "Release the deploy lock": {"LockUnavailable", "Sandbox.Timedout", "Lambda.Unknown"},
     # $.failure -> the rollback -> Rolled back (the Cause starts with it)
     "Update the service to the new revision": {"DeploymentFailed", "ServiceNotFound"},
-    "Wait for ECS to finish the deployment": {"DeploymentFailed", "PhaseTimedOut", "ServiceNotFound", "States.Timeout",
-                                              "States.HeartbeatTimeout"},
+    "Wait for ECS to finish the deployment": {
+        "DeploymentFailed",
+        "PhaseTimedOut",
+        "ServiceNotFound",
+        "States.Timeout",
+        "States.HeartbeatTimeout",
+    },
     "Bake while watching the alarms": {"AlarmTriggered"},
     "Check the alarms as the bake ends": {"AlarmTriggered"},
     # $.rollbackFailure -> Rollback failed (the Cause has it)
     "Roll back to the previous revision": {"DeploymentFailed", "ServiceNotFound"},
-    "Wait for ECS to finish the rollback": {"DeploymentFailed", "PhaseTimedOut", "ServiceNotFound", "States.Timeout",
-                                            "States.HeartbeatTimeout"},
+    "Wait for ECS to finish the rollback": {
+        "DeploymentFailed",
+        "PhaseTimedOut",
+        "ServiceNotFound",
+        "States.Timeout",
+        "States.HeartbeatTimeout",
+    },
     "Deregister the failed revision": CONFIG_ERRORS,
 }
 # Predefined Step Functions error names (the Amazon States Language's, and Step Functions').
-STATES_ERRORS = {"States.ALL", "States.DataLimitExceeded", "States.ExceedToleratedFailureThreshold",
-                 "States.HeartbeatTimeout", "States.Http.Socket", "States.IntrinsicFailure", "States.ItemReaderFailed",
-                 "States.NoChoiceMatched", "States.ParameterPathFailure", "States.Permissions",
-                 "States.ResultPathMatchFailure", "States.ResultWriterFailed", "States.Runtime", "States.TaskFailed",
-                 "States.Timeout", "States.BranchFailed", "States.QueryEvaluationError"}
+STATES_ERRORS = {
+    "States.ALL",
+    "States.DataLimitExceeded",
+    "States.ExceedToleratedFailureThreshold",
+    "States.HeartbeatTimeout",
+    "States.Http.Socket",
+    "States.IntrinsicFailure",
+    "States.ItemReaderFailed",
+    "States.NoChoiceMatched",
+    "States.ParameterPathFailure",
+    "States.Permissions",
+    "States.ResultPathMatchFailure",
+    "States.ResultWriterFailed",
+    "States.Runtime",
+    "States.TaskFailed",
+    "States.Timeout",
+    "States.BranchFailed",
+    "States.QueryEvaluationError",
+}
 # A function that times out reaches its state as Sandbox.Timedout, or as Lambda.Unknown with a plain-text Cause.
 LAMBDA_ERRORS = LAMBDA_SERVICE_ERRORS | {"Lambda.Unknown", "Sandbox.Timedout"}
 # CamelCase names docs/errors.md may put in backticks that are not Errors of Ferry's: AWS's
 # error codes and stop codes, API and ASL names.
-NOT_ERRORS = {"AccessDeniedException", "ThrottlingException", "CannotPullContainerError", "TaskFailedToStart",
-              "ErrorPath", "ExecutionFailed", "RegisterTaskDefinition", "RunTask", "TimeoutSeconds",
-              "UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice",
-              "InfrastructureHealth", "EssentialContainerExited"}
+NOT_ERRORS = {
+    "AccessDeniedException",
+    "ThrottlingException",
+    "CannotPullContainerError",
+    "TaskFailedToStart",
+    "ErrorPath",
+    "ExecutionFailed",
+    "RegisterTaskDefinition",
+    "RunTask",
+    "TimeoutSeconds",
+    "UserInitiated",
+    "ServiceSchedulerInitiated",
+    "SpotInterruption",
+    "TerminationNotice",
+    "InfrastructureHealth",
+    "EssentialContainerExited",
+}
 
 
 def all_states(states: dict[str, Any], into: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -234,10 +289,12 @@ def index_rows() -> list[list[str]]:
 
 # ---------------------------------------------------------------- the Errors
 
+
 def test_every_catching_state_is_accounted_for():
     assert set(catching_states()) == set(RAISES), (
         "a state catches errors into $.failure or $.rollbackFailure: list what it can raise in RAISES "
-        "and document each Error in docs/errors.md")
+        "and document each Error in docs/errors.md"
+    )
 
 
 def test_the_error_path_fail_states_are_fed_by_known_states():
@@ -245,22 +302,28 @@ def test_the_error_path_fail_states_are_fed_by_known_states():
     assert sources, "no Fail state takes its Error from $.failure.Error any more: update this test"
     assert set(sources) <= set(RAISES)
     assert set().union(*sources.values()) == {
-        name for name, s in TOP.items() if s["Type"] == "Fail" and s.get("ErrorPath") == "$.failure.Error"}
+        name for name, s in TOP.items() if s["Type"] == "Fail" and s.get("ErrorPath") == "$.failure.Error"
+    }
 
 
 def test_every_name_in_the_table_exists():
     for state, names in RAISES.items():
         for name in names:
-            assert (name in FERRY_ERRORS or name in LITERAL_ERRORS or name in STATES_ERRORS
-                    or name in LAMBDA_ERRORS), f"{state}: {name} is no error the code or Step Functions raises"
+            assert name in FERRY_ERRORS or name in LITERAL_ERRORS or name in STATES_ERRORS or name in LAMBDA_ERRORS, (
+                f"{state}: {name} is no error the code or Step Functions raises"
+            )
 
 
 def test_retries_and_timeouts_that_run_out_are_in_the_table():
     for state, names in RAISES.items():
         for inner in nested(state):
             spec = STATES[inner]
-            caught_elsewhere = {e for c in spec.get("Catch", []) if c.get("ResultPath") not in ("$.failure", "$.rollbackFailure")
-                                for e in c["ErrorEquals"]}
+            caught_elsewhere = {
+                e
+                for c in spec.get("Catch", [])
+                if c.get("ResultPath") not in ("$.failure", "$.rollbackFailure")
+                for e in c["ErrorEquals"]
+            }
             for retry in spec.get("Retry", []):
                 if retry.get("MaxAttempts", 3) == 0:  # a retrier that never retries (Ferry's verdicts are final)
                     continue
@@ -341,6 +404,7 @@ def test_docs_errors_md_is_linked_from_the_readme():
 
 # ---------------------------------------------------------------- README.md
 
+
 def _top_level() -> set[str]:
     return {p.name for p in ROOT.iterdir() if not p.name.startswith(".") and not p.name.endswith(".egg-info")}
 
@@ -404,7 +468,9 @@ def test_the_readme_names_only_errors_that_exist():
 
 def test_the_readme_names_only_states_that_exist():
     text = readme_section("Reading an execution in the console")
-    named = [n for n in _TICKED.findall(text) if re.fullmatch(r"[A-Z][^{}<>/]* [^{}<>/]*", n) and not n.startswith("ALARM")]
+    named = [
+        n for n in _TICKED.findall(text) if re.fullmatch(r"[A-Z][^{}<>/]* [^{}<>/]*", n) and not n.startswith("ALARM")
+    ]
     assert len(named) >= 8
     missing = sorted(n for n in named if n not in STATES)
     assert not missing, f"README.md names states the state machine does not have: {missing}"
@@ -449,15 +515,33 @@ class _FakeAws:
 
         def get_parameter(self, Name: str, WithDecryption: bool = False) -> dict:
             kind = "SecureString" if "stripe" in Name else "String"
-            return {"Parameter": {"Name": Name, "Type": kind, "Value": "https://checkout.internal" if kind == "String" else "x",
-                                  "ARN": f"arn:aws:ssm:us-east-1:123456789012:parameter{Name}"}}
+            return {
+                "Parameter": {
+                    "Name": Name,
+                    "Type": kind,
+                    "Value": "https://checkout.internal" if kind == "String" else "x",
+                    "ARN": f"arn:aws:ssm:us-east-1:123456789012:parameter{Name}",
+                }
+            }
 
         def describe_secret(self, SecretId: str) -> dict:
             return {"ARN": f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{SecretId}-AbCdEf", "Name": SecretId}
 
         def describe_stacks(self, StackName: str) -> dict:
-            return {"Stacks": [{"StackName": StackName, "StackStatus": "UPDATE_COMPLETE", "Outputs": [
-                {"OutputKey": "OrdersQueueUrl", "OutputValue": "https://sqs.us-east-1.amazonaws.com/123456789012/orders"}]}]}
+            return {
+                "Stacks": [
+                    {
+                        "StackName": StackName,
+                        "StackStatus": "UPDATE_COMPLETE",
+                        "Outputs": [
+                            {
+                                "OutputKey": "OrdersQueueUrl",
+                                "OutputValue": "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
+                            }
+                        ],
+                    }
+                ]
+            }
 
     def __call__(self, service: str):
         return self._Client(service)
@@ -469,10 +553,13 @@ def test_the_example_template_renders_into_a_valid_task_definition(monkeypatch):
     monkeypatch.setattr(aws, "client", _FakeAws())
     cfg = example_config()
     text, source = cfg.read_file(cfg.template)
-    pinned = {"app": images.ImageRef("123456789012", "us-east-1", "shop", "sha-9f1c2ab", "sha256:" + "a" * 64),
-              "nginx": images.ImageRef("123456789012", "us-east-1", "shop-nginx", "release-9f1c2ab", "sha256:" + "b" * 64)}
-    ctx = templating.Context(environment="prod", service="shop", execution="shop-sha-9f1c2ab-0123456789ab",
-                             images=pinned, values=cfg.values)
+    pinned = {
+        "app": images.ImageRef("123456789012", "us-east-1", "shop", "sha-9f1c2ab", "sha256:" + "a" * 64),
+        "nginx": images.ImageRef("123456789012", "us-east-1", "shop-nginx", "release-9f1c2ab", "sha256:" + "b" * 64),
+    }
+    ctx = templating.Context(
+        environment="prod", service="shop", execution="shop-sha-9f1c2ab-0123456789ab", images=pinned, values=cfg.values
+    )
     spec = templating.render_text(text, source, ctx)
     taskdef.check(spec, source)
     render.check_template_result(cfg, spec, pinned, source)
@@ -484,12 +571,17 @@ def test_the_example_template_renders_into_a_valid_task_definition(monkeypatch):
 
 # ---------------------------------------------------------------- examples/github-actions
 
+
 def workflow() -> dict[str, Any]:
     return yaml.safe_load(WORKFLOW.read_text())
 
 
-SAMPLE = {"github.sha": "9f1c2ab4d5e6f708192a3b4c5d6e7f8091a2b3c4", "inputs.reason": 'release 2026-11-22: "faster" checkout',
-          "github.run_id": "7301122334", "github.run_attempt": "1"}
+SAMPLE = {
+    "github.sha": "9f1c2ab4d5e6f708192a3b4c5d6e7f8091a2b3c4",
+    "inputs.reason": 'release 2026-11-22: "faster" checkout',
+    "github.run_id": "7301122334",
+    "github.run_attempt": "1",
+}
 
 
 def _expand(value: str) -> str:
@@ -497,6 +589,7 @@ def _expand(value: str) -> str:
         expression = match.group(1).strip()
         assert expression in SAMPLE, f"add a sample value for ${{{{ {expression} }}}}"
         return SAMPLE[expression]
+
     return re.sub(r"\$\{\{(.*?)\}\}", one, str(value))
 
 
@@ -525,8 +618,12 @@ def test_a_main_build_is_tagged_so_the_example_trigger_deploys_it_and_a_release_
 
 def test_the_manifest_the_release_job_writes_validates(tmp_path):
     step = _step("release", "manifest")
-    env = {**os.environ, **{k: _expand(v) for k, v in step["env"].items()},
-           "GITHUB_OUTPUT": str(tmp_path / "output"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **{k: _expand(v) for k, v in step["env"].items()},
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env, check=True, capture_output=True)
     document = json.loads((tmp_path / "manifest.json").read_text())
     jsonschema.validate(document, validation.schema(manifest.SCHEMA))
@@ -560,4 +657,6 @@ def test_the_github_role_policy_is_valid_and_only_touches_manifests():
         assert all(re.fullmatch(r"arn:aws:s3:::[^/]+/manifests/[^/]+", r) for r in allowed[action]), action
     pushed = {r.rsplit("/", 1)[-1] for r in allowed["ecr:PutImage"]}
     assert pushed == set(example_config().containers.values())
-    assert fnmatch.fnmatchcase("manifests/shop-1.result.json", allowed["s3:GetObject"][0].split(":::", 1)[1].split("/", 1)[1])
+    assert fnmatch.fnmatchcase(
+        "manifests/shop-1.result.json", allowed["s3:GetObject"][0].split(":::", 1)[1].split("/", 1)[1]
+    )

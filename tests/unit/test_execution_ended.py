@@ -8,15 +8,29 @@ from ferry.steps import lock
 
 from .conftest import put_config
 
-SETTINGS = Settings(environment="sandbox", config_bucket="ferry-config", artefacts_bucket="ferry-artefacts",
-                    lock_table="locks", allowed_clusters=("prod",))
+SETTINGS = Settings(
+    environment="sandbox",
+    config_bucket="ferry-config",
+    artefacts_bucket="ferry-artefacts",
+    lock_table="locks",
+    allowed_clusters=("prod",),
+)
 ARN = "arn:aws:states:us-east-1:123456789012:execution:ferry-sandbox-deploy:web-v2-0123"
 
 
 def status(state: str, **detail):
-    return {"source": "aws.states", "detail-type": "Step Functions Execution Status Change", "detail": {
-        "executionArn": ARN, "name": "web-v2-0123", "status": state, "startDate": 1767225600000,
-        "input": json.dumps({"service": "web", "images": {}}), **detail}}
+    return {
+        "source": "aws.states",
+        "detail-type": "Step Functions Execution Status Change",
+        "detail": {
+            "executionArn": ARN,
+            "name": "web-v2-0123",
+            "status": state,
+            "startDate": 1767225600000,
+            "input": json.dumps({"service": "web", "images": {}}),
+            **detail,
+        },
+    }
 
 
 def test_an_event_that_is_not_a_status_change_is_ignored(ecs_world):

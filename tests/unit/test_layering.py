@@ -51,8 +51,10 @@ def test_no_step_imports_another_step():
     for path in (LIBRARY / "steps").glob("*.py"):
         own = module_of(path)
         others = {m for m in imports(path) if under(m, "ferry.steps") and m not in ("ferry.steps", own)}
-        assert others == set(), f"{own} imports {sorted(others)}: what two steps share belongs in ferry/aws, " \
-                                "ferry/config, ferry/taskdef or ferry/contract.py"
+        assert others == set(), (
+            f"{own} imports {sorted(others)}: what two steps share belongs in ferry/aws, "
+            "ferry/config, ferry/taskdef or ferry/contract.py"
+        )
 
 
 def test_the_plumbing_imports_no_step_trigger_or_lifecycle_module():

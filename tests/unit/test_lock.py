@@ -11,8 +11,13 @@ from ferry.steps import lock, render
 
 from .conftest import put_config
 
-SETTINGS = Settings(environment="prod", config_bucket="ferry-config", artefacts_bucket="ferry-artefacts",
-                    lock_table="locks", allowed_clusters=("prod",))
+SETTINGS = Settings(
+    environment="prod",
+    config_bucket="ferry-config",
+    artefacts_bucket="ferry-artefacts",
+    lock_table="locks",
+    allowed_clusters=("prod",),
+)
 OWNER = "arn:aws:states:us-east-1:123456789012:execution:ferry-deploy:exec-1"
 STARTED, START = "2026-12-01T10:00:00Z", 1796119200.0  # the execution's start, and as a time
 
@@ -47,8 +52,10 @@ def test_no_table_means_no_deploy():
 def _execution(status: str) -> str:
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(
-        name=f"deploy-{status.lower()}", roleArn="arn:aws:iam::123456789012:role/sfn",
-        definition='{"StartAt": "x", "States": {"x": {"Type": "Pass", "End": true}}}')["stateMachineArn"]
+        name=f"deploy-{status.lower()}",
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition='{"StartAt": "x", "States": {"x": {"Type": "Pass", "End": true}}}',
+    )["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=arn, name="holder")["executionArn"]
     if status == "ABORTED":
         sfn.stop_execution(executionArn=execution)
@@ -75,15 +82,15 @@ def test_a_waiting_request_is_superseded_by_a_newer_one_queued_behind_it(ecs_wor
 
     lock.acquire("locks", "prod/web", "v2", now=1000, requested_at=100.0)
     with pytest.raises(ServiceLocked):
-        lock.acquire("locks", "prod/web", "v3", now=1001, requested_at=101.0)   # queued
+        lock.acquire("locks", "prod/web", "v3", now=1001, requested_at=101.0)  # queued
     with pytest.raises(ServiceLocked):
-        lock.acquire("locks", "prod/web", "v4", now=1002, requested_at=102.0)   # queued, newest
+        lock.acquire("locks", "prod/web", "v4", now=1002, requested_at=102.0)  # queued, newest
     with pytest.raises(Superseded, match=r"a newer deploy of prod/web is queued \(v4\)"):
-        lock.acquire("locks", "prod/web", "v3", now=1003, requested_at=101.0)   # v3's retry
+        lock.acquire("locks", "prod/web", "v3", now=1003, requested_at=101.0)  # v3's retry
     lock.release("locks", "prod/web", "v2")
     lock.record_deployed("locks", "prod/web", "v2", 100.0)
     with pytest.raises(Superseded):
-        lock.acquire("locks", "prod/web", "v3", now=1004, requested_at=101.0)   # even with the lock free
+        lock.acquire("locks", "prod/web", "v3", now=1004, requested_at=101.0)  # even with the lock free
     assert lock.acquire("locks", "prod/web", "v4", now=1005, requested_at=102.0)["owner"] == "v4"
     assert lock.acquire("locks", "prod/web", "v4", now=1006, requested_at=102.0)["owner"] == "v4"  # a retried acquire
 
@@ -138,8 +145,10 @@ def sent(monkeypatch):
 @pytest.fixture
 def at(monkeypatch):
     """Sets the clock the step sees."""
+
     def set_to(seconds: float) -> None:
         monkeypatch.setattr(clock, "_now", lambda: seconds)
+
     set_to(START + 10)
     return set_to
 
@@ -149,13 +158,24 @@ def step(action: str, **fields):
 
 
 def test_acquire_answers_through_the_token_with_the_lock_it_took(registry, sent, at):
-    held = lock.run(step("acquire", startedAt=STARTED, request={"trigger": {"requestedAt": START - 99.5}}, token="t-1"),
-                    SETTINGS)
-    assert held == lock.Held(service="prod/web", owner=OWNER, expires_at=START + 10 + lock.DEFAULT_TTL_SECONDS,
-                             lock_key="prod/web", requested_at=START - 99.5)
+    held = lock.run(
+        step("acquire", startedAt=STARTED, request={"trigger": {"requestedAt": START - 99.5}}, token="t-1"), SETTINGS
+    )
+    assert held == lock.Held(
+        service="prod/web",
+        owner=OWNER,
+        expires_at=START + 10 + lock.DEFAULT_TTL_SECONDS,
+        lock_key="prod/web",
+        requested_at=START - 99.5,
+    )
     assert sent == [("t-1", {"output": held.to_state()})]
-    assert held.to_state() == {"service": "prod/web", "owner": OWNER, "expiresAt": held.expires_at, "key": "prod/web",
-                               "requestedAt": START - 99.5}
+    assert held.to_state() == {
+        "service": "prod/web",
+        "owner": OWNER,
+        "expiresAt": held.expires_at,
+        "key": "prod/web",
+        "requestedAt": START - 99.5,
+    }
     assert lock.holder_of("locks", "prod/web") == OWNER
 
 
@@ -171,7 +191,9 @@ def test_acquire_waits_on_its_token_while_another_deploy_holds_the_lock(registry
     assert waiting.waiting and waiting.lock_key == "prod/web" and "being deployed by someone-else" in waiting.reason
     assert sent == []  # the holder's release wakes it
     lock.release("locks", "prod/web", "someone-else")
-    assert sent == [("t-1", {"error": "LockReleased", "cause": "the deploy lock of prod/web was released: take it now"})]
+    assert sent == [
+        ("t-1", {"error": "LockReleased", "cause": "the deploy lock of prod/web was released: take it now"})
+    ]
     lock.acquire("locks", "prod/web", "someone-else")
     with pytest.raises(ServiceLocked, match="being deployed by someone-else"):  # no token: nothing to wait on
         lock.run(step("acquire", startedAt=STARTED), SETTINGS)
@@ -186,10 +208,18 @@ def test_acquire_gives_up_after_an_hour(registry, sent, at):
 
 def test_release_records_a_deploy_before_the_lock_goes_and_summarises_it(registry, at):
     lock.acquire("locks", "prod/web", OWNER)
-    state = {"service": "web", "lock": {"key": "prod/web", "requestedAt": 100.0},
-             "render": {"cluster": "prod", "ecsService": "web", "previousTaskDefinitionArn": "web:1", "desiredCount": 2,
-                        "summary": "image app web:v1 -> web:v2"},
-             "register": {"taskDefinitionArn": "web:2"}}
+    state = {
+        "service": "web",
+        "lock": {"key": "prod/web", "requestedAt": 100.0},
+        "render": {
+            "cluster": "prod",
+            "ecsService": "web",
+            "previousTaskDefinitionArn": "web:1",
+            "desiredCount": 2,
+            "summary": "image app web:v1 -> web:v2",
+        },
+        "register": {"taskDefinitionArn": "web:2"},
+    }
     released = lock.run(step("release", request=state, deployed=True, startedAt=STARTED), SETTINGS)
     assert released.released and released.summary["result"] == "DEPLOYED" and released.summary["to"] == "web:2"
     assert lock.holder_of("locks", "prod/web") is None
@@ -207,15 +237,29 @@ def test_release_without_a_lock_taken_changes_nothing(registry):
 def test_the_rollback_target_is_shaped_like_renders_output(registry):
     with pytest.raises(NothingToRollBack):
         lock.run(step("rollback-target"), SETTINGS)
-    lock.record_deployed("locks", "prod/web", "deploy-v2", 100.0, "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2",
-                         "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1", 3)
+    lock.record_deployed(
+        "locks",
+        "prod/web",
+        "deploy-v2",
+        100.0,
+        "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2",
+        "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1",
+        3,
+    )
     target = lock.run(step("rollback-target"), SETTINGS)
     assert target.to_state() == {
-        "requestAction": "rollback", "cluster": "prod", "ecsService": "web",
-        "timeouts": {"canary": 600, "deployment": 1800, "rollback": 1800}, "targetGroups": [], "strategy": "rolling",
+        "requestAction": "rollback",
+        "cluster": "prod",
+        "ecsService": "web",
+        "timeouts": {"canary": 600, "deployment": 1800, "rollback": 1800},
+        "targetGroups": [],
+        "strategy": "rolling",
         "rollbackTo": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:1",
         "previousTaskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2",
-        "previousRevision": "web:2", "desiredCount": 3, "summary": "roll back prod/web from web:2 to web:1"}
+        "previousRevision": "web:2",
+        "desiredCount": 3,
+        "summary": "roll back prod/web from web:2 to web:1",
+    }
     # The states after it read $.render from either writer: every key both provide has the same name and meaning.
     assert set(lock.RollbackTarget.keys()) - set(render.Output.keys()) == {"rollbackTo"}
     assert render.Timeouts.from_state(target.timeouts)
@@ -237,10 +281,19 @@ def test_every_output_reads_back_as_it_was_written():
         lock.Held(service="prod/web", owner=OWNER, expires_at=1, lock_key="prod/web", requested_at=None),
         lock.Waiting(waiting=True, lock_key="prod/web", reason="service prod/web is being deployed by x"),
         lock.Released(service="web", released=True, summary={"result": "DEPLOYED"}),
-        lock.RollbackTarget(request_action="rollback", cluster="prod", ecs_service="web", timeouts={"canary": 600},
-                            target_groups=[], strategy="rolling", rollback_to="web:1",
-                            previous_task_definition_arn="web:2", previous_revision="web:2", desired_count=1,
-                            summary="roll back prod/web from web:2 to web:1"),
+        lock.RollbackTarget(
+            request_action="rollback",
+            cluster="prod",
+            ecs_service="web",
+            timeouts={"canary": 600},
+            target_groups=[],
+            strategy="rolling",
+            rollback_to="web:1",
+            previous_task_definition_arn="web:2",
+            previous_revision="web:2",
+            desired_count=1,
+            summary="roll back prod/web from web:2 to web:1",
+        ),
     ]
     for output in outputs:
         assert type(output).from_state(output.to_state()) == output

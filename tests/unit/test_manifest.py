@@ -54,8 +54,14 @@ def drop(document, key=KEY) -> None:
 
 
 def plan(key=KEY, **kwargs):
-    options = {"allowed_clusters": ALLOWED, "environment": "prod", "event_id": "event-1",
-               "account": ACCOUNT, "region": "us-east-1", **kwargs}
+    options = {
+        "allowed_clusters": ALLOWED,
+        "environment": "prod",
+        "event_id": "event-1",
+        "account": ACCOUNT,
+        "region": "us-east-1",
+        **kwargs,
+    }
     return manifest.plan_manifest(BUCKET, key, **options)
 
 
@@ -74,12 +80,16 @@ def refused(document) -> dict[str, str]:
 
 # ------------------------------------------------------------------ valid manifests
 
+
 def test_a_two_service_release_plans_one_pinned_execution_per_service(world):
-    drop(release(
-        {"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}, "values": {"RELEASE": "2026-11-22"}},
-        {"service": "api", "images": {"app": "api:v3"}, "migrate": False},
-        reason="release 7: faster checkout", commit="9f1c2ab",
-    ))
+    drop(
+        release(
+            {"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}, "values": {"RELEASE": "2026-11-22"}},
+            {"service": "api", "images": {"app": "api:v3"}, "migrate": False},
+            reason="release 7: faster checkout",
+            commit="9f1c2ab",
+        )
+    )
     plans, problems, meta = plan()
     assert problems == []
     assert meta == {"name": "release-7", "reason": "release 7: faster checkout", "commit": "9f1c2ab"}
@@ -95,7 +105,11 @@ def test_a_two_service_release_plans_one_pinned_execution_per_service(world):
     assert web["reason"] == "release 7: faster checkout"
     trigger = web["trigger"]
     assert {k: v for k, v in trigger.items() if k != "requestedAt"} == {
-        "type": "manifest", "bucket": BUCKET, "key": KEY, "eventId": "event-1"}
+        "type": "manifest",
+        "bucket": BUCKET,
+        "key": KEY,
+        "eventId": "event-1",
+    }
     modified = ferry_aws.client("s3").head_object(Bucket=BUCKET, Key=KEY)["LastModified"].timestamp()
     assert isinstance(trigger["requestedAt"], float) and trigger["requestedAt"] == modified
     json.dumps(plans)  # execution input must be JSON
@@ -113,13 +127,16 @@ def test_a_sidecar_release_is_one_execution_with_both_images(world):
     assert plans[0]["input"]["commit"] is None and plans[0]["input"]["reason"] is None
 
 
-@pytest.mark.parametrize("image, reference", [
-    ("web:v2", f"{REGISTRY}/web:v2@{digest('web:v2')}"),
-    (f"web@{digest('web:v2')}", f"{REGISTRY}/web:v2@{digest('web:v2')}"),  # the tag comes back from ECR
-    (f"web:v2@{digest('web:v2')}", f"{REGISTRY}/web:v2@{digest('web:v2')}"),
-    (f"{REGISTRY}/web@{digest('web:v1')}", f"{REGISTRY}/web:v1@{digest('web:v1')}"),
-    (f"{REGISTRY}/web:v1", f"{REGISTRY}/web:v1@{digest('web:v1')}"),
-])
+@pytest.mark.parametrize(
+    "image, reference",
+    [
+        ("web:v2", f"{REGISTRY}/web:v2@{digest('web:v2')}"),
+        (f"web@{digest('web:v2')}", f"{REGISTRY}/web:v2@{digest('web:v2')}"),  # the tag comes back from ECR
+        (f"web:v2@{digest('web:v2')}", f"{REGISTRY}/web:v2@{digest('web:v2')}"),
+        (f"{REGISTRY}/web@{digest('web:v1')}", f"{REGISTRY}/web:v1@{digest('web:v1')}"),
+        (f"{REGISTRY}/web:v1", f"{REGISTRY}/web:v1@{digest('web:v1')}"),
+    ],
+)
 def test_short_and_full_image_names_expand_to_this_registry_and_are_pinned(world, image, reference):
     drop(release({"service": "web", "images": {"app": image}}))
     plans, problems, _ = plan()
@@ -143,8 +160,14 @@ def test_the_example_release_is_valid_against_the_example_world(registry):
     validation.require_valid(event, "event.schema.json", "event", ValueError)
     drop((ROOT / "examples/manifests/release-2026-11-22.json").read_bytes(), key=key)
     plans, problems, meta = manifest.plan_manifest(
-        BUCKET, key, allowed_clusters=("prod",), environment="sandbox", event_id=event["id"],
-        account=event["account"], region=event["region"])
+        BUCKET,
+        key,
+        allowed_clusters=("prod",),
+        environment="sandbox",
+        event_id=event["id"],
+        account=event["account"],
+        region=event["region"],
+    )
     assert problems == []
     assert meta["name"] == "release-2026-11-22"
     assert plans[0]["input"]["images"] == {"app": f"{REGISTRY}/web:v2@{digest('web:v2')}"}
@@ -155,40 +178,74 @@ def test_the_example_release_is_valid_against_the_example_world(registry):
 
 # ------------------------------------------------------------------ refused manifests
 
+
 def test_not_json_is_one_problem_with_its_line_and_column(world):
     drop('{"version": 1,\n "deployments": [\n  {"service": "web",, }]}')
     plans, problems, meta = plan()
     assert plans == []
-    assert problems == [ManifestProblem("$", "not JSON: Expecting property name enclosed in double quotes at line 3 column 21")]
+    assert problems == [
+        ManifestProblem("$", "not JSON: Expecting property name enclosed in double quotes at line 3 column 21")
+    ]
     assert meta == {"name": "release-7", "reason": None, "commit": None}
 
 
-@pytest.mark.parametrize("document, path, words", [
-    ({"deployments": [{"service": "web", "images": {"app": "web:v2"}}]}, "$", "'version' is a required property: add it"),
-    (release({"service": "web", "images": {"app": "web:v2"}}, version=2), "$.version", "2 is not a manifest version"),
-    (release({"service": "web", "images": {"app": "web:v2"}}, version=True), "$.version", "True is not"),
-    (release({"service": "web", "images": {"app": "web:v2"}, "migrate": "yes"}), "$.deployments[0].migrate", "is not of type 'boolean'"),
-    (release({"service": "web", "images": ["web:v2"]}), "$.deployments[0].images", "is not of type 'object'"),
-    (release({"service": "web", "images": {"app": 2}}), "$.deployments[0].images.app", "is not of type 'string'"),
-    (release({"service": "web", "images": {}}), "$.deployments[0].images", "should be non-empty"),
-    (release(), "$.deployments", "should be non-empty"),
-    (release({"service": "web", "images": {"app": "web:v2"}}, extra=1), "$", "unknown key 'extra'"),
-    (release({"service": "web", "images": {"app": "web:v2"}, "tag": "v2"}), "$.deployments[0]", "unknown key 'tag'"),
-    (release({"service": "../web", "images": {"app": "web:v2"}}), "$.deployments[0].service", "does not match"),
-    (release({"service": "web", "images": {"app": "web:v2"}, "values": {"1X": "a"}}), "$.deployments[0].values", "does not match"),
-    (release({"service": "web", "images": {"app": "web:v2"}}, commit="not a commit!"), "$.commit", "does not match"),
-    ([], "$", "is not of type 'object'"),
-])
+@pytest.mark.parametrize(
+    "document, path, words",
+    [
+        (
+            {"deployments": [{"service": "web", "images": {"app": "web:v2"}}]},
+            "$",
+            "'version' is a required property: add it",
+        ),
+        (
+            release({"service": "web", "images": {"app": "web:v2"}}, version=2),
+            "$.version",
+            "2 is not a manifest version",
+        ),
+        (release({"service": "web", "images": {"app": "web:v2"}}, version=True), "$.version", "True is not"),
+        (
+            release({"service": "web", "images": {"app": "web:v2"}, "migrate": "yes"}),
+            "$.deployments[0].migrate",
+            "is not of type 'boolean'",
+        ),
+        (release({"service": "web", "images": ["web:v2"]}), "$.deployments[0].images", "is not of type 'object'"),
+        (release({"service": "web", "images": {"app": 2}}), "$.deployments[0].images.app", "is not of type 'string'"),
+        (release({"service": "web", "images": {}}), "$.deployments[0].images", "should be non-empty"),
+        (release(), "$.deployments", "should be non-empty"),
+        (release({"service": "web", "images": {"app": "web:v2"}}, extra=1), "$", "unknown key 'extra'"),
+        (
+            release({"service": "web", "images": {"app": "web:v2"}, "tag": "v2"}),
+            "$.deployments[0]",
+            "unknown key 'tag'",
+        ),
+        (release({"service": "../web", "images": {"app": "web:v2"}}), "$.deployments[0].service", "does not match"),
+        (
+            release({"service": "web", "images": {"app": "web:v2"}, "values": {"1X": "a"}}),
+            "$.deployments[0].values",
+            "does not match",
+        ),
+        (
+            release({"service": "web", "images": {"app": "web:v2"}}, commit="not a commit!"),
+            "$.commit",
+            "does not match",
+        ),
+        ([], "$", "is not of type 'object'"),
+    ],
+)
 def test_schema_violations_are_refused_with_their_path(world, document, path, words):
     problems = refused(document)
     assert words in problems[path]
 
 
 def test_a_service_deployed_twice_is_refused(world):
-    problems = refused(release({"service": "web", "images": {"app": "web:v2"}},
-                               {"service": "web", "images": {"nginx": "nginx:1.27"}}))
-    assert problems == {"$.deployments[1].service": (
-        "service 'web' is deployed by $.deployments[0] already: give each service one deployment, with all its containers' images")}
+    problems = refused(
+        release({"service": "web", "images": {"app": "web:v2"}}, {"service": "web", "images": {"nginx": "nginx:1.27"}})
+    )
+    assert problems == {
+        "$.deployments[1].service": (
+            "service 'web' is deployed by $.deployments[0] already: give each service one deployment, with all its containers' images"
+        )
+    }
 
 
 def test_an_unregistered_service_is_refused_naming_the_fix(world):
@@ -213,18 +270,21 @@ def test_a_container_the_config_does_not_name_is_refused(world):
     assert "container 'worker' is not one Ferry deploys" in message and "app, nginx" in message
 
 
-@pytest.mark.parametrize("image, words", [
-    ("api:v3", "repository 'api', but container app of service web is fed by 'web'"),
-    (f"{REGISTRY}/nginx:1.27", "is fed by 'web'"),
-    ("web:v9", "'web:v9' is not in ECR: push it"),
-    (f"web@{digest('web:v9')}", "is not in ECR"),
-    (f"web:v2@{digest('web:v1')}", "tag 'v2' in ECR is sha256:"),
-    ("210987654321.dkr.ecr.us-east-1.amazonaws.com/web:v2", "account 210987654321 in us-east-1"),
-    (f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/web:v2", "in eu-west-1"),
-    ("docker.io/library/web:v2", "not an ECR image of this account"),
-    ("web", "neither a tag nor a digest"),
-    ("Web Server:latest", "not an image reference"),
-])
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        ("api:v3", "repository 'api', but container app of service web is fed by 'web'"),
+        (f"{REGISTRY}/nginx:1.27", "is fed by 'web'"),
+        ("web:v9", "'web:v9' is not in ECR: push it"),
+        (f"web@{digest('web:v9')}", "is not in ECR"),
+        (f"web:v2@{digest('web:v1')}", "tag 'v2' in ECR is sha256:"),
+        ("210987654321.dkr.ecr.us-east-1.amazonaws.com/web:v2", "account 210987654321 in us-east-1"),
+        (f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/web:v2", "in eu-west-1"),
+        ("docker.io/library/web:v2", "not an ECR image of this account"),
+        ("web", "neither a tag nor a digest"),
+        ("Web Server:latest", "not an image reference"),
+    ],
+)
 def test_images_that_cannot_deploy_are_refused(world, image, words):
     message = refused(release({"service": "web", "images": {"app": image}}))["$.deployments[0].images.app"]
     assert words in message
@@ -250,24 +310,28 @@ def test_a_manifest_of_exactly_256_kib_is_read(world):
 
 
 def test_every_problem_is_listed_and_nothing_deploys(world):
-    problems = refused(release(
-        {"service": "web", "images": {"app": "web:v9", "worker": "web:v2", "nginx": "api:v3"}},
-        {"service": "api", "images": {"app": "api:v3"}, "migrate": "no"},
-        {"service": "checkout", "images": {"app": "checkout:v1"}},
-        {"service": "legacy", "images": {"app": "web:v2"}},
-        {"service": "web", "images": {"app": "web:v2"}},
-        unknown=True,
-    ))
-    assert sorted(problems) == sorted([
-        "$",  # unknown key
-        "$.deployments[0].images.app",  # not in ECR
-        "$.deployments[0].images.worker",  # not in the config
-        "$.deployments[0].images.nginx",  # wrong repository
-        "$.deployments[1].migrate",  # wrong type (api itself is fine, and is not deployed)
-        "$.deployments[2].service",  # not registered
-        "$.deployments[3].service",  # cluster not allowed
-        "$.deployments[4].service",  # twice
-    ])
+    problems = refused(
+        release(
+            {"service": "web", "images": {"app": "web:v9", "worker": "web:v2", "nginx": "api:v3"}},
+            {"service": "api", "images": {"app": "api:v3"}, "migrate": "no"},
+            {"service": "checkout", "images": {"app": "checkout:v1"}},
+            {"service": "legacy", "images": {"app": "web:v2"}},
+            {"service": "web", "images": {"app": "web:v2"}},
+            unknown=True,
+        )
+    )
+    assert sorted(problems) == sorted(
+        [
+            "$",  # unknown key
+            "$.deployments[0].images.app",  # not in ECR
+            "$.deployments[0].images.worker",  # not in the config
+            "$.deployments[0].images.nginx",  # wrong repository
+            "$.deployments[1].migrate",  # wrong type (api itself is fine, and is not deployed)
+            "$.deployments[2].service",  # not registered
+            "$.deployments[3].service",  # cluster not allowed
+            "$.deployments[4].service",  # twice
+        ]
+    )
 
 
 def test_messages_do_not_repeat_long_values(world):
@@ -280,20 +344,24 @@ def test_messages_do_not_repeat_long_values(world):
 
 # ------------------------------------------------------------------ keys
 
-@pytest.mark.parametrize("key, expected", [
-    ("manifests/release-7.json", True),
-    ("manifests/release_2026.11.22.json", True),
-    ("manifests/release-7.result.json", False),
-    ("manifests/team/release-7.json", False),
-    ("manifests/../services/web/ferry.json", False),
-    ("manifests/..json", False),
-    ("manifests/.json", False),
-    ("manifests/release 7.json", False),
-    ("manifests/release-7.yaml", False),
-    ("services/web/ferry.json", False),
-    ("release-7.json", False),
-    ("manifests/" + "a" * 201 + ".json", False),
-])
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("manifests/release-7.json", True),
+        ("manifests/release_2026.11.22.json", True),
+        ("manifests/release-7.result.json", False),
+        ("manifests/team/release-7.json", False),
+        ("manifests/../services/web/ferry.json", False),
+        ("manifests/..json", False),
+        ("manifests/.json", False),
+        ("manifests/release 7.json", False),
+        ("manifests/release-7.yaml", False),
+        ("services/web/ferry.json", False),
+        ("release-7.json", False),
+        ("manifests/" + "a" * 201 + ".json", False),
+    ],
+)
 def test_only_manifests_directly_under_manifests_are_manifests(key, expected):
     assert manifest.is_manifest_key(key) is expected
 
@@ -306,13 +374,23 @@ def test_result_files_sit_beside_their_manifest():
 
 # ------------------------------------------------------------------ the result file
 
+
 def _started_release(world):
     """A valid two-service release, started on a (moto) state machine and its result written."""
     sfn = ferry_aws.client("stepfunctions")
-    arn = sfn.create_state_machine(name="deploy", roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn", definition=json.dumps(
-        {"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
-    drop(release({"service": "web", "images": {"app": "web:v2"}}, {"service": "api", "images": {"app": "api:v3"}},
-                 reason="release 7", commit="9f1c2ab"))
+    arn = sfn.create_state_machine(
+        name="deploy",
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+        definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}),
+    )["stateMachineArn"]
+    drop(
+        release(
+            {"service": "web", "images": {"app": "web:v2"}},
+            {"service": "api", "images": {"app": "api:v3"}},
+            reason="release 7",
+            commit="9f1c2ab",
+        )
+    )
     plans, problems, meta = plan()
     started = requests.start(arn, plans)
     document = manifest.result_document(KEY, plans=plans, problems=problems, started=started, meta=meta)
@@ -330,9 +408,17 @@ def test_a_started_release_is_recorded_beside_the_manifest(world):
     assert body.startswith('{\n  "manifest"')  # indented for people
     result = json.loads(body)
     assert {k: result[k] for k in ("manifest", "name", "reason", "commit", "status", "problems")} == {
-        "manifest": KEY, "name": "release-7", "reason": "release 7", "commit": "9f1c2ab", "status": "STARTED", "problems": []}
+        "manifest": KEY,
+        "name": "release-7",
+        "reason": "release 7",
+        "commit": "9f1c2ab",
+        "status": "STARTED",
+        "problems": [],
+    }
     assert [(d["service"], d["execution"], d["status"]) for d in result["deployments"]] == [
-        ("web", plans[0]["name"], "RUNNING"), ("api", plans[1]["name"], "RUNNING")]
+        ("web", plans[0]["name"], "RUNNING"),
+        ("api", plans[1]["name"], "RUNNING"),
+    ]
     assert all(d["executionArn"].endswith(":" + d["execution"]) for d in result["deployments"])
 
 
@@ -358,20 +444,29 @@ def test_an_end_updates_its_deployment_and_keeps_the_others(world):
     web, api = read_result()["deployments"]
     assert (web["status"], api["status"]) == ("SUCCEEDED", "FAILED")
     assert manifest.record_end(BUCKET, key, "someone-else", "SUCCEEDED", None, None) is False
-    assert manifest.record_end(BUCKET, "manifests/nothing.result.json", plans[0]["name"], "SUCCEEDED", None, None) is False
+    assert (
+        manifest.record_end(BUCKET, "manifests/nothing.result.json", plans[0]["name"], "SUCCEEDED", None, None) is False
+    )
 
 
 def test_an_unhandled_lambda_error_is_recorded_as_its_message(world):
     """Step Functions gives a step's unhandled exception as the Lambda runtime's error document, a JSON string."""
     plans, key = _started_release(world)
-    document = json.dumps({"errorMessage": "service prod/web does not exist: create it first", "errorType": "ServiceNotFound",
-                           "requestId": "9f7c6f0e-5b1a-4c1e-8d62-7d0d9b0b2f11",
-                           "stackTrace": ["  File \"/var/task/app.py\", line 12, in handler\n", "    raise ServiceNotFound(...)\n"]})
+    document = json.dumps(
+        {
+            "errorMessage": "service prod/web does not exist: create it first",
+            "errorType": "ServiceNotFound",
+            "requestId": "9f7c6f0e-5b1a-4c1e-8d62-7d0d9b0b2f11",
+            "stackTrace": ['  File "/var/task/app.py", line 12, in handler\n', "    raise ServiceNotFound(...)\n"],
+        }
+    )
     assert manifest.record_end(BUCKET, key, plans[1]["name"], "FAILED", "ServiceNotFound", document) is True
     api = read_result()["deployments"][1]
     assert (api["error"], api["cause"]) == ("ServiceNotFound", "service prod/web does not exist: create it first")
     # A Cause Ferry wrote itself, or one that only looks like JSON, is kept as it is.
-    assert manifest.record_end(BUCKET, key, plans[0]["name"], "FAILED", "Lambda.Unknown", "[1, 2] not a document") is True
+    assert (
+        manifest.record_end(BUCKET, key, plans[0]["name"], "FAILED", "Lambda.Unknown", "[1, 2] not a document") is True
+    )
     assert read_result()["deployments"][0]["cause"] == "[1, 2] not a document"
 
 
@@ -398,8 +493,9 @@ def test_rewriting_the_result_keeps_an_end_already_recorded(world):
     manifest.record_end(BUCKET, key, plans[0]["name"], "FAILED", "VerifyFailed", "missing secret")
     # A redelivered event: the executions exist already; its result must not reset the recorded end.
     again = [{"service": p["input"]["service"], "executionName": p["name"], "duplicate": True} for p in plans]
-    manifest.write_result(BUCKET, KEY, manifest.result_document(KEY, plans=plans, problems=[], started=again,
-                                                                meta={"name": "release-7"}))
+    manifest.write_result(
+        BUCKET, KEY, manifest.result_document(KEY, plans=plans, problems=[], started=again, meta={"name": "release-7"})
+    )
     web, api = read_result()["deployments"]
     assert (web["status"], web["error"], web["cause"]) == ("FAILED", "VerifyFailed", "missing secret")
     assert web["executionArn"] and api["executionArn"] and api["status"] == "RUNNING"

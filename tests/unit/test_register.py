@@ -22,12 +22,17 @@ def test_a_retried_register_registers_nothing_new(web):
 
 def test_the_registered_revision_is_tagged_with_the_execution_and_keeps_the_services_own_tags(web):
     _, registered = plan_and_register(web, {"app": V2})
-    tags = boto3.client("ecs").describe_task_definition(taskDefinition=registered.task_definition_arn,
-                                                        include=["TAGS"])["tags"]
+    tags = boto3.client("ecs").describe_task_definition(
+        taskDefinition=registered.task_definition_arn, include=["TAGS"]
+    )["tags"]
     assert {"key": register.EXECUTION_TAG, "value": "exec-1"} in tags
     assert {"key": "team", "value": "payments"} in tags
-    assert registered.to_state() == {"taskDefinitionArn": registered.task_definition_arn, "revision": "web:2",
-                                     "reused": False, "artefact": registered.artefact_key}
+    assert registered.to_state() == {
+        "taskDefinitionArn": registered.task_definition_arn,
+        "revision": "web:2",
+        "reused": False,
+        "artefact": registered.artefact_key,
+    }
 
 
 def test_the_step_registers_the_executions_plan_and_its_output_reads_back(web):

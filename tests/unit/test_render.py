@@ -6,41 +6,83 @@ import pytest
 from ferry.aws import artefacts
 from ferry import config
 from ferry.steps import render
-from ferry.errors import (ClusterNotAllowed, ImageNotFound, InputInvalid, ServiceNotFound, TaskDefinitionInvalid,
-                          TemplateUnresolved)
+from ferry.errors import (
+    ClusterNotAllowed,
+    ImageNotFound,
+    InputInvalid,
+    ServiceNotFound,
+    TaskDefinitionInvalid,
+    TemplateUnresolved,
+)
 from ferry.runtime.settings import Settings
 
 from .conftest import REGISTRY, digest, plan_and_register, push, put_config, revisions
 
 V2 = f"{REGISTRY}/web:v2"
-SETTINGS = Settings(environment="prod", config_bucket="ferry-config", artefacts_bucket="ferry-artefacts",
-                    lock_table="locks", allowed_clusters=("prod",))
+SETTINGS = Settings(
+    environment="prod",
+    config_bucket="ferry-config",
+    artefacts_bucket="ferry-artefacts",
+    lock_table="locks",
+    allowed_clusters=("prod",),
+)
 
 
 def request(**fields) -> render.Input:
     """Render's input as the state passes it."""
-    return render.Input.from_state({"execution": "exec-1", "service": "web", "images": {"app": V2},
-                                    "request": {"service": "web", "images": {"app": V2}}, **fields})
+    return render.Input.from_state(
+        {
+            "execution": "exec-1",
+            "service": "web",
+            "images": {"app": V2},
+            "request": {"service": "web", "images": {"app": V2}},
+            **fields,
+        }
+    )
 
 
 def test_the_step_reads_the_config_and_returns_what_the_later_states_read(ecs_world):
-    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-                      "strategy: {type: canary, canary: {count: 2}}\n"
-                      "healthGates: {alarms: [web-5xx], targetGroups: [web-tg], bakeSeconds: 300}\n"
-                      "migrations: [{name: migrate, container: app, command: [rake, db:migrate], timeoutSeconds: 120}]\n")
+    put_config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+        "strategy: {type: canary, canary: {count: 2}}\n"
+        "healthGates: {alarms: [web-5xx], targetGroups: [web-tg], bakeSeconds: 300}\n"
+        "migrations: [{name: migrate, container: app, command: [rake, db:migrate], timeoutSeconds: 120}]\n",
+    )
     rendered = render.run(request(), SETTINGS)
     state = rendered.to_state()
     assert state == {
-        "cluster": "prod", "ecsService": "web", "requestAction": "deploy", "strategy": "canary",
-        "canary": state["canary"], "timeouts": {"canary": 600, "deployment": 1800, "rollback": 1800},
-        "alarms": ["web-5xx"], "bakeSeconds": 300, "targetGroups": ["web-tg"], "readSecretValues": False,
-        "migrations": [{"name": "migrate", "container": "app", "command": ["rake", "db:migrate"], "environment": {},
-                        "timeoutSeconds": 120, "heartbeatSeconds": 120}],
-        "hasMigrations": True, "family": "web", "previousTaskDefinitionArn": ecs_world["taskDefinitionArn"],
-        "previousRevision": "web:1", "desiredCount": 2, "images": {"app": f"{REGISTRY}/web@{digest('web:v2')}"},
+        "cluster": "prod",
+        "ecsService": "web",
+        "requestAction": "deploy",
+        "strategy": "canary",
+        "canary": state["canary"],
+        "timeouts": {"canary": 600, "deployment": 1800, "rollback": 1800},
+        "alarms": ["web-5xx"],
+        "bakeSeconds": 300,
+        "targetGroups": ["web-tg"],
+        "readSecretValues": False,
+        "migrations": [
+            {
+                "name": "migrate",
+                "container": "app",
+                "command": ["rake", "db:migrate"],
+                "environment": {},
+                "timeoutSeconds": 120,
+                "heartbeatSeconds": 120,
+            }
+        ],
+        "hasMigrations": True,
+        "family": "web",
+        "previousTaskDefinitionArn": ecs_world["taskDefinitionArn"],
+        "previousRevision": "web:1",
+        "desiredCount": 2,
+        "images": {"app": f"{REGISTRY}/web@{digest('web:v2')}"},
         "summary": state["summary"],
-        "artefacts": {"taskDefinitionInput": artefacts.key("exec-1", render.PLAN_ARTEFACT),
-                      "diff": artefacts.key("exec-1", render.DIFF_ARTEFACT)},
+        "artefacts": {
+            "taskDefinitionInput": artefacts.key("exec-1", render.PLAN_ARTEFACT),
+            "diff": artefacts.key("exec-1", render.DIFF_ARTEFACT),
+        },
     }
     assert state["canary"]["count"] == 2 and state["summary"].startswith("image app web:v1 -> web:v2")
     assert rendered.where == "prod/web" and revisions() == 1
@@ -72,14 +114,17 @@ def test_current_revision_with_the_new_image_pinned_by_digest(web):
     state, registered = plan_and_register(web, {"app": V2})
     assert registered.to_state()["revision"] == "web:2" and state["previousRevision"] == "web:1"
     assert state["images"] == {"app": f"{REGISTRY}/web@{digest('web:v2')}"}
-    assert state["summary"] == (f"image app web:v1 -> web:v2 ({digest('web:v2')[:15]}…), "
-                                "task definition web:1 -> web:(new)")
+    assert state["summary"] == (
+        f"image app web:v1 -> web:v2 ({digest('web:v2')[:15]}…), task definition web:1 -> web:(new)"
+    )
     assert state["desiredCount"] == 2
     td = boto3.client("ecs").describe_task_definition(taskDefinition="web:2", include=["TAGS"])
     images = {c["name"]: c["image"] for c in td["taskDefinition"]["containerDefinitions"]}
     assert images == {"app": f"{REGISTRY}/web@{digest('web:v2')}", "nginx": "public.ecr.aws/nginx/nginx:1.27"}
     # Everything else is carried over, secrets by reference only.
-    assert td["taskDefinition"]["containerDefinitions"][0]["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "prod/web/db"}]
+    assert td["taskDefinition"]["containerDefinitions"][0]["secrets"] == [
+        {"name": "DB_PASSWORD", "valueFrom": "prod/web/db"}
+    ]
     assert {"key": "ferry:execution", "value": "exec-1"} in td["tags"]
     assert {"key": "team", "value": "payments"} in td["tags"]
     s3 = boto3.client("s3")
@@ -170,8 +215,11 @@ TEMPLATE = """{
 def templated(ecs_world):
     boto3.client("ssm").put_parameter(Name="/prod/web/feature", Value="on", Type="String")
     boto3.client("secretsmanager").create_secret(Name="prod/web/db", SecretString='{"password": "hunter2"}')
-    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-                      "taskDefinition: {template: task-definition.json}\nvalues: {CPU: '256'}\n")
+    put_config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+        "taskDefinition: {template: task-definition.json}\nvalues: {CPU: '256'}\n",
+    )
     put_config("web", TEMPLATE, "task-definition.json")
     return config.load("ferry-config", "web")
 

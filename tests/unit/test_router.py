@@ -10,10 +10,18 @@ from ferry.triggers import requests
 from .conftest import REGISTRY, digest, put_config
 
 PUSH = {
-    "id": "event-1", "account": "123456789012", "region": "us-east-1",
-    "source": "aws.ecr", "detail-type": "ECR Image Action",
-    "detail": {"action-type": "PUSH", "result": "SUCCESS", "repository-name": "web",
-               "image-tag": "main-42", "image-digest": digest("web:main-42")},
+    "id": "event-1",
+    "account": "123456789012",
+    "region": "us-east-1",
+    "source": "aws.ecr",
+    "detail-type": "ECR Image Action",
+    "detail": {
+        "action-type": "PUSH",
+        "result": "SUCCESS",
+        "repository-name": "web",
+        "image-tag": "main-42",
+        "image-digest": digest("web:main-42"),
+    },
 }
 
 
@@ -22,9 +30,15 @@ def test_a_push_is_parsed_into_a_pinned_image():
     assert push.image.pinned == f"{REGISTRY}/web@{digest('web:main-42')}"
 
 
-@pytest.mark.parametrize("change", [
-    {"action-type": "DELETE"}, {"result": "FAILURE"}, {"image-tag": None}, {"image-digest": None},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"action-type": "DELETE"},
+        {"result": "FAILURE"},
+        {"image-tag": None},
+        {"image-digest": None},
+    ],
+)
 def test_pushes_that_cannot_deploy_are_not_pushes(change):
     event = json.loads(json.dumps(PUSH))
     event["detail"].update(change)
@@ -41,8 +55,11 @@ def test_execution_names_are_stable_short_and_safe():
 
 
 def test_one_execution_per_matching_service(ecs_world):
-    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}, worker: {repository: web}}\n"
-                      "triggers: [{repository: web, tags: ['main-*']}]\n")
+    put_config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}, worker: {repository: web}}\n"
+        "triggers: [{repository: web, tags: ['main-*']}]\n",
+    )
     put_config("web-canary", "cluster: prod\nservice: web-canary\ncontainers: {app: {repository: web}}\n")
     put_config("api", "cluster: prod\nservice: api\ncontainers: {app: {repository: api}}\n")
     configs, _ = config.load_all("ferry-config")
@@ -56,8 +73,11 @@ def test_one_execution_per_matching_service(ecs_world):
 
 
 def test_a_tag_outside_the_pattern_deploys_nothing(ecs_world):
-    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
-                      "triggers: [{repository: web, tags: ['main-*']}]\n")
+    put_config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+        "triggers: [{repository: web, tags: ['main-*']}]\n",
+    )
     event = json.loads(json.dumps(PUSH))
     event["detail"]["image-tag"] = "pr-7"
     assert router.plan_push(router.parse_push(event), config.load_all("ferry-config")[0]) == []
@@ -66,8 +86,11 @@ def test_a_tag_outside_the_pattern_deploys_nothing(ecs_world):
 def test_starting_the_same_plan_twice_starts_one_execution(ecs_world):
     sfn = boto3.client("stepfunctions")
     role = "arn:aws:iam::123456789012:role/sfn"
-    arn = sfn.create_state_machine(name="deploy", roleArn=role,
-                                   definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}))["stateMachineArn"]
+    arn = sfn.create_state_machine(
+        name="deploy",
+        roleArn=role,
+        definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Pass", "End": True}}}),
+    )["stateMachineArn"]
     plan = [{"name": "web-main-42-abc", "input": {"service": "web"}}]
     first = requests.start(arn, plan)
     # While the first runs, Step Functions answers a same-name, same-input start with the same execution.

@@ -67,18 +67,41 @@ DYNAMIC_CLIENT_FACTORIES = {
     ("layers/ferry/ferry/steps/verify.py", "_Aws.client"),
 }
 PARAMETER_NAMES = {
-    "ecs": "ecs", "elb": "elbv2", "elbv2": "elbv2", "ecr": "ecr", "sfn": "stepfunctions",
-    "ddb": "dynamodb", "dynamodb": "dynamodb", "logs": "logs", "cw": "cloudwatch", "cloudwatch": "cloudwatch",
-    "s3": "s3", "ssm": "ssm", "sm": "secretsmanager", "secretsmanager": "secretsmanager", "iam": "iam",
-    "cfn": "cloudformation", "events": "events", "sns": "sns", "sts": "sts",
+    "ecs": "ecs",
+    "elb": "elbv2",
+    "elbv2": "elbv2",
+    "ecr": "ecr",
+    "sfn": "stepfunctions",
+    "ddb": "dynamodb",
+    "dynamodb": "dynamodb",
+    "logs": "logs",
+    "cw": "cloudwatch",
+    "cloudwatch": "cloudwatch",
+    "s3": "s3",
+    "ssm": "ssm",
+    "sm": "secretsmanager",
+    "secretsmanager": "secretsmanager",
+    "iam": "iam",
+    "cfn": "cloudformation",
+    "events": "events",
+    "sns": "sns",
+    "sts": "sts",
 }
 # Functions called as `helper(client, "operation", ...)`, as `aws.helper(...)` or by their bare name.
 OPERATION_HELPERS = {"items"}
 PAGINATOR_METHODS = {"get_paginator", "can_paginate"}
 WAITER_METHODS = {"get_waiter"}
 # Client methods that are not operations: botocore's own, and the transfer helpers boto3 adds to s3.
-OTHER_CLIENT_METHODS = {"close", "generate_presigned_url", "generate_presigned_post",
-                        "upload_file", "upload_fileobj", "download_file", "download_fileobj", "copy"}
+OTHER_CLIENT_METHODS = {
+    "close",
+    "generate_presigned_url",
+    "generate_presigned_post",
+    "upload_file",
+    "upload_fileobj",
+    "download_file",
+    "download_fileobj",
+    "copy",
+}
 
 
 # ------------------------------------------------------------------ the layer's pins
@@ -110,7 +133,8 @@ def test_layer_ships_boto3_and_botocore_pinned_with_hashes():
     for name, version in pins(REQUIREMENTS_IN).items():
         assert LAYER_PINS.get(name) == version, (
             f"{name}=={version} in requirements.in but {LAYER_PINS.get(name)} in requirements.txt: "
-            "regenerate it (the command is in its header)")
+            "regenerate it (the command is in its header)"
+        )
 
 
 def test_dev_venv_has_the_layers_sdk():
@@ -201,16 +225,24 @@ def _literal(node: ast.expr | None) -> str | None:
 
 
 def _client_service(node: ast.expr) -> str | None:
-    """"ecs" for aws.client("ecs"), aws.regional_client("ecs", r), cx.client("ecs", r), self.client("ecs")."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLIENT_FACTORIES
-            and node.args):
+    """ "ecs" for aws.client("ecs"), aws.regional_client("ecs", r), cx.client("ecs", r), self.client("ecs")."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLIENT_FACTORIES
+        and node.args
+    ):
         return _literal(node.args[0])
     return None
 
 
 def _is_any(annotation: ast.expr | None) -> bool:
-    return annotation is None or (isinstance(annotation, ast.Name) and annotation.id == "Any") or (
-        isinstance(annotation, ast.Attribute) and annotation.attr == "Any") or _literal(annotation) == "Any"
+    return (
+        annotation is None
+        or (isinstance(annotation, ast.Name) and annotation.id == "Any")
+        or (isinstance(annotation, ast.Attribute) and annotation.attr == "Any")
+        or _literal(annotation) == "Any"
+    )
 
 
 def scan_source(source: str, path: str) -> Scan:
@@ -238,8 +270,11 @@ def scan_source(source: str, path: str) -> Scan:
             local[target.id] = local.get(target.id, frozenset()) | services
             env[target.id] = local[target.id]
         elif isinstance(target, (ast.Tuple, ast.List)):
-            values = value.elts if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts) \
+            values = (
+                value.elts
+                if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts)
                 else [None] * len(target.elts)
+            )
             for t, v in zip(target.elts, values):
                 bind(t, v, env, local)
         elif isinstance(target, ast.Starred):
@@ -282,7 +317,9 @@ def scan_source(source: str, path: str) -> Scan:
                     continue
                 for callee in functions.get(node.func.id, []):
                     names = [p for p, _ in callee.params]
-                    args = [(names[i], a) for i, a in enumerate(node.args[:len(names)]) if not isinstance(a, ast.Starred)]
+                    args = [
+                        (names[i], a) for i, a in enumerate(node.args[: len(names)]) if not isinstance(a, ast.Starred)
+                    ]
                     args += [(k.arg, k.value) for k in node.keywords if k.arg in names]
                     for name, arg in args:
                         passed[(id(callee), name)] |= resolve(arg, s.env)
@@ -295,8 +332,11 @@ def scan_source(source: str, path: str) -> Scan:
             if not isinstance(node, ast.Call):
                 continue
             where = f"{path}:{node.lineno}"
-            helper = node.func.id if isinstance(node.func, ast.Name) else (
-                node.func.attr if isinstance(node.func, ast.Attribute) else None)
+            helper = (
+                node.func.id
+                if isinstance(node.func, ast.Name)
+                else (node.func.attr if isinstance(node.func, ast.Attribute) else None)
+            )
             if helper in OPERATION_HELPERS and len(node.args) >= 2:
                 for service in sorted(resolve(node.args[0], s.env)):
                     if (name := _literal(node.args[1])) is None:
@@ -306,7 +346,9 @@ def scan_source(source: str, path: str) -> Scan:
             if not isinstance(node.func, ast.Attribute):
                 continue
             if node.func.attr in CLIENT_FACTORIES and node.args and _literal(node.args[0]) is None:
-                scan.dynamic.append((where, s.qualname, f"a client made by {ast.unparse(node.func)}({ast.unparse(node.args[0])}, ...)"))
+                scan.dynamic.append(
+                    (where, s.qualname, f"a client made by {ast.unparse(node.func)}({ast.unparse(node.args[0])}, ...)")
+                )
                 continue
             method = node.func.attr
             for service in sorted(resolve(node.func.value, s.env)):
@@ -349,8 +391,9 @@ def _session() -> botocore.session.Session:
 def _client(service: str):
     # a boto3 client, so boto3's additions (s3's transfer helpers) are there; nothing is sent
     # (a boto3 Session of its own: boto3 adds s3's helpers to the botocore session it is given, once)
-    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                 region_name="us-east-1").client(service)
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client(service)
 
 
 @cache
@@ -367,7 +410,9 @@ def problems(scan: Scan) -> list[str]:
             found.append(f"{c.where}: botocore {botocore.__version__} has no service {c.service!r}")
         elif c.kind == "operation" and c.name not in _operations(c.service):
             found.append(f"{c.where}: {c.service} has no operation {c.name}")
-        elif c.kind == "paginator" and not (c.name in _operations(c.service) and _client(c.service).can_paginate(c.name)):
+        elif c.kind == "paginator" and not (
+            c.name in _operations(c.service) and _client(c.service).can_paginate(c.name)
+        ):
             found.append(f"{c.where}: {c.service} has no paginator {c.name}")
         elif c.kind == "waiter" and c.name not in _client(c.service).waiter_names:
             found.append(f"{c.where}: {c.service} has no waiter {c.name}")
@@ -387,8 +432,11 @@ def test_every_aws_call_exists_in_the_pinned_botocore(ferry_scan):
 
 def test_scanner_sees_every_client(ferry_scan):
     """A client made from a variable service name, or a paginator named by a variable, would not be checked."""
-    unchecked = [d for d in ferry_scan.dynamic
-                 if (d[0].rsplit(":", 1)[0], d[1]) not in DYNAMIC_CLIENT_FACTORIES or "client made" not in d[2]]
+    unchecked = [
+        d
+        for d in ferry_scan.dynamic
+        if (d[0].rsplit(":", 1)[0], d[1]) not in DYNAMIC_CLIENT_FACTORIES or "client made" not in d[2]
+    ]
     assert unchecked == []
 
 
@@ -397,26 +445,51 @@ def test_scanner_finds_the_calls_ferry_makes(ferry_scan):
     found = {(c.service, c.name) for c in ferry_scan.calls}
     ecs = {op for service, op in found if service == "ecs"}
     # the 2025 deployment APIs the layer's SDK is pinned for, and the task calls
-    assert {"list_service_deployments", "describe_service_deployments", "stop_service_deployment",
-            "list_tasks", "describe_tasks", "run_task", "stop_task", "update_service",
-            "register_task_definition", "describe_services"} <= ecs
-    assert {("elbv2", "describe_target_groups"),  # through _health_settings(elb: Any, ...): a parameter
-            ("elbv2", "describe_target_health"),
-            ("ecr", "describe_images"),
-            ("ecr", "batch_get_image"),  # ecr = cx.client("ecr", ref.region): verify's own client wrapper
-            ("stepfunctions", "send_task_success"),
-            ("stepfunctions", "get_execution_history"),  # a paginator
-            ("logs", "get_log_events"),  # client = aws.client("logs") if ... else aws.regional_client("logs", ...)
-            ("secretsmanager", "get_secret_value"),
-            ("dynamodb", "update_item"),
-            ("s3", "list_objects_v2")} <= found
-    assert {c.service for c in ferry_scan.calls} >= {"ecs", "elbv2", "ecr", "stepfunctions", "dynamodb", "s3",
-                                                      "logs", "cloudwatch", "events", "sns", "ssm", "iam",
-                                                      "secretsmanager", "cloudformation", "sts"}
+    assert {
+        "list_service_deployments",
+        "describe_service_deployments",
+        "stop_service_deployment",
+        "list_tasks",
+        "describe_tasks",
+        "run_task",
+        "stop_task",
+        "update_service",
+        "register_task_definition",
+        "describe_services",
+    } <= ecs
+    assert {
+        ("elbv2", "describe_target_groups"),  # through _health_settings(elb: Any, ...): a parameter
+        ("elbv2", "describe_target_health"),
+        ("ecr", "describe_images"),
+        ("ecr", "batch_get_image"),  # ecr = cx.client("ecr", ref.region): verify's own client wrapper
+        ("stepfunctions", "send_task_success"),
+        ("stepfunctions", "get_execution_history"),  # a paginator
+        ("logs", "get_log_events"),  # client = aws.client("logs") if ... else aws.regional_client("logs", ...)
+        ("secretsmanager", "get_secret_value"),
+        ("dynamodb", "update_item"),
+        ("s3", "list_objects_v2"),
+    } <= found
+    assert {c.service for c in ferry_scan.calls} >= {
+        "ecs",
+        "elbv2",
+        "ecr",
+        "stepfunctions",
+        "dynamodb",
+        "s3",
+        "logs",
+        "cloudwatch",
+        "events",
+        "sns",
+        "ssm",
+        "iam",
+        "secretsmanager",
+        "cloudformation",
+        "sts",
+    }
     assert len(ferry_scan.calls) > 50
 
 
-SNIPPET = '''
+SNIPPET = """
 from typing import Any
 from ferry import aws
 
@@ -457,7 +530,7 @@ def by_name(sm, logs: dict[str, str]):
 
 def made(service):
     return aws.client(service).list_things()
-'''
+"""
 
 
 def test_scanner_catches_calls_botocore_does_not_have():
@@ -467,25 +540,33 @@ def test_scanner_catches_calls_botocore_does_not_have():
     def line(text: str) -> int:
         return next(i for i, t in enumerate(lines, 1) if text in t)
 
-    assert sorted(problems(scan)) == sorted([
-        f"snippet.py:{line('list_taskz')}: ecs has no operation list_taskz",
-        f"snippet.py:{line('stop_service_deploymentz')}: ecs has no operation stop_service_deploymentz",
-        f"snippet.py:{line('get_paginator(\"describe_target_health\")')}: elbv2 has no paginator describe_target_health",
-        f"snippet.py:{line('describe_target_healthz')}: elbv2 has no paginator describe_target_healthz",
-        f"snippet.py:{line('services_stablez')}: ecs has no waiter services_stablez",
-        f"snippet.py:{line('describe_target_groupz')}: elbv2 has no operation describe_target_groupz",
-        f"snippet.py:{line('get_log_eventz')}: logs has no operation get_log_eventz",
-        f"snippet.py:{line('get_secret_valuez')}: secretsmanager has no operation get_secret_valuez",
-        f"snippet.py:{line('publishh')}: sns has no operation publishh",
-        f"snippet.py:{line('list_service_deploymentz')}: ecs has no operation list_service_deploymentz",
-        f"snippet.py:{line('nosuchservice')}: botocore {botocore.__version__} has no service 'nosuchservice'",
-    ])
+    assert sorted(problems(scan)) == sorted(
+        [
+            f"snippet.py:{line('list_taskz')}: ecs has no operation list_taskz",
+            f"snippet.py:{line('stop_service_deploymentz')}: ecs has no operation stop_service_deploymentz",
+            f"snippet.py:{line('get_paginator("describe_target_health")')}: elbv2 has no paginator describe_target_health",
+            f"snippet.py:{line('describe_target_healthz')}: elbv2 has no paginator describe_target_healthz",
+            f"snippet.py:{line('services_stablez')}: ecs has no waiter services_stablez",
+            f"snippet.py:{line('describe_target_groupz')}: elbv2 has no operation describe_target_groupz",
+            f"snippet.py:{line('get_log_eventz')}: logs has no operation get_log_eventz",
+            f"snippet.py:{line('get_secret_valuez')}: secretsmanager has no operation get_secret_valuez",
+            f"snippet.py:{line('publishh')}: sns has no operation publishh",
+            f"snippet.py:{line('list_service_deploymentz')}: ecs has no operation list_service_deploymentz",
+            f"snippet.py:{line('nosuchservice')}: botocore {botocore.__version__} has no service 'nosuchservice'",
+        ]
+    )
     found = {(c.service, c.kind, c.name) for c in scan.calls}
-    assert {("ecs", "operation", "list_tasks"), ("ecs", "operation", "describe_tasks"),
-            ("elbv2", "paginator", "describe_target_groups"), ("elbv2", "operation", "describe_target_groups"),
-            ("logs", "operation", "get_log_events"), ("ecs", "waiter", "services_stable"),
-            ("ecs", "operation", "list_service_deployments"),
-            ("secretsmanager", "operation", "get_secret_value"), ("s3", "method", "upload_file")} <= found
+    assert {
+        ("ecs", "operation", "list_tasks"),
+        ("ecs", "operation", "describe_tasks"),
+        ("elbv2", "paginator", "describe_target_groups"),
+        ("elbv2", "operation", "describe_target_groups"),
+        ("logs", "operation", "get_log_events"),
+        ("ecs", "waiter", "services_stable"),
+        ("ecs", "operation", "list_service_deployments"),
+        ("secretsmanager", "operation", "get_secret_value"),
+        ("s3", "method", "upload_file"),
+    } <= found
     assert not any(c.name == "get" for c in scan.calls)  # logs: dict[str, str] is no client
     assert not any(c.name == "paginate" for c in scan.calls)  # a paginator's method, not the client's
     assert [(d[1], d[2]) for d in scan.dynamic] == [("made", "a client made by aws.client(service, ...)")]

@@ -37,8 +37,11 @@ def test_tasks_already_stopped_are_found_through_their_family(runnable_world):
     client = boto3.client("ecs")
     for task in started[:2]:
         client.stop_task(cluster="prod", task=task["taskArn"], reason="crashed")
-    client.stop_task(cluster="prod", task=run_tasks(1, runnable_world["taskDefinitionArn"], network=net,
-                                                    startedBy="someone-else")[0]["taskArn"], reason="x")
+    client.stop_task(
+        cluster="prod",
+        task=run_tasks(1, runnable_world["taskDefinitionArn"], network=net, startedBy="someone-else")[0]["taskArn"],
+        reason="x",
+    )
     assert [t["taskArn"] for t in ecs.tasks_started_by("prod", MARKER)] == [started[2]["taskArn"]]
     found = ecs.tasks_started_by("prod", MARKER, families=["web"])
     assert sorted(t["taskArn"] for t in found) == sorted(t["taskArn"] for t in started)
@@ -55,7 +58,10 @@ def test_describe_tasks_is_asked_at_most_100_tasks_at_a_time(aws):
     arns = [f"arn:aws:ecs:us-east-1:123456789012:task/prod/{i:032x}" for i in range(250)]
     with Stubber(client) as stub:
         for i in range(0, 250, 100):
-            stub.add_response("describe_tasks", {"tasks": [{"taskArn": a} for a in arns[i:i + 100]]},
-                              {"cluster": "prod", "tasks": arns[i:i + 100]})
+            stub.add_response(
+                "describe_tasks",
+                {"tasks": [{"taskArn": a} for a in arns[i : i + 100]]},
+                {"cluster": "prod", "tasks": arns[i : i + 100]},
+            )
         assert [t["taskArn"] for t in ecs.describe_tasks("prod", arns + arns[:5])] == arns
         stub.assert_no_pending_responses()

@@ -19,7 +19,9 @@ from .conftest import ACCOUNT, REGISTRY, digest
 DIGEST = digest("web:v1")
 WORKER_DIGEST = digest("worker")
 CTX = Context(
-    environment="prod", service="web", execution="exec-1",
+    environment="prod",
+    service="web",
+    execution="exec-1",
     images={
         "app": ImageRef(ACCOUNT, "us-east-1", "web", "v1", DIGEST),
         "worker": ImageRef(ACCOUNT, "us-east-1", "worker", None, WORKER_DIGEST),
@@ -112,10 +114,18 @@ def test_context_functions_in_json():
       "replicas": {{ env "REPLICAS" }}
     }"""
     assert render_text(text, "td.json", CTX) == {
-        "image": f"{REGISTRY}/web@{DIGEST}", "tag": "v1", "digest": DIGEST,
+        "image": f"{REGISTRY}/web@{DIGEST}",
+        "tag": "v1",
+        "digest": DIGEST,
         "workerImage": f"{REGISTRY}/worker@{WORKER_DIGEST}",
-        "level": "debug", "fallback": "info", "empty": "", "present": "debug", "must": "debug",
-        "builtins": "prod/web/exec-1", "who": "prod-web-exec-1", "commit": "0123abc",
+        "level": "debug",
+        "fallback": "info",
+        "empty": "",
+        "present": "debug",
+        "must": "debug",
+        "builtins": "prod/web/exec-1",
+        "who": "prod-web-exec-1",
+        "commit": "0123abc",
         "replicas": 3,
     }
 
@@ -142,7 +152,11 @@ secretArn: {{ ssm_arn "/prod/web/db-password" }}
 
 def test_cloudformation_output_and_export(world):
     text = '{"vpc": "{{ cfn_output "net" "VpcId" }}", "topic": "{{ cfn_output "net" "TopicArn" }}", "export": "{{ cfn_export "net-topic-arn" }}"}'
-    assert render_text(text, "td.json", CTX) == {"vpc": "vpc-0abc", "topic": world["topic_arn"], "export": world["topic_arn"]}
+    assert render_text(text, "td.json", CTX) == {
+        "vpc": "vpc-0abc",
+        "topic": world["topic_arn"],
+        "export": world["topic_arn"],
+    }
     assert world["topic_arn"].startswith("arn:aws:sns:us-east-1:")
 
 
@@ -156,7 +170,10 @@ def test_cfn_export_follows_pagination(world, monkeypatch):
         return pages[len(seen) - 1]
 
     monkeypatch.setattr(client, "list_exports", list_exports)
-    assert render_text('{"a": "{{ cfn_export "a" }}", "b": "{{ cfn_export "b" }}"}', "t.json", CTX) == {"a": "1", "b": "2"}
+    assert render_text('{"a": "{{ cfn_export "a" }}", "b": "{{ cfn_export "b" }}"}', "t.json", CTX) == {
+        "a": "1",
+        "b": "2",
+    }
     assert seen == [{}, {"NextToken": "t"}]
 
 
@@ -164,7 +181,10 @@ def test_secret_arn_is_the_full_arn_and_never_reads_the_value(world, calls):
     text = '{"plain": "{{ secret_arn "prod/web/db" }}", "key": "{{ secret_arn "prod/web/db" "password" }}"}'
     rendered = render_text(text, "td.json", CTX)
     arn = world["secret_arn"]
-    assert arn.startswith(f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/web/db-") and len(arn.rsplit("-", 1)[1]) == 6
+    assert (
+        arn.startswith(f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/web/db-")
+        and len(arn.rsplit("-", 1)[1]) == 6
+    )
     assert rendered == {"plain": arn, "key": f"{arn}:password::"}
     assert "hunter2" not in json.dumps(rendered)
     assert len(calls["describe_secret"]) == 1
@@ -186,8 +206,17 @@ alias: *a
 list: [{{ env "REPLICAS" }}, "{{ environment }}"]
 """
     assert render_text(text, "td.yml", CTX) == {
-        "family": "web", "cpu": 3, "quoted": "3", "single": "3", "forced": "3", "mixed": "v3",
-        "block": "level=debug\n", "debug": "key", "anchor": 3, "alias": 3, "list": [3, "prod"],
+        "family": "web",
+        "cpu": 3,
+        "quoted": "3",
+        "single": "3",
+        "forced": "3",
+        "mixed": "v3",
+        "block": "level=debug\n",
+        "debug": "key",
+        "anchor": 3,
+        "alias": 3,
+        "list": [3, "prod"],
     }
 
 
@@ -203,12 +232,17 @@ NASTY = 'a"b\\c\nd\', "privileged": true, "x": "{{ env "Y" }}'
 def test_json_values_cannot_break_out_of_their_string():
     ctx = Context("prod", "web", values={"NASTY": NASTY, "NUM": "12", "WORD": "hello"})
     text = '{"inside": "pre-{{ env "NASTY" }}-post", "bare": {{ env "NASTY" }}, "num": {{ env "NUM" }}, "word": {{ env "WORD" }}}'
-    assert render_text(text, "td.json", ctx) == {"inside": f"pre-{NASTY}-post", "bare": NASTY, "num": 12, "word": "hello"}
+    assert render_text(text, "td.json", ctx) == {
+        "inside": f"pre-{NASTY}-post",
+        "bare": NASTY,
+        "num": 12,
+        "word": "hello",
+    }
 
 
 def test_yaml_values_cannot_change_the_structure():
     ctx = Context("prod", "web", values={"NASTY": NASTY + "\nprivileged: true\n- x"})
-    text = "plain: {{ env \"NASTY\" }}\ndouble: \"{{ env \"NASTY\" }}\"\nsingle: '{{ env \"NASTY\" }}'\n"
+    text = 'plain: {{ env "NASTY" }}\ndouble: "{{ env "NASTY" }}"\nsingle: \'{{ env "NASTY" }}\'\n'
     value = NASTY + "\nprivileged: true\n- x"
     assert render_text(text, "td.yaml", ctx) == {"plain": value, "double": value, "single": value}
 
@@ -219,33 +253,61 @@ def test_ssm_value_with_quotes_is_escaped(world):
 
 def test_placeholder_arguments_may_use_escapes_and_any_quote():
     ctx = Context("prod", "web", values={'we"ird': "1", "back`tick": "2", "it's": "3"})
-    text = r'{"a": "{{ env "we\"ird" }}", "b": "{{ env "back`tick" }}", "c": "{{ env `it' + "'" + r's` }}", "d": "{{ env ' + "'it\\'s'" + ' }}"}'
+    text = (
+        r'{"a": "{{ env "we\"ird" }}", "b": "{{ env "back`tick" }}", "c": "{{ env `it'
+        + "'"
+        + r's` }}", "d": "{{ env '
+        + "'it\\'s'"
+        + ' }}"}'
+    )
     assert render_text(text, "t.json", ctx) == {"a": "1", "b": "2", "c": "3", "d": "3"}
 
 
 # --- errors, each with its position -----------------------------------------
 
 ERRORS = [
-    ('{{ ssm "/prod/missing" }}',
-     "SSM parameter /prod/missing does not exist in us-east-1: create it with aws ssm put-parameter --name /prod/missing --type String --value ..."),
-    ('{{ ssm "/prod/web/db-password" }}',
-     'SSM parameter /prod/web/db-password is a SecureString: reference it under `secrets` with {{ ssm_arn "/prod/web/db-password" }} '
-     "so its value never lands in the task definition"),
+    (
+        '{{ ssm "/prod/missing" }}',
+        "SSM parameter /prod/missing does not exist in us-east-1: create it with aws ssm put-parameter --name /prod/missing --type String --value ...",
+    ),
+    (
+        '{{ ssm "/prod/web/db-password" }}',
+        'SSM parameter /prod/web/db-password is a SecureString: reference it under `secrets` with {{ ssm_arn "/prod/web/db-password" }} '
+        "so its value never lands in the task definition",
+    ),
     ('{{ ssm_arn "/prod/missing" }}', "SSM parameter /prod/missing does not exist in us-east-1"),
-    ('{{ cfn_output "nope" "VpcId" }}', "CloudFormation stack nope does not exist in us-east-1: deploy it first, or fix the stack name"),
-    ('{{ cfn_output "net" "Subnet" }}',
-     "CloudFormation stack net has no output Subnet: its outputs are TopicArn, VpcId; add it to the stack's Outputs or fix the key"),
-    ('{{ cfn_export "net-topic" }}', "no CloudFormation export named net-topic in us-east-1 (similar: net-topic-arn): export it from a stack"),
-    ('{{ secret_arn "prod/web/nope" }}',
-     "Secrets Manager secret prod/web/nope does not exist in us-east-1: create it with aws secretsmanager create-secret --name prod/web/nope"),
+    (
+        '{{ cfn_output "nope" "VpcId" }}',
+        "CloudFormation stack nope does not exist in us-east-1: deploy it first, or fix the stack name",
+    ),
+    (
+        '{{ cfn_output "net" "Subnet" }}',
+        "CloudFormation stack net has no output Subnet: its outputs are TopicArn, VpcId; add it to the stack's Outputs or fix the key",
+    ),
+    (
+        '{{ cfn_export "net-topic" }}',
+        "no CloudFormation export named net-topic in us-east-1 (similar: net-topic-arn): export it from a stack",
+    ),
+    (
+        '{{ secret_arn "prod/web/nope" }}',
+        "Secrets Manager secret prod/web/nope does not exist in us-east-1: create it with aws secretsmanager create-secret --name prod/web/nope",
+    ),
     ('{{ secret_arn "prod/web/db" "a:b" }}', "'a:b' is not a JSON key ECS can select"),
-    ("{{ sssm \"/x\" }}", "unknown function 'sssm': did you mean ssm? the functions are cfn_export, cfn_output, commit, digest, env,"),
+    (
+        '{{ sssm "/x" }}',
+        "unknown function 'sssm': did you mean ssm? the functions are cfn_export, cfn_output, commit, digest, env,",
+    ),
     ('{{ image "db" }}', "no image for container db: this deploy has images for app, worker; name one of those"),
-    ('{{ tag "worker" }}', 'the image for container worker was given by digest and has no tag: use {{ digest "worker" }}'),
-    ('{{ must_env "LOG_LEVL" }}',
-     "value LOG_LEVL is not set (did you mean LOG_LEVEL?): define it under `values:` in ferry.yaml, in the manifest's `values`, "
-     "or with --var LOG_LEVL=...; the values set are LOG_LEVEL, REPLICAS"),
-    ('{{ env }}', 'env takes 1 to 2 arguments, got 0: write it as {{ env "NAME" ["default"] }}'),
+    (
+        '{{ tag "worker" }}',
+        'the image for container worker was given by digest and has no tag: use {{ digest "worker" }}',
+    ),
+    (
+        '{{ must_env "LOG_LEVL" }}',
+        "value LOG_LEVL is not set (did you mean LOG_LEVEL?): define it under `values:` in ferry.yaml, in the manifest's `values`, "
+        "or with --var LOG_LEVL=...; the values set are LOG_LEVEL, REPLICAS",
+    ),
+    ("{{ env }}", 'env takes 1 to 2 arguments, got 0: write it as {{ env "NAME" ["default"] }}'),
     ('{{ service "x" }}', "service takes no arguments, got 1"),
 ]
 
@@ -270,7 +332,10 @@ def test_commit_missing_after_an_ecr_push():
 
 def test_no_images_at_all():
     ctx = Context("prod", "web")
-    assert unresolved('{"i": "{{ image "app" }}"}', ctx=ctx)[1] == 'td.json:1:8: {{ image "app" }}: no image for container app: this deploy pins no images'
+    assert (
+        unresolved('{"i": "{{ image "app" }}"}', ctx=ctx)[1]
+        == 'td.json:1:8: {{ image "app" }}: no image for container app: this deploy pins no images'
+    )
 
 
 SYNTAX = [
@@ -326,7 +391,10 @@ def test_every_failure_is_reported_at_once_in_order(world):
 
 def test_invalid_json_after_substitution_names_the_line():
     text = '{\n  "a": "{{ environment }}",\n  "b": "{{ service }}" "c": 1\n}'
-    with pytest.raises(ConfigInvalid, match=r"^td.json:3:24: not valid JSON after its placeholders were filled in: Expecting ',' delimiter"):
+    with pytest.raises(
+        ConfigInvalid,
+        match=r"^td.json:3:24: not valid JSON after its placeholders were filled in: Expecting ',' delimiter",
+    ):
         render_text(text, "td.json", CTX)
 
 
@@ -338,7 +406,10 @@ def test_invalid_yaml_after_substitution_names_the_line():
 
 def test_json_placeholder_after_a_backslash_is_refused():
     lines = unresolved('{"a": "x\\{{ environment }}"}')
-    assert lines[1] == "td.json:1:10: {{ environment }}: a placeholder cannot follow a backslash inside a JSON string: remove the backslash"
+    assert (
+        lines[1]
+        == "td.json:1:10: {{ environment }}: a placeholder cannot follow a backslash inside a JSON string: remove the backslash"
+    )
 
 
 def test_unknown_extension():
@@ -386,7 +457,12 @@ def test_lookups_are_cached_within_one_render(world, calls):
       "h": "{{ secret_arn "prod/web/db" }}", "i": "{{ secret_arn "prod/web/db" "password" }}"
     }"""
     render_text(text, "td.json", CTX)
-    assert {k: len(v) for k, v in calls.items()} == {"get_parameter": 1, "describe_stacks": 1, "list_exports": 1, "describe_secret": 1}
+    assert {k: len(v) for k, v in calls.items()} == {
+        "get_parameter": 1,
+        "describe_stacks": 1,
+        "list_exports": 1,
+        "describe_secret": 1,
+    }
     assert calls["get_parameter"] == [{"Name": "/prod/web/url", "WithDecryption": False}]
     render_text(text, "td.json", CTX)  # a new render asks again
     assert len(calls["get_parameter"]) == 2
@@ -429,10 +505,21 @@ local ssm = std.native("ssm");
 """
     arn = world["secret_arn"]
     assert render_jsonnet(text, "td.jsonnet", CTX) == {
-        "family": "web-prod", "execution": "exec-1", "image": f"{REGISTRY}/web@{DIGEST}", "tag": "v1",
-        "url": "https://example.com/a?b=c", "arn": f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/prod/web/db-password",
-        "vpc": "vpc-0abc", "topic": world["topic_arn"], "secret": arn, "secretKey": f"{arn}:password::",
-        "level": "debug", "missing": "", "fallback": "info", "commit": "0123abc", "replicas": 3,
+        "family": "web-prod",
+        "execution": "exec-1",
+        "image": f"{REGISTRY}/web@{DIGEST}",
+        "tag": "v1",
+        "url": "https://example.com/a?b=c",
+        "arn": f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/prod/web/db-password",
+        "vpc": "vpc-0abc",
+        "topic": world["topic_arn"],
+        "secret": arn,
+        "secretKey": f"{arn}:password::",
+        "level": "debug",
+        "missing": "",
+        "fallback": "info",
+        "commit": "0123abc",
+        "replicas": 3,
     }
 
 
@@ -448,22 +535,29 @@ def test_jsonnet_imports_resolve_from_the_mapping_only():
     }
     text = 'local common = import "common.libsonnet"; common + { data: import "./lib/data.json" }'
     assert render_jsonnet(text, "services/web/td.jsonnet", CTX, imports) == {
-        "env": [{"name": "LEVEL", "value": "debug"}], "cpu": 256, "data": {"k": 1},
+        "env": [{"name": "LEVEL", "value": "debug"}],
+        "cpu": 256,
+        "data": {"k": 1},
     }
 
 
-@pytest.mark.parametrize("target,reason", [
-    ("../other/secrets.libsonnet", "refused: imports cannot leave the config's folder (available: a.libsonnet)"),
-    ("lib/../a.libsonnet", "refused: imports cannot leave the config's folder"),
-    ("/etc/passwd", "refused: only files beside the config can be imported, by a relative name"),
-    ("b.libsonnet", "no such file beside the config (available: a.libsonnet)"),
-])
+@pytest.mark.parametrize(
+    "target,reason",
+    [
+        ("../other/secrets.libsonnet", "refused: imports cannot leave the config's folder (available: a.libsonnet)"),
+        ("lib/../a.libsonnet", "refused: imports cannot leave the config's folder"),
+        ("/etc/passwd", "refused: only files beside the config can be imported, by a relative name"),
+        ("b.libsonnet", "no such file beside the config (available: a.libsonnet)"),
+    ],
+)
 def test_jsonnet_imports_outside_the_mapping_are_refused(target, reason):
     text = '{\n  x: import "' + target + '",\n}'
     with pytest.raises(ConfigInvalid) as info:
         render_jsonnet(text, "td.jsonnet", CTX, {"a.libsonnet": "{}"})
     message = str(info.value)
-    assert message.startswith(f'td.jsonnet: Jsonnet evaluation failed: RUNTIME ERROR: couldn\'t open import "{target}": {reason}')
+    assert message.startswith(
+        f'td.jsonnet: Jsonnet evaluation failed: RUNTIME ERROR: couldn\'t open import "{target}": {reason}'
+    )
     assert "td.jsonnet:2:6" in message
 
 
@@ -504,12 +598,14 @@ def test_jsonnet_unknown_native_inside_an_import():
     text = '(import "lib.libsonnet") + {\n  y: std.native("must_env")("NOPE"),\n}'
     lines = str(pytest.raises(TemplateUnresolved, render_jsonnet, text, "td.jsonnet", CTX, imports).value).splitlines()
     assert lines[1].startswith('td.jsonnet:2:6: std.native("must_env")("NOPE"): value NOPE is not set')
-    assert lines[2].startswith("lib.libsonnet:2:6: std.native(\"sm\")(\"/a\"): unknown function 'sm': did you mean ssm?")
+    assert lines[2].startswith('lib.libsonnet:2:6: std.native("sm")("/a"): unknown function \'sm\': did you mean ssm?')
     assert len(lines) == 3
 
 
 def test_jsonnet_native_arguments_must_be_strings():
-    with pytest.raises(TemplateUnresolved, match=r'td.jsonnet:1:6: std.native\("env"\)\(3\): env: arguments must be strings, got 3'):
+    with pytest.raises(
+        TemplateUnresolved, match=r'td.jsonnet:1:6: std.native\("env"\)\(3\): env: arguments must be strings, got 3'
+    ):
         render_jsonnet('{ a: std.native("env")(3) }', "td.jsonnet", CTX)
 
 
@@ -523,7 +619,9 @@ def test_jsonnet_unknown_ext_var():
 
 
 def test_jsonnet_syntax_error_is_config_invalid():
-    with pytest.raises(ConfigInvalid, match=r"td.jsonnet: Jsonnet evaluation failed: STATIC ERROR: td.jsonnet:2:8: expected a comma"):
+    with pytest.raises(
+        ConfigInvalid, match=r"td.jsonnet: Jsonnet evaluation failed: STATIC ERROR: td.jsonnet:2:8: expected a comma"
+    ):
         render_jsonnet("{\n  a: 1 b: 2\n}", "td.jsonnet", CTX)
 
 
@@ -551,8 +649,10 @@ def test_jsonnet_every_place_a_literal_failing_call_is_written(world):
         ["td.jsonnet:2:6", 'std.native("cfn_export")("gone")'],
         ["td.jsonnet:3:7", 'std.native("cfn_export")("gone")'],
     ]
-    assert lines[1].endswith("no CloudFormation export named gone in us-east-1: export it from a stack "
-                             "(Outputs: <Key>: Export: Name: gone), or fix the name")
+    assert lines[1].endswith(
+        "no CloudFormation export named gone in us-east-1: export it from a stack "
+        "(Outputs: <Key>: Export: Name: gone), or fix the name"
+    )
 
 
 # --- the function table ----------------------------------------------------------
@@ -560,8 +660,20 @@ def test_jsonnet_every_place_a_literal_failing_call_is_written(world):
 
 def test_every_function_is_documented():
     assert set(templating.FUNCTIONS) == {
-        "env", "must_env", "environment", "service", "execution", "commit", "image", "tag", "digest",
-        "ssm", "ssm_arn", "cfn_output", "cfn_export", "secret_arn",
+        "env",
+        "must_env",
+        "environment",
+        "service",
+        "execution",
+        "commit",
+        "image",
+        "tag",
+        "digest",
+        "ssm",
+        "ssm_arn",
+        "cfn_output",
+        "cfn_export",
+        "secret_arn",
     }
     for name, fn in templating.FUNCTIONS.items():
         assert fn.name == name and fn.doc.strip() and fn.usage.startswith("{{ " + name)

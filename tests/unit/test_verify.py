@@ -20,20 +20,45 @@ from .conftest import ACCOUNT, REGISTRY, push
 
 # Looks like nothing else in the world, so a leak anywhere is found by a plain substring search.
 SECRET_VALUE = "s3cr3t-Zq9x-never-print-me"
-TRUST_ECS_TASKS = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-TRUST_LAMBDA = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST_ECS_TASKS = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+TRUST_LAMBDA = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 INDEX = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 def push_index(repo: str, tag: str, platforms: list[tuple[str, str]]) -> str:
     """A multi-arch image (manifest list); returns the digest ECR gave it."""
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [
-        {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 1,
-         "digest": f"sha256:{str(i) * 64}", "platform": {"os": os_name, "architecture": arch}}
-        for i, (os_name, arch) in enumerate(platforms, start=1)]})
-    image = boto3.client("ecr").put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag, imageManifestMediaType=INDEX)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "size": 1,
+                    "digest": f"sha256:{str(i) * 64}",
+                    "platform": {"os": os_name, "architecture": arch},
+                }
+                for i, (os_name, arch) in enumerate(platforms, start=1)
+            ],
+        }
+    )
+    image = boto3.client("ecr").put_image(
+        repositoryName=repo, imageManifest=manifest, imageTag=tag, imageManifestMediaType=INDEX
+    )
     return image["image"]["imageId"]["imageDigest"]
 
 
@@ -74,42 +99,95 @@ def build_world() -> dict:
     s3.create_bucket(Bucket="web-config")
     s3.put_object(Bucket="web-config", Key="prod/app.env", Body=b"MODE=prod\n")
     boto3.client("cloudwatch").put_metric_alarm(
-        AlarmName="web-5xx", MetricName="HTTPCode_Target_5XX_Count", Namespace="AWS/ApplicationELB", Statistic="Sum",
-        Period=60, EvaluationPeriods=1, Threshold=5, ComparisonOperator="GreaterThanThreshold")
+        AlarmName="web-5xx",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Namespace="AWS/ApplicationELB",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5,
+        ComparisonOperator="GreaterThanThreshold",
+    )
 
     vpc = boto3.client("ec2").create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     elbv2 = boto3.client("elbv2")
-    tg = elbv2.create_target_group(Name="web-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")["TargetGroups"][0]
+    tg = elbv2.create_target_group(Name="web-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")[
+        "TargetGroups"
+    ][0]
     elbv2.create_target_group(Name="web-canary", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")
 
     db_password = {"name": "DB_PASSWORD", "valueFrom": f"{db_arn}:password::"}
     task_definition = {
-        "family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+        "family": "web",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
         "executionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/web-execution",
         "taskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/web-task",
         "containerDefinitions": [
-            {"name": "app", "image": f"{REGISTRY}/web@{web_digest}", "essential": True,
-             "portMappings": [{"containerPort": 8080, "hostPort": 8080}],
-             "secrets": [db_password, {"name": "API_KEY", "valueFrom": "/prod/web/api-key"}],
-             "environmentFiles": [{"type": "s3", "value": "arn:aws:s3:::web-config/prod/app.env"}],
-             "logConfiguration": {"logDriver": "awslogs", "options": {
-                 "awslogs-group": "/ecs/web", "awslogs-region": "us-east-1", "awslogs-stream-prefix": "app"}}},
-            {"name": "worker", "image": f"{REGISTRY}/worker@{worker_digest}", "essential": True,
-             "secrets": [db_password],
-             "logConfiguration": {"logDriver": "awslogs", "options": {
-                 "awslogs-group": "/ecs/worker", "awslogs-region": "eu-west-1", "awslogs-stream-prefix": "worker"}}},
-            {"name": "nginx", "image": "public.ecr.aws/nginx/nginx:1.27", "essential": False,
-             "portMappings": [{"containerPort": 80}]},
+            {
+                "name": "app",
+                "image": f"{REGISTRY}/web@{web_digest}",
+                "essential": True,
+                "portMappings": [{"containerPort": 8080, "hostPort": 8080}],
+                "secrets": [db_password, {"name": "API_KEY", "valueFrom": "/prod/web/api-key"}],
+                "environmentFiles": [{"type": "s3", "value": "arn:aws:s3:::web-config/prod/app.env"}],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/ecs/web",
+                        "awslogs-region": "us-east-1",
+                        "awslogs-stream-prefix": "app",
+                    },
+                },
+            },
+            {
+                "name": "worker",
+                "image": f"{REGISTRY}/worker@{worker_digest}",
+                "essential": True,
+                "secrets": [db_password],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/ecs/worker",
+                        "awslogs-region": "eu-west-1",
+                        "awslogs-stream-prefix": "worker",
+                    },
+                },
+            },
+            {
+                "name": "nginx",
+                "image": "public.ecr.aws/nginx/nginx:1.27",
+                "essential": False,
+                "portMappings": [{"containerPort": 80}],
+            },
         ],
     }
     ecs = boto3.client("ecs")
     ecs.create_cluster(clusterName="prod")
-    current = ecs.register_task_definition(**{**task_definition, "containerDefinitions": [
-        {k: v for k, v in c.items() if k not in ("secrets", "environmentFiles")} for c in task_definition["containerDefinitions"]]})
-    ecs.create_service(cluster="prod", serviceName="web", taskDefinition=current["taskDefinition"]["taskDefinitionArn"],
-                       desiredCount=2, loadBalancers=[{"targetGroupArn": tg["TargetGroupArn"], "containerName": "app", "containerPort": 8080}])
-    return {"taskDefinition": task_definition, "dbArn": db_arn, "vpc": vpc,
-            "currentArn": current["taskDefinition"]["taskDefinitionArn"]}
+    current = ecs.register_task_definition(
+        **{
+            **task_definition,
+            "containerDefinitions": [
+                {k: v for k, v in c.items() if k not in ("secrets", "environmentFiles")}
+                for c in task_definition["containerDefinitions"]
+            ],
+        }
+    )
+    ecs.create_service(
+        cluster="prod",
+        serviceName="web",
+        taskDefinition=current["taskDefinition"]["taskDefinitionArn"],
+        desiredCount=2,
+        loadBalancers=[{"targetGroupArn": tg["TargetGroupArn"], "containerName": "app", "containerPort": 8080}],
+    )
+    return {
+        "taskDefinition": task_definition,
+        "dbArn": db_arn,
+        "vpc": vpc,
+        "currentArn": current["taskDefinition"]["taskDefinitionArn"],
+    }
 
 
 def run(world, task_definition=None, **kwargs) -> Report:
@@ -144,13 +222,30 @@ def test_a_healthy_world_passes_every_check(world):
 
     assert report.failed == [], [c.line for c in report.failed]
     assert {c.name for c in report.checks} == {
-        "cluster-active", "service-active", "execution-role-required", "role-passable", "role-exists", "role-trusts-ecs-tasks",
-        "image-exists", "image-platform", "secret-exists", "secret-not-deleted", "secret-has-value", "secret-json-key",
-        "parameter-exists", "log-group-exists", "env-file-exists", "alarm-exists", "awsvpc-host-port", "target-group-exists",
-        "load-balancer-container", "service-arn-format",
+        "cluster-active",
+        "service-active",
+        "execution-role-required",
+        "role-passable",
+        "role-exists",
+        "role-trusts-ecs-tasks",
+        "image-exists",
+        "image-platform",
+        "secret-exists",
+        "secret-not-deleted",
+        "secret-has-value",
+        "secret-json-key",
+        "parameter-exists",
+        "log-group-exists",
+        "env-file-exists",
+        "alarm-exists",
+        "awsvpc-host-port",
+        "target-group-exists",
+        "load-balancer-container",
+        "service-arn-format",
     }
     assert find(report, "service-arn-format")[0].message == (
-        f"service web has the long ARN format (arn:aws:ecs:us-east-1:{ACCOUNT}:service/prod/web)")
+        f"service web has the long ARN format (arn:aws:ecs:us-east-1:{ACCOUNT}:service/prod/web)"
+    )
     assert report.task_definition == "web (new revision)"
     assert report.to_state() == {"passed": len(report.checks), "failed": 0, "failures": []}
     assert report.cause() == f"Verify passed all {len(report.checks)} checks for web (new revision)"
@@ -161,14 +256,23 @@ def test_healthy_checks_say_what_they_confirmed(world):
 
     nginx = find(report, "image-exists", "image public.ecr.aws/nginx/nginx:1.27")
     assert [c.message for c in nginx] == [
-        "image public.ecr.aws/nginx/nginx:1.27 (used by nginx) is not in this account's ECR, not checked"]
+        "image public.ecr.aws/nginx/nginx:1.27 (used by nginx) is not in this account's ECR, not checked"
+    ]
     assert find(report, "image-platform")[0].message.endswith("is multi-arch and includes linux/amd64")
-    assert find(report, "parameter-exists")[0].message == "parameter /prod/web/api-key (used by app) exists in SSM Parameter Store"
+    assert (
+        find(report, "parameter-exists")[0].message
+        == "parameter /prod/web/api-key (used by app) exists in SSM Parameter Store"
+    )
     assert find(report, "log-group-exists", "log group /ecs/worker (eu-west-1)")[0].message == (
-        "log group /ecs/worker (eu-west-1) (used by worker) exists in eu-west-1")
+        "log group /ecs/worker (eu-west-1) (used by worker) exists in eu-west-1"
+    )
     assert find(report, "secret-json-key")[0].message == (
-        "secret prod/web/db json key password not checked (reading secret values is off)")
-    assert [c.resource for c in find(report, "target-group-exists")] == ["target group web-tg", "target group web-canary"]
+        "secret prod/web/db json key password not checked (reading secret values is off)"
+    )
+    assert [c.resource for c in find(report, "target-group-exists")] == [
+        "target group web-tg",
+        "target group web-canary",
+    ]
     assert [c.resource for c in find(report, "role-exists")] == ["execution role web-execution", "task role web-task"]
 
 
@@ -176,7 +280,12 @@ def test_a_secret_used_by_two_containers_is_checked_once_naming_both(world):
     report = run(world)
 
     secret_checks = [c for c in report.checks if c.resource.startswith("secret prod/web/db")]
-    assert [c.name for c in secret_checks] == ["secret-exists", "secret-not-deleted", "secret-has-value", "secret-json-key"]
+    assert [c.name for c in secret_checks] == [
+        "secret-exists",
+        "secret-not-deleted",
+        "secret-has-value",
+        "secret-json-key",
+    ]
     assert secret_checks[0].message == "secret prod/web/db (used by app, worker) exists"
 
 
@@ -187,7 +296,10 @@ def test_a_missing_cluster_is_reported_without_a_second_failure_for_the_service(
     failure = only_failure(run(world, cluster="staging"))
 
     assert (failure.name, failure.resource) == ("cluster-active", "cluster staging")
-    assert failure.message == "cluster staging does not exist in us-east-1: create it, or fix `cluster` in the service config"
+    assert (
+        failure.message
+        == "cluster staging does not exist in us-east-1: create it, or fix `cluster` in the service config"
+    )
 
 
 def test_a_missing_service_fails_unless_the_deploy_creates_it(world):
@@ -208,18 +320,23 @@ def test_a_service_with_a_short_arn_fails_with_the_way_to_the_long_format(world)
     # the setting stays disabled while Verify looks.
     ecs.put_account_setting(name="serviceLongArnFormat", value="disabled")
     try:
-        created = ecs.create_service(cluster="legacy", serviceName="old", taskDefinition=world["currentArn"],
-                                     desiredCount=1)["service"]
+        created = ecs.create_service(
+            cluster="legacy", serviceName="old", taskDefinition=world["currentArn"], desiredCount=1
+        )["service"]
         assert created["serviceArn"] == f"arn:aws:ecs:us-east-1:{ACCOUNT}:service/old"
         report = run(world, cluster="legacy", service="old", target_groups=[])
     finally:
         ecs.put_account_setting(name="serviceLongArnFormat", value="enabled")
     failure = only_failure(report)
     assert (failure.name, failure.resource) == ("service-arn-format", "service old")
-    assert failure.message.startswith(f"service old has a short ARN (arn:aws:ecs:us-east-1:{ACCOUNT}:service/old) without "
-                                      "its cluster")
-    for fix in ("aws ecs put-account-setting-default --name serviceLongArnFormat --value enabled",
-                "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-arn-migration.html", "recreate"):
+    assert failure.message.startswith(
+        f"service old has a short ARN (arn:aws:ecs:us-east-1:{ACCOUNT}:service/old) without its cluster"
+    )
+    for fix in (
+        "aws ecs put-account-setting-default --name serviceLongArnFormat --value enabled",
+        "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-arn-migration.html",
+        "recreate",
+    ):
         assert fix in failure.message
     assert report.cause().splitlines()[1] == f"- {failure.message}"
 
@@ -237,13 +354,19 @@ def test_an_image_digest_that_was_never_pushed_fails(world):
     assert failure.resource == "image web@sha256:ffffffff…"
     assert failure.message == (
         f"image web@sha256:ffffffff… (used by app) is not in ECR repository web ({ACCOUNT}, us-east-1) at {missing}: "
-        "push it, or fix the image in the task definition")
+        "push it, or fix the image in the task definition"
+    )
 
 
 def test_a_multi_arch_image_without_the_tasks_platform_fails(world):
     amd64_only = push_index("worker", "v3", [("linux", "amd64")])
-    td = td_with(world, lambda t: (container(t, "worker").update(image=f"{REGISTRY}/worker@{amd64_only}"),
-                                   t.update(runtimePlatform={"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"})))
+    td = td_with(
+        world,
+        lambda t: (
+            container(t, "worker").update(image=f"{REGISTRY}/worker@{amd64_only}"),
+            t.update(runtimePlatform={"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}),
+        ),
+    )
 
     failure = only_failure(run(world, td))
 
@@ -262,7 +385,8 @@ def test_a_missing_role_fails(world):
 
     assert (failure.name, failure.resource) == ("role-exists", "task role web-gone")
     assert failure.message == (
-        f"task role web-gone does not exist in account {ACCOUNT}: create it (trusting ecs-tasks.amazonaws.com), or fix taskRoleArn")
+        f"task role web-gone does not exist in account {ACCOUNT}: create it (trusting ecs-tasks.amazonaws.com), or fix taskRoleArn"
+    )
 
 
 def test_a_role_that_does_not_trust_ecs_tasks_fails(world):
@@ -284,7 +408,8 @@ def test_a_role_of_another_account_cannot_be_passed(world):
     assert (failure.name, failure.resource) == ("role-passable", "task role web-task")
     assert failure.message.startswith(
         f"task role web-task is in account 210987654321, but Ferry deploys from account {ACCOUNT}: ECS cannot be handed a role "
-        "of another account")
+        "of another account"
+    )
 
 
 def test_the_same_role_for_both_is_checked_once(world):
@@ -305,7 +430,8 @@ def test_secrets_ecr_images_and_awslogs_need_an_execution_role(world):
     assert failure.message == (
         "the task definition has no executionRoleArn, but ECS needs one to pull ECR images, read secrets, send awslogs, "
         "read S3 environment files for containers app, worker: set executionRoleArn to a role that trusts "
-        "ecs-tasks.amazonaws.com and has the AmazonECSTaskExecutionRolePolicy policy")
+        "ecs-tasks.amazonaws.com and has the AmazonECSTaskExecutionRolePolicy policy"
+    )
 
 
 # --------------------------------------------------------------------------- secrets and parameters
@@ -313,15 +439,21 @@ def test_secrets_ecr_images_and_awslogs_need_an_execution_role(world):
 
 def test_a_missing_secret_fails(world):
     gone = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/web/gone-AbCdEf:password::"
-    td = td_with(world, lambda t: [container(t, name)["secrets"].__setitem__(0, {"name": "DB", "valueFrom": gone})
-                                   for name in ("app", "worker")])
+    td = td_with(
+        world,
+        lambda t: [
+            container(t, name)["secrets"].__setitem__(0, {"name": "DB", "valueFrom": gone})
+            for name in ("app", "worker")
+        ],
+    )
 
     failure = only_failure(run(world, td))
 
     assert (failure.name, failure.resource) == ("secret-exists", "secret prod/web/gone")
     assert failure.message == (
         "secret prod/web/gone (used by app, worker) does not exist in us-east-1 (a secret created again gets a new ARN): "
-        "create it with `aws secretsmanager create-secret --name prod/web/gone --secret-string ...`, or fix valueFrom")
+        "create it with `aws secretsmanager create-secret --name prod/web/gone --secret-string ...`, or fix valueFrom"
+    )
 
 
 def test_a_secret_created_without_a_value_fails_with_the_put_secret_value_fix(world):
@@ -333,20 +465,25 @@ def test_a_secret_created_without_a_value_fails_with_the_put_secret_value_fix(wo
     assert (failure.name, failure.resource) == ("secret-has-value", "secret prod/web/empty")
     assert failure.message == (
         "secret prod/web/empty (used by app) exists but has no value: put one with "
-        "`aws secretsmanager put-secret-value --secret-id prod/web/empty --secret-string ...`")
+        "`aws secretsmanager put-secret-value --secret-id prod/web/empty --secret-string ...`"
+    )
 
 
 def test_a_secret_whose_awscurrent_stage_was_removed_has_no_value(world):
     secrets = boto3.client("secretsmanager")
     created = secrets.create_secret(Name="prod/web/unstaged", SecretString="{}")
-    secrets.update_secret_version_stage(SecretId=created["ARN"], VersionStage="AWSCURRENT", RemoveFromVersionId=created["VersionId"])
+    secrets.update_secret_version_stage(
+        SecretId=created["ARN"], VersionStage="AWSCURRENT", RemoveFromVersionId=created["VersionId"]
+    )
     unstaged = {"name": "DB", "valueFrom": created["ARN"]}
     td = td_with(world, lambda t: [container(t, name)["secrets"].append(unstaged) for name in ("app", "worker")])
 
     failure = only_failure(run(world, td))
 
     assert (failure.name, failure.resource) == ("secret-has-value", "secret prod/web/unstaged")
-    assert failure.message.startswith("secret prod/web/unstaged (used by app, worker) exists but has no value: put one with")
+    assert failure.message.startswith(
+        "secret prod/web/unstaged (used by app, worker) exists but has no value: put one with"
+    )
 
 
 def test_a_secret_scheduled_for_deletion_fails(world):
@@ -359,18 +496,24 @@ def test_a_secret_scheduled_for_deletion_fails(world):
 
     assert (failure.name, failure.resource) == ("secret-not-deleted", "secret prod/web/retired")
     assert "(used by app) is scheduled for deletion on" in failure.message
-    assert failure.message.endswith("restore it with `aws secretsmanager restore-secret --secret-id prod/web/retired`, or stop using it")
+    assert failure.message.endswith(
+        "restore it with `aws secretsmanager restore-secret --secret-id prod/web/retired`, or stop using it"
+    )
 
 
 def test_a_missing_ssm_parameter_fails(world):
-    td = td_with(world, lambda t: container(t, "app")["secrets"].__setitem__(1, {"name": "API_KEY", "valueFrom": "/prod/web/gone"}))
+    td = td_with(
+        world,
+        lambda t: container(t, "app")["secrets"].__setitem__(1, {"name": "API_KEY", "valueFrom": "/prod/web/gone"}),
+    )
 
     failure = only_failure(run(world, td))
 
     assert (failure.name, failure.resource) == ("parameter-exists", "parameter /prod/web/gone")
     assert failure.message == (
         "parameter /prod/web/gone (used by app) does not exist in SSM Parameter Store (us-east-1): create it with "
-        "`aws ssm put-parameter --name /prod/web/gone --type SecureString --value ...`, or fix valueFrom")
+        "`aws ssm put-parameter --name /prod/web/gone --type SecureString --value ...`, or fix valueFrom"
+    )
 
 
 def test_ssm_parameters_by_arn_are_found(world):
@@ -385,7 +528,9 @@ def test_ssm_parameters_by_arn_are_found(world):
 
 def test_a_secrets_manager_name_is_not_what_ecs_reads(world):
     # ECS reads a valueFrom that is not an ARN from SSM Parameter Store only.
-    td = td_with(world, lambda t: container(t, "worker")["secrets"].__setitem__(0, {"name": "DB", "valueFrom": "prod/web/db"}))
+    td = td_with(
+        world, lambda t: container(t, "worker")["secrets"].__setitem__(0, {"name": "DB", "valueFrom": "prod/web/db"})
+    )
 
     failure = only_failure(run(world, td))
 
@@ -394,8 +539,12 @@ def test_a_secrets_manager_name_is_not_what_ecs_reads(world):
 
 
 def test_a_missing_json_key_fails_only_when_values_may_be_read(world):
-    td = td_with(world, lambda t: container(t, "app")["secrets"].append(
-        {"name": "DB_USER", "valueFrom": f"{world['dbArn']}:username::"}))
+    td = td_with(
+        world,
+        lambda t: container(t, "app")["secrets"].append(
+            {"name": "DB_USER", "valueFrom": f"{world['dbArn']}:username::"}
+        ),
+    )
 
     assert run(world, td).failed == []
     failure = only_failure(run(world, td, read_secret_values=True))
@@ -407,19 +556,33 @@ def test_a_missing_json_key_fails_only_when_values_may_be_read(world):
 def test_a_secret_value_is_never_in_the_report_state_cause_or_logs(world, caplog):
     secrets = boto3.client("secretsmanager")
     not_json = secrets.create_secret(Name="prod/web/raw", SecretString=SECRET_VALUE)["ARN"]
-    td = td_with(world, lambda t: container(t, "app")["secrets"].extend([
-        {"name": "DB_USER", "valueFrom": f"{world['dbArn']}:username::"},   # missing key next to the real one
-        {"name": "RAW", "valueFrom": f"{not_json}:password::"},             # not JSON at all
-    ]))
+    td = td_with(
+        world,
+        lambda t: container(t, "app")["secrets"].extend(
+            [
+                {"name": "DB_USER", "valueFrom": f"{world['dbArn']}:username::"},  # missing key next to the real one
+                {"name": "RAW", "valueFrom": f"{not_json}:password::"},  # not JSON at all
+            ]
+        ),
+    )
 
     # Ferry's own loggers, all of them at DEBUG. (botocore's DEBUG wire log prints response
     # bodies, secret values included: never turn it on where real secrets are read.)
     with caplog.at_level(logging.DEBUG, logger="ferry"):
         report = run(world, td, read_secret_values=True)
 
-    assert {c.resource for c in report.failed} == {"secret prod/web/db json key username", "secret prod/web/raw json key password"}
+    assert {c.resource for c in report.failed} == {
+        "secret prod/web/db json key username",
+        "secret prod/web/raw json key password",
+    }
     assert find(report, "secret-json-key", "secret prod/web/db json key password")[0].ok
-    everything = [json.dumps(report.to_document()), json.dumps(report.to_state()), report.cause(), caplog.text, repr(report)]
+    everything = [
+        json.dumps(report.to_document()),
+        json.dumps(report.to_state()),
+        report.cause(),
+        caplog.text,
+        repr(report),
+    ]
     assert caplog.records, "verify logs nothing at all, so this test would prove nothing about logs"
     for text in everything:
         assert SECRET_VALUE not in text
@@ -431,7 +594,9 @@ def test_a_secret_value_is_never_in_the_report_state_cause_or_logs(world, caplog
 
 def test_a_missing_log_group_is_checked_in_its_own_region(world):
     # /ecs/web exists in us-east-1, but the worker logs to eu-west-1.
-    td = td_with(world, lambda t: container(t, "worker")["logConfiguration"]["options"].update({"awslogs-group": "/ecs/web"}))
+    td = td_with(
+        world, lambda t: container(t, "worker")["logConfiguration"]["options"].update({"awslogs-group": "/ecs/web"})
+    )
 
     failure = only_failure(run(world, td))
 
@@ -439,29 +604,42 @@ def test_a_missing_log_group_is_checked_in_its_own_region(world):
     assert failure.message == (
         "log group /ecs/web (eu-west-1) (used by worker) does not exist in eu-west-1, so tasks cannot start: create it with "
         "`aws logs create-log-group --log-group-name /ecs/web --region eu-west-1`, or set the awslogs-create-group option "
-        "to \"true\"")
+        'to "true"'
+    )
 
 
 def test_a_log_group_ecs_creates_is_not_looked_up(world):
-    td = td_with(world, lambda t: container(t, "worker")["logConfiguration"]["options"].update(
-        {"awslogs-group": "/ecs/new", "awslogs-create-group": "true"}))
+    td = td_with(
+        world,
+        lambda t: container(t, "worker")["logConfiguration"]["options"].update(
+            {"awslogs-group": "/ecs/new", "awslogs-create-group": "true"}
+        ),
+    )
 
     report = run(world, td)
 
     assert report.failed == []
-    assert "is created by ECS when a task starts" in find(report, "log-group-exists", "log group /ecs/new (eu-west-1)")[0].message
+    assert (
+        "is created by ECS when a task starts"
+        in find(report, "log-group-exists", "log group /ecs/new (eu-west-1)")[0].message
+    )
 
 
 def test_a_missing_environment_file_fails(world):
-    td = td_with(world, lambda t: container(t, "app").update(
-        environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::web-config/prod/gone.env"}]))
+    td = td_with(
+        world,
+        lambda t: container(t, "app").update(
+            environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::web-config/prod/gone.env"}]
+        ),
+    )
 
     failure = only_failure(run(world, td))
 
     assert (failure.name, failure.resource) == ("env-file-exists", "environment file s3://web-config/prod/gone.env")
     assert failure.message == (
         "environment file s3://web-config/prod/gone.env (used by app) does not exist: upload it with "
-        "`aws s3 cp <file>.env s3://web-config/prod/gone.env`, or fix environmentFiles")
+        "`aws s3 cp <file>.env s3://web-config/prod/gone.env`, or fix environmentFiles"
+    )
 
 
 def test_a_missing_target_group_fails(world):
@@ -470,7 +648,8 @@ def test_a_missing_target_group_fails(world):
     assert (failure.name, failure.resource) == ("target-group-exists", "target group web-blue")
     assert failure.message == (
         "target group web-blue (from the service config) does not exist in us-east-1: create it, or fix the target groups "
-        "in the service config")
+        "in the service config"
+    )
 
 
 def test_a_deleted_target_group_of_the_service_fails(world):
@@ -478,14 +657,21 @@ def test_a_deleted_target_group_of_the_service_fails(world):
     old = elbv2.create_target_group(Name="web-old", Protocol="HTTP", Port=8080, VpcId=world["vpc"], TargetType="ip")
     old_arn = old["TargetGroups"][0]["TargetGroupArn"]
     boto3.client("ecs").create_service(
-        cluster="prod", serviceName="web-orphan", taskDefinition=world["currentArn"], desiredCount=1,
-        loadBalancers=[{"targetGroupArn": old_arn, "containerName": "app", "containerPort": 8080}])
+        cluster="prod",
+        serviceName="web-orphan",
+        taskDefinition=world["currentArn"],
+        desiredCount=1,
+        loadBalancers=[{"targetGroupArn": old_arn, "containerName": "app", "containerPort": 8080}],
+    )
     elbv2.delete_target_group(TargetGroupArn=old_arn)
 
     failure = only_failure(run(world, service="web-orphan"))
 
     assert (failure.name, failure.resource) == ("target-group-exists", "target group web-old")
-    assert "(from the service) does not exist in us-east-1: recreate it, or change the service's load balancers" in failure.message
+    assert (
+        "(from the service) does not exist in us-east-1: recreate it, or change the service's load balancers"
+        in failure.message
+    )
 
 
 def test_a_container_port_the_load_balancer_needs_must_stay(world):
@@ -496,7 +682,8 @@ def test_a_container_port_the_load_balancer_needs_must_stay(world):
     assert (failure.name, failure.resource) == ("load-balancer-container", "container app port 8080")
     assert failure.message == (
         "service web sends target group web-tg traffic to app:8080, but container app has no portMapping with containerPort "
-        "8080 in the new revision (it has 9090): add one, or change the service's load balancers")
+        "8080 in the new revision (it has 9090): add one, or change the service's load balancers"
+    )
 
 
 def test_a_renamed_container_loses_the_load_balancer(world):
@@ -516,7 +703,8 @@ def test_awsvpc_host_ports_must_equal_container_ports(world):
     assert (failure.name, failure.resource) == ("awsvpc-host-port", "container nginx")
     assert failure.message == (
         "container nginx maps containerPort 80 to hostPort 8081, but networkMode awsvpc needs hostPort equal to containerPort: "
-        "set hostPort to the containerPort, or leave it out")
+        "set hostPort to the containerPort, or leave it out"
+    )
     assert run(world, td_with(world, lambda t: t.update(networkMode="bridge"))).failed == []
 
 
@@ -525,15 +713,24 @@ def test_a_missing_alarm_fails(world):
 
     assert (failure.name, failure.resource) == ("alarm-exists", "alarm web-latency")
     assert failure.message == (
-        "alarm web-latency does not exist in CloudWatch (us-east-1): create it, or remove it from the service config's alarms")
+        "alarm web-latency does not exist in CloudWatch (us-east-1): create it, or remove it from the service config's alarms"
+    )
 
 
 def test_alarms_are_looked_up_in_batches_of_100(world):
     cloudwatch = boto3.client("cloudwatch")
     names = [f"alarm-{i:03}" for i in range(101)]
     for name in names[:100]:
-        cloudwatch.put_metric_alarm(AlarmName=name, MetricName="m", Namespace="n", Statistic="Sum", Period=60,
-                                    EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            MetricName="m",
+            Namespace="n",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
+        )
     batches: list[int] = []
 
     def record(params, **_):
@@ -559,9 +756,12 @@ def test_several_problems_are_reported_together(world):
 
     def break_it(t: dict) -> None:
         app, worker = container(t, "app"), container(t, "worker")
-        app.update(image=f"{REGISTRY}/web@sha256:{'e' * 64}", portMappings=[{"containerPort": 9090, "hostPort": 9091}],
-                   secrets=[{"name": "DB", "valueFrom": gone}, {"name": "API_KEY", "valueFrom": "/prod/web/gone"}],
-                   environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::web-config/prod/gone.env"}])
+        app.update(
+            image=f"{REGISTRY}/web@sha256:{'e' * 64}",
+            portMappings=[{"containerPort": 9090, "hostPort": 9091}],
+            secrets=[{"name": "DB", "valueFrom": gone}, {"name": "API_KEY", "valueFrom": "/prod/web/gone"}],
+            environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::web-config/prod/gone.env"}],
+        )
         app["logConfiguration"]["options"]["awslogs-group"] = "/ecs/gone"
         worker["secrets"] = [{"name": "DB", "valueFrom": gone}]
         t["taskDefinitionArn"] = f"arn:aws:ecs:us-east-1:{ACCOUNT}:task-definition/web:7"
@@ -571,8 +771,15 @@ def test_several_problems_are_reported_together(world):
     report = run(world, td, alarms=["web-5xx", "web-latency"], target_groups=["web-blue"])
 
     assert [c.name for c in report.failed] == [
-        "image-exists", "secret-exists", "parameter-exists", "log-group-exists", "env-file-exists", "alarm-exists",
-        "awsvpc-host-port", "target-group-exists", "load-balancer-container",
+        "image-exists",
+        "secret-exists",
+        "parameter-exists",
+        "log-group-exists",
+        "env-file-exists",
+        "alarm-exists",
+        "awsvpc-host-port",
+        "target-group-exists",
+        "load-balancer-container",
     ]
     cause = report.cause()
     assert cause.splitlines()[0] == "Verify found 9 problems in web:7 (nothing was changed):"
@@ -596,18 +803,24 @@ def test_an_aws_error_in_one_check_fails_that_check_and_hides_nothing(world, mon
 
     failure = only_failure(report)
     assert (failure.name, failure.resource) == ("alarm-exists", "alarms")
-    assert failure.message.startswith("alarms: could not check (ThrottlingException from DescribeAlarms: Rate exceeded)")
+    assert failure.message.startswith(
+        "alarms: could not check (ThrottlingException from DescribeAlarms: Rate exceeded)"
+    )
     assert len(report.passed) > 20
 
 
 def test_state_and_cause_stay_small():
-    checks = [Check("secret-exists", f"secret s{i}", False, f"secret s{i} does not exist: " + "x" * 900) for i in range(200)]
+    checks = [
+        Check("secret-exists", f"secret s{i}", False, f"secret s{i} does not exist: " + "x" * 900) for i in range(200)
+    ]
     report = Report(checks, "web:3")
 
     state = report.to_state()
     assert len(state["failures"]) <= 20
     assert len(json.dumps(state["failures"]).encode()) <= 8 * 1024
-    assert state["failures"][-1].startswith("… and ") and state["failures"][-1].endswith(" more (see the verify report)")
+    assert state["failures"][-1].startswith("… and ") and state["failures"][-1].endswith(
+        " more (see the verify report)"
+    )
     assert state["failed"] == 200
 
     cause = report.cause()
@@ -629,9 +842,19 @@ def test_messages_are_one_line():
 
 def step_input(**fields) -> verify_module.Input:
     """Verify's input as the state passes it (the render's alarms, target groups and readSecretValues)."""
-    return verify_module.Input.from_state({"execution": "exec-1", "service": "web", "cluster": "prod",
-                                           "ecsService": "web", "alarms": ["web-5xx"], "targetGroups": ["web-canary"],
-                                           "readSecretValues": True, **fields}, "Verify's input")
+    return verify_module.Input.from_state(
+        {
+            "execution": "exec-1",
+            "service": "web",
+            "cluster": "prod",
+            "ecsService": "web",
+            "alarms": ["web-5xx"],
+            "targetGroups": ["web-canary"],
+            "readSecretValues": True,
+            **fields,
+        },
+        "Verify's input",
+    )
 
 
 def test_the_step_verifies_the_planned_revision_and_keeps_the_report(world):

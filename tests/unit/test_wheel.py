@@ -23,8 +23,19 @@ from ferry_cli.sandbox.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a build never reads: git's store, the venvs, caches and earlier build output (.gitignore's entries).
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv*", ".aws-sam", "build", "dist", "out", "*.egg-info", "__pycache__",
-                                    "*.pyc", ".pytest_cache", ".hypothesis")
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    ".aws-sam",
+    "build",
+    "dist",
+    "out",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".hypothesis",
+)
 BUNDLE = "ferry_cli/bundle/"
 
 
@@ -39,8 +50,19 @@ def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     shutil.copytree(ROOT, source, symlinks=True, ignore=NOT_SOURCE)  # cli/ferry_cli/bundle/ holds symlinks
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                 "--wheel-dir", tmp / "dist", source, cwd=tmp)
+    built = _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--wheel-dir",
+        tmp / "dist",
+        source,
+        cwd=tmp,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     shutil.rmtree(source)  # the installed package must not lean on it
     (found,) = (tmp / "dist").glob("ferry-*.whl")
@@ -59,8 +81,11 @@ def _stack_files() -> list[str]:
 
 def test_the_wheel_carries_the_template_the_state_machine_and_every_handler_byte_for_byte(wheel):
     with zipfile.ZipFile(wheel) as whl:
-        bundled = {name[len(BUNDLE):]: whl.read(name) for name in whl.namelist()
-                   if name.startswith(BUNDLE) and not name.endswith("/")}
+        bundled = {
+            name[len(BUNDLE) :]: whl.read(name)
+            for name in whl.namelist()
+            if name.startswith(BUNDLE) and not name.endswith("/")
+        }
     stack = _stack_files()
     assert "statemachine/deploy.asl.json" in stack and "functions/router/app.py" in stack
     missing = sorted(set(stack) - set(bundled))
@@ -74,19 +99,36 @@ def test_an_installed_ferry_deploys_the_demo_from_outside_the_repository(wheel, 
     made = _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
-    site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                     cwd=tmp_path).stdout.strip())
+    site = Path(
+        _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
+    )
     # The dependencies (boto3, moto, ...) from the dev venv, after the venv's own packages. A path in a .pth file
     # is only appended to sys.path: the dev venv's own .pth files, its editable install of this repository among
     # them, are not run.
     (site / "dev-venv-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    installed = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-                     "--no-compile", wheel, cwd=tmp_path)
+    installed = _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--no-compile",
+        wheel,
+        cwd=tmp_path,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    where = _run(python, "-c", "import ferry, ferry_cli.resources as r; print(ferry.__file__); print(r.root())",
-                 cwd=tmp_path, env=env)
+    where = _run(
+        python,
+        "-c",
+        "import ferry, ferry_cli.resources as r; print(ferry.__file__); print(r.root())",
+        cwd=tmp_path,
+        env=env,
+    )
     assert where.returncode == 0, where.stderr
     library, root = (Path(line) for line in where.stdout.split())
     assert library.is_relative_to(site) and root == site / "ferry_cli" / "bundle", where.stdout
@@ -95,8 +137,18 @@ def test_an_installed_ferry_deploys_the_demo_from_outside_the_repository(wheel, 
     shutil.copytree(ROOT / "examples" / "sandbox", world)  # world.yaml with its task definition and registry
     event = tmp_path / "push.json"
     shutil.copy(ROOT / "events" / "ecr-push-web-v2.json", event)
-    run = _run(venv / "bin" / "ferry", "sandbox", "run", "--world", world / "world.yaml", "--event", event, "--json",
-               cwd=tmp_path, env=env)
+    run = _run(
+        venv / "bin" / "ferry",
+        "sandbox",
+        "run",
+        "--world",
+        world / "world.yaml",
+        "--event",
+        event,
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     summary = json.loads(run.stdout)
     assert [e["status"] for e in summary["executions"]] == ["SUCCEEDED"]

@@ -78,6 +78,7 @@ def _at_most(key: str, limit: int, what: str) -> Callable[[dict[str, Any], Accou
         if len(items) > limit:
             return f"{what}: {len(items)} given, at most {limit} are allowed in one call"
         return None
+
     return check
 
 
@@ -87,6 +88,7 @@ def _between(key: str, low: int, high: int) -> Callable[[dict[str, Any], Account
         if value is not None and not low <= int(value) <= high:
             return f"{key} must be between {low} and {high}, got {value}"
         return None
+
     return check
 
 
@@ -111,8 +113,10 @@ def _task_definition_size(params: dict[str, Any], _: Account) -> str | None:
 def _family_name(params: dict[str, Any], _: Account) -> str | None:
     family = params.get("family")
     if family is not None and not _NAME.match(family):
-        return (f"Family contains invalid characters: {family!r}; up to 255 letters (uppercase and lowercase), "
-                "numbers, underscores, and hyphens are allowed")
+        return (
+            f"Family contains invalid characters: {family!r}; up to 255 letters (uppercase and lowercase), "
+            "numbers, underscores, and hyphens are allowed"
+        )
     return None
 
 
@@ -120,20 +124,26 @@ def _container_names(params: dict[str, Any], _: Account) -> str | None:
     for container in params.get("containerDefinitions") or []:
         name = container.get("name")
         if name is not None and not _NAME.match(name):
-            return (f"Container name contains invalid characters: {name!r}; up to 255 letters (uppercase and "
-                    "lowercase), numbers, underscores, and hyphens are allowed")
+            return (
+                f"Container name contains invalid characters: {name!r}; up to 255 letters (uppercase and "
+                "lowercase), numbers, underscores, and hyphens are allowed"
+            )
     return None
 
 
 def _started_by_value(params: dict[str, Any], _: Account) -> str | None:
     value = params.get("startedBy")
     if value is not None and not re.fullmatch(r"[A-Za-z0-9_/-]{1,128}", value):
-        return (f"startedBy {value!r} is invalid: up to 128 letters (uppercase and lowercase), numbers, hyphens (-), "
-                "forward slash (/), and underscores (_) are allowed")
+        return (
+            f"startedBy {value!r} is invalid: up to 128 letters (uppercase and lowercase), numbers, hyphens (-), "
+            "forward slash (/), and underscores (_) are allowed"
+        )
     return None
 
 
-def _tags(key: str = "tags", key_name: str = "key", value_name: str = "value") -> Callable[[dict[str, Any], Account], str | None]:
+def _tags(
+    key: str = "tags", key_name: str = "key", value_name: str = "value"
+) -> Callable[[dict[str, Any], Account], str | None]:
     def check(params: dict[str, Any], _: Account) -> str | None:
         tags = params.get(key) or []
         if len(tags) > 50:
@@ -147,6 +157,7 @@ def _tags(key: str = "tags", key_name: str = "key", value_name: str = "value") -
                 return f"tag key {k!r} is given twice: each tag key must be unique"
             seen.add(k)
         return None
+
     return check
 
 
@@ -165,66 +176,168 @@ def _no_desired_count_for_daemon(params: dict[str, Any], where: Account) -> str 
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("ecs", "ListTasks", "startedBy must be the only filter of a ListTasks call",
-         botocore_doc("ecs", "ListTasksRequest", "startedBy"),
-         "When you specify startedBy as the filter, it must be the only filter that you use.", _started_by_alone),
-    Rule("ecs", "ListTasks", "maxResults is between 1 and 100", botocore_doc("ecs", "ListTasksRequest", "maxResults"),
-         "This value can be between 1 and 100.", _between("maxResults", 1, 100)),
-    Rule("ecs", "ListTaskDefinitions", "maxResults is between 1 and 100",
-         botocore_doc("ecs", "ListTaskDefinitionsRequest", "maxResults"), "This value can be between 1 and 100.",
-         _between("maxResults", 1, 100)),
-    Rule("ecs", "ListServiceDeployments", "maxResults is between 1 and 100",
-         botocore_doc("ecs", "ListServiceDeploymentsRequest", "maxResults"), "This value can be between 1 and 100.",
-         _between("maxResults", 1, 100)),
-    Rule("ecs", "DescribeTasks", "at most 100 tasks a call", botocore_doc("ecs", "DescribeTasksRequest", "tasks"),
-         "A list of up to 100 task IDs or full ARN entries.", _at_most("tasks", 100, "tasks")),
-    Rule("ecs", "DescribeServices", "at most 10 services a call",
-         botocore_doc("ecs", "DescribeServicesRequest", "services"),
-         "You may specify up to 10 services to describe in a single operation.", _at_most("services", 10, "services")),
-    Rule("ecs", "DescribeServiceDeployments", "at most 20 service deployment ARNs a call",
-         botocore_doc("ecs", "DescribeServiceDeploymentsRequest", "serviceDeploymentArns"),
-         "You can specify a maximum of 20 ARNs.", _at_most("serviceDeploymentArns", 20, "serviceDeploymentArns")),
-    Rule("ecs", "DescribeServiceRevisions", "at most 20 service revision ARNs a call",
-         botocore_doc("ecs", "DescribeServiceRevisionsRequest", "serviceRevisionArns"),
-         "You can specify a maximum of 20 ARNs.", _at_most("serviceRevisionArns", 20, "serviceRevisionArns")),
-    Rule("ecs", "RunTask", "count is between 1 and 10", botocore_doc("ecs", "RunTaskRequest", "count"),
-         "You can specify up to 10 tasks for each call.", _between("count", 1, 10)),
-    Rule("ecs", "RunTask", "overrides are at most 8192 characters, JSON formatting included",
-         botocore_doc("ecs", "RunTaskRequest", "overrides"),
-         "A total of 8192 characters are allowed for overrides. This limit includes the JSON formatting characters "
-         "of the override structure.", _overrides_size),
-    Rule("ecs", "RunTask", "startedBy is up to 128 letters, numbers, hyphens, forward slashes and underscores",
-         botocore_doc("ecs", "RunTaskRequest", "startedBy"),
-         "Up to 128 letters (uppercase and lowercase), numbers, hyphens (-), forward slash (/), and underscores (_) "
-         "are allowed.", _started_by_value),
-    Rule("ecs", "RunTask", "at most 50 tags, keys up to 128 and values up to 256 characters, keys unique",
-         botocore_doc("ecs", "RunTaskRequest", "tags"), "Maximum number of tags per resource - 50", _tags()),
-    Rule("ecs", "RegisterTaskDefinition", "a task definition is at most 64 KiB", ECS_QUOTAS,
-         "Task definition size: 64 KiB", _task_definition_size, "ClientException"),
-    Rule("ecs", "RegisterTaskDefinition", "family: up to 255 letters, numbers, underscores and hyphens",
-         botocore_doc("ecs", "RegisterTaskDefinitionRequest", "family"),
-         "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.", _family_name,
-         "ClientException"),
-    Rule("ecs", "RegisterTaskDefinition", "container names: up to 255 letters, numbers, underscores and hyphens",
-         botocore_doc("ecs", "ContainerDefinition", "name"),
-         "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.",
-         _container_names, "ClientException"),
-    Rule("ecs", "RegisterTaskDefinition", "at most 50 tags, keys up to 128 and values up to 256 characters",
-         botocore_doc("ecs", "RegisterTaskDefinitionRequest", "tags"), "Maximum number of tags per resource - 50",
-         _tags()),
-    Rule("ecs", "TagResource", "at most 50 tags, keys up to 128 and values up to 256 characters",
-         botocore_doc("ecs", "TagResourceRequest", "tags"), "Maximum number of tags per resource - 50", _tags()),
-    Rule("ecs", "UpdateService", "a DAEMON service takes no desiredCount",
-         f"{ECS_API}/API_CreateService.html",
-         "When you're using this strategy, you don't need to specify a desired number of tasks",
-         _no_desired_count_for_daemon),
+    Rule(
+        "ecs",
+        "ListTasks",
+        "startedBy must be the only filter of a ListTasks call",
+        botocore_doc("ecs", "ListTasksRequest", "startedBy"),
+        "When you specify startedBy as the filter, it must be the only filter that you use.",
+        _started_by_alone,
+    ),
+    Rule(
+        "ecs",
+        "ListTasks",
+        "maxResults is between 1 and 100",
+        botocore_doc("ecs", "ListTasksRequest", "maxResults"),
+        "This value can be between 1 and 100.",
+        _between("maxResults", 1, 100),
+    ),
+    Rule(
+        "ecs",
+        "ListTaskDefinitions",
+        "maxResults is between 1 and 100",
+        botocore_doc("ecs", "ListTaskDefinitionsRequest", "maxResults"),
+        "This value can be between 1 and 100.",
+        _between("maxResults", 1, 100),
+    ),
+    Rule(
+        "ecs",
+        "ListServiceDeployments",
+        "maxResults is between 1 and 100",
+        botocore_doc("ecs", "ListServiceDeploymentsRequest", "maxResults"),
+        "This value can be between 1 and 100.",
+        _between("maxResults", 1, 100),
+    ),
+    Rule(
+        "ecs",
+        "DescribeTasks",
+        "at most 100 tasks a call",
+        botocore_doc("ecs", "DescribeTasksRequest", "tasks"),
+        "A list of up to 100 task IDs or full ARN entries.",
+        _at_most("tasks", 100, "tasks"),
+    ),
+    Rule(
+        "ecs",
+        "DescribeServices",
+        "at most 10 services a call",
+        botocore_doc("ecs", "DescribeServicesRequest", "services"),
+        "You may specify up to 10 services to describe in a single operation.",
+        _at_most("services", 10, "services"),
+    ),
+    Rule(
+        "ecs",
+        "DescribeServiceDeployments",
+        "at most 20 service deployment ARNs a call",
+        botocore_doc("ecs", "DescribeServiceDeploymentsRequest", "serviceDeploymentArns"),
+        "You can specify a maximum of 20 ARNs.",
+        _at_most("serviceDeploymentArns", 20, "serviceDeploymentArns"),
+    ),
+    Rule(
+        "ecs",
+        "DescribeServiceRevisions",
+        "at most 20 service revision ARNs a call",
+        botocore_doc("ecs", "DescribeServiceRevisionsRequest", "serviceRevisionArns"),
+        "You can specify a maximum of 20 ARNs.",
+        _at_most("serviceRevisionArns", 20, "serviceRevisionArns"),
+    ),
+    Rule(
+        "ecs",
+        "RunTask",
+        "count is between 1 and 10",
+        botocore_doc("ecs", "RunTaskRequest", "count"),
+        "You can specify up to 10 tasks for each call.",
+        _between("count", 1, 10),
+    ),
+    Rule(
+        "ecs",
+        "RunTask",
+        "overrides are at most 8192 characters, JSON formatting included",
+        botocore_doc("ecs", "RunTaskRequest", "overrides"),
+        "A total of 8192 characters are allowed for overrides. This limit includes the JSON formatting characters "
+        "of the override structure.",
+        _overrides_size,
+    ),
+    Rule(
+        "ecs",
+        "RunTask",
+        "startedBy is up to 128 letters, numbers, hyphens, forward slashes and underscores",
+        botocore_doc("ecs", "RunTaskRequest", "startedBy"),
+        "Up to 128 letters (uppercase and lowercase), numbers, hyphens (-), forward slash (/), and underscores (_) "
+        "are allowed.",
+        _started_by_value,
+    ),
+    Rule(
+        "ecs",
+        "RunTask",
+        "at most 50 tags, keys up to 128 and values up to 256 characters, keys unique",
+        botocore_doc("ecs", "RunTaskRequest", "tags"),
+        "Maximum number of tags per resource - 50",
+        _tags(),
+    ),
+    Rule(
+        "ecs",
+        "RegisterTaskDefinition",
+        "a task definition is at most 64 KiB",
+        ECS_QUOTAS,
+        "Task definition size: 64 KiB",
+        _task_definition_size,
+        "ClientException",
+    ),
+    Rule(
+        "ecs",
+        "RegisterTaskDefinition",
+        "family: up to 255 letters, numbers, underscores and hyphens",
+        botocore_doc("ecs", "RegisterTaskDefinitionRequest", "family"),
+        "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.",
+        _family_name,
+        "ClientException",
+    ),
+    Rule(
+        "ecs",
+        "RegisterTaskDefinition",
+        "container names: up to 255 letters, numbers, underscores and hyphens",
+        botocore_doc("ecs", "ContainerDefinition", "name"),
+        "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.",
+        _container_names,
+        "ClientException",
+    ),
+    Rule(
+        "ecs",
+        "RegisterTaskDefinition",
+        "at most 50 tags, keys up to 128 and values up to 256 characters",
+        botocore_doc("ecs", "RegisterTaskDefinitionRequest", "tags"),
+        "Maximum number of tags per resource - 50",
+        _tags(),
+    ),
+    Rule(
+        "ecs",
+        "TagResource",
+        "at most 50 tags, keys up to 128 and values up to 256 characters",
+        botocore_doc("ecs", "TagResourceRequest", "tags"),
+        "Maximum number of tags per resource - 50",
+        _tags(),
+    ),
+    Rule(
+        "ecs",
+        "UpdateService",
+        "a DAEMON service takes no desiredCount",
+        f"{ECS_API}/API_CreateService.html",
+        "When you're using this strategy, you don't need to specify a desired number of tasks",
+        _no_desired_count_for_daemon,
+    ),
 )
 
 # Model-constraint errors, by service: the code each service answers a value outside its model with.
 MODEL_ERRORS = {
-    "ecs": "InvalidParameterException", "ecr": "InvalidParameterException", "logs": "InvalidParameterException",
-    "secretsmanager": "InvalidParameterException", "elbv2": "ValidationError", "cloudwatch": "InvalidParameterValue",
-    "iam": "ValidationError", "cloudformation": "ValidationError", "lambda": "InvalidParameterValueException",
+    "ecs": "InvalidParameterException",
+    "ecr": "InvalidParameterException",
+    "logs": "InvalidParameterException",
+    "secretsmanager": "InvalidParameterException",
+    "elbv2": "ValidationError",
+    "cloudwatch": "InvalidParameterValue",
+    "iam": "ValidationError",
+    "cloudformation": "ValidationError",
+    "lambda": "InvalidParameterValueException",
     "sns": "InvalidParameter",
 }
 MODEL_SOURCE = "botocore service models: each shape's max and enum (botocore.validate checks only min and required)"
@@ -241,8 +354,10 @@ def model_problems(shape: Any, value: Any, path: str = "") -> list[str]:
         return problems
     if kind == "list" and isinstance(value, (list, tuple)):
         if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
-                            f"equal to {meta['max']}")
+            problems.append(
+                f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
+                f"equal to {meta['max']}"
+            )
         for i, item in enumerate(value):
             problems += model_problems(shape.member, item, f"{path}.{i + 1}")
         return problems
@@ -252,19 +367,27 @@ def model_problems(shape: Any, value: Any, path: str = "") -> list[str]:
         return problems
     if kind == "string" and isinstance(value, str):
         if "max" in meta and len(value) > meta["max"]:
-            problems.append(f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
-                            f"equal to {meta['max']}")
+            problems.append(
+                f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
+                f"equal to {meta['max']}"
+            )
         if shape.enum and value not in shape.enum:
-            problems.append(f"Value '{value[:100]}' at '{path}' failed to satisfy constraint: Member must satisfy "
-                            f"enum value set: [{', '.join(shape.enum)}]")
+            problems.append(
+                f"Value '{value[:100]}' at '{path}' failed to satisfy constraint: Member must satisfy "
+                f"enum value set: [{', '.join(shape.enum)}]"
+            )
         return problems
     if kind in ("integer", "long", "double", "float") and isinstance(value, (int, float)) and "max" in meta:
         if value > meta["max"]:
-            problems.append(f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have value less "
-                            f"than or equal to {meta['max']}")
+            problems.append(
+                f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have value less "
+                f"than or equal to {meta['max']}"
+            )
     if kind == "blob" and isinstance(value, (bytes, str)) and "max" in meta and len(value) > meta["max"]:
-        problems.append(f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
-                        f"equal to {meta['max']}")
+        problems.append(
+            f"Value at '{path}' failed to satisfy constraint: Member must have length less than or "
+            f"equal to {meta['max']}"
+        )
     return problems
 
 
@@ -282,18 +405,40 @@ class Pages:
 
 
 PAGES: tuple[Pages, ...] = (
-    Pages("ecs", "ListTasks", "taskArns", 100, botocore_doc("ecs", "ListTasksRequest", "maxResults"),
-          "If this parameter isn't used, then ListTasks returns up to 100 results and a nextToken value if applicable."),
-    Pages("ecs", "ListTaskDefinitions", "taskDefinitionArns", 100,
-          botocore_doc("ecs", "ListTaskDefinitionsRequest", "maxResults"),
-          "If this parameter isn't used, then ListTaskDefinitions returns up to 100 results and a nextToken value if "
-          "applicable."),
-    Pages("ecs", "ListServices", "serviceArns", 10, botocore_doc("ecs", "ListServicesRequest", "maxResults"),
-          "If this parameter isn't used, then ListServices returns up to 10 results and a nextToken value if "
-          "applicable."),
-    Pages("ecs", "ListClusters", "clusterArns", 100, botocore_doc("ecs", "ListClustersRequest", "maxResults"),
-          "If this parameter isn't used, then ListClusters returns up to 100 results and a nextToken value if "
-          "applicable."),
+    Pages(
+        "ecs",
+        "ListTasks",
+        "taskArns",
+        100,
+        botocore_doc("ecs", "ListTasksRequest", "maxResults"),
+        "If this parameter isn't used, then ListTasks returns up to 100 results and a nextToken value if applicable.",
+    ),
+    Pages(
+        "ecs",
+        "ListTaskDefinitions",
+        "taskDefinitionArns",
+        100,
+        botocore_doc("ecs", "ListTaskDefinitionsRequest", "maxResults"),
+        "If this parameter isn't used, then ListTaskDefinitions returns up to 100 results and a nextToken value if "
+        "applicable.",
+    ),
+    Pages(
+        "ecs",
+        "ListServices",
+        "serviceArns",
+        10,
+        botocore_doc("ecs", "ListServicesRequest", "maxResults"),
+        "If this parameter isn't used, then ListServices returns up to 10 results and a nextToken value if applicable.",
+    ),
+    Pages(
+        "ecs",
+        "ListClusters",
+        "clusterArns",
+        100,
+        botocore_doc("ecs", "ListClustersRequest", "maxResults"),
+        "If this parameter isn't used, then ListClusters returns up to 100 results and a nextToken value if "
+        "applicable.",
+    ),
 )
 
 
@@ -315,18 +460,31 @@ FARGATE_THROTTLING = "https://docs.aws.amazon.com/AmazonECS/latest/developerguid
 # "API actions are grouped into categories. All API actions in a category share the same token bucket." (ECS API
 # reference, Request throttling: bucket maximum capacity, then refill rate a second, per account and Region.)
 RATES: tuple[Rate, ...] = (
-    Rate("ecs", ("DescribeTasks", "ListTasks", "DescribeContainerInstances", "ListContainerInstances",
-                 "ListAttributes"), 100, 20, ECS_THROTTLING),  # cluster resource read actions
-    Rate("ecs", ("RunTask", "StopTask", "StartTask", "ExecuteCommand", "PutAttributes", "DeleteAttributes"),
-         100, 40, ECS_THROTTLING),  # cluster resource modify actions
+    Rate(
+        "ecs",
+        ("DescribeTasks", "ListTasks", "DescribeContainerInstances", "ListContainerInstances", "ListAttributes"),
+        100,
+        20,
+        ECS_THROTTLING,
+    ),  # cluster resource read actions
+    Rate(
+        "ecs",
+        ("RunTask", "StopTask", "StartTask", "ExecuteCommand", "PutAttributes", "DeleteAttributes"),
+        100,
+        40,
+        ECS_THROTTLING,
+    ),  # cluster resource modify actions
     # "The rate quota for calls to the Amazon ECS RunTask API is 20 calls per second (burst and sustained)" on
     # Fargate, in addition to the above.
     Rate("ecs", ("RunTask",), 20, 20, FARGATE_THROTTLING),
     Rate("ecs", ("DescribeServices", "ListServices"), 100, 20, ECS_THROTTLING),  # service read actions
     Rate("ecs", ("CreateService", "UpdateService", "DeleteService"), 50, 5, ECS_THROTTLING),  # service modify
-    Rate("ecs", ("RegisterTaskDefinition", "DeregisterTaskDefinition"), 20, 1, ECS_THROTTLING),  # task definition modify
-    Rate("ecs", ("DescribeTaskDefinition", "ListTaskDefinitions", "ListTaskDefinitionFamilies"), 50, 20,
-         ECS_THROTTLING),  # task definition read actions
+    Rate(
+        "ecs", ("RegisterTaskDefinition", "DeregisterTaskDefinition"), 20, 1, ECS_THROTTLING
+    ),  # task definition modify
+    Rate(
+        "ecs", ("DescribeTaskDefinition", "ListTaskDefinitions", "ListTaskDefinitionFamilies"), 50, 20, ECS_THROTTLING
+    ),  # task definition read actions
     Rate("ecs", ("TagResource", "UntagResource"), 20, 10, ECS_THROTTLING),  # tag modify actions
     Rate("ecs", ("ListTagsForResource",), 50, 20, ECS_THROTTLING),  # tag read actions
     Rate("ecs", ("ListServiceDeployments", "DescribeServiceDeployments"), 50, 20, ECS_THROTTLING),
@@ -335,9 +493,21 @@ RATES: tuple[Rate, ...] = (
     Rate("ecs", ("PutAccountSetting", "PutAccountSettingDefault", "DeleteAccountSetting"), 10, 1, ECS_THROTTLING),
     # Elastic Load Balancing: "Registration API actions" and "Non-mutating (describe) API actions".
     Rate("elbv2", ("RegisterTargets", "DeregisterTargets"), 20, 4, ELB_THROTTLING),
-    Rate("elbv2", ("DescribeTargetGroups", "DescribeTargetHealth", "DescribeTargetGroupAttributes",
-                   "DescribeLoadBalancers", "DescribeListeners", "DescribeRules", "DescribeTags"), 40, 10,
-         ELB_THROTTLING),
+    Rate(
+        "elbv2",
+        (
+            "DescribeTargetGroups",
+            "DescribeTargetHealth",
+            "DescribeTargetGroupAttributes",
+            "DescribeLoadBalancers",
+            "DescribeListeners",
+            "DescribeRules",
+            "DescribeTags",
+        ),
+        40,
+        10,
+        ELB_THROTTLING,
+    ),
 )
 
 
@@ -365,7 +535,9 @@ class Throttle:
             now = self._now()
             for i in buckets:
                 rate = self._rates[i]
-                self._tokens[i] = min(float(rate.capacity), self._tokens[i] + max(0.0, now - self._stamp[i]) * rate.refill)
+                self._tokens[i] = min(
+                    float(rate.capacity), self._tokens[i] + max(0.0, now - self._stamp[i]) * rate.refill
+                )
                 self._stamp[i] = now
             if any(self._tokens[i] < 1 for i in buckets):
                 self.throttled[operation] = self.throttled.get(operation, 0) + 1
@@ -389,8 +561,10 @@ class Enforcement:
 
 
 def _refuse(client: Any, operation: str, code: str, message: str) -> Exception:
-    response = {"Error": {"Code": code, "Message": message},
-                "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": str(uuid.uuid4()), "HTTPHeaders": {}}}
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": str(uuid.uuid4()), "HTTPHeaders": {}},
+    }
     return client.exceptions.from_code(code)(response, operation)
 
 
@@ -421,14 +595,18 @@ def _checker(client: Any, made_in: Enforcement) -> Callable[..., None]:
 
     def check(params: dict[str, Any], model: Any, **_: Any) -> None:
         operation = model.name
-        problems = [(rule.error, f"{message}") for rule in rules.get((service, operation), [])
-                    if (message := rule.check(params, Account(_account(), region))) is not None]
+        problems = [
+            (rule.error, f"{message}")
+            for rule in rules.get((service, operation), [])
+            if (message := rule.check(params, Account(_account(), region))) is not None
+        ]
         if not problems and model.input_shape is not None:
             found = model_problems(model.input_shape, params)
             if found:
                 code = MODEL_ERRORS.get(service, "ValidationException")
-                problems = [(code, f"{len(found)} validation error{'s' * (len(found) > 1)} detected: "
-                                   + "; ".join(found))]
+                problems = [
+                    (code, f"{len(found)} validation error{'s' * (len(found) > 1)} detected: " + "; ".join(found))
+                ]
         if problems:
             code, message = problems[0]
             seen = _ACTIVE[-1] if _ACTIVE else made_in
@@ -441,6 +619,7 @@ def _checker(client: Any, made_in: Enforcement) -> Callable[..., None]:
 
 def paginate_response(method: Callable, pages: Pages) -> Callable:
     """Wrap a moto response method so that it answers a page at a time, as AWS does."""
+
     def paged(response: Any) -> Any:
         result = method(response)
         data = getattr(result, "result", None)
@@ -455,20 +634,31 @@ def paginate_response(method: Callable, pages: Pages) -> Callable:
 
             raise InvalidParameterException("Invalid nextToken") from None
         items = data[pages.key]
-        page = {**data, pages.key: items[start:start + size]}
+        page = {**data, pages.key: items[start : start + size]}
         if start + size < len(items):
             page["nextToken"] = base64.b64encode(str(start + size).encode()).decode()
         return type(result)(page)
+
     return paged
 
 
 def _running_by_default(list_tasks: Callable) -> Callable:
     """ListTasks without desiredStatus lists the tasks ECS wants RUNNING ("The default status filter is RUNNING":
     botocore ecs model, ListTasksRequest.desiredStatus); moto lists every task."""
-    def listed(backend: Any, cluster_str: Any = None, container_instance: Any = None, family: Any = None,
-               started_by: Any = None, service_name: Any = None, desiredStatus: Any = None) -> Any:  # noqa: N803
-        return list_tasks(backend, cluster_str, container_instance, family, started_by, service_name,
-                          desiredStatus or "RUNNING")
+
+    def listed(
+        backend: Any,
+        cluster_str: Any = None,
+        container_instance: Any = None,
+        family: Any = None,
+        started_by: Any = None,
+        service_name: Any = None,
+        desiredStatus: Any = None,
+    ) -> Any:  # noqa: N803
+        return list_tasks(
+            backend, cluster_str, container_instance, family, started_by, service_name, desiredStatus or "RUNNING"
+        )
+
     return listed
 
 
@@ -489,9 +679,12 @@ def enforce() -> Iterator[Enforcement]:
         return client
 
     responses = {"ecs": EC2ContainerServiceResponse}
-    patches = [mock.patch.object(botocore.session.Session, "create_client", create_client),
-               mock.patch.object(EC2ContainerServiceBackend, "list_tasks", _running_by_default(
-                   EC2ContainerServiceBackend.list_tasks))]
+    patches = [
+        mock.patch.object(botocore.session.Session, "create_client", create_client),
+        mock.patch.object(
+            EC2ContainerServiceBackend, "list_tasks", _running_by_default(EC2ContainerServiceBackend.list_tasks)
+        ),
+    ]
     for pages in PAGES:
         owner = responses[pages.service]
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", pages.operation).lower()

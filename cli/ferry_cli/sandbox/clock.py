@@ -123,8 +123,16 @@ def wait_patches(clock: Scheduler) -> Iterator[Any]:
 
 # The interpreter's modules that read the date (history timestamps, executions' start and stop dates, a state's
 # EnteredTime, a Wait's Timestamp); others only test isinstance(x, datetime.datetime), which must stay the real class.
-_DATED = {"event_manager", "execution", "execution_worker", "provider", "models", "state", "map_run_record",
-          "timestamp"}
+_DATED = {
+    "event_manager",
+    "execution",
+    "execution_worker",
+    "provider",
+    "models",
+    "state",
+    "map_run_record",
+    "timestamp",
+}
 
 
 def _time_module() -> Any:

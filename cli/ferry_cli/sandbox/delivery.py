@@ -48,7 +48,7 @@ class EventDelivery:
         if self.duplicates <= 0:
             return False
         digest = hashlib.sha256(f"{self.seed}|{event_id}|{function}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2 ** 64 < self.duplicates
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.duplicates
 
 
 class Outbox:
@@ -66,15 +66,15 @@ class Outbox:
     def __init__(self, clock: SimClock) -> None:
         self.clock = clock
         self.status_events: list[dict[str, Any]] = []
-        self.order = threading.Lock()   # an execution's RUNNING is queued before its terminal status
+        self.order = threading.Lock()  # an execution's RUNNING is queued before its terminal status
         self._queue: deque[dict[str, Any]] = deque()
-        self._counts = threading.Lock()   # guards _pending and _in_flight
-        self._pending = 0                 # changes announced (or about to be) and not yet delivered
-        self._in_flight = 0               # handler invocations running now (a stopped execution's may outlive it)
-        self._due: list[tuple] = []       # heap of (due, seq, *item)
+        self._counts = threading.Lock()  # guards _pending and _in_flight
+        self._pending = 0  # changes announced (or about to be) and not yet delivered
+        self._in_flight = 0  # handler invocations running now (a stopped execution's may outlive it)
+        self._due: list[tuple] = []  # heap of (due, seq, *item)
         self._seq = 0
-        self._arrived = VEvent(clock)     # something was queued
-        self._scheduled = VEvent(clock)   # something was scheduled
+        self._arrived = VEvent(clock)  # something was queued
+        self._scheduled = VEvent(clock)  # something was scheduled
 
     # ------------------------------------------------------------ the count
     def announce(self) -> None:
@@ -137,7 +137,8 @@ class Outbox:
             except Exception as exc:  # keep emitting; the record and the log say what went wrong
                 record["error"] = f"{type(exc).__name__}: {exc}"
                 logging.getLogger(__name__).exception(
-                    "delivering the %s event of %s failed", event["detail-type"], event["resources"][0])
+                    "delivering the %s event of %s failed", event["detail-type"], event["resources"][0]
+                )
             finally:
                 if event["source"] == "aws.states":
                     self.status_events.append(record)

@@ -82,7 +82,11 @@ def _iso(t: float | None, millis: bool = True) -> str | None:
     if t is None:
         return None
     d = _dt(t)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z" if millis else d.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+        if millis
+        else d.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
 
 def _clean(d: dict) -> dict:
@@ -102,8 +106,19 @@ def _ts(value: Any) -> float | None:
 class _Task:
     """Model state of one ECS task (`api` is the API's record of it, which the adapter publishes the state onto)."""
 
-    def __init__(self, api: Any, arn: str, td: Any, cluster: str, purpose: str | None, behaviour: dict,
-                 container: str, image_digests: dict, created: float, container_prefix: str) -> None:
+    def __init__(
+        self,
+        api: Any,
+        arn: str,
+        td: Any,
+        cluster: str,
+        purpose: str | None,
+        behaviour: dict,
+        container: str,
+        image_digests: dict,
+        created: float,
+        container_prefix: str,
+    ) -> None:
         self.api, self.td, self.cluster = api, td, cluster
         self.arn, self.id = arn, arn.split("/")[-1]
         self.purpose, self.behaviour, self.container, self.digests = purpose, behaviour, container, image_digests
@@ -179,8 +194,16 @@ class _Service:
 
 
 class EcsModel:
-    def __init__(self, clock: SimClock, *, account_id: str, region: str, behaviour: dict[str, dict] | None = None,
-                 migration: dict | None = None, defaults: dict | None = None) -> None:
+    def __init__(
+        self,
+        clock: SimClock,
+        *,
+        account_id: str,
+        region: str,
+        behaviour: dict[str, dict] | None = None,
+        migration: dict | None = None,
+        defaults: dict | None = None,
+    ) -> None:
         self.clock, self.account_id, self.region = clock, account_id, region
         self.behaviour = behaviour or {}
         self.migration = migration or {}
@@ -220,16 +243,25 @@ class EcsModel:
                     "images": {cd["name"]: cd["image"] for cd in td.container_definitions},
                     "desiredCount": s.api.desired_count,
                     "runningCount": s.api.running_count,
-                    "deployments": [{"id": d.id, "status": d.status, "taskDefinition": d.td.split("/")[-1],
-                                     "rolloutState": d.rollout, "runningCount": _count(d.tasks, "RUNNING"),
-                                     "failedTasks": d.failed} for d in s.deployments],
+                    "deployments": [
+                        {
+                            "id": d.id,
+                            "status": d.status,
+                            "taskDefinition": d.td.split("/")[-1],
+                            "rolloutState": d.rollout,
+                            "runningCount": _count(d.tasks, "RUNNING"),
+                            "failedTasks": d.failed,
+                        }
+                        for d in s.deployments
+                    ],
                 }
             return out
 
     def canary_tasks(self) -> int:
         with self._step():
-            return sum(1 for k in self._tasks.values()
-                       if k.service is None and k.purpose == "canary" and k.last != "STOPPED")
+            return sum(
+                1 for k in self._tasks.values() if k.service is None and k.purpose == "canary" and k.last != "STOPPED"
+            )
 
     def running_tasks(self, purpose: str) -> int:
         """Tasks started for `purpose` (migration, canary) that have not stopped yet."""
@@ -396,8 +428,11 @@ class EcsModel:
             self._publish_task(k)
             return  # a health change is no task state change event
         elif action == "KILL":
-            reason = (f"Task failed ELB health checks in (target-group {k.targets[0][0]})" if k.targets
-                      else "Task failed container health checks")
+            reason = (
+                f"Task failed ELB health checks in (target-group {k.targets[0][0]})"
+                if k.targets
+                else "Task failed container health checks"
+            )
             self._begin_stop(k, "ServiceSchedulerInitiated", reason)
             self._task_failed(k)
             return
@@ -463,9 +498,9 @@ class EcsModel:
             live = [k for k in p.tasks if k.desired == "RUNNING"]
             while len(live) < p.desired:
                 live.append(self._launch(s, p))
-            for k in live[p.desired:]:
+            for k in live[p.desired :]:
                 self._begin_stop(k, "ServiceSchedulerInitiated", f"Scaling activity initiated by (deployment {p.id})")
-            live = live[:p.desired]
+            live = live[: p.desired]
             if p.rollout == "IN_PROGRESS":
                 if all(self._ready(k) for k in live):
                     p.ready_since = t if p.ready_since is None else p.ready_since
@@ -502,14 +537,18 @@ class EcsModel:
         dep.tasks.append(k)
         return k
 
-    def _new_deployment(self, s: _Service, td: str, rollback_to: _Deployment | None = None,
-                        reason: str | None = None) -> _Deployment:
+    def _new_deployment(
+        self, s: _Service, td: str, rollback_to: _Deployment | None = None, reason: str | None = None
+    ) -> _Deployment:
         t = self._t
         old = s.deployments[0] if s.deployments else None
         if old:
             old.status = "ACTIVE"
-            if old.rollout == "IN_PROGRESS" and rollback_to is None and old.sd.status in (
-                    "PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS"):
+            if (
+                old.rollout == "IN_PROGRESS"
+                and rollback_to is None
+                and old.sd.status in ("PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS")
+            ):
                 old.sd.status, old.sd.stopped, old.sd.updated = "STOPPED", t, t
                 old.sd.status_reason = "Superseded by a newer service deployment."
         dep_id = f"ecs-svc/{self._new_number()}"
@@ -518,8 +557,9 @@ class EcsModel:
         if rollback_to is not None and old is not None:
             dep.sd = old.sd  # a rollback belongs to the service deployment it undoes
         else:
-            sources = list(dict.fromkeys(d.revision for d in s.deployments
-                                         if any(k.last != "STOPPED" for k in d.tasks)))
+            sources = list(
+                dict.fromkeys(d.revision for d in s.deployments if any(k.last != "STOPPED" for k in d.tasks))
+            )
             token = base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
             sd_arn = f"arn:aws:ecs:{self.region}:{self.account_id}:service-deployment/{s.cluster}/{s.name}/{token}"
             dep.sd = _ServiceDeployment(sd_arn, s, revision, sources, t)
@@ -533,19 +573,27 @@ class EcsModel:
 
     def _new_revision(self, s: _Service, td_arn: str) -> str:
         m = s.api
-        arn = (f"arn:aws:ecs:{self.region}:{self.account_id}:service-revision/{s.cluster}/{s.name}/"
-               f"{self._new_number()}")
+        arn = f"arn:aws:ecs:{self.region}:{self.account_id}:service-revision/{s.cluster}/{s.name}/{self._new_number()}"
         td = self._task_definition(td_arn)
         images = []
         for cd in td.container_definitions:
             digest = next(iter(self._resolve_image(cd["image"])[1]), None)
             images.append(_clean({"containerName": cd["name"], "image": cd["image"], "imageDigest": digest}))
-        self._revisions[arn] = _clean({
-            "serviceRevisionArn": arn, "serviceArn": m.arn, "clusterArn": m.cluster_arn, "taskDefinition": td_arn,
-            "capacityProviderStrategy": getattr(m, "capacity_provider_strategy", None), "launchType": m.launch_type,
-            "platformVersion": m.platform_version, "loadBalancers": copy.deepcopy(m.load_balancers),
-            "networkConfiguration": copy.deepcopy(m.network_configuration) or None,
-            "containerImages": images, "createdAt": _dt(self._t)})
+        self._revisions[arn] = _clean(
+            {
+                "serviceRevisionArn": arn,
+                "serviceArn": m.arn,
+                "clusterArn": m.cluster_arn,
+                "taskDefinition": td_arn,
+                "capacityProviderStrategy": getattr(m, "capacity_provider_strategy", None),
+                "launchType": m.launch_type,
+                "platformVersion": m.platform_version,
+                "loadBalancers": copy.deepcopy(m.load_balancers),
+                "networkConfiguration": copy.deepcopy(m.network_configuration) or None,
+                "containerImages": images,
+                "createdAt": _dt(self._t),
+            }
+        )
         return arn
 
     def _complete(self, s: _Service, p: _Deployment) -> None:
@@ -569,8 +617,12 @@ class EcsModel:
         dep.updated = self._t
         self._service_event(s, f"(service {s.name}) (task {k.id}) stopped: {k.stop_reason}.")
         cb = s.breaker
-        if (dep is s.deployments[0] and dep.rollout == "IN_PROGRESS" and cb.get("enable")
-                and dep.failed >= self._threshold(dep.desired)):
+        if (
+            dep is s.deployments[0]
+            and dep.rollout == "IN_PROGRESS"
+            and cb.get("enable")
+            and dep.failed >= self._threshold(dep.desired)
+        ):
             self._fail(s, dep, bool(cb.get("rollback")))
 
     @staticmethod
@@ -582,8 +634,9 @@ class EcsModel:
         dep.rollout, dep.updated = "FAILED", t
         dep.reason = "ECS deployment circuit breaker: tasks failed to start."
         self._service_event(s, f"(service {s.name}) (deployment {dep.id}) deployment failed: tasks failed to start.")
-        self._emit_deployment(s, dep, "SERVICE_DEPLOYMENT_FAILED",
-                              "ECS deployment circuit breaker: task failed to start.", "ERROR")
+        self._emit_deployment(
+            s, dep, "SERVICE_DEPLOYMENT_FAILED", "ECS deployment circuit breaker: task failed to start.", "ERROR"
+        )
         sd = dep.sd
         sd.updated = t
         if rollback and not dep.is_rollback and s.last_completed and s.last_completed is not dep:
@@ -600,21 +653,38 @@ class EcsModel:
         sd = dep.sd
         sd.status, sd.status_reason, sd.updated = "ROLLBACK_IN_PROGRESS", reason, self._t
         sd.rollback = {"reason": reason, "startedAt": _dt(self._t), "serviceRevisionArn": target.revision}
-        self._new_deployment(s, target.td, rollback_to=target,
-                             reason=f"ECS deployment circuit breaker: rolling back to deploymentId {target.id}.")
+        self._new_deployment(
+            s,
+            target.td,
+            rollback_to=target,
+            reason=f"ECS deployment circuit breaker: rolling back to deploymentId {target.id}.",
+        )
 
     # ---------------------------------------------------------------- tasks, networking, target health, logs
-    def _adopt(self, api: Any, td: Any, s: _Service | None = None, dep: _Deployment | None = None,
-               backdate: bool = False) -> _Task:
+    def _adopt(
+        self, api: Any, td: Any, s: _Service | None = None, dep: _Deployment | None = None, backdate: bool = False
+    ) -> _Task:
         """Take over a task the API started: behaviour, IP, schedule, API view."""
         tags = {x.get("key"): x.get("value") for x in (api.tags or [])}
         purpose = tags.get(PURPOSE_TAG)
         behaviour, container, digests = self._behaviour(td, purpose, api.overrides, service_task=s is not None)
-        k = _Task(api, api.task_arn, td, api.cluster_name, purpose, behaviour, container, digests, self._t,
-                  f"arn:aws:ecs:{self.region}:{self.account_id}:container/{api.cluster_name}")
+        k = _Task(
+            api,
+            api.task_arn,
+            td,
+            api.cluster_name,
+            purpose,
+            behaviour,
+            container,
+            digests,
+            self._t,
+            f"arn:aws:ecs:{self.region}:{self.account_id}:container/{api.cluster_name}",
+        )
         k.service, k.deployment = s, dep
         if backdate:  # a service that already existed: its tasks started long ago
-            k.created -= float(behaviour.get("startSeconds", self.d["startSeconds"])) + self.d["healthyAfterSeconds"] + 1
+            k.created -= (
+                float(behaviour.get("startSeconds", self.d["startSeconds"])) + self.d["healthyAfterSeconds"] + 1
+            )
         if purpose:
             self._purposes[purpose] = self._purposes.get(purpose, 0) + 1
         network = self._attach_network(k)
@@ -627,8 +697,9 @@ class EcsModel:
         self._changed(k)
         return k
 
-    def _behaviour(self, td: Any, purpose: str | None, overrides: dict | None = None,
-                   service_task: bool = False) -> tuple[dict, str, dict]:
+    def _behaviour(
+        self, td: Any, purpose: str | None, overrides: dict | None = None, service_task: bool = False
+    ) -> tuple[dict, str, dict]:
         """Behaviour of the first essential container whose image has an entry that applies to it; migrations use
         `migration`.
 
@@ -655,8 +726,14 @@ class EcsModel:
             kept = {k: v for k, v in found.items() if k in ("startSeconds", "stopCode", "stoppedReason")}
             found = {**kept, **self.migration}
             names = {cd["name"] for cd in td.container_definitions}
-            container = next((o["name"] for o in (overrides or {}).get("containerOverrides") or []
-                              if o.get("command") and o.get("name") in names), container)
+            container = next(
+                (
+                    o["name"]
+                    for o in (overrides or {}).get("containerOverrides") or []
+                    if o.get("command") and o.get("name") in names
+                ),
+                container,
+            )
         return found, container, digests
 
     def _entry_for(self, key: str, container: str, purpose: str | None, service_task: bool) -> dict | None:
@@ -678,7 +755,8 @@ class EcsModel:
         addresses, then those of stopped tasks."""
         hosts = [str(h) for h in itertools.islice(ipaddress.ip_network(cidr).hosts(), 3, 4096)]
         return next((h for h in hosts if h not in self._by_ip), None) or next(
-            (h for h in hosts if self._by_ip[h].last == "STOPPED"), fallback)
+            (h for h in hosts if self._by_ip[h].last == "STOPPED"), fallback
+        )
 
     def _register(self, k: _Task) -> None:
         """ECS registers a service task's IP in the service's target groups once it is RUNNING."""
@@ -708,10 +786,15 @@ class EcsModel:
 
     def _draining(self, tg_arn: str, registered: Any) -> list[dict]:
         """The targets of a target group still draining (not in `registered`): DescribeTargetHealth lists them."""
-        return [{"Id": ip, "Port": port} for (arn, ip), (t, port) in self._dereg_at.items()
-                if arn == tg_arn and ip not in registered and self._t < t + self.d["drainSeconds"]]
+        return [
+            {"Id": ip, "Port": port}
+            for (arn, ip), (t, port) in self._dereg_at.items()
+            if arn == tg_arn and ip not in registered and self._t < t + self.d["drainSeconds"]
+        ]
 
-    def _target_state(self, tg_arn: str, ip: str, registered: bool, k: _Task) -> tuple[str, str | None, str | None] | None:
+    def _target_state(
+        self, tg_arn: str, ip: str, registered: bool, k: _Task
+    ) -> tuple[str, str | None, str | None] | None:
         """A task's target health in a target group: (state, reason, description), or None if it is no target."""
         now, key = self._t, (tg_arn, ip)
         if registered:
@@ -738,8 +821,15 @@ class EcsModel:
         prefix = opts.get("awslogs-stream-prefix")
         stream = f"{prefix}/{k.container}/{k.id}" if prefix else k.id
         span = (self._t - k.started) / (len(lines) + 1)
-        self._put_log_events(opts.get("awslogs-region", self.region), opts.get("awslogs-group"), stream, [
-            {"timestamp": int((k.started + span * (i + 1)) * 1000), "message": str(line)} for i, line in enumerate(lines)])
+        self._put_log_events(
+            opts.get("awslogs-region", self.region),
+            opts.get("awslogs-group"),
+            stream,
+            [
+                {"timestamp": int((k.started + span * (i + 1)) * 1000), "message": str(line)}
+                for i, line in enumerate(lines)
+            ],
+        )
 
     # ---------------------------------------------------------------- views and events
     def _containers(self, k: _Task) -> list[dict]:
@@ -748,13 +838,26 @@ class EcsModel:
             name = cd["name"]
             status = "STOPPED" if k.containers_stopped else ("RUNNING" if k.started else "PENDING")
             health = k.health if cd.get("healthCheck") and k.started else "UNKNOWN"
-            out.append(_clean({
-                "containerArn": k.container_arns[name], "taskArn": k.arn, "name": name, "image": cd["image"],
-                "imageDigest": k.digests.get(name), "lastStatus": status, "exitCode": k.exit_codes.get(name),
-                "reason": k.container_reason, "healthStatus": health, "cpu": str(cd.get("cpu", 0)),
-                "memory": str(cd["memory"]) if cd.get("memory") else None,
-                "networkInterfaces": [{"attachmentId": k.attachment_id, "privateIpv4Address": k.ip}] if k.ip else [],
-            }))
+            out.append(
+                _clean(
+                    {
+                        "containerArn": k.container_arns[name],
+                        "taskArn": k.arn,
+                        "name": name,
+                        "image": cd["image"],
+                        "imageDigest": k.digests.get(name),
+                        "lastStatus": status,
+                        "exitCode": k.exit_codes.get(name),
+                        "reason": k.container_reason,
+                        "healthStatus": health,
+                        "cpu": str(cd.get("cpu", 0)),
+                        "memory": str(cd["memory"]) if cd.get("memory") else None,
+                        "networkInterfaces": [{"attachmentId": k.attachment_id, "privateIpv4Address": k.ip}]
+                        if k.ip
+                        else [],
+                    }
+                )
+            )
         return out
 
     def _changed(self, k: _Task) -> None:
@@ -769,40 +872,88 @@ class EcsModel:
         health status of the event isn't provided in the task state change event", ECS developer guide)."""
         mt = k.api
         pulled = k.created + 1 if k.last != "PROVISIONING" else None
-        attachments = [{**copy.deepcopy(a), "type": "eni" if a.get("type") == "ElasticNetworkInterface" else a.get("type"),
-                        "details": [d for d in a.get("details", []) if d.get("name") != "privateDnsName"]}
-                       for a in mt.attachments]
+        attachments = [
+            {
+                **copy.deepcopy(a),
+                "type": "eni" if a.get("type") == "ElasticNetworkInterface" else a.get("type"),
+                "details": [d for d in a.get("details", []) if d.get("name") != "privateDnsName"],
+            }
+            for a in mt.attachments
+        ]
         named = {o.get("name"): o for o in (mt.overrides or {}).get("containerOverrides") or []}
-        overrides = {**copy.deepcopy(mt.overrides or {}), "containerOverrides": [
-            copy.deepcopy(named.get(cd["name"]) or {"name": cd["name"]}) for cd in k.td.container_definitions]}
+        overrides = {
+            **copy.deepcopy(mt.overrides or {}),
+            "containerOverrides": [
+                copy.deepcopy(named.get(cd["name"]) or {"name": cd["name"]}) for cd in k.td.container_definitions
+            ],
+        }
         containers = []
         for view in self._containers(k):
             view = {key: value for key, value in view.items() if key != "healthStatus"}
             if k.started:
                 view["runtimeId"] = k.runtime_ids[view["name"]]
             containers.append(view)
-        return _clean({
-            "attachments": attachments, "availabilityZone": k.zone, "clusterArn": mt.cluster_arn,
-            "containers": containers, "createdAt": _iso(k.created), "launchType": mt.launch_type or None,
-            "cpu": k.td.cpu, "memory": k.td.memory, "desiredStatus": k.desired, "group": mt.group,
-            "lastStatus": k.last, "overrides": overrides, "startedBy": mt.started_by or None, "taskArn": k.arn,
-            "taskDefinitionArn": k.td.arn, "updatedAt": _iso(self._t), "version": k.version,
-            "platformVersion": mt.platform_version, "capacityProviderName": mt.capacity_provider_name,
-            "connectivity": "CONNECTED" if k.started else None, "connectivityAt": _iso(pulled - 0.5) if pulled else None,
-            "pullStartedAt": _iso(pulled), "pullStoppedAt": _iso(k.started - 1) if k.started else None,
-            "startedAt": _iso(k.started), "stoppingAt": _iso(k.stopping), "stoppedAt": _iso(k.stopped),
-            "executionStoppedAt": _iso(k.stopped), "stopCode": k.stop_code, "stoppedReason": k.stop_reason,
-        })
+        return _clean(
+            {
+                "attachments": attachments,
+                "availabilityZone": k.zone,
+                "clusterArn": mt.cluster_arn,
+                "containers": containers,
+                "createdAt": _iso(k.created),
+                "launchType": mt.launch_type or None,
+                "cpu": k.td.cpu,
+                "memory": k.td.memory,
+                "desiredStatus": k.desired,
+                "group": mt.group,
+                "lastStatus": k.last,
+                "overrides": overrides,
+                "startedBy": mt.started_by or None,
+                "taskArn": k.arn,
+                "taskDefinitionArn": k.td.arn,
+                "updatedAt": _iso(self._t),
+                "version": k.version,
+                "platformVersion": mt.platform_version,
+                "capacityProviderName": mt.capacity_provider_name,
+                "connectivity": "CONNECTED" if k.started else None,
+                "connectivityAt": _iso(pulled - 0.5) if pulled else None,
+                "pullStartedAt": _iso(pulled),
+                "pullStoppedAt": _iso(k.started - 1) if k.started else None,
+                "startedAt": _iso(k.started),
+                "stoppingAt": _iso(k.stopping),
+                "stoppedAt": _iso(k.stopped),
+                "executionStoppedAt": _iso(k.stopped),
+                "stopCode": k.stop_code,
+                "stoppedReason": k.stop_reason,
+            }
+        )
 
     def _emit(self, detail_type: str, resources: list[str], detail: dict) -> None:
-        self._events.append({"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.ecs",
-                             "account": self.account_id, "time": _iso(self._t, millis=False), "region": self.region,
-                             "resources": resources, "detail": detail})
+        self._events.append(
+            {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": detail_type,
+                "source": "aws.ecs",
+                "account": self.account_id,
+                "time": _iso(self._t, millis=False),
+                "region": self.region,
+                "resources": resources,
+                "detail": detail,
+            }
+        )
 
     def _emit_deployment(self, s: _Service, dep: _Deployment, name: str, reason: str, etype: str = "INFO") -> None:
-        self._emit("ECS Deployment State Change", [s.api.arn], {  # updatedAt in whole seconds, as AWS's samples
-            "eventType": etype, "eventName": name, "deploymentId": dep.id, "updatedAt": _iso(self._t, millis=False),
-            "reason": reason})
+        self._emit(
+            "ECS Deployment State Change",
+            [s.api.arn],
+            {  # updatedAt in whole seconds, as AWS's samples
+                "eventType": etype,
+                "eventName": name,
+                "deploymentId": dep.id,
+                "updatedAt": _iso(self._t, millis=False),
+                "reason": reason,
+            },
+        )
 
     def _service_event(self, s: _Service, message: str) -> None:
         s.events = [{"id": str(uuid.uuid4()), "createdAt": _dt(self._t), "message": message}] + s.events[:99]
@@ -810,20 +961,35 @@ class EcsModel:
     def _deployment_view(self, s: _Service, d: _Deployment) -> dict:
         """One of DescribeServices' `deployments`."""
         m = s.api
-        return _clean({
-            "id": d.id, "status": d.status, "taskDefinition": d.td, "desiredCount": d.desired,
-            "pendingCount": _count(d.tasks, "PROVISIONING", "PENDING"), "runningCount": _count(d.tasks, "RUNNING"),
-            "failedTasks": d.failed,
-            "createdAt": _dt(d.created), "updatedAt": _dt(d.updated), "launchType": m.launch_type,
-            "capacityProviderStrategy": getattr(m, "capacity_provider_strategy", None),
-            "platformVersion": m.platform_version, "networkConfiguration": m.network_configuration or None,
-            "rolloutState": d.rollout, "rolloutStateReason": d.reason})
+        return _clean(
+            {
+                "id": d.id,
+                "status": d.status,
+                "taskDefinition": d.td,
+                "desiredCount": d.desired,
+                "pendingCount": _count(d.tasks, "PROVISIONING", "PENDING"),
+                "runningCount": _count(d.tasks, "RUNNING"),
+                "failedTasks": d.failed,
+                "createdAt": _dt(d.created),
+                "updatedAt": _dt(d.updated),
+                "launchType": m.launch_type,
+                "capacityProviderStrategy": getattr(m, "capacity_provider_strategy", None),
+                "platformVersion": m.platform_version,
+                "networkConfiguration": m.network_configuration or None,
+                "rolloutState": d.rollout,
+                "rolloutStateReason": d.reason,
+            }
+        )
 
     def _revision_counts(self, s: _Service, arn: str) -> dict:
         tasks = [k for d in s.deployments if d.revision == arn for k in d.tasks]
         primary = s.deployments[0] if s.deployments else None
-        return {"arn": arn, "requestedTaskCount": primary.desired if primary and primary.revision == arn else 0,
-                "runningTaskCount": _count(tasks, "RUNNING"), "pendingTaskCount": _count(tasks, "PROVISIONING", "PENDING")}
+        return {
+            "arn": arn,
+            "requestedTaskCount": primary.desired if primary and primary.revision == arn else 0,
+            "runningTaskCount": _count(tasks, "RUNNING"),
+            "pendingTaskCount": _count(tasks, "PROVISIONING", "PENDING"),
+        }
 
     def _sd_view(self, sd: _ServiceDeployment) -> dict:
         s = sd.service
@@ -831,48 +997,96 @@ class EcsModel:
         first = sd.origin
         running = sd.status in ("PENDING", "IN_PROGRESS")
         breaker = "MONITORING" if running else "MONITORING_COMPLETE"
-        return _clean({
-            "serviceDeploymentArn": sd.arn, "serviceArn": s.api.arn, "clusterArn": s.api.cluster_arn,
-            "createdAt": _dt(sd.created), "startedAt": _dt(sd.started), "finishedAt": _dt(sd.finished),
-            "stoppedAt": _dt(sd.stopped), "updatedAt": _dt(sd.updated),
-            "sourceServiceRevisions": [self._revision_counts(s, a) for a in sd.sources],
-            "targetServiceRevision": self._revision_counts(s, sd.target), "status": sd.status,
-            "statusReason": sd.status_reason, "lifecycleStage": self._lifecycle_stage(sd),
-            "deploymentConfiguration": sd.config, "rollback": sd.rollback,
-            "deploymentCircuitBreaker": {
-                "status": "DISABLED" if not cb.get("enable") else (
-                    "TRIGGERED" if first and first.rollout == "FAILED" else breaker),
-                "failureCount": first.failed if first else 0, "threshold": self._threshold(first.desired if first else 0)},
-            "alarms": ({"status": "MONITORING" if running else "MONITORING_COMPLETE",
-                        "alarmNames": alarms.get("alarmNames", []), "triggeredAlarmNames": []}
-                       if alarms.get("enable") else {"status": "DISABLED"}),
-        })
+        return _clean(
+            {
+                "serviceDeploymentArn": sd.arn,
+                "serviceArn": s.api.arn,
+                "clusterArn": s.api.cluster_arn,
+                "createdAt": _dt(sd.created),
+                "startedAt": _dt(sd.started),
+                "finishedAt": _dt(sd.finished),
+                "stoppedAt": _dt(sd.stopped),
+                "updatedAt": _dt(sd.updated),
+                "sourceServiceRevisions": [self._revision_counts(s, a) for a in sd.sources],
+                "targetServiceRevision": self._revision_counts(s, sd.target),
+                "status": sd.status,
+                "statusReason": sd.status_reason,
+                "lifecycleStage": self._lifecycle_stage(sd),
+                "deploymentConfiguration": sd.config,
+                "rollback": sd.rollback,
+                "deploymentCircuitBreaker": {
+                    "status": "DISABLED"
+                    if not cb.get("enable")
+                    else ("TRIGGERED" if first and first.rollout == "FAILED" else breaker),
+                    "failureCount": first.failed if first else 0,
+                    "threshold": self._threshold(first.desired if first else 0),
+                },
+                "alarms": (
+                    {
+                        "status": "MONITORING" if running else "MONITORING_COMPLETE",
+                        "alarmNames": alarms.get("alarmNames", []),
+                        "triggeredAlarmNames": [],
+                    }
+                    if alarms.get("enable")
+                    else {"status": "DISABLED"}
+                ),
+            }
+        )
 
     # ---------------------------------------------------------------- the service deployment API
-    def list_service_deployments(self, key: str, status: list[str] | None, created_at: dict | None,
-                                 next_token: str | None, max_results: int | None) -> dict | None:
+    def list_service_deployments(
+        self,
+        key: str,
+        status: list[str] | None,
+        created_at: dict | None,
+        next_token: str | None,
+        max_results: int | None,
+    ) -> dict | None:
         """ListServiceDeployments' answer, a page of 20 unless `max_results` (None: no such service)."""
         s = self._services.get(key)
         if s is None:
             return None
         statuses, created = status or [], created_at or {}
         after, before = _ts(created.get("after")), _ts(created.get("before"))
-        sds = [sd for sd in s.sds if (not statuses or sd.status in statuses)
-               and (after is None or sd.created >= after) and (before is None or sd.created <= before)]
+        sds = [
+            sd
+            for sd in s.sds
+            if (not statuses or sd.status in statuses)
+            and (after is None or sd.created >= after)
+            and (before is None or sd.created <= before)
+        ]
         start, size = int(next_token or 0), int(max_results or 20)
-        briefs = [_clean({"serviceDeploymentArn": sd.arn, "serviceArn": s.api.arn, "clusterArn": s.api.cluster_arn,
-                          "startedAt": _dt(sd.started), "createdAt": _dt(sd.created), "finishedAt": _dt(sd.finished),
-                          "targetServiceRevisionArn": sd.target, "status": sd.status, "statusReason": sd.status_reason})
-                  for sd in sds[start:start + size]]
-        return _clean({"serviceDeployments": briefs, "nextToken": str(start + size) if start + size < len(sds) else None})
+        briefs = [
+            _clean(
+                {
+                    "serviceDeploymentArn": sd.arn,
+                    "serviceArn": s.api.arn,
+                    "clusterArn": s.api.cluster_arn,
+                    "startedAt": _dt(sd.started),
+                    "createdAt": _dt(sd.created),
+                    "finishedAt": _dt(sd.finished),
+                    "targetServiceRevisionArn": sd.target,
+                    "status": sd.status,
+                    "statusReason": sd.status_reason,
+                }
+            )
+            for sd in sds[start : start + size]
+        ]
+        return _clean(
+            {"serviceDeployments": briefs, "nextToken": str(start + size) if start + size < len(sds) else None}
+        )
 
     def describe_service_deployments(self, arns: list[str]) -> dict:
-        return {"serviceDeployments": [self._sd_view(self._sds[a]) for a in arns if a in self._sds],
-                "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._sds]}
+        return {
+            "serviceDeployments": [self._sd_view(self._sds[a]) for a in arns if a in self._sds],
+            "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._sds],
+        }
 
     def describe_service_revisions(self, arns: list[str]) -> dict:
-        return {"serviceRevisions": [self._revisions[a] for a in arns if a in self._revisions],
-                "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._revisions]}
+        return {
+            "serviceRevisions": [self._revisions[a] for a in arns if a in self._revisions],
+            "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a not in self._revisions],
+        }
 
     def stop_service_deployment(self, arn: str, stop_type: str | None) -> dict:
         """StopType ROLLBACK (the only one ECS accepts): roll back to the last completed revision."""

@@ -31,13 +31,30 @@ if TYPE_CHECKING:
 FAULT_HEADER = "x-ferry-sandbox-fault"  # marks a request the fault hook answered, so moto does not also run it
 # HTTP status of the error codes an ApiFault may answer with (any other code: 500).
 ERROR_STATUS = {
-    "ThrottlingException": 400, "Throttling": 400, "ThrottledException": 400, "RequestLimitExceeded": 400,
-    "ProvisionedThroughputExceededException": 400, "RequestThrottled": 400, "TooManyRequestsException": 429,
-    "SlowDown": 503, "InternalServerError": 500, "InternalFailure": 500, "ServerException": 500,
-    "ServiceUnavailable": 503, "ServiceUnavailableException": 503,
+    "ThrottlingException": 400,
+    "Throttling": 400,
+    "ThrottledException": 400,
+    "RequestLimitExceeded": 400,
+    "ProvisionedThroughputExceededException": 400,
+    "RequestThrottled": 400,
+    "TooManyRequestsException": 429,
+    "SlowDown": 503,
+    "InternalServerError": 500,
+    "InternalFailure": 500,
+    "ServerException": 500,
+    "ServiceUnavailable": 503,
+    "ServiceUnavailableException": 503,
 }
-THROTTLING = {"ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
-              "ProvisionedThroughputExceededException", "RequestThrottled", "TooManyRequestsException", "SlowDown"}
+THROTTLING = {
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "SlowDown",
+}
 # No answer at all: botocore raises these, as when the request never reached AWS.
 NETWORK_ERRORS = ("ConnectTimeout", "EndpointConnectionError")
 
@@ -81,8 +98,12 @@ def state_step(function: str, event: Any) -> str | None:
 # Lambda model, Invoke errors: CodeArtifactUserPendingException 409 "its code artifact user is still being
 # provisioned", ResourceNotReadyException 502 "The function is inactive", TooManyRequestsException 429,
 # ServiceException 500). Step Functions reports each to the state as Lambda.<code>.
-LAMBDA_API_ERRORS = {"CodeArtifactUserPendingException": 409, "ResourceNotReadyException": 502,
-                     "TooManyRequestsException": 429, "ServiceException": 500}
+LAMBDA_API_ERRORS = {
+    "CodeArtifactUserPendingException": 409,
+    "ResourceNotReadyException": 502,
+    "TooManyRequestsException": 429,
+    "ServiceException": 500,
+}
 
 
 @dataclass(frozen=True)
@@ -119,30 +140,36 @@ class Faults:
     gave up (their last attempt failed, so the handler saw the error).
     """
 
-    def __init__(self, api: tuple[ApiFault, ...] | list[ApiFault] = (),
-                 lambdas: tuple[LambdaFault, ...] | list[LambdaFault] = (), *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        api: tuple[ApiFault, ...] | list[ApiFault] = (),
+        lambdas: tuple[LambdaFault, ...] | list[LambdaFault] = (),
+        *,
+        seed: int = 0,
+    ) -> None:
         for fault in lambdas:
             if fault.kind not in ("crash", "timeout", "unavailable"):
                 raise SandboxError(f"LambdaFault kind must be crash, timeout or unavailable, got {fault.kind!r}")
             if fault.kind == "timeout" and fault.error not in (None, "Sandbox.Timedout", "Lambda.Unknown"):
                 raise SandboxError(f"a timeout is reported as Sandbox.Timedout or Lambda.Unknown, not {fault.error!r}")
             if fault.kind == "unavailable" and fault.error not in (None, *LAMBDA_API_ERRORS):
-                raise SandboxError(f"an unavailable function answers one of {sorted(LAMBDA_API_ERRORS)}, "
-                                   f"not {fault.error!r}")
+                raise SandboxError(
+                    f"an unavailable function answers one of {sorted(LAMBDA_API_ERRORS)}, not {fault.error!r}"
+                )
         self.api, self.lambdas, self.seed = tuple(api), tuple(lambdas), seed
         self.sandbox: Sandbox | None = None
         self._lock = threading.Lock()
-        self._sent: Counter[tuple[str, str]] = Counter()      # (service, operation) -> attempts the handlers sent
+        self._sent: Counter[tuple[str, str]] = Counter()  # (service, operation) -> attempts the handlers sent
         self._injected: Counter[tuple[str, str]] = Counter()  # (service, operation) -> attempts answered with an error
-        self._by_rule: Counter[int] = Counter()               # ApiFault index -> attempts it failed
-        self._calls: dict[str, dict[str, Any]] = {}           # botocore invocation id -> its attempts
-        self._stepped: Counter[tuple[int, str]] = Counter()   # (lambda fault, step) -> invocations faulted
-        self.lambda_faults: list[dict[str, str]] = []         # {"function", "step", "kind"} per faulted invocation
-        self.interrupted: list[dict[str, str]] = []           # tasks stopped by interrupt_task
+        self._by_rule: Counter[int] = Counter()  # ApiFault index -> attempts it failed
+        self._calls: dict[str, dict[str, Any]] = {}  # botocore invocation id -> its attempts
+        self._stepped: Counter[tuple[int, str]] = Counter()  # (lambda fault, step) -> invocations faulted
+        self.lambda_faults: list[dict[str, str]] = []  # {"function", "step", "kind"} per faulted invocation
+        self.interrupted: list[dict[str, str]] = []  # tasks stopped by interrupt_task
 
     def _draw(self, *key: Any) -> float:
         digest = hashlib.sha256("|".join(str(k) for k in (self.seed, *key)).encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2 ** 64
+        return int.from_bytes(digest[:8], "big") / 2**64
 
     def api_error(self, service: str, operation: str, headers: Any, body: Any = b"") -> tuple[str, int] | None:
         """Count one attempt the handlers sent; the (code, status) to answer it with, or None to let it through."""
@@ -162,14 +189,20 @@ class Faults:
             self._sent[(service, operation)] += 1
             error = None
             for i, rule in enumerate(self.api):
-                if (rule.service != service or (rule.operations and operation not in rule.operations)
-                        or rule.body_contains not in text
-                        or (rule.limit is not None and self._by_rule[i] >= rule.limit)):
+                if (
+                    rule.service != service
+                    or (rule.operations and operation not in rule.operations)
+                    or rule.body_contains not in text
+                    or (rule.limit is not None and self._by_rule[i] >= rule.limit)
+                ):
                     continue
                 if self._draw(service, operation, n, i) < rule.rate:
                     choice = rule.errors[int(self._draw(service, operation, n, i, "error") * len(rule.errors))]
-                    code, status = choice if isinstance(choice, tuple) else (
-                        choice, 0 if choice in NETWORK_ERRORS else ERROR_STATUS.get(choice, 500))
+                    code, status = (
+                        choice
+                        if isinstance(choice, tuple)
+                        else (choice, 0 if choice in NETWORK_ERRORS else ERROR_STATUS.get(choice, 500))
+                    )
                     error = (str(code), int(status))
                     self._by_rule[i] += 1
                     break
@@ -194,8 +227,9 @@ class Faults:
             return fault, step
         return None
 
-    def interrupt_task(self, task_arn: str, stop_code: str = "SpotInterruption",
-                       reason: str = "Your Spot Task was interrupted.") -> None:
+    def interrupt_task(
+        self, task_arn: str, stop_code: str = "SpotInterruption", reason: str = "Your Spot Task was interrupted."
+    ) -> None:
         """Stop a task the way ECS itself does (a Spot interruption; TerminationNotice for a host retirement),
         not through StopTask: the task drains, stops and gets the stop code and reason."""
         simulator = self.sandbox.simulator if self.sandbox is not None else None
@@ -211,8 +245,9 @@ class Faults:
             calls = list(self._calls.values())
             services: dict[str, dict[str, int]] = {}
             for (service, _op), sent in self._sent.items():
-                entry = services.setdefault(service, {"calls": 0, "attempts": 0, "injected": 0, "maxAttempts": 0,
-                                                      "gaveUp": 0})
+                entry = services.setdefault(
+                    service, {"calls": 0, "attempts": 0, "injected": 0, "maxAttempts": 0, "gaveUp": 0}
+                )
                 entry["attempts"] += sent
                 entry["injected"] += self._injected[(service, _op)]
             for call in calls:
@@ -221,7 +256,9 @@ class Faults:
                 entry["maxAttempts"] = max(entry["maxAttempts"], call["attempts"])
                 entry["gaveUp"] += bool(call.get("failed"))
             return {
-                "calls": len(calls), "attempts": sum(self._sent.values()), "injected": sum(self._injected.values()),
+                "calls": len(calls),
+                "attempts": sum(self._sent.values()),
+                "injected": sum(self._injected.values()),
                 "maxAttemptsPerCall": max((c["attempts"] for c in calls), default=0),
                 "gaveUp": sum(1 for c in calls if c.get("failed")),  # last attempt failed: the handler saw the error
                 "services": services,
@@ -242,20 +279,22 @@ def lambda_api_error(code: str, function: str) -> Exception:
 
     messages = {
         "CodeArtifactUserPendingException": "The Lambda function couldn't be invoked because its code artifact user "
-                                            "is still being provisioned. Wait for the function's State to become "
-                                            "Active and try the request again.",
+        "is still being provisioned. Wait for the function's State to become "
+        "Active and try the request again.",
         "ResourceNotReadyException": "The function is inactive and its VPC connection is no longer available. Wait "
-                                     "for the VPC connection to reestablish and try again.",
+        "for the VPC connection to reestablish and try again.",
         "TooManyRequestsException": "Rate Exceeded.",
         "ServiceException": "The Lambda service encountered an internal error.",
     }
     error = type("RefusedInvoke", (LambdaClientError, LambdaApiError), {"code": LAMBDA_API_ERRORS[code]})(
-        code, f"{messages[code]} (fault injected by the sandbox into {function})")
+        code, f"{messages[code]} (fault injected by the sandbox into {function})"
+    )
     return error
 
 
-def error_response(protocol: str, service: str, operation: str, error: tuple[str, int], url: str,
-                    message: str | None = None) -> Any:
+def error_response(
+    protocol: str, service: str, operation: str, error: tuple[str, int], url: str, message: str | None = None
+) -> Any:
     """An AWS error response in the service's wire protocol (`message`: AWS's own words; else a fault's)."""
     from botocore.awsrequest import AWSResponse
     from moto.core.botocore_stubber import MockRawResponse
@@ -275,8 +314,10 @@ def error_response(protocol: str, service: str, operation: str, error: tuple[str
         body = json.dumps({"message": message})
     elif protocol == "query":
         headers["Content-Type"] = "text/xml"
-        body = (f"<ErrorResponse><Error><Type>{'Sender' if status < 500 else 'Receiver'}</Type><Code>{code}</Code>"
-                f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
+        body = (
+            f"<ErrorResponse><Error><Type>{'Sender' if status < 500 else 'Receiver'}</Type><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
     elif protocol == "rest-xml":
         headers["Content-Type"] = "application/xml"
         body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
@@ -307,7 +348,8 @@ def client_patches(sandbox: Sandbox) -> Iterator[Any]:
         if kwargs.get("config") is aws.RETRY_CONFIG:
             model = made.meta.service_model
             made.meta.events.register_first(
-                "before-send", functools.partial(_answer, sandbox, model.service_name, model.protocol))
+                "before-send", functools.partial(_answer, sandbox, model.service_name, model.protocol)
+            )
         if key is not None and made.meta.region_name == key[1]:
             _POOL[key] = made
         return made
@@ -347,8 +389,9 @@ def _answer(sandbox: Sandbox, service: str, protocol: str, request: Any, event_n
     operation = event_name.rsplit(".", 1)[-1]
     if not sandbox.throttle.take(service, operation):
         request.headers[FAULT_HEADER] = "ThrottlingException"
-        return error_response(protocol, service, operation, ("ThrottlingException", 400), request.url,
-                              message="Rate exceeded")
+        return error_response(
+            protocol, service, operation, ("ThrottlingException", 400), request.url, message="Rate exceeded"
+        )
     if sandbox.faults is None:
         return None
     error = sandbox.faults.api_error(service, operation, request.headers, request.body)
@@ -358,6 +401,7 @@ def _answer(sandbox: Sandbox, service: str, protocol: str, request: Any, event_n
         from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
 
         raise (ConnectTimeoutError if error[0] == "ConnectTimeout" else EndpointConnectionError)(
-            endpoint_url=request.url)
+            endpoint_url=request.url
+        )
     request.headers[FAULT_HEADER] = error[0]
     return error_response(protocol, service, operation, error, request.url)

@@ -47,8 +47,12 @@ MAX_CONFIG_ALARMS = 20  # service-config.schema.json healthGates.alarms maxItems
 # needs a service principal, and this one is not ECS's either.
 NOT_ECS_TASKS = "ec2.amazonaws.com"
 # What a world's service has unless it says otherwise (world.py), and ECS's default strategy: left out of the world.
-DEFAULT_DEPLOYMENT = {"maximumPercent": 200, "minimumHealthyPercent": 100,
-                      "deploymentCircuitBreaker": {"enable": False, "rollback": False}, "strategy": "ROLLING"}
+DEFAULT_DEPLOYMENT = {
+    "maximumPercent": 200,
+    "minimumHealthyPercent": 100,
+    "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+    "strategy": "ROLLING",
+}
 NATIVE_STRATEGIES = {"BLUE_GREEN", "LINEAR", "CANARY"}
 
 # The only calls the importer may make, per service: none of them changes anything, none returns a secret value.
@@ -123,6 +127,7 @@ class ReadOnly:
         def checked(**params: Any) -> Any:
             self._check(operation, params)
             return call(**params)
+
         return checked
 
 
@@ -158,19 +163,21 @@ class _Account:
 
     account: str = ""
     region: str = ""
-    tags: dict[str, dict[str, str] | None] = field(default_factory=dict)   # repository -> tag -> digest (None: unreadable)
-    pushed_at: dict[str, dict[str, float]] = field(default_factory=dict)   # repository -> tag -> push time
-    untagged: dict[str, set[str]] = field(default_factory=dict)            # repository -> digests without a tag
-    running_tags: dict[str, set[str]] = field(default_factory=dict)        # repository -> tags some service runs
-    roles: dict[str, Any] = field(default_factory=dict)                    # name -> world entry
+    tags: dict[str, dict[str, str] | None] = field(
+        default_factory=dict
+    )  # repository -> tag -> digest (None: unreadable)
+    pushed_at: dict[str, dict[str, float]] = field(default_factory=dict)  # repository -> tag -> push time
+    untagged: dict[str, set[str]] = field(default_factory=dict)  # repository -> digests without a tag
+    running_tags: dict[str, set[str]] = field(default_factory=dict)  # repository -> tags some service runs
+    roles: dict[str, Any] = field(default_factory=dict)  # name -> world entry
     secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     log_groups: list[str] = field(default_factory=list)
-    s3: dict[str, dict[str, str]] = field(default_factory=dict)            # bucket -> key -> placeholder
+    s3: dict[str, dict[str, str]] = field(default_factory=dict)  # bucket -> key -> placeholder
     alarms: dict[str, str] = field(default_factory=dict)
-    refused_ecr: list[str] = field(default_factory=list)                   # ECR reads AWS refused
-    secret_names: dict[str, str] = field(default_factory=dict)             # ARN or name as referenced -> name
-    seen: set[tuple[str, str]] = field(default_factory=set)                # (kind, reference) looked at once
+    refused_ecr: list[str] = field(default_factory=list)  # ECR reads AWS refused
+    secret_names: dict[str, str] = field(default_factory=dict)  # ARN or name as referenced -> name
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (kind, reference) looked at once
 
 
 class _Importer:
@@ -206,26 +213,36 @@ class _Importer:
         try:
             clusters = ecs.describe_clusters(clusters=[cluster])
         except ClientError as exc:
-            raise ImportFailed(f"cannot read cluster {cluster} in {region}: {_refusal(exc)}: the import needs "
-                               "ecs:DescribeClusters, ecs:DescribeServices and ecs:DescribeTaskDefinition") from exc
+            raise ImportFailed(
+                f"cannot read cluster {cluster} in {region}: {_refusal(exc)}: the import needs "
+                "ecs:DescribeClusters, ecs:DescribeServices and ecs:DescribeTaskDefinition"
+            ) from exc
         if not any(c.get("status") == "ACTIVE" for c in clusters.get("clusters") or []):
-            raise ImportFailed(f"--cluster {cluster}: no active ECS cluster {cluster} in {region}: check the name "
-                               "(`aws ecs list-clusters`), or pass --region", 2)
+            raise ImportFailed(
+                f"--cluster {cluster}: no active ECS cluster {cluster} in {region}: check the name "
+                "(`aws ecs list-clusters`), or pass --region",
+                2,
+            )
         found: dict[str, dict[str, Any]] = {}
         for batch in aws.batches(list(names), 10):  # DescribeServices takes at most 10
             try:
                 described = ecs.describe_services(cluster=cluster, services=batch)
             except ClientError as exc:
-                raise ImportFailed(f"cannot read the services of cluster {cluster} in {region}: {_refusal(exc)}: "
-                                   "the import needs ecs:DescribeServices") from exc
+                raise ImportFailed(
+                    f"cannot read the services of cluster {cluster} in {region}: {_refusal(exc)}: "
+                    "the import needs ecs:DescribeServices"
+                ) from exc
             for svc in described.get("services") or []:
                 if svc.get("status") == "ACTIVE":
                     found[svc["serviceName"]] = svc
                     found[svc["serviceArn"]] = svc
         missing = [n for n in names if n not in found]
         if missing:
-            raise ImportFailed(f"--service {missing[0]}: no active service {missing[0]} in cluster {cluster} ({region}): "
-                               f"check the name (`aws ecs list-services --cluster {cluster}`)", 2)
+            raise ImportFailed(
+                f"--service {missing[0]}: no active service {missing[0]} in cluster {cluster} ({region}): "
+                f"check the name (`aws ecs list-services --cluster {cluster}`)",
+                2,
+            )
         ordered = list({found[n]["serviceArn"]: found[n] for n in names}.values())
         arn = ordered[0]["serviceArn"]
         self.found.account = arn.split(":")[4]
@@ -238,25 +255,34 @@ class _Importer:
         try:
             described = ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])["taskDefinition"]
         except ClientError as exc:
-            raise ImportFailed(f"cannot read the task definition of service {name} ({svc['taskDefinition']}): "
-                               f"{_refusal(exc)}: the import needs ecs:DescribeTaskDefinition") from exc
+            raise ImportFailed(
+                f"cannot read the task definition of service {name} ({svc['taskDefinition']}): "
+                f"{_refusal(exc)}: the import needs ecs:DescribeTaskDefinition"
+            ) from exc
         spec = taskdef.registration_input(described)
         revision = svc["taskDefinition"].rsplit("/", 1)[-1]
         running = self.images(name, spec)
         if not running and self.found.refused_ecr:
-            raise ImportFailed(f"cannot read the images of service {name}: {self.found.refused_ecr[0]}: the import "
-                               "needs ecr:DescribeImages on the repositories its images come from")
+            raise ImportFailed(
+                f"cannot read the images of service {name}: {self.found.refused_ecr[0]}: the import "
+                "needs ecr:DescribeImages on the repositories its images come from"
+            )
         if not running:
-            raise ImportFailed(f"--service {name}: its revision {revision} runs no image from this account's ECR "
-                               f"({self.found.account}, {self.found.region}): Ferry deploys images pushed to ECR, and a "
-                               "world's service runs at least one", 2)
+            raise ImportFailed(
+                f"--service {name}: its revision {revision} runs no image from this account's ECR "
+                f"({self.found.account}, {self.found.region}): Ferry deploys images pushed to ECR, and a "
+                "world's service runs at least one",
+                2,
+            )
         self.roles(name, spec)
         self.references(name, spec)
         entry: dict[str, Any] = {"cluster": cluster, "name": name}
         desired = int(svc.get("desiredCount") or 0)
         if desired > MAX_DESIRED:
-            self.note(f"desired count {desired} of service {name}: a world holds at most {MAX_DESIRED} tasks per "
-                      f"service, so it runs {MAX_DESIRED}")
+            self.note(
+                f"desired count {desired} of service {name}: a world holds at most {MAX_DESIRED} tasks per "
+                f"service, so it runs {MAX_DESIRED}"
+            )
             desired = MAX_DESIRED
         entry["desiredCount"] = desired
         entry["running"] = dict(sorted(running.items()))
@@ -273,8 +299,10 @@ class _Importer:
             several = {**entry, "targetGroups": groups}
             if problems({"services": [several]}, WORLD_SCHEMA):
                 for group in groups[1:]:
-                    self.note(f"target group {group['name']} of {name}: a world holds one target group per service "
-                              f"(it holds {groups[0]['name']})")
+                    self.note(
+                        f"target group {group['name']} of {name}: a world holds one target group per service "
+                        f"(it holds {groups[0]['name']})"
+                    )
                 groups = groups[:1]
             else:
                 entry = several
@@ -293,11 +321,18 @@ class _Importer:
         pushed: dict[str, float] = {}
         untagged: set[str] = set()
         try:
-            details = aws.items(self.client("ecr"), "describe_images", "imageDetails",
-                                registryId=found.account, repositoryName=repository)
+            details = aws.items(
+                self.client("ecr"),
+                "describe_images",
+                "imageDetails",
+                registryId=found.account,
+                repositoryName=repository,
+            )
         except ClientError as exc:
             if aws.error_code(exc) == "RepositoryNotFoundException":
-                self.note(f"ECR repository {repository}: it does not exist in {found.account} ({found.region}) any more")
+                self.note(
+                    f"ECR repository {repository}: it does not exist in {found.account} ({found.region}) any more"
+                )
             else:
                 self.refused(exc, f"the tags of ECR repository {repository}")
                 found.refused_ecr.append(_refusal(exc))
@@ -327,9 +362,11 @@ class _Importer:
             if ref is None:
                 continue  # not an ECR image: the task definition keeps it as it is, as on AWS
             if (ref.registry, ref.region) != (account, region):
-                self.note(f"image {uri} of container {name} ({service}): it is in the ECR of {ref.registry} "
-                          f"({ref.region}), and a world has one account and region; the task definition keeps it, "
-                          "so Verify will look for it there")
+                self.note(
+                    f"image {uri} of container {name} ({service}): it is in the ECR of {ref.registry} "
+                    f"({ref.region}), and a world has one account and region; the task definition keeps it, "
+                    "so Verify will look for it there"
+                )
                 continue
             tags = self.repository_tags(ref.repository)
             if tags is None:
@@ -341,24 +378,32 @@ class _Importer:
                     pass
                 elif named:
                     if tag:
-                        self.note(f"tag {ref.repository}:{tag} of container {name} ({service}) as it ran: the tag "
-                                  f"has moved; the world runs the digest it ran under its tag {_pick(named)}")
+                        self.note(
+                            f"tag {ref.repository}:{tag} of container {name} ({service}) as it ran: the tag "
+                            f"has moved; the world runs the digest it ran under its tag {_pick(named)}"
+                        )
                     tag = _pick(named)
                 elif ref.digest in self.found.untagged.get(ref.repository, set()):
                     tag = "sha256-" + ref.digest.split(":", 1)[1][:12]
                     tags[tag] = ref.digest
                     self.found.pushed_at[ref.repository][tag] = 0.0
-                    self.note(f"a tag for {ref.repository}@{ref.digest[:19]}… of container {name} ({service}): it has "
-                              f"none in ECR, and a world's service runs a tag; the world calls it {tag}")
+                    self.note(
+                        f"a tag for {ref.repository}@{ref.digest[:19]}… of container {name} ({service}): it has "
+                        f"none in ECR, and a world's service runs a tag; the world calls it {tag}"
+                    )
                 else:
-                    self.note(f"image {ref.repository}@{ref.digest[:19]}… of container {name} ({service}): it is not "
-                              "in ECR any more; the task definition keeps it, so Verify will say so")
+                    self.note(
+                        f"image {ref.repository}@{ref.digest[:19]}… of container {name} ({service}): it is not "
+                        "in ECR any more; the task definition keeps it, so Verify will say so"
+                    )
                     continue
             else:
                 tag = tag or "latest"
                 if tag not in tags:
-                    self.note(f"image {ref.repository}:{tag} of container {name} ({service}): it is not in ECR any "
-                              "more; the task definition keeps it, so Verify will say so")
+                    self.note(
+                        f"image {ref.repository}:{tag} of container {name} ({service}): it is not in ECR any "
+                        "more; the task definition keeps it, so Verify will say so"
+                    )
                     continue
             running[name] = f"{ref.repository}:{tag}"
             self.found.running_tags.setdefault(ref.repository, set()).add(tag)
@@ -373,8 +418,10 @@ class _Importer:
             newest = sorted((t for t in tags if t not in running), key=lambda t: (-pushed.get(t, 0.0), t))
             kept = set(running) | set(newest[:MAX_TAGS])
             if len(newest) > MAX_TAGS:
-                self.note(f"{len(newest) - MAX_TAGS} older tags of ECR repository {repository}: a world pushes each "
-                          f"tag it lists, so it keeps the running ones and the newest {MAX_TAGS}")
+                self.note(
+                    f"{len(newest) - MAX_TAGS} older tags of ECR repository {repository}: a world pushes each "
+                    f"tag it lists, so it keeps the running ones and the newest {MAX_TAGS}"
+                )
             out[repository] = {t: tags[t] for t in sorted(kept)}
         return out
 
@@ -387,13 +434,17 @@ class _Importer:
             match = ROLE_ARN.match(value)
             name = match["name"] if match else value
             if match and match["account"] != self.found.account:
-                self.note(f"role {value} ({field_name} of {service}): it is in account {match['account']}, and a world "
-                          "has one account; Verify will refuse it as AWS would")
+                self.note(
+                    f"role {value} ({field_name} of {service}): it is in account {match['account']}, and a world "
+                    "has one account; Verify will refuse it as AWS would"
+                )
                 continue
             if match and match["path"] != "/":
                 spec[field_name] = value.replace(f":role{match['path']}", ":role/", 1)
-                self.note(f"the path {match['path']} of role {name} ({field_name} of {service}): a world creates roles "
-                          f"at /, so its task definition names {spec[field_name]}")
+                self.note(
+                    f"the path {match['path']} of role {name} ({field_name} of {service}): a world creates roles "
+                    f"at /, so its task definition names {spec[field_name]}"
+                )
             if ("role", name) in self.found.seen:
                 continue
             self.found.seen.add(("role", name))
@@ -401,8 +452,10 @@ class _Importer:
                 role = self.client("iam").get_role(RoleName=name)["Role"]
             except ClientError as exc:
                 if aws.error_code(exc) == "NoSuchEntity":
-                    self.note(f"role {name} ({field_name} of {service}): it does not exist in the account, so it is "
-                              "not in the world either; Verify will say so")
+                    self.note(
+                        f"role {name} ({field_name} of {service}): it does not exist in the account, so it is "
+                        "not in the world either; Verify will say so"
+                    )
                 else:
                     self.refused(exc, f"role {name} ({field_name} of {service})")
                 continue
@@ -413,8 +466,10 @@ class _Importer:
             other = next((p for p in principals if re.fullmatch(r"[a-z0-9.-]+\.amazonaws\.com", p)), None)
             if other is None:
                 other = NOT_ECS_TASKS
-                self.note(f"the trust of role {name}: no AWS service may assume it, and a world names one; it trusts "
-                          f"{other}, so ECS tasks still cannot assume it")
+                self.note(
+                    f"the trust of role {name}: no AWS service may assume it, and a world names one; it trusts "
+                    f"{other}, so ECS tasks still cannot assume it"
+                )
             self.found.roles[name] = {"name": name, "trustedBy": other}
 
     # ------------------------------------------------------------------ secrets, parameters, log groups
@@ -432,8 +487,12 @@ class _Importer:
                 self.secret(credentials, where)
             if logging_config.get("logDriver") == "awslogs":
                 options = logging_config.get("options") or {}
-                self.log_group(options.get("awslogs-group") or "", options.get("awslogs-region") or self.found.region,
-                               str(options.get("awslogs-create-group", "")).lower() == "true", where)
+                self.log_group(
+                    options.get("awslogs-group") or "",
+                    options.get("awslogs-region") or self.found.region,
+                    str(options.get("awslogs-create-group", "")).lower() == "true",
+                    where,
+                )
             for item in container.get("environmentFiles") or []:
                 self.environment_file(item.get("value") or "", where)
 
@@ -443,8 +502,10 @@ class _Importer:
         self.found.seen.add(("s3", value))
         match = S3_ARN.match(value)
         if not self.supports.s3:
-            self.note(f"environment file {value} of {where}: a world holds no S3 objects yet; Verify will look for it "
-                      "and not find it")
+            self.note(
+                f"environment file {value} of {where}: a world holds no S3 objects yet; Verify will look for it "
+                "and not find it"
+            )
             return
         if match is None:
             self.note(f"environment file {value} of {where}: not an S3 object ARN; Verify will say so")
@@ -454,14 +515,18 @@ class _Importer:
             self.client("s3").head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if aws.error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-                self.note(f"environment file s3://{bucket}/{key} of {where}: it does not exist, so it is not in the "
-                          "world either; Verify will say so")
+                self.note(
+                    f"environment file s3://{bucket}/{key} of {where}: it does not exist, so it is not in the "
+                    "world either; Verify will say so"
+                )
             else:
                 self.refused(exc, f"environment file s3://{bucket}/{key} of {where}")
             return
         self.found.s3.setdefault(bucket, {})[key] = ENV_FILE_PLACEHOLDER
-        self.note(f"the content of environment file s3://{bucket}/{key} of {where}: it may hold secrets, so it is "
-                  "never read; the world's file is a comment, and the variables it sets are not set in the sandbox")
+        self.note(
+            f"the content of environment file s3://{bucket}/{key} of {where}: it may hold secrets, so it is "
+            "never read; the world's file is a comment, and the variables it sets are not set in the sandbox"
+        )
 
     def secret_or_parameter(self, value: str, where: str) -> None:
         if SECRET_ARN.match(value):
@@ -475,12 +540,16 @@ class _Importer:
         base = value[: len(value) - len(rest) - 1] if match and rest is not None else value
         json_key, stage, version = ((rest or "").split(":") + ["", "", ""])[:3]
         if match and (match["account"], match["region"]) != (self.found.account, self.found.region):
-            self.note(f"secret {value} of {where}: it is in {match['account']} ({match['region']}), and a world has "
-                      "one account and region")
+            self.note(
+                f"secret {value} of {where}: it is in {match['account']} ({match['region']}), and a world has "
+                "one account and region"
+            )
             return
         if stage or version:
-            self.note(f"the version ({stage or version}) of secret {base} that {where} names: a world's secrets have "
-                      "one version, the current one")
+            self.note(
+                f"the version ({stage or version}) of secret {base} that {where} names: a world's secrets have "
+                "one version, the current one"
+            )
         if ("secret", base) in self.found.seen:
             self._add_key(base, json_key)
             return
@@ -489,15 +558,19 @@ class _Importer:
             described = self.client("secretsmanager").describe_secret(SecretId=base)
         except ClientError as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
-                self.note(f"secret {base} of {where}: it does not exist in the account, so it is not in the world "
-                          "either; Verify will say so")
+                self.note(
+                    f"secret {base} of {where}: it does not exist in the account, so it is not in the world "
+                    "either; Verify will say so"
+                )
             else:
                 self.refused(exc, f"secret {base} of {where}")
             return
         name = described["Name"]
         if described.get("DeletedDate"):
-            self.note(f"secret {name} of {where}: it is scheduled for deletion, which a world cannot say; it is left "
-                      "out, so Verify fails on it as it would on AWS")
+            self.note(
+                f"secret {name} of {where}: it is scheduled for deletion, which a world cannot say; it is left "
+                "out, so Verify fails on it as it would on AWS"
+            )
             return
         has_value = any("AWSCURRENT" in stages for stages in (described.get("VersionIdsToStages") or {}).values())
         entry: dict[str, Any] = {}
@@ -507,8 +580,10 @@ class _Importer:
         if full and self.supports.secret_arn:
             entry["arn"] = described["ARN"]
         elif full:
-            self.note(f"the ARN of secret {name} ({described['ARN']}): a world cannot name a secret's ARN yet, so the "
-                      "sandbox gives it another random suffix and Verify will not find it by this ARN")
+            self.note(
+                f"the ARN of secret {name} ({described['ARN']}): a world cannot name a secret's ARN yet, so the "
+                "sandbox gives it another random suffix and Verify will not find it by this ARN"
+            )
         self.found.secrets[name] = entry
         self.found.secret_names[base] = name
         self._add_key(base, json_key)
@@ -526,8 +601,10 @@ class _Importer:
     def parameter(self, value: str, where: str) -> None:
         match = SSM_ARN.match(value)
         if match and (match["account"], match["region"]) != (self.found.account, self.found.region):
-            self.note(f"parameter {value} of {where}: it is in {match['account']} ({match['region']}), and a world "
-                      "has one account and region")
+            self.note(
+                f"parameter {value} of {where}: it is in {match['account']} ({match['region']}), and a world "
+                "has one account and region"
+            )
             return
         if ("parameter", value) in self.found.seen:
             return
@@ -536,14 +613,20 @@ class _Importer:
         names = ([path] if "/" in path[1:] else [path[1:], path]) if match else [value]
         ssm = self.client("ssm")
         try:
-            found = aws.items(ssm, "describe_parameters", "Parameters",
-                              ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": names}])
+            found = aws.items(
+                ssm,
+                "describe_parameters",
+                "Parameters",
+                ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": names}],
+            )
         except ClientError as exc:
             self.refused(exc, f"parameter {value} of {where}")
             return
         if not found:
-            self.note(f"parameter {value} of {where}: it does not exist in SSM Parameter Store, so it is not in the "
-                      "world either; Verify will say so")
+            self.note(
+                f"parameter {value} of {where}: it does not exist in SSM Parameter Store, so it is not in the "
+                "world either; Verify will say so"
+            )
             return
         described = found[0]
         name, kind = described["Name"], described.get("Type", "String")
@@ -563,8 +646,10 @@ class _Importer:
             if item.get("Type") == "StringList" and self.supports.typed_parameters:
                 self.found.parameters[name] = {"value": item.get("Value", ""), "type": "StringList"}
             elif item.get("Type") == "StringList":
-                self.note(f"the type of parameter {name}: it is a StringList, and the world makes it a String "
-                          "with the same value")
+                self.note(
+                    f"the type of parameter {name}: it is a StringList, and the world makes it a String "
+                    "with the same value"
+                )
 
     def secure_string(self, name: str) -> None:
         """A SecureString parameter: in the world with a placeholder, never its value."""
@@ -572,8 +657,10 @@ class _Importer:
             self.found.parameters[name] = {"value": PLACEHOLDER, "type": "SecureString"}
             return
         self.found.parameters[name] = PLACEHOLDER
-        self.note(f"the type of parameter {name}: it is a SecureString, and a world's parameters are Strings yet; "
-                  "it is a String whose value is a placeholder, never the real one")
+        self.note(
+            f"the type of parameter {name}: it is a SecureString, and a world's parameters are Strings yet; "
+            "it is a String whose value is a placeholder, never the real one"
+        )
 
     def log_group(self, group: str, region: str, create: bool, where: str) -> None:
         if not group or ("log", group) in self.found.seen:
@@ -590,8 +677,10 @@ class _Importer:
         if any(g.get("logGroupName") == group for g in groups):
             self.found.log_groups.append(group)
         elif not create:
-            self.note(f"log group {group} of {where}: it does not exist in the account, so it is not in the world "
-                      "either; Verify will say so")
+            self.note(
+                f"log group {group} of {where}: it does not exist in the account, so it is not in the world "
+                "either; Verify will say so"
+            )
 
     # ------------------------------------------------------------------ the service's settings
     def deployment_configuration(self, service: str, svc: dict[str, Any]) -> dict[str, Any]:
@@ -607,14 +696,18 @@ class _Importer:
         entries = svc.get("loadBalancers") or []
         for entry in entries:
             if entry.get("loadBalancerName") and not entry.get("targetGroupArn"):
-                self.note(f"Classic Load Balancer {entry['loadBalancerName']} of {service}: a world has target groups only")
+                self.note(
+                    f"Classic Load Balancer {entry['loadBalancerName']} of {service}: a world has target groups only"
+                )
         arns = [e for e in entries if e.get("targetGroupArn")]
         if not arns:
             return []
         described: dict[str, dict[str, Any]] = {}
         try:
             for batch in aws.batches([e["targetGroupArn"] for e in arns], 20):
-                for group in self.client("elbv2").describe_target_groups(TargetGroupArns=batch).get("TargetGroups") or []:
+                for group in (
+                    self.client("elbv2").describe_target_groups(TargetGroupArns=batch).get("TargetGroups") or []
+                ):
                     described[group["TargetGroupArn"]] = group
         except ClientError as exc:
             if aws.error_code(exc) not in ("TargetGroupNotFound", "TargetGroupNotFoundException"):
@@ -626,18 +719,28 @@ class _Importer:
             match = TG_ARN.match(arn)
             name = match["name"] if match else arn.rsplit("/", 2)[-2]
             if arn not in described:
-                self.note(f"target group {name} of {service}: it does not exist any more; Verify will say so on AWS, "
-                          "but the world cannot keep a service pointing at a missing target group")
+                self.note(
+                    f"target group {name} of {service}: it does not exist any more; Verify will say so on AWS, "
+                    "but the world cannot keep a service pointing at a missing target group"
+                )
                 continue
-            groups.append({"name": name, "container": entry["containerName"], "port": entry["containerPort"],
-                           "described": described[arn]})
+            groups.append(
+                {
+                    "name": name,
+                    "container": entry["containerName"],
+                    "port": entry["containerPort"],
+                    "described": described[arn],
+                }
+            )
         for group in groups:
             described_group = group.pop("described")
-            self.note(f"the load balancer, listeners and health check of target group {group['name']} "
-                      f"({described_group.get('Protocol', '?')}, path {described_group.get('HealthCheckPath') or '-'}, "
-                      f"every {described_group.get('HealthCheckIntervalSeconds', '?')} s, healthy after "
-                      f"{described_group.get('HealthyThresholdCount', '?')} checks): the sandbox's target group is "
-                      "HTTP, and its targets turn healthy after the world's healthyAfterSeconds")
+            self.note(
+                f"the load balancer, listeners and health check of target group {group['name']} "
+                f"({described_group.get('Protocol', '?')}, path {described_group.get('HealthCheckPath') or '-'}, "
+                f"every {described_group.get('HealthCheckIntervalSeconds', '?')} s, healthy after "
+                f"{described_group.get('HealthyThresholdCount', '?')} checks): the sandbox's target group is "
+                "HTTP, and its targets turn healthy after the world's healthyAfterSeconds"
+            )
         return groups
 
     def service_settings(self, service: str, svc: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -646,32 +749,47 @@ class _Importer:
             ("placement constraints", bool(svc.get("placementConstraints"))),
             ("placement strategy", bool(svc.get("placementStrategy"))),
             ("service discovery registries", bool(svc.get("serviceRegistries"))),
-            ("Service Connect", bool(any((d.get("serviceConnectConfiguration") or {}).get("enabled")
-                                         for d in svc.get("deployments") or []))),
+            (
+                "Service Connect",
+                bool(
+                    any(
+                        (d.get("serviceConnectConfiguration") or {}).get("enabled")
+                        for d in svc.get("deployments") or []
+                    )
+                ),
+            ),
             ("ECS Exec", bool(svc.get("enableExecuteCommand"))),
             ("health check grace period", bool(svc.get("healthCheckGracePeriodSeconds"))),
             ("platform version", svc.get("platformVersion") not in (None, "LATEST")),
         ]
         settings = [label for label, present in checks if present]
         if settings:
-            self.note(f"{', '.join(settings)} of service {service}: a world has no place for these settings (a "
-                      "deploy in the sandbox does not need them)")
+            self.note(
+                f"{', '.join(settings)} of service {service}: a world has no place for these settings (a "
+                "deploy in the sandbox does not need them)"
+            )
         if (svc.get("networkConfiguration") or {}).get("awsvpcConfiguration"):
-            self.note(f"the subnets and security groups of {service}: the sandbox gives every awsvpc service its own "
-                      "VPC's subnets")
+            self.note(
+                f"the subnets and security groups of {service}: the sandbox gives every awsvpc service its own "
+                "VPC's subnets"
+            )
         if svc.get("schedulingStrategy") == "DAEMON":
             self.note(f"the DAEMON scheduling of {service}: a world's services are REPLICA services")
         controller = (svc.get("deploymentController") or {}).get("type", "ECS")
         if controller != "ECS":
-            self.note(f"the {controller} deployment controller of {service}: a world's services use ECS's own, and "
-                      "Ferry does not drive the others")
+            self.note(
+                f"the {controller} deployment controller of {service}: a world's services use ECS's own, and "
+                "Ferry does not drive the others"
+            )
         launch = svc.get("launchType")
         if launch and launch != "FARGATE" and "FARGATE" not in (spec.get("requiresCompatibilities") or []):
             self.note(f"the {launch} capacity of {service}: the sandbox simulates where tasks run")
         others = [d for d in svc.get("deployments") or [] if d.get("status") != "PRIMARY"]
         if others:
-            self.note(f"the deployment in progress of {service} (from {others[0].get('taskDefinition', '?').rsplit('/', 1)[-1]}): "
-                      f"the world runs the revision it is moving to, {svc['taskDefinition'].rsplit('/', 1)[-1]}")
+            self.note(
+                f"the deployment in progress of {service} (from {others[0].get('taskDefinition', '?').rsplit('/', 1)[-1]}): "
+                f"the world runs the revision it is moving to, {svc['taskDefinition'].rsplit('/', 1)[-1]}"
+            )
 
     def alarms(self, cluster: str, services: list[dict[str, Any]]) -> dict[str, list[str]]:
         """Alarms of each service: in its deployment configuration, on its metrics or its target groups' or named
@@ -687,8 +805,12 @@ class _Importer:
                 if ":targetgroup/" in arn:
                     target_groups["targetgroup/" + arn.split(":targetgroup/", 1)[1]] = name
         try:
-            alarms = aws.items(self.client("cloudwatch"), "describe_alarms", ("MetricAlarms", "CompositeAlarms"),
-                               AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+            alarms = aws.items(
+                self.client("cloudwatch"),
+                "describe_alarms",
+                ("MetricAlarms", "CompositeAlarms"),
+                AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+            )
         except ClientError as exc:
             self.refused(exc, "the CloudWatch alarms")
             return {name: [] for name in wanted}
@@ -700,8 +822,10 @@ class _Importer:
                 name = svc["serviceName"]
                 on_service = dims.get("ServiceName") == name and dims.get("ClusterName", cluster) == cluster
                 on_group = target_groups.get(dims.get("TargetGroup", "")) == name
-                named = any(re.match(rf"{re.escape(prefix)}($|[-_ ./:])", alarm_name)
-                            for prefix in (name, f"{cluster}-{name}", f"{cluster}/{name}"))
+                named = any(
+                    re.match(rf"{re.escape(prefix)}($|[-_ ./:])", alarm_name)
+                    for prefix in (name, f"{cluster}-{name}", f"{cluster}/{name}")
+                )
                 if alarm_name in wanted[name] or on_service or on_group or named:
                     by_service[name].append(alarm_name)
                     self.found.alarms[alarm_name] = alarm.get("StateValue", "INSUFFICIENT_DATA")
@@ -715,8 +839,12 @@ class _Importer:
         containers = {c: {"repository": ref.rsplit(":", 1)[0]} for c, ref in sorted(running.items())}
         native = ((svc.get("deploymentConfiguration") or {}).get("strategy") or "ROLLING") in NATIVE_STRATEGIES
         return {
-            "cluster": cluster, "service": service, "containers": containers,
-            "triggers": [{"repository": r, "tags": ["*"]} for r in sorted({c["repository"] for c in containers.values()})],
+            "cluster": cluster,
+            "service": service,
+            "containers": containers,
+            "triggers": [
+                {"repository": r, "tags": ["*"]} for r in sorted({c["repository"] for c in containers.values()})
+            ],
             "taskDefinition": "current",
             "strategy": {"type": "native" if native else "rolling"},
             "timeouts": {"deployment": 1800},
@@ -758,8 +886,14 @@ def _dimensions(alarm: dict[str, Any]) -> dict[str, str]:
     return dims
 
 
-def import_world(clients: Clients, cluster: str, services: Sequence[str], *, registry: str = "registry",
-                 not_imported: list[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+def import_world(
+    clients: Clients,
+    cluster: str,
+    services: Sequence[str],
+    *,
+    registry: str = "registry",
+    not_imported: list[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Read `services` of `cluster` from the account `clients` reach; return (world, files).
 
     `clients`: a boto3 Session (or anything with `.client(name)`, such as the Sandbox), or a mapping of service
@@ -779,13 +913,19 @@ def import_world(clients: Clients, cluster: str, services: Sequence[str], *, reg
             configs[svc["serviceName"]] = config
         alarms = importer.alarms(cluster, described)
     except (NoCredentialsError, NoRegionError) as exc:
-        raise ImportFailed(f"cannot reach your AWS account ({exc}): set credentials and a region as for the AWS CLI, "
-                           "or pass --region", 2) from exc
+        raise ImportFailed(
+            f"cannot reach your AWS account ({exc}): set credentials and a region as for the AWS CLI, or pass --region",
+            2,
+        ) from exc
     except BotoCoreError as exc:
         raise ImportFailed(f"cannot reach AWS: {exc}") from exc
     found = importer.found
-    world: dict[str, Any] = {"account": found.account, "region": found.region, "ecr": importer.ecr(),
-                             "services": entries}
+    world: dict[str, Any] = {
+        "account": found.account,
+        "region": found.region,
+        "ecr": importer.ecr(),
+        "services": entries,
+    }
     if found.secrets:
         world["secrets"] = dict(sorted(found.secrets.items()))
     if found.parameters:
@@ -803,25 +943,35 @@ def import_world(clients: Clients, cluster: str, services: Sequence[str], *, reg
         watched = alarms.get(name) or []
         if watched:
             if len(watched) > MAX_CONFIG_ALARMS:
-                notes.append(f"not imported: {len(watched) - MAX_CONFIG_ALARMS} of the alarms of {name} in its "
-                             f"config: a config watches at most {MAX_CONFIG_ALARMS}")
+                notes.append(
+                    f"not imported: {len(watched) - MAX_CONFIG_ALARMS} of the alarms of {name} in its "
+                    f"config: a config watches at most {MAX_CONFIG_ALARMS}"
+                )
             config["healthGates"] = {"alarms": watched[:MAX_CONFIG_ALARMS]}
-        header = (f"# Ferry config for {cluster}/{name}, written by `ferry sandbox import` (every field: "
-                  "docs/service-config.md).\n# Any tag pushed to its repositories deploys the running revision with "
-                  "the new image;\n# healthGates.alarms are the alarms found for the service: keep the ones that "
-                  "should stop a deploy.\n")
+        header = (
+            f"# Ferry config for {cluster}/{name}, written by `ferry sandbox import` (every field: "
+            "docs/service-config.md).\n# Any tag pushed to its repositories deploys the running revision with "
+            "the new image;\n# healthGates.alarms are the alarms found for the service: keep the ones that "
+            "should stop a deploy.\n"
+        )
         files[f"{registry.rstrip('/')}/{name}/ferry.yaml"] = header + yaml.safe_dump(config, sort_keys=False)
-    for what, document, schema_name in [("world", world, WORLD_SCHEMA),
-                                        *((f"config of {n}", c, CONFIG_SCHEMA) for n, c in configs.items())]:
+    for what, document, schema_name in [
+        ("world", world, WORLD_SCHEMA),
+        *((f"config of {n}", c, CONFIG_SCHEMA) for n, c in configs.items()),
+    ]:
         broken = problems(document, schema_name)
         if broken:  # a name AWS allows and the schema does not
-            raise ImportFailed(f"the imported {what} breaks {schema_name} ({broken[0]}): AWS allows a name the "
-                               "world does not; please report it")
+            raise ImportFailed(
+                f"the imported {what} breaks {schema_name} ({broken[0]}): AWS allows a name the "
+                "world does not; please report it"
+            )
     return world, files
 
 
 def world_yaml(world: dict[str, Any], *, source: str = "") -> str:
     """The world as YAML, with a header saying where it came from."""
-    head = f"# A sandbox world imported by `ferry sandbox import`{' from ' + source if source else ''}.\n" \
-           "# Secrets and SecureString parameters hold placeholders, never their values.\n"
+    head = (
+        f"# A sandbox world imported by `ferry sandbox import`{' from ' + source if source else ''}.\n"
+        "# Secrets and SecureString parameters hold placeholders, never their values.\n"
+    )
     return head + yaml.safe_dump(world, sort_keys=False, width=120)

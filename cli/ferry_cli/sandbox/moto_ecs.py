@@ -41,10 +41,18 @@ from moto.moto_api._internal import mock_random
 
 from .ecs_model import DEFAULT_DEPLOYMENT_CONFIGURATION, EcsError, EcsModel, _count, _dt, _Service, _Task
 
-SERVICE_EXTRAS = ("deploymentConfiguration", "capacityProviderStrategy", "healthCheckGracePeriodSeconds",
-                  "placementConstraints", "placementStrategy", "enableExecuteCommand")
-IMAGE_RE = re.compile(r"^(?P<acct>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-                      r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]+))?$")
+SERVICE_EXTRAS = (
+    "deploymentConfiguration",
+    "capacityProviderStrategy",
+    "healthCheckGracePeriodSeconds",
+    "placementConstraints",
+    "placementStrategy",
+    "enableExecuteCommand",
+)
+IMAGE_RE = re.compile(
+    r"^(?P<acct>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repo>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]+))?$"
+)
 _MISSING = object()
 
 
@@ -90,11 +98,13 @@ class EcsSimulator(EcsModel):
 
     def _guard(self, orig: Callable, body: Callable | None = None) -> Callable:
         """A backend method that, for our account and region, first catches up with the clock (under the lock)."""
+
         def method(be: Any, *args: Any, **kwargs: Any) -> Any:
             if be.account_id != self.account_id or be.region_name != self.region:
                 return orig(be, *args, **kwargs)
             with self._step():
                 return body(orig, be, *args, **kwargs) if body else orig(be, *args, **kwargs)
+
         return method
 
     def install(self) -> None:
@@ -102,16 +112,31 @@ class EcsSimulator(EcsModel):
         if self._patches:
             return
         E, R, TG, L = EC2ContainerServiceBackend, EC2ContainerServiceResponse, FakeTargetGroup, ELBv2Backend
-        for name in ("create_service", "update_service", "delete_service", "run_task", "describe_tasks", "list_tasks",
-                     "stop_task", "describe_services"):
+        for name in (
+            "create_service",
+            "update_service",
+            "delete_service",
+            "run_task",
+            "describe_tasks",
+            "list_tasks",
+            "stop_task",
+            "describe_services",
+        ):
             self._patch(E, name, self._guard(getattr(E, name), getattr(self, f"_ecs_{name}", None)))
         for name in ("register_targets", "deregister_targets", "describe_target_health"):
             self._patch(L, name, self._guard(getattr(L, name), getattr(self, f"_elb_{name}", None)))
-        self._patch(E, "_calculate_task_resource_requirements",
-                    staticmethod(self._task_level_memory(E._calculate_task_resource_requirements)))
+        self._patch(
+            E,
+            "_calculate_task_resource_requirements",
+            staticmethod(self._task_level_memory(E._calculate_task_resource_requirements)),
+        )
         self._patch(R, "create_service", self._keep_create_service_params(R.create_service))
-        for name in ("list_service_deployments", "describe_service_deployments", "stop_service_deployment",
-                     "describe_service_revisions"):
+        for name in (
+            "list_service_deployments",
+            "describe_service_deployments",
+            "stop_service_deployment",
+            "describe_service_revisions",
+        ):
             # a plain function: moto's dispatcher only looks for functions on the response class
             self._patch(R, name, lambda resp, n=name: getattr(self, f"_api_{n}")(resp))
         self._patch(MotoService, "arn", property(self._service_arn))
@@ -141,29 +166,38 @@ class EcsSimulator(EcsModel):
     @staticmethod
     def _task_level_memory(orig: Callable) -> Callable:
         """Fargate task definitions may size memory at task level only; moto sums container memory (None + int)."""
+
         def calc(td: Any) -> dict:
             patched = copy.copy(td)
             patched.container_definitions = [
-                cd if any(x in cd for x in ("memory", "Memory", "memoryReservation", "MemoryReservation"))
-                else {**cd, "memory": 0} for cd in td.container_definitions]
+                cd
+                if any(x in cd for x in ("memory", "Memory", "memoryReservation", "MemoryReservation"))
+                else {**cd, "memory": 0}
+                for cd in td.container_definitions
+            ]
             req = orig(patched)
             req["MEMORY"] = req["MEMORY"] or int(td.memory or 0)
             return req
+
         return calc
 
     def _keep_create_service_params(self, orig: Callable) -> Callable:
         """moto's CreateService handler drops these parameters; pass them to the backend on the side."""
+
         def create_service(resp: Any) -> Any:
             self._tls.extras = {k: resp._get_param(k) for k in SERVICE_EXTRAS}
             try:
                 return orig(resp)
             finally:
                 self._tls.extras = {}
+
         return create_service
 
     def _fix_service_attrs(self, m: Any) -> None:
-        m.deployment_configuration = {**copy.deepcopy(DEFAULT_DEPLOYMENT_CONFIGURATION),
-                                      **(getattr(m, "deployment_configuration", None) or {})}
+        m.deployment_configuration = {
+            **copy.deepcopy(DEFAULT_DEPLOYMENT_CONFIGURATION),
+            **(getattr(m, "deployment_configuration", None) or {}),
+        }
         if getattr(m, "capacity_provider_strategy", None):
             m.launch_type = None
 
@@ -189,10 +223,13 @@ class EcsSimulator(EcsModel):
         key = f"{cluster}/{props['service'].split('/')[-1]}"
         m = orig(be, dict(props))  # moto pops from the dict it is given
         self._fix_service_attrs(m)
-        new_config = any(props.get(x) is not None for x in
-                         ("network_configuration", "load_balancers", "capacity_provider_strategy", "platform_version"))
-        self.service_updated(key, props.get("task_definition"), bool(props.get("force_new_deployment")) or new_config,
-                             m.desired_count)
+        new_config = any(
+            props.get(x) is not None
+            for x in ("network_configuration", "load_balancers", "capacity_provider_strategy", "platform_version")
+        )
+        self.service_updated(
+            key, props.get("task_definition"), bool(props.get("force_new_deployment")) or new_config, m.desired_count
+        )
         return m
 
     def _ecs_delete_service(self, orig: Callable, be: Any, cluster_name: str, service_name: str, force: bool) -> Any:
@@ -200,12 +237,36 @@ class EcsSimulator(EcsModel):
         self.service_deleted(f"{m.cluster_name}/{m.name}")
         return m
 
-    def _ecs_run_task(self, orig: Callable, be: Any, cluster_str: str, task_definition_str: str, count: int,
-                      overrides: Any, started_by: str, tags: Any, launch_type: str | None,
-                      networking_configuration: Any = None, group: str | None = None,
-                      platform_version: str | None = None, capacity_provider_strategy: Any = None) -> list:
-        tasks = orig(be, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
-                     _with_security_groups(networking_configuration), group, platform_version, capacity_provider_strategy)
+    def _ecs_run_task(
+        self,
+        orig: Callable,
+        be: Any,
+        cluster_str: str,
+        task_definition_str: str,
+        count: int,
+        overrides: Any,
+        started_by: str,
+        tags: Any,
+        launch_type: str | None,
+        networking_configuration: Any = None,
+        group: str | None = None,
+        platform_version: str | None = None,
+        capacity_provider_strategy: Any = None,
+    ) -> list:
+        tasks = orig(
+            be,
+            cluster_str,
+            task_definition_str,
+            count,
+            overrides,
+            started_by,
+            tags,
+            launch_type,
+            _with_security_groups(networking_configuration),
+            group,
+            platform_version,
+            capacity_provider_strategy,
+        )
         td = be.describe_task_definition(task_definition_str)
         for mt in tasks:
             _fargate_platform(mt)
@@ -220,9 +281,17 @@ class EcsSimulator(EcsModel):
         wanted = {t.split("/")[-1] for t in tasks}
         return [mt for ct in be.tasks.values() for arn, mt in ct.items() if arn.split("/")[-1] in wanted]
 
-    def _ecs_list_tasks(self, orig: Callable, be: Any, cluster_str: str | None = None, container_instance: str | None = None,
-                        family: str | None = None, started_by: str | None = None, service_name: str | None = None,
-                        desiredStatus: str | None = None) -> list:
+    def _ecs_list_tasks(
+        self,
+        orig: Callable,
+        be: Any,
+        cluster_str: str | None = None,
+        container_instance: str | None = None,
+        family: str | None = None,
+        started_by: str | None = None,
+        service_name: str | None = None,
+        desiredStatus: str | None = None,
+    ) -> list:
         """Adds the serviceName filter moto ignores, and ECS's default desiredStatus=RUNNING."""
         found = orig(be, cluster_str, container_instance, family, started_by, None, desiredStatus or "RUNNING")
         if service_name:
@@ -247,15 +316,18 @@ class EcsSimulator(EcsModel):
 
     def _record_registration(self, orig: Callable, registering: bool) -> Callable:
         """Remember when each target was (de)registered: health starts `initial`, draining lasts drainSeconds."""
+
         def method(tg: Any, targets: list[dict]) -> None:
             ports = {t["Id"]: tg.targets.get(t["Id"], {}).get("Port", t.get("Port", tg.port)) for t in targets}
             orig(tg, targets)
             for target_id, port in ports.items():
                 self._registered(tg.arn, target_id, registering, port)
+
         return method
 
     def _simulated_health(self, orig: Callable) -> Callable:
         """Targets whose IP belongs to a simulated task get that task's health; other targets keep moto's."""
+
         def health_for(tg: Any, target: dict, ec2_backend: Any) -> Any:
             k = self._by_ip.get(target["Id"])
             if k is None or f":{self.region}:{self.account_id}:" not in tg.arn:
@@ -266,6 +338,7 @@ class EcsSimulator(EcsModel):
                 return orig(tg, target, ec2_backend)
             port = tg.targets.get(target["Id"], {}).get("Port") or target.get("Port") or tg.port
             return FakeHealthStatus(target["Id"], port, tg.health_check_port, *state)
+
         return health_for
 
     # ---------------------------------------------------------------- the service deployment API
@@ -274,8 +347,12 @@ class EcsSimulator(EcsModel):
         with self._step():
             cluster = resp.ecs_backend._get_cluster(resp._get_param("cluster") or "default").name
             found = self.list_service_deployments(
-                f"{cluster}/{(resp._get_param('service') or '').split('/')[-1]}", resp._get_param("status"),
-                resp._get_param("createdAt"), resp._get_param("nextToken"), resp._get_param("maxResults"))
+                f"{cluster}/{(resp._get_param('service') or '').split('/')[-1]}",
+                resp._get_param("status"),
+                resp._get_param("createdAt"),
+                resp._get_param("nextToken"),
+                resp._get_param("maxResults"),
+            )
             if found is None:
                 raise ServiceNotFoundException()
             return ActionResult(found)
@@ -291,8 +368,9 @@ class EcsSimulator(EcsModel):
     def _api_stop_service_deployment(self, resp: Any) -> ActionResult:
         with self._step():
             try:
-                return ActionResult(self.stop_service_deployment(resp._get_param("serviceDeploymentArn"),
-                                                                 resp._get_param("stopType")))
+                return ActionResult(
+                    self.stop_service_deployment(resp._get_param("serviceDeploymentArn"), resp._get_param("stopType"))
+                )
             except EcsError as error:
                 if error.code == "InvalidParameterException":
                     raise InvalidParameterException(error.message) from None
@@ -307,17 +385,26 @@ class EcsSimulator(EcsModel):
         cps = getattr(m, "capacity_provider_strategy", None)
         net = _with_security_groups(m.network_configuration)
         tags = list(m.tags) if m.propagate_tags == "SERVICE" else []
-        mt = Task(cluster=be.clusters[s.cluster], task_definition=td, container_instance_arn=None,
-                  resource_requirements=be._calculate_task_resource_requirements(td), backend=be,
-                  group=f"service:{s.name}", launch_type=m.launch_type or "", started_by=started_by, tags=tags,
-                  networking_configuration=net, platform_version=m.platform_version,
-                  capacity_provider_name=cps[0]["capacityProvider"] if cps else None)
+        mt = Task(
+            cluster=be.clusters[s.cluster],
+            task_definition=td,
+            container_instance_arn=None,
+            resource_requirements=be._calculate_task_resource_requirements(td),
+            backend=be,
+            group=f"service:{s.name}",
+            launch_type=m.launch_type or "",
+            started_by=started_by,
+            tags=tags,
+            networking_configuration=net,
+            platform_version=m.platform_version,
+            capacity_provider_name=cps[0]["capacityProvider"] if cps else None,
+        )
         be.tasks.setdefault(s.cluster, {})[mt.task_arn] = mt
         _fargate_platform(mt)
         return mt
 
     def _new_number(self) -> int:
-        return mock_random.randint(10 ** 18, 10 ** 19 - 1)  # moto's random: seeded alike with moto's own ids
+        return mock_random.randint(10**18, 10**19 - 1)  # moto's random: seeded alike with moto's own ids
 
     def _resolve_image(self, image: str) -> tuple[list[str], list[str]]:
         """Behaviour keys ("repository:tag") and digests for an image URI; digests map back through ECR."""
@@ -329,13 +416,15 @@ class EcsSimulator(EcsModel):
         keys = [f"{repo}:{tag}"] if tag else []
         if tag and not digest:  # ECS pulls the tag and reports the digest it got (DescribeTasks, task events)
             repository = ecr_backends[m["acct"]][m["region"]].repositories.get(repo)
-            digest = next((img.get_image_digest() for img in (repository.images if repository else [])
-                           if tag in img.image_tags), None)
+            digest = next(
+                (img.get_image_digest() for img in (repository.images if repository else []) if tag in img.image_tags),
+                None,
+            )
             if digest is None:
                 return keys, []
         if digest:
             repository = ecr_backends[m["acct"]][m["region"]].repositories.get(repo)
-            for img in (repository.images if repository else []):
+            for img in repository.images if repository else []:
                 if img.get_image_digest() == digest:
                     keys += [f"{repo}:{t}" for t in img.image_tags]
             keys.append(f"{repo}@{digest}")

@@ -79,8 +79,9 @@ def _history_watch_patch(sandbox: Sandbox) -> Any:
         def add_and_watch(context: Any, event_type: Any, event_details: Any = None, **kwargs: Any) -> int:
             event_id = add_event(context, event_type, event_details, **kwargs)
             if sandbox.watch_history is not None:
-                sandbox.watch_history(name, str(getattr(event_type, "value", event_type)), event_details or {},
-                                      sandbox.clock.now())
+                sandbox.watch_history(
+                    name, str(getattr(event_type, "value", event_type)), event_details or {}, sandbox.clock.now()
+                )
             return event_id
 
         env.event_manager.add_event = add_and_watch  # one execution's manager: Map iterations share it
@@ -170,13 +171,24 @@ def _lambda_error_patches() -> Iterator[Any]:
 
     def failure(env: Any, error: str, cause: str, lambda_task: bool) -> Any:
         if lambda_task:
-            return FailureEvent(env=env, error_name=CustomErrorName(error),
-                                event_type=HistoryEventType.LambdaFunctionFailed,
-                                event_details=EventDetails(lambdaFunctionFailedEventDetails=(
-                                    LambdaFunctionFailedEventDetails(error=error, cause=cause))))
-        return FailureEvent(env=env, error_name=CustomErrorName(error), event_type=HistoryEventType.TaskFailed,
-                            event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                                error=error, cause=cause, resource="invoke", resourceType="lambda")))
+            return FailureEvent(
+                env=env,
+                error_name=CustomErrorName(error),
+                event_type=HistoryEventType.LambdaFunctionFailed,
+                event_details=EventDetails(
+                    lambdaFunctionFailedEventDetails=(LambdaFunctionFailedEventDetails(error=error, cause=cause))
+                ),
+            )
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(
+                taskFailedEventDetails=TaskFailedEventDetails(
+                    error=error, cause=cause, resource="invoke", resourceType="lambda"
+                )
+            ),
+        )
 
     def named(original: Callable, lambda_task: bool) -> Callable:
         def from_error(state: Any, env: Any, ex: Exception) -> Any:
@@ -186,12 +198,18 @@ def _lambda_error_patches() -> Iterator[Any]:
                 except (TypeError, ValueError):
                     has_type = False
                 if not has_type:
-                    return failure(env, "Lambda.Unknown", "The cause could not be determined because Lambda did "
-                                   f"not return an error type. Returned payload: {ex.payload}", lambda_task)
+                    return failure(
+                        env,
+                        "Lambda.Unknown",
+                        "The cause could not be determined because Lambda did "
+                        f"not return an error type. Returned payload: {ex.payload}",
+                        lambda_task,
+                    )
             if lambda_task and isinstance(ex, ClientError):
                 error, cause = StateTaskServiceLambda._error_cause_from_client_error(ex)
                 return failure(env, error, cause, lambda_task)
             return original(state, env, ex)
+
         return from_error
 
     yield mock.patch.object(StateTaskLambda, "_from_error", named(StateTaskLambda._from_error, True))
@@ -222,12 +240,20 @@ def _payload_quota_patch() -> Any:
         payload = parameters.get("Payload")
         if isinstance(payload, bytes) and not is_within_size_quota(payload.decode("utf-8", "replace")):
             error = StatesErrorNameType.StatesStatesDataLimitExceeded
-            raise FailureEventException(failure_event=FailureEvent(
-                env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                    error=error.to_name(),
-                    cause=f"The state's input after Parameters is {len(payload)} bytes, over the 262144-byte "
-                          "payload size quota."))))
+            raise FailureEventException(
+                failure_event=FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=error),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=error.to_name(),
+                            cause=f"The state's input after Parameters is {len(payload)} bytes, over the 262144-byte "
+                            "payload size quota.",
+                        )
+                    ),
+                )
+            )
         return original(env, parameters, region, state_credentials)
 
     return mock.patch.object(lambda_eval_utils, "execute_lambda_function_integration", execute)
@@ -241,9 +267,12 @@ def _alarm_events_patch(sandbox: Sandbox) -> Any:
     stamps: dict[str, str] = {}  # alarm name -> when it last changed state
 
     def update_state(alarm: Any, reason: str, reason_data: str, state_value: str) -> None:
-        before = {"value": alarm.state_value, "reason": alarm.state_reason or "",
-                  "reasonData": alarm.state_reason_data or "{}",
-                  "timestamp": stamps.get(alarm.name)}
+        before = {
+            "value": alarm.state_value,
+            "reason": alarm.state_reason or "",
+            "reasonData": alarm.state_reason_data or "{}",
+            "timestamp": stamps.get(alarm.name),
+        }
         original(alarm, reason, reason_data, state_value)
         if before["value"] == state_value:
             return
@@ -252,20 +281,42 @@ def _alarm_events_patch(sandbox: Sandbox) -> Any:
         stamps[alarm.name] = now
         # The detail as CloudWatch publishes it (tests/fixtures/aws/cloudwatch): the reason data of both
         # states, and the alarm's metric in configuration.metrics.
-        metric = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm.alarm_arn)), "returnData": True,
-                  "metricStat": {"metric": {"name": alarm.metric_name, "namespace": alarm.namespace,
-                                            "dimensions": {d.name: d.value for d in alarm.dimensions}},
-                                 "period": alarm.period, "stat": alarm.statistic}}
-        sandbox.outbox.put({
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": "CloudWatch Alarm State Change",
-            "source": "aws.cloudwatch", "account": sandbox.account, "region": sandbox.region,
-            "time": sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [alarm.alarm_arn],
-            "detail": {"alarmName": alarm.name,
-                       "state": {"value": state_value, "reason": reason, "reasonData": reason_data or "{}",
-                                 "timestamp": now},
-                       "previousState": {**before, "timestamp": before["timestamp"] or now},
-                       "configuration": {"description": alarm.description or "", "metrics": [metric]}},
-        })
+        metric = {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, alarm.alarm_arn)),
+            "returnData": True,
+            "metricStat": {
+                "metric": {
+                    "name": alarm.metric_name,
+                    "namespace": alarm.namespace,
+                    "dimensions": {d.name: d.value for d in alarm.dimensions},
+                },
+                "period": alarm.period,
+                "stat": alarm.statistic,
+            },
+        }
+        sandbox.outbox.put(
+            {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "CloudWatch Alarm State Change",
+                "source": "aws.cloudwatch",
+                "account": sandbox.account,
+                "region": sandbox.region,
+                "time": sandbox.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "resources": [alarm.alarm_arn],
+                "detail": {
+                    "alarmName": alarm.name,
+                    "state": {
+                        "value": state_value,
+                        "reason": reason,
+                        "reasonData": reason_data or "{}",
+                        "timestamp": now,
+                    },
+                    "previousState": {**before, "timestamp": before["timestamp"] or now},
+                    "configuration": {"description": alarm.description or "", "metrics": [metric]},
+                },
+            }
+        )
 
     return mock.patch.object(Alarm, "update_state", update_state)
 
@@ -339,8 +390,10 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
     execution = StateTaskServiceCallback._eval_execution
 
     def eval_execution(task, env):
-        if (task.resource.condition == ResourceCondition.WaitForTaskToken
-                and env.states.context_object.context_object_data.get("State", {}).get("RetryCount")):
+        if (
+            task.resource.condition == ResourceCondition.WaitForTaskToken
+            and env.states.context_object.context_object_data.get("State", {}).get("RetryCount")
+        ):
             env.callback_pool_manager.add(env.states.context_object.update_task_token())
         execution(task, env)
 
@@ -362,8 +415,10 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
     # is "A terminal error which cannot be caught by the States.ALL error type" (Step Functions developer guide,
     # https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). moto routes both to a
     # States.ALL Catch: here no Retry or Catch matches them, so the execution fails at once, as on AWS.
-    terminal = {StatesErrorName(typ=StatesErrorNameType.StatesRuntime).error_name,
-                StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded).error_name}
+    terminal = {
+        StatesErrorName(typ=StatesErrorNameType.StatesRuntime).error_name,
+        StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded).error_name,
+    }
 
     def error_equals_body(decl, env):
         error_name = env.stack[-1]
@@ -380,8 +435,7 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
     # SendTaskFailure drops its cause.
     def send_task_failure(response):
         param = response._get_param
-        response.stepfunction_backend.send_task_failure(
-            param("taskToken"), error=param("error"), cause=param("cause"))
+        response.stepfunction_backend.send_task_failure(param("taskToken"), error=param("error"), cause=param("cause"))
         return EmptyResult()
 
     yield mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure)
@@ -411,13 +465,22 @@ def _callback_patches(sandbox: Sandbox) -> Iterator[Any]:
                 raise
 
     def runtime_error(env, missing):
-        cause = (f"The JSONPath '{missing.json_path}' specified for the field '{env.next_field_name}' could not "
-                 f"be found in the input '{to_json_str(missing.data)}'")
-        return FailureEventException(failure_event=FailureEvent(
-            env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
-            event_type=HistoryEventType.TaskFailed,
-            event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                error=StatesErrorNameType.StatesRuntime.to_name(), cause=cause))))
+        cause = (
+            f"The JSONPath '{missing.json_path}' specified for the field '{env.next_field_name}' could not "
+            f"be found in the input '{to_json_str(missing.data)}'"
+        )
+        return FailureEventException(
+            failure_event=FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(
+                        error=StatesErrorNameType.StatesRuntime.to_name(), cause=cause
+                    )
+                ),
+            )
+        )
 
     # A Map iteration or Parallel branch that fails with a States.* error (States.HeartbeatTimeout after its
     # retries, States.Runtime, ...) passes that error to the Map or Parallel state on AWS; moto wraps it in a
@@ -537,8 +600,9 @@ def _queue_status(sandbox: Sandbox, execution: Any, status: str) -> None:
     try:
         sandbox.outbox.put(status_event(execution, status, sandbox.account, sandbox.region, sandbox.clock))
     except Exception:
-        logging.getLogger(__name__).exception("could not build the %s status event of %s", status,
-                                              getattr(execution, "exec_arn", "an execution"))
+        logging.getLogger(__name__).exception(
+            "could not build the %s status event of %s", status, getattr(execution, "exec_arn", "an execution")
+        )
         sandbox.outbox.delivered()
 
 
@@ -558,9 +622,13 @@ def status_event(execution: Any, status: str, account: str, region: str, clock: 
             error, cause = stopped.error, stopped.cause
     succeeded = status == "SUCCEEDED"
     return {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states", "account": account,
-        "time": clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": account,
+        "time": clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
         "resources": [execution.exec_arn],
         "detail": {
             "executionArn": execution.exec_arn,
@@ -580,9 +648,11 @@ def status_event(execution: Any, status: str, account: str, region: str, clock: 
             "redriveCount": 0,
             "redriveDate": None,
             "redriveStatus": "REDRIVABLE" if status in ("FAILED", "TIMED_OUT", "ABORTED") else "NOT_REDRIVABLE",
-            "redriveStatusReason": (f"Execution is {status} and is redrivable"
-                                    if status in ("FAILED", "TIMED_OUT", "ABORTED")
-                                    else f"Execution is {status} and cannot be redriven"),
+            "redriveStatusReason": (
+                f"Execution is {status} and is redrivable"
+                if status in ("FAILED", "TIMED_OUT", "ABORTED")
+                else f"Execution is {status} and cannot be redriven"
+            ),
             "error": error,
             "cause": cause,
         },

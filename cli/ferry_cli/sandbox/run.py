@@ -34,8 +34,9 @@ def load_delivery(kind: str, path: Path) -> Delivery:
     if kind == "event":
         if not isinstance(body, dict):
             raise WorldError(f"{path}: $: an EventBridge event is a JSON object, got {type(body).__name__}")
-        require_valid(body, "event.schema.json", str(path), WorldError,
-                      what="is not an EventBridge event (event.schema.json)")
+        require_valid(
+            body, "event.schema.json", str(path), WorldError, what="is not an EventBridge event (event.schema.json)"
+        )
     return Delivery(kind, path, body)
 
 
@@ -45,15 +46,32 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
         body = delivery.path.read_bytes()
         put = sandbox.client("s3").put_object(Bucket=sandbox.config_bucket, Key=key, Body=body)
         # The detail as S3 sends it to EventBridge (tests/fixtures/aws/s3/object-created.json).
-        obj = {"key": key, "size": len(body), "etag": put["ETag"].strip('"'),
-               "sequencer": f"{int(sandbox.clock.now() * 1e6):016X}"}
+        obj = {
+            "key": key,
+            "size": len(body),
+            "etag": put["ETag"].strip('"'),
+            "sequencer": f"{int(sandbox.clock.now() * 1e6):016X}",
+        }
         if put.get("VersionId"):
             obj["version-id"] = put["VersionId"]
-        event = {"version": "0", "id": str(uuid.uuid4()), "source": "aws.s3", "detail-type": "Object Created",
-                 "account": sandbox.account, "region": sandbox.region, "resources": [f"arn:aws:s3:::{sandbox.config_bucket}"],
-                 "detail": {"version": "0", "bucket": {"name": sandbox.config_bucket}, "object": obj,
-                            "request-id": uuid.uuid4().hex[:16].upper(), "requester": sandbox.account,
-                            "source-ip-address": "127.0.0.1", "reason": "PutObject"}}
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "account": sandbox.account,
+            "region": sandbox.region,
+            "resources": [f"arn:aws:s3:::{sandbox.config_bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": sandbox.config_bucket},
+                "object": obj,
+                "request-id": uuid.uuid4().hex[:16].upper(),
+                "requester": sandbox.account,
+                "source-ip-address": "127.0.0.1",
+                "reason": "PutObject",
+            },
+        }
         return sandbox.deliver(event)
     event = json.loads(json.dumps(delivery.body))
     detail = event.get("detail", {})
@@ -80,9 +98,16 @@ def _deliver(sandbox: Sandbox, world: World, delivery: Delivery) -> list[dict[st
 
 
 @contextmanager
-def world_session(world_path: Path, *, speed: float | None = None, log_echo=None, fault_hooks=None,
-                  faults: Faults | None = None, delivery: EventDelivery | None = None,
-                  state: Path | None = None) -> Iterator[tuple[Sandbox, World]]:
+def world_session(
+    world_path: Path,
+    *,
+    speed: float | None = None,
+    log_echo=None,
+    fault_hooks=None,
+    faults: Faults | None = None,
+    delivery: EventDelivery | None = None,
+    state: Path | None = None,
+) -> Iterator[tuple[Sandbox, World]]:
     """A sandbox with the world built and its simulated ECS running; boto3 in this process talks to it.
 
     `fault_hooks` run before every handler invocation (and may raise); `faults` injects AWS API errors,
@@ -93,12 +118,20 @@ def world_session(world_path: Path, *, speed: float | None = None, log_echo=None
     from .moto_ecs import EcsSimulator
 
     world = World.load(world_path)
-    with Sandbox(speed=speed, account=world.account, region=world.region, clusters=world.clusters,
-                 log_echo=log_echo, faults=faults, delivery=delivery,
-                 lambda_seconds=world.data.get("lambdaSeconds")) as sandbox:
+    with Sandbox(
+        speed=speed,
+        account=world.account,
+        region=world.region,
+        clusters=world.clusters,
+        log_echo=log_echo,
+        faults=faults,
+        delivery=delivery,
+        lambda_seconds=world.data.get("lambdaSeconds"),
+    ) as sandbox:
         sandbox.fault_hooks.extend(fault_hooks or [])
-        simulator = EcsSimulator(sandbox.clock, account_id=world.account, region=world.region,
-                                 **world.simulator_options())
+        simulator = EcsSimulator(
+            sandbox.clock, account_id=world.account, region=world.region, **world.simulator_options()
+        )
         simulator.install()
         sandbox.simulator = simulator
         world.build(sandbox)
@@ -119,15 +152,32 @@ def deliver_all(sandbox: Sandbox, world: World, deliveries: list[Delivery]) -> l
     return delivered
 
 
-def run(world_path: Path, deliveries: list[Delivery], *, speed: float | None = None,
-        log_echo=None, fault_hooks=None, faults: Faults | None = None, graphs: bool = False,
-        delivery: EventDelivery | None = None, state: Path | None = None, watch=None) -> dict[str, Any]:
+def run(
+    world_path: Path,
+    deliveries: list[Delivery],
+    *,
+    speed: float | None = None,
+    log_echo=None,
+    fault_hooks=None,
+    faults: Faults | None = None,
+    graphs: bool = False,
+    delivery: EventDelivery | None = None,
+    state: Path | None = None,
+    watch=None,
+) -> dict[str, Any]:
     """Run the scenario; returns the summary plus per-execution histories under `histories`
     (and, with `graphs`, each execution as Mermaid text under `graphs`; with `faults`, its report under `faults`).
     With `state`, the sandbox kept there runs on, and the summary lists only the executions this run started.
     `watch` sees every history event of this run's executions as it is written (Sandbox.watch_history)."""
-    with world_session(world_path, speed=speed, log_echo=log_echo, fault_hooks=fault_hooks,
-                       faults=faults, delivery=delivery, state=state) as (sandbox, world):
+    with world_session(
+        world_path,
+        speed=speed,
+        log_echo=log_echo,
+        fault_hooks=fault_hooks,
+        faults=faults,
+        delivery=delivery,
+        state=state,
+    ) as (sandbox, world):
         earlier = {e["executionArn"] for e in sandbox.executions()}
         invocations = sandbox.lambda_invocations
         sandbox.watch_history = watch
@@ -141,8 +191,9 @@ def run(world_path: Path, deliveries: list[Delivery], *, speed: float | None = N
         return found
 
 
-def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool = False,
-              earlier: set[str] = frozenset()) -> dict[str, Any]:
+def summarise(
+    sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool = False, earlier: set[str] = frozenset()
+) -> dict[str, Any]:
     """The sandbox now; its executions but those in `earlier` (ARNs: a kept sandbox's replayed ones)."""
     executions, histories, outputs, mermaid, total_transitions = [], {}, {}, {}, 0
     for execution in sandbox.executions():
@@ -151,24 +202,38 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
         events = sandbox.history(execution["executionArn"])
         if graphs:
             described = sandbox.client("stepfunctions").describe_state_machine_for_execution(
-                executionArn=execution["executionArn"])
-            mermaid[execution["name"]] = graph.mermaid(json.loads(described["definition"]), events,
-                                                       title=f"{execution['name']} {execution['status']}")
+                executionArn=execution["executionArn"]
+            )
+            mermaid[execution["name"]] = graph.mermaid(
+                json.loads(described["definition"]), events, title=f"{execution['name']} {execution['status']}"
+            )
         start = execution["startDate"]
         error, cause = history.outcome(events)
         payload = json.loads(events[0]["executionStartedEventDetails"].get("input") or "{}") if events else {}
         service_key = _service_key(sandbox, payload.get("service"))
         total_transitions += history.transitions(events)
         succeeded = next((e["executionSucceededEventDetails"] for e in events if e["type"] == "ExecutionSucceeded"), {})
-        executions.append({"name": execution["name"], "service": service_key, "status": execution["status"],
-                           "error": error, "cause": cause, "states": history.entered_states(events),
-                           "output": json.loads(succeeded.get("output") or "null"),
-                           "supersededBy": history.superseded(events)})
+        executions.append(
+            {
+                "name": execution["name"],
+                "service": service_key,
+                "status": execution["status"],
+                "error": error,
+                "cause": cause,
+                "states": history.entered_states(events),
+                "output": json.loads(succeeded.get("output") or "null"),
+                "supersededBy": history.superseded(events),
+            }
+        )
         histories[execution["name"]] = history.rows(events, _offset(start))
         outputs[execution["name"]] = history.task_results(events)
     services = {
-        key: {"taskDefinition": svc["taskDefinition"], "images": svc["images"],
-              "desiredCount": svc["desiredCount"], "runningCount": svc["runningCount"]}
+        key: {
+            "taskDefinition": svc["taskDefinition"],
+            "images": svc["images"],
+            "desiredCount": svc["desiredCount"],
+            "runningCount": svc["runningCount"],
+        }
         for key, svc in sorted(sandbox.simulator.services().items())
     }
     found = {
@@ -176,8 +241,10 @@ def summarise(sandbox: Sandbox, delivered: list[dict[str, Any]], *, graphs: bool
         "executions": executions,
         "services": services,
         "canaryTasks": sandbox.simulator.canary_tasks(),
-        "migrationTasks": {"started": sandbox.simulator.task_count("migration"),
-                           "running": sandbox.simulator.running_tasks("migration")},
+        "migrationTasks": {
+            "started": sandbox.simulator.task_count("migration"),
+            "running": sandbox.simulator.running_tasks("migration"),
+        },
         "locksHeld": sandbox.locks_held(),
         "transitions": total_transitions,
         "lambdaInvocations": sandbox.lambda_invocations,
@@ -199,8 +266,11 @@ def _manifest_results(sandbox: Sandbox) -> dict[str, Any]:
     """manifests/<name>.result.json documents in the config bucket, by key."""
     s3 = sandbox.client("s3")
     found = s3.list_objects_v2(Bucket=sandbox.config_bucket, Prefix="manifests/").get("Contents", [])
-    return {o["Key"]: json.loads(s3.get_object(Bucket=sandbox.config_bucket, Key=o["Key"])["Body"].read())
-            for o in found if o["Key"].endswith(".result.json")}
+    return {
+        o["Key"]: json.loads(s3.get_object(Bucket=sandbox.config_bucket, Key=o["Key"])["Body"].read())
+        for o in found
+        if o["Key"].endswith(".result.json")
+    }
 
 
 def _service_key(sandbox: Sandbox, name: str | None) -> str | None:
@@ -218,6 +288,8 @@ def _service_key(sandbox: Sandbox, name: str | None) -> str | None:
 
 def _offset(start: datetime):
     """Simulated seconds since the execution started (its history's timestamps are simulated time)."""
+
     def to_offset(ts: datetime) -> float:
         return (ts - start).total_seconds()
+
     return to_offset

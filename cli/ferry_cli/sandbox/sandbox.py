@@ -84,10 +84,19 @@ class Sandbox:
     # Called with (execution name, history event type, its details, simulated time) for every event moto writes.
     watch_history: Callable[[str, str, dict[str, Any], float], None] | None = None
 
-    def __init__(self, *, root: Path = REPO_ROOT, speed: float | None = None, account: str = DEFAULT_ACCOUNT,
-                 region: str = DEFAULT_REGION, clusters: list[str] | None = None,
-                 log_echo: io.TextIOBase | None = None, faults: Faults | None = None,
-                 delivery: EventDelivery | None = None, lambda_seconds: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        root: Path = REPO_ROOT,
+        speed: float | None = None,
+        account: str = DEFAULT_ACCOUNT,
+        region: str = DEFAULT_REGION,
+        clusters: list[str] | None = None,
+        log_echo: io.TextIOBase | None = None,
+        faults: Faults | None = None,
+        delivery: EventDelivery | None = None,
+        lambda_seconds: dict[str, float] | None = None,
+    ) -> None:
         self.root = root
         # How long each step's function runs, in simulated seconds, by step (functions/<step>/) or "default";
         # without it, handler work takes no simulated time.
@@ -116,7 +125,7 @@ class Sandbox:
         self.simulator: Any = None
         self.throttle = aws_rules.Throttle(self.clock.now)  # AWS's request throttling of the handlers' calls
         self._stack = ExitStack()
-        self._functions: dict[str, dict[str, Any]] = {}   # physical name -> {logical, module path, env}
+        self._functions: dict[str, dict[str, Any]] = {}  # physical name -> {logical, module path, env}
         self._modules: dict[str, ModuleType] = {}
         self._invoke_lock = threading.Lock()
         self._driver: Any = None
@@ -139,9 +148,13 @@ class Sandbox:
         from moto import mock_aws
 
         env = {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
-            "MOTO_ACCOUNT_ID": self.account, "POWERTOOLS_METRICS_DISABLED": "false",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "MOTO_ACCOUNT_ID": self.account,
+            "POWERTOOLS_METRICS_DISABLED": "false",
             # No EC2 instance is ever launched here; moto's 2,600 default AMIs cost seconds on every start and reset.
             "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
         }
@@ -199,8 +212,12 @@ class Sandbox:
     def _physical(self) -> None:
         """Decide every resource's physical name and ARN, as CloudFormation would."""
         self.refs, self.attrs, self.pseudo = physical_resources(
-            self.template, account=self.account, region=self.region, environment=ENVIRONMENT,
-            parameters={"EnvironmentName": ENVIRONMENT, "Clusters": list(self.clusters)})
+            self.template,
+            account=self.account,
+            region=self.region,
+            environment=ENVIRONMENT,
+            parameters={"EnvironmentName": ENVIRONMENT, "Clusters": list(self.clusters)},
+        )
         self.resolver = Resolver(self.refs, self.attrs, self.pseudo)
 
     def _deploy_stack(self) -> None:
@@ -213,8 +230,10 @@ class Sandbox:
                 s3.create_bucket(Bucket=self.refs[logical_id], **bucket_location(self.region))
             elif resource["Type"] == "AWS::DynamoDB::Table":
                 ddb.create_table(
-                    TableName=self.refs[logical_id], BillingMode="PAY_PER_REQUEST",
-                    KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
+                    TableName=self.refs[logical_id],
+                    BillingMode="PAY_PER_REQUEST",
+                    KeySchema=props["KeySchema"],
+                    AttributeDefinitions=props["AttributeDefinitions"],
                 )
         sqs = self.client("sqs")
         for logical_id in self.template.of_type("AWS::SQS::Queue"):
@@ -226,8 +245,18 @@ class Sandbox:
         iam = self.client("iam")
         role = iam.create_role(
             RoleName="ferry-sandbox-lambda",
-            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
         )["Role"]["Arn"]
         lam = self.client("lambda")
         environment: dict[str, str] = {}
@@ -248,17 +277,25 @@ class Sandbox:
             props = self.template.resources[logical_id].get("Properties", {})
             timeout = props.get("Timeout", self.template.body.get("Globals", {}).get("Function", {}).get("Timeout", 3))
             invoke = self.resolver.resolve(fn.invoke_config)
-            self._functions[name] = {"logical": logical_id, "path": path, "function": function,
-                                     "step": Path(fn.code_uri).name,
-                                     "rules": self.resolver.resolve(fn.rules), "timeout": float(timeout),
-                                     # Lambda's asynchronous invocation: 2 retries unless EventInvokeConfig says
-                                     # otherwise, then the OnFailure destination (an SQS queue here).
-                                     "retries": int(invoke.get("MaximumRetryAttempts", 2)),
-                                     "onFailure": ((invoke.get("DestinationConfig") or {}).get("OnFailure") or {})
-                                     .get("Destination")}
+            self._functions[name] = {
+                "logical": logical_id,
+                "path": path,
+                "function": function,
+                "step": Path(fn.code_uri).name,
+                "rules": self.resolver.resolve(fn.rules),
+                "timeout": float(timeout),
+                # Lambda's asynchronous invocation: 2 retries unless EventInvokeConfig says
+                # otherwise, then the OnFailure destination (an SQS queue here).
+                "retries": int(invoke.get("MaximumRetryAttempts", 2)),
+                "onFailure": ((invoke.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"),
+            }
             lam.create_function(
-                FunctionName=name, Runtime="python3.12", Role=role, Handler=fn.handler,
-                Code={"ZipFile": _EMPTY_ZIP}, Environment={"Variables": env},
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=role,
+                Handler=fn.handler,
+                Code={"ZipFile": _EMPTY_ZIP},
+                Environment={"Variables": env},
             )
         self._stack.enter_context(mock.patch.dict(os.environ, environment))
 
@@ -267,11 +304,23 @@ class Sandbox:
         self.definition = substitute_definition((self.root / definition_uri).read_text(), substitutions)
         sfn_role = iam.create_role(
             RoleName="ferry-sandbox-states",
-            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "states.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
         )["Role"]["Arn"]
         self.state_machine_arn = self.client("stepfunctions").create_state_machine(
-            name=self.attrs[(logical_id, "Name")], definition=json.dumps(self.definition), roleArn=sfn_role,
+            name=self.attrs[(logical_id, "Name")],
+            definition=json.dumps(self.definition),
+            roleArn=sfn_role,
             type="STANDARD",
         )["stateMachineArn"]
 
@@ -304,9 +353,13 @@ class Sandbox:
         with self._invoke_lock:
             self.lambda_invocations += 1
         context = SimpleNamespace(
-            function_name=name, function_version="$LATEST", memory_limit_in_mb=256,
+            function_name=name,
+            function_version="$LATEST",
+            memory_limit_in_mb=256,
             invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account}:function:{name}",
-            aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{name}", log_stream_name="sandbox",
+            aws_request_id=str(uuid.uuid4()),
+            log_group_name=f"/aws/lambda/{name}",
+            log_stream_name="sandbox",
             get_remaining_time_in_millis=lambda: 60_000,
         )
         logical = self._functions[name]["logical"]
@@ -346,15 +399,20 @@ class Sandbox:
             raise  # Lambda itself refused the call: the caller gets an API error, not a function error
         except Exception as exc:  # reported the way the Lambda runtime reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({
-                "errorType": type(exc).__name__, "errorMessage": str(exc),
-                "stackTrace": traceback.format_exception(exc)[-3:],
-            }).encode()
+            return json.dumps(
+                {
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exception(exc)[-3:],
+                }
+            ).encode()
 
     # -------------------------------------------------------------- events
     def rules(self) -> list[tuple[str, str, dict]]:
         """(function name, rule name, pattern) for every EventBridge rule in the template."""
-        return [(name, rule, pattern) for name, spec in self._functions.items() for rule, pattern in spec["rules"].items()]
+        return [
+            (name, rule, pattern) for name, spec in self._functions.items() for rule, pattern in spec["rules"].items()
+        ]
 
     def deliver(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Deliver one event as EventBridge would: to every target whose rule pattern matches.
@@ -365,8 +423,15 @@ class Sandbox:
         """
         from moto.events.models import EventPattern
 
-        event = {"version": "0", "id": str(uuid.uuid4()), "account": self.account, "region": self.region,
-                 "time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"), "resources": [], **event}
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "account": self.account,
+            "region": self.region,
+            "time": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "resources": [],
+            **event,
+        }
         results = []
         for function_name, rule, pattern in self.rules():
             if EventPattern.load(json.dumps(pattern)).matches_event(event):
@@ -404,8 +469,9 @@ class Sandbox:
         try:
             self._attempt(function_name, rule, event, attempt)
         except Exception:  # keep delivering; the log says what went wrong
-            logging.getLogger(__name__).exception("redelivering %s to %s failed", event.get("detail-type"),
-                                                  function_name)
+            logging.getLogger(__name__).exception(
+                "redelivering %s to %s failed", event.get("detail-type"), function_name
+            )
 
     def dead_letter_queue(self) -> list[dict[str, Any]]:
         """The messages in the stack's SQS queues (read without deleting them): what no retry could deliver."""
@@ -414,8 +480,9 @@ class Sandbox:
             url = sqs.get_queue_url(QueueName=self.attrs[(logical_id, "QueueName")])["QueueUrl"]
             seen: set[str] = set()
             while True:
-                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0
-                                               ).get("Messages", [])
+                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+                    "Messages", []
+                )
                 fresh = [m for m in messages if m["MessageId"] not in seen]
                 if not fresh:
                     break
@@ -428,10 +495,14 @@ class Sandbox:
         it (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html)."""
         spec = self._functions[function_name]
         record = {
-            "version": "1.0", "timestamp": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-            "requestContext": {"requestId": str(uuid.uuid4()),
-                               "functionArn": f"arn:aws:lambda:{self.region}:{self.account}:function:{function_name}:$LATEST",
-                               "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "version": "1.0",
+            "timestamp": self.clock.now_datetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"arn:aws:lambda:{self.region}:{self.account}:function:{function_name}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
             "requestPayload": event,
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": payload,
@@ -476,7 +547,8 @@ class Sandbox:
 
     def start_execution(self, payload: dict[str, Any], name: str | None = None) -> str:
         return self.client("stepfunctions").start_execution(
-            stateMachineArn=self.state_machine_arn, name=name or f"manual-{uuid.uuid4().hex[:12]}",
+            stateMachineArn=self.state_machine_arn,
+            name=name or f"manual-{uuid.uuid4().hex[:12]}",
             input=json.dumps(payload),
         )["executionArn"]
 
@@ -486,15 +558,18 @@ class Sandbox:
         own: those are waited for too. `limit`: simulated seconds before it gives up."""
         if not self.clock.run_until(self.settled, limit=limit):
             running = [arn.rsplit(":", 1)[-1] for arn in sorted(self.running)]
-            raise SandboxError(f"after {limit:.0f} simulated seconds, executions still running: {running}"
-                               if running else f"nothing left to run, yet events still undelivered after {limit:.0f}"
-                               " simulated seconds")
+            raise SandboxError(
+                f"after {limit:.0f} simulated seconds, executions still running: {running}"
+                if running
+                else f"nothing left to run, yet events still undelivered after {limit:.0f} simulated seconds"
+            )
 
     def settle_world(self, limit: float = 3600.0) -> None:
         """After the executions: let ECS finish what it was doing (tasks stopping, old tasks draining, a deployment
         completing), so that what is reported is what stays. Up to `limit` simulated seconds."""
-        self.clock.run_until(lambda: self.settled() and (self.simulator is None or self.simulator.next_due() is None),
-                             limit=limit)
+        self.clock.run_until(
+            lambda: self.settled() and (self.simulator is None or self.simulator.next_due() is None), limit=limit
+        )
 
     def settled(self) -> bool:
         """No execution RUNNING, no event undelivered, no handler running."""
@@ -527,8 +602,11 @@ class Sandbox:
             return 0
         # Deploy locks only: the table also holds queue, deployed and waiter items.
         return self.client("dynamodb").scan(
-            TableName=self.lock_table, Select="COUNT", FilterExpression="begins_with(pk, :lock)",
-            ExpressionAttributeValues={":lock": {"S": "service#"}})["Count"]
+            TableName=self.lock_table,
+            Select="COUNT",
+            FilterExpression="begins_with(pk, :lock)",
+            ExpressionAttributeValues={":lock": {"S": "service#"}},
+        )["Count"]
 
 
 def bucket_location(region: str) -> dict[str, Any]:
@@ -536,7 +614,6 @@ def bucket_location(region: str) -> dict[str, Any]:
     (S3 API reference, CreateBucket: "If you don't specify a Region, the bucket is created in the US East (N.
     Virginia) Region (us-east-1)"; any other Region's endpoint answers IllegalLocationConstraintException)."""
     return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-
 
 
 class InlineExecutor:

@@ -54,7 +54,7 @@ class Fiber:
     name: str
     go: threading.Event = field(default_factory=threading.Event)
     woken: str | None = None  # "event" or "timeout", once a wait has ended
-    wait_token: int = 0       # which wait a timer entry belongs to (older ones are stale)
+    wait_token: int = 0  # which wait a timer entry belongs to (older ones are stale)
     done: bool = False
     thread: int | None = None  # the ident of the thread it runs in, once it has started
 
@@ -183,8 +183,7 @@ class Scheduler:
             if register is not None:
                 register((fiber, fiber.wait_token))
             if timeout is not None and timeout != FOREVER:
-                heapq.heappush(self._timers, (self._after(timeout), fiber.wait_token, fiber,
-                                              fiber.wait_token))
+                heapq.heappush(self._timers, (self._after(timeout), fiber.wait_token, fiber, fiber.wait_token))
             self._running = None
             self._dispatch()
         fiber.go.wait()
@@ -213,8 +212,14 @@ class Scheduler:
         return False
 
     # ------------------------------------------------------------------ the driver
-    def run_until(self, predicate: Callable[[], bool], *, limit: float | None = None,
-                  what: str = "the condition", timed_wait: bool = False) -> bool:
+    def run_until(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        limit: float | None = None,
+        what: str = "the condition",
+        timed_wait: bool = False,
+    ) -> bool:
         """Let the world run until `predicate()` holds at a quiescent point; False when nothing is left to run
         (or `limit` simulated seconds passed) before it did. Only the driver calls this; it holds the baton when
         the predicate is evaluated and when this returns. A `timed_wait` (the driver's own sleep or wait with a
@@ -261,9 +266,11 @@ class Scheduler:
                 where = "\n" + "".join(traceback.format_stack(frame)[-6:])
             elif holder.done:
                 where = " (its thread has ended)"
-        return (f"the world has not given the baton back for {STUCK_AFTER:.0f} real seconds: "
-                f"{'nobody' if holder is None else holder.name} holds it; ready: {[f.name for f in self._ready]}. "
-                "A fiber waits on something outside the scheduler (a real lock, event or sleep)" + where)
+        return (
+            f"the world has not given the baton back for {STUCK_AFTER:.0f} real seconds: "
+            f"{'nobody' if holder is None else holder.name} holds it; ready: {[f.name for f in self._ready]}. "
+            "A fiber waits on something outside the scheduler (a real lock, event or sleep)" + where
+        )
 
     def settle(self, *, limit: float | None = None) -> None:
         """Run until nothing is left to run (every fiber waits for something that will not come by itself)."""
@@ -272,6 +279,7 @@ class Scheduler:
     def later(self, seconds: float, action: Callable[[], Any], name: str = "later") -> None:
         """Run `action` on a fiber of its own `seconds` of simulated time from now (threading.Timer on the
         scheduler: a test's fault hook fires an alarm during a bake with it)."""
+
         def body() -> None:
             self.sleep(seconds)
             action()
@@ -309,7 +317,6 @@ class VEvent(_Waitable):
         self._scheduler = scheduler
         self._flag = False
         self._waiters: list[Any] = []
-
 
     def is_set(self) -> bool:
         return self._flag
@@ -351,7 +358,6 @@ class VCondition(_Waitable):
         self._scheduler = scheduler
         self._lock = lock if lock is not None else threading.RLock()
         self._waiters: list[Any] = []
-
 
     def __enter__(self) -> bool:
         return self._lock.__enter__()

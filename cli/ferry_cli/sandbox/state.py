@@ -58,16 +58,19 @@ class SandboxState:
         try:
             found = json.loads(self.file.read_text())
         except (OSError, ValueError) as exc:
-            raise WorldError(f"{self.file}: not a sandbox state ({exc}): remove it or use another --state "
-                             "directory") from exc
+            raise WorldError(
+                f"{self.file}: not a sandbox state ({exc}): remove it or use another --state directory"
+            ) from exc
         if not isinstance(found, dict) or found.get("version") != VERSION or not isinstance(found.get("journal"), list):
-            raise WorldError(f"{self.file}: not a sandbox state of this version of ferry: remove it or use another "
-                             "--state directory")
+            raise WorldError(
+                f"{self.file}: not a sandbox state of this version of ferry: remove it or use another --state directory"
+            )
         if found.get("world") != self.world_fingerprint:
             raise WorldError(
                 f"--state {self.directory}: {world.path} (or a file it names) changed since this sandbox began, so "
                 f"replaying its {len(found['journal'])} earlier command(s) would not give what they saw: use a new "
-                "--state directory (or delete this one) to start again from the changed world")
+                "--state directory (or delete this one) to start again from the changed world"
+            )
         self.journal = found["journal"]
 
     # ------------------------------------------------------------------ replay
@@ -84,8 +87,11 @@ class SandboxState:
                     delivery: Delivery = load_delivery(action["kind"], self.directory / action["file"])
                     _deliver(sandbox, world, delivery)
                 elif action["kind"] == "start":
-                    arn = sfn.start_execution(stateMachineArn=sandbox.state_machine_arn, name=action["name"],
-                                              input=json.dumps(action["input"]))["executionArn"]
+                    arn = sfn.start_execution(
+                        stateMachineArn=sandbox.state_machine_arn,
+                        name=action["name"],
+                        input=json.dumps(action["input"]),
+                    )["executionArn"]
                     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
                         sandbox.clock.sleep(POLL_SECONDS)
             if command.get("settle", True):
@@ -103,8 +109,9 @@ class SandboxState:
         self._append({"command": command, "actions": actions})
 
     def record_start(self, command: str, name: str, request: dict[str, Any]) -> None:
-        self._append({"command": command, "actions": [{"kind": "start", "name": name, "input": request}],
-                      "settle": False})
+        self._append(
+            {"command": command, "actions": [{"kind": "start", "name": name, "input": request}], "settle": False}
+        )
 
     def _next_delivery(self) -> int:
         folder = self.directory / "deliveries"
@@ -114,6 +121,7 @@ class SandboxState:
         self.journal.append(command)
         self.directory.mkdir(parents=True, exist_ok=True)
         partial = self.file.with_suffix(".json.partial")
-        partial.write_text(json.dumps({"version": VERSION, "world": self.world_fingerprint,
-                                       "journal": self.journal}, indent=1))
+        partial.write_text(
+            json.dumps({"version": VERSION, "world": self.world_fingerprint, "journal": self.journal}, indent=1)
+        )
         os.replace(partial, self.file)  # a command stopped half-way leaves the earlier state whole

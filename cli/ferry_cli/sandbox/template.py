@@ -18,8 +18,25 @@ from typing import Any, Callable
 
 import yaml
 
-TAGS = ("Ref", "GetAtt", "Sub", "Join", "Split", "Select", "If", "Equals", "Not", "And", "Or",
-        "FindInMap", "GetAZs", "ImportValue", "Base64", "Condition", "Cidr")
+TAGS = (
+    "Ref",
+    "GetAtt",
+    "Sub",
+    "Join",
+    "Split",
+    "Select",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "FindInMap",
+    "GetAZs",
+    "ImportValue",
+    "Base64",
+    "Condition",
+    "Cidr",
+)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -96,15 +113,23 @@ class Template:
                 for name, event in props.get("Events", {}).items()
                 if event.get("Type") == "EventBridgeRule"
             }
-            found[logical_id] = Function(logical_id, props["CodeUri"], props.get("Handler", globals_fn.get("Handler")), env, rules,
-                                         props.get("EventInvokeConfig") or {})
+            found[logical_id] = Function(
+                logical_id,
+                props["CodeUri"],
+                props.get("Handler", globals_fn.get("Handler")),
+                env,
+                rules,
+                props.get("EventInvokeConfig") or {},
+            )
         return found
 
     def state_machine(self) -> tuple[str, dict[str, Any], str]:
         """(logical id, properties, ASL file path) of the one state machine."""
         machines = self.of_type("AWS::Serverless::StateMachine")
         if len(machines) != 1:
-            raise ValueError(f"template.yaml must declare exactly one AWS::Serverless::StateMachine, found {len(machines)}")
+            raise ValueError(
+                f"template.yaml must declare exactly one AWS::Serverless::StateMachine, found {len(machines)}"
+            )
         logical_id, resource = next(iter(machines.items()))
         props = resource["Properties"]
         return logical_id, props, props["DefinitionUri"]
@@ -114,8 +139,8 @@ class Resolver:
     """Resolves intrinsic functions against the sandbox's physical resources."""
 
     def __init__(self, refs: dict[str, str], attrs: dict[tuple[str, str], str], pseudo: dict[str, str]) -> None:
-        self.refs = refs      # logical id or parameter -> Ref value
-        self.attrs = attrs    # (logical id, attribute) -> value
+        self.refs = refs  # logical id or parameter -> Ref value
+        self.attrs = attrs  # (logical id, attribute) -> value
         self.pseudo = pseudo  # AWS::Region, AWS::AccountId, AWS::Partition, ...
 
     def ref(self, name: str) -> Any:
@@ -131,7 +156,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":
@@ -139,7 +164,9 @@ class Resolver:
                 try:
                     return self.attrs[(logical_id, attribute)]
                 except KeyError:
-                    raise KeyError(f"template.yaml: the sandbox cannot resolve !GetAtt {logical_id}.{attribute}") from None
+                    raise KeyError(
+                        f"template.yaml: the sandbox cannot resolve !GetAtt {logical_id}.{attribute}"
+                    ) from None
             if key == "Fn::Sub":
                 return self._sub(arg)
             if key == "Fn::Join":
@@ -172,7 +199,7 @@ class Resolver:
                 break
             end = text.index("}", start)
             out.append(text[i:start])
-            name = text[start + 2:end]
+            name = text[start + 2 : end]
             if name.startswith("!"):
                 out.append("${" + name[1:] + "}")
             elif name in local:
@@ -194,7 +221,7 @@ def substitute_definition(asl_text: str, substitutions: dict[str, str]) -> dict[
             result.append(asl_text[i:])
             break
         end = asl_text.index("}", start)
-        key = asl_text[start + 2:end]
+        key = asl_text[start + 2 : end]
         if key not in substitutions:
             raise KeyError(f"the ASL uses ${{{key}}}, which the template's DefinitionSubstitutions do not define")
         result.append(asl_text[i:start])
@@ -203,8 +230,9 @@ def substitute_definition(asl_text: str, substitutions: dict[str, str]) -> dict[
     return json.loads("".join(result))
 
 
-def physical_resources(template: Template, *, account: str, region: str, environment: str,
-                       parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[str, str], str], dict[str, Any]]:
+def physical_resources(
+    template: Template, *, account: str, region: str, environment: str, parameters: dict[str, Any]
+) -> tuple[dict[str, Any], dict[tuple[str, str], str], dict[str, Any]]:
     """(Ref values, GetAtt values, pseudo parameters) for a stack made from `template`.
 
     Names are what CloudFormation would use: the resource's explicit name
@@ -212,8 +240,14 @@ def physical_resources(template: Template, *, account: str, region: str, environ
     derived from the environment and logical id.
     """
     acct, env = account, environment
-    pseudo = {"AWS::Region": region, "AWS::AccountId": acct, "AWS::Partition": "aws",
-              "AWS::StackName": f"ferry-{env}", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
+    pseudo = {
+        "AWS::Region": region,
+        "AWS::AccountId": acct,
+        "AWS::Partition": "aws",
+        "AWS::StackName": f"ferry-{env}",
+        "AWS::URLSuffix": "amazonaws.com",
+        "AWS::NoValue": None,
+    }
     params: dict[str, Any] = {}
     for name, spec in template.body.get("Parameters", {}).items():
         default = spec.get("Default")

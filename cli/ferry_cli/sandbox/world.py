@@ -33,8 +33,10 @@ SCHEMA = "sandbox-world.schema.json"
 # A secret's ARN as Secrets Manager makes it: "Secrets Manager automatically adds a hyphen and six random characters
 # after the secret name at the end of the ARN" (Secrets Manager API reference, CreateSecret, Name; the same text is
 # the pinned botocore model's documentation of CreateSecretRequest.Name).
-SECRET_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):secretsmanager:(?P<region>[^:]+):(?P<account>\d{12}):secret:"
-                        r"(?P<name>.+)-(?P<suffix>[A-Za-z0-9]{6})$")
+SECRET_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):secretsmanager:(?P<region>[^:]+):(?P<account>\d{12}):secret:"
+    r"(?P<name>.+)-(?P<suffix>[A-Za-z0-9]{6})$"
+)
 # "You can declare a maximum of 200 outputs in a template" (CloudFormation user guide, "CloudFormation template
 # Outputs syntax").
 MAX_STACK_OUTPUTS = 200
@@ -132,23 +134,31 @@ class World:
         for name, spec in (self.data.get("secrets") or {}).items():
             match = SECRET_ARN.match(spec["arn"]) if spec.get("arn") else None  # the schema checked its form
             if match and match["name"] != name:
-                raise WorldError(f"{self.path}: $.secrets.{name}.arn: the ARN names secret {match['name']!r}, not "
-                                 f"{name!r}: the key is the secret's name, the ARN its name plus -<6 random characters>")
+                raise WorldError(
+                    f"{self.path}: $.secrets.{name}.arn: the ARN names secret {match['name']!r}, not "
+                    f"{name!r}: the key is the secret's name, the ARN its name plus -<6 random characters>"
+                )
             if match and match["account"] != self.account:
-                raise WorldError(f"{self.path}: $.secrets.{name}.arn: the ARN is in account {match['account']}, but the "
-                                 f"world's account is {self.account}: the sandbox has one account")
+                raise WorldError(
+                    f"{self.path}: $.secrets.{name}.arn: the ARN is in account {match['account']}, but the "
+                    f"world's account is {self.account}: the sandbox has one account"
+                )
         exported: dict[str, str] = {}
         for stack, spec in (self.data.get("stacks") or {}).items():
             count = len(self._stack_outputs(spec))
             if count > MAX_STACK_OUTPUTS:
-                raise WorldError(f"{self.path}: $.stacks.{stack}: {count} outputs and exports; a CloudFormation template "
-                                 f"declares at most {MAX_STACK_OUTPUTS} outputs")
+                raise WorldError(
+                    f"{self.path}: $.stacks.{stack}: {count} outputs and exports; a CloudFormation template "
+                    f"declares at most {MAX_STACK_OUTPUTS} outputs"
+                )
             for export in spec.get("exports") or {}:
                 if export in exported:
                     # Export names are unique in an account's region (CloudFormation user guide, "Get exported outputs
                     # from a deployed CloudFormation stack"); moto refuses a second one too, less readably
-                    raise WorldError(f"{self.path}: $.stacks.{stack}.exports.{export}: stack {exported[export]} "
-                                     "already exports this name; export names are unique in a region")
+                    raise WorldError(
+                        f"{self.path}: $.stacks.{stack}.exports.{export}: stack {exported[export]} "
+                        "already exports this name; export names are unique in a region"
+                    )
                 exported[export] = stack
 
     def _check_references(self) -> None:
@@ -167,9 +177,11 @@ class World:
                 name = tg if isinstance(tg, str) else tg["name"]
                 where = f"targetGroups[{j}]" if svc.get("targetGroups") else "targetGroup"
                 if name in groups:  # a name is unique in a region (ELB's CreateTargetGroup, Name)
-                    raise WorldError(f"{self.path}: $.services[{i}].{where}: target group {name} is already "
-                                     f"{'one of this service' if groups[name] == key else f'service {groups[name]}'}'s; "
-                                     "a target group name is unique in the region")
+                    raise WorldError(
+                        f"{self.path}: $.services[{i}].{where}: target group {name} is already "
+                        f"{'one of this service' if groups[name] == key else f'service {groups[name]}'}'s; "
+                        "a target group name is unique in the region"
+                    )
                 groups[name] = key
             for container, ref in svc["running"].items():
                 repo, tag = ref.rsplit(":", 1)
@@ -195,8 +207,11 @@ class World:
 
     # ------------------------------------------------------------------ build
     def simulator_options(self) -> dict[str, Any]:
-        return {"behaviour": self.data.get("behaviour") or {}, "migration": self.data.get("migration"),
-                "defaults": self.data.get("timing")}
+        return {
+            "behaviour": self.data.get("behaviour") or {},
+            "migration": self.data.get("migration"),
+            "defaults": self.data.get("timing"),
+        }
 
     def build(self, sandbox: Sandbox) -> None:
         self._build_ecr(sandbox)
@@ -218,9 +233,13 @@ class World:
     def _build_account_resources(self, sandbox: Sandbox) -> None:
         iam, logs = sandbox.client("iam"), sandbox.client("logs")
         for role in self.data.get("roles") or []:
-            name, principal = (role, "ecs-tasks.amazonaws.com") if isinstance(role, str) else (role["name"], role["trustedBy"])
-            trust = {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}]}
+            name, principal = (
+                (role, "ecs-tasks.amazonaws.com") if isinstance(role, str) else (role["name"], role["trustedBy"])
+            )
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
+            }
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
         for group in self.data.get("logGroups") or []:
             logs.create_log_group(logGroupName=group)
@@ -236,8 +255,16 @@ class World:
             ssm.put_parameter(Name=name, Value=spec["value"], Type=spec.get("type", "String"))
         cw = sandbox.client("cloudwatch")
         for name, state in (self.data.get("alarms") or {}).items():
-            cw.put_metric_alarm(AlarmName=name, MetricName=name, Namespace="Sandbox", Statistic="Sum", Period=60,
-                                EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+            cw.put_metric_alarm(
+                AlarmName=name,
+                MetricName=name,
+                Namespace="Sandbox",
+                Statistic="Sum",
+                Period=60,
+                EvaluationPeriods=1,
+                Threshold=1,
+                ComparisonOperator="GreaterThanOrEqualToThreshold",
+            )
             cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason="sandbox world")
 
     def _create_secret(self, sandbox: Sandbox, name: str, spec: dict[str, Any]) -> None:
@@ -250,8 +277,11 @@ class World:
         returns instead of a random one, for this call only."""
         match = SECRET_ARN.match(spec["arn"]) if spec.get("arn") else None
         region = match["region"] if match else self.region
-        sm = sandbox.client("secretsmanager") if region == self.region else boto3.client("secretsmanager",
-                                                                                           region_name=region)
+        sm = (
+            sandbox.client("secretsmanager")
+            if region == self.region
+            else boto3.client("secretsmanager", region_name=region)
+        )
         request: dict[str, Any] = {"Name": name}
         if "value" in spec:
             request["SecretString"] = spec["value"]
@@ -268,8 +298,10 @@ class World:
         finally:
             moto_id_manager.unset_custom_id(identifier)
         if made != spec["arn"]:  # e.g. a partition that is not the region's (arn:aws-cn: for us-east-1)
-            raise WorldError(f"{self.path}: $.secrets.{name}.arn: {spec['arn']} is not an ARN Secrets Manager gives a "
-                             f"secret in {region} (it gives {made}): fix the partition or the region")
+            raise WorldError(
+                f"{self.path}: $.secrets.{name}.arn: {spec['arn']} is not an ARN Secrets Manager gives a "
+                f"secret in {region} (it gives {made}): fix the partition or the region"
+            )
 
     def _build_s3(self, sandbox: Sandbox) -> None:
         """Buckets in the world's region, and their objects (environment files, for instance)."""
@@ -277,8 +309,10 @@ class World:
         own = {sandbox.config_bucket, sandbox.artefacts_bucket}
         for bucket, objects in (self.data.get("s3") or {}).items():
             if bucket in own:
-                raise WorldError(f"{self.path}: $.s3.{bucket}: that is the Ferry stack's own bucket; put service "
-                                 "configs under `registry`, and name another bucket here")
+                raise WorldError(
+                    f"{self.path}: $.s3.{bucket}: that is the Ferry stack's own bucket; put service "
+                    "configs under `registry`, and name another bucket here"
+                )
             s3.create_bucket(Bucket=bucket, **bucket_location(self.region))
             for key, body in objects.items():
                 s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
@@ -311,9 +345,11 @@ class World:
         DescribeStacks; ListExports, which cfn_export reads, is right."""
         cfn = sandbox.client("cloudformation")
         for stack, spec in (self.data.get("stacks") or {}).items():
-            template = {"AWSTemplateFormatVersion": "2010-09-09",
-                        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-                        "Outputs": self._stack_outputs(spec)}
+            template = {
+                "AWSTemplateFormatVersion": "2010-09-09",
+                "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                "Outputs": self._stack_outputs(spec),
+            }
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*WaitConditionHandle.*")
                 cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
@@ -325,9 +361,13 @@ class World:
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
         # The region's own zones: not every region has an "a" and a "b" (ap-northeast-1 has a, c and d).
         zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])[:2]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
-                   for i, z in enumerate(zones)]
-        group = ec2.create_security_group(GroupName="ferry-sandbox-tasks", Description="sandbox tasks", VpcId=vpc)["GroupId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
+            for i, z in enumerate(zones)
+        ]
+        group = ec2.create_security_group(GroupName="ferry-sandbox-tasks", Description="sandbox tasks", VpcId=vpc)[
+            "GroupId"
+        ]
         ecs = sandbox.client("ecs")
         for cluster in self.account_clusters:
             ecs.create_cluster(clusterName=cluster)
@@ -345,17 +385,27 @@ class World:
         awsvpc = spec.get("networkMode") == "awsvpc"
         fargate = "FARGATE" in (spec.get("requiresCompatibilities") or [])
         params: dict[str, Any] = {
-            "cluster": svc["cluster"], "serviceName": svc["name"],
-            "taskDefinition": task_definition["taskDefinitionArn"], "desiredCount": svc.get("desiredCount", 1),
-            "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
-                                        "deploymentCircuitBreaker": {"enable": False, "rollback": False},
-                                        **(svc.get("deploymentConfiguration") or {})},
+            "cluster": svc["cluster"],
+            "serviceName": svc["name"],
+            "taskDefinition": task_definition["taskDefinitionArn"],
+            "desiredCount": svc.get("desiredCount", 1),
+            "deploymentConfiguration": {
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+                "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+                **(svc.get("deploymentConfiguration") or {}),
+            },
         }
         if fargate:
             params["launchType"] = "FARGATE"
         if awsvpc:
-            params["networkConfiguration"] = {"awsvpcConfiguration": {
-                "subnets": network["subnets"], "securityGroups": network["securityGroups"], "assignPublicIp": "DISABLED"}}
+            params["networkConfiguration"] = {
+                "awsvpcConfiguration": {
+                    "subnets": network["subnets"],
+                    "securityGroups": network["securityGroups"],
+                    "assignPublicIp": "DISABLED",
+                }
+            }
         if svc.get("targetGroup") or svc.get("targetGroups"):
             params["loadBalancers"] = self._target_groups(sandbox, index, svc, spec, network, awsvpc)
         if svc.get("arnFormat") == "short":
@@ -369,8 +419,15 @@ class World:
         else:
             ecs.create_service(**params)
 
-    def _target_groups(self, sandbox: Sandbox, index: int, svc: dict[str, Any], spec: dict[str, Any],
-                       network: dict[str, Any], awsvpc: bool) -> list[dict[str, Any]]:
+    def _target_groups(
+        self,
+        sandbox: Sandbox,
+        index: int,
+        svc: dict[str, Any],
+        spec: dict[str, Any],
+        network: dict[str, Any],
+        awsvpc: bool,
+    ) -> list[dict[str, Any]]:
         """The service's loadBalancers: a target group for each of `targetGroup` or `targetGroups`, behind the world's
         load balancer of its kind (see _listen)."""
         if svc.get("targetGroups"):
@@ -378,11 +435,20 @@ class World:
         else:
             tg = svc["targetGroup"]
             groups = [("targetGroup", {"name": tg} if isinstance(tg, str) else dict(tg))]
-        return [self._target_group(sandbox, f"$.services[{index}].{where}", tg, spec, network, awsvpc)
-                for where, tg in groups]
+        return [
+            self._target_group(sandbox, f"$.services[{index}].{where}", tg, spec, network, awsvpc)
+            for where, tg in groups
+        ]
 
-    def _target_group(self, sandbox: Sandbox, where: str, tg: dict[str, Any], spec: dict[str, Any],
-                      network: dict[str, Any], awsvpc: bool) -> dict[str, Any]:
+    def _target_group(
+        self,
+        sandbox: Sandbox,
+        where: str,
+        tg: dict[str, Any],
+        spec: dict[str, Any],
+        network: dict[str, Any],
+        awsvpc: bool,
+    ) -> dict[str, Any]:
         containers = spec["containerDefinitions"]
         if "container" in tg:
             container = next((c for c in containers if c["name"] == tg["container"]), None)
@@ -403,9 +469,15 @@ class World:
         check = {"HealthCheckPath": "/"} if protocol in ("HTTP", "HTTPS") else {"HealthCheckProtocol": "TCP"}
         elb = sandbox.client("elbv2")
         arn = elb.create_target_group(
-            Name=tg["name"], Protocol=protocol, Port=port, VpcId=network["vpc"],
-            TargetType="ip" if awsvpc else "instance", HealthCheckIntervalSeconds=10, HealthyThresholdCount=3,
-            UnhealthyThresholdCount=2, **check,
+            Name=tg["name"],
+            Protocol=protocol,
+            Port=port,
+            VpcId=network["vpc"],
+            TargetType="ip" if awsvpc else "instance",
+            HealthCheckIntervalSeconds=10,
+            HealthyThresholdCount=3,
+            UnhealthyThresholdCount=2,
+            **check,
         )["TargetGroups"][0]["TargetGroupArn"]
         self._listen(sandbox, network, protocol, arn)
         return {"targetGroupArn": arn, "containerName": container["name"], "containerPort": port}
@@ -426,13 +498,24 @@ class World:
         balancers = network.setdefault("balancers", {})
         if kind not in balancers:
             extra = {"SecurityGroups": network["securityGroups"]} if kind == "application" else {}
-            balancers[kind] = {"arn": elb.create_load_balancer(
-                Name=f"ferry-sandbox-{'alb' if kind == 'application' else 'nlb'}", Subnets=network["subnets"],
-                Scheme="internal", Type=kind, **extra)["LoadBalancers"][0]["LoadBalancerArn"], "listeners": 0}
+            balancers[kind] = {
+                "arn": elb.create_load_balancer(
+                    Name=f"ferry-sandbox-{'alb' if kind == 'application' else 'nlb'}",
+                    Subnets=network["subnets"],
+                    Scheme="internal",
+                    Type=kind,
+                    **extra,
+                )["LoadBalancers"][0]["LoadBalancerArn"],
+                "listeners": 0,
+            }
         balancer = balancers[kind]
         listener = "HTTP" if kind == "application" else protocol
-        elb.create_listener(LoadBalancerArn=balancer["arn"], Protocol=listener, Port=10000 + balancer["listeners"],
-                            DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group}])
+        elb.create_listener(
+            LoadBalancerArn=balancer["arn"],
+            Protocol=listener,
+            Port=10000 + balancer["listeners"],
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group}],
+        )
         balancer["listeners"] += 1
 
     def default_configs(self) -> dict[str, dict[str, Any]]:
@@ -442,7 +525,8 @@ class World:
         for svc in self.data["services"]:
             name = svc["name"] if names.count(svc["name"]) == 1 else f"{svc['cluster']}-{svc['name']}"
             configs[name] = {
-                "cluster": svc["cluster"], "service": svc["name"],
+                "cluster": svc["cluster"],
+                "service": svc["name"],
                 "containers": {c: {"repository": ref.rsplit(":", 1)[0]} for c, ref in sorted(svc["running"].items())},
             }
         return configs
@@ -452,8 +536,11 @@ class World:
         registry = self.data.get("registry")
         if not registry:
             for name, config in self.default_configs().items():
-                s3.put_object(Bucket=sandbox.config_bucket, Key=f"services/{name}/ferry.yaml",
-                              Body=yaml.safe_dump(config, sort_keys=False).encode())
+                s3.put_object(
+                    Bucket=sandbox.config_bucket,
+                    Key=f"services/{name}/ferry.yaml",
+                    Body=yaml.safe_dump(config, sort_keys=False).encode(),
+                )
             return
         directory = self.path.parent / registry
         if not directory.is_dir():
@@ -466,6 +553,7 @@ class World:
 def _redacted(data: dict[str, Any]) -> dict[str, Any]:
     """The world with every secret, parameter and S3 object value replaced: a string by as many asterisks (so its
     length is still checked), anything else by a stand-in that says nothing of it."""
+
     def hide(value: Any) -> Any:
         return "*" * len(value) if isinstance(value, str) else _HIDDEN
 
@@ -476,10 +564,13 @@ def _redacted(data: dict[str, Any]) -> dict[str, Any]:
 
     hiders = {
         "secrets": lambda found: {name: hide_value(spec) for name, spec in found.items()},
-        "parameters": lambda found: {name: hide_value(spec) if isinstance(spec, dict) else hide(spec)
-                                     for name, spec in found.items()},
-        "s3": lambda found: {bucket: {key: hide(body) for key, body in objects.items()}
-                             if isinstance(objects, dict) else _HIDDEN for bucket, objects in found.items()},
+        "parameters": lambda found: {
+            name: hide_value(spec) if isinstance(spec, dict) else hide(spec) for name, spec in found.items()
+        },
+        "s3": lambda found: {
+            bucket: {key: hide(body) for key, body in objects.items()} if isinstance(objects, dict) else _HIDDEN
+            for bucket, objects in found.items()
+        },
     }
     out = dict(data)
     for key, hider in hiders.items():
@@ -490,7 +581,12 @@ def _redacted(data: dict[str, Any]) -> dict[str, Any]:
 
 def push_image(sandbox: Sandbox, repository: str, tag: str, digest: str) -> None:
     """Put an image into moto's ECR under the given digest (what a `docker push` leaves behind)."""
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                           "config": {"digest": digest, "mediaType": "application/vnd.docker.container.image.v1+json",
-                                      "size": 1}, "layers": []})
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"digest": digest, "mediaType": "application/vnd.docker.container.image.v1+json", "size": 1},
+            "layers": [],
+        }
+    )
     sandbox.client("ecr").put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag, imageDigest=digest)

@@ -20,12 +20,26 @@ from typing import Any, Mapping, TypeVar
 from ferry.errors import InputInvalid
 
 M = TypeVar("M", bound="Model")
-JSON_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true or false", dict: "an object",
-              list: "a list", type(None): "null"}
+JSON_NAMES = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list",
+    type(None): "null",
+}
 
 
-def key(name: str, *, kinds: tuple[type, ...] = (str,), required: bool = True, default: Any = None,
-        nested: type[Model] | None = None, doc: str = "") -> Any:
+def key(
+    name: str,
+    *,
+    kinds: tuple[type, ...] = (str,),
+    required: bool = True,
+    default: Any = None,
+    nested: type[Model] | None = None,
+    doc: str = "",
+) -> Any:
     """A model field stored under JSON key `name`. `kinds`: the JSON types it may hold; `nested`: a Model its
     value is read as (an object); an optional field takes `default` (or a fresh copy of it, for a dict or list)."""
     meta = {"key": name, "kinds": (dict,) if nested else kinds, "required": required, "nested": nested, "doc": doc}
@@ -61,8 +75,10 @@ class Model:
             kinds = meta["kinds"]
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
                 wanted = " or ".join(dict.fromkeys(JSON_NAMES.get(k, k.__name__) for k in kinds))
-                raise InputInvalid(f"{where}: `{name}` must be {wanted}, got "
-                                   f"{JSON_NAMES.get(type(value), type(value).__name__)}: fix the state's Parameters")
+                raise InputInvalid(
+                    f"{where}: `{name}` must be {wanted}, got "
+                    f"{JSON_NAMES.get(type(value), type(value).__name__)}: fix the state's Parameters"
+                )
             if meta["nested"] is not None:
                 value = meta["nested"].from_state(value, f"{where}.{name}")
             values[f.name] = value
@@ -78,9 +94,9 @@ class Model:
         return out
 
 
-
 # ------------------------------------------------------------------ shared parts of the steps' contracts
 # Models are declared @dataclass(frozen=True, kw_only=True), so a step's input can extend a shared one.
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EcsStepInput(Model):
@@ -105,13 +121,16 @@ class Progress(Model):
     check_in_seconds: int = key("checkInSeconds", kinds=(int,), doc="the waiting state's HeartbeatSecondsPath")
 
 
-def read_action(event: Any, contracts: Mapping[str, tuple[type[Model], Any]], input_of: Mapping[str, str],
-                step: str) -> Any:
+def read_action(
+    event: Any, contracts: Mapping[str, tuple[type[Model], Any]], input_of: Mapping[str, str], step: str
+) -> Any:
     """The typed input of a step with several actions (the lock, the canary, the rollback): the model its
     `action` names in `contracts`, read as the input of the state `input_of` names, so an error says which
     state's Parameters to fix."""
     if not isinstance(event, Mapping):
-        raise InputInvalid(f"{step}'s input must be a JSON object, got {JSON_NAMES.get(type(event), type(event).__name__)}")
+        raise InputInvalid(
+            f"{step}'s input must be a JSON object, got {JSON_NAMES.get(type(event), type(event).__name__)}"
+        )
     action = event.get("action")
     if action not in contracts:
         names = list(contracts)
@@ -128,17 +147,29 @@ class Migration(Model):
     name: str = key("name", doc="the migration's name in the config, e.g. migrate")
     container: str = key("container", doc="the container of the new revision whose command is replaced")
     command: list[str] = key("command", kinds=(list,), doc="the command it runs, a list of strings")
-    environment: dict[str, str] = key("environment", kinds=(dict,), required=False, default={},
-                                      doc="variables added to the container's environment")
-    timeout: int = key("timeoutSeconds", kinds=(int,), required=False, default=900,
-                       doc="how long it may run before Ferry stops it (MigrationTimedOut)")
-    heartbeat_seconds: int | None = key("heartbeatSeconds", kinds=(int,), required=False,
-                                        doc="the state's HeartbeatSecondsPath: when its retry looks at the task")
+    environment: dict[str, str] = key(
+        "environment", kinds=(dict,), required=False, default={}, doc="variables added to the container's environment"
+    )
+    timeout: int = key(
+        "timeoutSeconds",
+        kinds=(int,),
+        required=False,
+        default=900,
+        doc="how long it may run before Ferry stops it (MigrationTimedOut)",
+    )
+    heartbeat_seconds: int | None = key(
+        "heartbeatSeconds",
+        kinds=(int,),
+        required=False,
+        doc="the state's HeartbeatSecondsPath: when its retry looks at the task",
+    )
 
     def __post_init__(self) -> None:
         if not self.command or not all(isinstance(part, str) for part in self.command):
-            raise InputInvalid(f"migration {self.name!r}: `command` must be a non-empty list of strings, as the "
-                               "config's migrations[].command is: pass an item of $.render.migrations")
+            raise InputInvalid(
+                f"migration {self.name!r}: `command` must be a non-empty list of strings, as the "
+                "config's migrations[].command is: pass an item of $.render.migrations"
+            )
 
     def label(self) -> str:
         shown = " ".join(self.command)
@@ -146,10 +177,20 @@ class Migration(Model):
 
     def to_context(self) -> dict[str, Any]:
         """What the waiter keeps of it for the task's stop event (read back by `finish`)."""
-        return {"name": self.name, "container": self.container, "command": list(self.command),
-                "environment": dict(self.environment), "timeout": self.timeout}
+        return {
+            "name": self.name,
+            "container": self.container,
+            "command": list(self.command),
+            "environment": dict(self.environment),
+            "timeout": self.timeout,
+        }
 
     @classmethod
     def from_context(cls, data: dict[str, Any]) -> "Migration":
-        return cls(data["name"], data["container"], list(data["command"]), dict(data.get("environment") or {}),
-                   int(data.get("timeout", 900)))
+        return cls(
+            data["name"],
+            data["container"],
+            list(data["command"]),
+            dict(data.get("environment") or {}),
+            int(data.get("timeout", 900)),
+        )

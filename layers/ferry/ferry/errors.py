@@ -124,9 +124,24 @@ class RollbackFailed(FerryError):
 # (statemachine/build.py derives that list from this one). Not verdicts, so retried like any other error:
 # ServiceLocked and LockUnavailable (the lock table may answer the next time), and the three names above.
 VERDICTS: tuple[type[FerryError], ...] = (
-    InputInvalid, ServiceNotRegistered, ConfigInvalid, ClusterNotAllowed, TemplateUnresolved, ImageNotFound,
-    ServiceNotFound, TaskDefinitionInvalid, VerifyFailed, NothingToRollBack, Superseded, MigrationFailed,
-    MigrationNotStarted, MigrationTimedOut, CanaryCrashed, CanaryUnhealthy, PhaseTimedOut, DeploymentFailed,
+    InputInvalid,
+    ServiceNotRegistered,
+    ConfigInvalid,
+    ClusterNotAllowed,
+    TemplateUnresolved,
+    ImageNotFound,
+    ServiceNotFound,
+    TaskDefinitionInvalid,
+    VerifyFailed,
+    NothingToRollBack,
+    Superseded,
+    MigrationFailed,
+    MigrationNotStarted,
+    MigrationTimedOut,
+    CanaryCrashed,
+    CanaryUnhealthy,
+    PhaseTimedOut,
+    DeploymentFailed,
     AlarmTriggered,
 )
 

@@ -53,7 +53,9 @@ def regional_client(service: str, region: str):
 T = TypeVar("T")
 
 
-def items(client: Any, operation: str, key: str | tuple[str, ...], *, token: str = "nextToken", **params: Any) -> list[Any]:
+def items(
+    client: Any, operation: str, key: str | tuple[str, ...], *, token: str = "nextToken", **params: Any
+) -> list[Any]:
     """Every `key` item (or, for a tuple of keys, every item of each) of every page of a List or Describe call.
 
     AWS answers these a page at a time (ECS ListTasks 100 ARNs, ListServiceDeployments 20, CloudWatch
@@ -61,7 +63,9 @@ def items(client: Any, operation: str, key: str | tuple[str, ...], *, token: str
     and the `token` loop (ECS's nextToken) where it has none.
     """
     keys = (key,) if isinstance(key, str) else key
-    return [item for page in pages(client, operation, token=token, **params) for k in keys for item in page.get(k) or []]
+    return [
+        item for page in pages(client, operation, token=token, **params) for k in keys for item in page.get(k) or []
+    ]
 
 
 def pages(client: Any, operation: str, *, token: str = "nextToken", **params: Any) -> Iterator[dict[str, Any]]:
@@ -82,4 +86,4 @@ def batches(values: Sequence[T], size: int) -> Iterator[list[T]]:
     """`values` in lists of at most `size` (an API's most items a call), in order, without repeats."""
     unique = list(dict.fromkeys(values))
     for start in range(0, len(unique), size):
-        yield unique[start:start + size]
+        yield unique[start : start + size]

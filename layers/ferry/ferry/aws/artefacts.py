@@ -18,7 +18,9 @@ def key(execution: str, name: str) -> str:
 def put_json(bucket: str, execution: str, name: str, document: Any) -> str:
     object_key = key(execution, name)
     aws.client("s3").put_object(
-        Bucket=bucket, Key=object_key, ContentType="application/json",
+        Bucket=bucket,
+        Key=object_key,
+        ContentType="application/json",
         Body=json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
     )
     return object_key
@@ -26,7 +28,9 @@ def put_json(bucket: str, execution: str, name: str, document: Any) -> str:
 
 def put_text(bucket: str, execution: str, name: str, text: str) -> str:
     object_key = key(execution, name)
-    aws.client("s3").put_object(Bucket=bucket, Key=object_key, ContentType="text/plain; charset=utf-8", Body=text.encode())
+    aws.client("s3").put_object(
+        Bucket=bucket, Key=object_key, ContentType="text/plain; charset=utf-8", Body=text.encode()
+    )
     return object_key
 
 

@@ -45,8 +45,9 @@ def deregistration_delay(cluster: str, service: str) -> int:
     return longest
 
 
-def found(cluster: str, execution: str, service: dict[str, Any], task_definition_arn: str | None,
-           task_arns: Iterable[str]) -> list[dict[str, Any]]:
+def found(
+    cluster: str, execution: str, service: dict[str, Any], task_definition_arn: str | None, task_arns: Iterable[str]
+) -> list[dict[str, Any]]:
     """The execution's canary tasks, the stopped ones too (ECS deregisters no task outside a service, so a crashed
     canary's address stays in the target groups until Ferry takes it out).
 
@@ -54,15 +55,23 @@ def found(cluster: str, execution: str, service: dict[str, Any], task_definition
     canaries, of the service's revisions (after the update it runs the canary's) and of its deployments."""
     marker = started_by(execution)
     running = tasks_started_by(cluster, marker, known=task_arns)
-    families = [family_of(arn) for arn in (task_definition_arn, service.get("taskDefinition"),
-                                           *(d.get("taskDefinition") for d in service.get("deployments", [])),
-                                           *(t.get("taskDefinitionArn") for t in running)) if arn]
+    families = [
+        family_of(arn)
+        for arn in (
+            task_definition_arn,
+            service.get("taskDefinition"),
+            *(d.get("taskDefinition") for d in service.get("deployments", [])),
+            *(t.get("taskDefinitionArn") for t in running),
+        )
+        if arn
+    ]
     seen = {t["taskArn"] for t in running}
     return running + [t for t in stopped_tasks_started_by(cluster, marker, families) if t["taskArn"] not in seen]
 
 
-def deregister(cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None,
-               task_arns: Iterable[str] = ()) -> dict[str, Any]:
+def deregister(
+    cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None, task_arns: Iterable[str] = ()
+) -> dict[str, Any]:
     """Take the canary out of every target group; returns how long to let it drain."""
     described = describe_service(cluster, service)
     tasks = found(cluster, execution, described, task_definition_arn, task_arns)
@@ -99,13 +108,16 @@ def stop(cluster: str, execution: str) -> int:
     stopped = 0
     for task in tasks_started_by(cluster, started_by(execution)):
         if task.get("desiredStatus") != "STOPPED":
-            aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"], reason=f"Ferry: canary of {execution} removed")
+            aws.client("ecs").stop_task(
+                cluster=cluster, task=task["taskArn"], reason=f"Ferry: canary of {execution} removed"
+            )
             stopped += 1
     return stopped
 
 
-def remove_now(cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None,
-               task_arns: Iterable[str] = ()) -> int:
+def remove_now(
+    cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None, task_arns: Iterable[str] = ()
+) -> int:
     """Deregister and stop at once (failure, rollback and abort paths: the canary must not keep serving)."""
     try:
         deregister(cluster, service, execution, task_definition_arn=task_definition_arn, task_arns=task_arns)

@@ -25,8 +25,11 @@ def config(task_definition_arn: str, container: str) -> dict[str, str] | None:
     if lc.get("logDriver") != "awslogs":
         return None
     opts = lc.get("options") or {}
-    return {"group": opts.get("awslogs-group", ""), "region": opts.get("awslogs-region", ""),
-            "prefix": opts.get("awslogs-stream-prefix", "")}
+    return {
+        "group": opts.get("awslogs-group", ""),
+        "region": opts.get("awslogs-region", ""),
+        "prefix": opts.get("awslogs-stream-prefix", ""),
+    }
 
 
 def tail(logs: dict[str, str] | None, container: str, task_arn: str, limit: int = LOG_LINES) -> tuple[list[str], str]:

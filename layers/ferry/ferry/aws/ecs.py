@@ -60,12 +60,16 @@ def task_arns(cluster: str, **filters: Any) -> list[str]:
 def describe_tasks(cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:
     """DescribeTasks for any number of tasks, at most 100 a call; each task once, in the order asked."""
     ecs = aws.client("ecs")
-    return [task for batch in aws.batches(arns, DESCRIBE_TASKS_MAX)
-            for task in ecs.describe_tasks(cluster=cluster, tasks=batch)["tasks"]]
+    return [
+        task
+        for batch in aws.batches(arns, DESCRIBE_TASKS_MAX)
+        for task in ecs.describe_tasks(cluster=cluster, tasks=batch)["tasks"]
+    ]
 
 
-def tasks_started_by(cluster: str, marker: str, *, families: Iterable[str] = (),
-                     known: Iterable[str] = ()) -> list[dict[str, Any]]:
+def tasks_started_by(
+    cluster: str, marker: str, *, families: Iterable[str] = (), known: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     """The tasks whose startedBy is `marker` (how a step finds what it started, and a retried step what it started before).
 
     ECS refuses `startedBy` together with any other ListTasks filter ("When you specify startedBy as the filter, it
@@ -83,8 +87,11 @@ def tasks_started_by(cluster: str, marker: str, *, families: Iterable[str] = (),
 def stopped_tasks_started_by(cluster: str, marker: str, families: Iterable[str]) -> list[dict[str, Any]]:
     """The tasks of the task definition `families` whose desired status is STOPPED and whose startedBy is `marker`
     (ListTasks cannot filter by startedBy and status at once: the filter is applied here)."""
-    arns = [arn for family in dict.fromkeys(f for f in families if f)
-            for arn in task_arns(cluster, family=family, desiredStatus="STOPPED")]
+    arns = [
+        arn
+        for family in dict.fromkeys(f for f in families if f)
+        for arn in task_arns(cluster, family=family, desiredStatus="STOPPED")
+    ]
     return [t for t in describe_tasks(cluster, arns) if t.get("startedBy") == marker] if arns else []
 
 
@@ -107,14 +114,26 @@ def created_at(deployment: dict[str, Any]) -> float:
     return value.timestamp() if hasattr(value, "timestamp") else clock.now()
 
 
-def one_off_parameters(cluster: str, service: dict[str, Any], task_definition_arn: str, execution: str, marker: str,
-                       tags: dict[str, str], overrides: list[dict[str, Any]] | None = None, count: int = 1) -> dict[str, Any]:
+def one_off_parameters(
+    cluster: str,
+    service: dict[str, Any],
+    task_definition_arn: str,
+    execution: str,
+    marker: str,
+    tags: dict[str, str],
+    overrides: list[dict[str, Any]] | None = None,
+    count: int = 1,
+) -> dict[str, Any]:
     """RunTask input for tasks beside a service (migrations, canaries): its network, launch type or
     capacity providers and platform version; `startedBy` and tags naming the execution."""
     params: dict[str, Any] = {
-        "cluster": cluster, "taskDefinition": task_definition_arn, "count": count, "startedBy": marker,
+        "cluster": cluster,
+        "taskDefinition": task_definition_arn,
+        "count": count,
+        "startedBy": marker,
         "overrides": {"containerOverrides": overrides or []},
-        "tags": [{"key": "ferry:execution", "value": execution[:256]}] + [{"key": k, "value": v} for k, v in tags.items()],
+        "tags": [{"key": "ferry:execution", "value": execution[:256]}]
+        + [{"key": k, "value": v} for k, v in tags.items()],
         "propagateTags": "TASK_DEFINITION",
     }
     if service.get("networkConfiguration"):

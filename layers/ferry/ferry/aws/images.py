@@ -56,9 +56,13 @@ def resolve(registry: str, region: str, repository: str, tag: str | None = None,
     ecr = aws.client("ecr")
     image_id = {"imageDigest": digest} if digest else {"imageTag": tag}
     try:
-        details = ecr.describe_images(registryId=registry, repositoryName=repository, imageIds=[image_id])["imageDetails"]
+        details = ecr.describe_images(registryId=registry, repositoryName=repository, imageIds=[image_id])[
+            "imageDetails"
+        ]
     except (ecr.exceptions.ImageNotFoundException, ecr.exceptions.RepositoryNotFoundException) as exc:
         wanted = digest or tag
         raise ImageNotFound(f"image {repository}:{wanted} is not in ECR ({registry}, {region}): push it first") from exc
     found = details[0]
-    return ImageRef(registry, region, repository, tag or next(iter(found.get("imageTags", [])), None), found["imageDigest"])
+    return ImageRef(
+        registry, region, repository, tag or next(iter(found.get("imageTags", [])), None), found["imageDigest"]
+    )

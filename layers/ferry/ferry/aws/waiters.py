@@ -25,10 +25,15 @@ def _key(resource: str) -> dict:
 
 def put(table: str, resource: str, token: str, context: dict[str, Any]) -> None:
     """Store (or replace, on a retried state) the token that waits for `resource`."""
-    aws.client("dynamodb").put_item(TableName=table, Item={
-        **_key(resource), "token": {"S": token}, "context": {"S": json.dumps(context, sort_keys=True)},
-        "expiresAt": {"N": str(int(clock.now() + TTL_SECONDS))},
-    })
+    aws.client("dynamodb").put_item(
+        TableName=table,
+        Item={
+            **_key(resource),
+            "token": {"S": token},
+            "context": {"S": json.dumps(context, sort_keys=True)},
+            "expiresAt": {"N": str(int(clock.now() + TTL_SECONDS))},
+        },
+    )
 
 
 def get(table: str, resource: str) -> tuple[str, dict[str, Any]] | None:
@@ -41,9 +46,13 @@ def get(table: str, resource: str) -> tuple[str, dict[str, Any]] | None:
 def delete(table: str, resource: str, token: str) -> None:
     """Remove the waiter, unless a retried state has replaced it with a newer token meanwhile."""
     try:
-        aws.client("dynamodb").delete_item(TableName=table, Key=_key(resource), ConditionExpression="#t = :t",
-                                           ExpressionAttributeNames={"#t": "token"},
-                                           ExpressionAttributeValues={":t": {"S": token}})
+        aws.client("dynamodb").delete_item(
+            TableName=table,
+            Key=_key(resource),
+            ConditionExpression="#t = :t",
+            ExpressionAttributeNames={"#t": "token"},
+            ExpressionAttributeValues={":t": {"S": token}},
+        )
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise

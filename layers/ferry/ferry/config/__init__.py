@@ -42,16 +42,19 @@ class Folder(Protocol):
 
 def _too_big(where: str, size: int | None = None) -> str:
     size_ = f"{size} bytes, more than" if size is not None else "more than"
-    return (f"{where} is {size_} the {MAX_CONFIG_BYTES} bytes ({MAX_CONFIG_BYTES // 1024} KiB) Ferry reads of a config "
-            "file: split it up (a Jsonnet library beside it, or a smaller template)")
+    return (
+        f"{where} is {size_} the {MAX_CONFIG_BYTES} bytes ({MAX_CONFIG_BYTES // 1024} KiB) Ferry reads of a config "
+        "file: split it up (a Jsonnet library beside it, or a smaller template)"
+    )
 
 
 def _text(body: bytes, where: str) -> str:
     try:
         return body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigInvalid(f"{where} is not UTF-8 text (byte {exc.start} is {body[exc.start:exc.start + 1]!r}): "
-                            "save it as UTF-8") from None
+        raise ConfigInvalid(
+            f"{where} is not UTF-8 text (byte {exc.start} is {body[exc.start : exc.start + 1]!r}): save it as UTF-8"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class S3Folder:
 
     def names(self) -> list[str]:
         pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
-        found = [o["Key"][len(self.prefix):] for page in pages for o in page.get("Contents", [])]
+        found = [o["Key"][len(self.prefix) :] for page in pages for o in page.get("Contents", [])]
         return sorted(n for n in found if n and "/" not in n)[:MAX_FOLDER_FILES]
 
 
@@ -145,8 +148,12 @@ class ServiceConfig:
 
     @property
     def migrations(self) -> tuple[Migration, ...]:
-        return tuple(Migration(m["name"], m["container"], tuple(m["command"]), dict(m.get("environment", {})),
-                               m["timeoutSeconds"]) for m in self.raw.get("migrations", []))
+        return tuple(
+            Migration(
+                m["name"], m["container"], tuple(m["command"]), dict(m.get("environment", {})), m["timeoutSeconds"]
+            )
+            for m in self.raw.get("migrations", [])
+        )
 
     @property
     def alarms(self) -> tuple[str, ...]:
@@ -171,15 +178,19 @@ class ServiceConfig:
         return sorted(c for c, repo in self.containers.items() if repo == repository)
 
     def deploys_push(self, repository: str, tag: str) -> bool:
-        return any(repo == repository and any(fnmatch.fnmatchcase(tag, p) for p in patterns)
-                   for repo, patterns in self.triggers)
+        return any(
+            repo == repository and any(fnmatch.fnmatchcase(tag, p) for p in patterns)
+            for repo, patterns in self.triggers
+        )
 
     def read_file(self, filename: str) -> tuple[str, str]:
         """(text, description) of a file beside the config."""
         text = self.folder.read(filename) if self.folder else None
         where = self.folder.describe(filename) if self.folder else filename
         if text is None:
-            raise ConfigInvalid(f"{where} does not exist: the config's taskDefinition.template names it; add the file beside ferry.yaml")
+            raise ConfigInvalid(
+                f"{where} does not exist: the config's taskDefinition.template names it; add the file beside ferry.yaml"
+            )
         return text, where
 
 
@@ -233,13 +244,20 @@ def _strict_loader() -> Any:
                 event = self.peek_event()
                 if isinstance(event, yaml.AliasEvent):
                     if event.anchor in self._open:
-                        raise _Refused(self._path(), f"alias *{event.anchor} is inside the value &{event.anchor} it repeats, "
-                                                     "which would contain itself forever: write the value out", event.start_mark)
+                        raise _Refused(
+                            self._path(),
+                            f"alias *{event.anchor} is inside the value &{event.anchor} it repeats, "
+                            "which would contain itself forever: write the value out",
+                            event.start_mark,
+                        )
                     return super().compose_node(parent, index)
                 depth = len(self._at) - 1  # the document is at depth 0; a key counts like a value
                 if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) and depth >= MAX_DEPTH:
-                    raise _Refused(self._path(), f"nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few "
-                                                 "levels; flatten it", event.start_mark)
+                    raise _Refused(
+                        self._path(),
+                        f"nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few levels; flatten it",
+                        event.start_mark,
+                    )
                 anchor = event.anchor
                 if anchor is not None:
                     self._open.add(anchor)
@@ -262,9 +280,12 @@ def _strict_loader() -> Any:
             else:
                 size = 1
             if size > MAX_YAML_VALUES:
-                raise _Refused(self._path(), f"holds more than {MAX_YAML_VALUES} values once its aliases (*name) are "
-                                             "expanded: a config needs far fewer; repeat less, or write the values out",
-                               node.start_mark)
+                raise _Refused(
+                    self._path(),
+                    f"holds more than {MAX_YAML_VALUES} values once its aliases (*name) are "
+                    "expanded: a config needs far fewer; repeat less, or write the values out",
+                    node.start_mark,
+                )
             self._sizes[id(node)] = size
 
         def _check_keys(self, node: Any) -> None:
@@ -279,8 +300,11 @@ def _strict_loader() -> Any:
                     key = (key_node.tag, key_node.value)
                 if key in seen:
                     first = seen[key].start_mark.line + 1
-                    raise _Refused(self._path(), f"key {cap(key_node.value)} is written twice (lines {first} and "
-                                                 f"{key_node.start_mark.line + 1}): keep one; YAML would silently use the last")
+                    raise _Refused(
+                        self._path(),
+                        f"key {cap(key_node.value)} is written twice (lines {first} and "
+                        f"{key_node.start_mark.line + 1}): keep one; YAML would silently use the last",
+                    )
                 seen[key] = key_node
 
     return _StrictLoader
@@ -305,8 +329,9 @@ def _decode(name: str, text: str, source: str, folder: Folder | None, environmen
     except _Refused as exc:
         raise ConfigInvalid(f"{source}: {exc}") from None
     except RecursionError:  # json's decoder, past ~1000 levels
-        raise ConfigInvalid(f"{source}: $: nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few "
-                            "levels; flatten it") from None
+        raise ConfigInvalid(
+            f"{source}: $: nested more than {MAX_DEPTH} levels deep: Ferry's settings need a few levels; flatten it"
+        ) from None
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigInvalid(f"{source} is not valid {kind}: {exc}") from exc
 
@@ -338,7 +363,9 @@ def parse(name: str, text: str, source: str, folder: Folder | None = None, envir
     names = [m["name"] for m in data.get("migrations", [])]
     for i, duplicate in enumerate(names):
         if names.index(duplicate) != i:
-            raise ConfigInvalid(f"{source}: $.migrations[{i}].name: {duplicate!r} is used twice; give each migration its own name")
+            raise ConfigInvalid(
+                f"{source}: $.migrations[{i}].name: {duplicate!r} is used twice; give each migration its own name"
+            )
     return ServiceConfig(
         name=name,
         cluster=data["cluster"],
@@ -371,7 +398,9 @@ def load_folder(folder: Folder, name: str, environment: str = "") -> ServiceConf
 def load(bucket: str, name: str, environment: str = "") -> ServiceConfig:
     """The config of one registered service."""
     if not name or "/" in name or name.startswith("."):
-        raise ServiceNotRegistered(f"{name!r} is not a service name: use the folder name under {PREFIX} in the config bucket")
+        raise ServiceNotRegistered(
+            f"{name!r} is not a service name: use the folder name under {PREFIX} in the config bucket"
+        )
     found = load_folder(S3Folder(bucket, name), name, environment)
     if found is None:
         raise ServiceNotRegistered(
@@ -385,7 +414,9 @@ def load_local(path: Path, environment: str = "") -> ServiceConfig:
     path = path.resolve()
     found = load_folder(LocalFolder(path), path.name, environment) if path.is_dir() else None
     if found is None:
-        raise ServiceNotRegistered(f"{path} has none of {', '.join(CONFIG_FILES)}: point --config-dir at a service's config folder")
+        raise ServiceNotRegistered(
+            f"{path} has none of {', '.join(CONFIG_FILES)}: point --config-dir at a service's config folder"
+        )
     return found
 
 
@@ -394,7 +425,7 @@ def registered_names(bucket: str) -> list[str]:
     names: set[str] = set()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX):
         for obj in page.get("Contents", []):
-            parts = obj["Key"][len(PREFIX):].split("/")
+            parts = obj["Key"][len(PREFIX) :].split("/")
             if len(parts) == 2 and parts[1] in CONFIG_FILES:
                 names.add(parts[0])
     return sorted(names)

@@ -40,7 +40,7 @@ def _ecma_pattern(pattern: str) -> re.Pattern[str]:
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
-            out.append(pattern[i:i + 2])
+            out.append(pattern[i : i + 2])
             i += 2
             continue
         if char == "[":
@@ -79,6 +79,7 @@ def cap(value: Any, limit: int = MAX_ECHO) -> str:
 
 # ------------------------------------------------------------------ shape
 
+
 class DuplicateKeys(dict):
     """A JSON object that named a key twice; `duplicates` lists them (json.loads keeps the last value)."""
 
@@ -97,8 +98,17 @@ def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _type_name(value: Any) -> str:
-    names = {"date": "a date", "datetime": "a timestamp", "bytes": "binary data", "set": "a set", "int": "a number",
-             "float": "a number", "bool": "true or false", "NoneType": "null", "tuple": "a list"}
+    names = {
+        "date": "a date",
+        "datetime": "a timestamp",
+        "bytes": "binary data",
+        "set": "a set",
+        "int": "a number",
+        "float": "a number",
+        "bool": "true or false",
+        "NoneType": "null",
+        "tuple": "a list",
+    }
     return names.get(type(value).__name__, f"a {type(value).__name__}")
 
 
@@ -117,15 +127,21 @@ def shape_problems(document: Any, max_depth: int = MAX_DEPTH) -> list[tuple[str,
     while stack and len(found) < 20:
         value, path, depth = stack.pop()
         if isinstance(value, (dict, list)) and depth >= max_depth:
-            found.append((path, f"nested more than {max_depth} levels deep: Ferry's documents need a few levels; flatten it"))
+            found.append(
+                (path, f"nested more than {max_depth} levels deep: Ferry's documents need a few levels; flatten it")
+            )
             continue
         if isinstance(value, dict):
             for key in getattr(value, "duplicates", ()):
-                found.append((path, f"key {cap(key)} is written twice: keep one (the parser would silently use the last)"))
+                found.append(
+                    (path, f"key {cap(key)} is written twice: keep one (the parser would silently use the last)")
+                )
             children = []
             for key, item in value.items():
                 if not isinstance(key, str):
-                    found.append((path, f"key {cap(key)} is {_type_name(key)}, not text: quote it, e.g. {cap(str(key))}"))
+                    found.append(
+                        (path, f"key {cap(key)} is {_type_name(key)}, not text: quote it, e.g. {cap(str(key))}")
+                    )
                     continue
                 children.append((item, path + path_part(key), depth + 1))
             stack.extend(reversed(children))
@@ -157,7 +173,9 @@ def _describe(error: ValidationError) -> str:
         if error.schema.get("additionalProperties") is False and isinstance(error.instance, dict):
             extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
             shown = ", ".join(cap(k) for k in extra[:10]) + (", …" if len(extra) > 10 else "")
-            message = f"Additional properties are not allowed ({shown} {'was' if len(extra) == 1 else 'were'} unexpected)"
+            message = (
+                f"Additional properties are not allowed ({shown} {'was' if len(extra) == 1 else 'were'} unexpected)"
+            )
         message = f"{shorten(message, MAX_MESSAGE)} (remove it, or check its spelling against the schema)"
     elif error.validator == "required":
         message = f"{message}: add it"

@@ -37,8 +37,9 @@ def _report(detail: dict, cfg: Any, history: tuple = (), *, settings: Settings) 
         logger.warning("deploy not announced", extra={"error": type(exc).__name__})
         return sent
     try:
-        sent = notify.announce(execution, environment=settings.environment,
-                               artefacts_bucket=settings.artefacts_bucket, config=cfg)
+        sent = notify.announce(
+            execution, environment=settings.environment, artefacts_bucket=settings.artefacts_bucket, config=cfg
+        )
         logger.info("deploy announced", extra=sent)
     except Exception as exc:  # a notification never blocks the rest
         logger.warning("deploy not announced", extra={"error": type(exc).__name__})
@@ -56,8 +57,10 @@ def _canary_recorded(history: tuple) -> dict:
     register, started = notify.recorded(history, "register"), notify.recorded(history, "canary")
     arn = register.get("taskDefinitionArn") if isinstance(register, dict) else None
     arns = started.get("taskArns") if isinstance(started, dict) else None
-    return {"task_definition_arn": arn if isinstance(arn, str) and arn else None,
-            "task_arns": [a for a in arns if isinstance(a, str) and a] if isinstance(arns, list) else []}
+    return {
+        "task_definition_arn": arn if isinstance(arn, str) and arn else None,
+        "task_arns": [a for a in arns if isinstance(a, str) and a] if isinstance(arns, list) else [],
+    }
 
 
 def ended(event: Any, settings: Settings) -> dict[str, Any]:
@@ -91,7 +94,9 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
     if cfg is not None:
         # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
         try:
-            canaries = canary_tasks.remove_now(cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history))
+            canaries = canary_tasks.remove_now(
+                cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history)
+            )
             migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
         except Exception as exc:  # the lock and the result record must not wait on the tasks
             logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
@@ -99,10 +104,31 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False
     if trigger.get("type") == "manifest" and manifest.is_manifest_key(str(trigger.get("key", ""))):
-        recorded = manifest.record_end(settings.config_bucket, manifest.result_key(trigger["key"]), detail.get("name", ""),
-                                       status, detail.get("error"), detail.get("cause"))
-    logger.info("execution ended", extra={"status": status, "lockReleased": released, "canaryTasksStopped": canaries,
-                                          "migrationTasksStopped": migrations, "resultRecorded": recorded})
+        recorded = manifest.record_end(
+            settings.config_bucket,
+            manifest.result_key(trigger["key"]),
+            detail.get("name", ""),
+            status,
+            detail.get("error"),
+            detail.get("cause"),
+        )
+    logger.info(
+        "execution ended",
+        extra={
+            "status": status,
+            "lockReleased": released,
+            "canaryTasksStopped": canaries,
+            "migrationTasksStopped": migrations,
+            "resultRecorded": recorded,
+        },
+    )
     sent = _report(detail, cfg, history, settings=settings)
-    return {"handled": True, "status": status, "lockReleased": released, "canaryTasksStopped": canaries,
-            "migrationTasksStopped": migrations, "resultRecorded": recorded, "notified": sent}
+    return {
+        "handled": True,
+        "status": status,
+        "lockReleased": released,
+        "canaryTasksStopped": canaries,
+        "migrationTasksStopped": migrations,
+        "resultRecorded": recorded,
+        "notified": sent,
+    }

@@ -47,8 +47,15 @@ ROLLBACKS = "Rollbacks"
 SERVICE, ENVIRONMENT, RESULT, ERROR = "service", "environment", "Result", "Error"
 
 # The execution's result -> the Result dimension's value.
-RESULTS = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ROLLED_BACK": "rolled_back", "SUPERSEDED": "superseded",
-           "ROLLBACK_FAILED": "rollback_failed", "ABORTED": "aborted", "TIMED_OUT": "timed_out"}
+RESULTS = {
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "ROLLED_BACK": "rolled_back",
+    "SUPERSEDED": "superseded",
+    "ROLLBACK_FAILED": "rollback_failed",
+    "ABORTED": "aborted",
+    "TIMED_OUT": "timed_out",
+}
 # Results whose Error is a failure worth counting by name (an ABORTED execution's error is free text).
 WITH_ERROR = ("FAILED", "ROLLED_BACK", "ROLLBACK_FAILED", "TIMED_OUT")
 # The states of each phase, as statemachine/deploy.asl.json names them (tests/unit/test_notify.py checks they exist).

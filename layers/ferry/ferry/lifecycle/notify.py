@@ -51,8 +51,11 @@ RESULTS: dict[str, str | None] = {
     "ROLLBACK_FAILED": None,  # a person must act: always sent, whatever `events` says
 }
 _TRIGGER_KEYS = ("type", "repository", "tag", "digest", "bucket", "key", "requestedAt")
-_CONSOLE = {"aws": "console.aws.amazon.com", "aws-us-gov": "console.amazonaws-us-gov.com",
-            "aws-cn": "console.amazonaws.cn"}
+_CONSOLE = {
+    "aws": "console.aws.amazon.com",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+    "aws-cn": "console.amazonaws.cn",
+}
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,18 @@ class Execution:
     @classmethod
     def from_event(cls, detail: dict[str, Any], history: tuple[dict[str, Any], ...] = ()) -> "Execution":
         request = _json(detail.get("input"))
-        return cls(name=str(detail.get("name") or detail["executionArn"].rsplit(":", 1)[-1]),
-                   arn=detail["executionArn"], status=str(detail.get("status") or ""),
-                   request=request if isinstance(request, dict) else {},
-                   started_ms=_int(detail.get("startDate")), stopped_ms=_int(detail.get("stopDate")),
-                   error=detail.get("error"), cause=detail.get("cause"), output=_json(detail.get("output")),
-                   history=tuple(history))
+        return cls(
+            name=str(detail.get("name") or detail["executionArn"].rsplit(":", 1)[-1]),
+            arn=detail["executionArn"],
+            status=str(detail.get("status") or ""),
+            request=request if isinstance(request, dict) else {},
+            started_ms=_int(detail.get("startDate")),
+            stopped_ms=_int(detail.get("stopDate")),
+            error=detail.get("error"),
+            cause=detail.get("cause"),
+            output=_json(detail.get("output")),
+            history=tuple(history),
+        )
 
     @property
     def service(self) -> str | None:
@@ -133,12 +142,17 @@ def history(execution_arn: str) -> tuple[dict[str, Any], ...]:
     """The execution's history, oldest first; empty (and logged) when it cannot be read."""
     events: list[dict[str, Any]] = []
     try:
-        pages = aws.client("stepfunctions").get_paginator("get_execution_history").paginate(
-            executionArn=execution_arn, PaginationConfig={"PageSize": 1000})
+        pages = (
+            aws.client("stepfunctions")
+            .get_paginator("get_execution_history")
+            .paginate(executionArn=execution_arn, PaginationConfig={"PageSize": 1000})
+        )
         for page in pages:
             events.extend(page.get("events", []))
     except (ClientError, BotoCoreError) as exc:
-        logger.warning("execution history could not be read", extra={"error": aws.error_code(exc) or type(exc).__name__})
+        logger.warning(
+            "execution history could not be read", extra={"error": aws.error_code(exc) or type(exc).__name__}
+        )
         return ()
     return tuple(events)
 
@@ -166,11 +180,17 @@ def short_cause(cause: str | None) -> str | None:
     if len(cause) <= MAX_CAUSE_CHARS:
         return cause
     tail = MAX_CAUSE_CHARS // 4
-    return cause[:MAX_CAUSE_CHARS - tail - 3].rstrip() + " … " + cause[-tail:].lstrip()
+    return cause[: MAX_CAUSE_CHARS - tail - 3].rstrip() + " … " + cause[-tail:].lstrip()
 
 
-def detail(execution: Execution, *, environment: str, artefacts_bucket: str, cluster: str | None = None,
-           ecs_service: str | None = None) -> dict[str, Any]:
+def detail(
+    execution: Execution,
+    *,
+    environment: str,
+    artefacts_bucket: str,
+    cluster: str | None = None,
+    ecs_service: str | None = None,
+) -> dict[str, Any]:
     """The event's detail: what was asked for, where to look, and (once ended) how it ended."""
     request = execution.request
     images = request.get("images")
@@ -192,14 +212,16 @@ def detail(execution: Execution, *, environment: str, artefacts_bucket: str, clu
         "artefacts": f"s3://{artefacts_bucket}/{artefacts.key(execution.name, '')}",
     }
     if not execution.running:
-        found.update({
-            "result": execution.result,
-            "error": execution.error[:MAX_ERROR_CHARS] if isinstance(execution.error, str) else None,
-            "cause": short_cause(execution.cause),
-            "endedAt": _iso(execution.stopped_ms),
-            "durationSeconds": None if execution.duration is None else round(execution.duration),
-            "summary": execution.summary(),
-        })
+        found.update(
+            {
+                "result": execution.result,
+                "error": execution.error[:MAX_ERROR_CHARS] if isinstance(execution.error, str) else None,
+                "cause": short_cause(execution.cause),
+                "endedAt": _iso(execution.stopped_ms),
+                "durationSeconds": None if execution.duration is None else round(execution.duration),
+                "summary": execution.summary(),
+            }
+        )
     return found
 
 
@@ -225,14 +247,28 @@ def sns_message(detail_type: str, found: dict[str, Any]) -> dict[str, Any]:
         subject = f"ROLLBACK FAILED on {service}: a person must act"
         first = f"ROLLBACK FAILED on {service} ({where}): a person must act."
     else:
-        said = {"SUCCEEDED": "deployed", "SUPERSEDED": "superseded by a newer deploy", "ROLLED_BACK": "rolled back",
-                "FAILED": "deploy failed", "ABORTED": "deploy aborted", "TIMED_OUT": "deploy timed out"}.get(result, result)
-        subject = f"{service} {said}" + (f" ({found['error']})" if found.get("error") and result != "ROLLED_BACK" else "")
+        said = {
+            "SUCCEEDED": "deployed",
+            "SUPERSEDED": "superseded by a newer deploy",
+            "ROLLED_BACK": "rolled back",
+            "FAILED": "deploy failed",
+            "ABORTED": "deploy aborted",
+            "TIMED_OUT": "deploy timed out",
+        }.get(result, result)
+        subject = f"{service} {said}" + (
+            f" ({found['error']})" if found.get("error") and result != "ROLLED_BACK" else ""
+        )
         first = f"{service} ({where}): {said}."
     lines = [first, "", f"Result: {result or 'STARTED'}", f"Execution: {found['execution']}"]
     lines += [f"Image {c}: {i}" for c, i in sorted(found.get("images", {}).items())]
-    for label, key in (("Change", "summary"), ("Duration (s)", "durationSeconds"), ("Error", "error"),
-                       ("Cause", "cause"), ("Console", "consoleUrl"), ("Artefacts", "artefacts")):
+    for label, key in (
+        ("Change", "summary"),
+        ("Duration (s)", "durationSeconds"),
+        ("Error", "error"),
+        ("Cause", "cause"),
+        ("Console", "consoleUrl"),
+        ("Artefacts", "artefacts"),
+    ):
         if found.get(key) not in (None, ""):
             lines.append(f"{label}: {found[key]}")
     event = json.dumps({"source": SOURCE, "detail-type": detail_type, "detail": found}, default=str)
@@ -242,8 +278,9 @@ def sns_message(detail_type: str, found: dict[str, Any]) -> dict[str, Any]:
     return {
         "Subject": shorten(subject, MAX_SUBJECT_CHARS, "..."),
         "MessageStructure": "json",
-        "Message": json.dumps({"default": "\n".join(lines), "sqs": event, "lambda": event, "http": event,
-                               "https": event}),
+        "Message": json.dumps(
+            {"default": "\n".join(lines), "sqs": event, "lambda": event, "http": event, "https": event}
+        ),
         "MessageAttributes": {k: {"DataType": "String", "StringValue": str(v)} for k, v in attributes.items()},
     }
 
@@ -252,9 +289,16 @@ def publish(detail_type: str, found: dict[str, Any], topic_arn: str | None = Non
     """Put the event on the default bus, and on the topic when one is given. Never raises: says what went out."""
     sent: dict[str, Any] = {"event": False, "sns": None}
     try:
-        response = aws.client("events").put_events(Entries=[{
-            "Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(found, default=str),
-            "Resources": [found["executionArn"]]}])
+        response = aws.client("events").put_events(
+            Entries=[
+                {
+                    "Source": SOURCE,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(found, default=str),
+                    "Resources": [found["executionArn"]],
+                }
+            ]
+        )
         failed = [e for e in response.get("Entries", []) if e.get("ErrorCode")]
         if response.get("FailedEntryCount") or failed:
             logger.warning("deploy event not put", extra={"error": failed[0].get("ErrorCode") if failed else None})
@@ -269,15 +313,22 @@ def publish(detail_type: str, found: dict[str, Any], topic_arn: str | None = Non
             sent["sns"] = True
         except (ClientError, BotoCoreError) as exc:
             # AccessDenied: the topic is not in the stack's NotificationTopicArns (or its KMS key refuses Ferry).
-            logger.warning("deploy notification not published to SNS",
-                           extra={"topic": topic_arn, "error": aws.error_code(exc) or type(exc).__name__})
+            logger.warning(
+                "deploy notification not published to SNS",
+                extra={"topic": topic_arn, "error": aws.error_code(exc) or type(exc).__name__},
+            )
     return sent
 
 
 def announce(execution: Execution, *, environment: str, artefacts_bucket: str, config: Any = None) -> dict[str, Any]:
     """Publish this start or end; `config` is the service's config when it could be loaded."""
-    found = detail(execution, environment=environment, artefacts_bucket=artefacts_bucket,
-                   cluster=getattr(config, "cluster", None), ecs_service=getattr(config, "service", None))
+    found = detail(
+        execution,
+        environment=environment,
+        artefacts_bucket=artefacts_bucket,
+        cluster=getattr(config, "cluster", None),
+        ecs_service=getattr(config, "service", None),
+    )
     raw = getattr(config, "raw", None)
     topic = sns_topic(raw.get("notifications") if isinstance(raw, dict) else None, execution)
     sent = publish(STARTED if execution.running else ENDED, found, topic)

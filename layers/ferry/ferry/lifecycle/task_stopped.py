@@ -20,6 +20,8 @@ def stopped(event: Any, table: str) -> dict[str, bool]:
         logger.info("event ignored: not a stopped ECS task")
         return {"completed": False}
     completed = migrate.finish(table, detail)
-    logger.info("stopped task handled" if completed else "no state waits for this task",
-                extra={"taskArn": detail["taskArn"], "stopCode": detail.get("stopCode")})
+    logger.info(
+        "stopped task handled" if completed else "no state waits for this task",
+        extra={"taskArn": detail["taskArn"], "stopCode": detail.get("stopCode")},
+    )
     return {"completed": completed}

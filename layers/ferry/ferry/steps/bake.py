@@ -38,12 +38,18 @@ from ferry.runtime.observability import logger
 class BakeInput(EcsStepInput):
     """What both bake states pass: the service, the new revision, its alarms and the bake time."""
 
-    task_definition_arn: str | None = key("taskDefinitionArn", required=False,
-                                          doc="the new revision, $.register.taskDefinitionArn: the Cause names it")
-    alarms: list[str] = key("alarms", kinds=(list,), required=False, default=[],
-                            doc="the health gates' alarms, $.render.alarms")
-    bake_seconds: int | None = key("bakeSeconds", kinds=(int,), required=False,
-                                   doc="$.render.bakeSeconds, named in the Cause (the state's timeout ends the bake)")
+    task_definition_arn: str | None = key(
+        "taskDefinitionArn", required=False, doc="the new revision, $.register.taskDefinitionArn: the Cause names it"
+    )
+    alarms: list[str] = key(
+        "alarms", kinds=(list,), required=False, default=[], doc="the health gates' alarms, $.render.alarms"
+    )
+    bake_seconds: int | None = key(
+        "bakeSeconds",
+        kinds=(int,),
+        required=False,
+        doc="$.render.bakeSeconds, named in the Cause (the state's timeout ends the bake)",
+    )
 
     def __post_init__(self) -> None:
         if not all(isinstance(alarm, str) and alarm for alarm in self.alarms):
@@ -52,21 +58,28 @@ class BakeInput(EcsStepInput):
     @property
     def context(self) -> dict[str, Any]:
         """What an alarm's watcher keeps of the bake, for the AlarmTriggered Cause."""
-        return {"execution": self.execution, "service": self.where, "revision": self.task_definition_arn or "?",
-                "bakeSeconds": self.bake_seconds}
+        return {
+            "execution": self.execution,
+            "service": self.where,
+            "revision": self.task_definition_arn or "?",
+            "bakeSeconds": self.bake_seconds,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
 class StartInput(BakeInput):
-    """"Bake while watching the alarms"."""
+    """ "Bake while watching the alarms"."""
 
-    token: str = key("token", doc="$$.Task.Token: failed with AlarmTriggered by an alarm entering ALARM; otherwise "
-                                  "the state's timeout (bakeSeconds) ends the bake")
+    token: str = key(
+        "token",
+        doc="$$.Task.Token: failed with AlarmTriggered by an alarm entering ALARM; otherwise "
+        "the state's timeout (bakeSeconds) ends the bake",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class FinishInput(BakeInput):
-    """"Check the alarms as the bake ends"."""
+    """ "Check the alarms as the bake ends"."""
 
     action: str = key("action", doc="finish")
 
@@ -117,8 +130,10 @@ def run(request: BakeInput, table: str) -> Watching | Passed:
 
 
 def _cause(alarm: str, reason: str, context: dict[str, Any]) -> str:
-    return (f"alarm {alarm} went into ALARM during the {context.get('bakeSeconds', '?')} s bake of "
-            f"{revision_name(context.get('revision', '?'))} on {context.get('service', '?')}: {reason}")
+    return (
+        f"alarm {alarm} went into ALARM during the {context.get('bakeSeconds', '?')} s bake of "
+        f"{revision_name(context.get('revision', '?'))} on {context.get('service', '?')}: {reason}"
+    )
 
 
 def _key(alarm: str) -> dict:
@@ -128,20 +143,31 @@ def _key(alarm: str) -> dict:
 def _watch(table: str, alarm: str, execution: str, token: str, context: dict[str, Any]) -> None:
     """Add this bake to the alarm's watchers (several services may bake on one shared alarm)."""
     ddb = aws.client("dynamodb")
-    ddb.update_item(TableName=table, Key=_key(alarm),
-                    UpdateExpression="SET watchers = if_not_exists(watchers, :empty), expiresAt = :ttl",
-                    ExpressionAttributeValues={":empty": {"M": {}},
-                                               ":ttl": {"N": str(int(clock.now() + waiters.TTL_SECONDS))}})
-    ddb.update_item(TableName=table, Key=_key(alarm), UpdateExpression="SET watchers.#e = :w",
-                    ExpressionAttributeNames={"#e": execution},
-                    ExpressionAttributeValues={":w": {"M": {"token": {"S": token},
-                                                            "context": {"S": json.dumps(context, sort_keys=True)}}}})
+    ddb.update_item(
+        TableName=table,
+        Key=_key(alarm),
+        UpdateExpression="SET watchers = if_not_exists(watchers, :empty), expiresAt = :ttl",
+        ExpressionAttributeValues={":empty": {"M": {}}, ":ttl": {"N": str(int(clock.now() + waiters.TTL_SECONDS))}},
+    )
+    ddb.update_item(
+        TableName=table,
+        Key=_key(alarm),
+        UpdateExpression="SET watchers.#e = :w",
+        ExpressionAttributeNames={"#e": execution},
+        ExpressionAttributeValues={
+            ":w": {"M": {"token": {"S": token}, "context": {"S": json.dumps(context, sort_keys=True)}}}
+        },
+    )
 
 
 def _forget(table: str, alarms: list[str], execution: str) -> None:
     for alarm in alarms:
-        aws.client("dynamodb").update_item(TableName=table, Key=_key(alarm), UpdateExpression="REMOVE watchers.#e",
-                                           ExpressionAttributeNames={"#e": execution})
+        aws.client("dynamodb").update_item(
+            TableName=table,
+            Key=_key(alarm),
+            UpdateExpression="REMOVE watchers.#e",
+            ExpressionAttributeNames={"#e": execution},
+        )
 
 
 def start(request: StartInput, table: str) -> Watching:
@@ -167,8 +193,13 @@ def _firing(alarms: list[str]) -> list[tuple[str, str]]:
     """(name, reason) of the alarms in ALARM now."""
     cloudwatch, firing = aws.client("cloudwatch"), []
     for batch in aws.batches(alarms, ALARM_BATCH):
-        found = aws.items(cloudwatch, "describe_alarms", ("MetricAlarms", "CompositeAlarms"), AlarmNames=batch,
-                          AlarmTypes=["MetricAlarm", "CompositeAlarm"])  # every page: 50 a page
+        found = aws.items(
+            cloudwatch,
+            "describe_alarms",
+            ("MetricAlarms", "CompositeAlarms"),
+            AlarmNames=batch,
+            AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+        )  # every page: 50 a page
         firing += [(a["AlarmName"], a.get("StateReason", "")) for a in found if a.get("StateValue") == "ALARM"]
     return firing
 
@@ -206,6 +237,8 @@ def alarm_event(table: str, event: dict[str, Any]) -> dict[str, Any]:
     """CloudWatch's Alarm State Change event (an alarm entered ALARM): fail every bake that watches the alarm."""
     detail = event.get("detail") or {}
     failed = alarm_changed(table, detail)
-    logger.info("alarm state change handled" if failed else "no bake watches this alarm",
-                extra={"alarm": detail.get("alarmName"), "bakesFailed": failed})
+    logger.info(
+        "alarm state change handled" if failed else "no bake watches this alarm",
+        extra={"alarm": detail.get("alarmName"), "bakesFailed": failed},
+    )
     return {"bakesFailed": failed}

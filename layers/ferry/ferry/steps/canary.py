@@ -28,22 +28,40 @@ from ferry import aws
 from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import canary_tasks, container_logs
-from ferry.aws.ecs import describe_service, describe_tasks, family_of, one_off_parameters, revision_name, tasks_started_by
+from ferry.aws.ecs import (
+    describe_service,
+    describe_tasks,
+    family_of,
+    one_off_parameters,
+    revision_name,
+    tasks_started_by,
+)
 from ferry.contract import EcsStepInput, Model, key, read_action
 from ferry.errors import CanaryCrashed, CanaryUnhealthy, InputInvalid, PhaseTimedOut
 
 
 # ------------------------------------------------------------------ the step's contracts
 
+
 @dataclass(frozen=True, kw_only=True)
 class CanarySettings(Model):
     """The config's strategy.canary, as Render passes it ($.render.canary); the schema's defaults when absent."""
 
     count: int = key("count", kinds=(int,), required=False, default=1, doc="canary tasks to start")
-    healthy_for: int = key("healthyForSeconds", kinds=(int,), required=False, default=60,
-                           doc="how long the canary must stay healthy in every target group")
-    unhealthy_threshold: int = key("unhealthyThreshold", kinds=(int,), required=False, default=3,
-                                   doc="non-healthy observations in a row that fail it")
+    healthy_for: int = key(
+        "healthyForSeconds",
+        kinds=(int,),
+        required=False,
+        default=60,
+        doc="how long the canary must stay healthy in every target group",
+    )
+    unhealthy_threshold: int = key(
+        "unhealthyThreshold",
+        kinds=(int,),
+        required=False,
+        default=3,
+        doc="non-healthy observations in a row that fail it",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,19 +70,37 @@ class CanaryProgress(Model):
     check, what "Start the canary tasks" put there ({waitSeconds: 30}). Every key is optional."""
 
     state: str | None = key("state", required=False, doc="WAITING or PASSED")
-    wait_seconds: int | None = key("waitSeconds", kinds=(int,), required=False,
-                                   doc="how long \"Wait for the canary\" waits before the next check (its SecondsPath)")
-    unhealthy: int | None = key("unhealthy", kinds=(int,), required=False,
-                                doc="non-healthy observations in a row (health checks or target groups)")
-    healthy_since: float | None = key("healthySince", kinds=(int, float), required=False,
-                                      doc="since when every target has been healthy without a break")
-    registered: bool | None = key("registered", kinds=(bool,), required=False,
-                                  doc="true once the tasks were registered in the target groups")
+    wait_seconds: int | None = key(
+        "waitSeconds",
+        kinds=(int,),
+        required=False,
+        doc='how long "Wait for the canary" waits before the next check (its SecondsPath)',
+    )
+    unhealthy: int | None = key(
+        "unhealthy",
+        kinds=(int,),
+        required=False,
+        doc="non-healthy observations in a row (health checks or target groups)",
+    )
+    healthy_since: float | None = key(
+        "healthySince",
+        kinds=(int, float),
+        required=False,
+        doc="since when every target has been healthy without a break",
+    )
+    registered: bool | None = key(
+        "registered", kinds=(bool,), required=False, doc="true once the tasks were registered in the target groups"
+    )
     registered_at: float | None = key("registeredAt", kinds=(int, float), required=False, doc="when they were")
-    healthy_after: int | None = key("healthyAfter", kinds=(int,), required=False,
-                                    doc="the least time a new target needs to turn healthy in the target groups")
-    interval: int | None = key("interval", kinds=(int,), required=False,
-                               doc="the target groups' longest health check interval")
+    healthy_after: int | None = key(
+        "healthyAfter",
+        kinds=(int,),
+        required=False,
+        doc="the least time a new target needs to turn healthy in the target groups",
+    )
+    interval: int | None = key(
+        "interval", kinds=(int,), required=False, doc="the target groups' longest health check interval"
+    )
 
     def document(self) -> dict[str, Any]:
         """The keys it has, as the check reads and updates them (absent ones left out, not null)."""
@@ -76,7 +112,7 @@ class Observation(CanaryProgress):
     """What "Check the canary" saw ($.canary.progress): PASSED once the canary has been healthy for
     healthyForSeconds, else WAITING with the seconds until the next check can tell something new."""
 
-    state: str = key("state", doc="WAITING or PASSED: \"Is the canary healthy for long enough?\" reads it")
+    state: str = key("state", doc='WAITING or PASSED: "Is the canary healthy for long enough?" reads it')
 
     @property
     def message(self) -> str:
@@ -91,14 +127,18 @@ class Started(Model):
     task_arns: list[str] = key("taskArns", kinds=(list,), doc="the canary tasks")
     started_at: float = key("startedAt", kinds=(int, float), doc="when: timeouts.canary counts from it")
     marker: str | None = key("marker", required=False, doc="their startedBy (the state does not keep it)")
-    progress: CanaryProgress | None = key("progress", nested=CanaryProgress, required=False,
-                                          doc="not the function's: the state's ResultSelector starts it, each check "
-                                              "replaces it")
+    progress: CanaryProgress | None = key(
+        "progress",
+        nested=CanaryProgress,
+        required=False,
+        doc="not the function's: the state's ResultSelector starts it, each check replaces it",
+    )
 
     def __post_init__(self) -> None:
         if not all(isinstance(arn, str) and arn for arn in self.task_arns):
-            raise InputInvalid("`started.taskArns` must be a list of task ARNs (what Start the canary tasks returned): "
-                               "pass $.canary")
+            raise InputInvalid(
+                "`started.taskArns` must be a list of task ARNs (what Start the canary tasks returned): pass $.canary"
+            )
 
     @property
     def message(self) -> str:
@@ -114,59 +154,79 @@ class CanaryInput(EcsStepInput):
 
 @dataclass(frozen=True, kw_only=True)
 class StartInput(CanaryInput):
-    """"Start the canary tasks"."""
+    """ "Start the canary tasks"."""
 
     task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
-    canary: CanarySettings = key("canary", nested=CanarySettings, required=False, default=CanarySettings(),
-                                 doc="the canary's settings, $.render.canary")
+    canary: CanarySettings = key(
+        "canary",
+        nested=CanarySettings,
+        required=False,
+        default=CanarySettings(),
+        doc="the canary's settings, $.render.canary",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class CheckInput(CanaryInput):
-    """"Check the canary"."""
+    """ "Check the canary"."""
 
     task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
-    canary: CanarySettings = key("canary", nested=CanarySettings, required=False, default=CanarySettings(),
-                                 doc="the canary's settings, $.render.canary")
+    canary: CanarySettings = key(
+        "canary",
+        nested=CanarySettings,
+        required=False,
+        default=CanarySettings(),
+        doc="the canary's settings, $.render.canary",
+    )
     started: Started = key("started", nested=Started, doc="what Start the canary tasks returned, $.canary")
-    progress: CanaryProgress | None = key("progress", nested=CanaryProgress, required=False,
-                                          doc="the last check's observation, $.canary.progress")
+    progress: CanaryProgress | None = key(
+        "progress", nested=CanaryProgress, required=False, doc="the last check's observation, $.canary.progress"
+    )
     timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="$.render.timeouts.canary, from startedAt")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RemovalInput(CanaryInput):
-    """"Take the canary out of the target groups" (deregister) and "Remove the canary after the failure" (remove):
+    """ "Take the canary out of the target groups" (deregister) and "Remove the canary after the failure" (remove):
     the revision the canary runs finds its tasks that already stopped, and `started` the ones Start started."""
 
-    task_definition_arn: str | None = key("taskDefinitionArn", required=False,
-                                          doc="the new revision, $.register.taskDefinitionArn, or nothing")
-    started: Started | None = key("started", nested=Started, required=False,
-                                  doc="what Start the canary tasks returned, $.canary, or nothing")
+    task_definition_arn: str | None = key(
+        "taskDefinitionArn", required=False, doc="the new revision, $.register.taskDefinitionArn, or nothing"
+    )
+    started: Started | None = key(
+        "started", nested=Started, required=False, doc="what Start the canary tasks returned, $.canary, or nothing"
+    )
 
     def __post_init__(self) -> None:
         if self.task_definition_arn == "":
-            raise InputInvalid("`taskDefinitionArn` must be the new revision's task definition ARN (a string), got an "
-                               "empty string: pass $.register.taskDefinitionArn, or leave it out")
+            raise InputInvalid(
+                "`taskDefinitionArn` must be the new revision's task definition ARN (a string), got an "
+                "empty string: pass $.register.taskDefinitionArn, or leave it out"
+            )
 
     @property
     def recorded(self) -> dict[str, Any]:
         """What the state recorded of the canary, as ferry.aws.canary_tasks takes it."""
-        return {"task_definition_arn": self.task_definition_arn,
-                "task_arns": list(self.started.task_arns) if self.started else []}
+        return {
+            "task_definition_arn": self.task_definition_arn,
+            "task_arns": list(self.started.task_arns) if self.started else [],
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
 class StopInput(CanaryInput):
-    """"Stop the canary tasks": found by the execution's startedBy alone."""
+    """ "Stop the canary tasks": found by the execution's startedBy alone."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Drained(Model):
     """The canary taken out of the target groups ($.canaryRemoval)."""
 
-    drain_seconds: int = key("drainSeconds", kinds=(int,),
-                             doc="the target groups' deregistration delay: \"Let the canary drain\" waits it out")
+    drain_seconds: int = key(
+        "drainSeconds",
+        kinds=(int,),
+        doc='the target groups\' deregistration delay: "Let the canary drain" waits it out',
+    )
     tasks: int = key("tasks", kinds=(int,), doc="canary tasks still running")
 
     @property
@@ -186,12 +246,21 @@ class Stopped(Model):
 
 
 # action -> (input, output): what each canary state passes, and what the function returns.
-CONTRACTS = {"start": (StartInput, Started), "check": (CheckInput, Observation), "deregister": (RemovalInput, Drained),
-             "stop": (StopInput, Stopped), "remove": (RemovalInput, Stopped)}
+CONTRACTS = {
+    "start": (StartInput, Started),
+    "check": (CheckInput, Observation),
+    "deregister": (RemovalInput, Drained),
+    "stop": (StopInput, Stopped),
+    "remove": (RemovalInput, Stopped),
+}
 # What an InputInvalid names: the state whose Parameters are wrong.
-INPUT_OF = {"start": f"{S.START_CANARY}' input", "check": f"{S.CHECK_CANARY}'s input",
-            "deregister": f"{S.DEREGISTER_CANARY}' input", "stop": f"{S.STOP_CANARY}' input",
-            "remove": f"{S.REMOVE_FAILED_CANARY}'s input"}
+INPUT_OF = {
+    "start": f"{S.START_CANARY}' input",
+    "check": f"{S.CHECK_CANARY}'s input",
+    "deregister": f"{S.DEREGISTER_CANARY}' input",
+    "stop": f"{S.STOP_CANARY}' input",
+    "remove": f"{S.REMOVE_FAILED_CANARY}'s input",
+}
 
 
 def read(event: Any) -> CanaryInput:
@@ -219,47 +288,88 @@ def start(request: StartInput) -> Started:
     cluster, service, execution = request.cluster, request.ecs_service, request.execution
     task_definition_arn, count = request.task_definition_arn, request.canary.count
     marker = canary_tasks.started_by(execution)
-    existing = [t for t in tasks_started_by(cluster, marker, families=[family_of(task_definition_arn)])
-                if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"]
+    existing = [
+        t
+        for t in tasks_started_by(cluster, marker, families=[family_of(task_definition_arn)])
+        if t.get("desiredStatus") != "STOPPED" or t.get("lastStatus") != "STOPPED"
+    ]
     missing = count - len(existing)
     started = list(existing)
     if missing > 0:
-        params = one_off_parameters(cluster, describe_service(cluster, service), task_definition_arn, execution, marker,
-                                    {"ferry:purpose": "canary"}, count=missing)
+        params = one_off_parameters(
+            cluster,
+            describe_service(cluster, service),
+            task_definition_arn,
+            execution,
+            marker,
+            {"ferry:purpose": "canary"},
+            count=missing,
+        )
         result = aws.client("ecs").run_task(**params)
         if not result.get("tasks"):
             reasons = "; ".join(str(f.get("reason")) for f in result.get("failures", [])) or "no reason given"
-            raise CanaryCrashed(f"ECS could not place the canary of {revision_name(task_definition_arn)} in {cluster}: "
-                                f"{reasons}. The service was not changed.")
+            raise CanaryCrashed(
+                f"ECS could not place the canary of {revision_name(task_definition_arn)} in {cluster}: "
+                f"{reasons}. The service was not changed."
+            )
         started += result["tasks"]
     return Started(task_arns=[t["taskArn"] for t in started], started_at=clock.now(), marker=marker)
 
 
 def _crash_cause(task: dict[str, Any], revision: str) -> str:
-    essential = next((c for c in task.get("containers", []) if c.get("exitCode") not in (None, 0, 143)),
-                     (task.get("containers") or [{}])[0])
-    lines, where = container_logs.tail(container_logs.config(task["taskDefinitionArn"], essential.get("name", "")),
-                                    essential.get("name", ""), task["taskArn"]) if essential.get("name") else ([], "")
-    log_part = (f"\nLast {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
-    return (f"a canary task of {revision} stopped: {task.get('stopCode', 'stopped')}: {task.get('stoppedReason', 'no reason given')}"
-            f"{'; container ' + essential['name'] + ' exited with code ' + str(essential['exitCode']) if essential.get('exitCode') is not None else ''}"
-            f"{'; ' + essential['reason'] if essential.get('reason') else ''}. Task: {task['taskArn']}.{log_part}\n"
-            "The service was not changed.")
+    essential = next(
+        (c for c in task.get("containers", []) if c.get("exitCode") not in (None, 0, 143)),
+        (task.get("containers") or [{}])[0],
+    )
+    lines, where = (
+        container_logs.tail(
+            container_logs.config(task["taskDefinitionArn"], essential.get("name", "")),
+            essential.get("name", ""),
+            task["taskArn"],
+        )
+        if essential.get("name")
+        else ([], "")
+    )
+    log_part = (
+        (f"\nLast {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
+    )
+    return (
+        f"a canary task of {revision} stopped: {task.get('stopCode', 'stopped')}: {task.get('stoppedReason', 'no reason given')}"
+        f"{'; container ' + essential['name'] + ' exited with code ' + str(essential['exitCode']) if essential.get('exitCode') is not None else ''}"
+        f"{'; ' + essential['reason'] if essential.get('reason') else ''}. Task: {task['taskArn']}.{log_part}\n"
+        "The service was not changed."
+    )
 
 
 def check(request: CheckInput) -> Observation:
     """One observation of the canary: registers it once RUNNING (and HEALTHY), then counts healthy time."""
     settings = request.canary
-    seen = observe(request.cluster, request.ecs_service, request.started.task_arns,
-                   request.progress.document() if request.progress else {},
-                   revision=revision_name(request.task_definition_arn), started_at=float(request.started.started_at),
-                   healthy_for=settings.healthy_for, unhealthy_threshold=settings.unhealthy_threshold,
-                   timeout=request.timeout_seconds)
+    seen = observe(
+        request.cluster,
+        request.ecs_service,
+        request.started.task_arns,
+        request.progress.document() if request.progress else {},
+        revision=revision_name(request.task_definition_arn),
+        started_at=float(request.started.started_at),
+        healthy_for=settings.healthy_for,
+        unhealthy_threshold=settings.unhealthy_threshold,
+        timeout=request.timeout_seconds,
+    )
     return Observation.from_state(seen, "the canary's observation")
 
 
-def observe(cluster: str, service: str, task_arns: list[str], progress: dict[str, Any], *, revision: str,
-            started_at: float, healthy_for: int, unhealthy_threshold: int, timeout: int) -> dict[str, Any]:
+def observe(
+    cluster: str,
+    service: str,
+    task_arns: list[str],
+    progress: dict[str, Any],
+    *,
+    revision: str,
+    started_at: float,
+    healthy_for: int,
+    unhealthy_threshold: int,
+    timeout: int,
+) -> dict[str, Any]:
     """The observation as a document: `progress` (the keys it has) updated with what the canary shows now."""
     elb = aws.client("elbv2")
     now = clock.now()
@@ -271,14 +381,21 @@ def observe(cluster: str, service: str, task_arns: list[str], progress: dict[str
         if task.get("desiredStatus") == "STOPPED":  # on its way down: judged once STOPPED, with exit code and logs
             if now - started_at > timeout:
                 raise CanaryCrashed(_crash_cause(task, revision))
-            return {**progress, "state": "WAITING",
-                    "waitSeconds": max(1, min(POLL_SECONDS, math.ceil(started_at + timeout - now) + 1))}
-    ready = all(t.get("lastStatus") == "RUNNING" and t.get("healthStatus") in ("HEALTHY", "UNKNOWN", None) for t in tasks)
+            return {
+                **progress,
+                "state": "WAITING",
+                "waitSeconds": max(1, min(POLL_SECONDS, math.ceil(started_at + timeout - now) + 1)),
+            }
+    ready = all(
+        t.get("lastStatus") == "RUNNING" and t.get("healthStatus") in ("HEALTHY", "UNKNOWN", None) for t in tasks
+    )
     if any(t.get("healthStatus") == "UNHEALTHY" for t in tasks):
         progress["unhealthy"] = progress.get("unhealthy", 0) + 1
         if progress["unhealthy"] >= unhealthy_threshold:
-            raise CanaryUnhealthy(f"the canary of {revision} failed its container health checks {progress['unhealthy']} "
-                                  "times in a row. The service was not changed.")
+            raise CanaryUnhealthy(
+                f"the canary of {revision} failed its container health checks {progress['unhealthy']} "
+                "times in a row. The service was not changed."
+            )
     if not ready:
         progress.pop("healthySince", None)  # healthy time must be unbroken
     if ready:
@@ -292,9 +409,13 @@ def observe(cluster: str, service: str, task_arns: list[str], progress: dict[str
         states = []
         for group, targets in groups:
             if targets:
-                for found in elb.describe_target_health(TargetGroupArn=group, Targets=targets)["TargetHealthDescriptions"]:
+                for found in elb.describe_target_health(TargetGroupArn=group, Targets=targets)[
+                    "TargetHealthDescriptions"
+                ]:
                     health = found["TargetHealth"]
-                    states.append((group.rsplit("/", 2)[-2], health.get("State"), health.get("Reason"), health.get("Description")))
+                    states.append(
+                        (group.rsplit("/", 2)[-2], health.get("State"), health.get("Reason"), health.get("Description"))
+                    )
         if states and all(s[1] == "healthy" for s in states):
             progress.setdefault("healthySince", now)
             progress["unhealthy"] = 0
@@ -305,8 +426,10 @@ def observe(cluster: str, service: str, task_arns: list[str], progress: dict[str
             progress["unhealthy"] = progress.get("unhealthy", 0) + 1
             if progress["unhealthy"] >= unhealthy_threshold:
                 evidence = "; ".join(f"{g}: {s} ({r}: {d})" for g, s, r, d in states if s != "healthy")
-                raise CanaryUnhealthy(f"the canary of {revision} was not healthy {progress['unhealthy']} times in a row "
-                                      f"in its target groups: {evidence}. The service was not changed.")
+                raise CanaryUnhealthy(
+                    f"the canary of {revision} was not healthy {progress['unhealthy']} times in a row "
+                    f"in its target groups: {evidence}. The service was not changed."
+                )
         elif not groups:  # no load balancer: RUNNING (and HEALTHY) is the health that can be seen
             progress.setdefault("healthySince", now)
             progress["unhealthy"] = 0
@@ -314,8 +437,10 @@ def observe(cluster: str, service: str, task_arns: list[str], progress: dict[str
             progress.pop("waitSeconds", None)
             return {**progress, "state": "PASSED"}
     if now - started_at > timeout:
-        raise PhaseTimedOut(f"the canary of {revision} was not healthy for {healthy_for} s within {timeout} s "
-                            "(timeouts.canary). The service was not changed.")
+        raise PhaseTimedOut(
+            f"the canary of {revision} was not healthy for {healthy_for} s within {timeout} s "
+            "(timeouts.canary). The service was not changed."
+        )
     wait = next_check(progress, now, healthy_for)
     return {**progress, "state": "WAITING", "waitSeconds": max(1, min(wait, math.ceil(started_at + timeout - now) + 1))}
 
@@ -326,8 +451,12 @@ def _health_settings(elb: Any, groups: list[tuple[str, list[dict[str, Any]]]]) -
     if not arns:
         return {}
     found = aws.items(elb, "describe_target_groups", "TargetGroups", TargetGroupArns=arns)  # every page
-    return {"healthyAfter": max(tg.get("HealthCheckIntervalSeconds", 30) * tg.get("HealthyThresholdCount", 5) for tg in found),
-            "interval": max(tg.get("HealthCheckIntervalSeconds", 30) for tg in found)}
+    return {
+        "healthyAfter": max(
+            tg.get("HealthCheckIntervalSeconds", 30) * tg.get("HealthyThresholdCount", 5) for tg in found
+        ),
+        "interval": max(tg.get("HealthCheckIntervalSeconds", 30) for tg in found),
+    }
 
 
 def next_check(progress: dict[str, Any], now: float, healthy_for: int) -> int:
@@ -338,8 +467,10 @@ def next_check(progress: dict[str, Any], now: float, healthy_for: int) -> int:
     if progress.get("unhealthy"):
         return int(progress.get("interval") or POLL_SECONDS)
     if progress.get("registeredAt") is not None and progress.get("healthyAfter"):
-        return max(int(progress.get("interval") or POLL_SECONDS),
-                   math.ceil(progress["registeredAt"] + progress["healthyAfter"] - now))
+        return max(
+            int(progress.get("interval") or POLL_SECONDS),
+            math.ceil(progress["registeredAt"] + progress["healthyAfter"] - now),
+        )
     return POLL_SECONDS
 
 

@@ -38,11 +38,19 @@ from ferry import aws
 from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import waiters
-from ferry.aws.ecs import (check_in_seconds, describe_service, describe_tasks, primary_deployment, revision_name,
-                           task_arns, task_ip)
+from ferry.aws.ecs import (
+    check_in_seconds,
+    describe_service,
+    describe_tasks,
+    primary_deployment,
+    revision_name,
+    task_arns,
+    task_ip,
+)
 from ferry.contract import EcsStepInput, Model, Progress, key
 from ferry.errors import DeploymentFailed, FerryError, InputInvalid, PhaseTimedOut
 from ferry.runtime.observability import logger
+
 
 @dataclass(frozen=True)
 class Watch:
@@ -53,8 +61,8 @@ class Watch:
     task_definition_arn: str
     started_at: float
     timeout_seconds: int
-    phase: str = "deployment"          # or "rollback": named in messages
-    native: bool = False               # an ECS blue/green, linear or canary deployment: report its lifecycle stage
+    phase: str = "deployment"  # or "rollback": named in messages
+    native: bool = False  # an ECS blue/green, linear or canary deployment: report its lifecycle stage
     target_groups: tuple[str, ...] = ()
 
     @property
@@ -63,9 +71,16 @@ class Watch:
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> "Watch":
-        return cls(str(data["cluster"]), str(data["service"]), str(data["taskDefinitionArn"]), float(data["startedAt"]),
-                   int(data["timeoutSeconds"]), str(data.get("phase") or "deployment"), bool(data.get("native")),
-                   tuple(data.get("targetGroups") or ()))
+        return cls(
+            str(data["cluster"]),
+            str(data["service"]),
+            str(data["taskDefinitionArn"]),
+            float(data["startedAt"]),
+            int(data["timeoutSeconds"]),
+            str(data.get("phase") or "deployment"),
+            bool(data.get("native")),
+            tuple(data.get("targetGroups") or ()),
+        )
 
     def to_context(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,35 +99,61 @@ PHASES = ("deployment", "rollback")
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """"Wait for ECS to finish the deployment" and "Wait for ECS to finish the rollback"."""
+    """ "Wait for ECS to finish the deployment" and "Wait for ECS to finish the rollback"."""
 
-    token: str | None = key("token", required=False,
-                            doc="$$.Task.Token: completed when the deployment ends; without one, the step looks once")
-    task_definition_arn: str = key("taskDefinitionArn",
-                                   doc="the revision the PRIMARY deployment must run: $.register.taskDefinitionArn, "
-                                       "or for the rollback $.render.previousTaskDefinitionArn")
-    started_at: float = key("startedAt", kinds=(int, float),
-                            doc="$.deployment.startedAt (or $.rollback.startedAt): the phase timeout counts from it")
+    token: str | None = key(
+        "token",
+        required=False,
+        doc="$$.Task.Token: completed when the deployment ends; without one, the step looks once",
+    )
+    task_definition_arn: str = key(
+        "taskDefinitionArn",
+        doc="the revision the PRIMARY deployment must run: $.register.taskDefinitionArn, "
+        "or for the rollback $.render.previousTaskDefinitionArn",
+    )
+    started_at: float = key(
+        "startedAt",
+        kinds=(int, float),
+        doc="$.deployment.startedAt (or $.rollback.startedAt): the phase timeout counts from it",
+    )
     timeout_seconds: int = key("timeoutSeconds", kinds=(int,), doc="$.render.timeouts.deployment (or .rollback)")
     phase: str = key("phase", required=False, default="deployment", doc="deployment or rollback")
-    strategy: str | None = key("strategy", required=False,
-                               doc="$.render.strategy: a native deployment is followed through its lifecycle stages")
-    target_groups: list[str] = key("targetGroups", kinds=(list,), required=False, default=[],
-                                   doc="$.render.targetGroups: the health gates' target groups, checked at the end")
+    strategy: str | None = key(
+        "strategy",
+        required=False,
+        doc="$.render.strategy: a native deployment is followed through its lifecycle stages",
+    )
+    target_groups: list[str] = key(
+        "targetGroups",
+        kinds=(list,),
+        required=False,
+        default=[],
+        doc="$.render.targetGroups: the health gates' target groups, checked at the end",
+    )
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
-            raise InputInvalid(f"`phase` must be deployment or rollback, got {self.phase!r}: fix the state's "
-                               "Parameters")
+            raise InputInvalid(
+                f"`phase` must be deployment or rollback, got {self.phase!r}: fix the state's Parameters"
+            )
         if not all(isinstance(group, str) for group in self.target_groups):
-            raise InputInvalid("`targetGroups` must be a list of target group names or ARNs: pass "
-                               "$.render.targetGroups")
+            raise InputInvalid(
+                "`targetGroups` must be a list of target group names or ARNs: pass $.render.targetGroups"
+            )
 
     @property
     def watch(self) -> Watch:
         """What to wait for."""
-        return Watch(self.cluster, self.ecs_service, self.task_definition_arn, float(self.started_at),
-                     self.timeout_seconds, self.phase, self.strategy == "native", tuple(self.target_groups))
+        return Watch(
+            self.cluster,
+            self.ecs_service,
+            self.task_definition_arn,
+            float(self.started_at),
+            self.timeout_seconds,
+            self.phase,
+            self.strategy == "native",
+            tuple(self.target_groups),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,20 +162,27 @@ class Output(Progress):
     with it (a failure fails the waiting state instead); without a token, IN_PROGRESS too."""
 
     state: str = key("state", doc="COMPLETED (or, looked at without a token, IN_PROGRESS)")
-    check_in_seconds: int | None = key("checkInSeconds", kinds=(int,), required=False,
-                                       doc="null in the answer: the heartbeat the wait was entered with, which the "
-                                           "step before it wrote at this path (Update the service, Roll back)")
+    check_in_seconds: int | None = key(
+        "checkInSeconds",
+        kinds=(int,),
+        required=False,
+        doc="null in the answer: the heartbeat the wait was entered with, which the "
+        "step before it wrote at this path (Update the service, Roll back)",
+    )
     running: int = key("running", kinds=(int,), doc="the PRIMARY deployment's running tasks")
     desired: int = key("desired", kinds=(int,), doc="its desired tasks")
     failed_tasks: int = key("failedTasks", kinds=(int,), doc="tasks of it that failed to start")
-    service_deployment_status: str | None = key("serviceDeploymentStatus", required=False,
-                                                doc="native: the ECS service deployment's status")
+    service_deployment_status: str | None = key(
+        "serviceDeploymentStatus", required=False, doc="native: the ECS service deployment's status"
+    )
     lifecycle_stage: str | None = key("lifecycleStage", required=False, doc="native: its lifecycle stage")
     status_reason: str | None = key("statusReason", required=False, doc="native: why it is in that status")
-    target_health: dict[str, str] | None = key("targetHealth", kinds=(dict,), required=False,
-                                               doc="target group -> how many of the new tasks are healthy there")
-    stages: list[dict[str, Any]] | None = key("stages", kinds=(list,), required=False,
-                                              doc="native: the lifecycle stages seen, each with when")
+    target_health: dict[str, str] | None = key(
+        "targetHealth", kinds=(dict,), required=False, doc="target group -> how many of the new tasks are healthy there"
+    )
+    stages: list[dict[str, Any]] | None = key(
+        "stages", kinds=(list,), required=False, doc="native: the lifecycle stages seen, each with when"
+    )
 
     @classmethod
     def of(cls, progress: dict[str, Any], stages: list[dict[str, Any]] | None = None) -> "Output":
@@ -151,13 +199,17 @@ class Waiting(Model):
     """The function's answer, for its log: whether the state still waits, and when its heartbeat looks again."""
 
     waiting: bool = key("waiting", kinds=(bool,), doc="false when the deployment had ended and the token is completed")
-    check_in_seconds: int = key("checkInSeconds", kinds=(int,),
-                                doc="when the state looks for itself, if no event comes")
+    check_in_seconds: int = key(
+        "checkInSeconds", kinds=(int,), doc="when the state looks for itself, if no event comes"
+    )
 
     @property
     def message(self) -> str:
-        return ("waiting for ECS to report the end of the deployment" if self.waiting
-                else "the deployment had already ended")
+        return (
+            "waiting for ECS to report the end of the deployment"
+            if self.waiting
+            else "the deployment had already ended"
+        )
 
 
 # action -> (input, output): what both waits pass, and what their token is completed with (the state's output).
@@ -190,12 +242,24 @@ def check(watch: Watch) -> dict[str, Any]:
         raise DeploymentFailed(
             f"{where}: ECS replaced the {watch.phase} of {ours}; the PRIMARY deployment now runs "
             f"{revision_name(primary['taskDefinition'])} ({primary.get('rolloutStateReason', 'no reason given')})"
-            + (f"; the service deployment is {stage['serviceDeploymentStatus']}" if stage.get("serviceDeploymentStatus") else "")
+            + (
+                f"; the service deployment is {stage['serviceDeploymentStatus']}"
+                if stage.get("serviceDeploymentStatus")
+                else ""
+            )
         )
     state = primary.get("rolloutState", "COMPLETED")
-    progress = {"running": primary.get("runningCount", 0), "desired": primary.get("desiredCount", 0),
-                "failedTasks": primary.get("failedTasks", 0), **stage}
-    if state == "FAILED" or stage.get("serviceDeploymentStatus") in ("STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"):
+    progress = {
+        "running": primary.get("runningCount", 0),
+        "desired": primary.get("desiredCount", 0),
+        "failedTasks": primary.get("failedTasks", 0),
+        **stage,
+    }
+    if state == "FAILED" or stage.get("serviceDeploymentStatus") in (
+        "STOPPED",
+        "ROLLBACK_SUCCESSFUL",
+        "ROLLBACK_FAILED",
+    ):
         raise DeploymentFailed(
             f"{where}: the ECS {watch.phase} of {ours} FAILED after {progress['failedTasks']} failed tasks: "
             f"{stage.get('statusReason') or primary.get('rolloutStateReason', 'no reason given')}"
@@ -225,15 +289,25 @@ def _native_stage(watch: Watch, service: dict[str, Any]) -> dict[str, Any]:
     if not found:
         return {}
     sd = found[0]
-    return {k: v for k, v in {"serviceDeploymentStatus": sd.get("status"), "lifecycleStage": sd.get("lifecycleStage"),
-                              "statusReason": sd.get("statusReason")}.items() if v}
+    return {
+        k: v
+        for k, v in {
+            "serviceDeploymentStatus": sd.get("status"),
+            "lifecycleStage": sd.get("lifecycleStage"),
+            "statusReason": sd.get("statusReason"),
+        }.items()
+        if v
+    }
 
 
 def _task_addresses(watch: Watch) -> set[str]:
     """Private IPs of the service's running tasks of the new revision (awsvpc)."""
     arns = task_arns(watch.cluster, serviceName=watch.service, desiredStatus="RUNNING")  # every page: 100 a page
-    return {ip for task in describe_tasks(watch.cluster, arns)
-            if task.get("taskDefinitionArn") == watch.task_definition_arn and (ip := task_ip(task))}
+    return {
+        ip
+        for task in describe_tasks(watch.cluster, arns)
+        if task.get("taskDefinitionArn") == watch.task_definition_arn and (ip := task_ip(task))
+    }
 
 
 def target_health(watch: Watch, service: dict[str, Any]) -> dict[str, str]:
@@ -252,7 +326,11 @@ def target_health(watch: Watch, service: dict[str, Any]) -> dict[str, str]:
     report, bad = {}, []
     for ref in groups:
         try:
-            arn = ref if ref.startswith("arn:") else elbv2.describe_target_groups(Names=[ref])["TargetGroups"][0]["TargetGroupArn"]
+            arn = (
+                ref
+                if ref.startswith("arn:")
+                else elbv2.describe_target_groups(Names=[ref])["TargetGroups"][0]["TargetGroupArn"]
+            )
             described = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
         except ClientError as exc:  # deleted since Verify looked at it
             raise DeploymentFailed(
@@ -263,9 +341,12 @@ def target_health(watch: Watch, service: dict[str, Any]) -> dict[str, str]:
         ours = [d for d in described if d["Target"]["Id"] in addresses]
         states = [d["TargetHealth"]["State"] for d in ours]
         report[name] = f"{states.count('healthy')}/{len(ours)} healthy" if ours else "no targets of the new tasks"
-        bad += [f"{name}: {d['Target']['Id']}:{d['Target'].get('Port', '?')} {d['TargetHealth']['State']} "
-                f"({d['TargetHealth'].get('Reason', 'no reason')}: {d['TargetHealth'].get('Description', '')})"
-                for d in ours if d["TargetHealth"]["State"] in ("unhealthy", "unavailable")]
+        bad += [
+            f"{name}: {d['Target']['Id']}:{d['Target'].get('Port', '?')} {d['TargetHealth']['State']} "
+            f"({d['TargetHealth'].get('Reason', 'no reason')}: {d['TargetHealth'].get('Description', '')})"
+            for d in ours
+            if d["TargetHealth"]["State"] in ("unhealthy", "unavailable")
+        ]
     if bad:
         raise DeploymentFailed(
             f"service {watch.cluster}/{watch.service}: ECS completed the deployment of "
@@ -325,8 +406,10 @@ def deployment_changed(table: str, event: dict[str, Any]) -> dict[str, Any]:
     resources = event.get("resources") or []
     detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     settled = any(on_event(table, arn) for arn in resources if isinstance(arn, str))
-    logger.info("deployment state change handled" if settled else "no state waits for this deployment's end",
-                extra={"resources": resources, "eventName": detail.get("eventName")})
+    logger.info(
+        "deployment state change handled" if settled else "no state waits for this deployment's end",
+        extra={"resources": resources, "eventName": detail.get("eventName")},
+    )
     return {"settled": settled}
 
 
@@ -337,9 +420,15 @@ def on_event(table: str, service_arn: str) -> bool:
         # A service created before the long ARN format (arn:aws:ecs:<region>:<account>:service/<name>) names no
         # cluster to find its waiting state by; Verify refuses such services (check service-arn-format), and a
         # waiting state still ends by its own heartbeat's look.
-        logger.warning("deployment event ignored: " + ("a service with a short ARN names no cluster"
-                                                        if is_short_service_arn(service_arn) else "not an ECS service ARN"),
-                       extra={"serviceArn": service_arn})
+        logger.warning(
+            "deployment event ignored: "
+            + (
+                "a service with a short ARN names no cluster"
+                if is_short_service_arn(service_arn)
+                else "not an ECS service ARN"
+            ),
+            extra={"serviceArn": service_arn},
+        )
         return False
     found = waiters.get(table, f"deployment#{cluster}/{service}")
     if found is None:

@@ -63,11 +63,15 @@ def _check_not_superseded(table: str, service: str, owner: str, requested_at: fl
         )
     try:
         ddb.update_item(
-            TableName=table, Key=_key(service, "queue"),
+            TableName=table,
+            Key=_key(service, "queue"),
             UpdateExpression="SET newest = :me, newestAt = :at, expiresAt = :ttl",
             ConditionExpression="attribute_not_exists(newestAt) OR newestAt <= :at",
-            ExpressionAttributeValues={":me": {"S": owner}, ":at": {"N": repr(requested_at)},
-                                       ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))}},
+            ExpressionAttributeValues={
+                ":me": {"S": owner},
+                ":at": {"N": repr(requested_at)},
+                ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))},
+            },
         )
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":
@@ -81,8 +85,15 @@ def _check_not_superseded(table: str, service: str, owner: str, requested_at: fl
             ) from exc
 
 
-def record_deployed(table: str, service: str, owner: str, requested_at: float, revision: str | None = None,
-                    previous: str | None = None, desired_count: int | None = None) -> None:
+def record_deployed(
+    table: str,
+    service: str,
+    owner: str,
+    requested_at: float,
+    revision: str | None = None,
+    previous: str | None = None,
+    desired_count: int | None = None,
+) -> None:
     """Remember the newest request that reached the service (older ones are superseded from now on),
     with the revision it deployed and the one it replaced (what a rollback request goes back to).
 
@@ -98,29 +109,36 @@ def record_deployed(table: str, service: str, owner: str, requested_at: float, r
         values[":rev"] = {"S": revision}
     try:
         aws.client("dynamodb").update_item(
-            TableName=table, Key=_key(service, "deployed"), UpdateExpression=update,
+            TableName=table,
+            Key=_key(service, "deployed"),
+            UpdateExpression=update,
             ConditionExpression="attribute_not_exists(requestedAt) OR requestedAt <= :at",
-            ExpressionAttributeNames={"#owner": "owner"}, ExpressionAttributeValues=values,
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues=values,
         )
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":  # a newer one is already recorded
             raise LockUnavailable(f"could not record the deploy of {service} in table {table}: {exc}") from exc
     except BotoCoreError as exc:  # as LockUnavailable, the release states retry it like a ClientError
         raise LockUnavailable(
-            f"could not record the deploy of {service}: could not reach table {table}: {exc}") from exc
+            f"could not record the deploy of {service}: could not reach table {table}: {exc}"
+        ) from exc
 
 
 def rollback_target(table: str, service: str) -> tuple[str, str, int]:
     """(revision to go back to, revision running now by Ferry's record, desired count) for a rollback request."""
     try:
-        item = aws.client("dynamodb").get_item(TableName=table, Key=_key(service, "deployed"),
-                                               ConsistentRead=True).get("Item")
+        item = (
+            aws.client("dynamodb")
+            .get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True)
+            .get("Item")
+        )
     except (ClientError, BotoCoreError) as exc:
         raise LockUnavailable(f"could not read the deploy record of {service} in table {table}: {exc}") from exc
     if not item or "previousRevision" not in item:
         raise NothingToRollBack(
             f"Ferry has no record of deploying {service}, so it knows no previous revision to roll back to: "
-            "deploy the image you want with {\"service\": ..., \"images\": {...}} instead. Nothing was changed."
+            'deploy the image you want with {"service": ..., "images": {...}} instead. Nothing was changed.'
         )
     return item["previousRevision"]["S"], item["revision"]["S"], int(item.get("desiredCount", {}).get("N", "1"))
 
@@ -128,16 +146,26 @@ def rollback_target(table: str, service: str) -> tuple[str, str, int]:
 def _put(table: str, service: str, owner: str, now: float, ttl_seconds: int, condition: str, values: dict) -> None:
     aws.client("dynamodb").put_item(
         TableName=table,
-        Item={**_key(service), "owner": {"S": owner}, "acquiredAt": {"N": str(int(now))},
-              "expiresAt": {"N": str(int(now + ttl_seconds))}},
+        Item={
+            **_key(service),
+            "owner": {"S": owner},
+            "acquiredAt": {"N": str(int(now))},
+            "expiresAt": {"N": str(int(now + ttl_seconds))},
+        },
         ConditionExpression=condition,
         ExpressionAttributeNames={"#owner": "owner"},
         ExpressionAttributeValues=values,
     )
 
 
-def acquire(table: str, service: str, owner: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, now: float | None = None,
-            requested_at: float | None = None) -> dict:
+def acquire(
+    table: str,
+    service: str,
+    owner: str,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    now: float | None = None,
+    requested_at: float | None = None,
+) -> dict:
     """Take the lock for `owner` (an execution ARN), or raise ServiceLocked naming the holder.
 
     A lock whose holder is an execution that has ended (aborted or timed out,
@@ -149,8 +177,15 @@ def acquire(table: str, service: str, owner: str, ttl_seconds: int = DEFAULT_TTL
         if requested_at is not None and holder_of(table, service) != owner:
             _check_not_superseded(table, service, owner, requested_at)
         try:
-            _put(table, service, owner, now, ttl_seconds, "attribute_not_exists(pk) OR #owner = :owner",
-                 {":owner": {"S": owner}})
+            _put(
+                table,
+                service,
+                owner,
+                now,
+                ttl_seconds,
+                "attribute_not_exists(pk) OR #owner = :owner",
+                {":owner": {"S": owner}},
+            )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -160,9 +195,15 @@ def acquire(table: str, service: str, owner: str, ttl_seconds: int = DEFAULT_TTL
             # A running execution keeps its lock however long it takes; only an ended one, or an
             # expired lock of an owner that is not an execution, is taken over.
             if holder is None or _ended(holder) or (expired and ":execution:" not in holder):
-                _put(table, service, owner, now, ttl_seconds,
-                     "attribute_not_exists(pk) OR #owner = :holder",
-                     {":holder": {"S": holder or owner}})
+                _put(
+                    table,
+                    service,
+                    owner,
+                    now,
+                    ttl_seconds,
+                    "attribute_not_exists(pk) OR #owner = :holder",
+                    {":holder": {"S": holder or owner}},
+                )
             else:
                 raise ServiceLocked(
                     f"service {service} is being deployed by {holder}; this deploy waits for it to finish"
@@ -191,12 +232,19 @@ def wait(table: str, service: str, owner: str, token: str) -> None:
     """Keep the task token of `owner`'s state waiting for the lock, for `release` to wake it."""
     ddb = aws.client("dynamodb")
     try:
-        ddb.update_item(TableName=table, Key=_key(service, "waiting"),
-                        UpdateExpression="SET waiters = if_not_exists(waiters, :empty), expiresAt = :ttl",
-                        ExpressionAttributeValues={":empty": {"M": {}},
-                                                   ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))}})
-        ddb.update_item(TableName=table, Key=_key(service, "waiting"), UpdateExpression="SET waiters.#o = :t",
-                        ExpressionAttributeNames={"#o": owner}, ExpressionAttributeValues={":t": {"S": token}})
+        ddb.update_item(
+            TableName=table,
+            Key=_key(service, "waiting"),
+            UpdateExpression="SET waiters = if_not_exists(waiters, :empty), expiresAt = :ttl",
+            ExpressionAttributeValues={":empty": {"M": {}}, ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))}},
+        )
+        ddb.update_item(
+            TableName=table,
+            Key=_key(service, "waiting"),
+            UpdateExpression="SET waiters.#o = :t",
+            ExpressionAttributeNames={"#o": owner},
+            ExpressionAttributeValues={":t": {"S": token}},
+        )
     except (ClientError, BotoCoreError) as exc:
         raise LockUnavailable(f"could not queue for the deploy lock of {service} in table {table}: {exc}") from exc
 
@@ -211,11 +259,17 @@ def wake_waiters(table: str, service: str) -> int:
         item = ddb.get_item(TableName=table, Key=_key(service, "waiting"), ConsistentRead=True).get("Item") or {}
         woken = 0
         for owner, token in (item.get("waiters", {}).get("M") or {}).items():
-            ddb.update_item(TableName=table, Key=_key(service, "waiting"), UpdateExpression="REMOVE waiters.#o",
-                            ConditionExpression="waiters.#o = :t", ExpressionAttributeNames={"#o": owner},
-                            ExpressionAttributeValues={":t": token})
-            woken += waiters.complete(token["S"], error="LockReleased",
-                                      cause=f"the deploy lock of {service} was released: take it now")
+            ddb.update_item(
+                TableName=table,
+                Key=_key(service, "waiting"),
+                UpdateExpression="REMOVE waiters.#o",
+                ConditionExpression="waiters.#o = :t",
+                ExpressionAttributeNames={"#o": owner},
+                ExpressionAttributeValues={":t": token},
+            )
+            woken += waiters.complete(
+                token["S"], error="LockReleased", cause=f"the deploy lock of {service} was released: take it now"
+            )
         return woken
     except (ClientError, BotoCoreError):
         return 0
@@ -226,7 +280,8 @@ def release(table: str, service: str, owner: str) -> bool:
     ddb = aws.client("dynamodb")
     try:
         ddb.delete_item(
-            TableName=table, Key=_key(service),
+            TableName=table,
+            Key=_key(service),
             ConditionExpression="#owner = :owner",
             ExpressionAttributeNames={"#owner": "owner"},
             ExpressionAttributeValues={":owner": {"S": owner}},
@@ -247,6 +302,7 @@ def holder_of(table: str, service: str) -> str | None:
 
 
 # ------------------------------------------------------------------ the step: its contracts and its actions
+
 
 @dataclass(frozen=True, kw_only=True)
 class LockInput(Model):
@@ -269,14 +325,23 @@ class LockInput(Model):
 
 @dataclass(frozen=True, kw_only=True)
 class AcquireInput(LockInput):
-    """"Take the deploy lock for this service"."""
+    """ "Take the deploy lock for this service"."""
 
-    started_at: str | None = key("startedAt", required=False,
-                                 doc="$$.Execution.StartTime: a manual deploy's request time, and when the wait began")
-    request: dict = key("request", kinds=(dict,), required=False, default={},
-                        doc="the execution's input, $: its trigger's requestedAt decides which deploy is the newest")
-    token: str | None = key("token", required=False,
-                            doc="$$.Task.Token: answered with the lock, or kept until the holder releases it")
+    started_at: str | None = key(
+        "startedAt",
+        required=False,
+        doc="$$.Execution.StartTime: a manual deploy's request time, and when the wait began",
+    )
+    request: dict = key(
+        "request",
+        kinds=(dict,),
+        required=False,
+        default={},
+        doc="the execution's input, $: its trigger's requestedAt decides which deploy is the newest",
+    )
+    token: str | None = key(
+        "token", required=False, doc="$$.Task.Token: answered with the lock, or kept until the holder releases it"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,8 +352,12 @@ class Held(Model):
     owner: str = key("owner", doc="the execution holding it")
     expires_at: int = key("expiresAt", kinds=(int,), doc="the lock item's TTL, a safety net for a vanished owner")
     lock_key: str = key("key", doc="the lock's key, cluster/service: what the release states release")
-    requested_at: float | None = key("requestedAt", kinds=(int, float), required=False,
-                                     doc="when the deploy was asked for: recorded as deployed by the release")
+    requested_at: float | None = key(
+        "requestedAt",
+        kinds=(int, float),
+        required=False,
+        doc="when the deploy was asked for: recorded as deployed by the release",
+    )
 
     @property
     def message(self) -> str:
@@ -313,10 +382,20 @@ class Waiting(Model):
 class ReleaseInput(LockInput):
     """The "Release the deploy lock" states (after a deploy, a failure, a rollback or a failed rollback)."""
 
-    request: dict = key("request", kinds=(dict,), required=False, default={},
-                        doc="the execution's state, $: its lock, and what the deploy registered and replaced")
-    deployed: bool = key("deployed", kinds=(bool,), required=False, default=False,
-                         doc="true after a successful deploy: record it, and summarise it as the execution's output")
+    request: dict = key(
+        "request",
+        kinds=(dict,),
+        required=False,
+        default={},
+        doc="the execution's state, $: its lock, and what the deploy registered and replaced",
+    )
+    deployed: bool = key(
+        "deployed",
+        kinds=(bool,),
+        required=False,
+        default=False,
+        doc="true after a successful deploy: record it, and summarise it as the execution's output",
+    )
     started_at: str | None = key("startedAt", required=False, doc="$$.Execution.StartTime: the summary's duration")
 
     @property
@@ -335,10 +414,15 @@ class Released(Model):
     """The lock released ($.released after a deploy; the other release states keep nothing)."""
 
     service: str = key("service", doc="the service's name in the config registry")
-    released: bool = key("released", kinds=(bool,), doc="false when this execution did not hold it (never taken, "
-                                                        "or already released)")
-    summary: dict | None = key("summary", kinds=(dict,), required=False,
-                               doc="after a deploy: its summary, the execution's output (Deployed's OutputPath)")
+    released: bool = key(
+        "released", kinds=(bool,), doc="false when this execution did not hold it (never taken, or already released)"
+    )
+    summary: dict | None = key(
+        "summary",
+        kinds=(dict,),
+        required=False,
+        doc="after a deploy: its summary, the execution's output (Deployed's OutputPath)",
+    )
 
     @property
     def message(self) -> str:
@@ -347,7 +431,7 @@ class Released(Model):
 
 @dataclass(frozen=True, kw_only=True)
 class RollbackTargetInput(LockInput):
-    """"Find the revision to roll back to"."""
+    """ "Find the revision to roll back to"."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,9 +447,9 @@ class RollbackTarget(Model):
     target_groups: list = key("targetGroups", kinds=(list,), doc="none: there is no canary to register")
     strategy: str = key("strategy", doc="rolling, or native for a service that keeps its own deployment settings")
     rollback_to: str = key("rollbackTo", doc="the revision Ferry's last deploy replaced")
-    previous_task_definition_arn: str = key("previousTaskDefinitionArn",
-                                            doc="the revision Ferry's last deploy put there: a failed rollback "
-                                                "goes back to it")
+    previous_task_definition_arn: str = key(
+        "previousTaskDefinitionArn", doc="the revision Ferry's last deploy put there: a failed rollback goes back to it"
+    )
     previous_revision: str = key("previousRevision", doc="the same, as family:revision")
     desired_count: int = key("desiredCount", kinds=(int,), doc="the service's task count before that deploy")
     summary: str = key("summary", doc="one line: roll back cluster/service from ... to ...")
@@ -376,11 +460,17 @@ class RollbackTarget(Model):
 
 
 # action -> (input, output): what each lock state passes, and stores at its ResultPath.
-CONTRACTS = {"acquire": (AcquireInput, Held), "release": (ReleaseInput, Released),
-             "rollback-target": (RollbackTargetInput, RollbackTarget)}
+CONTRACTS = {
+    "acquire": (AcquireInput, Held),
+    "release": (ReleaseInput, Released),
+    "rollback-target": (RollbackTargetInput, RollbackTarget),
+}
 # How InputInvalid names the state whose Parameters are wrong.
-STATE_INPUTS = {"acquire": "Take the deploy lock's input", "release": "Release the deploy lock's input",
-                "rollback-target": "Find the rollback target's input"}
+STATE_INPUTS = {
+    "acquire": "Take the deploy lock's input",
+    "release": "Release the deploy lock's input",
+    "rollback-target": "Find the rollback target's input",
+}
 
 
 def read(event: Any) -> AcquireInput | ReleaseInput | RollbackTargetInput:
@@ -431,15 +521,19 @@ def take_lock(request: AcquireInput, settings: Settings) -> Held | Waiting:
             raise
         began = requested_at({}, request.started_at) or clock.now()
         if clock.now() - began > MAX_LOCK_WAIT_SECONDS:
-            raise ServiceLocked(f"{exc}; gave up after waiting {MAX_LOCK_WAIT_SECONDS // 60} minutes. "
-                                "Nothing was changed: deploy again once it has finished") from exc
+            raise ServiceLocked(
+                f"{exc}; gave up after waiting {MAX_LOCK_WAIT_SECONDS // 60} minutes. "
+                "Nothing was changed: deploy again once it has finished"
+            ) from exc
         wait(settings.lock_table, cfg.key, request.owner, request.token)
         if holder_of(settings.lock_table, cfg.key) is None:  # released before the token was stored
-            waiters.complete(request.token, error="LockReleased",
-                             cause=f"the deploy lock of {cfg.key} is free: take it now")
+            waiters.complete(
+                request.token, error="LockReleased", cause=f"the deploy lock of {cfg.key} is free: take it now"
+            )
         return Waiting(waiting=True, lock_key=cfg.key, reason=str(exc))
-    held = Held(service=taken["service"], owner=taken["owner"], expires_at=taken["expiresAt"], lock_key=cfg.key,
-                requested_at=at)
+    held = Held(
+        service=taken["service"], owner=taken["owner"], expires_at=taken["expiresAt"], lock_key=cfg.key, requested_at=at
+    )
     if request.token:
         waiters.complete(request.token, output=held.to_state())
     return held
@@ -458,8 +552,15 @@ def release_lock(request: ReleaseInput, table: str) -> Released:
         revision = (state.get("register") or {}).get("taskDefinitionArn")
         render = state.get("render") or {}
         previous = None if state.get("action") == "rollback" else render.get("previousTaskDefinitionArn")
-        record_deployed(table, taken["key"], request.owner, float(taken["requestedAt"]), revision, previous,
-                        render.get("desiredCount"))
+        record_deployed(
+            table,
+            taken["key"],
+            request.owner,
+            float(taken["requestedAt"]),
+            revision,
+            previous,
+            render.get("desiredCount"),
+        )
     return Released(service=request.service, released=release(table, taken["key"], request.owner), summary=done)
 
 
@@ -468,9 +569,16 @@ def find_rollback_target(request: RollbackTargetInput, settings: Settings) -> Ro
     cfg = _config(request.service, settings)
     target, current, desired = rollback_target(settings.lock_table, cfg.key)
     return RollbackTarget(
-        request_action="rollback", cluster=cfg.cluster, ecs_service=cfg.service, timeouts=cfg.timeouts,
+        request_action="rollback",
+        cluster=cfg.cluster,
+        ecs_service=cfg.service,
+        timeouts=cfg.timeouts,
         target_groups=[],
         # The way back is a plain update (never a canary); a native service keeps its own deployment settings.
         strategy="native" if cfg.strategy == "native" else "rolling",
-        rollback_to=target, previous_task_definition_arn=current, previous_revision=revision_name(current),
-        desired_count=desired, summary=f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}")
+        rollback_to=target,
+        previous_task_definition_arn=current,
+        previous_revision=revision_name(current),
+        desired_count=desired,
+        summary=f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}",
+    )

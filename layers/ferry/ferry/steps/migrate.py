@@ -36,14 +36,19 @@ from ferry.errors import FerryError, MigrationNotStarted
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """"Run the migration task and wait for it to stop" (inside "Run the migrations in order")."""
+    """ "Run the migration task and wait for it to stop" (inside "Run the migrations in order")."""
 
-    token: str = key("token", doc="$$.Task.Token: completed when the task stops (ferry.lifecycle.task_stopped), or "
-                                  "by this step when it has stopped already or ran too long")
-    task_definition_arn: str = key("taskDefinitionArn",
-                                   doc="the new revision the task runs, $.register.taskDefinitionArn")
-    previous_revision: str | None = key("previousRevision", required=False,
-                                        doc="what the service still runs, $.render.previousRevision (in the Cause)")
+    token: str = key(
+        "token",
+        doc="$$.Task.Token: completed when the task stops (ferry.lifecycle.task_stopped), or "
+        "by this step when it has stopped already or ran too long",
+    )
+    task_definition_arn: str = key(
+        "taskDefinitionArn", doc="the new revision the task runs, $.register.taskDefinitionArn"
+    )
+    previous_revision: str | None = key(
+        "previousRevision", required=False, doc="what the service still runs, $.render.previousRevision (in the Cause)"
+    )
     migration: Migration = key("migration", nested=Migration, doc="one item of $.render.migrations, $$.Map.Item.Value")
 
 
@@ -84,9 +89,16 @@ def run(request: Input, table: str) -> Started:
     """The step: start the task (or find it) and leave the token to its stop event. A migration that cannot start
     fails the waiting state at once, with its error's own name (MigrationNotStarted, ...)."""
     try:
-        found = start(table=table, token=request.token, execution=request.execution, cluster=request.cluster,
-                      service=request.ecs_service, task_definition_arn=request.task_definition_arn,
-                      migration=request.migration, previous_revision=request.previous_revision)
+        found = start(
+            table=table,
+            token=request.token,
+            execution=request.execution,
+            cluster=request.cluster,
+            service=request.ecs_service,
+            task_definition_arn=request.task_definition_arn,
+            migration=request.migration,
+            previous_revision=request.previous_revision,
+        )
     except FerryError as exc:
         waiters.complete(request.token, error=type(exc).__name__, cause=str(exc))
         return Started(migration=request.migration.name, status="not started", error=type(exc).__name__)
@@ -111,28 +123,48 @@ def find_task(cluster: str, marker: str, family: str | None = None) -> dict[str,
     return max(tasks, key=lambda t: t.get("createdAt") or datetime.min) if tasks else None
 
 
-def _run_parameters(cluster: str, service: dict[str, Any], task_definition_arn: str, migration: Migration,
-                    execution: str, marker: str) -> dict[str, Any]:
+def _run_parameters(
+    cluster: str, service: dict[str, Any], task_definition_arn: str, migration: Migration, execution: str, marker: str
+) -> dict[str, Any]:
     override: dict[str, Any] = {"name": migration.container, "command": migration.command}
     if migration.environment:
         override["environment"] = [{"name": k, "value": v} for k, v in sorted(migration.environment.items())]
-    return one_off_parameters(cluster, service, task_definition_arn, execution, marker,
-                              {"ferry:purpose": "migration", "ferry:migration": migration.name}, [override])
+    return one_off_parameters(
+        cluster,
+        service,
+        task_definition_arn,
+        execution,
+        marker,
+        {"ferry:purpose": "migration", "ferry:migration": migration.name},
+        [override],
+    )
 
 
-def run_task(cluster: str, service_name: str, task_definition_arn: str, migration: Migration, execution: str,
-             marker: str) -> dict[str, Any]:
+def run_task(
+    cluster: str, service_name: str, task_definition_arn: str, migration: Migration, execution: str, marker: str
+) -> dict[str, Any]:
     """Start the task (used by the Migrate step and by `ferry run`); MigrationNotStarted when ECS cannot place it."""
     service = describe_service(cluster, service_name)
     ecs = aws.client("ecs")
     try:
         result = ecs.run_task(**_run_parameters(cluster, service, task_definition_arn, migration, execution, marker))
-    except (ecs.exceptions.ClientException, ecs.exceptions.InvalidParameterException,
-            ecs.exceptions.PlatformUnknownException, ecs.exceptions.PlatformTaskDefinitionIncompatibilityException) as exc:
-        raise MigrationNotStarted(f"ECS refused to run migration {migration.label()} of {revision_name(task_definition_arn)}: {exc}") from exc
+    except (
+        ecs.exceptions.ClientException,
+        ecs.exceptions.InvalidParameterException,
+        ecs.exceptions.PlatformUnknownException,
+        ecs.exceptions.PlatformTaskDefinitionIncompatibilityException,
+    ) as exc:
+        raise MigrationNotStarted(
+            f"ECS refused to run migration {migration.label()} of {revision_name(task_definition_arn)}: {exc}"
+        ) from exc
     if not result.get("tasks"):
-        reasons = "; ".join(f"{f.get('reason')}{' (' + f['detail'] + ')' if f.get('detail') else ''}"
-                            for f in result.get("failures", [])) or "no reason given"
+        reasons = (
+            "; ".join(
+                f"{f.get('reason')}{' (' + f['detail'] + ')' if f.get('detail') else ''}"
+                for f in result.get("failures", [])
+            )
+            or "no reason given"
+        )
         raise MigrationNotStarted(
             f"ECS could not place migration {migration.label()} of {revision_name(task_definition_arn)} in cluster "
             f"{cluster}: {reasons}. The service was not changed; check the cluster's capacity and retry."
@@ -149,8 +181,9 @@ STOPPED_BY = {
 }
 
 
-def outcome(task: dict[str, Any], migration: Migration, log_stream: dict[str, str] | None,
-            context: dict[str, Any]) -> Outcome:
+def outcome(
+    task: dict[str, Any], migration: Migration, log_stream: dict[str, str] | None, context: dict[str, Any]
+) -> Outcome:
     """Judge a STOPPED task: success only when the task stopped because its essential container exited
     (EssentialContainerExited) and the migration's own container exited 0."""
     arn = task["taskArn"]
@@ -175,8 +208,11 @@ def outcome(task: dict[str, Any], migration: Migration, log_stream: dict[str, st
         error, what = "MigrationFailed", f"was stopped by ECS before its container exited ({stop_code}: {reason})"
     else:
         error, what = "MigrationFailed", f"exited with code {exit_code} ({reason})"
-    log_part = (f"Last {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines \
+    log_part = (
+        (f"Last {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines))
+        if lines
         else f"No log lines: {where}."
+    )
     previous = context.get("previousRevision")
     cause = (
         f"Migration {migration.label()} in container {migration.container} of {revision} {what}.\n"
@@ -192,8 +228,17 @@ def _age(task: dict[str, Any]) -> float:
     return clock.now() - created.timestamp() if isinstance(created, datetime) else 0.0
 
 
-def start(*, table: str, token: str, execution: str, cluster: str, service: str, task_definition_arn: str,
-          migration: Migration, previous_revision: str | None = None) -> dict[str, Any]:
+def start(
+    *,
+    table: str,
+    token: str,
+    execution: str,
+    cluster: str,
+    service: str,
+    task_definition_arn: str,
+    migration: Migration,
+    previous_revision: str | None = None,
+) -> dict[str, Any]:
     """The Migrate step: start (or find) the task, leave the token to the task's stop event, finish at once if it already stopped.
 
     Also the fallback when the stop event was missed: the state's heartbeat
@@ -201,17 +246,26 @@ def start(*, table: str, token: str, execution: str, cluster: str, service: str,
     too old, and stops it).
     """
     marker = started_by(execution, migration.name)
-    task = (find_task(cluster, marker, family_of(task_definition_arn))
-            or run_task(cluster, service, task_definition_arn, migration, execution, marker))
-    context = {"migration": migration.to_context(), "execution": execution, "cluster": cluster,
-               "revision": revision_name(task_definition_arn), "previousRevision": previous_revision,
-               "logs": container_logs.config(task_definition_arn, migration.container)}
+    task = find_task(cluster, marker, family_of(task_definition_arn)) or run_task(
+        cluster, service, task_definition_arn, migration, execution, marker
+    )
+    context = {
+        "migration": migration.to_context(),
+        "execution": execution,
+        "cluster": cluster,
+        "revision": revision_name(task_definition_arn),
+        "previousRevision": previous_revision,
+        "logs": container_logs.config(task_definition_arn, migration.container),
+    }
     waiters.put(table, task["taskArn"], token, context)
     if task.get("lastStatus") != "STOPPED":
         task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"][0]
     if task.get("lastStatus") != "STOPPED" and _age(task) > migration.timeout:
-        aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"],
-                                    reason=f"Ferry: migration {migration.name} ran longer than {migration.timeout} s")
+        aws.client("ecs").stop_task(
+            cluster=cluster,
+            task=task["taskArn"],
+            reason=f"Ferry: migration {migration.name} ran longer than {migration.timeout} s",
+        )
         waiters.delete(table, task["taskArn"], token)
         result = outcome(task, migration, context["logs"], {**context, "timedOut": True})
         waiters.complete(token, error=result.error, cause=result.cause)
@@ -244,7 +298,10 @@ def stop_all(cluster: str, execution: str, names: list[str]) -> int:
     for name in names:
         for task in tasks_started_by(cluster, started_by(execution, name)):
             if task.get("desiredStatus") != "STOPPED":
-                aws.client("ecs").stop_task(cluster=cluster, task=task["taskArn"],
-                                            reason=f"Ferry: execution {execution} ended during migration {name}")
+                aws.client("ecs").stop_task(
+                    cluster=cluster,
+                    task=task["taskArn"],
+                    reason=f"Ferry: execution {execution} ended during migration {name}",
+                )
                 stopped += 1
     return stopped

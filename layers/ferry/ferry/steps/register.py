@@ -24,10 +24,12 @@ REGISTERED_ARTEFACT = "task-definition.json"
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Model):
-    """"Register the new revision"."""
+    """ "Register the new revision"."""
 
-    execution: str = key("execution", doc="the execution's name, $$.Execution.Name: whose plan is registered, "
-                                          "and the tag that finds it again")
+    execution: str = key(
+        "execution",
+        doc="the execution's name, $$.Execution.Name: whose plan is registered, and the tag that finds it again",
+    )
     service: str = key("service", doc="the service's name in the config registry, $.service")
 
 
@@ -52,7 +54,9 @@ def run(request: Input, artefacts_bucket: str) -> Output:
 
 def _registered_by_execution(family: str, execution: str) -> dict[str, Any] | None:
     ecs = aws.client("ecs")
-    arns = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=IDEMPOTENCY_LOOKBACK)["taskDefinitionArns"]
+    arns = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=IDEMPOTENCY_LOOKBACK)[
+        "taskDefinitionArns"
+    ]
     for arn in arns:
         found = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
         if any(t["key"] == EXECUTION_TAG and t["value"] == execution for t in found.get("tags", [])):
@@ -72,7 +76,9 @@ def register(spec: dict[str, Any], execution: str, artefacts_bucket: str) -> Out
         try:
             registered = ecs.register_task_definition(**spec, tags=tags)["taskDefinition"]
         except (ecs.exceptions.ClientException, ecs.exceptions.InvalidParameterException) as exc:
-            raise TaskDefinitionInvalid(f"ECS refused the rendered task definition for {spec['family']}: {exc}") from exc
+            raise TaskDefinitionInvalid(
+                f"ECS refused the rendered task definition for {spec['family']}: {exc}"
+            ) from exc
         reused = False
     document = {k: v for k, v in registered.items() if k not in {"registeredAt", "deregisteredAt"}}
     stored = artefacts.put_json(artefacts_bucket, execution, REGISTERED_ARTEFACT, document)

@@ -32,13 +32,18 @@ from ferry.errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Model):
-    """"Render the new task definition and diff it"."""
+    """ "Render the new task definition and diff it"."""
 
     execution: str = key("execution", doc="the execution's name, $$.Execution.Name: what the artefacts are kept under")
     service: str = key("service", doc="the service's name in the config registry, $.service: whose config is read")
     images: dict = key("images", kinds=(dict,), doc="container -> ECR image URI, $.images")
-    request: dict = key("request", kinds=(dict,), required=False, default={},
-                        doc="the execution's input, $: its optional values, commit and migrate")
+    request: dict = key(
+        "request",
+        kinds=(dict,),
+        required=False,
+        default={},
+        doc="the execution's input, $: its optional values, commit and migrate",
+    )
 
     @property
     def migrate(self) -> bool:
@@ -76,14 +81,19 @@ class Output(Model):
     alarms: list = key("alarms", kinds=(list,), doc="the health gates' CloudWatch alarms: Verify and the bake")
     bake_seconds: int = key("bakeSeconds", kinds=(int,), doc="how long the bake watches the alarms (0: no bake)")
     target_groups: list = key("targetGroups", kinds=(list,), doc="the health gates' target groups")
-    read_secret_values: bool = key("readSecretValues", kinds=(bool,),
-                                   doc="whether Verify may read a secret's value to find its JSON keys")
+    read_secret_values: bool = key(
+        "readSecretValues", kinds=(bool,), doc="whether Verify may read a secret's value to find its JSON keys"
+    )
     migrations: list = key("migrations", kinds=(list,), doc="the migrations to run, in order, each a Migration")
-    has_migrations: bool = key("hasMigrations", kinds=(bool,),
-                               doc="false when the config has none, or the request skips them (\"migrate\": false)")
+    has_migrations: bool = key(
+        "hasMigrations",
+        kinds=(bool,),
+        doc='false when the config has none, or the request skips them ("migrate": false)',
+    )
     family: str = key("family", doc="the new revision's family")
-    previous_task_definition_arn: str = key("previousTaskDefinitionArn",
-                                            doc="the revision running now: what a rollback goes back to")
+    previous_task_definition_arn: str = key(
+        "previousTaskDefinitionArn", doc="the revision running now: what a rollback goes back to"
+    )
     previous_revision: str = key("previousRevision", doc="the same, as family:revision")
     desired_count: int = key("desiredCount", kinds=(int,), doc="the service's task count now: a rollback restores it")
     images: dict = key("images", kinds=(dict,), doc="container -> image pinned by digest, for the containers deployed")
@@ -106,12 +116,12 @@ class Plan:
 
     config: ServiceConfig
     service: dict[str, Any]
-    current: dict[str, Any]                 # the running revision (DescribeTaskDefinition)
+    current: dict[str, Any]  # the running revision (DescribeTaskDefinition)
     current_tags: list[dict[str, str]]
-    spec: dict[str, Any]                    # the new revision's RegisterTaskDefinition input
-    pinned: dict[str, images.ImageRef]      # containers whose image this deploy sets
+    spec: dict[str, Any]  # the new revision's RegisterTaskDefinition input
+    pinned: dict[str, images.ImageRef]  # containers whose image this deploy sets
     diff: Diff
-    source: str                             # where the spec came from, for messages
+    source: str  # where the spec came from, for messages
 
     @property
     def current_arn(self) -> str:
@@ -153,16 +163,24 @@ MIGRATION_HEARTBEAT_SECONDS = 300
 
 def migration_steps(config: ServiceConfig) -> list[dict[str, Any]]:
     """The config's migrations as the Map state runs them, in order."""
-    return [Migration(name=m.name, container=m.container, command=list(m.command), environment=dict(m.environment),
-                      timeout=m.timeout, heartbeat_seconds=min(MIGRATION_HEARTBEAT_SECONDS, m.timeout)).to_state()
-            for m in config.migrations]
+    return [
+        Migration(
+            name=m.name,
+            container=m.container,
+            command=list(m.command),
+            environment=dict(m.environment),
+            timeout=m.timeout,
+            heartbeat_seconds=min(MIGRATION_HEARTBEAT_SECONDS, m.timeout),
+        ).to_state()
+        for m in config.migrations
+    ]
 
 
 def request_values(request: Mapping[str, Any]) -> dict[str, str]:
     """Optional `values` of the execution input (a manifest's or an operator's) for templates."""
     values = request.get("values") or {}
     if not isinstance(values, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
-        raise InputInvalid("the input's `values` must map names to strings, e.g. {\"values\": {\"RELEASE\": \"2026-11\"}}")
+        raise InputInvalid('the input\'s `values` must map names to strings, e.g. {"values": {"RELEASE": "2026-11"}}')
     return values
 
 
@@ -181,7 +199,9 @@ def _running_images(config: ServiceConfig, current: dict[str, Any]) -> dict[str,
         if container["name"] not in config.containers or ref is None:
             continue
         try:
-            found[container["name"]] = ref if ref.digest else images.resolve(ref.registry, ref.region, ref.repository, tag=ref.tag)
+            found[container["name"]] = (
+                ref if ref.digest else images.resolve(ref.registry, ref.region, ref.repository, tag=ref.tag)
+            )
         except ImageNotFound:
             continue  # only a template that asks for this container's image needs it; it then says so
     return found
@@ -202,42 +222,60 @@ def swap_images(current: dict[str, Any], new_images: Mapping[str, images.ImageRe
     return spec
 
 
-def check_template_result(config: ServiceConfig, spec: dict[str, Any], pinned: Mapping[str, images.ImageRef], source: str) -> None:
+def check_template_result(
+    config: ServiceConfig, spec: dict[str, Any], pinned: Mapping[str, images.ImageRef], source: str
+) -> None:
     """A template must place every configured container and use the deployed images for them."""
     by_name = {c.get("name"): c for c in spec.get("containerDefinitions", []) if isinstance(c, dict)}
     problems = []
     for name in sorted(config.containers):
         if name not in by_name:
-            problems.append(f"container {name!r} from the config's `containers` is not in the template: add it, or remove it from `containers`")
+            problems.append(
+                f"container {name!r} from the config's `containers` is not in the template: add it, or remove it from `containers`"
+            )
     for name, ref in sorted(pinned.items()):
         image = by_name.get(name, {}).get("image")
         if name in by_name and image != ref.pinned:
-            problems.append(f"container {name}'s image is {image!r}, not the deployed {ref.short()}: write \"image\": \"{{{{ image `{name}` }}}}\"")
+            problems.append(
+                f'container {name}\'s image is {image!r}, not the deployed {ref.short()}: write "image": "{{{{ image `{name}` }}}}"'
+            )
     for migration in config.migrations:
         if migration.container not in by_name:
-            problems.append(f"migration {migration.name!r} runs in container {migration.container!r}, which is not in the template")
+            problems.append(
+                f"migration {migration.name!r} runs in container {migration.container!r}, which is not in the template"
+            )
     if problems:
         raise TaskDefinitionInvalid(f"{source} (nothing was registered):\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str = "", environment: str = "",
-         values: Mapping[str, str] | None = None, commit: str | None = None) -> Plan:
+def plan(
+    config: ServiceConfig,
+    new_images: Mapping[str, str],
+    *,
+    execution: str = "",
+    environment: str = "",
+    values: Mapping[str, str] | None = None,
+    commit: str | None = None,
+) -> Plan:
     """The new revision and its diff against what runs; reads AWS, changes nothing."""
     from ferry.taskdef import diff
     from ferry.config import templating
     from ferry.config import jsonnet_imports
 
     if not new_images:
-        raise InputInvalid("the input names no images: give {\"images\": {\"<container>\": \"<image uri>\"}}")
+        raise InputInvalid('the input names no images: give {"images": {"<container>": "<image uri>"}}')
     service = describe_service(config.cluster, config.service)
     described = aws.client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"], include=["TAGS"])
     current = described["taskDefinition"]
     pinned = {name: pin(uri) for name, uri in new_images.items()}
     check_images_match_config(config, pinned)
     context = templating.Context(
-        environment=environment, service=config.name, execution=execution,
+        environment=environment,
+        service=config.name,
+        execution=execution,
         images={**_running_images(config, current), **pinned} if config.template else pinned,
-        values={**config.values, **(values or {})}, commit=commit,
+        values={**config.values, **(values or {})},
+        commit=commit,
     )
     if config.template:
         text, source = config.read_file(config.template)
@@ -253,8 +291,13 @@ def plan(config: ServiceConfig, new_images: Mapping[str, str], *, execution: str
         taskdef.check(spec, source)
     new_label = f"{spec.get('family')}:(new)"
     changes = diff.combine(
-        diff.task_definition_diff(current, spec, current_label=revision_name(current["taskDefinitionArn"]), new_label=new_label,
-                                  image_labels={ref.pinned: ref.short() for ref in context.images.values()}),
+        diff.task_definition_diff(
+            current,
+            spec,
+            current_label=revision_name(current["taskDefinitionArn"]),
+            new_label=new_label,
+            image_labels={ref.pinned: ref.short() for ref in context.images.values()},
+        ),
         diff.service_diff(service, {"taskDefinition": new_label, "desiredCount": service["desiredCount"]}),
     )
     return Plan(config, service, current, described.get("tags", []), spec, pinned, changes, source)
@@ -266,8 +309,14 @@ def run(request: Input, settings: Settings) -> Output:
 
     cfg = config.load(settings.config_bucket, request.service, settings.environment)
     config.check_cluster(cfg, settings.allowed_clusters)
-    planned = plan(cfg, request.images, execution=request.execution, environment=settings.environment,
-                   values=request_values(request.request), commit=request_commit(request.request))
+    planned = plan(
+        cfg,
+        request.images,
+        execution=request.execution,
+        environment=settings.environment,
+        values=request_values(request.request),
+        commit=request_commit(request.request),
+    )
     return store(planned, request.execution, settings.artefacts_bucket, migrate=request.migrate)
 
 
@@ -282,14 +331,23 @@ def store(planned: Plan, execution: str, artefacts_bucket: str, *, migrate: bool
     )
     timeouts = cfg.timeouts
     return Output(
-        cluster=cfg.cluster, ecs_service=cfg.service, request_action="deploy", strategy=cfg.strategy,
+        cluster=cfg.cluster,
+        ecs_service=cfg.service,
+        request_action="deploy",
+        strategy=cfg.strategy,
         canary=cfg.raw["strategy"].get("canary") or {},
         timeouts=Timeouts(canary=timeouts["canary"], deployment=timeouts["deployment"], rollback=timeouts["rollback"]),
-        alarms=list(cfg.alarms), bake_seconds=cfg.raw["healthGates"]["bakeSeconds"],
-        target_groups=list(cfg.target_groups), read_secret_values=cfg.read_secret_values,
-        migrations=migration_steps(cfg), has_migrations=bool(cfg.migrations) and migrate,
-        family=spec["family"], previous_task_definition_arn=planned.current_arn,
-        previous_revision=revision_name(planned.current_arn), desired_count=planned.service["desiredCount"],
-        images={name: ref.pinned for name, ref in planned.pinned.items()}, summary=planned.diff.summary,
+        alarms=list(cfg.alarms),
+        bake_seconds=cfg.raw["healthGates"]["bakeSeconds"],
+        target_groups=list(cfg.target_groups),
+        read_secret_values=cfg.read_secret_values,
+        migrations=migration_steps(cfg),
+        has_migrations=bool(cfg.migrations) and migrate,
+        family=spec["family"],
+        previous_task_definition_arn=planned.current_arn,
+        previous_revision=revision_name(planned.current_arn),
+        desired_count=planned.service["desiredCount"],
+        images={name: ref.pinned for name, ref in planned.pinned.items()},
+        summary=planned.diff.summary,
         artefacts=stored,
     )

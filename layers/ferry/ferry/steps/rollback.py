@@ -40,22 +40,26 @@ DEFAULT_TIMEOUT_SECONDS = 1800
 
 # ------------------------------------------------------------------ the step's contracts
 
+
 @dataclass(frozen=True, kw_only=True)
 class RollbackInput(EcsStepInput):
     """What every rollback state passes (statemachine/build.py ROLLBACK): the failed deploy, what the service ran
     before, and why it failed."""
 
     action: str = key("action", doc="start, finish or explain")
-    previous_task_definition_arn: str = key("previousTaskDefinitionArn",
-                                            doc="the revision the service ran before, "
-                                                "$.render.previousTaskDefinitionArn")
+    previous_task_definition_arn: str = key(
+        "previousTaskDefinitionArn", doc="the revision the service ran before, $.render.previousTaskDefinitionArn"
+    )
     desired_count: int = key("desiredCount", kinds=(int,), doc="the tasks it ran before, $.render.desiredCount")
-    failed_task_definition_arn: str | None = key("failedTaskDefinitionArn", required=False,
-                                                 doc="the new revision, $.register.taskDefinitionArn")
-    failure: dict[str, Any] | None = key("failure", kinds=(dict,), required=False,
-                                         doc="what failed, $.failure: the Catch's Error and Cause")
-    request_action: str | None = key("requestAction", required=False,
-                                     doc="$.render.requestAction: deploy, or rollback for a rollback request")
+    failed_task_definition_arn: str | None = key(
+        "failedTaskDefinitionArn", required=False, doc="the new revision, $.register.taskDefinitionArn"
+    )
+    failure: dict[str, Any] | None = key(
+        "failure", kinds=(dict,), required=False, doc="what failed, $.failure: the Catch's Error and Cause"
+    )
+    request_action: str | None = key(
+        "requestAction", required=False, doc="$.render.requestAction: deploy, or rollback for a rollback request"
+    )
 
     @property
     def failed(self) -> str | None:
@@ -65,10 +69,14 @@ class RollbackInput(EcsStepInput):
 
 @dataclass(frozen=True, kw_only=True)
 class StartInput(RollbackInput):
-    """"Roll back to the previous revision"."""
+    """ "Roll back to the previous revision"."""
 
-    timeout_seconds: int | None = key("timeoutSeconds", kinds=(int,), required=False,
-                                      doc="$.render.timeouts.rollback: when the wait for it looks for itself")
+    timeout_seconds: int | None = key(
+        "timeoutSeconds",
+        kinds=(int,),
+        required=False,
+        doc="$.render.timeouts.rollback: when the wait for it looks for itself",
+    )
 
     @property
     def timeout(self) -> int:
@@ -77,31 +85,38 @@ class StartInput(RollbackInput):
 
 @dataclass(frozen=True, kw_only=True)
 class FinishInput(RollbackInput):
-    """"Deregister the failed revision"."""
+    """ "Deregister the failed revision"."""
 
-    service: str = key("service", doc="the service's name in the config registry, $.service: its config's "
-                                      "rollback.keepFailedRevisions")
+    service: str = key(
+        "service", doc="the service's name in the config registry, $.service: its config's rollback.keepFailedRevisions"
+    )
     method: str | None = key("method", required=False, doc="what the rollback did, $.rollback.method")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExplainInput(RollbackInput):
-    """"Explain the failed rollback"."""
+    """ "Explain the failed rollback"."""
 
-    rollback_failure: dict[str, Any] | None = key("rollbackFailure", kinds=(dict,), required=False,
-                                                  doc="what failed in the rollback, $.rollbackFailure")
+    rollback_failure: dict[str, Any] | None = key(
+        "rollbackFailure", kinds=(dict,), required=False, doc="what failed in the rollback, $.rollbackFailure"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Started(Model):
     """The rollback started ($.rollback): what "Wait for ECS to finish the rollback" waits for."""
 
-    method: str = key("method", doc="what Ferry did: waited for ECS's own rollback, stopped the deployment with "
-                                    "ROLLBACK, or updated the service")
-    started_at: float = key("startedAt", kinds=(int, float), doc="when the rollback's deployment began: its timeout "
-                                                                 "counts from it")
-    canary_tasks_stopped: int = key("canaryTasksStopped", kinds=(int,),
-                                    doc="canary tasks stopped before rolling back; -1 when removing them failed")
+    method: str = key(
+        "method",
+        doc="what Ferry did: waited for ECS's own rollback, stopped the deployment with "
+        "ROLLBACK, or updated the service",
+    )
+    started_at: float = key(
+        "startedAt", kinds=(int, float), doc="when the rollback's deployment began: its timeout counts from it"
+    )
+    canary_tasks_stopped: int = key(
+        "canaryTasksStopped", kinds=(int,), doc="canary tasks stopped before rolling back; -1 when removing them failed"
+    )
     progress: Progress = key("progress", nested=Progress, doc="when the wait looks for itself")
 
     @property
@@ -149,8 +164,11 @@ class Explained(Model):
 # action -> (input, output): what each rollback state passes, and what it writes.
 CONTRACTS = {"start": (StartInput, Started), "finish": (FinishInput, RolledBack), "explain": (ExplainInput, Explained)}
 # What an InputInvalid names: the state whose Parameters are wrong.
-INPUT_OF = {"start": f"{S.ROLL_BACK}'s input", "finish": f"{S.DEREGISTER_FAILED_REVISION}'s input",
-            "explain": f"{S.EXPLAIN_FAILED_ROLLBACK}'s input"}
+INPUT_OF = {
+    "start": f"{S.ROLL_BACK}'s input",
+    "finish": f"{S.DEREGISTER_FAILED_REVISION}'s input",
+    "explain": f"{S.EXPLAIN_FAILED_ROLLBACK}'s input",
+}
 
 
 def read(event: Any) -> RollbackInput:
@@ -178,15 +196,28 @@ def roll_back(request: StartInput) -> Started:
     """Take the canary away, then start (or find) the deployment back to the previous revision."""
     try:
         # The canary must not keep serving; the failed revision is the one it runs (its family finds crashed ones).
-        stopped = canary_tasks.remove_now(request.cluster, request.ecs_service, request.execution,
-                                          task_definition_arn=request.failed_task_definition_arn or None)
+        stopped = canary_tasks.remove_now(
+            request.cluster,
+            request.ecs_service,
+            request.execution,
+            task_definition_arn=request.failed_task_definition_arn or None,
+        )
     except Exception as exc:  # never let the canary keep the service from being rolled back
         logger.warning("canary removal failed; rolling back anyway", extra={"error": type(exc).__name__})
         stopped = -1
-    started = start(request.cluster, request.ecs_service, request.previous_task_definition_arn, request.desired_count,
-                    request.failed)
-    return Started(method=started["method"], started_at=started["startedAt"], canary_tasks_stopped=stopped,
-                   progress=Progress(state="IN_PROGRESS", check_in_seconds=check_in_seconds(request.timeout)))
+    started = start(
+        request.cluster,
+        request.ecs_service,
+        request.previous_task_definition_arn,
+        request.desired_count,
+        request.failed,
+    )
+    return Started(
+        method=started["method"],
+        started_at=started["startedAt"],
+        canary_tasks_stopped=stopped,
+        progress=Progress(state="IN_PROGRESS", check_in_seconds=check_in_seconds(request.timeout)),
+    )
 
 
 def start(cluster: str, service: str, previous: str, desired: int, failed: str | None) -> dict[str, Any]:
@@ -198,16 +229,26 @@ def start(cluster: str, service: str, previous: str, desired: int, failed: str |
         return {"method": f"the service was already back on {revision_name(previous)}", "startedAt": clock.now()}
     if failed and primary["taskDefinition"] == failed and primary.get("rolloutState") == "IN_PROGRESS":
         try:
-            found = aws.items(ecs, "list_service_deployments", "serviceDeployments", cluster=cluster, service=service,
-                              status=["PENDING", "IN_PROGRESS"])  # every page: 20 a page
+            found = aws.items(
+                ecs,
+                "list_service_deployments",
+                "serviceDeployments",
+                cluster=cluster,
+                service=service,
+                status=["PENDING", "IN_PROGRESS"],
+            )  # every page: 20 a page
             for deployment in found:
-                ecs.stop_service_deployment(serviceDeploymentArn=deployment["serviceDeploymentArn"], stopType="ROLLBACK")
+                ecs.stop_service_deployment(
+                    serviceDeploymentArn=deployment["serviceDeploymentArn"], stopType="ROLLBACK"
+                )
             primary = primary_deployment(describe_service(cluster, service))
             if found and primary["taskDefinition"] == previous:
                 return {"method": "stopped the in-flight deployment with ROLLBACK", "startedAt": created_at(primary)}
         except (ClientError, BotoCoreError, AttributeError):
             pass  # no service deployments API here, or nothing to stop: update the service instead
-    updated = ecs.update_service(cluster=cluster, service=service, taskDefinition=previous, desiredCount=desired)["service"]
+    updated = ecs.update_service(cluster=cluster, service=service, taskDefinition=previous, desiredCount=desired)[
+        "service"
+    ]
     primary = primary_deployment(updated)
     return {"method": f"updated the service to {revision_name(previous)}", "startedAt": created_at(primary)}
 
@@ -216,13 +257,14 @@ def _retire(table: str, key: str, failed: str, keep: int) -> list[str]:
     """Deregister failed revisions beyond the newest `keep`; the list of them lives in the lock table."""
     ddb = aws.client("dynamodb")
     item = ddb.update_item(
-        TableName=table, Key={"pk": {"S": f"failed#{key}"}},
+        TableName=table,
+        Key={"pk": {"S": f"failed#{key}"}},
         UpdateExpression="SET revisions = list_append(if_not_exists(revisions, :empty), :this)",
         ExpressionAttributeValues={":empty": {"L": []}, ":this": {"L": [{"S": failed}]}},
         ReturnValues="ALL_NEW",
     )["Attributes"]
     revisions = list(dict.fromkeys(r["S"] for r in item["revisions"]["L"]))
-    retired, kept = revisions[: max(0, len(revisions) - keep)], revisions[max(0, len(revisions) - keep):]
+    retired, kept = revisions[: max(0, len(revisions) - keep)], revisions[max(0, len(revisions) - keep) :]
     for arn in retired:
         try:
             aws.client("ecs").deregister_task_definition(taskDefinition=arn)
@@ -249,11 +291,17 @@ def finish(request: FinishInput, table: str, keep: int) -> RolledBack:
         except (ClientError, BotoCoreError) as exc:
             note = f" Deregistering {revision_name(failed)} failed ({aws.error_code(exc) or type(exc).__name__}); it is still registered."
     failed_name = revision_name(failed) if failed else "the new revision"
-    kept = "" if failed in retired or not failed else f" {failed_name} stays registered (rollback.keepFailedRevisions: {keep})."
+    kept = (
+        ""
+        if failed in retired or not failed
+        else f" {failed_name} stays registered (rollback.keepFailedRevisions: {keep})."
+    )
     gone = f" {failed_name} was deregistered." if failed in retired else ""
-    cause = (f"{failed_name} failed: {failure_message(failure)}\n"
-             f"Ferry rolled {where} back to {revision_name(previous)} ({desired} tasks; {method}) and that deployment "
-             f"completed: the service is stable on {revision_name(previous)}.{gone}{kept}{note}")
+    cause = (
+        f"{failed_name} failed: {failure_message(failure)}\n"
+        f"Ferry rolled {where} back to {revision_name(previous)} ({desired} tasks; {method}) and that deployment "
+        f"completed: the service is stable on {revision_name(previous)}.{gone}{kept}{note}"
+    )
     return RolledBack(error="RolledBack", cause=cause[:MAX_CAUSE], retired=[revision_name(r) for r in retired])
 
 
@@ -265,8 +313,10 @@ def explain(request: ExplainInput) -> Explained:
     try:
         current = describe_service(cluster, service)
         primary = primary_deployment(current)
-        now = (f"It now runs {revision_name(primary['taskDefinition'])} (PRIMARY deployment {primary.get('rolloutState', '?')}, "
-               f"{primary.get('runningCount', '?')}/{primary.get('desiredCount', '?')} tasks running).")
+        now = (
+            f"It now runs {revision_name(primary['taskDefinition'])} (PRIMARY deployment {primary.get('rolloutState', '?')}, "
+            f"{primary.get('runningCount', '?')}/{primary.get('desiredCount', '?')} tasks running)."
+        )
     except Exception as exc:  # the explanation must still be written when ECS cannot be read
         now = f"Its current state could not be read ({type(exc).__name__})."
     cause = (

@@ -13,7 +13,7 @@ from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primar
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """"Update the service to the new revision"."""
+    """ "Update the service to the new revision"."""
 
     task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
     strategy: str = key("strategy", doc="$.render.strategy: native leaves the service's deployment settings alone")
@@ -29,7 +29,9 @@ class Output(Model):
     """The deployment started ($.deployment): what "Wait for ECS to finish the deployment" waits for."""
 
     deployment_id: str = key("deploymentId", doc="ECS's deployment id")
-    started_at: float = key("startedAt", kinds=(int, float), doc="when ECS created it: the phase timeout counts from it")
+    started_at: float = key(
+        "startedAt", kinds=(int, float), doc="when ECS created it: the phase timeout counts from it"
+    )
     revision: str = key("revision", doc="family:revision the service now runs towards")
     already_started: bool = key("alreadyStarted", kinds=(bool,), doc="a retried step found its own deployment")
     progress: Progress = key("progress", nested=Progress, doc="when the wait looks for itself")
@@ -44,9 +46,13 @@ class Started:
 
     def to_output(self, timeout_seconds: int, native: bool = False) -> Output:
         """The state's view; `progress` tells the waiting state when to look for itself if no event comes."""
-        return Output(deployment_id=self.deployment_id, started_at=self.started_at,
-                      revision=revision_name(self.task_definition_arn), already_started=self.already_started,
-                      progress=Progress(state="IN_PROGRESS", check_in_seconds=check_in_seconds(timeout_seconds, native)))
+        return Output(
+            deployment_id=self.deployment_id,
+            started_at=self.started_at,
+            revision=revision_name(self.task_definition_arn),
+            already_started=self.already_started,
+            progress=Progress(state="IN_PROGRESS", check_in_seconds=check_in_seconds(timeout_seconds, native)),
+        )
 
 
 # action -> (input, output): what "Update the service to the new revision" passes and stores at $.deployment.
@@ -55,13 +61,20 @@ CONTRACTS = {None: (Input, Output)}
 
 def run(request: Input, artefacts_bucket: str) -> Output:
     """The step: start the deployment (or find the one a first attempt started) and tell the wait about it."""
-    started = update_service(request.cluster, request.ecs_service, request.task_definition_arn, request.execution,
-                             artefacts_bucket, native=request.native)
+    started = update_service(
+        request.cluster,
+        request.ecs_service,
+        request.task_definition_arn,
+        request.execution,
+        artefacts_bucket,
+        native=request.native,
+    )
     return started.to_output(request.timeout_seconds, native=request.native)
 
 
-def update_service(cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str,
-                   native: bool = False) -> Started:
+def update_service(
+    cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str, native: bool = False
+) -> Started:
     """Start the ECS deployment; a retry after success returns the same deployment.
 
     `native` leaves the service's deployment configuration (its blue/green,
@@ -72,11 +85,16 @@ def update_service(cluster: str, service: str, task_definition_arn: str, executi
     if primary["taskDefinition"] == task_definition_arn:
         return Started(primary["id"], created_at(primary), task_definition_arn, True)
 
-    artefacts.put_json(artefacts_bucket, execution, "service-before.json", {
-        "taskDefinition": current["taskDefinition"],
-        "desiredCount": current["desiredCount"],
-        "deploymentConfiguration": current.get("deploymentConfiguration", {}),
-    })
+    artefacts.put_json(
+        artefacts_bucket,
+        execution,
+        "service-before.json",
+        {
+            "taskDefinition": current["taskDefinition"],
+            "desiredCount": current["desiredCount"],
+            "deploymentConfiguration": current.get("deploymentConfiguration", {}),
+        },
+    )
     params: dict[str, Any] = {"cluster": cluster, "service": service, "taskDefinition": task_definition_arn}
     if not native:
         config = dict(current.get("deploymentConfiguration") or {})

@@ -44,15 +44,29 @@ REPORT_ARTEFACT = "verify-report.json"
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """"Verify secrets, images and roles"."""
+    """ "Verify secrets, images and roles"."""
 
-    alarms: list = key("alarms", kinds=(list,), required=False, default=[],
-                       doc="$.render.alarms: the health gates' alarms, which must exist")
-    target_groups: list = key("targetGroups", kinds=(list,), required=False, default=[],
-                              doc="$.render.targetGroups: the health gates' target groups, which must exist")
-    read_secret_values: bool = key("readSecretValues", kinds=(bool,), required=False, default=False,
-                                   doc="$.render.readSecretValues: whether a secret's value may be read to find "
-                                       "its JSON keys")
+    alarms: list = key(
+        "alarms",
+        kinds=(list,),
+        required=False,
+        default=[],
+        doc="$.render.alarms: the health gates' alarms, which must exist",
+    )
+    target_groups: list = key(
+        "targetGroups",
+        kinds=(list,),
+        required=False,
+        default=[],
+        doc="$.render.targetGroups: the health gates' target groups, which must exist",
+    )
+    read_secret_values: bool = key(
+        "readSecretValues",
+        kinds=(bool,),
+        required=False,
+        default=False,
+        doc="$.render.readSecretValues: whether a secret's value may be read to find its JSON keys",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +97,9 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
 )
 ARCHITECTURES = {"X86_64": "amd64", "ARM64": "arm64"}
-SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[^:]+):(?P<account>\d{12}):secret:(?P<name>[^:]+)(?::(?P<rest>.*))?$")
+SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[^:]+):(?P<account>\d{12}):secret:(?P<name>[^:]+)(?::(?P<rest>.*))?$"
+)
 SSM_ARN = re.compile(r"^arn:aws[a-z-]*:ssm:(?P<region>[^:]+):(?P<account>\d{12}):parameter(?P<path>/.+)$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role(?P<path>/(?:.*/)?)(?P<name>[^/]+)$")
 S3_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::(?P<bucket>[^/]+)/(?P<key>.+)$")
@@ -141,7 +157,9 @@ class Report:
     def to_state(self) -> dict[str, Any]:
         """Small enough for the execution's state: counts and the first failures."""
         lines = [c.line for c in self.failed]
-        fitted = _fit(lines, max_lines=STATE_MAX_LINES, fits=lambda kept: len(json.dumps(kept).encode()) <= STATE_MAX_BYTES)
+        fitted = _fit(
+            lines, max_lines=STATE_MAX_LINES, fits=lambda kept: len(json.dumps(kept).encode()) <= STATE_MAX_BYTES
+        )
         return {"passed": len(self.passed), "failed": len(self.failed), "failures": fitted}
 
     def cause(self) -> str:
@@ -153,13 +171,22 @@ class Report:
         noun = "problem" if len(failed) == 1 else "problems"
         header = f"Verify found {len(failed)} {noun} in {subject} (nothing was changed):"
         lines = [f"- {c.line}" for c in failed]
-        fitted = _fit(lines, max_lines=len(lines), fits=lambda kept: len("\n".join([header, *kept]).encode()) <= CAUSE_MAX_BYTES,
-                      more=lambda n: f"- … and {n} more (see the verify report)")
+        fitted = _fit(
+            lines,
+            max_lines=len(lines),
+            fits=lambda kept: len("\n".join([header, *kept]).encode()) <= CAUSE_MAX_BYTES,
+            more=lambda n: f"- … and {n} more (see the verify report)",
+        )
         return "\n".join([header, *fitted])
 
 
-def _fit(lines: list[str], *, max_lines: int, fits: Callable[[list[str]], bool],
-         more: Callable[[int], str] = lambda n: f"… and {n} more (see the verify report)") -> list[str]:
+def _fit(
+    lines: list[str],
+    *,
+    max_lines: int,
+    fits: Callable[[list[str]], bool],
+    more: Callable[[int], str] = lambda n: f"… and {n} more (see the verify report)",
+) -> list[str]:
     """As many whole lines as fit, then one line saying how many were left out."""
     for keep in range(min(len(lines), max_lines), -1, -1):
         left = len(lines) - keep
@@ -216,16 +243,31 @@ def _guard(name: str, resource: str, run: Callable[[], Iterable[Check]]) -> list
         error = exc.response.get("Error", {})
         code = error.get("Code") or "error"
         detail = (error.get("Message") or "").strip()
-        return [Check(name, resource, False,
-                      f"{resource}: could not check ({code} from {exc.operation_name}{': ' + detail if detail else ''}): "
-                      "fix Ferry's access to it, or the reference, and deploy again")]
+        return [
+            Check(
+                name,
+                resource,
+                False,
+                f"{resource}: could not check ({code} from {exc.operation_name}{': ' + detail if detail else ''}): "
+                "fix Ferry's access to it, or the reference, and deploy again",
+            )
+        ]
     except BotoCoreError as exc:
-        return [Check(name, resource, False, f"{resource}: could not check ({type(exc).__name__}: {exc}): deploy again")]
+        return [
+            Check(name, resource, False, f"{resource}: could not check ({type(exc).__name__}: {exc}): deploy again")
+        ]
     except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
         # Only the type: the text of an arbitrary exception could carry data read from AWS.
         log.exception("verify check %s crashed", name)
-        return [Check(name, resource, False, f"{resource}: could not check ({type(exc).__name__} in Ferry): deploy again, "
-                                             "and report it if it repeats")]
+        return [
+            Check(
+                name,
+                resource,
+                False,
+                f"{resource}: could not check ({type(exc).__name__} in Ferry): deploy again, "
+                "and report it if it repeats",
+            )
+        ]
 
 
 def _used_by(containers: Iterable[str]) -> str:
@@ -249,12 +291,24 @@ def _cluster_and_service(cx: _Aws, cluster: str, service: str, create_service: b
     if status == "ACTIVE":
         checks.append(Check("cluster-active", resource, True, f"cluster {cluster} exists and is ACTIVE"))
     elif status is None:
-        checks.append(Check("cluster-active", resource, False,
-                            f"cluster {cluster} does not exist in {cx.region}: create it, or fix `cluster` in the service config"))
+        checks.append(
+            Check(
+                "cluster-active",
+                resource,
+                False,
+                f"cluster {cluster} does not exist in {cx.region}: create it, or fix `cluster` in the service config",
+            )
+        )
         return checks, None
     else:
-        checks.append(Check("cluster-active", resource, False,
-                            f"cluster {cluster} is {status}, not ACTIVE: use an ACTIVE cluster, or fix `cluster` in the service config"))
+        checks.append(
+            Check(
+                "cluster-active",
+                resource,
+                False,
+                f"cluster {cluster} is {status}, not ACTIVE: use an ACTIVE cluster, or fix `cluster` in the service config",
+            )
+        )
         return checks, None
     if create_service:
         return checks, None
@@ -262,15 +316,29 @@ def _cluster_and_service(cx: _Aws, cluster: str, service: str, create_service: b
     services = ecs.describe_services(cluster=cluster, services=[service]).get("services", [])
     current = next((s for s in services if s.get("status") == "ACTIVE"), None)
     if current is not None:
-        checks.append(Check("service-active", resource, True, f"service {service} exists and is ACTIVE in cluster {cluster}"))
+        checks.append(
+            Check("service-active", resource, True, f"service {service} exists and is ACTIVE in cluster {cluster}")
+        )
         checks.append(_service_arn_check(service, cluster, current.get("serviceArn") or ""))
     elif services:
-        checks.append(Check("service-active", resource, False,
-                            f"service {service} in cluster {cluster} is {services[0].get('status')} (being deleted): "
-                            "create it again, or fix `service` in the config"))
+        checks.append(
+            Check(
+                "service-active",
+                resource,
+                False,
+                f"service {service} in cluster {cluster} is {services[0].get('status')} (being deleted): "
+                "create it again, or fix `service` in the config",
+            )
+        )
     else:
-        checks.append(Check("service-active", resource, False,
-                            f"service {service} does not exist in cluster {cluster}: create it first, or fix `service` in the config"))
+        checks.append(
+            Check(
+                "service-active",
+                resource,
+                False,
+                f"service {service} does not exist in cluster {cluster}: create it first, or fix `service` in the config",
+            )
+        )
     return checks, current
 
 
@@ -283,12 +351,16 @@ def _service_arn_check(service: str, cluster: str, arn: str) -> Check:
     grants name services by cluster (…:service/<cluster>/*), and its deployment events cannot be told apart by cluster."""
     resource = f"service {service}"
     if SHORT_SERVICE_ARN.match(arn):
-        return Check("service-arn-format", resource, False,
-                     f"service {service} has a short ARN ({arn}) without its cluster, which Ferry cannot deploy: its IAM "
-                     f"grants and the ECS deployment events it waits for need the long format (…:service/{cluster}/{service}). "
-                     "Opt the account in with `aws ecs put-account-setting-default --name serviceLongArnFormat --value "
-                     "enabled` (and `aws ecs put-account-setting` for any role that set it), then migrate the service to the "
-                     f"long ARN in place ({SERVICE_ARN_MIGRATION}) or recreate it, and deploy again")
+        return Check(
+            "service-arn-format",
+            resource,
+            False,
+            f"service {service} has a short ARN ({arn}) without its cluster, which Ferry cannot deploy: its IAM "
+            f"grants and the ECS deployment events it waits for need the long format (…:service/{cluster}/{service}). "
+            "Opt the account in with `aws ecs put-account-setting-default --name serviceLongArnFormat --value "
+            "enabled` (and `aws ecs put-account-setting` for any role that set it), then migrate the service to the "
+            f"long ARN in place ({SERVICE_ARN_MIGRATION}) or recreate it, and deploy again",
+        )
     return Check("service-arn-format", resource, True, f"service {service} has the long ARN format ({arn})")
 
 
@@ -305,48 +377,91 @@ def _platform(task_definition: dict) -> tuple[str, str]:
 def _image_checks(cx: _Aws, uri: str, containers: list[str], platform: tuple[str, str]) -> list[Check]:
     ref = images.parse(uri)
     if ref is None:
-        return [Check("image-exists", f"image {uri}", True, f"image {uri}{_used_by(containers)} is not in this account's ECR, not checked")]
+        return [
+            Check(
+                "image-exists",
+                f"image {uri}",
+                True,
+                f"image {uri}{_used_by(containers)} is not in this account's ECR, not checked",
+            )
+        ]
     resource = f"image {ref.short()}"
     ecr = cx.client("ecr", ref.region)
     image_id = {"imageDigest": ref.digest} if ref.digest else {"imageTag": ref.tag or "latest"}
     wanted = ref.digest or f"tag {ref.tag or 'latest'}"
     try:
-        detail = ecr.describe_images(registryId=ref.registry, repositoryName=ref.repository, imageIds=[image_id])["imageDetails"][0]
+        detail = ecr.describe_images(registryId=ref.registry, repositoryName=ref.repository, imageIds=[image_id])[
+            "imageDetails"
+        ][0]
     except ClientError as exc:
         code = aws.error_code(exc)
         if code == "ImageNotFoundException":
-            return [Check("image-exists", resource, False,
-                          f"{resource}{_used_by(containers)} is not in ECR repository {ref.repository} ({ref.registry}, {ref.region}) "
-                          f"at {wanted}: push it, or fix the image in the task definition")]
+            return [
+                Check(
+                    "image-exists",
+                    resource,
+                    False,
+                    f"{resource}{_used_by(containers)} is not in ECR repository {ref.repository} ({ref.registry}, {ref.region}) "
+                    f"at {wanted}: push it, or fix the image in the task definition",
+                )
+            ]
         if code == "RepositoryNotFoundException":
-            return [Check("image-exists", resource, False,
-                          f"{resource}{_used_by(containers)}: ECR repository {ref.repository} does not exist in {ref.registry} "
-                          f"({ref.region}): create it and push the image, or fix the image in the task definition")]
+            return [
+                Check(
+                    "image-exists",
+                    resource,
+                    False,
+                    f"{resource}{_used_by(containers)}: ECR repository {ref.repository} does not exist in {ref.registry} "
+                    f"({ref.region}): create it and push the image, or fix the image in the task definition",
+                )
+            ]
         raise
-    checks = [Check("image-exists", resource, True,
-                    f"{resource}{_used_by(containers)} is in ECR at {detail['imageDigest'][:19]}…"
-                    + ("" if ref.digest else " (not pinned by digest)"))]
+    checks = [
+        Check(
+            "image-exists",
+            resource,
+            True,
+            f"{resource}{_used_by(containers)} is in ECR at {detail['imageDigest'][:19]}…"
+            + ("" if ref.digest else " (not pinned by digest)"),
+        )
+    ]
     media = detail.get("imageManifestMediaType")
     if media and media not in INDEX_MEDIA_TYPES:
         # A single-platform image: ECR's API does not say its architecture without
         # fetching the config blob, so only multi-arch indexes are checked.
         return checks
-    got = ecr.batch_get_image(registryId=ref.registry, repositoryName=ref.repository, imageIds=[{"imageDigest": detail["imageDigest"]}],
-                              acceptedMediaTypes=[*INDEX_MEDIA_TYPES, *MANIFEST_MEDIA_TYPES])
+    got = ecr.batch_get_image(
+        registryId=ref.registry,
+        repositoryName=ref.repository,
+        imageIds=[{"imageDigest": detail["imageDigest"]}],
+        acceptedMediaTypes=[*INDEX_MEDIA_TYPES, *MANIFEST_MEDIA_TYPES],
+    )
     manifest = json.loads(got["images"][0]["imageManifest"]) if got.get("images") else {}
     if "manifests" not in manifest:
         return checks
     offered = [(m.get("platform") or {}) for m in manifest["manifests"]]
-    offered = [(p.get("os"), p.get("architecture")) for p in offered if p.get("os") and p.get("architecture") not in (None, "unknown")]
+    offered = [
+        (p.get("os"), p.get("architecture"))
+        for p in offered
+        if p.get("os") and p.get("architecture") not in (None, "unknown")
+    ]
     os_name, arch = platform
     have = ", ".join(dict.fromkeys(f"{o}/{a}" for o, a in offered)) or "none"
     if (os_name, arch) in offered:
-        checks.append(Check("image-platform", resource, True, f"{resource} is multi-arch and includes {os_name}/{arch}"))
+        checks.append(
+            Check("image-platform", resource, True, f"{resource} is multi-arch and includes {os_name}/{arch}")
+        )
     else:
-        checks.append(Check("image-platform", resource, False,
-                            f"{resource}{_used_by(containers)} is multi-arch without {os_name}/{arch} (it has {have}), which the task's "
-                            f"runtimePlatform needs: build and push {os_name}/{arch} too (docker buildx --platform {os_name}/{arch}), "
-                            "or change runtimePlatform"))
+        checks.append(
+            Check(
+                "image-platform",
+                resource,
+                False,
+                f"{resource}{_used_by(containers)} is multi-arch without {os_name}/{arch} (it has {have}), which the task's "
+                f"runtimePlatform needs: build and push {os_name}/{arch} too (docker buildx --platform {os_name}/{arch}), "
+                "or change runtimePlatform",
+            )
+        )
     return checks
 
 
@@ -367,32 +482,60 @@ def _role_checks(cx: _Aws, value: str, labels: list[str]) -> list[Check]:
     field = " and ".join(f"{'executionRoleArn' if lab == 'execution role' else 'taskRoleArn'}" for lab in labels)
     checks: list[Check] = []
     if match and match["account"] != account:
-        return [Check("role-passable", resource, False,
-                      f"{resource} is in account {match['account']}, but Ferry deploys from account {account}: ECS cannot be handed "
-                      f"a role of another account (iam:PassRole only covers this account's roles); create the role in {account} "
-                      f"and fix {field}")]
-    checks.append(Check("role-passable", resource, True, f"{resource} is in this account ({account}), so Ferry can pass it to ECS"))
+        return [
+            Check(
+                "role-passable",
+                resource,
+                False,
+                f"{resource} is in account {match['account']}, but Ferry deploys from account {account}: ECS cannot be handed "
+                f"a role of another account (iam:PassRole only covers this account's roles); create the role in {account} "
+                f"and fix {field}",
+            )
+        ]
+    checks.append(
+        Check(
+            "role-passable", resource, True, f"{resource} is in this account ({account}), so Ferry can pass it to ECS"
+        )
+    )
     iam = cx.client("iam")
     try:
         role = iam.get_role(RoleName=name)["Role"]
     except ClientError as exc:
         if aws.error_code(exc) != "NoSuchEntity":
             raise
-        checks.append(Check("role-exists", resource, False,
-                            f"{resource} does not exist in account {account}: create it (trusting {ECS_TASKS}), or fix {field}"))
+        checks.append(
+            Check(
+                "role-exists",
+                resource,
+                False,
+                f"{resource} does not exist in account {account}: create it (trusting {ECS_TASKS}), or fix {field}",
+            )
+        )
         return checks
     if match and role.get("Arn") and role["Arn"] != value:
-        checks.append(Check("role-exists", resource, False,
-                            f"{resource} exists, but its ARN is {role['Arn']}, not {value} (another path?): fix {field}"))
+        checks.append(
+            Check(
+                "role-exists",
+                resource,
+                False,
+                f"{resource} exists, but its ARN is {role['Arn']}, not {value} (another path?): fix {field}",
+            )
+        )
         return checks
     checks.append(Check("role-exists", resource, True, f"{resource} exists"))
     if _trusts_ecs_tasks(role.get("AssumeRolePolicyDocument")):
         checks.append(Check("role-trusts-ecs-tasks", resource, True, f"{resource} trusts {ECS_TASKS} to assume it"))
     else:
-        checks.append(Check("role-trusts-ecs-tasks", resource, False,
-                            f"{resource} does not trust {ECS_TASKS}, so tasks cannot use it: add a trust statement allowing "
-                            f"Principal {{\"Service\": \"{ECS_TASKS}\"}} sts:AssumeRole "
-                            f"(`aws iam update-assume-role-policy --role-name {name} --policy-document file://trust.json`)"))
+        checks.append(
+            Check(
+                "role-trusts-ecs-tasks",
+                resource,
+                False,
+                f"{resource} does not trust {ECS_TASKS}, so tasks cannot use it: add a trust statement allowing "
+                f'Principal {{"Service": "{ECS_TASKS}"}} sts:AssumeRole '
+                f"(`aws iam update-assume-role-policy --role-name {name} --policy-document file://trust.json`)",
+            )
+        )
     return checks
 
 
@@ -441,8 +584,9 @@ def _parse_secret_arn(value: str) -> tuple[str, str, str, _SecretRef] | None:
     return match["region"], base, display, _SecretRef(parts[0], parts[1], parts[2])
 
 
-def _secrets_manager_checks(cx: _Aws, region: str, secret_id: str, display: str, refs: dict[_SecretRef, list[str]],
-                            read_values: bool) -> list[Check]:
+def _secrets_manager_checks(
+    cx: _Aws, region: str, secret_id: str, display: str, refs: dict[_SecretRef, list[str]], read_values: bool
+) -> list[Check]:
     sm = cx.client("secretsmanager", region)
     resource = f"secret {display}"
     containers = [c for cs in refs.values() for c in cs]
@@ -454,17 +598,29 @@ def _secrets_manager_checks(cx: _Aws, region: str, secret_id: str, display: str,
         if aws.error_code(exc) != "ResourceNotFoundException":
             raise
         hint = " (a secret created again gets a new ARN)" if secret_id.startswith("arn:") else ""
-        return [Check("secret-exists", resource, False,
-                      f"{resource}{used} does not exist in {region}{hint}: create it with `aws secretsmanager create-secret "
-                      f"--name {display} --secret-string ...{flag}`, or fix valueFrom")]
+        return [
+            Check(
+                "secret-exists",
+                resource,
+                False,
+                f"{resource}{used} does not exist in {region}{hint}: create it with `aws secretsmanager create-secret "
+                f"--name {display} --secret-string ...{flag}`, or fix valueFrom",
+            )
+        ]
     name = description.get("Name") or display
     checks = [Check("secret-exists", resource, True, f"{resource}{used} exists")]
     if description.get("DeletedDate"):
         when = description["DeletedDate"]
         when = when.date().isoformat() if hasattr(when, "date") else str(when)
-        checks.append(Check("secret-not-deleted", resource, False,
-                            f"{resource}{used} is scheduled for deletion on {when}: restore it with "
-                            f"`aws secretsmanager restore-secret --secret-id {name}{flag}`, or stop using it"))
+        checks.append(
+            Check(
+                "secret-not-deleted",
+                resource,
+                False,
+                f"{resource}{used} is scheduled for deletion on {when}: restore it with "
+                f"`aws secretsmanager restore-secret --secret-id {name}{flag}`, or stop using it",
+            )
+        )
         return checks
     checks.append(Check("secret-not-deleted", resource, True, f"{resource} is not scheduled for deletion"))
     versions: dict[str, list[str]] = description.get("VersionIdsToStages") or {}
@@ -477,7 +633,9 @@ def _secrets_manager_checks(cx: _Aws, region: str, secret_id: str, display: str,
             entry["keys"].append(ref.json_key)
     for (stage, version_id), entry in wanted.items():
         keys = list(dict.fromkeys(entry["keys"]))
-        pinned = " ".join(filter(None, [f"version {version_id}" if version_id else "", f"stage {stage}" if stage else ""]))
+        pinned = " ".join(
+            filter(None, [f"version {version_id}" if version_id else "", f"stage {stage}" if stage else ""])
+        )
         target = f"{resource} ({pinned})" if pinned else resource
         if version_id:
             present = version_id in versions and (not stage or stage in versions[version_id])
@@ -485,24 +643,44 @@ def _secrets_manager_checks(cx: _Aws, region: str, secret_id: str, display: str,
             present = any((stage or "AWSCURRENT") in stages for stages in versions.values())
         users = _used_by(entry["containers"])
         if not present:
-            checks.append(Check("secret-has-value", target, False,
-                                f"{target}{users} has no {pinned}: point valueFrom at a version that exists, or drop the version part"
-                                if pinned else
-                                f"{resource}{users} exists but has no value: put one with `aws secretsmanager put-secret-value "
-                                f"--secret-id {name} --secret-string ...{flag}`"))
+            checks.append(
+                Check(
+                    "secret-has-value",
+                    target,
+                    False,
+                    f"{target}{users} has no {pinned}: point valueFrom at a version that exists, or drop the version part"
+                    if pinned
+                    else f"{resource}{users} exists but has no value: put one with `aws secretsmanager put-secret-value "
+                    f"--secret-id {name} --secret-string ...{flag}`",
+                )
+            )
             continue
-        checks.append(Check("secret-has-value", target, True, f"{target}{users} has a value ({pinned or 'AWSCURRENT'})"))
+        checks.append(
+            Check("secret-has-value", target, True, f"{target}{users} has a value ({pinned or 'AWSCURRENT'})")
+        )
         if keys and read_values:
             checks.extend(_json_key_checks(sm, secret_id, target, name, stage, version_id, keys))
         for json_key in keys if not read_values else []:
-            checks.append(Check("secret-json-key", f"{target} json key {json_key}", True,
-                                f"{target} json key {json_key} not checked (reading secret values is off)"))
+            checks.append(
+                Check(
+                    "secret-json-key",
+                    f"{target} json key {json_key}",
+                    True,
+                    f"{target} json key {json_key} not checked (reading secret values is off)",
+                )
+            )
     return checks
 
 
-def _json_key_checks(sm, secret_id: str, resource: str, name: str, stage: str, version_id: str, keys: list[str]) -> list[Check]:
+def _json_key_checks(
+    sm, secret_id: str, resource: str, name: str, stage: str, version_id: str, keys: list[str]
+) -> list[Check]:
     """Read the value, look for the keys, and let go of it. Nothing of the value leaves this function."""
-    request = {"SecretId": secret_id, **({"VersionStage": stage} if stage else {}), **({"VersionId": version_id} if version_id else {})}
+    request = {
+        "SecretId": secret_id,
+        **({"VersionStage": stage} if stage else {}),
+        **({"VersionId": version_id} if version_id else {}),
+    }
 
     def each(ok: bool, message: Callable[[str], str]) -> list[Check]:
         return [Check("secret-json-key", f"{resource} json key {k}", ok, message(k)) for k in keys]
@@ -511,11 +689,21 @@ def _json_key_checks(sm, secret_id: str, resource: str, name: str, stage: str, v
         text = sm.get_secret_value(**request).get("SecretString")
     except ClientError as exc:
         code = aws.error_code(exc) or "error"
-        return each(False, lambda k: f"{resource}: could not read it to find json key {k} ({code}): "
-                                     "allow Ferry secretsmanager:GetSecretValue on it, or turn reading secret values off")
+        return each(
+            False,
+            lambda k: (
+                f"{resource}: could not read it to find json key {k} ({code}): "
+                "allow Ferry secretsmanager:GetSecretValue on it, or turn reading secret values off"
+            ),
+        )
     if text is None:
-        return each(False, lambda k: f"{resource} has a binary value, so ECS cannot read json key {k}: store the value as a JSON "
-                                     "SecretString, or drop the json key from valueFrom")
+        return each(
+            False,
+            lambda k: (
+                f"{resource} has a binary value, so ECS cannot read json key {k}: store the value as a JSON "
+                "SecretString, or drop the json key from valueFrom"
+            ),
+        )
     try:
         parsed = json.loads(text)
     except ValueError:
@@ -523,16 +711,28 @@ def _json_key_checks(sm, secret_id: str, resource: str, name: str, stage: str, v
     finally:
         text = None
     if not isinstance(parsed, dict):
-        return each(False, lambda k: f"{resource}'s value is not a JSON object, so ECS cannot read json key {k}: put a JSON object "
-                                     f"with `aws secretsmanager put-secret-value --secret-id {name} --secret-string ...`, "
-                                     "or drop the json key from valueFrom")
+        return each(
+            False,
+            lambda k: (
+                f"{resource}'s value is not a JSON object, so ECS cannot read json key {k}: put a JSON object "
+                f"with `aws secretsmanager put-secret-value --secret-id {name} --secret-string ...`, "
+                "or drop the json key from valueFrom"
+            ),
+        )
     present = {k: k in parsed for k in keys}
     parsed = None
-    return [Check("secret-json-key", f"{resource} json key {k}", ok,
-                  f"{resource} has json key {k}" if ok else
-                  f"{resource}'s JSON value has no key {k}: add it with `aws secretsmanager put-secret-value --secret-id {name} "
-                  "--secret-string ...` (the whole JSON object), or fix the key in valueFrom")
-            for k, ok in present.items()]
+    return [
+        Check(
+            "secret-json-key",
+            f"{resource} json key {k}",
+            ok,
+            f"{resource} has json key {k}"
+            if ok
+            else f"{resource}'s JSON value has no key {k}: add it with `aws secretsmanager put-secret-value --secret-id {name} "
+            "--secret-string ...` (the whole JSON object), or fix the key in valueFrom",
+        )
+        for k, ok in present.items()
+    ]
 
 
 def _ssm_names(arn_path: str) -> list[str]:
@@ -556,13 +756,23 @@ def _parameter_checks(cx: _Aws, value: str, containers: list[str]) -> list[Check
         except ClientError as exc:
             if aws.error_code(exc) != "ParameterNotFound":
                 raise
-            return [Check("parameter-exists", resource, False,
-                          f"{resource}{used} does not exist in account {match['account']} ({region}), or is not shared with "
-                          f"this account: create or share it, or fix valueFrom")]
+            return [
+                Check(
+                    "parameter-exists",
+                    resource,
+                    False,
+                    f"{resource}{used} does not exist in account {match['account']} ({region}), or is not shared with "
+                    f"this account: create or share it, or fix valueFrom",
+                )
+            ]
     names = _ssm_names(match["path"]) if match else [value]
     # DescribeParameters filters after it reads a page: an empty page can still have a NextToken.
-    found = aws.items(ssm, "describe_parameters", "Parameters",
-                      ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": names}])
+    found = aws.items(
+        ssm,
+        "describe_parameters",
+        "Parameters",
+        ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": names}],
+    )
     if found:
         return [Check("parameter-exists", resource, True, f"{resource}{used} exists in SSM Parameter Store")]
     if not match and not value.startswith("/"):
@@ -575,12 +785,24 @@ def _parameter_checks(cx: _Aws, value: str, containers: list[str]) -> list[Check
             if aws.error_code(exc) != "ResourceNotFoundException":
                 raise
         else:
-            return [Check("secret-reference", f"secret {value}", False,
-                          f"valueFrom {value}{used} is a Secrets Manager secret's name, but ECS reads a valueFrom that is not an "
-                          f"ARN from SSM Parameter Store, where it does not exist: set valueFrom to the secret's ARN {secret['ARN']}")]
-    return [Check("parameter-exists", resource, False,
-                  f"{resource}{used} does not exist in SSM Parameter Store ({region}): create it with `aws ssm put-parameter "
-                  f"--name {display} --type SecureString --value ...{flag}`, or fix valueFrom")]
+            return [
+                Check(
+                    "secret-reference",
+                    f"secret {value}",
+                    False,
+                    f"valueFrom {value}{used} is a Secrets Manager secret's name, but ECS reads a valueFrom that is not an "
+                    f"ARN from SSM Parameter Store, where it does not exist: set valueFrom to the secret's ARN {secret['ARN']}",
+                )
+            ]
+    return [
+        Check(
+            "parameter-exists",
+            resource,
+            False,
+            f"{resource}{used} does not exist in SSM Parameter Store ({region}): create it with `aws ssm put-parameter "
+            f"--name {display} --type SecureString --value ...{flag}`, or fix valueFrom",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------- logs, env files, target groups, alarms
@@ -590,24 +812,44 @@ def _log_group_checks(cx: _Aws, region: str, group: str, containers: list[str], 
     resource = f"log group {group}" + ("" if region == cx.region else f" ({region})")
     used = _used_by(containers)
     if create:
-        return [Check("log-group-exists", resource, True,
-                      f"{resource}{used} is created by ECS when a task starts (awslogs-create-group is true; the execution role "
-                      "needs logs:CreateLogGroup)")]
+        return [
+            Check(
+                "log-group-exists",
+                resource,
+                True,
+                f"{resource}{used} is created by ECS when a task starts (awslogs-create-group is true; the execution role "
+                "needs logs:CreateLogGroup)",
+            )
+        ]
     logs = cx.client("logs", region)
-    if any(g.get("logGroupName") == group for g in aws.items(logs, "describe_log_groups", "logGroups",
-                                                              logGroupNamePrefix=group)):  # every page
+    if any(
+        g.get("logGroupName") == group
+        for g in aws.items(logs, "describe_log_groups", "logGroups", logGroupNamePrefix=group)
+    ):  # every page
         return [Check("log-group-exists", resource, True, f"{resource}{used} exists in {region}")]
-    return [Check("log-group-exists", resource, False,
-                  f"{resource}{used} does not exist in {region}, so tasks cannot start: create it with `aws logs create-log-group "
-                  f"--log-group-name {group} --region {region}`, or set the awslogs-create-group option to \"true\"")]
+    return [
+        Check(
+            "log-group-exists",
+            resource,
+            False,
+            f"{resource}{used} does not exist in {region}, so tasks cannot start: create it with `aws logs create-log-group "
+            f'--log-group-name {group} --region {region}`, or set the awslogs-create-group option to "true"',
+        )
+    ]
 
 
 def _env_file_checks(cx: _Aws, value: str, containers: list[str]) -> list[Check]:
     match = S3_ARN.match(value)
     used = _used_by(containers)
     if not match:
-        return [Check("env-file-exists", f"environment file {value}", False,
-                      f"environment file {value}{used} is not an S3 object ARN (arn:aws:s3:::bucket/key): fix environmentFiles")]
+        return [
+            Check(
+                "env-file-exists",
+                f"environment file {value}",
+                False,
+                f"environment file {value}{used} is not an S3 object ARN (arn:aws:s3:::bucket/key): fix environmentFiles",
+            )
+        ]
     url = f"s3://{match['bucket']}/{match['key']}"
     resource = f"environment file {url}"
     try:
@@ -615,12 +857,24 @@ def _env_file_checks(cx: _Aws, value: str, containers: list[str]) -> list[Check]
     except ClientError as exc:
         code = aws.error_code(exc)
         if code in ("404", "NoSuchKey", "NotFound"):
-            return [Check("env-file-exists", resource, False,
-                          f"{resource}{used} does not exist: upload it with `aws s3 cp <file>.env {url}`, or fix environmentFiles")]
+            return [
+                Check(
+                    "env-file-exists",
+                    resource,
+                    False,
+                    f"{resource}{used} does not exist: upload it with `aws s3 cp <file>.env {url}`, or fix environmentFiles",
+                )
+            ]
         if code == "NoSuchBucket":
-            return [Check("env-file-exists", resource, False,
-                          f"{resource}{used}: bucket {match['bucket']} does not exist: create it and upload the file, "
-                          "or fix environmentFiles")]
+            return [
+                Check(
+                    "env-file-exists",
+                    resource,
+                    False,
+                    f"{resource}{used}: bucket {match['bucket']} does not exist: create it and upload the file, "
+                    "or fix environmentFiles",
+                )
+            ]
         raise
     return [Check("env-file-exists", resource, True, f"{resource}{used} exists")]
 
@@ -636,10 +890,19 @@ def _target_group_checks(cx: _Aws, ref: str, origin: str) -> list[Check]:
     except ClientError as exc:
         if aws.error_code(exc) not in ("TargetGroupNotFound", "TargetGroupNotFoundException"):
             raise
-        fix = ("recreate it, or change the service's load balancers" if origin == "service"
-               else "create it, or fix the target groups in the service config")
-        return [Check("target-group-exists", resource, False,
-                      f"{resource} (from the {origin}) does not exist in {region}: {fix}")]
+        fix = (
+            "recreate it, or change the service's load balancers"
+            if origin == "service"
+            else "create it, or fix the target groups in the service config"
+        )
+        return [
+            Check(
+                "target-group-exists",
+                resource,
+                False,
+                f"{resource} (from the {origin}) does not exist in {region}: {fix}",
+            )
+        ]
     return [Check("target-group-exists", resource, True, f"{resource} (from the {origin}) exists")]
 
 
@@ -649,23 +912,49 @@ def _load_balancer_container_checks(service: str, entries: list[dict], container
         name, port = entry.get("containerName"), entry.get("containerPort")
         target = entry.get("targetGroupArn") or entry.get("loadBalancerName") or "?"
         tg = TG_ARN.match(target)
-        target_name = f"target group {tg['name']}" if tg else (f"load balancer {target}" if not target.startswith("arn:") else target)
+        target_name = (
+            f"target group {tg['name']}"
+            if tg
+            else (f"load balancer {target}" if not target.startswith("arn:") else target)
+        )
         resource = f"container {name} port {port}"
         if name not in containers:
-            checks.append(Check("load-balancer-container", resource, False,
-                                f"service {service} sends {target_name} traffic to container {name}, which the new revision "
-                                f"does not have: keep a container named {name}, or change the service's load balancers"))
+            checks.append(
+                Check(
+                    "load-balancer-container",
+                    resource,
+                    False,
+                    f"service {service} sends {target_name} traffic to container {name}, which the new revision "
+                    f"does not have: keep a container named {name}, or change the service's load balancers",
+                )
+            )
             continue
-        mapped = [m.get("containerPort") for m in containers[name].get("portMappings") or [] if m.get("containerPort") is not None]
+        mapped = [
+            m.get("containerPort")
+            for m in containers[name].get("portMappings") or []
+            if m.get("containerPort") is not None
+        ]
         if port in mapped:
-            checks.append(Check("load-balancer-container", resource, True,
-                                f"container {name} maps containerPort {port}, where service {service} sends {target_name} traffic"))
+            checks.append(
+                Check(
+                    "load-balancer-container",
+                    resource,
+                    True,
+                    f"container {name} maps containerPort {port}, where service {service} sends {target_name} traffic",
+                )
+            )
         else:
             have = ", ".join(str(p) for p in mapped) or "none"
-            checks.append(Check("load-balancer-container", resource, False,
-                                f"service {service} sends {target_name} traffic to {name}:{port}, but container {name} has no "
-                                f"portMapping with containerPort {port} in the new revision (it has {have}): add one, "
-                                "or change the service's load balancers"))
+            checks.append(
+                Check(
+                    "load-balancer-container",
+                    resource,
+                    False,
+                    f"service {service} sends {target_name} traffic to {name}:{port}, but container {name} has no "
+                    f"portMapping with containerPort {port} in the new revision (it has {have}): add one, "
+                    "or change the service's load balancers",
+                )
+            )
     return checks
 
 
@@ -678,12 +967,25 @@ def _host_port_checks(containers: dict[str, dict]) -> list[Check]:
         bad = [m for m in mappings if m.get("hostPort") is not None and m["hostPort"] != m["containerPort"]]
         resource = f"container {name}"
         if not bad:
-            checks.append(Check("awsvpc-host-port", resource, True, f"container {name}'s hostPorts match its containerPorts (awsvpc)"))
+            checks.append(
+                Check(
+                    "awsvpc-host-port",
+                    resource,
+                    True,
+                    f"container {name}'s hostPorts match its containerPorts (awsvpc)",
+                )
+            )
             continue
         pairs = ", ".join(f"containerPort {m['containerPort']} to hostPort {m['hostPort']}" for m in bad)
-        checks.append(Check("awsvpc-host-port", resource, False,
-                            f"container {name} maps {pairs}, but networkMode awsvpc needs hostPort equal to containerPort: "
-                            "set hostPort to the containerPort, or leave it out"))
+        checks.append(
+            Check(
+                "awsvpc-host-port",
+                resource,
+                False,
+                f"container {name} maps {pairs}, but networkMode awsvpc needs hostPort equal to containerPort: "
+                "set hostPort to the containerPort, or leave it out",
+            )
+        )
     return checks
 
 
@@ -691,12 +993,27 @@ def _alarm_checks(cx: _Aws, names: list[str]) -> list[Check]:
     cloudwatch = cx.client("cloudwatch")
     found: set[str] = set()
     for batch in aws.batches(names, ALARM_BATCH):  # at most 100 names a call, 50 alarms a page
-        found.update(a["AlarmName"] for a in aws.items(cloudwatch, "describe_alarms", ("MetricAlarms", "CompositeAlarms"),
-                                                       AlarmNames=batch, AlarmTypes=["CompositeAlarm", "MetricAlarm"]))
-    return [Check("alarm-exists", f"alarm {n}", True, f"alarm {n} exists") if n in found else
-            Check("alarm-exists", f"alarm {n}", False,
-                  f"alarm {n} does not exist in CloudWatch ({cx.region}): create it, or remove it from the service config's alarms")
-            for n in names]
+        found.update(
+            a["AlarmName"]
+            for a in aws.items(
+                cloudwatch,
+                "describe_alarms",
+                ("MetricAlarms", "CompositeAlarms"),
+                AlarmNames=batch,
+                AlarmTypes=["CompositeAlarm", "MetricAlarm"],
+            )
+        )
+    return [
+        Check("alarm-exists", f"alarm {n}", True, f"alarm {n} exists")
+        if n in found
+        else Check(
+            "alarm-exists",
+            f"alarm {n}",
+            False,
+            f"alarm {n} does not exist in CloudWatch ({cx.region}): create it, or remove it from the service config's alarms",
+        )
+        for n in names
+    ]
 
 
 # --------------------------------------------------------------------------- the step
@@ -714,7 +1031,12 @@ def _label(task_definition: dict) -> str:
 def _references(task_definition: dict, home: str) -> dict[str, Any]:
     """Everything the revision refers to, deduplicated, with the containers that use each."""
     refs: dict[str, Any] = {
-        "images": {}, "secrets": {}, "parameters": {}, "log_groups": {}, "env_files": {}, "needs_execution_role": {},
+        "images": {},
+        "secrets": {},
+        "parameters": {},
+        "log_groups": {},
+        "env_files": {},
+        "needs_execution_role": {},
         "invalid": [],
     }
 
@@ -723,9 +1045,15 @@ def _references(task_definition: dict, home: str) -> dict[str, Any]:
 
     def secret(value: str, container: str, credentials: bool = False) -> None:
         if not value.strip():
-            refs["invalid"].append(Check("secret-reference", f"container {container}", False,
-                                         f"container {container} has a secret with an empty valueFrom: set it to a Secrets "
-                                         "Manager secret's ARN or an SSM parameter's name or ARN"))
+            refs["invalid"].append(
+                Check(
+                    "secret-reference",
+                    f"container {container}",
+                    False,
+                    f"container {container} has a secret with an empty valueFrom: set it to a Secrets "
+                    "Manager secret's ARN or an SSM parameter's name or ARN",
+                )
+            )
             return
         parsed = _parse_secret_arn(value)
         if parsed is None and credentials and not value.startswith("arn:"):
@@ -770,9 +1098,18 @@ def _references(task_definition: dict, home: str) -> dict[str, Any]:
     return refs
 
 
-def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequence[str] = (), target_groups: Sequence[str] = (),
-           create_service: bool = False, read_secret_values: bool = False, region: str | None = None,
-           max_workers: int = 8) -> Report:
+def verify(
+    task_definition: dict,
+    *,
+    cluster: str,
+    service: str,
+    alarms: Sequence[str] = (),
+    target_groups: Sequence[str] = (),
+    create_service: bool = False,
+    read_secret_values: bool = False,
+    region: str | None = None,
+    max_workers: int = 8,
+) -> Report:
     """Check every reference of the new revision; report all problems, change nothing."""
     cx = _Aws(region)
     label = _label(task_definition)
@@ -781,6 +1118,7 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
     slots: list[Future | list[Check]] = []
 
     with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="ferry-verify") as pool:
+
         def submit(name: str, resource: str, run: Callable[[], Iterable[Check]]) -> Future:
             future = pool.submit(_guard, name, resource, run)
             slots.append(future)
@@ -801,12 +1139,20 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
             users = sorted({c for cs in reasons.values() for c in cs})
             why = ", ".join(reasons)
             resource = f"task definition {task_definition.get('family') or '?'}"
-            slots.append([Check("execution-role-required", resource, True, f"executionRoleArn is set (ECS needs it to {why})")
-                          if execution_role else
-                          Check("execution-role-required", resource, False,
-                                f"the task definition has no executionRoleArn, but ECS needs one to {why} for containers "
-                                f"{', '.join(users)}: set executionRoleArn to a role that trusts {ECS_TASKS} and has the "
-                                "AmazonECSTaskExecutionRolePolicy policy")])
+            slots.append(
+                [
+                    Check("execution-role-required", resource, True, f"executionRoleArn is set (ECS needs it to {why})")
+                    if execution_role
+                    else Check(
+                        "execution-role-required",
+                        resource,
+                        False,
+                        f"the task definition has no executionRoleArn, but ECS needs one to {why} for containers "
+                        f"{', '.join(users)}: set executionRoleArn to a role that trusts {ECS_TASKS} and has the "
+                        "AmazonECSTaskExecutionRolePolicy policy",
+                    )
+                ]
+            )
 
         roles: dict[str, list[str]] = {}
         if execution_role:
@@ -814,27 +1160,54 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
         if task_definition.get("taskRoleArn"):
             roles.setdefault(task_definition["taskRoleArn"], []).append("task role")
         for value, labels in roles.items():
-            submit("role-exists", f"{' and '.join(labels)} {value.rsplit('/', 1)[-1]}",
-                   lambda value=value, labels=labels: _role_checks(cx, value, labels))
+            submit(
+                "role-exists",
+                f"{' and '.join(labels)} {value.rsplit('/', 1)[-1]}",
+                lambda value=value, labels=labels: _role_checks(cx, value, labels),
+            )
 
         platform = _platform(task_definition)
         for uri, users in refs["images"].items():
             submit("image-exists", f"image {uri}", lambda uri=uri, users=users: _image_checks(cx, uri, users, platform))
         for (secret_region, base), entry in refs["secrets"].items():
-            submit("secret-exists", f"secret {entry['display']}",
-                   lambda r=secret_region, b=base, e=entry: _secrets_manager_checks(cx, r, b, e["display"], e["refs"], read_secret_values))
+            submit(
+                "secret-exists",
+                f"secret {entry['display']}",
+                lambda r=secret_region, b=base, e=entry: _secrets_manager_checks(
+                    cx, r, b, e["display"], e["refs"], read_secret_values
+                ),
+            )
         slots.append(refs["invalid"])
         for value, users in refs["parameters"].items():
-            submit("parameter-exists", f"parameter {value}", lambda value=value, users=users: _parameter_checks(cx, value, users))
+            submit(
+                "parameter-exists",
+                f"parameter {value}",
+                lambda value=value, users=users: _parameter_checks(cx, value, users),
+            )
         for (log_region, group), entry in refs["log_groups"].items():
             if not group:
-                slots.append([Check("log-group-exists", "log group (none)", False,
-                                    f"awslogs of {', '.join(entry['containers'])} has no awslogs-group option: set one")])
+                slots.append(
+                    [
+                        Check(
+                            "log-group-exists",
+                            "log group (none)",
+                            False,
+                            f"awslogs of {', '.join(entry['containers'])} has no awslogs-group option: set one",
+                        )
+                    ]
+                )
                 continue
-            submit("log-group-exists", f"log group {group}",
-                   lambda r=log_region, g=group, e=entry: _log_group_checks(cx, r, g, e["containers"], e["create"]))
+            submit(
+                "log-group-exists",
+                f"log group {group}",
+                lambda r=log_region, g=group, e=entry: _log_group_checks(cx, r, g, e["containers"], e["create"]),
+            )
         for value, users in refs["env_files"].items():
-            submit("env-file-exists", f"environment file {value}", lambda value=value, users=users: _env_file_checks(cx, value, users))
+            submit(
+                "env-file-exists",
+                f"environment file {value}",
+                lambda value=value, users=users: _env_file_checks(cx, value, users),
+            )
         alarm_names = list(dict.fromkeys(a for a in alarms if a))
         if alarm_names:
             submit("alarm-exists", "alarms", lambda: _alarm_checks(cx, alarm_names))
@@ -845,7 +1218,9 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
         # Target groups need the service's load balancers, so they start once it is described.
         service_future.result()
         current = service_holder.get("service") or {}
-        entries = [e for e in current.get("loadBalancers") or [] if e.get("targetGroupArn") or e.get("loadBalancerName")]
+        entries = [
+            e for e in current.get("loadBalancers") or [] if e.get("targetGroupArn") or e.get("loadBalancerName")
+        ]
         wanted_groups: dict[str, str] = {}
         for entry in entries:
             if entry.get("targetGroupArn"):
@@ -855,7 +1230,11 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
             if ref and ref not in wanted_groups and ref not in service_names:
                 wanted_groups[ref] = "service config"
         for ref, origin in wanted_groups.items():
-            submit("target-group-exists", f"target group {ref}", lambda ref=ref, origin=origin: _target_group_checks(cx, ref, origin))
+            submit(
+                "target-group-exists",
+                f"target group {ref}",
+                lambda ref=ref, origin=origin: _target_group_checks(cx, ref, origin),
+            )
         slots.append(_load_balancer_container_checks(service, entries, containers))
 
         checks = [c for slot in slots for c in (slot.result() if isinstance(slot, Future) else slot)]
@@ -870,8 +1249,14 @@ def verify(task_definition: dict, *, cluster: str, service: str, alarms: Sequenc
 def run(request: Input, artefacts_bucket: str) -> Output:
     """The step: verify the revision Render planned; keep the full report; any problem fails it (VerifyFailed)."""
     spec = artefacts.get_json(artefacts_bucket, request.execution, artefacts.PLAN_ARTEFACT)
-    report = verify(spec, cluster=request.cluster, service=request.ecs_service, alarms=request.alarms,
-                    target_groups=request.target_groups, read_secret_values=request.read_secret_values)
+    report = verify(
+        spec,
+        cluster=request.cluster,
+        service=request.ecs_service,
+        alarms=request.alarms,
+        target_groups=request.target_groups,
+        read_secret_values=request.read_secret_values,
+    )
     stored = artefacts.put_json(artefacts_bucket, request.execution, REPORT_ARTEFACT, report.to_document())
     if report.failed:
         raise VerifyFailed(report.cause())

@@ -17,10 +17,18 @@ from botocore.validate import ParamValidator
 from ferry.errors import TaskDefinitionInvalid
 
 # Fields DescribeTaskDefinition returns that RegisterTaskDefinition does not take.
-READ_ONLY_FIELDS = frozenset({
-    "taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
-    "registeredAt", "registeredBy", "deregisteredAt",
-})
+READ_ONLY_FIELDS = frozenset(
+    {
+        "taskDefinitionArn",
+        "revision",
+        "status",
+        "requiresAttributes",
+        "compatibilities",
+        "registeredAt",
+        "registeredBy",
+        "deregisteredAt",
+    }
+)
 MAX_ERRORS = 20
 MAX_TAGS = 50  # "Maximum number of tags per resource - 50" (botocore ecs model, RegisterTaskDefinitionRequest.tags)
 

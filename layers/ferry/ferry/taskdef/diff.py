@@ -65,8 +65,14 @@ MASK_CHANGED = "*** (changed)"
 
 # Service attributes compared by service_diff, in summary order (others follow, by name).
 SERVICE_FIELDS = (
-    "taskDefinition", "desiredCount", "networkConfiguration", "loadBalancers", "capacityProviderStrategy",
-    "launchType", "platformVersion", "enableExecuteCommand",
+    "taskDefinition",
+    "desiredCount",
+    "networkConfiguration",
+    "loadBalancers",
+    "capacityProviderStrategy",
+    "launchType",
+    "platformVersion",
+    "enableExecuteCommand",
 )
 SERVICE_LABELS = {"taskDefinition": "task definition", "desiredCount": "desired count"}
 # UpdateService parameters that are actions or addresses, not attributes of the service.
@@ -142,7 +148,8 @@ def _drop_defaults(document: dict[str, Any], defaults: dict[str, Any]) -> None:
 def normalise_task_definition(task_definition: dict[str, Any]) -> dict[str, Any]:
     """A task definition (described or to be registered) in the form both sides are compared in."""
     spec = {
-        k: copy.deepcopy(v) for k, v in task_definition.items()
+        k: copy.deepcopy(v)
+        for k, v in task_definition.items()
         if k not in READ_ONLY_FIELDS and k not in IGNORED_TASK_FIELDS
     }
     for key in ("cpu", "memory"):  # strings in the API; a hand-written input may use numbers
@@ -156,8 +163,11 @@ def normalise_task_definition(task_definition: dict[str, Any]) -> dict[str, Any]
         _drop_defaults(container, CONTAINER_DEFAULTS)
         for port in [p for p in container.get("portMappings") or [] if isinstance(p, dict)]:
             _drop_defaults(port, PORT_DEFAULTS)
-            if network_mode in HOST_PORT_IS_CONTAINER_PORT and "containerPort" in port \
-                    and port.get("hostPort") == port["containerPort"]:
+            if (
+                network_mode in HOST_PORT_IS_CONTAINER_PORT
+                and "containerPort" in port
+                and port.get("hostPort") == port["containerPort"]
+            ):
                 del port["hostPort"]
         for mount in (container.get("mountPoints") or []) + (container.get("volumesFrom") or []):
             if isinstance(mount, dict):
@@ -229,7 +239,9 @@ def _cap(text: str) -> str:
 def _unified(current: dict[str, Any], new: dict[str, Any], current_label: str, new_label: str) -> str:
     if current == new:
         return ""
-    lines = difflib.unified_diff(_json_lines(current), _json_lines(new), fromfile=current_label, tofile=new_label, lineterm="")
+    lines = difflib.unified_diff(
+        _json_lines(current), _json_lines(new), fromfile=current_label, tofile=new_label, lineterm=""
+    )
     return _cap("".join(line + "\n" for line in lines))
 
 
@@ -292,7 +304,9 @@ def _task_changes(current: dict[str, Any], new: dict[str, Any], image_labels: Ma
     for name in both:
         old_image, new_image = old_containers[name].get("image"), new_containers[name].get("image")
         if old_image != new_image:
-            changes.append(f"image {name} {_image_label(old_image, image_labels)} -> {_image_label(new_image, image_labels)}")
+            changes.append(
+                f"image {name} {_image_label(old_image, image_labels)} -> {_image_label(new_image, image_labels)}"
+            )
 
     env_counts = {"+": 0, "-": 0, "~": 0}
     env_where: dict[str, list[str]] = {"+": [], "-": [], "~": []}
@@ -367,8 +381,14 @@ def _task_changes(current: dict[str, Any], new: dict[str, Any], image_labels: Ma
 # --- API -----------------------------------------------------------------------------
 
 
-def task_definition_diff(current: dict[str, Any], new: dict[str, Any], *, current_label: str, new_label: str,
-                         image_labels: Mapping[str, str] | None = None) -> Diff:
+def task_definition_diff(
+    current: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    current_label: str,
+    new_label: str,
+    image_labels: Mapping[str, str] | None = None,
+) -> Diff:
     """What registering `new` changes relative to `current`.
 
     `current` is a DescribeTaskDefinition `taskDefinition`; `new` a

@@ -72,19 +72,27 @@ class ManifestProblem:
 
 # ------------------------------------------------------------------ keys
 
+
 def is_manifest_key(key: str) -> bool:
     """True for manifests/<name>.json directly under manifests/; false for result files, nested keys and odd names."""
-    if not isinstance(key, str) or not key.startswith(PREFIX) or not key.endswith(SUFFIX) or key.endswith(RESULT_SUFFIX):
+    if (
+        not isinstance(key, str)
+        or not key.startswith(PREFIX)
+        or not key.endswith(SUFFIX)
+        or key.endswith(RESULT_SUFFIX)
+    ):
         return False
-    name = key[len(PREFIX):-len(SUFFIX)]
+    name = key[len(PREFIX) : -len(SUFFIX)]
     return bool(_NAME.fullmatch(name)) and ".." not in name and not name.startswith(".")
 
 
 def manifest_name(key: str) -> str:
     """manifests/release-1.json -> release-1."""
     if not is_manifest_key(key):
-        raise ValueError(f"{key!r} is not a manifest key: manifests/<name>.json, name of [A-Za-z0-9._-], not *.result.json")
-    return key[len(PREFIX):-len(SUFFIX)]
+        raise ValueError(
+            f"{key!r} is not a manifest key: manifests/<name>.json, name of [A-Za-z0-9._-], not *.result.json"
+        )
+    return key[len(PREFIX) : -len(SUFFIX)]
 
 
 def result_key(key: str) -> str:
@@ -93,6 +101,7 @@ def result_key(key: str) -> str:
 
 
 # ------------------------------------------------------------------ messages
+
 
 def _cap(value: Any, limit: int = MAX_ECHO) -> str:
     """repr of a value from the manifest, cut to `limit` characters: a message never repeats a big string."""
@@ -110,8 +119,10 @@ def _describe(error: ValidationError) -> str:
     message = error.message
     if error.validator == "additionalProperties":
         extra = sorted(k for k in error.instance if k not in error.schema.get("properties", {}))
-        message = f"unknown {'keys' if len(extra) > 1 else 'key'} {', '.join(_cap(k) for k in extra[:10])}" \
-                  f"{' …' if len(extra) > 10 else ''} (remove it, or check its spelling against the schema)"
+        message = (
+            f"unknown {'keys' if len(extra) > 1 else 'key'} {', '.join(_cap(k) for k in extra[:10])}"
+            f"{' …' if len(extra) > 10 else ''} (remove it, or check its spelling against the schema)"
+        )
     elif error.validator == "required":
         message = f"{error.message}: add it"
     elif not isinstance(error.instance, (bool, int, float)) and error.instance is not None:
@@ -129,6 +140,7 @@ def schema_problems(document: Any) -> list[ManifestProblem]:
 
 # ------------------------------------------------------------------ reading
 
+
 def _read(bucket: str, key: str) -> tuple[bytes | None, float | None, list[ManifestProblem]]:
     """(body, LastModified as epoch seconds, problems); the size is checked before anything is read."""
     s3 = aws.client("s3")
@@ -136,18 +148,46 @@ def _read(bucket: str, key: str) -> tuple[bytes | None, float | None, list[Manif
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         if head.get("ContentLength", 0) > MAX_BYTES:
-            return None, None, [ManifestProblem("$", (
-                f"the manifest is {head['ContentLength']} bytes, more than the {MAX_BYTES} bytes (256 KiB) Ferry reads: "
-                "split the release into several manifests"))]
+            return (
+                None,
+                None,
+                [
+                    ManifestProblem(
+                        "$",
+                        (
+                            f"the manifest is {head['ContentLength']} bytes, more than the {MAX_BYTES} bytes (256 KiB) Ferry reads: "
+                            "split the release into several manifests"
+                        ),
+                    )
+                ],
+            )
         obj = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if aws.error_code(exc) in _MISSING:
-            return None, None, [ManifestProblem("$", f"{where} could not be read ({aws.error_code(exc)}): was it deleted right after it was written?")]
+            return (
+                None,
+                None,
+                [
+                    ManifestProblem(
+                        "$",
+                        f"{where} could not be read ({aws.error_code(exc)}): was it deleted right after it was written?",
+                    )
+                ],
+            )
         raise
     body = obj["Body"].read(MAX_BYTES + 1)  # the object may have been replaced between HEAD and GET
     if len(body) > MAX_BYTES:
-        return None, None, [ManifestProblem("$", f"the manifest is more than the {MAX_BYTES} bytes (256 KiB) Ferry reads: "
-                                                 "split the release into several manifests")]
+        return (
+            None,
+            None,
+            [
+                ManifestProblem(
+                    "$",
+                    f"the manifest is more than the {MAX_BYTES} bytes (256 KiB) Ferry reads: "
+                    "split the release into several manifests",
+                )
+            ],
+        )
     modified = obj.get("LastModified") or head.get("LastModified")
     return body, (modified.timestamp() if modified else None), []
 
@@ -164,8 +204,9 @@ def _decode(body: bytes) -> tuple[Any, list[ManifestProblem]]:
     except ValueError as exc:  # NaN / Infinity, which JSON does not have; a number of over 4300 digits
         return None, [ManifestProblem("$", f"not JSON: {exc}")]
     except RecursionError:
-        return None, [ManifestProblem("$", f"nested more than {validation.MAX_DEPTH} levels deep: "
-                                           "a manifest needs 4; flatten it")]
+        return None, [
+            ManifestProblem("$", f"nested more than {validation.MAX_DEPTH} levels deep: a manifest needs 4; flatten it")
+        ]
     found = [ManifestProblem(path, message) for path, message in validation.shape_problems(document)]
     return (None, found) if found else (document, [])
 
@@ -177,12 +218,15 @@ def _no_constant(name: str) -> Any:
 def _meta(name: str, document: Any) -> dict[str, Any]:
     doc = document if isinstance(document, dict) else {}
     reason, commit = doc.get("reason"), doc.get("commit")
-    return {"name": name,
-            "reason": reason[:1000] if isinstance(reason, str) else None,
-            "commit": commit[:128] if isinstance(commit, str) else None}
+    return {
+        "name": name,
+        "reason": reason[:1000] if isinstance(reason, str) else None,
+        "commit": commit[:128] if isinstance(commit, str) else None,
+    }
 
 
 # ------------------------------------------------------------------ checking
+
 
 class _Place:
     """This installation's account and region, asked for only when a short image name needs them."""
@@ -214,19 +258,27 @@ def _image(value: str, place: _Place) -> tuple[images.ImageRef | None, str | Non
     if ".dkr.ecr." in value:
         ref = images.parse(value)
         if ref is None or (ref.tag is not None and not re.fullmatch(_TAG, ref.tag)) or value != value.strip():
-            return None, (f"{shown} is not an ECR image URI: write <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> "
-                          "(or @sha256:<digest>), or the short <repository>:<tag>")
+            return None, (
+                f"{shown} is not an ECR image URI: write <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> "
+                "(or @sha256:<digest>), or the short <repository>:<tag>"
+            )
         if (ref.registry, ref.region) != (place.account, place.region):
-            return None, (f"{shown} is in the ECR of account {ref.registry} in {ref.region}; Ferry deploys images of "
-                          f"{place.account} in {place.region}: push the image there")
+            return None, (
+                f"{shown} is in the ECR of account {ref.registry} in {ref.region}; Ferry deploys images of "
+                f"{place.account} in {place.region}: push the image there"
+            )
     elif _looks_like_other_registry(value):
-        return None, (f"{shown} is not an ECR image of this account: Ferry deploys images of "
-                      f"{place.account}.dkr.ecr.{place.region}.amazonaws.com; push it there and name it <repository>:<tag>")
+        return None, (
+            f"{shown} is not an ECR image of this account: Ferry deploys images of "
+            f"{place.account}.dkr.ecr.{place.region}.amazonaws.com; push it there and name it <repository>:<tag>"
+        )
     else:
         match = _SHORT.fullmatch(value)
         if match is None:
-            return None, (f"{shown} is not an image reference: write <repository>:<tag>, <repository>@sha256:<digest>, "
-                          "or a full ECR URI")
+            return None, (
+                f"{shown} is not an image reference: write <repository>:<tag>, <repository>@sha256:<digest>, "
+                "or a full ECR URI"
+            )
         ref = images.ImageRef(place.account, place.region, match["repository"], match["tag"], match["digest"])
     if not ref.tag and not ref.digest:
         return None, f"{shown} names neither a tag nor a digest: add :<tag> or @sha256:<digest>"
@@ -236,23 +288,32 @@ def _image(value: str, place: _Place) -> tuple[images.ImageRef | None, str | Non
 def _in_ecr(ref: images.ImageRef, shown: str) -> tuple[images.ImageRef | None, str | None]:
     """The image with its digest from ECR, or (None, what is wrong)."""
     try:
-        found = images.resolve(ref.registry, ref.region, ref.repository, tag=ref.tag, digest=None if ref.tag else ref.digest)
+        found = images.resolve(
+            ref.registry, ref.region, ref.repository, tag=ref.tag, digest=None if ref.tag else ref.digest
+        )
     except ImageNotFound:
         return None, f"{shown} is not in ECR: push it before writing the manifest"
     if ref.digest and found.digest != ref.digest:
-        return None, (f"{shown}: tag {_cap(ref.tag)} in ECR is {found.digest[:19]}…, not {ref.digest[:19]}…: "
-                      "name the digest alone, or the tag the image has now")
+        return None, (
+            f"{shown}: tag {_cap(ref.tag)} in ECR is {found.digest[:19]}…, not {ref.digest[:19]}…: "
+            "name the digest alone, or the tag the image has now"
+        )
     return found, None
 
 
-def _config(bucket: str, name: str, environment: str, allowed: tuple[str, ...]) -> tuple[config.ServiceConfig | None, str | None]:
+def _config(
+    bucket: str, name: str, environment: str, allowed: tuple[str, ...]
+) -> tuple[config.ServiceConfig | None, str | None]:
     try:
         cfg = config.load(bucket, name, environment)
     except config.ServiceNotRegistered as exc:
         return None, f"{exc}; or fix the name in the manifest"
     except FerryError as exc:  # ConfigInvalid, or TemplateUnresolved from a Jsonnet config
         text = shorten(str(exc), 2000)
-        return None, f"the config of service {name!r} cannot be used: {text}\nfix {config.PREFIX}{name}/ in s3://{bucket} first"
+        return (
+            None,
+            f"the config of service {name!r} cannot be used: {text}\nfix {config.PREFIX}{name}/ in s3://{bucket} first",
+        )
     try:
         config.check_cluster(cfg, allowed)
     except FerryError as exc:
@@ -260,9 +321,18 @@ def _config(bucket: str, name: str, environment: str, allowed: tuple[str, ...]) 
     return cfg, None
 
 
-def _check_deployment(i: int, deployment: Any, *, bucket: str, environment: str, allowed: tuple[str, ...],
-                      place: _Place, seen: dict[str, int], configs: dict[str, Any], flagged: set[str]
-                      ) -> tuple[dict[str, str], list[ManifestProblem]]:
+def _check_deployment(
+    i: int,
+    deployment: Any,
+    *,
+    bucket: str,
+    environment: str,
+    allowed: tuple[str, ...],
+    place: _Place,
+    seen: dict[str, int],
+    configs: dict[str, Any],
+    flagged: set[str],
+) -> tuple[dict[str, str], list[ManifestProblem]]:
     """Pinned image references of one deployment, and its problems (parts the schema refused are not checked again)."""
     at = f"$.deployments[{i}]"
     found: list[ManifestProblem] = []
@@ -272,9 +342,15 @@ def _check_deployment(i: int, deployment: Any, *, bucket: str, environment: str,
     if not isinstance(service, str) or f"{at}.service" in flagged:
         return {}, found
     if service in seen:
-        found.append(ManifestProblem(f"{at}.service", (
-            f"service {service!r} is deployed by $.deployments[{seen[service]}] already: "
-            "give each service one deployment, with all its containers' images")))
+        found.append(
+            ManifestProblem(
+                f"{at}.service",
+                (
+                    f"service {service!r} is deployed by $.deployments[{seen[service]}] already: "
+                    "give each service one deployment, with all its containers' images"
+                ),
+            )
+        )
     else:
         seen[service] = i
     if service not in configs:
@@ -293,10 +369,16 @@ def _check_deployment(i: int, deployment: Any, *, bucket: str, environment: str,
         if not isinstance(value, str) or path in flagged:
             continue
         if container not in cfg.containers:
-            found.append(ManifestProblem(path, (
-                f"container {_cap(container)} is not one Ferry deploys for service {service} "
-                f"(its config names {', '.join(sorted(cfg.containers))}): use one of those, or add it under `containers` "
-                f"in {config.PREFIX}{service}/ferry.yaml")))
+            found.append(
+                ManifestProblem(
+                    path,
+                    (
+                        f"container {_cap(container)} is not one Ferry deploys for service {service} "
+                        f"(its config names {', '.join(sorted(cfg.containers))}): use one of those, or add it under `containers` "
+                        f"in {config.PREFIX}{service}/ferry.yaml"
+                    ),
+                )
+            )
             continue
         ref, wrong = _image(value, place)
         if ref is None:
@@ -304,9 +386,15 @@ def _check_deployment(i: int, deployment: Any, *, bucket: str, environment: str,
             continue
         expected = cfg.containers[container]
         if ref.repository != expected:
-            found.append(ManifestProblem(path, (
-                f"{_cap(value)} is an image of repository {_cap(ref.repository)}, but container {container} of service "
-                f"{service} is fed by {expected!r}: name an image of {expected}")))
+            found.append(
+                ManifestProblem(
+                    path,
+                    (
+                        f"{_cap(value)} is an image of repository {_cap(ref.repository)}, but container {container} of service "
+                        f"{service} is fed by {expected!r}: name an image of {expected}"
+                    ),
+                )
+            )
             continue
         resolved, wrong = _in_ecr(ref, _cap(value))
         if resolved is None:
@@ -316,8 +404,16 @@ def _check_deployment(i: int, deployment: Any, *, bucket: str, environment: str,
     return pinned, found
 
 
-def plan_manifest(bucket: str, key: str, *, allowed_clusters: tuple[str, ...], environment: str, event_id: str,
-                  account: str = "", region: str = "") -> tuple[list[dict[str, Any]], list[ManifestProblem], dict[str, Any]]:
+def plan_manifest(
+    bucket: str,
+    key: str,
+    *,
+    allowed_clusters: tuple[str, ...],
+    environment: str,
+    event_id: str,
+    account: str = "",
+    region: str = "",
+) -> tuple[list[dict[str, Any]], list[ManifestProblem], dict[str, Any]]:
     """(plans, problems, metadata) of the manifest at s3://bucket/key.
 
     Every problem is reported; when there is any, there are no plans (nothing
@@ -342,9 +438,17 @@ def plan_manifest(bucket: str, key: str, *, allowed_clusters: tuple[str, ...], e
     configs: dict[str, Any] = {}
     pinned_by_index: dict[int, dict[str, str]] = {}
     for i, deployment in enumerate(document["deployments"]):
-        pinned, wrong = _check_deployment(i, deployment, bucket=bucket, environment=environment,
-                                          allowed=tuple(allowed_clusters), place=place, seen=seen,
-                                          configs=configs, flagged=flagged)
+        pinned, wrong = _check_deployment(
+            i,
+            deployment,
+            bucket=bucket,
+            environment=environment,
+            allowed=tuple(allowed_clusters),
+            place=place,
+            seen=seen,
+            configs=configs,
+            flagged=flagged,
+        )
         pinned_by_index[i] = pinned
         found.extend(wrong)
     if found:
@@ -353,27 +457,41 @@ def plan_manifest(bucket: str, key: str, *, allowed_clusters: tuple[str, ...], e
     plans = []
     for i, deployment in enumerate(document["deployments"]):
         service = deployment["service"]
-        plans.append({
-            "name": requests.execution_name(service, name, event_id),
-            "input": {
-                "summary": requests.request_summary(service, pinned_by_index[i], f"manifest {name}"),
-                "service": service,
-                "images": pinned_by_index[i],
-                "migrate": deployment["migrate"],
-                "values": dict(deployment.get("values", {})),
-                "commit": meta["commit"],
-                "reason": meta["reason"],
-                "trigger": {"type": "manifest", "bucket": bucket, "key": key, "eventId": event_id,
-                            "requestedAt": requested_at},
-            },
-        })
+        plans.append(
+            {
+                "name": requests.execution_name(service, name, event_id),
+                "input": {
+                    "summary": requests.request_summary(service, pinned_by_index[i], f"manifest {name}"),
+                    "service": service,
+                    "images": pinned_by_index[i],
+                    "migrate": deployment["migrate"],
+                    "values": dict(deployment.get("values", {})),
+                    "commit": meta["commit"],
+                    "reason": meta["reason"],
+                    "trigger": {
+                        "type": "manifest",
+                        "bucket": bucket,
+                        "key": key,
+                        "eventId": event_id,
+                        "requestedAt": requested_at,
+                    },
+                },
+            }
+        )
     return plans, [], meta
 
 
 # ------------------------------------------------------------------ the result file
 
-def result_document(key: str, *, plans: list[dict[str, Any]], problems: list[ManifestProblem],
-                    started: list[dict[str, Any]] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+
+def result_document(
+    key: str,
+    *,
+    plans: list[dict[str, Any]],
+    problems: list[ManifestProblem],
+    started: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """What manifests/<name>.result.json says: REFUSED with every problem, or STARTED with each deployment's execution.
 
     `started` is requests.start's answer for `plans`. A deployment not (yet)
@@ -387,12 +505,14 @@ def result_document(key: str, *, plans: list[dict[str, Any]], problems: list[Man
         for plan in plans:
             service = plan["input"]["service"]
             start = by_service.get(service)
-            deployments.append({
-                "service": service,
-                "execution": plan["name"],
-                "executionArn": start.get("executionArn") if start else None,
-                "status": "RUNNING" if start else "PLANNED",
-            })
+            deployments.append(
+                {
+                    "service": service,
+                    "execution": plan["name"],
+                    "executionArn": start.get("executionArn") if start else None,
+                    "status": "RUNNING" if start else "PLANNED",
+                }
+            )
     return {
         "manifest": key,
         **(meta or {}),
@@ -421,8 +541,13 @@ def _put_if(bucket: str, key: str, document: dict[str, Any], etag: str | None) -
     """Put `document` only if the object is still at `etag` (or still absent); False when someone wrote first."""
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
     try:
-        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(document, indent=2).encode(),
-                                    ContentType="application/json", **condition)
+        aws.client("s3").put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(document, indent=2).encode(),
+            ContentType="application/json",
+            **condition,
+        )
     except ClientError as exc:
         if aws.error_code(exc) in _CONFLICTS:
             return False
@@ -431,7 +556,7 @@ def _put_if(bucket: str, key: str, document: dict[str, Any], etag: str | None) -
 
 
 def _pause(attempt: int) -> None:
-    clock.sleep(random.uniform(0, min(1.0, 0.05 * 2 ** attempt)))
+    clock.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))
 
 
 _NOT_ENDED = ("PLANNED", "RUNNING")
@@ -469,7 +594,9 @@ def write_result(bucket: str, key: str, document: dict[str, Any]) -> str:
         if _put_if(bucket, target, _merge(existing, document), etag):
             return target
         _pause(attempt)
-    raise RuntimeError(f"s3://{bucket}/{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts): try again")
+    raise RuntimeError(
+        f"s3://{bucket}/{target} kept changing while it was written ({WRITE_ATTEMPTS} attempts): try again"
+    )
 
 
 def _cut_bytes(text: str | None, limit: int) -> str | None:
@@ -481,8 +608,9 @@ def _cut_bytes(text: str | None, limit: int) -> str | None:
     return raw[: limit - 3].decode("utf-8", errors="ignore") + "…"
 
 
-def record_end(bucket: str, result_key: str, execution_name: str, status: str, error: str | None,
-               cause: str | None) -> bool:
+def record_end(
+    bucket: str, result_key: str, execution_name: str, status: str, error: str | None, cause: str | None
+) -> bool:
     """Record how one execution ended in its manifest's result file; False when the file does not list it.
 
     Read, change, put with If-Match on the ETag read: when another execution's
@@ -492,14 +620,25 @@ def record_end(bucket: str, result_key: str, execution_name: str, status: str, e
         document, etag = _get_result(bucket, result_key)
         if document is None:
             return False
-        entry = next((d for d in document.get("deployments", [])
-                      if isinstance(d, dict) and d.get("execution") == execution_name), None)
+        entry = next(
+            (
+                d
+                for d in document.get("deployments", [])
+                if isinstance(d, dict) and d.get("execution") == execution_name
+            ),
+            None,
+        )
         if entry is None:
             return False
-        entry.update(status=status, error=error if error is None else error[:MAX_ERROR],
-                     cause=_cut_bytes(cause_text(cause), MAX_CAUSE_BYTES))
+        entry.update(
+            status=status,
+            error=error if error is None else error[:MAX_ERROR],
+            cause=_cut_bytes(cause_text(cause), MAX_CAUSE_BYTES),
+        )
         if _put_if(bucket, result_key, document, etag):
             return True
         _pause(attempt)
-    raise RuntimeError(f"s3://{bucket}/{result_key} kept changing while {execution_name}'s end was recorded "
-                       f"({WRITE_ATTEMPTS} attempts): try again")
+    raise RuntimeError(
+        f"s3://{bucket}/{result_key} kept changing while {execution_name}'s end was recorded "
+        f"({WRITE_ATTEMPTS} attempts): try again"
+    )

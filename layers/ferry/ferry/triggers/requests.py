@@ -30,10 +30,17 @@ def shown(value: Any) -> str:
 def ignored(event: Any, reason: str) -> None:
     """The one log line of an event the router starts nothing for, saying why."""
     fields = event if isinstance(event, dict) else {}
-    logger.info(f"event ignored: {reason}", extra={
-        name: value[:ECHO] if isinstance(value, str) else None
-        for name, value in (("eventId", fields.get("id")), ("source", fields.get("source")),
-                            ("detailType", fields.get("detail-type")))})
+    logger.info(
+        f"event ignored: {reason}",
+        extra={
+            name: value[:ECHO] if isinstance(value, str) else None
+            for name, value in (
+                ("eventId", fields.get("id")),
+                ("source", fields.get("source")),
+                ("detailType", fields.get("detail-type")),
+            )
+        },
+    )
 
 
 def event_time(event: dict[str, Any]) -> float:
@@ -63,8 +70,9 @@ def start(state_machine_arn: str, plans: list[dict[str, Any]]) -> list[dict[str,
     started = []
     for plan in plans:
         try:
-            arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=plan["name"],
-                                      input=json.dumps(plan["input"]))["executionArn"]
+            arn = sfn.start_execution(
+                stateMachineArn=state_machine_arn, name=plan["name"], input=json.dumps(plan["input"])
+            )["executionArn"]
             started.append({"service": plan["input"]["service"], "executionArn": arn, "duplicate": False})
         except sfn.exceptions.ExecutionAlreadyExists:
             started.append({"service": plan["input"]["service"], "executionName": plan["name"], "duplicate": True})

@@ -52,7 +52,9 @@ def _why_not_a_push(event: Any) -> str | None:
             hint = ": a push without a tag (by digest alone) deploys nothing" if name == "image-tag" else ""
             return f"detail.{name} is {what}{hint}"
     if not isinstance(event.get("account"), str) or not _ACCOUNT.fullmatch(event["account"]):
-        return f"account {requests.shown(event.get('account'))} is not an AWS account id: the image's registry is unknown"
+        return (
+            f"account {requests.shown(event.get('account'))} is not an AWS account id: the image's registry is unknown"
+        )
     if not isinstance(event.get("region"), str) or not event["region"]:
         return f"region {requests.shown(event.get('region'))} is not a region: the image's registry is unknown"
     return None
@@ -74,8 +76,15 @@ def parse_push(event: Any) -> Push | None:
             requests.ignored(event, reason)
         return None
     detail = event["detail"]
-    return Push(event["account"], event["region"], detail["repository-name"], detail["image-tag"],
-                detail["image-digest"], str(event.get("id") or ""), requests.event_time(event))
+    return Push(
+        event["account"],
+        event["region"],
+        detail["repository-name"],
+        detail["image-tag"],
+        detail["image-digest"],
+        str(event.get("id") or ""),
+        requests.event_time(event),
+    )
 
 
 def plan_push(push: Push, configs: list[config.ServiceConfig]) -> list[dict[str, Any]]:
@@ -86,16 +95,24 @@ def plan_push(push: Push, configs: list[config.ServiceConfig]) -> list[dict[str,
             continue
         containers = cfg.containers_fed_by(push.repository)
         images = {c: push.image.reference for c in containers}
-        plans.append({
-            "name": requests.execution_name(cfg.name, push.tag, push.event_id),
-            "input": {
-                "summary": requests.request_summary(cfg.name, images, f"ECR push of {push.repository}:{push.tag}"),
-                "service": cfg.name,
-                "images": images,
-                "trigger": {"type": "ecr-push", "repository": push.repository, "tag": push.tag,
-                            "digest": push.digest, "eventId": push.event_id, "requestedAt": push.requested_at},
-            },
-        })
+        plans.append(
+            {
+                "name": requests.execution_name(cfg.name, push.tag, push.event_id),
+                "input": {
+                    "summary": requests.request_summary(cfg.name, images, f"ECR push of {push.repository}:{push.tag}"),
+                    "service": cfg.name,
+                    "images": images,
+                    "trigger": {
+                        "type": "ecr-push",
+                        "repository": push.repository,
+                        "tag": push.tag,
+                        "digest": push.digest,
+                        "eventId": push.event_id,
+                        "requestedAt": push.requested_at,
+                    },
+                },
+            }
+        )
     return plans
 
 
@@ -119,39 +136,61 @@ def manifest_key(event: Any, config_bucket: str) -> str | None:
         requests.ignored(event, "detail.bucket.name is missing or not text: not an S3 event")
         return None
     if name != config_bucket:
-        requests.ignored(event, f"object created in bucket {requests.shown(name)}, not the config bucket {config_bucket!r}")
+        requests.ignored(
+            event, f"object created in bucket {requests.shown(name)}, not the config bucket {config_bucket!r}"
+        )
         return None
     if not isinstance(key, str):
         requests.ignored(event, "detail.object.key is missing or not text: not an S3 event")
         return None
     if not manifest.is_manifest_key(key):
-        requests.ignored(event, f"object {requests.shown(key)} is not a manifest: manifests/<name>.json, name of [A-Za-z0-9._-], "
-                        "not *.result.json")
+        requests.ignored(
+            event,
+            f"object {requests.shown(key)} is not a manifest: manifests/<name>.json, name of [A-Za-z0-9._-], "
+            "not *.result.json",
+        )
         return None
     return key
 
 
-def start_manifest(event: dict[str, Any], key: str, *, config_bucket: str, state_machine_arn: str,
-                   allowed_clusters: tuple[str, ...], environment: str) -> dict[str, Any]:
+def start_manifest(
+    event: dict[str, Any],
+    key: str,
+    *,
+    config_bucket: str,
+    state_machine_arn: str,
+    allowed_clusters: tuple[str, ...],
+    environment: str,
+) -> dict[str, Any]:
     """Validate a dropped manifest and start one execution per service, or none; the result document says which."""
+
     def text(name: str) -> str:
         value = event.get(name)
         return value if isinstance(value, str) else ""
 
     plans, problems, meta = manifest.plan_manifest(
-        config_bucket, key, allowed_clusters=allowed_clusters, environment=environment, event_id=text("id"),
-        account=text("account") if _ACCOUNT.fullmatch(text("account")) else "", region=text("region"))
+        config_bucket,
+        key,
+        allowed_clusters=allowed_clusters,
+        environment=environment,
+        event_id=text("id"),
+        account=text("account") if _ACCOUNT.fullmatch(text("account")) else "",
+        region=text("region"),
+    )
     requested_at = requests.event_time(event)  # the drop's time, on the same clock as pushes
     for plan in plans:
         plan["input"]["trigger"]["requestedAt"] = requested_at
     if problems:
-        result = manifest.write_result(config_bucket, key, manifest.result_document(key, plans=[], problems=problems, meta=meta))
+        result = manifest.write_result(
+            config_bucket, key, manifest.result_document(key, plans=[], problems=problems, meta=meta)
+        )
         return {"started": [], "refused": [str(p) for p in problems], "result": result}
     # Written before the executions start, so an execution that ends at once finds its line to record into.
     manifest.write_result(config_bucket, key, manifest.result_document(key, plans=plans, problems=[], meta=meta))
     started = requests.start(state_machine_arn, plans)
-    result = manifest.write_result(config_bucket, key, manifest.result_document(
-        key, plans=plans, problems=[], started=started, meta=meta))
+    result = manifest.write_result(
+        config_bucket, key, manifest.result_document(key, plans=plans, problems=[], started=started, meta=meta)
+    )
     return {"started": started, "refused": [], "result": result}
 
 
@@ -160,29 +199,46 @@ def route(event: Any, settings: Settings) -> dict[str, Any]:
     are marked `duplicate`), `ignored` says the event asked for nothing, `refused` lists a manifest's problems."""
     key = manifest_key(event, settings.config_bucket)
     if key is not None:
-        outcome = start_manifest(event, key, config_bucket=settings.config_bucket,
-                                 state_machine_arn=settings.state_machine_arn,
-                                 allowed_clusters=settings.allowed_clusters, environment=settings.environment)
+        outcome = start_manifest(
+            event,
+            key,
+            config_bucket=settings.config_bucket,
+            state_machine_arn=settings.state_machine_arn,
+            allowed_clusters=settings.allowed_clusters,
+            environment=settings.environment,
+        )
         if outcome["refused"]:
-            logger.warning("manifest refused: nothing deploys", extra={
-                "manifest": key, "problems": outcome["refused"], "result": outcome["result"]})
+            logger.warning(
+                "manifest refused: nothing deploys",
+                extra={"manifest": key, "problems": outcome["refused"], "result": outcome["result"]},
+            )
         else:
-            logger.info("deploys started", extra={"manifest": key, "started": outcome["started"],
-                                                  "result": outcome["result"]})
+            logger.info(
+                "deploys started", extra={"manifest": key, "started": outcome["started"], "result": outcome["result"]}
+            )
         return {"started": outcome["started"], "ignored": False, "refused": outcome["refused"]}
     push = parse_push(event)
     if push is None:
-        logger.info("event ignored: not a successful ECR push with a tag, nor a manifest in the config bucket",
-                    extra={"detailType": event.get("detail-type") if isinstance(event, dict) else None,
-                           "eventId": event.get("id") if isinstance(event, dict) else None})
+        logger.info(
+            "event ignored: not a successful ECR push with a tag, nor a manifest in the config bucket",
+            extra={
+                "detailType": event.get("detail-type") if isinstance(event, dict) else None,
+                "eventId": event.get("id") if isinstance(event, dict) else None,
+            },
+        )
         return {"started": [], "ignored": True}
     configs, broken = config.load_all(settings.config_bucket, settings.environment)
     for problem in broken:
         logger.warning("service config skipped", extra={"problem": problem})
     for outside in (c for c in configs if not c.on_allowed_cluster(settings.allowed_clusters)):
-        logger.warning("service config skipped: its cluster is not one Ferry is installed for",
-                       extra={"service": outside.name, "cluster": outside.cluster,
-                              "fix": "add the cluster to the stack's Clusters parameter, or move the service"})
+        logger.warning(
+            "service config skipped: its cluster is not one Ferry is installed for",
+            extra={
+                "service": outside.name,
+                "cluster": outside.cluster,
+                "fix": "add the cluster to the stack's Clusters parameter, or move the service",
+            },
+        )
     plans = plan_push(push, [c for c in configs if c.on_allowed_cluster(settings.allowed_clusters)])
     if not plans:
         logger.info("push deploys no service", extra={"repository": push.repository, "tag": push.tag})

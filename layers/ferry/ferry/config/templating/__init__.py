@@ -25,8 +25,21 @@ from ferry.config.templating.problems import Problem
 from ferry.errors import ConfigInvalid
 
 __all__ = [
-    "EXT_VARS", "FUNCTIONS", "JSONNET_FULL_NAMES", "Context", "Function", "JsonnetRun", "Lookups", "Placeholder",
-    "Problem", "Unresolved", "render_json", "render_jsonnet", "render_text", "render_yaml", "scan",
+    "EXT_VARS",
+    "FUNCTIONS",
+    "JSONNET_FULL_NAMES",
+    "Context",
+    "Function",
+    "JsonnetRun",
+    "Lookups",
+    "Placeholder",
+    "Problem",
+    "Unresolved",
+    "render_json",
+    "render_jsonnet",
+    "render_text",
+    "render_yaml",
+    "scan",
 ]
 
 
@@ -38,7 +51,9 @@ def _kind(source: str) -> str:
         return "yaml"
     if lower.endswith((".jsonnet", ".libsonnet")):
         return "jsonnet"
-    raise ConfigInvalid(f"{source}: cannot tell the template's format: name it .json, .yaml, .yml, .jsonnet or .libsonnet")
+    raise ConfigInvalid(
+        f"{source}: cannot tell the template's format: name it .json, .yaml, .yml, .jsonnet or .libsonnet"
+    )
 
 
 def render_text(text: str, source: str, ctx: Context) -> Any:

@@ -95,8 +95,14 @@ def _region(client) -> str:
 
 
 _TRANSIENT = {
-    "Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-    "InternalFailure", "InternalServerError", "InternalServiceError", "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalServiceError",
+    "ServiceUnavailable",
 }
 
 
@@ -151,7 +157,9 @@ def _execution(lookups: Lookups) -> str:
 
 def _commit(lookups: Lookups) -> str:
     if lookups.ctx.commit is None:
-        raise Unresolved("no commit: the deploy was started by an ECR push; put `commit` in the manifest or avoid {{ commit }}")
+        raise Unresolved(
+            "no commit: the deploy was started by an ECR push; put `commit` in the manifest or avoid {{ commit }}"
+        )
     return lookups.ctx.commit
 
 
@@ -209,8 +217,14 @@ def _parameter(lookups: Lookups, name: str) -> dict[str, Any]:
                     f"aws ssm put-parameter --name {shlex.quote(name)} --type String --value ..."
                 ) from None
             if code == "ValidationException":
-                raise Unresolved(f"{name!r} is not a valid SSM parameter name: {exc.response['Error'].get('Message', '')}") from None
-            raise _aws_failure(f"SSM parameter {name}", exc, f"ssm:GetParameter on parameter{name if name.startswith('/') else '/' + name}") from None
+                raise Unresolved(
+                    f"{name!r} is not a valid SSM parameter name: {exc.response['Error'].get('Message', '')}"
+                ) from None
+            raise _aws_failure(
+                f"SSM parameter {name}",
+                exc,
+                f"ssm:GetParameter on parameter{name if name.startswith('/') else '/' + name}",
+            ) from None
 
     return lookups.cached(("ssm:GetParameter", name), fetch)
 
@@ -253,7 +267,9 @@ def _cfn_output(lookups: Lookups, stack: str, key: str) -> str:
     unhealthy = status and (not status.endswith("_COMPLETE") or "ROLLBACK" in status)
     state = f" (its status is {status})" if unhealthy else ""
     have = f"its outputs are {', '.join(sorted(outputs))}" if outputs else "it has no outputs"
-    raise Unresolved(f"CloudFormation stack {stack} has no output {key}{state}: {have}; add it to the stack's Outputs or fix the key")
+    raise Unresolved(
+        f"CloudFormation stack {stack} has no output {key}{state}: {have}; add it to the stack's Outputs or fix the key"
+    )
 
 
 def _exports(lookups: Lookups) -> dict[str, str]:
@@ -341,23 +357,58 @@ class Function:
         return f"{low} to {high} arguments"
 
 
-FUNCTIONS: dict[str, Function] = {f.name: f for f in [
-    Function("env", ("NAME",), ("default",), "A named value (config `values:`, manifest `values`, --var, or FERRY_ENVIRONMENT/"
-        "FERRY_SERVICE/FERRY_EXECUTION); the default, or \"\", when it is not set. Jsonnet: env(NAME), env_default(NAME, default).", _env),
-    Function("must_env", ("NAME",), (), "Like env, but a value that is not set is an error.", _must_env),
-    Function("environment", (), (), "The Ferry environment (FERRY_ENVIRONMENT), e.g. prod.", _environment),
-    Function("service", (), (), "The service's name in the registry.", _service),
-    Function("execution", (), (), "The Step Functions execution name (\"\" when rendered on a laptop).", _execution),
-    Function("commit", (), (), "The commit from the manifest; an error for a deploy started by an ECR push.", _commit),
-    Function("image", ("container",), (), "The container's new image pinned by digest: <registry>/<repository>@sha256:….", _image),
-    Function("tag", ("container",), (), "The tag the container's new image was deployed by.", _tag),
-    Function("digest", ("container",), (), "The digest (sha256:…) of the container's new image.", _digest),
-    Function("ssm", ("name",), (), "The value of an SSM String or StringList parameter; a SecureString is refused (use ssm_arn "
-        "under `secrets`).", _ssm),
-    Function("ssm_arn", ("name",), (), "The ARN of an SSM parameter, for `secrets[].valueFrom` (its value is never read).", _ssm_arn),
-    Function("cfn_output", ("stack", "OutputKey"), (), "An output of a CloudFormation stack.", _cfn_output),
-    Function("cfn_export", ("ExportName",), (), "The value of a CloudFormation export.", _cfn_export),
-    Function("secret_arn", ("name",), ("json-key",), "The full ARN of a Secrets Manager secret (with its random suffix); with a "
-        "JSON key, <arn>:<key>:: for `secrets[].valueFrom`. Never reads the value. Jsonnet: secret_arn(name), "
-        "secret_arn_key(name, key).", _secret_arn),
-]}
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in [
+        Function(
+            "env",
+            ("NAME",),
+            ("default",),
+            "A named value (config `values:`, manifest `values`, --var, or FERRY_ENVIRONMENT/"
+            'FERRY_SERVICE/FERRY_EXECUTION); the default, or "", when it is not set. Jsonnet: env(NAME), env_default(NAME, default).',
+            _env,
+        ),
+        Function("must_env", ("NAME",), (), "Like env, but a value that is not set is an error.", _must_env),
+        Function("environment", (), (), "The Ferry environment (FERRY_ENVIRONMENT), e.g. prod.", _environment),
+        Function("service", (), (), "The service's name in the registry.", _service),
+        Function("execution", (), (), 'The Step Functions execution name ("" when rendered on a laptop).', _execution),
+        Function(
+            "commit", (), (), "The commit from the manifest; an error for a deploy started by an ECR push.", _commit
+        ),
+        Function(
+            "image",
+            ("container",),
+            (),
+            "The container's new image pinned by digest: <registry>/<repository>@sha256:….",
+            _image,
+        ),
+        Function("tag", ("container",), (), "The tag the container's new image was deployed by.", _tag),
+        Function("digest", ("container",), (), "The digest (sha256:…) of the container's new image.", _digest),
+        Function(
+            "ssm",
+            ("name",),
+            (),
+            "The value of an SSM String or StringList parameter; a SecureString is refused (use ssm_arn "
+            "under `secrets`).",
+            _ssm,
+        ),
+        Function(
+            "ssm_arn",
+            ("name",),
+            (),
+            "The ARN of an SSM parameter, for `secrets[].valueFrom` (its value is never read).",
+            _ssm_arn,
+        ),
+        Function("cfn_output", ("stack", "OutputKey"), (), "An output of a CloudFormation stack.", _cfn_output),
+        Function("cfn_export", ("ExportName",), (), "The value of a CloudFormation export.", _cfn_export),
+        Function(
+            "secret_arn",
+            ("name",),
+            ("json-key",),
+            "The full ARN of a Secrets Manager secret (with its random suffix); with a "
+            "JSON key, <arn>:<key>:: for `secrets[].valueFrom`. Never reads the value. Jsonnet: secret_arn(name), "
+            "secret_arn_key(name, key).",
+            _secret_arn,
+        ),
+    ]
+}

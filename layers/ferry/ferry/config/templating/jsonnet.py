@@ -44,8 +44,10 @@ _NATIVE_CALL = re.compile(r"""std\.native\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""
 # A Jsonnet stack frame: "\tfile:3:5-20\t..." or "\tfile:(3:5)-(4:2)\t...".
 _FRAME = re.compile(r"^\s*(?P<file>[^\t\n]+?):(?:\((?P<l2>\d+):(?P<c2>\d+)\)|(?P<l1>\d+):(?P<c1>\d+))", re.M)
 # go-jsonnet's static error: "file:3:5-20 Message" or "file:(3:5)-(4:2) Message", then the source line(s).
-_GO_STATIC = re.compile(r"^(?P<file>[^\t\n]+?):(?:\((?P<l2>\d+):(?P<c2>\d+)\)-\(\d+:\d+\)|(?P<l1>\d+):(?P<c1>\d+)(?:-\d+)?) "
-                        r"(?P<msg>[^\n]*)")
+_GO_STATIC = re.compile(
+    r"^(?P<file>[^\t\n]+?):(?:\((?P<l2>\d+):(?P<c2>\d+)\)-\(\d+:\d+\)|(?P<l1>\d+):(?P<c1>\d+)(?:-\d+)?) "
+    r"(?P<msg>[^\n]*)"
+)
 # What go-jsonnet says for any exception from a native callback (the binding drops the exception's text).
 _GO_NATIVE_FAILED = "failed to execute native callback"
 _SENTINEL = "<unresolved>"
@@ -71,8 +73,11 @@ def _go_static_error(line: str, files: set[str]) -> str | None:
 def _normalize_error(error: str, source: str, files: set[str], stand_ins: set[str]) -> str:
     """go-jsonnet's error text in the form Ferry reports: "STATIC ERROR: file:line:col: ..." or "RUNTIME ERROR: ...",
     without the frames of the stand-ins for refused imports."""
-    lines = [line for line in error.strip().split("\n")
-             if not any(line.lstrip().startswith(stand_in + ":") for stand_in in stand_ins)]
+    lines = [
+        line
+        for line in error.strip().split("\n")
+        if not any(line.lstrip().startswith(stand_in + ":") for stand_in in stand_ins)
+    ]
     first = lines[0] if lines else ""
     if first.startswith("RUNTIME ERROR: "):
         rest = first.removeprefix("RUNTIME ERROR: ")
@@ -153,7 +158,10 @@ def _unknown_natives(text: str, source: str) -> dict[str, tuple[int | None, Prob
             continue
         line, col = line_col(text, match.start())
         message = _unknown_native(name)
-        found[name] = (_call_arity(text, match.end()), Problem(f"{source}:{line}:{col}", f'std.native("{name}")', message))
+        found[name] = (
+            _call_arity(text, match.end()),
+            Problem(f"{source}:{line}:{col}", f'std.native("{name}")', message),
+        )
     return found
 
 
@@ -192,7 +200,6 @@ def _position_key(problem: Problem, source: str) -> tuple:
     return (match[1] != source, match[1], int(match[2]), int(match[3]))
 
 
-
 Call = tuple[str, tuple]  # a native function call: the native's name and its arguments, as Jsonnet gave them
 
 
@@ -215,8 +222,12 @@ class JsonnetRun:
         self.base = posixpath.dirname(source)
         self.ext_vars = {"environment": ctx.environment, "service": ctx.service, "execution": ctx.execution}
         # Every path a file can be known by, with its text: the config and the imports beside it.
-        self.files = {source: text, **{(posixpath.join(self.base, key) if self.base else key): content
-                                       for key, content in self.imports.items()}}
+        self.files = {
+            source: text,
+            **{
+                (posixpath.join(self.base, key) if self.base else key): content for key, content in self.imports.items()
+            },
+        }
         # What go-jsonnet is given as native_callbacks: name -> (parameter names, callback).
         self.natives: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {}
         self.failures: dict[Call, str] = {}  # every call that failed in the last pass -> why
@@ -249,8 +260,10 @@ class JsonnetRun:
             first = error.splitlines()[0] if error else error
             position = _first_frame(error)
             if first.startswith("RUNTIME ERROR: undefined external variable"):
-                message = (first.removeprefix("RUNTIME ERROR: ")
-                           + f": the ext vars are {', '.join(EXT_VARS)}; use std.native(\"env\")(NAME) for values")
+                message = (
+                    first.removeprefix("RUNTIME ERROR: ")
+                    + f': the ext vars are {", ".join(EXT_VARS)}; use std.native("env")(NAME) for values'
+                )
                 raise_unresolved(self.source, [Problem(position or self.source, "std.extVar", message)])
             raise ConfigInvalid(f"{self.source}: Jsonnet evaluation failed: {error.strip()}")
         try:
@@ -306,8 +319,13 @@ class JsonnetRun:
         self.located = False
         output: str | None = None
         try:
-            output = _jsonnet.evaluate_snippet(self.source, self.text, ext_vars=self.ext_vars,
-                                               native_callbacks=self.natives, import_callback=self._import)
+            output = _jsonnet.evaluate_snippet(
+                self.source,
+                self.text,
+                ext_vars=self.ext_vars,
+                native_callbacks=self.natives,
+                import_callback=self._import,
+            )
         except RuntimeError as exc:
             if self.unexpected:
                 raise self.unexpected[0] from None
@@ -317,9 +335,12 @@ class JsonnetRun:
                 raise RuntimeError(_normalize_error(error, self.source, set(self.files), stand_ins)) from None
         if self.refused:  # a refused file read by importstr/importbin (or failing later than another error)
             directory, rel = self.refused[0]
-            where = _import_position(self.files, directory, rel, ("importstr", "importbin")) \
-                or _import_position(self.files, directory, rel, ("import",))
-            raise RuntimeError(f"RUNTIME ERROR: {self.refusals[(directory, rel)][1]}" + (f"\n\t{where}\t" if where else ""))
+            where = _import_position(self.files, directory, rel, ("importstr", "importbin")) or _import_position(
+                self.files, directory, rel, ("import",)
+            )
+            raise RuntimeError(
+                f"RUNTIME ERROR: {self.refusals[(directory, rel)][1]}" + (f"\n\t{where}\t" if where else "")
+            )
         assert output is not None  # else the evaluation's error was raised above
         return output
 
@@ -361,9 +382,12 @@ class JsonnetRun:
     def _resolve(self, directory: str, rel: str) -> tuple[str, str | None]:
         """The imports key `rel` names from `directory` (as go-jsonnet gives it, "services/web/"), or why it is refused."""
         base, imports = self.base, self.imports
-        here = directory[len(base):].lstrip("/") if base and directory.startswith(base) else directory.lstrip("/")
+        here = directory[len(base) :].lstrip("/") if base and directory.startswith(base) else directory.lstrip("/")
         if rel.startswith("/") or "\\" in rel:
-            return rel, f"refused: only files beside the config can be imported, by a relative name ({_available(imports)})"
+            return (
+                rel,
+                f"refused: only files beside the config can be imported, by a relative name ({_available(imports)})",
+            )
         key = posixpath.normpath(posixpath.join(here, rel))
         if key == ".." or key.startswith("../") or rel.split("/").count(".."):
             return key, f"refused: imports cannot leave the config's folder ({_available(imports)})"
@@ -377,7 +401,8 @@ class JsonnetRun:
         if reason is not None:
             stand_in, message = self.refusals.setdefault(
                 (directory, rel),
-                (f"<refused import {len(self.refusals) + 1}>", f"couldn't open import {json.dumps(rel)}: {reason}"))
+                (f"<refused import {len(self.refusals) + 1}>", f"couldn't open import {json.dumps(rel)}: {reason}"),
+            )
             self.refused.append((directory, rel))
             return stand_in, f"error {json.dumps(message)}\n".encode()
         found = posixpath.join(self.base, key) if self.base else key

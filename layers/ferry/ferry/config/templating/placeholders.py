@@ -83,7 +83,9 @@ def _read_string(text: str, i: int) -> tuple[str, int]:
             continue
         out.append(c)
         j += 1
-    raise _SyntaxProblem(i, f"unterminated {quote}-quoted argument (close it with {quote} before }}}} and the end of the line)")
+    raise _SyntaxProblem(
+        i, f"unterminated {quote}-quoted argument (close it with {quote} before }}}} and the end of the line)"
+    )
 
 
 def _parse_placeholder(text: str, start: int) -> Placeholder:
@@ -99,7 +101,7 @@ def _parse_placeholder(text: str, start: int) -> Placeholder:
     match = _NAME.match(text, i)
     if not match:
         if text.startswith("}}", i):
-            raise _SyntaxProblem(start, "empty placeholder: write a function name, e.g. {{ env \"NAME\" }}")
+            raise _SyntaxProblem(start, 'empty placeholder: write a function name, e.g. {{ env "NAME" }}')
         if i >= n:
             raise _SyntaxProblem(start, "unterminated {{: no closing }}")
         raise _SyntaxProblem(i, f"expected a function name after {{{{, found {text[i]!r}")
@@ -131,7 +133,9 @@ def _parse_placeholder(text: str, start: int) -> Placeholder:
         for arg, at in zip(args, starts):
             if "}}" in arg:
                 quote = text[at]
-                raise _SyntaxProblem(at, f"unterminated {quote}-quoted argument (close it with {quote} before }}}})") from None
+                raise _SyntaxProblem(
+                    at, f"unterminated {quote}-quoted argument (close it with {quote} before }}}})"
+                ) from None
         raise
 
 
@@ -150,7 +154,7 @@ def scan(text: str) -> tuple[list[Placeholder], list[tuple[int, str, str]]]:
             line_end = text.find("\n", start)
             line_end = line_end if line_end >= 0 else len(text)
             close = text.find("}}", start, line_end)
-            snippet = text[start:close + 2 if close >= 0 else line_end].strip()
+            snippet = text[start : close + 2 if close >= 0 else line_end].strip()
             errors.append((exc.offset, shorten(snippet, 60, "..."), str(exc)))
             i = start + 2
             continue
@@ -199,14 +203,16 @@ class _OffsetMap:
 _JSON_LITERAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null")
 
 
-def _substitute_json(text: str, placeholders: list[Placeholder], values: list[str], source: str) -> tuple[str, _OffsetMap]:
+def _substitute_json(
+    text: str, placeholders: list[Placeholder], values: list[str], source: str
+) -> tuple[str, _OffsetMap]:
     out: list[str] = []
     mapping = _OffsetMap()
     length = 0
     in_string = escaped = False
     pos = 0
     for p, value in zip(placeholders, values, strict=True):
-        segment = text[pos:p.start]
+        segment = text[pos : p.start]
         for c in segment:
             if in_string:
                 if escaped:
@@ -219,8 +225,16 @@ def _substitute_json(text: str, placeholders: list[Placeholder], values: list[st
                 in_string = True
         if escaped:
             line, col = line_col(text, p.start)
-            raise_unresolved(source, [Problem(f"{source}:{line}:{col}", p.display(),
-                                              "a placeholder cannot follow a backslash inside a JSON string: remove the backslash")])
+            raise_unresolved(
+                source,
+                [
+                    Problem(
+                        f"{source}:{line}:{col}",
+                        p.display(),
+                        "a placeholder cannot follow a backslash inside a JSON string: remove the backslash",
+                    )
+                ],
+            )
         if in_string:
             rendered = json.dumps(value)[1:-1]
         elif _JSON_LITERAL.fullmatch(value):
@@ -242,7 +256,9 @@ def _parse_json(text: str, source: str, template: str, mapping: _OffsetMap) -> A
         return json.loads(text)
     except json.JSONDecodeError as exc:
         line, col = line_col(template, mapping.original(exc.pos))
-        raise ConfigInvalid(f"{source}:{line}:{col}: not valid JSON after its placeholders were filled in: {exc.msg}") from None
+        raise ConfigInvalid(
+            f"{source}:{line}:{col}: not valid JSON after its placeholders were filled in: {exc.msg}"
+        ) from None
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -261,7 +277,7 @@ def _fill_yaml(text: str, placeholders: list[Placeholder], values: list[str], so
     for index, (p, value) in enumerate(zip(placeholders, values, strict=True)):
         token = f"ferry{nonce}t{index}x"
         tokens[token] = value
-        segment = text[pos:p.start]
+        segment = text[pos : p.start]
         out.append(segment)
         length += len(segment)
         out.append(token)
@@ -294,7 +310,7 @@ def _fill_yaml(text: str, placeholders: list[Placeholder], values: list[str], so
                         continue
                     whole = token_re.fullmatch(node.value) is not None
                     node.value = token_re.sub(lambda m: tokens[m.group()], node.value)
-                    raw = tokenized[node.start_mark.index:node.end_mark.index]
+                    raw = tokenized[node.start_mark.index : node.end_mark.index]
                     if whole and node.style is None and node.tag == _STR_TAG and not _EXPLICIT_TAG.match(raw):
                         node.tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
                 elif isinstance(node, yaml.SequenceNode):
@@ -306,13 +322,13 @@ def _fill_yaml(text: str, placeholders: list[Placeholder], values: list[str], so
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = " ".join(x for x in (exc.context, exc.problem) if x)
-            raise ConfigInvalid(f"{where(mark)}: not valid YAML after its placeholders were filled in: {problem}") from None
+            raise ConfigInvalid(
+                f"{where(mark)}: not valid YAML after its placeholders were filled in: {problem}"
+            ) from None
         except yaml.YAMLError as exc:
             raise ConfigInvalid(f"{source}: not valid YAML after its placeholders were filled in: {exc}") from None
     finally:
         loader.dispose()
-
-
 
 
 def render_json(text: str, source: str, ctx: Context) -> Any:

@@ -16,8 +16,8 @@ from ferry.errors import TemplateUnresolved
 
 @dataclass(frozen=True)
 class Problem:
-    where: str      # "<source>:<line>:<col>" (or just "<source>" when the position is unknown)
-    what: str       # the placeholder, e.g. {{ ssm "/prod/x" }} or std.native("ssm")("/prod/x")
+    where: str  # "<source>:<line>:<col>" (or just "<source>" when the position is unknown)
+    what: str  # the placeholder, e.g. {{ ssm "/prod/x" }} or std.native("ssm")("/prod/x")
     message: str
 
     def __str__(self) -> str:
