@@ -946,3 +946,96 @@ def test_several_behaviours_of_an_image_the_first_that_applies_wins(scenario):
 def test_a_broken_behaviour_is_refused_naming_the_field(scenario, behaviour, expected):
     scenario.world["behaviour"] = behaviour
     assert expected in load_error(scenario)
+
+
+# ----------------------------------------------------------------------------- capacity providers and autoscaling
+SPOT = [{"capacityProvider": "FARGATE_SPOT", "weight": 3}, {"capacityProvider": "FARGATE", "weight": 1, "base": 1}]
+
+
+def test_a_service_on_a_capacity_provider_strategy_deploys_its_canary_on_that_strategy(scenario):
+    scenario.world["services"][0]["capacityProviderStrategy"] = SPOT
+    scenario.config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+        "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60}}\n",
+    )
+    seen = []
+
+    def started_canary(sandbox):
+        ecs = sandbox.client("ecs")
+        service = ecs.describe_services(cluster="prod", services=["web"])["services"][0]
+        [cluster] = ecs.describe_clusters(clusters=["prod"])["clusters"]
+        arns = ecs.list_tasks(cluster="prod", desiredStatus="STOPPED")["taskArns"]
+        stopped = ecs.describe_tasks(cluster="prod", tasks=arns)["tasks"] if arns else []
+        seen.extend(
+            t
+            for t in stopped
+            if t["taskDefinitionArn"].endswith("web:2") and t.get("startedBy", "").startswith("ferry")
+        )
+        return service, cluster
+
+    summary, (service, cluster) = deploy(scenario, push_event("web", "v2"), inspect=started_canary)
+    [execution] = summary["executions"]
+    assert execution["status"] == "SUCCEEDED", execution
+    assert service["capacityProviderStrategy"] == SPOT and not service.get("launchType"), service
+    assert {"FARGATE", "FARGATE_SPOT"} <= set(cluster["capacityProviders"])
+    assert "Check the canary" in execution["states"]
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
+    [canary] = seen  # the canary ran on the service's strategy, and was stopped after the deploy
+    assert canary["capacityProviderName"] in ("FARGATE_SPOT", "FARGATE") and not canary.get("launchType"), canary
+
+
+def test_a_strategy_with_two_bases_is_refused_naming_the_field(scenario, tmp_path):
+    scenario.world["services"][0]["capacityProviderStrategy"] = [
+        {"capacityProvider": "FARGATE_SPOT", "base": 1},
+        {"capacityProvider": "FARGATE", "base": 1},
+    ]
+    with pytest.raises(WorldError, match=r"\$\.services\[0\]\.capacityProviderStrategy\[1\]\.base: only one"):
+        deploy(scenario, push_event("web", "v2"))
+
+
+def test_a_service_with_an_autoscaling_target_has_it_in_the_account_and_deploys(scenario):
+    scenario.world["services"][0]["autoScaling"] = {
+        "minCapacity": 2,
+        "maxCapacity": 6,
+        "policies": [{"name": "cpu", "metric": "ECSServiceAverageCPUUtilization", "targetValue": 60}],
+    }
+
+    def scaling(sandbox):
+        aas = sandbox.client("application-autoscaling")
+        return (
+            aas.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"],
+            aas.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"],
+        )
+
+    summary, (targets, policies) = deploy(scenario, push_event("web", "v2"), inspect=scaling)
+    assert summary["executions"][0]["status"] == "SUCCEEDED"
+    [target] = targets
+    assert (target["ResourceId"], target["ScalableDimension"], target["MinCapacity"], target["MaxCapacity"]) == (
+        "service/prod/web",
+        "ecs:service:DesiredCount",
+        2,
+        6,
+    )
+    [policy] = policies
+    assert policy["PolicyName"] == "cpu" and policy["PolicyType"] == "TargetTrackingScaling"
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
+    }
+
+
+@pytest.mark.parametrize(
+    ("scaling", "expected"),
+    [
+        ({"minCapacity": 5, "maxCapacity": 2}, r"autoScaling\.minCapacity: 5 is above maxCapacity 2"),
+        ({"minCapacity": 1}, r"autoScaling"),
+        (
+            {"minCapacity": 1, "maxCapacity": 2, "policies": [{"name": "x", "metric": "Nope", "targetValue": 1}]},
+            r"autoScaling\.policies\[0\]\.metric",
+        ),
+    ],
+)
+def test_a_broken_autoscaling_target_is_refused_naming_the_field(scenario, scaling, expected):
+    scenario.world["services"][0]["autoScaling"] = scaling
+    with pytest.raises(WorldError, match=expected):
+        deploy(scenario, push_event("web", "v2"))

@@ -183,6 +183,18 @@ class World:
                         "a target group name is unique in the region"
                     )
                 groups[name] = key
+            bases = [j for j, item in enumerate(svc.get("capacityProviderStrategy") or []) if "base" in item]
+            if len(bases) > 1:  # "Only one capacity provider in a capacity provider strategy can have a base"
+                raise WorldError(
+                    f"{self.path}: $.services[{i}].capacityProviderStrategy[{bases[1]}].base: only one capacity "
+                    "provider of a strategy can have a base (ECS CreateService): remove the others"
+                )
+            scaling = svc.get("autoScaling")
+            if scaling and scaling["minCapacity"] > scaling["maxCapacity"]:  # RegisterScalableTarget refuses it
+                raise WorldError(
+                    f"{self.path}: $.services[{i}].autoScaling.minCapacity: {scaling['minCapacity']} is above "
+                    f"maxCapacity {scaling['maxCapacity']}: the minimum cannot be greater than the maximum"
+                )
             for container, ref in svc["running"].items():
                 repo, tag = ref.rsplit(":", 1)
                 if tag not in images.get(repo, {}):
@@ -396,7 +408,11 @@ class World:
                 **(svc.get("deploymentConfiguration") or {}),
             },
         }
-        if fargate:
+        strategy = svc.get("capacityProviderStrategy")
+        if strategy:  # "If a capacityProviderStrategy is specified, the launchType parameter must be omitted."
+            self._associate_capacity_providers(sandbox, svc["cluster"], [item["capacityProvider"] for item in strategy])
+            params["capacityProviderStrategy"] = strategy
+        elif fargate:
             params["launchType"] = "FARGATE"
         if awsvpc:
             params["networkConfiguration"] = {
@@ -418,6 +434,42 @@ class World:
                 ecs.put_account_setting(name="serviceLongArnFormat", value="enabled")
         else:
             ecs.create_service(**params)
+        if svc.get("autoScaling"):
+            self._build_auto_scaling(sandbox, svc)
+
+    def _associate_capacity_providers(self, sandbox: Sandbox, cluster: str, providers: list[str]) -> None:
+        """A strategy may only name providers associated with the cluster (PutClusterCapacityProviders): the world
+        associates them, as the account that runs the service has; FARGATE and FARGATE_SPOT are AWS's own."""
+        ecs = sandbox.client("ecs")
+        [found] = ecs.describe_clusters(clusters=[cluster])["clusters"]
+        associated = list(found.get("capacityProviders") or [])
+        wanted = associated + [p for p in providers if p not in associated]
+        if wanted != associated:
+            ecs.put_cluster_capacity_providers(
+                cluster=cluster,
+                capacityProviders=wanted,
+                defaultCapacityProviderStrategy=found.get("defaultCapacityProviderStrategy") or [],
+            )
+
+    def _build_auto_scaling(self, sandbox: Sandbox, svc: dict[str, Any]) -> None:
+        """The service's scalable target and target tracking policies, as Application Auto Scaling holds them."""
+        scaling, aas = svc["autoScaling"], sandbox.client("application-autoscaling")
+        target = {
+            "ServiceNamespace": "ecs",
+            "ResourceId": f"service/{svc['cluster']}/{svc['name']}",
+            "ScalableDimension": "ecs:service:DesiredCount",
+        }
+        aas.register_scalable_target(**target, MinCapacity=scaling["minCapacity"], MaxCapacity=scaling["maxCapacity"])
+        for policy in scaling.get("policies") or []:
+            aas.put_scaling_policy(
+                **target,
+                PolicyName=policy["name"],
+                PolicyType="TargetTrackingScaling",
+                TargetTrackingScalingPolicyConfiguration={
+                    "TargetValue": float(policy["targetValue"]),
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": policy["metric"]},
+                },
+            )
 
     def _target_groups(
         self,
