@@ -51,6 +51,8 @@ SECRET_VALUES = [
 ]
 # Every call the importer may make, as botocore names them: Describe, List and Get calls that return no secret value.
 READ_ONLY_CALLS = {
+    "DescribeScalableTargets",
+    "DescribeScalingPolicies",
     "DescribeClusters",
     "DescribeServices",
     "DescribeTaskDefinition",
@@ -194,7 +196,8 @@ def test_the_demo_world_imports_as_itself_and_deploys_the_same(tmp_path):
     # The secret has a value in the account: the world's is a placeholder, never the value.
     assert imported_world["secrets"] == {"prod/web/db-password": {"value": PLACEHOLDER}}
     assert "sandbox-db-password-do-not-print" not in output_text(imported_world, files, notes)
-    assert {name for name, _ in calls} == READ_ONLY_CALLS - {"HeadObject"}
+    # No environment file to look for, and no scalable target whose policies to read.
+    assert {name for name, _ in calls} == READ_ONLY_CALLS - {"HeadObject", "DescribeScalingPolicies"}
     # The task definition file is the running revision as ECS describes it.
     spec = json.loads(files["web-task-def.json"])
     original = json.loads((EXAMPLE / "web-task-def.json").read_text())
@@ -307,6 +310,15 @@ API_TASK_DEF = {
         },
     ],
 }
+SPOT_STRATEGY = [
+    {"capacityProvider": "FARGATE_SPOT", "weight": 3},
+    {"capacityProvider": "FARGATE", "weight": 1, "base": 1},
+]
+API_SCALING = {
+    "minCapacity": 3,
+    "maxCapacity": 12,
+    "policies": [{"name": "api-cpu", "metric": "ECSServiceAverageCPUUtilization", "targetValue": 55.0}],
+}
 API_WORLD = {
     "account": ACCOUNT,
     "region": REGION,
@@ -323,6 +335,8 @@ API_WORLD = {
                 "maximumPercent": 150,
                 "deploymentCircuitBreaker": {"enable": True, "rollback": True},
             },
+            "capacityProviderStrategy": SPOT_STRATEGY,
+            "autoScaling": API_SCALING,
         }
     ],
     "parameters": {"/payments/api/region-label": "eu-west-1 (Ireland)"},
@@ -421,6 +435,8 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
             "maximumPercent": 150,
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
         },
+        "capacityProviderStrategy": SPOT_STRATEGY,  # Fargate Spot, as the service runs
+        "autoScaling": API_SCALING,  # its scalable target and target tracking policy
     }
     spec = json.loads(files["api-task-def.json"])
     assert [(c["name"], c["image"]) for c in spec["containerDefinitions"]] == [
@@ -452,6 +468,7 @@ def test_a_realistic_service_in_eu_west_1_round_trips(realistic, tmp_path):
     assert yaml.safe_load(config_text) == API_CONFIG
 
     # Read-only: only the allowed calls; no secret read, nothing decrypted, the SecureString's value never asked for.
+    # No environment file to look for, and no scalable target whose policies to read.
     assert {name for name, _ in calls} == READ_ONLY_CALLS - {"HeadObject"}  # each read the import needs, no other
     assert not any(params.get("WithDecryption") for _, params in calls)
     assert all(

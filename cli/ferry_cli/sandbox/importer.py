@@ -66,7 +66,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "ssm": frozenset({"describe_parameters", "get_parameters"}),
     "cloudwatch": frozenset({"describe_alarms"}),
     "s3": frozenset({"head_object"}),  # an environment file exists; its content (often secrets) is never read
+    "application-autoscaling": frozenset({"describe_scalable_targets", "describe_scaling_policies"}),
 }
+FARGATE_PROVIDERS = {"FARGATE", "FARGATE_SPOT"}
+PREDEFINED_METRICS = {"ECSServiceAverageCPUUtilization", "ECSServiceAverageMemoryUtilization"}
 
 
 class ImportFailed(Exception):
@@ -308,6 +311,14 @@ class _Importer:
                 entry = several
         if len(groups) == 1:
             entry["targetGroup"] = groups[0]
+        strategy = svc.get("capacityProviderStrategy") or []
+        if strategy and all(item.get("capacityProvider") in FARGATE_PROVIDERS for item in strategy):
+            entry["capacityProviderStrategy"] = [
+                {k: item[k] for k in ("capacityProvider", "weight", "base") if k in item} for item in strategy
+            ]
+        scaling = self.auto_scaling(cluster, name)
+        if scaling:
+            entry["autoScaling"] = scaling
         self.service_settings(name, svc, spec)
         config = self.config(cluster, name, running, svc)
         return entry, spec, config
@@ -743,9 +754,53 @@ class _Importer:
             )
         return groups
 
+    def auto_scaling(self, cluster: str, service: str) -> dict[str, Any] | None:
+        """The service's Application Auto Scaling target on its desired count, with its target tracking policies
+        on ECS's predefined CPU and memory metrics (others are noted)."""
+        target = {
+            "ServiceNamespace": "ecs",
+            "ResourceIds": [f"service/{cluster}/{service}"],
+            "ScalableDimension": "ecs:service:DesiredCount",
+        }
+        aas = self.client("application-autoscaling")
+        try:
+            [found] = aas.describe_scalable_targets(**target).get("ScalableTargets") or [None]
+            if found is None:
+                return None
+            policies = (
+                aas.describe_scaling_policies(
+                    ServiceNamespace="ecs",
+                    ResourceId=f"service/{cluster}/{service}",
+                    ScalableDimension="ecs:service:DesiredCount",
+                ).get("ScalingPolicies")
+                or []
+            )
+        except ClientError as exc:
+            self.refused(exc, f"the autoscaling of {service}")
+            return None
+        scaling: dict[str, Any] = {"minCapacity": found["MinCapacity"], "maxCapacity": found["MaxCapacity"]}
+        kept = []
+        for policy in policies:
+            tracking = policy.get("TargetTrackingScalingPolicyConfiguration") or {}
+            metric = (tracking.get("PredefinedMetricSpecification") or {}).get("PredefinedMetricType")
+            if policy.get("PolicyType") == "TargetTrackingScaling" and metric in PREDEFINED_METRICS:
+                kept.append({"name": policy["PolicyName"], "metric": metric, "targetValue": tracking["TargetValue"]})
+            else:
+                self.note(
+                    f"scaling policy {policy.get('PolicyName')} of {service} ({policy.get('PolicyType')}"
+                    f"{', ' + metric if metric else ''}): a world holds target tracking on CPU or memory only"
+                )
+        if kept:
+            scaling["policies"] = kept
+        return scaling
+
     def service_settings(self, service: str, svc: dict[str, Any], spec: dict[str, Any]) -> None:
+        strategy = svc.get("capacityProviderStrategy") or []
         checks = [
-            ("capacity provider strategy", bool(svc.get("capacityProviderStrategy"))),
+            (
+                "capacity provider strategy (EC2 capacity providers)",
+                any(item.get("capacityProvider") not in FARGATE_PROVIDERS for item in strategy),
+            ),
             ("placement constraints", bool(svc.get("placementConstraints"))),
             ("placement strategy", bool(svc.get("placementStrategy"))),
             ("service discovery registries", bool(svc.get("serviceRegistries"))),
@@ -817,6 +872,12 @@ class _Importer:
         by_service: dict[str, list[str]] = {name: [] for name in wanted}
         for alarm in alarms:
             alarm_name = alarm["AlarmName"]
+            if alarm_name.startswith("TargetTracking-"):
+                # Application Auto Scaling's own alarms for a target tracking policy: they fire whenever the
+                # service should scale, which is no reason to stop a deploy, and the world's autoScaling makes
+                # them again ("Do not edit or delete these alarms": Application Auto Scaling user guide,
+                # target tracking scaling policies).
+                continue
             dims = _dimensions(alarm)
             for svc in services:
                 name = svc["serviceName"]
