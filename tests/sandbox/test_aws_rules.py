@@ -268,7 +268,7 @@ def test_the_sandbox_throttles_the_handlers_calls_as_aws_does_and_their_clients_
 
 
 def test_list_tasks_without_a_desired_status_lists_the_tasks_ecs_wants_running(ecs):
-    """ "The default status filter is RUNNING" (botocore ecs model, ListTasksRequest.desiredStatus)."""
+    """ECS says "The default status filter is RUNNING" (botocore ecs model, ListTasksRequest.desiredStatus)."""
     assert "The default status filter is RUNNING" in documentation("botocore ecs model: ListTasksRequest.desiredStatus")
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]

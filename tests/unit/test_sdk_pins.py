@@ -225,7 +225,7 @@ def _literal(node: ast.expr | None) -> str | None:
 
 
 def _client_service(node: ast.expr) -> str | None:
-    """ "ecs" for aws.client("ecs"), aws.regional_client("ecs", r), cx.client("ecs", r), self.client("ecs")."""
+    """The service name, e.g. "ecs" for aws.client("ecs"), aws.regional_client("ecs", r), cx.client("ecs", r), self.client("ecs")."""
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)

@@ -68,7 +68,7 @@ class BakeInput(EcsStepInput):
 
 @dataclass(frozen=True, kw_only=True)
 class StartInput(BakeInput):
-    """ "Bake while watching the alarms"."""
+    """The input of "Bake while watching the alarms"."""
 
     token: str = key(
         "token",
@@ -79,7 +79,7 @@ class StartInput(BakeInput):
 
 @dataclass(frozen=True, kw_only=True)
 class FinishInput(BakeInput):
-    """ "Check the alarms as the bake ends"."""
+    """The input of "Check the alarms as the bake ends"."""
 
     action: str = key("action", doc="finish")
 

@@ -154,7 +154,7 @@ class CanaryInput(EcsStepInput):
 
 @dataclass(frozen=True, kw_only=True)
 class StartInput(CanaryInput):
-    """ "Start the canary tasks"."""
+    """The input of "Start the canary tasks"."""
 
     task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
     canary: CanarySettings = key(
@@ -168,7 +168,7 @@ class StartInput(CanaryInput):
 
 @dataclass(frozen=True, kw_only=True)
 class CheckInput(CanaryInput):
-    """ "Check the canary"."""
+    """The input of "Check the canary"."""
 
     task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
     canary: CanarySettings = key(
@@ -187,7 +187,7 @@ class CheckInput(CanaryInput):
 
 @dataclass(frozen=True, kw_only=True)
 class RemovalInput(CanaryInput):
-    """ "Take the canary out of the target groups" (deregister) and "Remove the canary after the failure" (remove):
+    """The input of "Take the canary out of the target groups" (deregister) and "Remove the canary after the failure" (remove):
     the revision the canary runs finds its tasks that already stopped, and `started` the ones Start started."""
 
     task_definition_arn: str | None = key(
@@ -215,7 +215,7 @@ class RemovalInput(CanaryInput):
 
 @dataclass(frozen=True, kw_only=True)
 class StopInput(CanaryInput):
-    """ "Stop the canary tasks": found by the execution's startedBy alone."""
+    """The input of "Stop the canary tasks": found by the execution's startedBy alone."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -99,7 +99,7 @@ PHASES = ("deployment", "rollback")
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """ "Wait for ECS to finish the deployment" and "Wait for ECS to finish the rollback"."""
+    """The input of "Wait for ECS to finish the deployment" and "Wait for ECS to finish the rollback"."""
 
     token: str | None = key(
         "token",

@@ -325,7 +325,7 @@ class LockInput(Model):
 
 @dataclass(frozen=True, kw_only=True)
 class AcquireInput(LockInput):
-    """ "Take the deploy lock for this service"."""
+    """The input of "Take the deploy lock for this service"."""
 
     started_at: str | None = key(
         "startedAt",
@@ -431,7 +431,7 @@ class Released(Model):
 
 @dataclass(frozen=True, kw_only=True)
 class RollbackTargetInput(LockInput):
-    """ "Find the revision to roll back to"."""
+    """The input of "Find the revision to roll back to"."""
 
 
 @dataclass(frozen=True, kw_only=True)

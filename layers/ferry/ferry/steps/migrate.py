@@ -36,7 +36,7 @@ from ferry.errors import FerryError, MigrationNotStarted
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """ "Run the migration task and wait for it to stop" (inside "Run the migrations in order")."""
+    """The input of "Run the migration task and wait for it to stop" (inside "Run the migrations in order")."""
 
     token: str = key(
         "token",

@@ -24,7 +24,7 @@ REGISTERED_ARTEFACT = "task-definition.json"
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Model):
-    """ "Register the new revision"."""
+    """The input of "Register the new revision"."""
 
     execution: str = key(
         "execution",

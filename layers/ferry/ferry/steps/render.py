@@ -32,7 +32,7 @@ from ferry.errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
 @dataclass(frozen=True, kw_only=True)
 class Input(Model):
-    """ "Render the new task definition and diff it"."""
+    """The input of "Render the new task definition and diff it"."""
 
     execution: str = key("execution", doc="the execution's name, $$.Execution.Name: what the artefacts are kept under")
     service: str = key("service", doc="the service's name in the config registry, $.service: whose config is read")

@@ -69,7 +69,7 @@ class RollbackInput(EcsStepInput):
 
 @dataclass(frozen=True, kw_only=True)
 class StartInput(RollbackInput):
-    """ "Roll back to the previous revision"."""
+    """The input of "Roll back to the previous revision"."""
 
     timeout_seconds: int | None = key(
         "timeoutSeconds",
@@ -85,7 +85,7 @@ class StartInput(RollbackInput):
 
 @dataclass(frozen=True, kw_only=True)
 class FinishInput(RollbackInput):
-    """ "Deregister the failed revision"."""
+    """The input of "Deregister the failed revision"."""
 
     service: str = key(
         "service", doc="the service's name in the config registry, $.service: its config's rollback.keepFailedRevisions"
@@ -95,7 +95,7 @@ class FinishInput(RollbackInput):
 
 @dataclass(frozen=True, kw_only=True)
 class ExplainInput(RollbackInput):
-    """ "Explain the failed rollback"."""
+    """The input of "Explain the failed rollback"."""
 
     rollback_failure: dict[str, Any] | None = key(
         "rollbackFailure", kinds=(dict,), required=False, doc="what failed in the rollback, $.rollbackFailure"

@@ -13,7 +13,7 @@ from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primar
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """ "Update the service to the new revision"."""
+    """The input of "Update the service to the new revision"."""
 
     task_definition_arn: str = key("taskDefinitionArn", doc="the new revision, $.register.taskDefinitionArn")
     strategy: str = key("strategy", doc="$.render.strategy: native leaves the service's deployment settings alone")

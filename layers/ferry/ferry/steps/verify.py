@@ -44,7 +44,7 @@ REPORT_ARTEFACT = "verify-report.json"
 
 @dataclass(frozen=True, kw_only=True)
 class Input(EcsStepInput):
-    """ "Verify secrets, images and roles"."""
+    """The input of "Verify secrets, images and roles"."""
 
     alarms: list = key(
         "alarms",
