@@ -17,45 +17,14 @@ from typing import Any
 
 from ferry import errors, states
 
+from ..asl_errors import LAMBDA_ERRORS, STATES_ERRORS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = REPO_ROOT / "statemachine" / "build.py"
 ASL_PATH = REPO_ROOT / "statemachine" / "deploy.asl.json"
 COMMITTED = ASL_PATH.read_text()
 ASL = json.loads(COMMITTED)
 REGENERATE = "run `python statemachine/build.py` and commit statemachine/deploy.asl.json with it"
-
-# The predefined error names of the Amazon States Language and Step Functions, and those Lambda's invoke
-# integration raises (Lambda.<exception of the Invoke API>, Lambda.Unknown, Sandbox.Timedout).
-STATES_ERRORS = {
-    "States.ALL",
-    "States.DataLimitExceeded",
-    "States.ExceedToleratedFailureThreshold",
-    "States.HeartbeatTimeout",
-    "States.Http.Socket",
-    "States.IntrinsicFailure",
-    "States.ItemReaderFailed",
-    "States.NoChoiceMatched",
-    "States.ParameterPathFailure",
-    "States.Permissions",
-    "States.ResultPathMatchFailure",
-    "States.ResultWriterFailed",
-    "States.Runtime",
-    "States.TaskFailed",
-    "States.Timeout",
-    "States.BranchFailed",
-    "States.QueryEvaluationError",
-}
-LAMBDA_ERRORS = {
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.CodeArtifactUserPendingException",
-    "Lambda.ResourceNotReadyException",
-    "Lambda.Unknown",
-    "Sandbox.Timedout",
-}
 
 
 def load_source():

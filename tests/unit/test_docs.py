@@ -32,6 +32,8 @@ from ferry.triggers import manifest
 from ferry.steps import render
 from ferry.config import templating, validation
 
+from ..asl_errors import LAMBDA_ERRORS, LAMBDA_SERVICE_ERRORS, STATES_ERRORS
+
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachine" / "deploy.asl.json").read_text())
 ERRORS_PY = ROOT / "layers" / "ferry" / "ferry" / "errors.py"
@@ -43,23 +45,14 @@ WORKFLOW = ROOT / "examples" / "github-actions" / "deploy.yml"
 
 # ---------------------------------------------------------------- what the code can end with
 
+CONFIG_ERRORS = {"ServiceNotRegistered", "ConfigInvalid", "TemplateUnresolved"}  # config.load (Jsonnet: templating)
+
 # Every state whose Catch writes the error into $.failure (what `Deploy failed`'s ErrorPath
 # reads, and what RolledBack's Cause starts with) or $.rollbackFailure (RollbackFailed's
 # Cause), and the errors its step can raise, read from the handlers and the library.
 # Names of Step Functions and Lambda themselves are listed where the state can produce them
 # (a Retry that runs out, a TimeoutSeconds). A new catching state must be added here and
 # documented in docs/errors.md.
-LAMBDA_SERVICE_ERRORS = {
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.ClientExecutionTimeoutException",
-    "Lambda.TooManyRequestsException",
-    # a function idle for weeks that Lambda cannot invoke yet
-    "Lambda.CodeArtifactUserPendingException",
-    "Lambda.ResourceNotReadyException",
-}
-CONFIG_ERRORS = {"ServiceNotRegistered", "ConfigInvalid", "TemplateUnresolved"}  # config.load (Jsonnet: templating)
 RAISES: dict[str, set[str]] = {
     # $.failure -> Deploy failed (ErrorPath)
     "Take the deploy lock for this service": CONFIG_ERRORS
@@ -111,28 +104,6 @@ RAISES: dict[str, set[str]] = {
     },
     "Deregister the failed revision": CONFIG_ERRORS,
 }
-# Predefined Step Functions error names (the Amazon States Language's, and Step Functions').
-STATES_ERRORS = {
-    "States.ALL",
-    "States.DataLimitExceeded",
-    "States.ExceedToleratedFailureThreshold",
-    "States.HeartbeatTimeout",
-    "States.Http.Socket",
-    "States.IntrinsicFailure",
-    "States.ItemReaderFailed",
-    "States.NoChoiceMatched",
-    "States.ParameterPathFailure",
-    "States.Permissions",
-    "States.ResultPathMatchFailure",
-    "States.ResultWriterFailed",
-    "States.Runtime",
-    "States.TaskFailed",
-    "States.Timeout",
-    "States.BranchFailed",
-    "States.QueryEvaluationError",
-}
-# A function that times out reaches its state as Sandbox.Timedout, or as Lambda.Unknown with a plain-text Cause.
-LAMBDA_ERRORS = LAMBDA_SERVICE_ERRORS | {"Lambda.Unknown", "Sandbox.Timedout"}
 # CamelCase names docs/errors.md may put in backticks that are not Errors of Ferry's: AWS's
 # error codes and stop codes, API and ASL names.
 NOT_ERRORS = {
