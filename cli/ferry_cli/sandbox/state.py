@@ -76,24 +76,23 @@ class SandboxState:
     # ------------------------------------------------------------------ replay
     def replay(self, sandbox: Sandbox, world: World) -> None:
         """Run every journalled command's actions again, in order, as the command ran them."""
-        from .run import GAP_BETWEEN_DELIVERIES, _deliver, load_delivery
+        from .run import deliver_all, load_delivery
 
         sfn = sandbox.client("stepfunctions")
         for command in self.journal:
-            for i, action in enumerate(command["actions"]):
-                if action["kind"] in ("event", "manifest"):
-                    if i:
-                        sandbox.clock.sleep(GAP_BETWEEN_DELIVERIES)
-                    delivery: Delivery = load_delivery(action["kind"], self.directory / action["file"])
-                    _deliver(sandbox, world, delivery)
-                elif action["kind"] == "start":
-                    arn = sfn.start_execution(
-                        stateMachineArn=sandbox.state_machine_arn,
-                        name=action["name"],
-                        input=json.dumps(action["input"]),
-                    )["executionArn"]
-                    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-                        sandbox.clock.sleep(POLL_SECONDS)
+            # A command journalled either its deliveries (delivered as deliver_all did) or one execution it started.
+            deliveries = [
+                load_delivery(a["kind"], self.directory / a["file"])
+                for a in command["actions"]
+                if a["kind"] in ("event", "manifest")
+            ]
+            deliver_all(sandbox, world, deliveries)
+            for action in (a for a in command["actions"] if a["kind"] == "start"):
+                arn = sfn.start_execution(
+                    stateMachineArn=sandbox.state_machine_arn, name=action["name"], input=json.dumps(action["input"])
+                )["executionArn"]
+                while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                    sandbox.clock.sleep(POLL_SECONDS)
             if command.get("settle", True):
                 sandbox.wait_for_executions()
                 sandbox.settle_world()
