@@ -35,6 +35,13 @@ def push(tmp_path: Path, tag: str) -> Path:
     return path
 
 
+def sandbox_run(tmp_path: Path, world: Path, state: Path, *, tag: str, capsys) -> dict:
+    """`ferry sandbox run --state` pushing web:<tag>: its JSON summary, checked to exit 0."""
+    argv = ["sandbox", "run", "--world", str(world), "--state", str(state), "--json"]
+    assert main([*argv, "--event", str(push(tmp_path, tag))]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def service(capsys, world: Path, state: Path) -> dict:
     """prod/web as a replay of the kept sandbox shows it (ferry sandbox run needs a delivery: history does not)."""
     assert main(["history", "--world", str(world), "--state", str(state), "--json"]) == 0
@@ -43,23 +50,7 @@ def service(capsys, world: Path, state: Path) -> dict:
 
 def test_deploy_then_roll_back_by_hand_then_push_again(tmp_path, world, capsys):
     state = tmp_path / "state"
-    assert (
-        main(
-            [
-                "sandbox",
-                "run",
-                "--world",
-                str(world),
-                "--state",
-                str(state),
-                "--event",
-                str(push(tmp_path, "v2")),
-                "--json",
-            ]
-        )
-        == 0
-    )
-    first = json.loads(capsys.readouterr().out)
+    first = sandbox_run(tmp_path, world, state, tag="v2", capsys=capsys)
     assert first["services"]["prod/web"]["taskDefinition"] == "web:2"
 
     # Without --state this answers NothingToRollBack: a fresh world has no deploy of Ferry's to go back from.
@@ -74,25 +65,12 @@ def test_deploy_then_roll_back_by_hand_then_push_again(tmp_path, world, capsys):
     assert main(["status", "web", "--world", str(world), "--state", str(state)]) == 0
     assert "roll back prod/web from web:2 to web:1" in capsys.readouterr().out
 
-    assert (
-        main(
-            [
-                "sandbox",
-                "run",
-                "--world",
-                str(world),
-                "--state",
-                str(state),
-                "--event",
-                str(push(tmp_path, "v3")),
-                "--json",
-            ]
-        )
-        == 0
-    )
-    third = json.loads(capsys.readouterr().out)
+    third = sandbox_run(tmp_path, world, state, tag="v3", capsys=capsys)
     # Only this run's execution is listed; the service carries on from the rollback: a third revision, web:v3.
     assert [e["name"].split("-")[1] for e in third["executions"]] == ["v3"]
+    # ... and its counts are this run's, not the replayed commands' as well.
+    assert third["lambdaInvocations"] == first["lambdaInvocations"]
+    assert third["eventDeliveries"]["invocations"] == first["eventDeliveries"]["invocations"]
     web = third["services"]["prod/web"]
     assert web["taskDefinition"] == "web:3" and web["images"]["app"].endswith(
         "@" + "sha256:" + __import__("hashlib").sha256(b"web:v3").hexdigest()
@@ -104,23 +82,7 @@ def test_deploy_then_roll_back_by_hand_then_push_again(tmp_path, world, capsys):
 
 def test_every_replay_of_a_kept_sandbox_gives_the_same_history(tmp_path, world, capsys):
     state = tmp_path / "state"
-    assert (
-        main(
-            [
-                "sandbox",
-                "run",
-                "--world",
-                str(world),
-                "--state",
-                str(state),
-                "--event",
-                str(push(tmp_path, "v2")),
-                "--json",
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+    sandbox_run(tmp_path, world, state, tag="v2", capsys=capsys)
     first, second = service(capsys, world, state), service(capsys, world, state)
     assert first == second
     assert [e["status"] for e in first["executions"]] == ["SUCCEEDED"]
@@ -128,23 +90,7 @@ def test_every_replay_of_a_kept_sandbox_gives_the_same_history(tmp_path, world, 
 
 def test_a_changed_world_is_refused_with_the_way_out(tmp_path, world, capsys):
     state = tmp_path / "state"
-    assert (
-        main(
-            [
-                "sandbox",
-                "run",
-                "--world",
-                str(world),
-                "--state",
-                str(state),
-                "--event",
-                str(push(tmp_path, "v2")),
-                "--json",
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+    sandbox_run(tmp_path, world, state, tag="v2", capsys=capsys)
     before = (state / "state.json").read_text()
     data = yaml.safe_load(world.read_text())
     data["services"][0]["desiredCount"] = 3

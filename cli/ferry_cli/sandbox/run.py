@@ -179,7 +179,9 @@ def run(
         state=state,
     ) as (sandbox, world):
         earlier = {e["executionArn"] for e in sandbox.executions()}
-        invocations = sandbox.lambda_invocations
+        # A kept sandbox has replayed earlier commands: this run's counts are what it added.
+        invocations, deliveries_before = sandbox.lambda_invocations, dict(sandbox.deliveries)
+        dead_before = len(sandbox.dead_letters)
         sandbox.watch_history = watch
         delivered = deliver_all(sandbox, world, deliveries)
         sandbox.wait_for_executions()
@@ -188,6 +190,10 @@ def run(
             sandbox.journal.record_deliveries("sandbox run", deliveries)
         found = summarise(sandbox, delivered, graphs=graphs, earlier=earlier)
         found["lambdaInvocations"] -= invocations
+        found["eventDeliveries"] = {
+            **{k: v - deliveries_before.get(k, 0) for k, v in sandbox.deliveries.items()},
+            "deadLettered": len(sandbox.dead_letters) - dead_before,
+        }
         return found
 
 
