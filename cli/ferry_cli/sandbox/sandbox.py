@@ -188,11 +188,8 @@ class Sandbox:
         self._stack.close()
 
     def client(self, service: str):
-        """The sandbox's own client of `service` (one per service: a botocore client costs ~10 ms to make)."""
-        clients = self.__dict__.setdefault("_clients", {})
-        if service not in clients:
-            clients[service] = boto3.client(service, region_name=self.region)
-        return clients[service]
+        """The sandbox's own client of `service`: made once per process and region (faults.client_patches keeps it)."""
+        return boto3.client(service, region_name=self.region)
 
     # ----------------------------------------------------------------- patches
     def _patches(self) -> Iterator[Any]:
