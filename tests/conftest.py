@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import os
 
 import pytest
 
-# A sandbox builds tens of thousands of short-lived objects (moto's models, botocore's requests): with Python's
-# default first-generation threshold (2,000) the collector runs thousands of times a test for little garbage.
-# 50,000 makes a sandbox run about a fifth faster (bench: the demo deploy in a loop); the suite's memory stays
-# well within the machine's.
-gc.set_threshold(50_000, 50, 1_000)
+from ferry_cli.sandbox import collect_less
+
+collect_less()  # the suite runs hundreds of sandboxes
 
 os.environ.update(
     {

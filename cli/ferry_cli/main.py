@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from pathlib import Path
@@ -454,9 +453,9 @@ def _observe(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "world", None) is not None:
-        # A sandbox makes tens of thousands of short-lived objects; with Python's default threshold the garbage
-        # collector runs thousands of times for little garbage. This short-lived process runs a fifth faster so.
-        gc.set_threshold(50_000, 50, 1_000)
+        from .sandbox import collect_less
+
+        collect_less()
     if getattr(args, "state", None) is not None and getattr(args, "world", None) is None:
         print(f"ferry {args.command}: --state keeps a sandbox between commands: give --world too", file=sys.stderr)
         return EXIT_BAD_INPUT
