@@ -190,7 +190,10 @@ class World:
                     "provider of a strategy can have a base (ECS CreateService): remove the others"
                 )
             scaling = svc.get("autoScaling")
-            if scaling and scaling["minCapacity"] > scaling["maxCapacity"]:  # RegisterScalableTarget refuses it
+            # MinCapacity is "the minimum value that you plan to scale in to", MaxCapacity "the maximum value that you
+            # plan to scale out to" (botocore application-autoscaling model, RegisterScalableTarget): a minimum above
+            # the maximum is no range; the world refuses it rather than leave it to moto, which accepts it.
+            if scaling and scaling["minCapacity"] > scaling["maxCapacity"]:
                 raise WorldError(
                     f"{self.path}: $.services[{i}].autoScaling.minCapacity: {scaling['minCapacity']} is above "
                     f"maxCapacity {scaling['maxCapacity']}: the minimum cannot be greater than the maximum"
