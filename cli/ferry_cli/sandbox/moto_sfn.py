@@ -54,6 +54,7 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
     yield _validate_once_patch()
     yield _history_watch_patch(sandbox)
     yield _lambda_client_once_patch()
+    yield from _json_path_once_patches()
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,6 +106,26 @@ def _lambda_client_once_patch() -> Any:
         return made[region, service]
 
     return mock.patch.object(lambda_eval_utils, "boto_client_for", boto_client_for)
+
+
+def _json_path_once_patches() -> Iterator[Any]:
+    """Not a difference from AWS but a cost: moto's interpreter parses each JSONPath (InputPath, Parameters'
+    ".$" values, ResultPath) with jsonpath_ng every time a state runs it, and jsonpath_ng builds a new parser for
+    each (a few percent of a sandbox run). A parsed path is only read (find, update on the data given), so each
+    path is parsed once per process; a path that does not parse raises as before (lru_cache keeps no exception)."""
+    import jsonpath_ng
+    import jsonpath_ng.ext
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    yield mock.patch.object(json_path, "parse", _parsed_once(jsonpath_ng.ext.parse))
+    yield mock.patch.object(result_path, "parse", _parsed_once(jsonpath_ng.parse))
+
+
+@functools.cache
+def _parsed_once(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse` with its results kept for the process (one cache per parser: ext and plain differ)."""
+    return functools.lru_cache(maxsize=1024)(parse)
 
 
 def _parse_once_patch() -> Any:

@@ -201,6 +201,7 @@ class Sandbox:
         yield from client_patches(self)
         yield from moto_sfn.patches(self)
         yield mock.patch.object(botocore.session, "create_loader", _shared_loader)
+        yield _method_names_once_patch()
         # Verify runs its checks on a thread pool; a pool's workers are no fibers of the scheduler, so in the
         # sandbox its checks run one after the other in the step's own fiber (same checks, same report).
         yield mock.patch("ferry.steps.verify.ThreadPoolExecutor", InlineExecutor)
@@ -641,6 +642,18 @@ class InlineExecutor:
 
 # A valid, empty zip archive: moto needs some code to create a function.
 _EMPTY_ZIP = b"PK\x05\x06" + b"\x00" * 18
+
+
+def _method_names_once_patch() -> Any:
+    """Not a difference from AWS but a cost: moto lists its response class's methods (inspect.getmembers) on every
+    request to decide whether the action exists, a few percent of a sandbox run. A class's methods do not change
+    while a sandbox runs (every patch is in place before its first request), so each class is listed once per
+    sandbox, and the answer is the same."""
+    from moto.core import responses
+
+    return mock.patch.object(
+        responses, "method_names_from_class", functools.lru_cache(maxsize=256)(responses.method_names_from_class)
+    )
 
 
 @functools.lru_cache(maxsize=4)
