@@ -1,6 +1,6 @@
 """Take or release a service's deploy lock, and find what a rollback request goes back to (ferry.steps.lock)."""
 
-from ferry.runtime import settings
+from ferry.runtime import causes, settings
 from ferry.runtime.observability import bind, logger
 from ferry.steps import lock
 
@@ -8,6 +8,7 @@ SETTINGS = settings.load()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@causes.guard(None)  # its role may not write to the artefacts bucket: a cut message's whole is in its log
 def handler(event, context):
     request = lock.read(event)
     bind(request.execution, request.service, request.where)

@@ -1,6 +1,6 @@
 """Render the new task definition and diff it against what runs; registers nothing (ferry.steps.render)."""
 
-from ferry.runtime import settings
+from ferry.runtime import causes, settings
 from ferry.runtime.observability import bind, logger
 from ferry.steps import render
 
@@ -8,6 +8,7 @@ SETTINGS = settings.load()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@causes.guard(SETTINGS.artefacts_bucket)
 def handler(event, context):
     request = render.Input.from_state(event, "Render's input")
     bind(request.execution, request.service)

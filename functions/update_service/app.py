@@ -1,6 +1,6 @@
 """Point the ECS service at the new revision."""
 
-from ferry.runtime import settings
+from ferry.runtime import causes, settings
 from ferry.runtime.observability import bind, logger
 from ferry.steps import update_service
 
@@ -8,6 +8,7 @@ SETTINGS = settings.load()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@causes.guard(SETTINGS.artefacts_bucket)
 def handler(event, context):
     request = update_service.Input.from_state(event, "Update the service's input")
     bind(request.execution, request.service, request.where)

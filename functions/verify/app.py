@@ -1,6 +1,6 @@
 """Verify everything the planned revision refers to, before anything changes (ferry.steps.verify)."""
 
-from ferry.runtime import settings
+from ferry.runtime import causes, settings
 from ferry.runtime.observability import bind, logger
 from ferry.steps import verify
 
@@ -8,6 +8,7 @@ SETTINGS = settings.load()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@causes.guard(SETTINGS.artefacts_bucket)
 def handler(event, context):
     request = verify.Input.from_state(event, "Verify's input")
     bind(request.execution, request.service, request.where)
