@@ -1,5 +1,11 @@
+import json
+import math
+from datetime import datetime
+
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from ferry import aws
@@ -77,7 +83,7 @@ def test_a_lock_held_by_a_running_execution_is_respected(ecs_world):
     assert lock.holder_of("locks", "web") == running
 
 
-def test_a_waiting_request_is_superseded_by_a_newer_one_queued_behind_it(ecs_world):
+def test_a_waiting_request_waits_behind_a_newer_waiting_one_and_steps_aside_once_it_takes_the_lock(ecs_world):
     from ferry.errors import Superseded
 
     lock.acquire("locks", "prod/web", "v2", now=1000, requested_at=100.0)
@@ -85,14 +91,62 @@ def test_a_waiting_request_is_superseded_by_a_newer_one_queued_behind_it(ecs_wor
         lock.acquire("locks", "prod/web", "v3", now=1001, requested_at=101.0)  # queued
     with pytest.raises(ServiceLocked):
         lock.acquire("locks", "prod/web", "v4", now=1002, requested_at=102.0)  # queued, newest
-    with pytest.raises(Superseded, match=r"a newer deploy of prod/web is queued \(v4\)"):
+    # v4 only waits, and could still be stopped: v3 waits behind it rather than stepping aside.
+    with pytest.raises(ServiceLocked, match=r"a newer deploy of prod/web \(v4\) is waiting for the lock too"):
         lock.acquire("locks", "prod/web", "v3", now=1003, requested_at=101.0)  # v3's retry
     lock.release("locks", "prod/web", "v2")
     lock.record_deployed("locks", "prod/web", "v2", 100.0)
-    with pytest.raises(Superseded):
+    with pytest.raises(ServiceLocked, match=r"\(v4\) is waiting for the lock too"):
         lock.acquire("locks", "prod/web", "v3", now=1004, requested_at=101.0)  # even with the lock free
+    assert lock.holder_of("locks", "prod/web") is None
     assert lock.acquire("locks", "prod/web", "v4", now=1005, requested_at=102.0)["owner"] == "v4"
-    assert lock.acquire("locks", "prod/web", "v4", now=1006, requested_at=102.0)["owner"] == "v4"  # a retried acquire
+    with pytest.raises(Superseded, match=r"a newer deploy of prod/web is queued \(v4\), and has taken the lock"):
+        lock.acquire("locks", "prod/web", "v3", now=1006, requested_at=101.0)
+    assert lock.acquire("locks", "prod/web", "v4", now=1007, requested_at=102.0)["owner"] == "v4"  # a retried acquire
+
+
+def test_a_newer_waiting_deploy_that_ended_counts_for_nothing(ecs_world):
+    stopped = _execution("ABORTED")  # v4, stopped while it waited
+    lock.acquire("locks", "prod/web", "v2", now=1000, requested_at=100.0)
+    with pytest.raises(ServiceLocked):
+        lock.acquire("locks", "prod/web", "v3", now=1001, requested_at=101.0)
+    with pytest.raises(ServiceLocked):
+        lock.acquire("locks", "prod/web", stopped, now=1002, requested_at=102.0)
+    with pytest.raises(ServiceLocked, match="being deployed by v2"):  # waits for v2 alone now
+        lock.acquire("locks", "prod/web", "v3", now=1003, requested_at=101.0)
+    lock.release("locks", "prod/web", "v2")
+    lock.record_deployed("locks", "prod/web", "v2", 100.0)
+    assert lock.acquire("locks", "prod/web", "v3", now=1004, requested_at=101.0)["owner"] == "v3"
+
+
+def test_same_second_requests_are_ordered_by_their_executions_start(ecs_world):
+    from ferry.errors import Superseded
+
+    # Two pushes in the same second: v3's execution started 0.4 s after v2's. v3 takes the lock first.
+    assert lock.acquire("locks", "prod/web", "v3", now=1000, requested_at=100.0, started_at=100.9)["owner"] == "v3"
+    with pytest.raises(Superseded, match=r"is queued \(v3\), and has taken the lock"):
+        lock.acquire("locks", "prod/web", "v2", now=1001, requested_at=100.0, started_at=100.5)
+    lock.record_deployed("locks", "prod/web", "v3", 100.0, started_at=100.9)
+    lock.release("locks", "prod/web", "v3")
+    lock.record_deployed("locks", "prod/web", "v2", 100.0, started_at=100.5)  # a late record changes nothing
+    with pytest.raises(Superseded, match=r"a newer deploy of prod/web \(v3\) has already gone out"):
+        lock.acquire("locks", "prod/web", "v2", now=1002, requested_at=100.0, started_at=100.5)
+    # The same second and the same start: the ARN decides, the same way every time.
+    assert lock.acquire("locks", "prod/api", "b", now=1003, requested_at=100.0, started_at=100.5)["owner"] == "b"
+    with pytest.raises(Superseded):
+        lock.acquire("locks", "prod/api", "a", now=1004, requested_at=100.0, started_at=100.5)
+
+
+def test_a_record_kept_before_the_start_was_is_older_than_a_same_second_request(ecs_world):
+    ddb = aws.client("dynamodb")
+    ddb.put_item(  # what an older Ferry wrote: no startedAt
+        TableName="locks",
+        Item={"pk": {"S": "deployed#prod/web"}, "owner": {"S": "old"}, "requestedAt": {"N": "100.0"}},
+    )
+    assert lock.acquire("locks", "prod/web", "new", now=1000, requested_at=100.0, started_at=100.2)["owner"] == "new"
+    lock.record_deployed("locks", "prod/web", "new", 100.0, started_at=100.2)
+    item = ddb.get_item(TableName="locks", Key={"pk": {"S": "deployed#prod/web"}})["Item"]
+    assert (item["owner"]["S"], item["startedAt"]["N"]) == ("new", "100.2")
 
 
 def test_an_older_request_arriving_after_a_newer_one_went_out_is_superseded(ecs_world):
@@ -124,6 +178,86 @@ def test_a_rollback_request_leaves_nothing_further_to_roll_back_to(ecs_world):
     lock.record_deployed("locks", "prod/web", "rollback", 200.0, "web:1")  # the rollback request itself
     with pytest.raises(NothingToRollBack):
         lock.rollback_target("locks", "prod/web")
+
+
+# ---------------------------------------------------------------- the order of deploys: one total order, never a tie
+
+PROPERTIES = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# Few values drawn often (ties on the time, on the start, on both), and any others.
+TIMES = st.one_of(st.sampled_from([0.0, -0.0, 100.0, 100.5, 101.0]), st.floats(allow_nan=False))
+STARTS = st.one_of(TIMES, st.just(-math.inf))  # -inf: a record kept before the start was
+OWNERS = st.one_of(st.sampled_from(["a", "b", OWNER]), st.text(max_size=6))
+ORDERS = st.builds(lock.DeployOrder, TIMES, STARTS, OWNERS)
+
+
+@PROPERTIES
+@given(a=ORDERS, b=ORDERS)
+def test_of_two_deploys_exactly_one_is_newer_unless_they_are_one_execution(a, b):
+    assert [lock.newer(a, b), lock.newer(b, a), a == b].count(True) == 1  # total and antisymmetric
+    if a.owner != b.owner:  # two executions never tie
+        assert lock.newer(a, b) or lock.newer(b, a)
+    assert not lock.newer(a, a)
+
+
+@PROPERTIES
+@given(orders=st.lists(ORDERS, min_size=3, max_size=3))
+def test_the_order_of_deploys_is_transitive(orders):
+    for x in orders:
+        for y in orders:
+            for z in orders:
+                if lock.newer(x, y) and lock.newer(y, z):
+                    assert lock.newer(x, z)
+
+
+@PROPERTIES
+@given(
+    at=st.one_of(st.none(), st.integers(0, 2**33), st.floats(allow_nan=False)),
+    start=st.datetimes(min_value=datetime(2000, 1, 1)),
+    owner=OWNERS,
+)
+def test_every_delivery_of_a_request_has_the_same_order(at, start, owner):
+    """The order reads only what every delivery of the event repeats: its time, the execution's start and ARN."""
+    request = {"trigger": {"requestedAt": at}} if at is not None else {}
+    started = start.isoformat(timespec="milliseconds") + "Z"
+    first = lock.order_of(request, started, owner)
+    again = lock.order_of(json.loads(json.dumps(request)), started, owner)
+    assert first == again and first is not None
+    assert first.started_at == lock.order_of({}, started, owner).started_at
+    if at is None or not math.isfinite(at):  # a manual deploy: its start, to the second, then the start itself
+        assert first.requested_at == math.floor(first.started_at) <= first.started_at
+
+
+def test_an_order_with_nan_in_it_is_refused():
+    with pytest.raises(ValueError, match="no NaN"):
+        lock.DeployOrder(math.nan, 0.0, "x")
+    with pytest.raises(ValueError, match="no NaN"):
+        lock.DeployOrder(0.0, math.nan, "x")
+
+
+STORED_TIMES = st.one_of(st.sampled_from([0.0, 100.0, 100.5]), st.floats(min_value=-1e12, max_value=1e12))
+STORED_OWNERS = st.one_of(
+    st.sampled_from(["a", "b"]), st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
+)
+STORED = st.builds(lock.DeployOrder, STORED_TIMES, STORED_TIMES, STORED_OWNERS)
+
+
+@settings(PROPERTIES, max_examples=60)
+@given(a=STORED, b=STORED)
+def test_the_tables_conditions_order_deploys_as_newer_does(ecs_world, a, b):
+    """What DynamoDB's condition keeps (the deploy record: the newest deploy that went out) is what `newer` says."""
+    ddb = aws.client("dynamodb")
+    ddb.delete_item(TableName="locks", Key={"pk": {"S": "deployed#prod/web"}})
+    lock.record_deployed("locks", "prod/web", a.owner, a.requested_at, started_at=a.started_at)
+    lock.record_deployed("locks", "prod/web", b.owner, b.requested_at, started_at=b.started_at)
+    item = ddb.get_item(TableName="locks", Key={"pk": {"S": "deployed#prod/web"}})["Item"]
+    kept = lock.DeployOrder(float(item["requestedAt"]["N"]), float(item["startedAt"]["N"]), item["owner"]["S"])
+    assert kept == (a if lock.newer(a, b) else b)
 
 
 # ---------------------------------------------------------------- the step: its three actions
@@ -183,6 +317,13 @@ def test_a_deploy_asked_for_by_hand_is_as_new_as_its_executions_start():
     assert lock.requested_at({"trigger": {"requestedAt": 7}}, STARTED) == 7.0
     assert lock.requested_at({}, STARTED) == START
     assert lock.requested_at({"trigger": "push"}, None) is None
+    # On EventBridge's one-second clock, like a push's time; the start itself breaks a tie.
+    assert lock.requested_at({}, "2026-12-01T10:00:00.750Z") == START
+    assert lock.order_of({}, "2026-12-01T10:00:00.750Z", OWNER) == lock.DeployOrder(START, START + 0.75, OWNER)
+    for bogus in (float("nan"), float("inf"), True, "7"):  # not a time: the start stands in for it
+        assert lock.requested_at({"trigger": {"requestedAt": bogus}}, STARTED) == START
+    assert lock.order_of({"trigger": {"requestedAt": 7}}, None, "x") == lock.DeployOrder(7.0, 0.0, "x")
+    assert lock.order_of({}, None, "x") is None
 
 
 def test_acquire_waits_on_its_token_while_another_deploy_holds_the_lock(registry, sent, at):
@@ -204,6 +345,78 @@ def test_acquire_gives_up_after_an_hour(registry, sent, at):
     at(START + lock.MAX_LOCK_WAIT_SECONDS + 1)
     with pytest.raises(ServiceLocked, match="gave up after waiting 60 minutes. Nothing was changed"):
         lock.run(step("acquire", startedAt=STARTED, token="t-1"), SETTINGS)
+
+
+def test_a_deploy_that_takes_the_lock_wakes_the_older_ones_waiting_so_they_step_aside(registry, sent, at):
+    lock.wait("locks", "prod/web", "older", "t-older")
+    lock.run(step("acquire", startedAt=STARTED, token="t-1"), SETTINGS)
+    assert sent[0] == (
+        "t-older",
+        {
+            "error": "LockReleased",
+            "cause": "exec-1 took the deploy lock of prod/web: an older deploy steps aside, a newer one waits",
+        },
+    )
+    assert sent[1][0] == "t-1" and "output" in sent[1][1]
+
+
+def test_a_waiter_looks_again_when_what_it_waits_for_changed_before_its_token_was_kept(registry, sent, at, monkeypatch):
+    # A newer push (v4) waits too, with the lock free: this older deploy waits behind it...
+    lock.acquire("locks", "prod/web", "someone-else", requested_at=START - 50)
+    with pytest.raises(ServiceLocked):
+        lock.acquire("locks", "prod/web", "v4", requested_at=START + 5)
+    lock.release("locks", "prod/web", "someone-else")
+    kept = lock.wait
+
+    def v4_takes_the_lock_meanwhile(*args):  # ...and v4 takes the lock as it stores its token
+        kept(*args)
+        lock.acquire("locks", "prod/web", "v4", requested_at=START + 5)
+
+    monkeypatch.setattr(lock, "wait", v4_takes_the_lock_meanwhile)
+    waiting = lock.run(step("acquire", startedAt=STARTED, token="t-1"), SETTINGS)
+    assert waiting.waiting and "(v4) is waiting for the lock too" in waiting.reason
+    assert sent == [
+        (
+            "t-1",
+            {
+                "error": "LockReleased",
+                "cause": "what the deploy of prod/web waited for changed as it began to wait: it looks again",
+            },
+        )
+    ]
+
+
+def test_the_end_of_a_waiting_deploy_wakes_the_others_once_the_lock_is_free(ecs_world, sent):
+    ddb = aws.client("dynamodb")
+    lock.acquire("locks", "prod/web", "v2", requested_at=100.0)
+    for owner, at in (("v3", 101.0), ("v4", 102.0)):
+        with pytest.raises(ServiceLocked):
+            lock.acquire("locks", "prod/web", owner, requested_at=at)
+        lock.wait("locks", "prod/web", owner, f"t-{owner}")
+    assert lock.waiter_ended("locks", "prod/web", "v4") == 0  # v2 still holds the lock: its release wakes v3
+    assert sent == []
+    waiting = ddb.get_item(TableName="locks", Key={"pk": {"S": "waiting#prod/web"}})["Item"]
+    assert set(waiting["waiters"]["M"]) == {"v3"}
+    queue = ddb.get_item(TableName="locks", Key={"pk": {"S": "queue#prod/web"}})["Item"]
+    assert "newest" not in queue  # v4 no longer counts
+    assert lock.waiter_ended("locks", "prod/web", "v4") == 0  # a redelivered end changes nothing
+    # With the lock free, the end of a waiter wakes those still waiting.
+    lock.release("locks", "prod/web", "v2")
+    sent.clear()
+    lock.wait("locks", "prod/web", "v3", "t-v3-again")
+    lock.wait("locks", "prod/web", "v5", "t-v5")
+    assert lock.waiter_ended("locks", "prod/web", "v5") == 1
+    assert sent == [
+        (
+            "t-v3-again",
+            {"error": "LockReleased", "cause": "v5 has ended, and the deploy lock of prod/web is free: take it now"},
+        )
+    ]
+    assert lock.waiter_ended("locks", "prod/api", "v5") == 0  # a service nobody waited for
+
+
+def test_the_end_of_a_waiter_never_raises(ecs_world, sent):
+    assert lock.waiter_ended("no-such-table", "prod/web", "v4") == 0
 
 
 def test_release_records_a_deploy_before_the_lock_goes_and_summarises_it(registry, at):

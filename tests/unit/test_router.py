@@ -99,3 +99,37 @@ def test_starting_the_same_plan_twice_starts_one_execution(ecs_world):
     # Once it has ended, the name is refused: a redelivered event cannot deploy again.
     assert requests.start(arn, plan)[0] == {"service": "web", "executionName": "web-main-42-abc", "duplicate": True}
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+
+
+def test_two_pushes_in_one_second_tie_on_their_time_and_a_redelivery_keeps_its_place(ecs_world):
+    """EventBridge's `time` has whole seconds: two pushes in one second have the same requestedAt, and what orders
+    them (ferry.steps.lock.DeployOrder) is their executions' starts, which a redelivered event cannot change."""
+    from ferry.steps import lock
+
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="deploy",
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "x", "States": {"x": {"Type": "Wait", "Seconds": 60, "End": True}}}),
+    )["stateMachineArn"]
+    configs, _ = config.load_all("ferry-config")
+    plans = []
+    for event_id, tag in (("e-2", "v2"), ("e-3", "v3")):
+        event = json.loads(json.dumps(PUSH))
+        event.update(id=event_id, time="2026-01-01T00:00:07Z")
+        event["detail"]["image-tag"] = tag
+        [plan] = router.plan_push(router.parse_push(event), configs)
+        plans.append(plan)
+    older, newer = (p["input"]["trigger"]["requestedAt"] for p in plans)
+    assert older == newer == 1767225607.0
+    assert plans[0]["name"] != plans[1]["name"]
+
+    def order(plan):
+        [started] = requests.start(arn, [plan])
+        execution = sfn.describe_execution(executionArn=started["executionArn"])
+        start = execution["startDate"].isoformat()
+        return lock.order_of(json.loads(execution["input"]), start, execution["executionArn"])
+
+    first = order(plans[0])
+    assert order(plans[0]) == first  # the same event again: the same execution, the same place

@@ -5,17 +5,36 @@ you already own succeeds again, releasing one you do not own changes nothing.
 `expiresAt` (TTL) is only a safety net for an owner that vanished; a live
 deploy never relies on it.
 
-The newest request wins. Every deploy has a `requestedAt` (the push's or
-manifest's time, or the execution's start for a manual deploy). While it
-waits for the lock it records itself in the service's queue item if it is the
-newest; a waiting deploy that finds a newer one queued, or a newer image
-already deployed, is superseded (it steps aside, it does not fail), so an
-older image never goes out over a newer one.
+The newest request wins, by one total order of a service's deploys (DeployOrder, compared with `newer`):
 
-Nothing polls while a deploy waits: its state's task token is kept in the
-service's `waiting#` item (`wait`), and `release` wakes every waiter
-(`LockReleased`, which their state retries at once: the newest takes the lock,
-the older ones are superseded). The state's heartbeat is only a fallback.
+1. `requestedAt`, when the deploy was asked for: the push's or the manifest drop's EventBridge `time`, or, for
+   a manual deploy, its execution's start cut to the whole second, so that every kind is on the one-second
+   clock EventBridge gives;
+2. then the execution's start ($$.Execution.StartTime, to the millisecond);
+3. then the execution's ARN.
+
+Why these: EventBridge's `time` has one-second resolution, so two pushes in the same second tie on it, and
+the ECR event's id is a random UUID that orders nothing. The execution's start is when the router started the
+deploy after the event reached it: the best witness Ferry has of which of two same-second pushes came later,
+and the same on every delivery of the event (a redelivered event names the same execution, which Step
+Functions refuses to start again, so its start is fixed once). The ARN, unique to the execution, breaks the
+last tie (two starts in the same millisecond): arbitrary, but the same wherever it is compared, so no two
+deploys ever tie. Every order kept in the table keeps the three parts, and the conditions that compare them in
+DynamoDB (`_not_newer`) say what `newer` says.
+
+While it waits for the lock a deploy records itself in the service's `queue#` item if it is the newest. A
+waiting deploy is superseded (it steps aside, it does not fail) only by a newer deploy that has already gone
+out (`deployed#`), or that is still running and has taken the lock: an older image never goes out over a
+newer one. A newer deploy that is itself only waiting can still be stopped, so the older one waits behind it
+rather than stepping aside, and goes ahead if the newer one ends without taking the lock (a queued deploy
+that has ended counts for nothing: the next request takes its place).
+
+Nothing polls while a deploy waits: its state's task token is kept in the service's `waiting#` item
+(`wait`), and every waiter is woken (`LockReleased`, which their state retries at once) when something they
+wait for happens: `release`; a deploy taking the lock (an older waiter then steps aside); and the end of an
+execution while the lock is free (`waiter_ended`, called by the execution-ended function: an older deploy
+waiting behind one that was stopped goes ahead). A waiter looks again once its token is stored, so a change
+that came first is not missed (`_still_waits`); the state's heartbeat is only a fallback.
 
 The step (functions/lock) has three actions, each with its contract (CONTRACTS): `acquire` ("Take the deploy
 lock for this service", a `.waitForTaskToken` state: its output at $.lock is `Held`, sent through the token),
@@ -26,6 +45,7 @@ output is, with the same keys for what both provide).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -52,37 +72,155 @@ def _key(service: str, kind: str = "service") -> dict:
     return {"pk": {"S": f"{kind}#{service}"}}
 
 
-def _check_not_superseded(table: str, service: str, owner: str, requested_at: float) -> None:
-    """Queue `owner` as the newest waiter, or raise Superseded when a newer deploy is queued or already out."""
-    ddb = aws.client("dynamodb")
-    deployed = ddb.get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
-    if deployed and float(deployed["requestedAt"]["N"]) > requested_at and deployed["owner"]["S"] != owner:
-        raise Superseded(
-            f"a newer deploy of {service} ({deployed['owner']['S'].rsplit(':', 1)[-1]}) has already gone out; "
-            "this older request steps aside so it cannot roll the service back. Nothing was changed."
-        )
+@dataclass(frozen=True, order=True)
+class DeployOrder:
+    """Where a deploy stands among its service's deploys (the module docstring says why these three parts): the
+    fields are compared in this order, and the one with the greater value is the newer deploy."""
+
+    requested_at: float  # requestedAt: EventBridge's `time` (whole seconds), or a manual deploy's start to the second
+    started_at: float  # the execution's start; -inf in a record written before Ferry kept it
+    owner: str  # the execution's ARN: unique, so two deploys never tie
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.requested_at) or math.isnan(self.started_at):
+            raise ValueError(f"a deploy's order has no NaN in it: {self!r}")
+
+    @property
+    def name(self) -> str:
+        """The execution's name, as messages give it."""
+        return self.owner.rsplit(":", 1)[-1]
+
+
+def newer(a: DeployOrder, b: DeployOrder) -> bool:
+    """True when deploy `a` is newer than deploy `b`: the total order every comparison of deploys uses.
+
+    For any two deploys exactly one of newer(a, b), newer(b, a) and a == b holds, and a == b only for one
+    execution (its ARN is the last part)."""
+    return a > b
+
+
+def order_of(request: Mapping[str, Any], started_at: str | None, owner: str) -> DeployOrder | None:
+    """The order of the execution `owner`, from its input and its start ($$.Execution.StartTime); None (no
+    superseding) only for a caller outside the state machine that gives neither a request time nor a start."""
+    at = requested_at(request, started_at)
+    if at is None:
+        return None
+    start = _instant(started_at)
+    return DeployOrder(at, 0.0 if start is None else start, owner)
+
+
+def _not_newer(at: str, start: str, owner: str) -> str:
+    """The condition "the item's order (attributes `at`, `start`, `owner`) is not newer than :at, :start, :me":
+    `newer` in DynamoDB's words. A missing part, written before Ferry kept it, is older than any value."""
+    return (
+        f"attribute_not_exists({at}) OR {at} < :at OR ({at} = :at AND (attribute_not_exists({start}) "
+        f"OR {start} < :start OR ({start} = :start AND {owner} <= :me)))"
+    )
+
+
+def _order_values(order: DeployOrder) -> dict:
+    return {":at": {"N": repr(order.requested_at)}, ":start": {"N": repr(order.started_at)}, ":me": {"S": order.owner}}
+
+
+def _stored_order(item: Mapping[str, Any], at: str, start: str, owner: str) -> DeployOrder:
+    """The order kept in an item's attributes `at`, `start` and `owner`."""
+    return DeployOrder(
+        float(item[at]["N"]), float(item[start]["N"]) if start in item else float("-inf"), item[owner]["S"]
+    )
+
+
+def _queued(table: str, service: str) -> DeployOrder | None:
+    """The newest deploy queued for the lock, or None."""
+    item = (
+        aws.client("dynamodb")
+        .get_item(TableName=table, Key=_key(service, "queue"), ConsistentRead=True)
+        .get("Item", {})
+    )
+    if "newest" not in item or "newestAt" not in item:
+        return None
+    return _stored_order(item, "newestAt", "newestStart", "newest")
+
+
+def _queue(table: str, service: str, me: DeployOrder, condition: str, values: dict | None = None) -> bool:
+    """Record `me` as the newest deploy queued for the lock if `condition` holds; False when it does not."""
     try:
-        ddb.update_item(
+        aws.client("dynamodb").update_item(
             TableName=table,
             Key=_key(service, "queue"),
-            UpdateExpression="SET newest = :me, newestAt = :at, expiresAt = :ttl",
-            ConditionExpression="attribute_not_exists(newestAt) OR newestAt <= :at",
+            UpdateExpression="SET newest = :me, newestAt = :at, newestStart = :start, expiresAt = :ttl",
+            ConditionExpression=condition,
             ExpressionAttributeValues={
-                ":me": {"S": owner},
-                ":at": {"N": repr(requested_at)},
+                **_order_values(me),
                 ":ttl": {"N": str(int(clock.now() + DEFAULT_TTL_SECONDS))},
+                **(values or {}),
             },
         )
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise
-        newest = ddb.get_item(TableName=table, Key=_key(service, "queue"), ConsistentRead=True).get("Item", {})
-        newer = newest.get("newest", {}).get("S", "another execution")
-        if newer != owner:
+        return False
+    return True
+
+
+def _check_gone_out(table: str, service: str, me: DeployOrder) -> None:
+    """Raise Superseded when a newer deploy than `me` has already gone out."""
+    deployed = (
+        aws.client("dynamodb").get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
+    )
+    if not deployed or deployed["owner"]["S"] == me.owner:
+        return
+    out = _stored_order(deployed, "requestedAt", "startedAt", "owner")
+    if newer(out, me):
+        raise Superseded(
+            f"a newer deploy of {service} ({out.name}) has already gone out; "
+            "this older request steps aside so it cannot roll the service back. Nothing was changed."
+        )
+
+
+def _check_not_superseded(table: str, service: str, me: DeployOrder) -> None:
+    """Queue `me` as the newest deploy waiting for the lock, or say why not: Superseded when a newer deploy has
+    gone out or, still running, has taken the lock; ServiceLocked (wait) while a newer one only waits too.
+
+    A queued deploy that has ended without going out counts for nothing: `me` takes its place."""
+    _check_gone_out(table, service, me)
+    for _ in range(3):
+        if _queue(table, service, me, _not_newer("newestAt", "newestStart", "newest")):
+            return
+        queued = _queued(table, service)
+        if queued is None:  # its newest ended meanwhile (waiter_ended): look again
+            continue
+        if queued.owner == me.owner:
+            return
+        if _ended(queued.owner):
+            if _queue(table, service, me, "newest = :was", {":was": {"S": queued.owner}}):
+                # It may have gone out just before it ended: its record is written by then.
+                _check_gone_out(table, service, me)
+                return
+            continue
+        if holder_of(table, service) == queued.owner:
             raise Superseded(
-                f"a newer deploy of {service} is queued ({newer.rsplit(':', 1)[-1]}); this one steps aside so that "
-                "the newest image wins. Nothing was changed."
-            ) from exc
+                f"a newer deploy of {service} is queued ({queued.name}), and has taken the lock; this one steps "
+                "aside so that the newest image wins. Nothing was changed."
+            )
+        raise ServiceLocked(
+            f"a newer deploy of {service} ({queued.name}) is waiting for the lock too; this one waits behind it: "
+            "it steps aside once that one takes the lock, and goes ahead if that one ends first"
+        )
+    raise ServiceLocked(
+        f"the deploys queued for {service} kept changing while this one looked; it waits and looks again"
+    )
+
+
+def _still_waits(table: str, service: str, owner: str, me: DeployOrder | None) -> bool:
+    """Whether a deploy whose token is now stored still has something to wait for. Anything that changes this
+    after the token is stored wakes it; this catches a change that came before."""
+    holder = holder_of(table, service)
+    if holder == owner:
+        return False
+    queued = _queued(table, service) if me is not None else None
+    if queued is not None and me is not None and newer(queued, me) and not _ended(queued.owner):
+        return holder != queued.owner  # a newer one still waits; once it holds the lock, this one steps aside
+    return holder is not None and not _ended(holder)
 
 
 def record_deployed(
@@ -93,14 +231,17 @@ def record_deployed(
     revision: str | None = None,
     previous: str | None = None,
     desired_count: int | None = None,
+    *,
+    started_at: float = 0.0,
 ) -> None:
-    """Remember the newest request that reached the service (older ones are superseded from now on),
-    with the revision it deployed and the one it replaced (what a rollback request goes back to).
+    """Remember the newest request that reached the service (older ones are superseded from now on: its order
+    is kept whole, `started_at` being its execution's start), with the revision it deployed and the one it
+    replaced (what a rollback request goes back to).
 
     A rollback request records its target with no previous revision: rolling back twice must not
     go "back" to the revision that was just rolled away from."""
-    values: dict = {":me": {"S": owner}, ":at": {"N": repr(requested_at)}}
-    update = "SET #owner = :me, requestedAt = :at"
+    values: dict = _order_values(DeployOrder(requested_at, started_at, owner))
+    update = "SET #owner = :me, requestedAt = :at, startedAt = :start"
     if revision and previous:
         update += ", revision = :rev, previousRevision = :prev, desiredCount = :count"
         values.update({":rev": {"S": revision}, ":prev": {"S": previous}, ":count": {"N": str(desired_count or 1)}})
@@ -112,7 +253,7 @@ def record_deployed(
             TableName=table,
             Key=_key(service, "deployed"),
             UpdateExpression=update,
-            ConditionExpression="attribute_not_exists(requestedAt) OR requestedAt <= :at",
+            ConditionExpression=_not_newer("requestedAt", "startedAt", "#owner"),
             ExpressionAttributeNames={"#owner": "owner"},
             ExpressionAttributeValues=values,
         )
@@ -165,17 +306,21 @@ def acquire(
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
     requested_at: float | None = None,
+    started_at: float | None = None,
 ) -> dict:
     """Take the lock for `owner` (an execution ARN), or raise ServiceLocked naming the holder.
 
     A lock whose holder is an execution that has ended (aborted or timed out,
     so no Catch released it) is taken over at once rather than left to its TTL.
-    With `requested_at`, a request older than one queued or deployed is Superseded.
+    With `requested_at` (and `started_at`, the execution's start: DeployOrder), a request older than one that
+    has gone out, or than a running one that holds the lock, is Superseded; one older than a running one that
+    only waits waits too (ServiceLocked).
     """
     now = clock.now() if now is None else now
     try:
         if requested_at is not None and holder_of(table, service) != owner:
-            _check_not_superseded(table, service, owner, requested_at)
+            me = DeployOrder(requested_at, 0.0 if started_at is None else started_at, owner)
+            _check_not_superseded(table, service, me)
         try:
             _put(
                 table,
@@ -249,8 +394,9 @@ def wait(table: str, service: str, owner: str, token: str) -> None:
         raise LockUnavailable(f"could not queue for the deploy lock of {service} in table {table}: {exc}") from exc
 
 
-def wake_waiters(table: str, service: str) -> int:
-    """Tell every state waiting for the lock that it is free (they retry taking it); how many were woken.
+def wake_waiters(table: str, service: str, cause: str = "") -> int:
+    """Tell every state waiting for the lock to look again (they retry taking it: the lock was released, unless
+    `cause` says what else changed); how many were woken.
 
     Best effort: a waiter that is not woken finds the lock free at its next heartbeat.
     """
@@ -268,7 +414,9 @@ def wake_waiters(table: str, service: str) -> int:
                 ExpressionAttributeValues={":t": token},
             )
             woken += waiters.complete(
-                token["S"], error="LockReleased", cause=f"the deploy lock of {service} was released: take it now"
+                token["S"],
+                error="LockReleased",
+                cause=cause or f"the deploy lock of {service} was released: take it now",
             )
         return woken
     except (ClientError, BotoCoreError):
@@ -294,6 +442,43 @@ def release(table: str, service: str, owner: str) -> bool:
         raise LockUnavailable(f"could not reach the lock table {table}: {exc}") from exc
     wake_waiters(table, service)
     return True
+
+
+def waiter_ended(table: str, service: str, owner: str) -> int:
+    """The execution `owner` of `service` has ended, however (the execution-ended function calls this for every
+    end, after `release`): drop its task token and its place at the head of the queue, and, when the lock is
+    free, wake the deploys still waiting (an older one that waited behind it goes ahead). How many were woken.
+
+    Best effort, like wake_waiters: a waiter it misses looks again at its heartbeat."""
+    ddb = aws.client("dynamodb")
+    try:
+        for kind, remove, condition in (
+            ("waiting", "REMOVE waiters.#o", "attribute_exists(waiters.#o)"),
+            ("queue", "REMOVE newest, newestAt, newestStart", "newest = :me"),
+        ):
+            try:
+                ddb.update_item(
+                    TableName=table,
+                    Key=_key(service, kind),
+                    UpdateExpression=remove,
+                    ConditionExpression=condition,
+                    **(
+                        {"ExpressionAttributeNames": {"#o": owner}}
+                        if kind == "waiting"
+                        else {"ExpressionAttributeValues": {":me": {"S": owner}}}
+                    ),
+                )
+            except ClientError as exc:
+                if aws.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        holder = holder_of(table, service)
+        if holder is not None and not _ended(holder):
+            return 0  # its release wakes them
+    except (ClientError, BotoCoreError):
+        return 0
+    return wake_waiters(
+        table, service, f"{owner.rsplit(':', 1)[-1]} has ended, and the deploy lock of {service} is free: take it now"
+    )
 
 
 def holder_of(table: str, service: str) -> str | None:
@@ -493,11 +678,22 @@ def requested_at(request: Mapping[str, Any], started_at: str | None) -> float | 
     None (no superseding) only for a caller outside the state machine that gives neither.
     """
     trigger = request.get("trigger") if isinstance(request.get("trigger"), dict) else {}
-    if isinstance(trigger.get("requestedAt"), (int, float)):
-        return float(trigger["requestedAt"])
-    if started_at:
+    at = trigger.get("requestedAt")
+    if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):
+        return float(at)
+    start = _instant(started_at)
+    # On EventBridge's one-second clock, as the events' times are: the start itself orders a tie (DeployOrder).
+    return float(math.floor(start)) if start is not None else None
+
+
+def _instant(started_at: str | None) -> float | None:
+    """An execution's start ($$.Execution.StartTime, ISO 8601) in seconds, or None."""
+    if not isinstance(started_at, str) or not started_at:
+        return None
+    try:
         return datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp()
-    return None
+    except ValueError:
+        return None
 
 
 def _config(service: str, settings: Settings) -> config.ServiceConfig:
@@ -509,28 +705,45 @@ def _config(service: str, settings: Settings) -> config.ServiceConfig:
 def take_lock(request: AcquireInput, settings: Settings) -> Held | Waiting:
     """Take the lock; with a task token (the state machine), answer through it, or leave it waiting.
 
-    A deploy that finds the service locked keeps its token in the lock table and returns: the holder's
-    release wakes it (LockReleased, which its state retries). After MAX_LOCK_WAIT_SECONDS it gives up.
+    A deploy that finds the service locked, or a newer deploy waiting for it, keeps its token in the lock table
+    and returns: the holder's release, the newer one taking the lock or ending wakes it (LockReleased, which
+    its state retries). After MAX_LOCK_WAIT_SECONDS it gives up. A deploy that takes the lock wakes the waiters:
+    the older ones step aside.
     """
     cfg = _config(request.service, settings)
-    at = requested_at(request.request, request.started_at)
+    me = order_of(request.request, request.started_at, request.owner)
+    at = me.requested_at if me is not None else None
     try:
-        taken = acquire(settings.lock_table, cfg.key, request.owner, requested_at=at)
+        taken = acquire(
+            settings.lock_table,
+            cfg.key,
+            request.owner,
+            requested_at=at,
+            started_at=me.started_at if me is not None else None,
+        )
     except ServiceLocked as exc:
         if not request.token:
             raise
-        began = requested_at({}, request.started_at) or clock.now()
+        began = _instant(request.started_at) or clock.now()
         if clock.now() - began > MAX_LOCK_WAIT_SECONDS:
             raise ServiceLocked(
                 f"{exc}; gave up after waiting {MAX_LOCK_WAIT_SECONDS // 60} minutes. "
                 "Nothing was changed: deploy again once it has finished"
             ) from exc
         wait(settings.lock_table, cfg.key, request.owner, request.token)
-        if holder_of(settings.lock_table, cfg.key) is None:  # released before the token was stored
+        if not _still_waits(settings.lock_table, cfg.key, request.owner, me):  # it changed before the token was kept
             waiters.complete(
-                request.token, error="LockReleased", cause=f"the deploy lock of {cfg.key} is free: take it now"
+                request.token,
+                error="LockReleased",
+                cause=f"what the deploy of {cfg.key} waited for changed as it began to wait: it looks again",
             )
         return Waiting(waiting=True, lock_key=cfg.key, reason=str(exc))
+    if me is not None:  # older deploys waiting for the lock look again, and step aside for this one
+        wake_waiters(
+            settings.lock_table,
+            cfg.key,
+            f"{request.execution} took the deploy lock of {cfg.key}: an older deploy steps aside, a newer one waits",
+        )
     held = Held(
         service=taken["service"], owner=taken["owner"], expires_at=taken["expiresAt"], lock_key=cfg.key, requested_at=at
     )
@@ -560,6 +773,7 @@ def release_lock(request: ReleaseInput, table: str) -> Released:
             revision,
             previous,
             render.get("desiredCount"),
+            started_at=_instant(request.started_at) or 0.0,
         )
     return Released(service=request.service, released=release(table, taken["key"], request.owner), summary=done)
 

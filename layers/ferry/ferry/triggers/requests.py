@@ -44,8 +44,9 @@ def ignored(event: Any, reason: str) -> None:
 
 
 def event_time(event: dict[str, Any]) -> float:
-    """When the push or drop happened (EventBridge's `time`), on the clock of executions' StartTime,
-    which orders manual deploys: requests of both kinds are compared."""
+    """When the push or drop happened (EventBridge's `time`, to the second), on the clock of executions' StartTime,
+    which orders manual deploys: requests of both kinds are compared, a tie by their executions' starts
+    (ferry.steps.lock.DeployOrder)."""
     try:
         return datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")).timestamp()
     except (KeyError, TypeError, ValueError, OverflowError, OSError):

@@ -26,7 +26,9 @@ class Push:
     tag: str
     digest: str
     event_id: str
-    requested_at: float = 0.0  # the push's time (EventBridge `time`): the newest push wins
+    # The push's time (EventBridge `time`, whole seconds): the newest push wins. Two pushes in the same second are
+    # told apart by their executions' starts, not by the event id, which is random (ferry.steps.lock.DeployOrder).
+    requested_at: float = 0.0
 
     @property
     def image(self) -> ImageRef:
