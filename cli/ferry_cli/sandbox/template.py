@@ -83,6 +83,7 @@ class Function:
     environment: dict[str, Any]
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # event name -> EventBridge pattern
     invoke_config: dict[str, Any] = field(default_factory=dict)  # EventInvokeConfig: asynchronous retries, OnFailure
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)  # event name -> ScheduleV2 properties
 
 
 @dataclass
@@ -113,6 +114,11 @@ class Template:
                 for name, event in props.get("Events", {}).items()
                 if event.get("Type") == "EventBridgeRule"
             }
+            schedules = {
+                name: event["Properties"]
+                for name, event in props.get("Events", {}).items()
+                if event.get("Type") == "ScheduleV2"
+            }
             found[logical_id] = Function(
                 logical_id,
                 props["CodeUri"],
@@ -120,6 +126,7 @@ class Template:
                 env,
                 rules,
                 props.get("EventInvokeConfig") or {},
+                schedules,
             )
         return found
 
@@ -282,6 +289,14 @@ def physical_resources(
                     rule = named(spec.get("Properties", {}), "RuleName", f"{logical_id}{event}")
                     refs[f"{logical_id}{event}"] = rule
                     attrs[(f"{logical_id}{event}", "Arn")] = f"arn:aws:events:{region}:{acct}:rule/{rule}"
+                elif spec.get("Type") == "ScheduleV2":  # SAM's AWS::Scheduler::Schedule, in the default group
+                    schedule_props = spec.get("Properties", {})
+                    schedule = named(schedule_props, "Name", f"{logical_id}{event}")
+                    group = named(schedule_props, "GroupName", "default")
+                    refs[f"{logical_id}{event}"] = schedule
+                    attrs[(f"{logical_id}{event}", "Arn")] = (
+                        f"arn:aws:scheduler:{region}:{acct}:schedule/{group}/{schedule}"
+                    )
         elif kind == "AWS::Serverless::LayerVersion":
             name = named(props, "LayerName", f"ferry-{env}-{logical_id}")
             refs[logical_id] = f"arn:aws:lambda:{region}:{acct}:layer:{name}:1"
