@@ -105,6 +105,21 @@ RELEASE_RETRY = {
     "JitterStrategy": "FULL",
 }
 
+# Removing what the execution started must not give up early either: a canary left running keeps serving
+# production traffic. The canary's removal states retry everything but Ferry's verdicts (the removal raises
+# CleanupIncomplete while anything of the canary is still running or registered; a throttled StopTask or
+# DeregisterTargets outlasts the client's own retries) 16 times, 5 s to 5 minutes apart with jitter: at most 55
+# minutes in all (5 + 10 + ... + 160 s, then 10 times 300 s), under the documented hour. After that the execution ends
+# in `Clean-up did not finish: a person must act`, whose Cause names what was left and where.
+CLEANUP_RETRY = {
+    "ErrorEquals": ["States.ALL"],
+    "IntervalSeconds": 5,
+    "MaxAttempts": 16,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 300,
+    "JitterStrategy": "FULL",
+}
+
 # The rollback's first step retries everything twice (10 s, then 20 s), Ferry's verdicts included: the service
 # has changed, and a rollback that gives up leaves it to a person. It is older than the policies above, which is
 # why Lambda.ClientExecutionTimeoutException is not in its first retrier (its States.ALL retries that instead)
@@ -470,9 +485,12 @@ def definition() -> dict[str, Any]:
     states[S.REMOVE_FAILED_CANARY] = lambda_task(
         "Canary",
         {"action": "remove", "taskDefinitionArn.$": NEW_REVISION, **ECS_SERVICE},
-        comment="Deregistered and stopped at once: a failed canary must not keep serving.",
+        comment="Deregistered and stopped at once: a failed canary must not keep serving. Retried for up to an "
+        "hour while anything of it is left (CLEANUP_RETRY).",
         result=None,
-        then=whatever_happens(S.RELEASE_LOCK_AFTER_FAILURE, "canaryRemovalFailure"),
+        retry=[LAMBDA_SERVICE, COLD_FUNCTION, NEVER, CLEANUP_RETRY],
+        catch=[catch(S.RELEASE_LOCK_AFTER_FAILED_CLEANUP, "$.cleanupFailure")],
+        next=S.RELEASE_LOCK_AFTER_FAILURE,
     )
 
     # -------------------------------------------------------------------- the change, the bake and the clean-up
@@ -558,8 +576,12 @@ def definition() -> dict[str, Any]:
     states[S.STOP_CANARY] = lambda_task(
         "Canary",
         {"action": "stop", **ECS_SERVICE},
+        comment="Stops the canary, and takes out whatever of it is still registered. Retried for up to an hour "
+        "while anything of it is left (CLEANUP_RETRY): `Deployed` is never reported with a canary still serving.",
         result=None,
-        then=whatever_happens(S.RELEASE_LOCK, "canaryRemovalFailure"),
+        retry=[LAMBDA_SERVICE, COLD_FUNCTION, NEVER, CLEANUP_RETRY],
+        catch=[catch(S.RELEASE_LOCK_DEPLOYED_CLEANUP_FAILED, "$.cleanupFailure")],
+        next=S.RELEASE_LOCK,
     )
     states[S.RELEASE_LOCK] = {
         # Records the deploy (what a rollback request goes back to) and returns its summary, the output.
@@ -649,6 +671,29 @@ def definition() -> dict[str, Any]:
         "Cause": "The new revision failed and so did the rollback; Ferry could not even describe the service. A person "
         "must check the ECS service now and put it back on its previous revision (see this execution's "
         "history for both errors).",
+    }
+    # ------------------------------------------------------------ a clean-up that ran out of its hour of retries
+    states[S.RELEASE_LOCK_AFTER_FAILED_CLEANUP] = lambda_task(
+        "Lock",
+        RELEASE,
+        result=None,
+        service=RELEASE_RETRY,
+        then=whatever_happens(S.CLEANUP_FAILED, "unlockFailure"),
+    )
+    states[S.RELEASE_LOCK_DEPLOYED_CLEANUP_FAILED] = lambda_task(
+        "Lock",
+        {"action": "release", **LOCK, "deployed": True, "request.$": "$", "startedAt.$": "$$.Execution.StartTime"},
+        comment="The service runs the new revision: the deploy is recorded as for `Deployed`.",
+        result="$.released",
+        service=RELEASE_RETRY,
+        then=whatever_happens(S.CLEANUP_FAILED, "unlockFailure"),
+    )
+    states[S.CLEANUP_FAILED] = {
+        "Type": "Fail",
+        "Comment": "The canary could not be removed within an hour: the Cause names each task and target left. The "
+        "execution-ended function and the reaper go on trying.",
+        "Error": errors.CleanupIncomplete.__name__,
+        "CausePath": "$.cleanupFailure.Cause",
     }
     states[S.DEPLOYED_LOCK_NOT_RELEASED] = {
         "Type": "Fail",

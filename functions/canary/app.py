@@ -12,7 +12,7 @@ SETTINGS = settings.load()
 def handler(event, context):
     request = canary.read(event)
     bind(request.execution, request.service, request.where)
-    result = canary.run(request)
+    result = canary.run(request, SETTINGS.lock_table)
     state = result.to_state()
     logger.info(result.message, extra=state)
     return state

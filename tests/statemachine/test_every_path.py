@@ -49,6 +49,13 @@ PATHS: dict[str, tuple[str, dict[str, Any], tuple[str, str, str | None]]] = {
         ("FAILED", "Rollback failed and could not be explained: a person must act", "RollbackFailed"),
     ),
     "locked": (ROLLING, {}, ("FAILED", "Deployed, but the lock was not released", "LockUnavailable")),
+    # Their canaries can never be stopped (StopTask fails for good): the clean-up's hour of retries runs out.
+    "strand": (CANARY, {}, ("FAILED", "Clean-up did not finish: a person must act", "CleanupIncomplete")),
+    "leftover": (
+        CANARY + "timeouts: {canary: 120}\n",
+        {"startSeconds": 900},
+        ("FAILED", "Clean-up did not finish: a person must act", "CleanupIncomplete"),
+    ),
 }
 
 
@@ -114,7 +121,11 @@ def walked(tmp_path_factory):
                 ("ServiceUnavailable",),
                 operations=("UpdateItem",),
                 body_contains="deployed#prod/locked",
-            )
+            ),
+            *(
+                ApiFault("ecs", 1.0, operations=("StopTask",), body_contains=f"canary of {n}-")
+                for n in ("strand", "leftover")
+            ),
         ]
     )
     with world_session(world(folder), faults=faults, fault_hooks=[broken_rollbacks]) as (sandbox, _):
@@ -191,6 +202,12 @@ def test_a_bad_request_is_refused_and_a_rollback_request_rolls_back_and_an_older
 
 
 def test_nothing_is_left_running_except_what_a_person_must_see(walked):
-    assert walked["canaries"] == 0
+    # The canaries of `strand` and `leftover`, which StopTask refuses for good: their executions' Cause names them.
+    assert walked["canaries"] == 2
+    for service in ("strand", "leftover"):
+        [execution] = by_service(walked, service)
+        assert (
+            "is not removed yet (the last attempt: ThrottlingException): canary task arn:aws:ecs:" in execution["cause"]
+        ), execution["cause"]
     # Every lock is released: `locked`'s, whose release failed for good, by the execution-ended function.
     assert walked["locksHeld"] == 0

@@ -120,6 +120,18 @@ LAMBDA_RETRY = [
     },
 ]
 
+# The canary's removal retries anything but a verdict 16 times, 5 s to 5 minutes apart (55 minutes at most): it must not give up while
+# the canary still serves (tests/statemachine/test_cleanup.py).
+CLEANUP_STATES = ("Remove the canary after the failure", "Stop the canary tasks")
+CLEANUP_RETRY = {
+    "ErrorEquals": ["States.ALL"],
+    "IntervalSeconds": 5,
+    "MaxAttempts": 16,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 300,
+    "JitterStrategy": "FULL",
+}
+
 
 def waits(state: dict[str, Any]) -> bool:
     """A state with its own TimeoutSeconds or heartbeat: the only kind that can raise States.Timeout."""
@@ -188,7 +200,10 @@ def test_every_lambda_step_retries_crashes_and_timeouts_and_never_a_verdict():
         # A function that cannot be invoked yet is waited for more than two minutes, whatever the state.
         [cold] = [r for r in state["Retry"] if r["ErrorEquals"] == COLD_FUNCTION]
         assert retry_waits(cold) >= 120, name
-        if (
+        if name in CLEANUP_STATES:  # verdicts never, anything else for up to an hour (statemachine/build.py)
+            assert state["Retry"][-2:] == [LAMBDA_RETRY[2], CLEANUP_RETRY], name
+            assert 3000 <= retry_waits(CLEANUP_RETRY) <= 3600, retry_waits(CLEANUP_RETRY)
+        elif (
             name != "Roll back to the previous revision"
         ):  # each ends its Retry with: verdicts never, anything else twice
             expected = [
@@ -344,7 +359,9 @@ def test_an_unavailable_lock_table_stops_the_deploy_before_anything_changes(scen
         "Deploy failed",
     ]
     assert execution["error"] == "LockUnavailable"
-    assert execution["cause"].startswith("could not take the deploy lock for prod/web in table ")
+    # The first write is the execution's journal, opened before the lock is taken (ferry.lifecycle.journal).
+    assert execution["cause"].startswith("could not write the deploy journal of web-v2-")
+    assert " in table ferry-sandbox-locks: " in execution["cause"]
     assert f"(reached max retries: {aws.MAX_ATTEMPTS - 1})" in execution["cause"]
     assert "fault injected by the sandbox into dynamodb" in execution["cause"]
     assert summary["revisions"] == ["arn:aws:ecs:us-east-1:123456789012:task-definition/web:1"]  # none registered

@@ -14,7 +14,7 @@ import pytest
 
 from ferry import aws as ferry_aws
 from ferry.steps import lock
-from ferry.lifecycle import execution_ended
+from ferry.lifecycle import execution_ended, journal
 from ferry.lifecycle import metrics, notify
 
 from .conftest import ACCOUNT, REGISTRY, put_config
@@ -461,6 +461,7 @@ def ended(ecs_world, inboxes, monkeypatch):
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    journal.open("locks", owner=ARN, service="web", cluster="prod", ecs_service="web", migrations=[])
     lock.acquire("locks", "prod/web", ARN)
     context = SimpleNamespace(
         function_name="execution-ended",

@@ -59,6 +59,17 @@ class InputInvalid(FerryError):
     """The execution input is not what the state machine expects."""
 
 
+class ExecutionEnded(FerryError):
+    """The execution was stopped or timed out while a step ran: the step starts nothing more (its journal is
+    marked ended: ferry.lifecycle.journal), and removes what it had just started."""
+
+
+class CleanupIncomplete(FerryError):
+    """Something the execution started is still running or registered after its removal was asked for (a
+    throttled StopTask or DeregisterTargets, a task still stopping): the clean-up states retry it with back-off
+    for up to an hour, then end in a Fail state naming what was left."""
+
+
 class TemplateUnresolved(FerryError):
     """A template placeholder could not be resolved: unknown function, missing value, parameter, stack output or secret."""
 

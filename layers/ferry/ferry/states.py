@@ -60,3 +60,8 @@ RELEASE_LOCK_AFTER_FAILED_ROLLBACK = "Release the deploy lock after the failed r
 IS_ROLLBACK_EXPLAINED = "Is the failed rollback explained?"
 ROLLBACK_FAILED = "Rollback failed: a person must act"
 ROLLBACK_FAILED_UNEXPLAINED = "Rollback failed and could not be explained: a person must act"
+
+# A clean-up that could not finish in its hour of retries
+RELEASE_LOCK_AFTER_FAILED_CLEANUP = "Release the deploy lock after the unfinished clean-up"
+RELEASE_LOCK_DEPLOYED_CLEANUP_FAILED = "Release the deploy lock: deployed, but the canary is not removed"
+CLEANUP_FAILED = "Clean-up did not finish: a person must act"

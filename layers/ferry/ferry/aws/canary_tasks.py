@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ferry import aws
+from ferry.errors import ServiceNotFound
 from ferry.aws.ecs import describe_service, family_of, stopped_tasks_started_by, task_ip, tasks_started_by
 
 
@@ -121,6 +122,36 @@ def remove_now(
     """Deregister and stop at once (failure, rollback and abort paths: the canary must not keep serving)."""
     try:
         deregister(cluster, service, execution, task_definition_arn=task_definition_arn, task_arns=task_arns)
-    except (ClientError, BotoCoreError):
-        pass  # a missing target group must not keep the tasks running
+    except (ClientError, BotoCoreError, ServiceNotFound):
+        pass  # a missing target group, or a service deleted meanwhile, must not keep the tasks running
     return stop(cluster, execution)
+
+
+def left_behind(
+    cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None, task_arns: Iterable[str] = ()
+) -> list[str]:
+    """What of the execution's canary is still running or registered, in words ([] when nothing): its tasks whose
+    desired status is not STOPPED, and their addresses still in the service's target groups (not draining)."""
+    marker = started_by(execution)
+    left = [
+        f"canary task {task['taskArn']} in cluster {cluster} (startedBy {marker})"
+        for task in tasks_started_by(cluster, marker)
+        if task.get("desiredStatus") != "STOPPED"
+    ]
+    try:
+        described = describe_service(cluster, service)
+    except ServiceNotFound:
+        return left  # no service, so none of its target groups to be registered in
+    elb = aws.client("elbv2")
+    for group, targets in targets_of(described, found(cluster, execution, described, task_definition_arn, task_arns)):
+        registered = {
+            (d["Target"]["Id"], d["Target"].get("Port"))
+            for d in elb.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+            if (d.get("TargetHealth") or {}).get("State") != "draining"
+        }
+        left += [
+            f"canary target {t['Id']}:{t['Port']} in target group {group}"
+            for t in targets
+            if (t["Id"], t["Port"]) in registered
+        ]
+    return left

@@ -3,9 +3,13 @@
 Step Functions' own status change events arrive here. RUNNING is announced
 (Ferry's "Ferry Deploy Started" event, and the service's SNS topic) and
 nothing else is done. Any end (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) first
-removes the execution's canary, stops its migrations and releases its lock:
-Catch blocks do not run when an operator stops an execution or it times out,
-so this is what frees an ABORTED or TIMED_OUT execution's lock. For a deploy
+marks the execution's journal ended, then removes its canary, stops its
+migrations and releases its lock, as the journal names them
+(ferry.lifecycle.cleanup): Catch blocks do not run when an operator stops an
+execution or it times out, so this is what frees an ABORTED or TIMED_OUT
+execution's lock. The config is read only for the announcement: it may have
+been edited or deleted since the deploy began. What cannot be removed yet is
+left in the journal, and the reaper removes it. For a deploy
 started by a manifest, the end is written into the manifest's result document.
 Then the end is announced ("Ferry Deploy Ended") and its metrics are written.
 A failed announcement or metric is logged and never raised: it must not make
@@ -15,15 +19,14 @@ EventBridge redeliver an event whose clean-up is done.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from ferry import config
-from ferry.aws import canary_tasks
 from ferry.errors import FerryError
-from ferry.lifecycle import metrics, notify
+from ferry.lifecycle import cleanup, journal, metrics, notify
 from ferry.runtime.observability import bind, logger
 from ferry.runtime.settings import Settings
-from ferry.steps import lock, migrate
 from ferry.triggers import manifest
 
 
@@ -78,29 +81,21 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
     bind(detail.get("name"), name if isinstance(name, str) else None)
     cfg = None
     if isinstance(name, str) and name:
+        # Only for the announcement (the service's SNS topic): the clean-up reads the journal, never the config.
         try:
             cfg = config.load(settings.config_bucket, name, settings.environment)
-        except FerryError as exc:  # an unregistered service never took a lock or started a canary
-            logger.info("no config: no lock to release, no SNS topic", extra={"reason": type(exc).__name__})
+        except FerryError as exc:
+            logger.info("no config: no SNS topic", extra={"reason": type(exc).__name__})
         except Exception as exc:
-            if status != "RUNNING":
-                raise  # the clean-up needs the config: Lambda retries the event, then dead-letters it
             logger.warning("config not read", extra={"error": type(exc).__name__})
     if status == "RUNNING":
         return {"handled": True, "status": status, "notified": _report(detail, cfg, settings=settings)}
 
     history = notify.history(arn)  # empty (and logged) when it cannot be read
-    released, canaries, migrations = False, 0, 0
-    if cfg is not None:
-        # Every path of the state machine removes its canary; an aborted or timed-out one cannot.
-        try:
-            canaries = canary_tasks.remove_now(
-                cfg.cluster, cfg.service, detail.get("name", ""), **_canary_recorded(history)
-            )
-            migrations = migrate.stop_all(cfg.cluster, detail.get("name", ""), [m.name for m in cfg.migrations])
-        except Exception as exc:  # the lock and the result record must not wait on the tasks
-            logger.warning("task cleanup failed", extra={"error": type(exc).__name__})
-        released = lock.release(settings.lock_table, cfg.key, arn)
+    # Marked ended first: from now on no step of this execution starts anything (ferry.lifecycle.journal). Then
+    # everything its journal names is removed; what cannot be yet stays in the journal for the reaper.
+    record = journal.end(settings.lock_table, arn, str(status))
+    cleaned = cleanup.clean_up(settings.lock_table, record, **_canary_recorded(history))
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False
     if trigger.get("type") == "manifest" and manifest.is_manifest_key(str(trigger.get("key", ""))):
@@ -112,23 +107,19 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
             detail.get("error"),
             detail.get("cause"),
         )
-    logger.info(
-        "execution ended",
-        extra={
-            "status": status,
-            "lockReleased": released,
-            "canaryTasksStopped": canaries,
-            "migrationTasksStopped": migrations,
-            "resultRecorded": recorded,
-        },
+    logger.log(
+        logging.WARNING if cleaned.left else logging.INFO,
+        "execution ended" + (": clean-up left something for the reaper" if cleaned.left else ""),
+        extra={"status": status, **cleaned.to_log(), "resultRecorded": recorded},
     )
     sent = _report(detail, cfg, history, settings=settings)
     return {
         "handled": True,
         "status": status,
-        "lockReleased": released,
-        "canaryTasksStopped": canaries,
-        "migrationTasksStopped": migrations,
+        "lockReleased": cleaned.released,
+        "canaryTasksStopped": cleaned.canaries,
+        "migrationTasksStopped": cleaned.migrations,
+        "left": list(cleaned.left),
         "resultRecorded": recorded,
         "notified": sent,
     }

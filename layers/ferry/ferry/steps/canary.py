@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ferry import aws
 from ferry import states as S
 from ferry.runtime import clock
@@ -37,7 +39,8 @@ from ferry.aws.ecs import (
     tasks_started_by,
 )
 from ferry.contract import EcsStepInput, Model, key, read_action
-from ferry.errors import CanaryCrashed, CanaryUnhealthy, InputInvalid, PhaseTimedOut
+from ferry.errors import CanaryCrashed, CanaryUnhealthy, CleanupIncomplete, ExecutionEnded, InputInvalid, PhaseTimedOut
+from ferry.lifecycle import journal
 
 
 # ------------------------------------------------------------------ the step's contracts
@@ -268,8 +271,11 @@ def read(event: Any) -> CanaryInput:
     return read_action(event, CONTRACTS, INPUT_OF, "the canary")
 
 
-def run(request: CanaryInput) -> Model:
-    """The step: the action the state asked for."""
+def run(request: CanaryInput, table: str | None = None) -> Model:
+    """The step: the action the state asked for. With the lock `table`, a start is journalled before it starts
+    anything (ferry.lifecycle.journal)."""
+    if isinstance(request, StartInput):
+        return start(request, table)
     return ACTIONS[request.action](request)
 
 
@@ -283,7 +289,7 @@ def run(request: CanaryInput) -> Model:
 POLL_SECONDS = 15
 
 
-def start(request: StartInput) -> Started:
+def start(request: StartInput, table: str | None = None) -> Started:
     """Start the canary tasks (a retried step starts only the missing ones)."""
     cluster, service, execution = request.cluster, request.ecs_service, request.execution
     task_definition_arn, count = request.task_definition_arn, request.canary.count
@@ -295,6 +301,9 @@ def start(request: StartInput) -> Started:
     ]
     missing = count - len(existing)
     started = list(existing)
+    if missing > 0 and table:
+        # Journalled first: refused (ExecutionEnded) once the execution has ended, so nothing starts unseen.
+        journal.record(table, execution, taskDefinitionArn=task_definition_arn)
     if missing > 0:
         params = one_off_parameters(
             cluster,
@@ -313,6 +322,13 @@ def start(request: StartInput) -> Started:
                 f"{reasons}. The service was not changed."
             )
         started += result["tasks"]
+        if table and journal.ended(table, execution):
+            # Stopped while this step ran, and the execution-ended function may have looked before these tasks
+            # existed: they are removed here, and the execution is over.
+            remove_now(cluster, service, execution, task_definition_arn=task_definition_arn)
+            raise ExecutionEnded(
+                f"execution {execution} ended while its canary was starting: the canary was removed again"
+            )
     return Started(task_arns=[t["taskArn"] for t in started], started_at=clock.now(), marker=marker)
 
 
@@ -486,13 +502,38 @@ def take_out(request: RemovalInput) -> Drained:
 
 
 def stop_tasks(request: StopInput) -> Stopped:
-    """Stop the canary tasks still running (after they drained)."""
-    return Stopped(stopped=stop(request.cluster, request.execution))
+    """Stop the canary tasks still running (after they drained), then make sure nothing of it is left."""
+    return Stopped(stopped=_removed(request.cluster, request.ecs_service, request.execution, stop))
 
 
 def remove(request: RemovalInput) -> Stopped:
     """Deregister and stop at once: a failed canary must not keep serving."""
-    return Stopped(stopped=remove_now(request.cluster, request.ecs_service, request.execution, **request.recorded))
+    return Stopped(
+        stopped=_removed(request.cluster, request.ecs_service, request.execution, remove_now, **request.recorded)
+    )
+
+
+def _removed(cluster: str, service: str, execution: str, first: Any, **recorded: Any) -> int:
+    """Remove the canary with `first` (stop, or remove_now), then take out and stop whatever of it is still there
+    (a StopTask or DeregisterTargets that failed: throttled, or a target group that did not answer). While
+    anything is, raise CleanupIncomplete naming it, which the state retries with back-off for up to an hour. How
+    many tasks were stopped."""
+    stopped, error = 0, ""
+    for attempt in (first, remove_now):
+        try:
+            stopped += (
+                attempt(cluster, execution) if attempt is stop else attempt(cluster, service, execution, **recorded)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            error = f" (the last attempt: {aws.error_code(exc) or type(exc).__name__})"
+        if not canary_tasks.left_behind(cluster, service, execution, **recorded):
+            return stopped
+    left = canary_tasks.left_behind(cluster, service, execution, **recorded)
+    raise CleanupIncomplete(
+        f"the canary of {execution} is not removed yet{error}: {'; '.join(left)}. Ferry keeps trying; to remove it "
+        f"by hand: aws ecs stop-task --cluster {cluster} --task <task>, and aws elbv2 deregister-targets for each "
+        "target named"
+    )
 
 
 ACTIONS = {"start": start, "check": check, "deregister": take_out, "stop": stop_tasks, "remove": remove}

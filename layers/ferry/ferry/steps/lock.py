@@ -57,7 +57,7 @@ from ferry.aws import waiters
 from ferry.aws.ecs import revision_name
 from ferry.contract import Model, key, read_action
 from ferry.errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
-from ferry.lifecycle import summary
+from ferry.lifecycle import journal, summary
 from ferry.runtime import clock
 from ferry.runtime.settings import Settings
 
@@ -711,6 +711,16 @@ def take_lock(request: AcquireInput, settings: Settings) -> Held | Waiting:
     the older ones step aside.
     """
     cfg = _config(request.service, settings)
+    # The journal opens before the lock is taken: whatever ends this execution finds the lock (and what it
+    # starts later) there, however the config changes meanwhile (ferry.lifecycle.journal).
+    journal.open(
+        settings.lock_table,
+        owner=request.owner,
+        service=request.service,
+        cluster=cfg.cluster,
+        ecs_service=cfg.service,
+        migrations=[m.name for m in cfg.migrations],
+    )
     me = order_of(request.request, request.started_at, request.owner)
     at = me.requested_at if me is not None else None
     try:

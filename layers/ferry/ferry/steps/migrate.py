@@ -31,7 +31,8 @@ from ferry.runtime import clock
 from ferry.aws import container_logs, waiters
 from ferry.aws.ecs import describe_service, family_of, one_off_parameters, revision_name, tasks_started_by
 from ferry.contract import EcsStepInput, Migration, Model, key
-from ferry.errors import FerryError, MigrationNotStarted
+from ferry.errors import ExecutionEnded, FerryError, MigrationNotStarted
+from ferry.lifecycle import journal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,9 +247,19 @@ def start(
     too old, and stops it).
     """
     marker = started_by(execution, migration.name)
-    task = find_task(cluster, marker, family_of(task_definition_arn)) or run_task(
-        cluster, service, task_definition_arn, migration, execution, marker
-    )
+    task = find_task(cluster, marker, family_of(task_definition_arn))
+    if task is None:
+        # Journalled first: refused (ExecutionEnded) once the execution has ended, so nothing starts unseen.
+        journal.record(table, execution, migration=migration.name)
+        task = run_task(cluster, service, task_definition_arn, migration, execution, marker)
+        if journal.ended(table, execution):
+            # Stopped while this step ran; the execution-ended function may have looked before the task existed.
+            aws.client("ecs").stop_task(
+                cluster=cluster, task=task["taskArn"], reason=f"Ferry: execution {execution} ended during migration"
+            )
+            raise ExecutionEnded(
+                f"execution {execution} ended while migration {migration.name} was starting: its task was stopped"
+            )
     context = {
         "migration": migration.to_context(),
         "execution": execution,
