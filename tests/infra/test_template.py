@@ -61,6 +61,7 @@ FUNCTIONS = {
     "CanaryFunction": "functions/canary/",
     "UpdateServiceFunction": "functions/update_service/",
     "CheckDeploymentFunction": "functions/check_deployment/",
+    "ReaperFunction": "functions/reaper/",
 }
 
 # Actions that have no resource types in the Service Authorization Reference,
@@ -77,6 +78,7 @@ STAR_ONLY_ACTIONS = {
     "ecs:DeregisterTaskDefinition",
     "elasticloadbalancing:DescribeTargetHealth",
     "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "ecs:ListServices",  # with ecs:cluster pinning the cluster (test_the_reaper_lists_services_of_the_allowed_clusters_only)
     # Step Functions log delivery (cw-logs.html#cloudwatch-iam-policy)
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -158,6 +160,7 @@ EXPECTED_ACTIONS = {
         "iam:PassRole",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
@@ -201,6 +204,8 @@ EXPECTED_ACTIONS = {
         "elasticloadbalancing:DescribeTargetGroups",
         "elasticloadbalancing:DescribeTargetGroupAttributes",
         "logs:GetLogEvents",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
     },
     "BakeFunction": {
         "dynamodb:GetItem",
@@ -225,8 +230,15 @@ EXPECTED_ACTIONS = {
         "states:GetExecutionHistory",
         "dynamodb:UpdateItem",
         "states:SendTaskFailure",
+        "elasticloadbalancing:DescribeTargetHealth",
     },
-    "UpdateServiceFunction": {"ecs:UpdateService", "ecs:DescribeServices", "s3:PutObject"},
+    "UpdateServiceFunction": {
+        "ecs:UpdateService",
+        "ecs:DescribeServices",
+        "s3:PutObject",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    },
     "CheckDeploymentFunction": {
         "ecs:DescribeServices",
         "ecs:ListServiceDeployments",
@@ -240,6 +252,23 @@ EXPECTED_ACTIONS = {
         "states:SendTaskFailure",
         "elasticloadbalancing:DescribeTargetGroups",
         "elasticloadbalancing:DescribeTargetHealth",
+    },
+    "ReaperFunction": {
+        "dynamodb:Scan",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "states:DescribeExecution",
+        "states:SendTaskFailure",
+        "ecs:DescribeServices",
+        "ecs:ListServices",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "events:PutEvents",
     },
 }
 
@@ -883,7 +912,8 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
         props = event["Properties"]
         assert props["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}}, name
-    # The only other event targets: task-stopped, execution-ended, bake (alarms), check-deployment (ECS deployments).
+    # The only other event targets: task-stopped, execution-ended, bake (alarms), check-deployment (ECS
+    # deployments); and the reaper's schedule (test_the_reaper_runs_every_five_minutes_with_scheduler_s_context).
     for logical_id in FUNCTIONS:
         if logical_id not in (
             "RouterFunction",
@@ -891,6 +921,7 @@ def test_router_rules_have_the_patterns_retry_and_dead_letter_queue():
             "ExecutionEndedFunction",
             "BakeFunction",
             "CheckDeploymentFunction",
+            "ReaperFunction",
         ):
             assert not RESOURCES[logical_id]["Properties"].get("Events"), logical_id
 
@@ -1101,9 +1132,10 @@ def test_deploy_events_go_to_the_default_bus_only_with_source_ferry():
     }
     history = granted("ExecutionEndedFunction")["states:GetExecutionHistory"]
     assert history == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{_name_of('DeployStateMachine')}:*"]
-    for logical_id in all_policy_owners():  # nobody else puts events or publishes
-        if logical_id != "ExecutionEndedFunction":
+    for logical_id in all_policy_owners():  # nobody else puts events or publishes (the reaper: its own event)
+        if logical_id not in ("ExecutionEndedFunction", "ReaperFunction"):
             assert not {"events:PutEvents", "sns:Publish"} & set(granted(logical_id)), logical_id
+    assert "sns:Publish" not in granted("ReaperFunction")
 
 
 def test_sns_publish_only_to_the_topics_the_stack_names_and_only_when_it_names_some():
@@ -1231,3 +1263,85 @@ def test_the_dashboard_shows_only_metrics_and_dimension_sets_the_code_emits():
 def test_the_dashboard_is_named_after_the_environment_and_linked_from_the_outputs():
     assert evaluate(RESOURCES["Dashboard"]["Properties"]["DashboardName"]) == "ferry-test"
     assert "#dashboards:name=" in T["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+
+
+# ---------------------------------------------------------------- the reaper
+def test_the_reaper_runs_every_five_minutes_with_scheduler_s_context():
+    [(name, event)] = RESOURCES["ReaperFunction"]["Properties"]["Events"].items()
+    assert event["Type"] == "ScheduleV2"
+    props = event["Properties"]
+    assert props["ScheduleExpression"] == "rate(5 minutes)"
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert evaluate(props["Name"]) == "ferry-test-reaper"  # unique per installation: SAM's default name is not
+    # The Input names only Scheduler's context attributes (managing-schedule-context-attributes.html).
+    assert set(re.findall(r"<(aws\.scheduler\.[a-z-]+)>", props["Input"])) == {
+        "aws.scheduler.schedule-arn",
+        "aws.scheduler.scheduled-time",
+        "aws.scheduler.execution-id",
+        "aws.scheduler.attempt-number",
+    }
+    json.loads(props["Input"])
+    # A failed pass is not retried, neither by Scheduler nor by Lambda: the next pass is five minutes later.
+    assert props["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert RESOURCES["ReaperFunction"]["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert evaluate(RESOURCES["ReaperFunction"]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"]) == (
+        evaluate({"Ref": "DeployStateMachine"})
+    )
+
+
+def test_the_reaper_puts_only_its_own_event_and_reads_only_this_state_machine_s_executions():
+    from ferry.lifecycle import notify, reaper
+
+    [statement] = [st for st in statements("ReaperFunction") if "events:PutEvents" in actions_of(st)]
+    assert actions_of(statement) == ["events:PutEvents"]
+    assert resources_of(statement) == [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"]
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"events:source": [notify.SOURCE], "events:detail-type": [reaper.CLEANED_UP]}
+    }
+    sm_name = _name_of("DeployStateMachine")
+    reaper_grants = granted("ReaperFunction")
+    assert reaper_grants["states:DescribeExecution"] == [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}:*"]
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"
+    for action in ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        assert reaper_grants[action] == [table], action
+    # Scan only where the journals are looked for: the reaper.
+    assert [fn for fn in FUNCTIONS if "dynamodb:Scan" in granted(fn)] == ["ReaperFunction"]
+
+
+def test_the_reaper_lists_services_of_the_allowed_clusters_only():
+    [statement] = [st for st in statements("ReaperFunction") if "ecs:ListServices" in actions_of(st)]
+    assert actions_of(statement) == ["ecs:ListServices"] and resources_of(statement) == ["*"]
+    assert sorted(evaluate(statement["Condition"])["ArnLike"]["ecs:cluster"]) == sorted(
+        f"arn:*:ecs:*:*:cluster/{c}" for c in CLUSTERS
+    )
+    assert [fn for fn in FUNCTIONS if "ecs:ListServices" in granted(fn)] == ["ReaperFunction"]
+
+
+def test_the_steps_that_write_the_journal_may_update_the_lock_table():
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{_name_of('LockTable')}"
+    for fn in ("CanaryFunction", "MigrateFunction", "UpdateServiceFunction", "LockFunction", "ExecutionEndedFunction"):
+        grants = granted(fn)
+        assert grants["dynamodb:GetItem"] == [table] and grants["dynamodb:UpdateItem"] == [table], fn
+
+
+def test_the_reaper_alarm_watches_what_the_reaper_emits_three_passes_in_a_row():
+    from ferry.lifecycle import metrics, reaper
+
+    alarm = RESOURCES["ReaperKeepsFindingAlarm"]["Properties"]
+    assert evaluate(alarm["AlarmName"]) == "ferry-test-reaper-keeps-finding"
+    assert (alarm["Namespace"], alarm["MetricName"]) == (metrics.NAMESPACE, reaper.ORPHANED)
+    dimensions = {d["Name"]: evaluate(d["Value"]) for d in alarm["Dimensions"]}
+    assert dimensions == {metrics.ENVIRONMENT: "test"}
+    # One data point a pass: five-minute periods, as often as the schedule runs; three of three breach.
+    schedule = next(iter(RESOURCES["ReaperFunction"]["Properties"]["Events"].values()))["Properties"]
+    assert schedule["ScheduleExpression"] == f"rate({alarm['Period'] // 60} minutes)"
+    assert (alarm["Statistic"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == ("Sum", 3, 3)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "notBreaching"  # a pass that finds nothing writes nothing
+    assert alarm["AlarmActions"] == RESOURCES["FailedRollbackAlarm"]["Properties"]["AlarmActions"]
+    document = reaper.metric_document(reaper.Reaped(canary_tasks=1), environment="test")
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == alarm["Namespace"]
+    assert alarm["MetricName"] in [m["Name"] for m in directive["Metrics"]]
+    assert [set(names) for names in directive["Dimensions"]] == [set(dimensions)]
+    assert {n: document[n] for n in dimensions} == dimensions

@@ -65,6 +65,6 @@ def test_the_plumbing_imports_no_step_trigger_or_lifecycle_module():
 
 
 def test_the_checks_see_what_they_check():
-    assert len(HANDLERS) == 13
+    assert len(HANDLERS) == 14
     assert "ferry.steps.render" in {module_of(p) for p in (LIBRARY / "steps").glob("*.py")}
     assert "ferry.aws.ecs" in imports(LIBRARY / "steps" / "update_service.py")
