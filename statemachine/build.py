@@ -628,7 +628,12 @@ def definition() -> dict[str, Any]:
     )
     states[S.DEREGISTER_FAILED_REVISION] = lambda_task(
         "Rollback",
-        {"action": "finish", "method.$": "$.rollback.method", **ROLLBACK},
+        {
+            "action": "finish",
+            "method.$": "$.rollback.method",
+            "keepFailedRevisions.$": "$.render.keepFailedRevisions",
+            **ROLLBACK,
+        },
         result="$.report",
         catch=ROLLBACK_BROKE,
         next=S.RELEASE_LOCK_AFTER_ROLLBACK,

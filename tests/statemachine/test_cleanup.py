@@ -4,7 +4,13 @@ leaves nothing running; and the clean-up reads the deploy journal, never the con
 
 from __future__ import annotations
 
+import pytest
+import yaml
+
+from ferry.lifecycle import journal
+from ferry_cli import history
 from ferry_cli.sandbox.faults import ApiFault, Faults
+from ferry_cli.sandbox.run import world_session
 
 from .conftest import push_event
 
@@ -62,3 +68,105 @@ def test_a_failed_canary_is_removed_before_deploy_failed_however_long_the_outage
     removals = [e for e in history if e["type"] == "LambdaFunctionFailed" and e["state"] == execution["states"][-3]]
     assert len(removals) > 3, [e["detail"] for e in removals]
     assert summary["canaryTasks"] == 0 and summary["locksHeld"] == 0
+
+
+# ------------------------------------------------------------------ the clean-up and the rollback read the journal
+LONG_CANARY = (
+    "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 600, unhealthyThreshold: 3}}\n"
+)
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+CHANGES = {
+    "deleted": None,
+    "broken": "cluster: [prod\n",
+    "another service": "cluster: prod\nservice: api\ncontainers: {app: {repository: web}}\n",
+}
+
+
+def change_config(sandbox, change: str) -> None:
+    s3, key = sandbox.client("s3"), "services/web/ferry.yaml"
+    if CHANGES[change] is None:
+        s3.delete_object(Bucket=sandbox.config_bucket, Key=key)
+    else:
+        s3.put_object(Bucket=sandbox.config_bucket, Key=key, Body=CHANGES[change].encode())
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_config_changed_mid_deploy_cannot_hide_the_canary_or_the_lock_from_the_clean_up(scenario, change):
+    """Case 2: the config is deleted, broken or pointed at another service while the canary serves, then the
+    execution is stopped: the execution-ended function still removes the canary and releases the lock."""
+    scenario.config("web", LONG_CANARY)
+    path = scenario.dir / "world.yaml"
+    path.write_text(yaml.safe_dump(scenario.world))
+    with world_session(path) as (sandbox, _world):
+        arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="edited")
+        sandbox.run_until(
+            lambda: sandbox.simulator.canary_tasks() > 0 and "Check the canary" in str(sandbox.history(arn))
+        )
+        change_config(sandbox, change)
+        sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
+        sandbox.wait_for_executions()
+        sandbox.settle_world()
+        assert sandbox.simulator.canary_tasks() == 0
+        assert sandbox.locks_held() == 0
+        assert list(journal.not_closed(sandbox.lock_table)) == []
+        [ended] = [e for e in sandbox.status_events if e["event"]["detail"]["status"] == "ABORTED"]
+        assert ended["error"] is None
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_config_changed_as_the_rollback_starts_does_not_fail_a_good_rollback(scenario, change):
+    """Case 3: the rollback reads what the deploy read when it began (keepFailedRevisions included), never the
+    config as it is now: it ends `Rolled back`, not `Rollback failed`."""
+    scenario.config(
+        "web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+    )
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
+    scenario.world["ecr"]["web"] = ["v1", "v2", "v3"]
+    sandbox_of = {}
+
+    def edit_as_the_rollback_starts(function: str, event: dict) -> None:
+        if function == "RollbackFunction" and event.get("action") == "start" and "done" not in sandbox_of:
+            sandbox_of["done"] = True
+            change_config(sandbox_of["sandbox"], change)
+
+    path = scenario.dir / "world.yaml"
+    path.write_text(yaml.safe_dump(scenario.world))
+    with world_session(path, fault_hooks=[edit_as_the_rollback_starts]) as (sandbox, _world):
+        sandbox_of["sandbox"] = sandbox
+        arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v3"}}, name="undone")
+        sandbox.wait_for_executions()
+        sandbox.settle_world()
+        assert sandbox_of.get("done"), "the rollback never started: the test proves nothing"
+        [execution] = sandbox.executions()
+        events = sandbox.history(arn)
+        assert execution["status"] == "FAILED"
+        assert history.outcome(events)[0] == "RolledBack", history.entered_states(events)
+        service = sandbox.client("ecs").describe_services(cluster="prod", services=["web"])["services"][0]
+        assert service["taskDefinition"].endswith("/web:1")
+        assert sandbox.locks_held() == 0
+
+
+def test_a_config_pointed_at_another_service_after_the_lock_was_taken_deploys_nothing(scenario):
+    """The lock and the journal are for the service the config named when the deploy began: Render refuses a
+    config that names another one by then, before anything changes."""
+    scenario.config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
+    holder = {}
+
+    def repoint_after_the_lock(function: str, event: dict) -> None:
+        if function == "RenderFunction" and "done" not in holder:
+            holder["done"] = True
+            change_config(holder["sandbox"], "another service")
+
+    path = scenario.dir / "world.yaml"
+    path.write_text(yaml.safe_dump(scenario.world))
+    with world_session(path, fault_hooks=[repoint_after_the_lock]) as (sandbox, _world):
+        holder["sandbox"] = sandbox
+        arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="repointed")
+        sandbox.wait_for_executions()
+        events = sandbox.history(arn)
+        error, cause = history.outcome(events)
+        assert history.entered_states(events)[-2:] == ["Release the deploy lock after the failure", "Deploy failed"]
+        assert error == "ConfigInvalid"
+        assert "the config now names prod/api, but this deploy took the lock of prod/web" in cause
+        assert sandbox.locks_held() == 0

@@ -471,6 +471,7 @@ def test_the_rollback_target_is_shaped_like_renders_output(registry):
         "previousTaskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/web:2",
         "previousRevision": "web:2",
         "desiredCount": 3,
+        "keepFailedRevisions": 0,
         "summary": "roll back prod/web from web:2 to web:1",
     }
     # The states after it read $.render from either writer: every key both provide has the same name and meaning.
@@ -505,6 +506,7 @@ def test_every_output_reads_back_as_it_was_written():
             previous_task_definition_arn="web:2",
             previous_revision="web:2",
             desired_count=1,
+            keep_failed_revisions=0,
             summary="roll back prod/web from web:2 to web:1",
         ),
     ]

@@ -77,6 +77,7 @@ def test_the_step_reads_the_config_and_returns_what_the_later_states_read(ecs_wo
         "previousTaskDefinitionArn": ecs_world["taskDefinitionArn"],
         "previousRevision": "web:1",
         "desiredCount": 2,
+        "keepFailedRevisions": 0,
         "images": {"app": f"{REGISTRY}/web@{digest('web:v2')}"},
         "summary": state["summary"],
         "artefacts": {

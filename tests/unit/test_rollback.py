@@ -15,7 +15,6 @@ from ferry.contract import Progress
 from ferry.errors import InputInvalid
 from ferry.runtime.settings import Settings
 
-from .conftest import put_config
 
 
 def test_a_rollback_stops_in_flight_service_deployments_on_every_page(aws):
@@ -80,7 +79,7 @@ ROLLBACK = {
     "requestAction": "deploy",
 }
 START = {"action": "start", **ROLLBACK, "timeoutSeconds": 1800}
-FINISH = {"action": "finish", "method": "updated the service to web:1", **ROLLBACK}
+FINISH = {"action": "finish", "method": "updated the service to web:1", "keepFailedRevisions": 0, **ROLLBACK}
 EXPLAIN = {"action": "explain", "rollbackFailure": {"Error": "DeploymentFailed", "Cause": "ECS said no"}, **ROLLBACK}
 SETTINGS = Settings(
     environment="prod",
@@ -105,9 +104,9 @@ def test_each_state_input_reads_as_its_action_takes_it():
     "event, words",
     [
         (
-            {**FINISH, "service": None},
-            "Deregister the failed revision's input: `service` is missing: the state must pass "
-            "it (the service's name in the config registry, $.service",
+            {**FINISH, "keepFailedRevisions": None},
+            "Deregister the failed revision's input: `keepFailedRevisions` is missing: the state must pass "
+            "it (failed revisions left registered, $.render.keepFailedRevisions",
         ),
         (
             {**START, "desiredCount": "2"},
@@ -183,17 +182,14 @@ def test_the_canary_is_removed_first_and_a_removal_that_fails_does_not_stop_the_
 
 @pytest.mark.parametrize("keep, retired", [(0, ["web:2"]), (1, [])])
 def test_the_failed_revision_is_retired_as_the_configs_keep_failed_revisions_says(ecs_world, keep, retired):
-    put_config(
-        "web",
-        f"cluster: prod\nservice: web\ncontainers: {{app: {{repository: web}}}}\n"
-        f"rollback: {{keepFailedRevisions: {keep}}}\n",
-    )
+    # Render read the config's rollback.keepFailedRevisions when the deploy began; the state passes it on.
     failed = boto3.client("ecs").register_task_definition(
         family="web", containerDefinitions=[{"name": "app", "image": "web:v2", "memory": 256}]
     )["taskDefinition"]
     request = rollback.read(
         {
             **FINISH,
+            "keepFailedRevisions": keep,
             "previousTaskDefinitionArn": ecs_world["taskDefinitionArn"],
             "failedTaskDefinitionArn": failed["taskDefinitionArn"],
         }

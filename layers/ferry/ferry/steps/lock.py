@@ -637,6 +637,11 @@ class RollbackTarget(Model):
     )
     previous_revision: str = key("previousRevision", doc="the same, as family:revision")
     desired_count: int = key("desiredCount", kinds=(int,), doc="the service's task count before that deploy")
+    keep_failed_revisions: int = key(
+        "keepFailedRevisions",
+        kinds=(int,),
+        doc="the config's rollback.keepFailedRevisions, read now, as Render's output has it",
+    )
     summary: str = key("summary", doc="one line: roll back cluster/service from ... to ...")
 
     @property
@@ -804,5 +809,6 @@ def find_rollback_target(request: RollbackTargetInput, settings: Settings) -> Ro
         previous_task_definition_arn=current,
         previous_revision=revision_name(current),
         desired_count=desired,
+        keep_failed_revisions=cfg.raw["rollback"]["keepFailedRevisions"],
         summary=f"roll back {cfg.key} from {revision_name(current)} to {revision_name(target)}",
     )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported on first use: configs, templates and diffs are hea
     from ferry.runtime.settings import Settings
     from ferry.taskdef.diff import Diff
 from ferry.aws.ecs import describe_service, revision_name
-from ferry.errors import ImageNotFound, InputInvalid, TaskDefinitionInvalid
+from ferry.errors import ConfigInvalid, ImageNotFound, InputInvalid, TaskDefinitionInvalid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +96,11 @@ class Output(Model):
     )
     previous_revision: str = key("previousRevision", doc="the same, as family:revision")
     desired_count: int = key("desiredCount", kinds=(int,), doc="the service's task count now: a rollback restores it")
+    keep_failed_revisions: int = key(
+        "keepFailedRevisions",
+        kinds=(int,),
+        doc="the config's rollback.keepFailedRevisions, read now: a rollback never reads the config again",
+    )
     images: dict = key("images", kinds=(dict,), doc="container -> image pinned by digest, for the containers deployed")
     summary: str = key("summary", doc="the diff in one line: what the console and the notifications show")
     artefacts: Artefacts = key("artefacts", nested=Artefacts, doc="where the plan and the diff are kept")
@@ -309,6 +314,14 @@ def run(request: Input, settings: Settings) -> Output:
 
     cfg = config.load(settings.config_bucket, request.service, settings.environment)
     config.check_cluster(cfg, settings.allowed_clusters)
+    locked = (request.request.get("lock") or {}).get("key")
+    if isinstance(locked, str) and locked != cfg.key:
+        # The lock (and the deploy journal) are for the service the config named when the deploy began.
+        raise ConfigInvalid(
+            f"services/{request.service}: the config now names {cfg.key}, but this deploy took the lock of {locked} "
+            "when it began: the config changed during the deploy. Nothing was changed; deploy again to deploy "
+            f"{cfg.key}"
+        )
     planned = plan(
         cfg,
         request.images,
@@ -347,6 +360,7 @@ def store(planned: Plan, execution: str, artefacts_bucket: str, *, migrate: bool
         previous_task_definition_arn=planned.current_arn,
         previous_revision=revision_name(planned.current_arn),
         desired_count=planned.service["desiredCount"],
+        keep_failed_revisions=cfg.raw["rollback"]["keepFailedRevisions"],
         images={name: ref.pinned for name, ref in planned.pinned.items()},
         summary=planned.diff.summary,
         artefacts=stored,

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ferry import aws, config
+from ferry import aws
 from ferry import states as S
 from ferry.runtime import clock
 from ferry.aws import canary_tasks
@@ -87,8 +87,11 @@ class StartInput(RollbackInput):
 class FinishInput(RollbackInput):
     """The input of "Deregister the failed revision"."""
 
-    service: str = key(
-        "service", doc="the service's name in the config registry, $.service: its config's rollback.keepFailedRevisions"
+    keep_failed_revisions: int = key(
+        "keepFailedRevisions",
+        kinds=(int,),
+        doc="failed revisions left registered, $.render.keepFailedRevisions: read from the config when the deploy "
+        "began (a config edited or deleted since must not turn a good rollback into a failed one)",
     )
     method: str | None = key("method", required=False, doc="what the rollback did, $.rollback.method")
 
@@ -181,7 +184,7 @@ def run(request: RollbackInput, settings: Settings) -> Started | RolledBack | Ex
     if isinstance(request, StartInput):
         return roll_back(request)
     if isinstance(request, FinishInput):
-        return finish(request, settings.lock_table, keep_failed_revisions(settings, request.service))
+        return finish(request, settings.lock_table, request.keep_failed_revisions)
     return explain(request)  # type: ignore[arg-type]
 
 
@@ -272,11 +275,6 @@ def _retire(table: str, key: str, failed: str, keep: int) -> list[str]:
             pass  # already deregistered
     ddb.put_item(TableName=table, Item={"pk": {"S": f"failed#{key}"}, "revisions": {"L": [{"S": r} for r in kept]}})
     return retired
-
-
-def keep_failed_revisions(settings: Settings, service: str) -> int:
-    """The service config's rollback.keepFailedRevisions: how many failed revisions stay registered."""
-    return config.load(settings.config_bucket, service, settings.environment).raw["rollback"]["keepFailedRevisions"]
 
 
 def finish(request: FinishInput, table: str, keep: int) -> RolledBack:
