@@ -170,3 +170,83 @@ def test_a_config_pointed_at_another_service_after_the_lock_was_taken_deploys_no
         assert error == "ConfigInvalid"
         assert "the config now names prod/api, but this deploy took the lock of prod/web" in cause
         assert sandbox.locks_held() == 0
+
+
+# ------------------------------------------------------------------ a stop while a step that starts a task runs
+def stop_mid_step(sandbox, arn: str) -> None:
+    """What an operator's StopExecution does while a step's Lambda still runs: the execution is ABORTED at once,
+    and its status event reaches the execution-ended function, which cleans up, while the step runs on."""
+    sandbox.client("stepfunctions").stop_execution(executionArn=arn, cause="operator stopped it")
+    sandbox.clock.sleep(30)  # the step is still running meanwhile: the end is handled first
+
+
+@pytest.mark.parametrize("when", ["before it journals", "after it journals, before RunTask"])
+@pytest.mark.parametrize("step", ["canary", "migration"])
+def test_a_stop_while_a_step_starts_a_task_leaves_nothing_running(scenario, monkeypatch, step, when):
+    """Case 4: the end is handled while the step that starts the canary (or a migration) still runs. Stopped
+    before the step journals, the step is refused; stopped after (the execution-ended function found no task
+    yet), the step finds the journal ended once its task exists and removes it. No task runs on, no lock is
+    left for the next deploy to take over."""
+    from ferry.steps import canary, migrate
+
+    config = "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n"
+    if step == "canary":
+        config += "strategy: {type: canary, canary: {count: 1, healthyForSeconds: 60, unhealthyThreshold: 3}}\n"
+    else:
+        config += "strategy: {type: rolling}\n"
+        config += "migrations: [{name: schema, container: app, command: [bin/migrate], timeoutSeconds: 600}]\n"
+        scenario.world["behaviour"] = {"web:v2": {"startSeconds": 5000}}  # a migration still starting at the end
+    scenario.config("web", config)
+    path = scenario.dir / "world.yaml"
+    path.write_text(yaml.safe_dump(scenario.world))
+    function = "CanaryFunction" if step == "canary" else "MigrateFunction"
+    holder: dict = {}
+
+    def stop_as_the_step_starts(logical: str, event: dict) -> None:
+        if logical == function and (step != "canary" or event.get("action") == "start") and "stopped" not in holder:
+            holder["stopped"] = True
+            stop_mid_step(holder["sandbox"], holder["arn"])
+
+    module = canary if step == "canary" else migrate
+    if when != "before it journals":
+        run_task = module.run_task if step == "migration" else None
+        if step == "canary":
+            original = module.one_off_parameters
+
+            def parameters_then_stop(*args, **kwargs):
+                if "stopped" not in holder:
+                    holder["stopped"] = True
+                    stop_mid_step(holder["sandbox"], holder["arn"])
+                return original(*args, **kwargs)
+
+            monkeypatch.setattr(module, "one_off_parameters", parameters_then_stop)
+        else:
+
+            def stop_then_run(*args, **kwargs):
+                if "stopped" not in holder:
+                    holder["stopped"] = True
+                    stop_mid_step(holder["sandbox"], holder["arn"])
+                return run_task(*args, **kwargs)
+
+            monkeypatch.setattr(module, "run_task", stop_then_run)
+    hooks = [stop_as_the_step_starts] if when == "before it journals" else []
+    with world_session(path, fault_hooks=hooks) as (sandbox, _world):
+        holder["sandbox"] = sandbox
+        holder["arn"] = sandbox.start_execution(
+            {"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="stopped-mid-step"
+        )
+        sandbox.wait_for_executions()
+        sandbox.settle_world()
+        assert holder.get("stopped"), "the step never ran: the test proves nothing"
+        [execution] = sandbox.executions()
+        assert execution["status"] == "ABORTED"
+        ecs = sandbox.client("ecs")
+        running = [
+            t
+            for t in ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod")["taskArns"])["tasks"]
+            if (t.get("startedBy") or "").startswith("ferry-")
+        ]
+        assert running == [], [(t["startedBy"], t["lastStatus"]) for t in running]
+        assert sandbox.simulator.canary_tasks() == 0
+        assert sandbox.locks_held() == 0
+        assert list(journal.not_closed(sandbox.lock_table)) == []
