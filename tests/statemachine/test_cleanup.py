@@ -9,7 +9,7 @@ import yaml
 
 from ferry.lifecycle import journal
 from ferry_cli import history
-from ferry_cli.sandbox.faults import ApiFault, Faults
+from ferry_cli.sandbox.faults import ApiFault, Faults, LambdaFault
 from ferry_cli.sandbox.run import world_session
 
 from .conftest import push_event
@@ -250,3 +250,65 @@ def test_a_stop_while_a_step_starts_a_task_leaves_nothing_running(scenario, monk
         assert sandbox.simulator.canary_tasks() == 0
         assert sandbox.locks_held() == 0
         assert list(journal.not_closed(sandbox.lock_table)) == []
+
+
+# ------------------------------------------------------------------ records that match the service
+def deployed_release(function: str, event: dict) -> str | None:
+    return "release" if function == "LockFunction" and event.get("deployed") is True else None
+
+
+@pytest.mark.parametrize("how", ["the table refuses the record", "the release crashes every time"])
+def test_a_release_that_fails_for_good_after_a_rollout_still_records_the_deploy(scenario, how):
+    """Case 5: the release after web:3's rollout fails for good (the lock table refuses the deploy record while
+    the state retries; or the function crashes on every attempt), so the execution ends in `Deployed, but the
+    lock was not released`. The execution-ended function then records the deploy from the release state's input
+    (retried by Lambda until the table answers), so a rollback request goes back to web:2, not two revisions back
+    to web:1."""
+    scenario.config(
+        "web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+    )
+    scenario.world["ecr"]["web"] = ["v1", "v2", "v3"]
+    path = scenario.dir / "world.yaml"
+    path.write_text(yaml.safe_dump(scenario.world))
+    if how == "the table refuses the record":
+        faults = Faults(
+            [ApiFault("dynamodb", 1.0, ("ServiceUnavailable",), operations=("UpdateItem",), body_contains="deployed#")]
+        )
+    else:
+        faults = Faults(lambdas=[LambdaFault("crash", step=deployed_release, times=None)])
+    ends: list[str] = []
+
+    def answer_again_on_the_retry(function: str, event: dict) -> None:
+        """The table answers again from the execution-ended function's second attempt (Lambda's retry)."""
+        detail = event.get("detail") if isinstance(event, dict) else None
+        if function == "ExecutionEndedFunction" and isinstance(detail, dict) and detail.get("status") == "FAILED":
+            ends.append(detail["name"])
+            if ends.count("to-v3") == 2:
+                sandbox.faults = None
+
+    with world_session(path, fault_hooks=[answer_again_on_the_retry]) as (sandbox, _world):
+        sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v2"}}, name="to-v2")
+        sandbox.wait_for_executions()
+        sandbox.faults, faults.sandbox = faults, sandbox
+        arn = sandbox.start_execution({"service": "web", "images": {"app": f"{REGISTRY}/web:v3"}}, name="to-v3")
+        sandbox.wait_for_executions()
+        sandbox.settle_world()
+        if how == "the table refuses the record":
+            assert ends.count("to-v3") == 2, ends  # the first attempt could not record it either
+        events = sandbox.history(arn)
+        error, cause = history.outcome(events)
+        assert history.entered_states(events)[-1] == "Deployed, but the lock was not released"
+        if how == "the table refuses the record":
+            assert error == "LockUnavailable"
+            assert cause.startswith("prod/web is deployed: the service runs web:3. Only the deploy's record and lock")
+        else:
+            assert error == "InjectedCrash"
+        assert sandbox.locks_held() == 0
+        assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:3"
+
+        sandbox.faults = None
+        back = sandbox.start_execution({"service": "web", "action": "rollback"}, name="roll-back")
+        sandbox.wait_for_executions()
+        assert history.entered_states(sandbox.history(back))[-1] == "Deployed"
+        web = sandbox.simulator.services()["prod/web"]
+        assert (web["taskDefinition"], web["runningCount"]) == ("web:2", 2)

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from ferry import config
+from ferry import states as S
 from ferry.errors import FerryError
 from ferry.lifecycle import cleanup, journal, metrics, notify
 from ferry.runtime.observability import bind, logger
 from ferry.runtime.settings import Settings
+from ferry.steps import lock
 from ferry.triggers import manifest
 
 
@@ -66,6 +69,35 @@ def _canary_recorded(history: tuple) -> dict:
     }
 
 
+# The release states that record a deploy first (`deployed: true`): an execution that entered one and still
+# failed is deployed, and only its record and lock may be stuck.
+DEPLOYED_RELEASES = (S.RELEASE_LOCK, S.RELEASE_LOCK_DEPLOYED_CLEANUP_FAILED)
+
+
+def _record_a_stuck_deploy(table: str, detail: dict, history: tuple) -> bool:
+    """After a deploy whose release failed for good (`Deployed, but the lock was not released`), write its record
+    from the input of the release state it entered, so that a later rollback request goes back to what this
+    deploy replaced, not to what the one before it did. Raises when the table still fails (Lambda retries the
+    event). True when a record was written (again: writing it twice changes nothing)."""
+    if detail.get("status") == "SUCCEEDED":
+        return False
+    for event in reversed(history):
+        entered = event.get("stateEnteredEventDetails") or {}
+        if entered.get("name") in DEPLOYED_RELEASES:
+            try:
+                state = json.loads(entered.get("input") or "null")
+            except ValueError:
+                return False
+            start = detail.get("startDate")
+            started = (
+                datetime.fromtimestamp(start / 1000, tz=timezone.utc).isoformat()
+                if isinstance(start, (int, float))
+                else None
+            )
+            return isinstance(state, dict) and lock.record_state(table, detail["executionArn"], state, started)
+    return False
+
+
 def ended(event: Any, settings: Settings) -> dict[str, Any]:
     """The execution-ended function: announce a start; clean up after an end, record it and announce it."""
     detail = event.get("detail") if isinstance(event, dict) else None
@@ -95,7 +127,14 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
     # Marked ended first: from now on no step of this execution starts anything (ferry.lifecycle.journal). Then
     # everything its journal names is removed; what cannot be yet stays in the journal for the reaper.
     record = journal.end(settings.lock_table, arn, str(status))
+    try:  # before the lock goes, as the release would have
+        deploy_recorded, unrecorded = _record_a_stuck_deploy(settings.lock_table, detail, history), None
+    except Exception as exc:  # LockUnavailable: the canary and the rest are still cleaned up first
+        deploy_recorded, unrecorded = False, exc
     cleaned = cleanup.clean_up(settings.lock_table, record, **_canary_recorded(history))
+    if unrecorded is not None:
+        logger.warning("deploy not recorded: the event is retried", extra={"error": type(unrecorded).__name__})
+        raise unrecorded  # Lambda retries the event (the clean-up again changes nothing), then dead-letters it
     trigger = request.get("trigger") if isinstance(request, dict) and isinstance(request.get("trigger"), dict) else {}
     recorded = False
     if trigger.get("type") == "manifest" and manifest.is_manifest_key(str(trigger.get("key", ""))):
@@ -110,7 +149,7 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
     logger.log(
         logging.WARNING if cleaned.left else logging.INFO,
         "execution ended" + (": clean-up left something for the reaper" if cleaned.left else ""),
-        extra={"status": status, **cleaned.to_log(), "resultRecorded": recorded},
+        extra={"status": status, **cleaned.to_log(), "resultRecorded": recorded, "deployRecorded": deploy_recorded},
     )
     sent = _report(detail, cfg, history, settings=settings)
     return {
@@ -121,5 +160,6 @@ def ended(event: Any, settings: Settings) -> dict[str, Any]:
         "migrationTasksStopped": cleaned.migrations,
         "left": list(cleaned.left),
         "resultRecorded": recorded,
+        "deployRecorded": deploy_recorded,
         "notified": sent,
     }

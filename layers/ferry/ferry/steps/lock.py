@@ -775,22 +775,44 @@ def release_lock(request: ReleaseInput, table: str) -> Released:
     done = summary.deployed(state, request.started_at) if request.deployed else None
     if not taken.get("key"):  # it was never taken
         return Released(service=request.service, released=False, summary=done)
-    if request.deployed and isinstance(taken.get("requestedAt"), (int, float)):
-        # Recorded before the lock goes: a newer request must see this deploy once it can run.
-        revision = (state.get("register") or {}).get("taskDefinitionArn")
-        render = state.get("render") or {}
-        previous = None if state.get("action") == "rollback" else render.get("previousTaskDefinitionArn")
-        record_deployed(
-            table,
-            taken["key"],
-            request.owner,
-            float(taken["requestedAt"]),
-            revision,
-            previous,
-            render.get("desiredCount"),
-            started_at=_instant(request.started_at) or 0.0,
-        )
-    return Released(service=request.service, released=release(table, taken["key"], request.owner), summary=done)
+    try:
+        if request.deployed:
+            # Recorded before the lock goes: a newer request must see this deploy once it can run.
+            record_state(table, request.owner, state, request.started_at)
+        released = release(table, taken["key"], request.owner)
+    except LockUnavailable as exc:
+        if not request.deployed:
+            raise
+        revision = revision_name(str((state.get("register") or {}).get("taskDefinitionArn") or "the new revision"))
+        raise LockUnavailable(
+            f"{taken['key']} is deployed: the service runs {revision}. Only the deploy's record and lock are "
+            f"stuck ({exc}); the execution-ended function records the deploy and releases the lock from this "
+            "execution's history once the table answers."
+        ) from exc
+    return Released(service=request.service, released=released, summary=done)
+
+
+def record_state(table: str, owner: str, state: Mapping[str, Any], started_at: str | None) -> bool:
+    """Record the deploy an execution's state describes (its lock, what it registered and replaced): the release
+    after a deploy, and the execution-ended function after a release that failed for good. False when the state
+    names no lock taken with its request time."""
+    taken = state.get("lock") if isinstance(state.get("lock"), dict) else {}
+    if not taken.get("key") or not isinstance(taken.get("requestedAt"), (int, float)):
+        return False
+    revision = (state.get("register") or {}).get("taskDefinitionArn")
+    render = state.get("render") or {}
+    previous = None if state.get("action") == "rollback" else render.get("previousTaskDefinitionArn")
+    record_deployed(
+        table,
+        taken["key"],
+        owner,
+        float(taken["requestedAt"]),
+        revision,
+        previous,
+        render.get("desiredCount"),
+        started_at=_instant(started_at) or 0.0,
+    )
+    return True
 
 
 def find_rollback_target(request: RollbackTargetInput, settings: Settings) -> RollbackTarget:
