@@ -151,6 +151,18 @@ def test_values_outside_the_model_max_or_enum_are_refused_as_the_service_answers
     refused(lambda: sfn.send_task_failure(taskToken="t", error="E" * 257), "ValidationException")
 
 
+def test_a_send_task_failure_cause_is_refused_past_32768_characters_as_aws_answered_it(aws):
+    """Seen on AWS (irothschild/stefuna pull request #8): one character over SensitiveCause's "max": 32768 is
+    refused with exactly this error, and 32768 are taken."""
+    sfn = boto3.client("stepfunctions")
+    message = refused(lambda: sfn.send_task_failure(taskToken="t", cause="x" * 32769), "ValidationException")
+    assert message == (
+        "1 validation error detected: Value at 'cause' failed to satisfy constraint: Member must have length less "
+        "than or equal to 32768"
+    )
+    sfn.send_task_failure(taskToken="t", cause="x" * 32768)  # passes the rule (moto takes any token)
+
+
 def test_refusals_are_recorded():
     from moto import mock_aws
 

@@ -12,6 +12,7 @@ from the Step Functions developer guide, "Handling errors in Step Functions work
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -266,3 +267,97 @@ def test_a_fail_state_can_raise_a_states_error_it_was_handed(sandbox):
         "States.Timeout",
         "the wait ran out",
     )
+
+
+# ------------------------------------------------------------------ a Python handler's error, as its Cause
+def lock_task(sandbox: Sandbox, resource: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A Task state invoking the lock function with `payload` (as a Lambda task or through lambda:invoke), every
+    error caught."""
+    lock = lock_function(sandbox)
+    task = (
+        {"Resource": lock, "Parameters": payload}
+        if resource == "function"
+        else {"Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": lock, "Payload": payload}}
+    )
+    return {
+        "StartAt": "Call",
+        "States": {
+            "Call": {
+                "Type": "Task",
+                **task,
+                "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2, "IntervalSeconds": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": CAUGHT,
+        },
+    }
+
+
+@pytest.mark.parametrize("resource", ["function", "lambda:invoke"])
+def test_a_handler_error_reaches_the_state_as_the_python_runtime_writes_it(sandbox, resource):
+    """awslambdaric's bootstrap.py: make_error(str(value), etype.__name__, traceback.format_list(frames), invoke_id),
+    written with ", " and ": " and carried verbatim as the Cause (localstack's test_task_lambda snapshot, recorded
+    against AWS): the frames only, never the message again."""
+    definition = lock_task(sandbox, resource, {"action": "bogus"})
+    described = run(sandbox, definition, {}, f"runtime-document-{resource.replace(':', '-')}")
+    assert described["status"] == "SUCCEEDED" and described["entered"] == ["Call", "Caught"], described
+    found = json.loads(described["output"])
+    document = json.loads(found["Cause"])
+
+    assert list(document) == ["errorMessage", "errorType", "requestId", "stackTrace"]
+    assert found["Cause"] == json.dumps(document)  # the runtime's separators, not moto's compact copy
+    assert found["Error"] == document["errorType"] == "InputInvalid"
+    assert "`action` must be acquire, release or rollback-target" in document["errorMessage"]
+    assert document["requestId"] and document["requestId"] != document["errorMessage"]
+    frames = document["stackTrace"]
+    # format_list of bootstrap.py's (file, line, name, code) tuples: no ^^^ line under the code
+    assert frames and all(re.fullmatch(r'  File ".+", line \d+, in \S+\n(    .+\n)?', f) for f in frames), frames
+    assert "aws_lambda_powertools" in frames[0]  # the handler's outermost decorator: the sandbox's frames left out
+    assert not any("ferry_cli/sandbox/sandbox.py" in f for f in frames)
+    assert any("functions/lock/app.py" in f for f in frames) and "ferry/contract.py" in frames[-1]
+    assert not any(f.startswith(("Traceback", document["errorType"])) for f in frames)
+
+
+@pytest.fixture
+def raising(sandbox):
+    """The lock function raises RuntimeError(<message>) when its payload's owner is "cause-test"."""
+    message = {"text": ""}
+
+    def hook(logical: str, event: dict[str, Any]) -> None:
+        if isinstance(event, dict) and event.get("owner") == "cause-test":
+            raise RuntimeError(message["text"])
+
+    sandbox.fault_hooks.append(hook)
+    try:
+        yield message
+    finally:
+        sandbox.fault_hooks.remove(hook)
+
+
+@pytest.mark.parametrize("resource", ["function", "lambda:invoke"])
+def test_a_cause_up_to_32768_characters_is_caught_as_any_error(sandbox, raising, resource):
+    raising["text"] = "y" * (32768 - 1000)  # its frames and keys take less than 1000
+    definition = lock_task(sandbox, resource, {"action": "release", "owner": "cause-test"})
+    described = run(sandbox, definition, {}, f"cause-at-limit-{resource.replace(':', '-')}")
+    assert described["status"] == "SUCCEEDED" and described["entered"] == ["Call", "Caught"], described
+    cause = json.loads(described["output"])["Cause"]
+    assert len(cause) <= 32768 and json.loads(cause)["errorMessage"] == raising["text"]
+
+
+@pytest.mark.parametrize("resource", ["function", "lambda:invoke"])
+def test_a_cause_over_32768_characters_fails_the_execution_past_every_retry_and_catch(sandbox, raising, resource):
+    """A Cause holds at most 32768 characters (the Step Functions API reference: TaskFailedEventDetails,
+    LambdaFunctionFailedEventDetails, ExecutionFailedEventDetails). What AWS does with a function's longer error
+    is not documented; the sandbox takes the strict side: States.DataLimitExceeded, which no Retry or Catch
+    matches, so the failure path never runs."""
+    raising["text"] = "z" * 32768
+    terminal = sandbox.terminal_errors.count("States.DataLimitExceeded")
+    invocations = sandbox.lambda_invocations
+    definition = lock_task(sandbox, resource, {"action": "release", "owner": "cause-test"})
+    described = run(sandbox, definition, {}, f"cause-over-limit-{resource.replace(':', '-')}")
+    assert (described["status"], described["error"]) == ("FAILED", "States.DataLimitExceeded"), described
+    assert described["entered"] == ["Call"]  # neither retried nor caught
+    assert sandbox.lambda_invocations == invocations + 1
+    assert sandbox.terminal_errors.count("States.DataLimitExceeded") > terminal
+    assert "a Cause holds at most 32768" in described["cause"] and len(described["cause"]) < 1000

@@ -339,6 +339,11 @@ MODEL_ERRORS = {
     "cloudformation": "ValidationError",
     "lambda": "InvalidParameterValueException",
     "sns": "InvalidParameter",
+    # A SendTaskFailure cause over 32768 characters (SensitiveCause "max": 32768) was answered on AWS with
+    # "ValidationException ... 1 validation error detected: Value at 'cause' failed to satisfy constraint: Member
+    # must have length less than or equal to 32768", and the same cause cut to 32768 was taken (irothschild/stefuna
+    # pull request #8, "Truncate the failure cause if over the result size limit").
+    "stepfunctions": "ValidationException",
 }
 MODEL_SOURCE = "botocore service models: each shape's max and enum (botocore.validate checks only min and required)"
 

@@ -53,7 +53,7 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
     yield _parse_once_patch()
     yield _validate_once_patch()
     yield _history_watch_patch(sandbox)
-    yield _lambda_client_once_patch()
+    yield _lambda_client_patch()
     yield from _json_path_once_patches()
 
 
@@ -91,18 +91,40 @@ def _history_watch_patch(sandbox: Sandbox) -> Any:
     return mock.patch.object(ExecutionWorker, "_get_evaluation_environment", environment)
 
 
-def _lambda_client_once_patch() -> Any:
-    """Not a difference from AWS but a cost: moto's Lambda task makes a new boto3 client for every invocation
-    (about 8 ms each, most of a step's overhead here). One client per region for the sandbox's life answers the
-    same, so the Lambda tasks share it (moto's boto_client_for ignores the state's credentials: every client it
-    makes is the same)."""
+def _lambda_client_patch() -> Any:
+    """The Lambda client of moto's Lambda tasks, where two things change:
+
+    - A function error's Cause is the payload as the function wrote it, as on AWS: a Python handler's error
+      document keeps the runtime's ", " and ": " in the Cause (sandbox.lambda_error_document), and a Lambda.Unknown
+      Cause quotes Lambda's compact one. moto parses the payload and writes it again compact (lambda_eval_utils:
+      json.dumps(payload, separators=(",", ":"))), a Cause shorter than AWS's; here the client's Invoke raises
+      moto's own LambdaFunctionErrorException, as moto does just after, with the payload's text unchanged.
+    - Not a difference from AWS but a cost: moto's Lambda task makes a new boto3 client for every invocation
+      (about 8 ms each, most of a step's overhead here). One client per region for the sandbox's life answers the
+      same, so the Lambda tasks share it (moto's boto_client_for ignores the state's credentials: every client it
+      makes is the same)."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
     original, made = lambda_eval_utils.boto_client_for, {}
 
+    class VerbatimErrors:
+        def __init__(self, client: Any) -> None:
+            self._client = client
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._client, name)
+
+        def invoke(self, **parameters: Any) -> Any:
+            response = self._client.invoke(**parameters)
+            if response.get("FunctionError"):
+                payload = response["Payload"].read().decode("utf-8", "replace")
+                raise lambda_eval_utils.LambdaFunctionErrorException(response["FunctionError"], payload)
+            return response
+
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         if (region, service) not in made:
-            made[region, service] = original(region, service)
+            client = original(region, service)
+            made[region, service] = VerbatimErrors(client) if service == "lambda" else client
         return made[region, service]
 
     return mock.patch.object(lambda_eval_utils, "boto_client_for", boto_client_for)
@@ -166,6 +188,12 @@ def _validate_once_patch() -> Any:
     return mock.patch.object(StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_once))
 
 
+# A Cause is at most 32768 characters: `cause` of TaskFailedEventDetails, LambdaFunctionFailedEventDetails and
+# ExecutionFailedEventDetails in the Step Functions API reference ("Maximum length of 32768"); botocore's
+# stepfunctions model, SensitiveCause: "max": 32768.
+CAUSE_MAX_CHARS = 32768
+
+
 def _lambda_error_patches() -> Iterator[Any]:
     """How Step Functions names a Lambda failure, as on AWS, where moto says "Exception":
     - a function error whose payload has no errorType is `Lambda.Unknown`, its Cause plain text ("The cause
@@ -173,7 +201,13 @@ def _lambda_error_patches() -> Iterator[Any]:
       timeout or an out-of-memory crash reaches the state on older runtimes (Step Functions developer guide,
       concepts-error-handling.html and bp-lambda-serviceexception.html);
     - an Invoke call Lambda refuses is `Lambda.<error code>` for a Lambda task state too ("Lambda errors are
-      reported as Lambda.ErrorName", bp-lambda-serviceexception.html); moto's lambda:invoke does this already.
+      reported as Lambda.ErrorName", bp-lambda-serviceexception.html); moto's lambda:invoke does this already;
+    - a function error whose Cause would be longer than a Cause may be (CAUSE_MAX_CHARS) fails the execution with
+      States.DataLimitExceeded, which no Retry or Catch matches. What AWS does then is not documented (truncating
+      the Cause, or failing the state); the sandbox takes the strict side: the failure path's Catch does not run,
+      so a step whose error could be that long is found here, not on AWS. moto carries any length. (The payload
+      the sandbox's handlers return is ASCII, json.dumps escaping the rest, so its length in characters is the
+      same counted in code points, UTF-16 units or bytes.)
     """
     from botocore.exceptions import ClientError
     from moto.stepfunctions.parser.api import (
@@ -183,6 +217,10 @@ def _lambda_error_patches() -> Iterator[Any]:
     )
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
         StateTaskServiceLambda,
@@ -190,11 +228,12 @@ def _lambda_error_patches() -> Iterator[Any]:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    def failure(env: Any, error: str, cause: str, lambda_task: bool) -> Any:
+    def failure(env: Any, error: str, cause: str, lambda_task: bool, error_name: Any = None) -> Any:
+        error_name = error_name or CustomErrorName(error)
         if lambda_task:
             return FailureEvent(
                 env=env,
-                error_name=CustomErrorName(error),
+                error_name=error_name,
                 event_type=HistoryEventType.LambdaFunctionFailed,
                 event_details=EventDetails(
                     lambdaFunctionFailedEventDetails=(LambdaFunctionFailedEventDetails(error=error, cause=cause))
@@ -202,7 +241,7 @@ def _lambda_error_patches() -> Iterator[Any]:
             )
         return FailureEvent(
             env=env,
-            error_name=CustomErrorName(error),
+            error_name=error_name,
             event_type=HistoryEventType.TaskFailed,
             event_details=EventDetails(
                 taskFailedEventDetails=TaskFailedEventDetails(
@@ -211,21 +250,34 @@ def _lambda_error_patches() -> Iterator[Any]:
             ),
         )
 
+    too_long = StatesErrorNameType.StatesStatesDataLimitExceeded
+
     def named(original: Callable, lambda_task: bool) -> Callable:
         def from_error(state: Any, env: Any, ex: Exception) -> Any:
             if isinstance(ex, lambda_eval_utils.LambdaFunctionErrorException):
                 try:
-                    has_type = "errorType" in json.loads(ex.payload)
+                    document = json.loads(ex.payload)
+                    has_type = isinstance(document, dict) and "errorType" in document
                 except (TypeError, ValueError):
                     has_type = False
-                if not has_type:
+                cause = (
+                    ex.payload
+                    if has_type
+                    else "The cause could not be determined because Lambda did "
+                    f"not return an error type. Returned payload: {ex.payload}"
+                )
+                if len(cause) > CAUSE_MAX_CHARS:
                     return failure(
                         env,
-                        "Lambda.Unknown",
-                        "The cause could not be determined because Lambda did "
-                        f"not return an error type. Returned payload: {ex.payload}",
+                        too_long.to_name(),
+                        f"The function's error is a Cause of {len(cause)} characters; a Cause holds at most "
+                        f"{CAUSE_MAX_CHARS}. AWS does not document what it does with a longer one: the sandbox "
+                        "fails the execution.",
                         lambda_task,
+                        StatesErrorName(typ=too_long),
                     )
+                if not has_type:
+                    return failure(env, "Lambda.Unknown", cause, lambda_task)
             if lambda_task and isinstance(ex, ClientError):
                 error, cause = StateTaskServiceLambda._error_cause_from_client_error(ex)
                 return failure(env, error, cause, lambda_task)

@@ -395,21 +395,20 @@ class Sandbox:
                 self.clock.sleep(timeout - (self.clock.now() - began_sim))
                 response_headers["x-amz-function-error"] = "Unhandled"
                 message = f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
+                # Lambda's own document, not the runtime's, written compact: a Lambda.Unknown Cause seen on AWS ends
+                # 'Returned payload: {"errorMessage":"2023-06-12T19:54:02.822Z 0f6d… Task timed out after 3.01
+                # seconds"}' (aws-samples/amazon-textract-idp-cdk-constructs issue #80).
                 if fault[0].error == "Lambda.Unknown":  # an older runtime: no errorType in the payload
-                    return json.dumps({"errorMessage": message}).encode()
-                return json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
+                    return json.dumps({"errorMessage": message}, separators=(",", ":")).encode()
+                return json.dumps(
+                    {"errorType": "Sandbox.Timedout", "errorMessage": message}, separators=(",", ":")
+                ).encode()
             return json.dumps(result, default=str).encode()
         except LambdaApiError:
             raise  # Lambda itself refused the call: the caller gets an API error, not a function error
         except Exception as exc:  # reported the way the Lambda runtime reports an unhandled error
             response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(
-                {
-                    "errorType": type(exc).__name__,
-                    "errorMessage": str(exc),
-                    "stackTrace": traceback.format_exception(exc)[-3:],
-                }
-            ).encode()
+            return json.dumps(lambda_error_document(exc, context.aws_request_id)).encode()
 
     # -------------------------------------------------------------- events
     def rules(self) -> list[tuple[str, str, dict]]:
@@ -664,6 +663,38 @@ class Sandbox:
 
 _RATE = re.compile(r"rate\((\d+) (minutes?|hours?|days?)\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def lambda_error_document(exc: BaseException, request_id: str) -> dict[str, Any]:
+    """The error document the Python runtime returns for an exception its handler raised, as a Lambda task's
+    Cause carries it.
+
+    awslambdaric's bootstrap.py (handle_event_request) builds it with make_error(str(value), etype.__name__,
+    traceback.format_list(tb_tuples), invoke_id): the keys errorMessage, errorType, requestId and stackTrace, in
+    that order, the stackTrace a list of the frames only, '  File "<path>", line <n>, in <name>\\n    <code>\\n'
+    each, with no "Traceback" header and no last line repeating the message. Its leading frames of bootstrap.py
+    itself are left out; here the sandbox plays the runtime's part, so its own leading frames are. The runtime
+    writes the document with simplejson's default separators (", " and ": "), as json.dumps does: localstack's
+    tests/aws/services/stepfunctions/v2/error_handling/test_task_lambda.snapshot.json, recorded against AWS, has
+    the Cause '{"errorMessage": "Some exception was raised.", "errorType": "Exception", "requestId": "<uuid>",
+    "stackTrace": ["  File \\"/var/task/handler.py\\", line 2, in handler\\n    raise Exception(...)\\n"]}'
+    (the Lambda developer guide's python-exceptions page shows the same fields). On python3.12 it leaves
+    non-ASCII characters unescaped (lambda_runtime_marshaller.Encoder: ensure_ascii=False for
+    AWS_Lambda_python3.12 only); the sandbox escapes them, as every other runtime does, which is never shorter.
+    """
+    # As bootstrap.py's extract_traceback: (filename, lineno, name, line) tuples, so format_list draws no ^^^ under
+    # the code (a FrameSummary with columns would, from Python 3.11 on), from the first frame not its own.
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+    for i, frame in enumerate(frames):
+        if frame[0] != __file__:
+            frames = frames[i:]
+            break
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_list(frames),
+    }
 
 
 def _rate_seconds(expression: str, what: str) -> float:
