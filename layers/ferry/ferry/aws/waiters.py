@@ -13,10 +13,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ferry import aws
+from ferry import aws, text
 from ferry.runtime import clock
+from ferry.runtime.observability import logger
 
 TTL_SECONDS = 24 * 3600
+# SendTaskFailure's cause: at most 32768 characters (botocore's stepfunctions model, SensitiveCause "max": 32768).
+# AWS refuses a longer one with ValidationException, and the state is never completed: it waits until it times out
+# (irothschild/stefuna pull request #8).
+CAUSE_MAX_CHARS = 32768
 
 
 def _key(resource: str) -> dict:
@@ -63,7 +68,7 @@ def complete(token: str, *, output: dict[str, Any] | None = None, error: str | N
     sfn = aws.client("stepfunctions")
     try:
         if error:
-            sfn.send_task_failure(taskToken=token, error=error, cause=cause[:32768])
+            sfn.send_task_failure(taskToken=token, error=error, cause=fit_cause(cause))
         else:
             sfn.send_task_success(taskToken=token, output=json.dumps(output or {}))
     except ClientError as exc:
@@ -71,3 +76,16 @@ def complete(token: str, *, output: dict[str, Any] | None = None, error: str | N
             return False
         raise
     return True
+
+
+def fit_cause(cause: str) -> str:
+    """`cause` as it is when SendTaskFailure takes it, else its first whole lines, how many lines were left out and
+    where the whole is: this function's log, where it is written now (text.fit_lines, measured as JSON text costs
+    it, which is never less than its characters)."""
+    if len(cause) <= CAUSE_MAX_CHARS:
+        return cause
+    keys = logger.get_current_keys()
+    function = keys.get("function_name") or "ferry"
+    request = keys.get("function_request_id") or "unknown"
+    logger.error(cause, extra={"characters": len(cause)})
+    return text.fit_lines(cause, CAUSE_MAX_CHARS, f"the log of Lambda function {function}, request {request}")
