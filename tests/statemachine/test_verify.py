@@ -112,3 +112,20 @@ def test_a_service_with_a_short_arn_fails_verify_with_the_migration_to_the_long_
     assert "service web has a short ARN (arn:aws:ecs:us-east-1:123456789012:service/web)" in cause
     assert "serviceLongArnFormat" in cause
     assert "service-arn-migration.html" in cause
+
+
+def test_many_problems_end_the_cause_with_verify_s_own_count_and_the_report_not_the_guard_s_pointer(scenario):
+    """20 missing alarms of long names: about 10 KB of problems, over the 4096 characters of JSON the handlers'
+    guard lets through (ferry.runtime.causes). Verify cuts first: the lines that fit, how many more, and the verify
+    report, which holds every check (not the guard's copy of the message under errors/)."""
+    alarms = [f"web-{i:02d}-" + "p99-latency-over-its-threshold-" * 6 for i in range(20)]
+    scenario.config("web", WEB + f"healthGates: {{alarms: [{', '.join(alarms)}]}}\n")
+    cause = run_verify_failure(scenario)
+    lines = cause.split("\n")
+    assert lines[0].startswith("Verify found 20 problems in")
+    assert f"alarm {alarms[0]} does not exist" in lines[1]
+    shown = len(lines) - 2
+    assert 0 < shown < 20, cause
+    assert lines[-1].startswith(f"- … and {20 - shown} more (see the verify report: s3://")
+    assert lines[-1].endswith("/verify-report.json)")
+    assert "/errors/" not in cause and "the whole message" not in cause

@@ -12,7 +12,9 @@ from botocore.exceptions import ClientError
 
 from ferry import aws as ferry_aws
 from ferry.aws import artefacts
+from ferry.text import json_length
 from ferry.errors import InputInvalid, VerifyFailed
+from ferry.runtime import causes
 from ferry.steps import verify as verify_module
 from ferry.steps.verify import Check, Report, verify
 
@@ -824,9 +826,10 @@ def test_state_and_cause_stay_small():
     assert state["failed"] == 200
 
     cause = report.cause()
-    assert len(cause.encode()) <= 30 * 1024
+    assert json_length(cause) <= verify_module.CAUSE_MAX_JSON < causes.MESSAGE_LIMIT
     assert cause.startswith("Verify found 200 problems in web:3 (nothing was changed):\n- secret s0 does not exist")
     assert cause.splitlines()[-1].startswith("- … and ")
+    assert cause.splitlines()[-1].endswith(" more (see the verify report)")
 
     few = Report([Check("alarm-exists", "alarm a", False, "alarm a does not exist: create it")], "web:3")
     assert few.to_state()["failures"] == ["alarm a does not exist: create it"]
@@ -877,6 +880,29 @@ def test_the_step_fails_with_every_problem_and_still_keeps_the_report(world):
     with pytest.raises(VerifyFailed, match=r"Verify found 1 problem in web \(new revision\) \(nothing was changed\)"):
         verify_module.run(step_input(execution="exec-2"), "verify-artefacts-2")
     assert artefacts.get_json("verify-artefacts-2", "exec-2", verify_module.REPORT_ARTEFACT)["failed"] == 1
+
+
+def test_many_problems_are_cut_by_verify_itself_naming_the_report_before_the_handlers_guard_would(world):
+    """The guard (ferry.runtime.causes) cuts any message over 4096 characters of JSON and points at an object of
+    its own; Verify's Cause stays under that, its last line the count left out and where the verify report is."""
+    boto3.client("s3").create_bucket(Bucket="verify-artefacts-3")
+    artefacts.put_json("verify-artefacts-3", "exec-3", artefacts.PLAN_ARTEFACT, world["taskDefinition"])
+    missing = [f"web-{i:02d}-" + "latency-p99-over-the-threshold-" * 6 for i in range(40)]
+
+    with pytest.raises(VerifyFailed) as raised:
+        verify_module.run(step_input(execution="exec-3", alarms=missing), "verify-artefacts-3")
+
+    cause = str(raised.value)
+    report = f"s3://verify-artefacts-3/{artefacts.key('exec-3', verify_module.REPORT_ARTEFACT)}"
+    lines = cause.split("\n")
+    assert lines[0] == "Verify found 40 problems in web (new revision) (nothing was changed):"
+    assert lines[1].startswith(f"- alarm {missing[0]} does not exist in CloudWatch")
+    shown = len(lines) - 2
+    assert 0 < shown < 40 and lines[-1] == f"- … and {40 - shown} more (see the verify report: {report})"
+    assert json_length(cause) <= verify_module.CAUSE_MAX_JSON < causes.MESSAGE_LIMIT
+    assert causes.fit(raised.value, "verify-artefacts-3", None) is raised.value  # the guard leaves it as it is
+    assert str(raised.value) == cause
+    assert artefacts.get_json("verify-artefacts-3", "exec-3", verify_module.REPORT_ARTEFACT)["failed"] == 40
 
 
 def test_a_bad_input_is_refused_naming_the_field():

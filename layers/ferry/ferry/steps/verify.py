@@ -37,6 +37,8 @@ from ferry.aws import artefacts, images
 from ferry.aws.ecs import revision_name
 from ferry.contract import EcsStepInput, Model, key
 from ferry.errors import VerifyFailed
+from ferry.runtime import causes
+from ferry.text import json_length
 
 log = logging.getLogger(__name__)
 REPORT_ARTEFACT = "verify-report.json"
@@ -85,7 +87,9 @@ CONTRACTS = {None: (Input, Output)}
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 STATE_MAX_LINES = 20
 STATE_MAX_BYTES = 8 * 1024
-CAUSE_MAX_BYTES = 30 * 1024
+# The Cause's JSON text (ferry.text.json_length, as the handlers' guard measures a message), under the guard's
+# causes.MESSAGE_LIMIT: Verify's own cut, whose last line names the verify report, applies before the guard's.
+CAUSE_MAX_JSON = causes.MESSAGE_LIMIT - 512
 LINE_MAX_CHARS = 1000
 ALARM_BATCH = 100
 INDEX_MEDIA_TYPES = (
@@ -162,8 +166,9 @@ class Report:
         )
         return {"passed": len(self.passed), "failed": len(self.failed), "failures": fitted}
 
-    def cause(self) -> str:
-        """The Fail state's Cause: every problem, one per line (capped at 30 KiB)."""
+    def cause(self, report: str = "") -> str:
+        """The Fail state's Cause: every problem, one per line, as many as fit CAUSE_MAX_JSON, then how many more
+        there are and where the whole report is (`report`, its s3:// address)."""
         subject = self.task_definition or "the new revision"
         failed = self.failed
         if not failed:
@@ -171,12 +176,14 @@ class Report:
         noun = "problem" if len(failed) == 1 else "problems"
         header = f"Verify found {len(failed)} {noun} in {subject} (nothing was changed):"
         lines = [f"- {c.line}" for c in failed]
-        fitted = _fit(
-            lines,
-            max_lines=len(lines),
-            fits=lambda kept: len("\n".join([header, *kept]).encode()) <= CAUSE_MAX_BYTES,
-            more=lambda n: f"- … and {n} more (see the verify report)",
-        )
+        where = f"see the verify report: {report}" if report else "see the verify report"
+        cost = {line: json_length(line) + 2 for line in lines}  # each line after the header costs its "\n" too
+
+        def fits(kept: list[str]) -> bool:  # counted line by line: json_length of the whole, for every try, is slow
+            used = json_length(header) + sum(cost[k] if k in cost else json_length(k) + 2 for k in kept)
+            return used <= CAUSE_MAX_JSON
+
+        fitted = _fit(lines, max_lines=len(lines), fits=fits, more=lambda n: f"- … and {n} more ({where})")
         return "\n".join([header, *fitted])
 
 
@@ -1259,5 +1266,5 @@ def run(request: Input, artefacts_bucket: str) -> Output:
     )
     stored = artefacts.put_json(artefacts_bucket, request.execution, REPORT_ARTEFACT, report.to_document())
     if report.failed:
-        raise VerifyFailed(report.cause())
+        raise VerifyFailed(report.cause(f"s3://{artefacts_bucket}/{stored}"))
     return Output(**report.to_state(), artefact=stored)  # passed, failed and failures: the report's state
