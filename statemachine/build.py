@@ -105,13 +105,17 @@ RELEASE_RETRY = {
     "JitterStrategy": "FULL",
 }
 
-# Removing what the execution started must not give up early either: a canary left running keeps serving
-# production traffic. The canary's removal states retry everything but Ferry's verdicts (the removal raises
-# CleanupIncomplete while anything of the canary is still running or registered; a throttled StopTask or
-# DeregisterTargets outlasts the client's own retries) 16 times, 5 s to 5 minutes apart with jitter: at most 55
-# minutes in all (5 + 10 + ... + 160 s, then 10 times 300 s), under the documented hour. After that the execution ends
-# in `Clean-up did not finish: a person must act`, whose Cause names what was left and where.
-CLEANUP_RETRY = {
+# Two kinds of state must not give up early on a function that fails (crashes, times out, or meets an AWS
+# error that outlasts the client's own retries):
+# - removing what the execution started: a canary left running keeps serving production traffic (the canary's
+#   removal raises CleanupIncomplete itself while anything of the canary is still running or registered);
+# - watching what ECS does (the waits for the deployment and the rollback, the bake and its last look at the
+#   alarms): a watcher that fails is no evidence against the deploy, and ECS carries on without it; giving up
+#   would roll back a good deploy, or call a rollback that ECS is completing on its own a failed one.
+# They retry everything but Ferry's verdicts (and, for the waits, their own timeouts) 16 times, 5 s to 5 minutes
+# apart with jitter: at most 55 minutes in all (5 + 10 + ... + 160 s, then 10 times 300 s), under the documented
+# hour. A clean-up that runs out ends in `Clean-up did not finish: a person must act`, naming what was left.
+PATIENT_RETRY = {
     "ErrorEquals": ["States.ALL"],
     "IntervalSeconds": 5,
     "MaxAttempts": 16,
@@ -205,14 +209,17 @@ def _lambda_state(
     catch: list[dict[str, Any]] | None = None,
     next: str | None = None,
     then: dict[str, Any] | None = None,
+    patient: bool = False,
 ) -> dict[str, Any]:
     """The rest of a Lambda step, its fields in the order Step Functions shows them. `timing`: the state's own
-    TimeoutSeconds and heartbeat; `first`: the state's own retriers; `then`: whatever_happens(...)."""
+    TimeoutSeconds and heartbeat; `first`: the state's own retriers; `then`: whatever_happens(...); `patient`:
+    anything else is retried for up to 55 minutes (PATIENT_RETRY), not twice."""
     state = {**head, **({"ResultSelector": selector} if selector else {}), **(timing or {})}
     if result is not _ABSENT:
         state["ResultPath"] = result
     never = NEVER_AND_NOT_A_TIMEOUT if timing else NEVER
-    state["Retry"] = retry if retry is not None else [*first, service, COLD_FUNCTION, never, ANYTHING_ELSE]
+    last = PATIENT_RETRY if patient else ANYTHING_ELSE
+    state["Retry"] = retry if retry is not None else [*first, service, COLD_FUNCTION, never, last]
     if catch:
         state["Catch"] = catch
     state.update(then or ({"Next": next} if next else {"End": True}))
@@ -264,6 +271,7 @@ def wait_for_ecs(phase: str, revision: str, extra: dict[str, Any], next_state: s
         timing={"HeartbeatSecondsPath": f"$.{phase}.progress.checkInSeconds", "TimeoutSeconds": 14400},
         result=f"$.{phase}.progress",
         first=(at_once(200, "States.HeartbeatTimeout"),),
+        patient=True,
         catch=AFTER_CHANGE if phase == "deployment" else ROLLBACK_BROKE,
         next=next_state,
     )
@@ -486,9 +494,9 @@ def definition() -> dict[str, Any]:
         "Canary",
         {"action": "remove", "taskDefinitionArn.$": NEW_REVISION, **ECS_SERVICE},
         comment="Deregistered and stopped at once: a failed canary must not keep serving. Retried for up to an "
-        "hour while anything of it is left (CLEANUP_RETRY).",
+        "hour while anything of it is left (PATIENT_RETRY).",
         result=None,
-        retry=[LAMBDA_SERVICE, COLD_FUNCTION, NEVER, CLEANUP_RETRY],
+        patient=True,
         catch=[catch(S.RELEASE_LOCK_AFTER_FAILED_CLEANUP, "$.cleanupFailure")],
         next=S.RELEASE_LOCK_AFTER_FAILURE,
     )
@@ -539,6 +547,7 @@ def definition() -> dict[str, Any]:
         "running out is the bake passing.",
         timing={"TimeoutSecondsPath": "$.render.bakeSeconds"},
         result="$.bake",
+        patient=True,
         # States.Timeout is the bake's time being up: not a failure, and never retried (NEVER_AND_NOT_A_TIMEOUT).
         catch=[catch(S.CHECK_ALARMS, "$.bake", ("States.Timeout",)), *AFTER_CHANGE],
         next=S.CHECK_ALARMS,
@@ -549,6 +558,7 @@ def definition() -> dict[str, Any]:
         comment="The bake's time is up: one last look at the alarms, so a lost ALARM event cannot let the bake pass "
         "with an alarm firing.",
         result="$.bake",
+        patient=True,
         catch=AFTER_CHANGE,
         next=S.DID_CANARY_RUN,
     )
@@ -577,9 +587,9 @@ def definition() -> dict[str, Any]:
         "Canary",
         {"action": "stop", **ECS_SERVICE},
         comment="Stops the canary, and takes out whatever of it is still registered. Retried for up to an hour "
-        "while anything of it is left (CLEANUP_RETRY): `Deployed` is never reported with a canary still serving.",
+        "while anything of it is left (PATIENT_RETRY): `Deployed` is never reported with a canary still serving.",
         result=None,
-        retry=[LAMBDA_SERVICE, COLD_FUNCTION, NEVER, CLEANUP_RETRY],
+        patient=True,
         catch=[catch(S.RELEASE_LOCK_DEPLOYED_CLEANUP_FAILED, "$.cleanupFailure")],
         next=S.RELEASE_LOCK,
     )
@@ -655,8 +665,24 @@ def definition() -> dict[str, Any]:
         "Rollback",
         {"action": "explain", "rollbackFailure.$": "$.rollbackFailure", **ROLLBACK},
         result="$.report",
-        then=whatever_happens(S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK, "explainFailure"),
+        catch=[catch(S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK, "$.explainFailure")],
+        next=S.IS_SERVICE_BACK,
     )
+    states[S.IS_SERVICE_BACK] = {
+        "Type": "Choice",
+        "Comment": "ECS may have finished the rollback on its own while Ferry's watch of it failed: then the "
+        "rollback did not fail, and the execution ends `Rolled back` as any other.",
+        "Choices": [
+            {
+                "And": [
+                    {"Variable": "$.report.recovered", "BooleanEquals": True},
+                    {"Variable": "$.rollback.method", "IsPresent": True},
+                ],
+                "Next": S.DEREGISTER_FAILED_REVISION,
+            }
+        ],
+        "Default": S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK,
+    }
     states[S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK] = lambda_task(
         "Lock",
         RELEASE,

@@ -312,3 +312,58 @@ def test_a_release_that_fails_for_good_after_a_rollout_still_records_the_deploy(
         assert history.entered_states(sandbox.history(back))[-1] == "Deployed"
         web = sandbox.simulator.services()["prod/web"]
         assert (web["taskDefinition"], web["runningCount"]) == ("web:2", 2)
+
+
+# ------------------------------------------------------------------ a watcher that fails decides nothing
+def watcher(phase: str):
+    def step(function: str, event: dict) -> str | None:
+        if function == "CheckDeploymentFunction" and event.get("phase") == phase and "token" in event:
+            return f"watch the {phase}"
+        if phase == "bake" and function == "BakeFunction":
+            return "watch the bake"
+        return None
+
+    return step
+
+
+@pytest.mark.parametrize("times", [3, None], ids=["stuck three times", "stuck every time"])
+def test_a_stuck_rollback_watcher_does_not_call_a_rollback_ecs_completes_a_failed_one(scenario, times):
+    """Case 10: the rollback's watcher times out (three times, or on every attempt) while ECS's circuit breaker
+    rolls the service back on its own: the deploy ends `Rolled back`, not `Rollback failed`. Three failures are
+    retried (a watcher that fails is no evidence); when every attempt fails, the explanation finds the service
+    back on web:1, its deployment COMPLETED, and ends it `Rolled back` all the same."""
+    scenario.config(
+        "web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+    )
+    scenario.world["behaviour"] = {"web:v3": {"exitCode": 1}}
+    scenario.world["ecr"]["web"] = ["v1", "v2", "v3"]
+    faults = Faults(lambdas=[LambdaFault("timeout", step=watcher("rollback"), times=times)])
+    summary = scenario.run(push_event("web", "v3"), faults=faults)
+    [execution] = summary["executions"]
+    assert (execution["status"], execution["states"][-1], execution["error"]) == (
+        "FAILED",
+        "Rolled back",
+        "RolledBack",
+    ), execution
+    assert len(summary["faults"]["lambda"]) >= 3
+    web = summary["services"]["prod/web"]
+    assert (web["taskDefinition"], web["runningCount"]) == ("web:1", 2)
+    assert summary["locksHeld"] == 0
+    if times is None:
+        assert "Is the service back on its previous revision after all?" in execution["states"]
+
+
+def test_a_bake_whose_watcher_fails_three_times_still_deploys_a_good_revision(scenario):
+    """Case 10's other half: the bake's function fails three times; the deploy is good, the alarms quiet, so it
+    is not rolled back for it."""
+    scenario.config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+        "healthGates: {alarms: [web-5xx], bakeSeconds: 120}\n",
+    )
+    faults = Faults(lambdas=[LambdaFault("timeout", step=watcher("bake"), times=3)])
+    summary = scenario.run(push_event("web", "v2"), faults=faults)
+    [execution] = summary["executions"]
+    assert (execution["status"], execution["states"][-1]) == ("SUCCEEDED", "Deployed"), execution
+    assert len(summary["faults"]["lambda"]) == 3
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"

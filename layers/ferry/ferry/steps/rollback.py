@@ -154,6 +154,14 @@ class Explained(Model):
 
     error: str = key("error", doc="RollbackFailed")
     cause: str = key("cause", doc="both failures, what the service runs now and the command that puts it back")
+    recovered: bool = key(
+        "recovered",
+        kinds=(bool,),
+        required=False,
+        default=False,
+        doc="the service is back on the previous revision after all, its deployment COMPLETED with every task "
+        "running: ECS finished the rollback while Ferry's watch of it failed, so it ends `Rolled back`",
+    )
 
     @property
     def message(self) -> str:
@@ -308,9 +316,16 @@ def explain(request: ExplainInput) -> Explained:
     cluster, service, where = request.cluster, request.ecs_service, request.where
     previous, desired, failed = request.previous_task_definition_arn, request.desired_count, request.failed
     failure, rollback_failure = request.failure, request.rollback_failure
+    recovered = False
     try:
         current = describe_service(cluster, service)
         primary = primary_deployment(current)
+        recovered = (
+            primary.get("taskDefinition") == previous
+            and primary.get("rolloutState") == "COMPLETED"
+            and primary.get("runningCount") == primary.get("desiredCount") == desired
+            and len(current.get("deployments", [])) == 1
+        )
         now = (
             f"It now runs {revision_name(primary['taskDefinition'])} (PRIMARY deployment {primary.get('rolloutState', '?')}, "
             f"{primary.get('runningCount', '?')}/{primary.get('desiredCount', '?')} tasks running)."
@@ -324,4 +339,4 @@ def explain(request: ExplainInput) -> Explained:
         f"It should run {revision_name(previous)} with {desired} tasks: aws ecs update-service --cluster {cluster} "
         f"--service {service} --task-definition {revision_name(previous)} --desired-count {desired}"
     )
-    return Explained(error="RollbackFailed", cause=cause[:MAX_CAUSE])
+    return Explained(error="RollbackFailed", cause=cause[:MAX_CAUSE], recovered=recovered)
