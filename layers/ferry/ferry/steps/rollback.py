@@ -32,8 +32,11 @@ from ferry.contract import EcsStepInput, Model, Progress, key, read_action
 from ferry.errors import cause_text
 from ferry.runtime.observability import logger
 from ferry.runtime.settings import Settings
+from ferry.text import fit_lines
 
-MAX_CAUSE = 30_000
+MAX_CAUSE = 30_000  # in json_length: under a Fail state's 32768-character Cause
+# Where the whole of a cut Cause is: the failure it quotes is the Cause of a state in the execution's history.
+HISTORY = "the execution's history (the Cause of the state that failed)"
 # How long the rollback's deployment may take when the state does not say ($.render.timeouts.rollback).
 DEFAULT_TIMEOUT_SECONDS = 1800
 
@@ -308,7 +311,9 @@ def finish(request: FinishInput, table: str, keep: int) -> RolledBack:
         f"Ferry rolled {where} back to {revision_name(previous)} ({desired} tasks; {method}) and that deployment "
         f"completed: the service is stable on {revision_name(previous)}.{gone}{kept}{note}"
     )
-    return RolledBack(error="RolledBack", cause=cause[:MAX_CAUSE], retired=[revision_name(r) for r in retired])
+    return RolledBack(
+        error="RolledBack", cause=fit_lines(cause, MAX_CAUSE, HISTORY), retired=[revision_name(r) for r in retired]
+    )
 
 
 def explain(request: ExplainInput) -> Explained:
@@ -339,4 +344,4 @@ def explain(request: ExplainInput) -> Explained:
         f"It should run {revision_name(previous)} with {desired} tasks: aws ecs update-service --cluster {cluster} "
         f"--service {service} --task-definition {revision_name(previous)} --desired-count {desired}"
     )
-    return Explained(error="RollbackFailed", cause=cause[:MAX_CAUSE], recovered=recovered)
+    return Explained(error="RollbackFailed", cause=fit_lines(cause, MAX_CAUSE, HISTORY), recovered=recovered)
