@@ -14,16 +14,16 @@ neither leaves the execution on its failure path when it is passed:
   "a terminal error which cannot be caught by the States.ALL error type" (the developer guide's "Handling errors"):
   no Catch runs, so no lock is released by the state machine and no "Deploy failed" says what went wrong.
 
-A template with 500 unresolved placeholders makes a 133 KB message: four times what a Cause may hold, and with
-the error document's stackTrace enough to bring Render's output under the Catch close to 256 KiB. Every step's
-problem lists are one problem a line (templating's placeholders, the config's and manifest's schema errors,
-Verify's references, a template's missing containers), built where each is found; rather than bound each of them, and every AWS or ECS text a step repeats, this guard sits where they all
-pass: the handler, the one place that knows the execution, the function and whether its role may write to the
-artefacts bucket. A message whose JSON text is longer than MESSAGE_LIMIT keeps its first lines (the count and the
-first problems), a count of the lines left out, and where the whole message is: an object in the artefacts bucket
-(executions/<execution>/errors/<function>/<request id>.txt), or this function's log when it has no execution or may
-not write there. Messages name things and paths, never a secret's value, and the whole is written unchanged.
-"""
+A template with 500 unresolved placeholders makes a 133 KB message: four times what a Cause may hold, and with the
+error document's stackTrace enough to bring Render's output under the Catch close to 256 KiB. Every step's problem
+lists are one problem a line (templating's placeholders, the config's and manifest's schema errors, Verify's
+references, a template's missing containers), built where each is found; rather than bound each of them, and every
+AWS or ECS text a step repeats, this guard sits where they all pass: the handler, the one place that knows the
+execution, the function and whether its role may write to the artefacts bucket. A message whose JSON text is longer
+than MESSAGE_LIMIT keeps its first lines (the count and the first problems), a count of the lines left out, and
+where the whole message is: an object in the artefacts bucket (executions/<execution>/errors/<function>/<request
+id>.txt), or this function's log when it has no execution or may not write there. Messages name things and paths,
+never a secret's value, and the whole is written unchanged."""
 
 from __future__ import annotations
 
