@@ -117,14 +117,17 @@ def test_an_aborted_deploy_does_not_block_the_next_one(sandbox):
 
 
 # ----------------------------------------------------------------------------- what the sandbox shares to save time
-def test_each_execution_gets_its_own_program_from_a_definition_parsed_once(sandbox):
+def test_a_definition_is_parsed_and_built_once_and_its_program_keeps_no_evaluation_state(sandbox):
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 
     definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
     first_program, first_tree = AmazonStateLanguageParser.parse(definition)
     second_program, second_tree = AmazonStateLanguageParser.parse(definition)
-    assert first_tree is second_tree  # parsed once
-    assert first_program is not second_program  # no execution shares evaluation state with another
+    assert first_tree is second_tree and first_program is second_program  # parsed and built once
+    # Executions share the program, so its components must keep no evaluation state: once built they
+    # assign only these attributes (EvalComponent's heap_key, made once; the Map and Parallel workers, made anew
+    # for each evaluation). A moto upgrade that adds one fails here, before it could mix two executions' data.
+    assert component_state_assignments() == KNOWN_COMPONENT_STATE
     for _ in range(2):  # a definition with a syntax error is refused every time, not cached as good
         with pytest.raises(ASLParserException):
             AmazonStateLanguageParser.parse('{"StartAt": "Done", "States": {"Done": {"Type": }}}')
@@ -169,3 +172,45 @@ def test_a_client_kept_between_sandboxes_answers_to_the_sandbox_it_is_used_in():
     (first, first_box), (second, second_box) = refused
     assert first is second  # made once, used in both
     assert len(first_box.enforcement.refused) == len(second_box.enforcement.refused) == 1
+
+
+KNOWN_COMPONENT_STATE = {
+    "EvalComponent.heap_key: __heap_key",
+    "IterationWorker.sig_stop: _stop_signal_received",
+    "JobPool.close_job: _worker_exception",
+    "Counter.offset: _count",
+    "Counter.count: _count",
+    "MapRunRecord.set_stop: status",
+    "MapRunRecord.set_stop: stop_date",
+    "MapRunRecord.update: max_concurrency",
+    "MapRunRecord.update: tolerated_failure_count",
+    "MapRunRecord.update: tolerated_failure_percentage",
+    "BranchWorker.start: _worker_thread",
+    "BranchWorkerPool.on_terminated: _terminated_with_error",
+    "BranchWorkerPool.on_terminated: _active_workers_num",
+}
+
+
+def component_state_assignments() -> set[str]:
+    """Every `self.<attribute> = ...` of moto's ASL components outside the methods that build them (__init__, and
+    from_state_props, which the preprocessor calls as it builds the program)."""
+    import ast
+    from pathlib import Path
+
+    import moto.stepfunctions.parser.asl.component as components
+
+    found = set()
+    for path in Path(components.__file__).parent.rglob("*.py"):
+        for cls in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)):
+            building = ("__init__", "from_state_props")
+            for method in (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name not in building):
+                for node in ast.walk(method):
+                    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                    for target in targets:
+                        if (
+                            isinstance(target, ast.Attribute)
+                            and isinstance(target.value, ast.Name)
+                            and target.value.id == "self"
+                        ):
+                            found.add(f"{cls.name}.{method.name}: {target.attr}")
+    return found
