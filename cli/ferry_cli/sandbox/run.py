@@ -115,8 +115,6 @@ def world_session(
     reach their targets (duplicates; delivery.EventDelivery). With `state`, the sandbox lasts between
     commands: the commands journalled there are replayed first, and `sandbox.journal` records this one's
     changes (state.SandboxState)."""
-    from .moto_ecs import EcsSimulator
-
     world = World.load(world_path)
     with Sandbox(
         speed=speed,
@@ -128,6 +126,8 @@ def world_session(
         delivery=delivery,
         lambda_seconds=world.data.get("lambdaSeconds"),
     ) as sandbox:
+        from .moto_ecs import EcsSimulator  # moto's ECS and EC2 load their models under the sandbox's loader
+
         sandbox.fault_hooks.extend(fault_hooks or [])
         simulator = EcsSimulator(
             sandbox.clock, account_id=world.account, region=world.region, **world.simulator_options()

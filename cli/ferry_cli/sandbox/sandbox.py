@@ -205,6 +205,8 @@ class Sandbox:
         yield from client_patches(self)
         yield from moto_sfn.patches(self)
         yield mock.patch.object(botocore.session, "create_loader", _shared_loader)
+        yield mock.patch.object(botocore.loaders.Loader, "list_available_services", _available_services)
+        yield mock.patch.object(botocore.loaders.JSONFileLoader, "_load_file", _load_json_file)
         yield _method_names_once_patch()
         # Verify runs its checks on a thread pool; a pool's workers are no fibers of the scheduler, so in the
         # sandbox its checks run one after the other in the step's own fiber (same checks, same report).
@@ -753,6 +755,33 @@ def _method_names_once_patch() -> Any:
     return mock.patch.object(
         responses, "method_names_from_class", functools.lru_cache(maxsize=256)(responses.method_names_from_class)
     )
+
+
+_list_available_services = botocore.loaders.Loader.list_available_services
+_SERVICES: dict[tuple[tuple[str, ...], str], tuple[str, ...]] = {}  # (search paths, model type) -> service names
+
+
+def _available_services(loader: Any, type_name: str) -> list[str]:
+    """Not a difference from AWS but a cost: every botocore loader lists the services it knows (one listdir and a
+    stat per service directory, about 400 of them) once per model type, and boto3, moto and the handlers make new
+    loaders, so a sandbox process listed them 19 times (half a second). The listing depends only on the search
+    paths and the type, and the files do not change while the process runs: it is made once per (search paths,
+    type) for the process."""
+    key = (tuple(loader.search_paths), type_name)
+    if key not in _SERVICES:
+        _SERVICES[key] = tuple(_list_available_services(loader, type_name))
+    return list(_SERVICES[key])
+
+
+def _load_json_file(file_loader: Any, full_path: str, open_method: Any) -> Any:
+    """Not a difference from AWS but a cost: botocore reads its JSON service models into OrderedDicts (a choice
+    of the Python 2 days), which takes twice as long as plain dicts, a second of every sandbox process. Dicts
+    keep their order since Python 3.7 and neither botocore nor moto uses what only an OrderedDict has
+    (move_to_end, order-sensitive equality), so the sandbox reads them into dicts."""
+    if not os.path.isfile(full_path):
+        return None
+    with open_method(full_path, "rb") as fp:
+        return json.loads(fp.read().decode("utf-8"))
 
 
 @functools.lru_cache(maxsize=4)
