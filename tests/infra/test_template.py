@@ -165,6 +165,7 @@ EXPECTED_ACTIONS = {
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
         "logs:GetLogEvents",
+        "s3:PutObject",
     },
     "TaskStoppedFunction": {
         "dynamodb:GetItem",
@@ -172,6 +173,7 @@ EXPECTED_ACTIONS = {
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
         "logs:GetLogEvents",
+        "s3:PutObject",
     },
     "RollbackFunction": {
         "ecs:UpdateService",
@@ -204,6 +206,7 @@ EXPECTED_ACTIONS = {
         "elasticloadbalancing:DescribeTargetGroups",
         "elasticloadbalancing:DescribeTargetGroupAttributes",
         "logs:GetLogEvents",
+        "s3:PutObject",
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
     },
@@ -655,6 +658,9 @@ def test_s3_access_is_per_bucket_and_prefix():
     assert render["s3:GetObject"] == [f"arn:aws:s3:::{config}/services/*"]
     assert render["s3:PutObject"] == [f"arn:aws:s3:::{artefacts}/*"]
     assert update["s3:PutObject"] == [f"arn:aws:s3:::{artefacts}/*"]
+    # The functions that judge failed migrations and canaries write their log tails, and nothing else.
+    for name in ("MigrateFunction", "TaskStoppedFunction", "CanaryFunction"):
+        assert granted(name)["s3:PutObject"] == [f"arn:aws:s3:::{artefacts}/executions/*/logs/*"], name
     list_statement = next(st for st in statements("RouterFunction") if "s3:ListBucket" in actions_of(st))
     assert list_statement["Condition"] == {"StringLike": {"s3:prefix": ["services/*", "manifests/*"]}}
 
