@@ -26,12 +26,6 @@ from . import chaos
 
 DEFAULT_SEEDS = 20
 
-_S3_DROPS_THE_PUSH = (
-    "no execution: S3 answered the router's GetObject of the config with 5xx or SlowDown on 90% of attempts; "
-    "ferry.config.S3Folder.read turns the error into ConfigInvalid, config.load_all skips the config as broken, "
-    "and ferry.triggers.router.route logs 'push deploys no service' and returns success: the push is dropped, "
-    "never retried, not in the dead-letter queue"
-)
 _ROLLED_BACK_WITH_THE_CANARY = (
     "'Rolled back' while the canary of the failed revision is RUNNING and healthy in web-tg (the reaper stops it "
     "later): after the canary passed and the bake failed, StopTask and DeregisterTargets were refused; "
@@ -41,12 +35,6 @@ _ROLLED_BACK_WITH_THE_CANARY = (
 # Seeds that find a fault in Ferry: kept out of the default run, each with what breaks and where (found by a run of
 # seeds 0..499; none is below 100).
 KNOWN_FAILURES: dict[int, str] = {
-    102: _S3_DROPS_THE_PUSH,
-    112: _S3_DROPS_THE_PUSH,
-    171: _S3_DROPS_THE_PUSH,
-    297: _S3_DROPS_THE_PUSH,
-    341: _S3_DROPS_THE_PUSH,
-    417: _S3_DROPS_THE_PUSH,
     105: "a loop: the rollback completed, then 'Deregister the failed revision' fails for good; its Catch goes to "
     "'Explain the failed rollback', which finds the service back (recovered), and the Choice 'Is the service back "
     "on its previous revision after all?' (statemachine/build.py) sends it to 'Deregister the failed revision' "

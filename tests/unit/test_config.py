@@ -1,3 +1,4 @@
+import boto3
 import pytest
 
 from ferry import config
@@ -185,3 +186,26 @@ def test_a_local_folder_loads_like_the_registry(tmp_path):
 def test_an_empty_trigger_list_means_no_push_deploys_the_service(ecs_world):
     put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\ntriggers: []\n")
     assert not config.load("ferry-config", "web").deploys_push("web", "v2")
+
+
+@pytest.mark.parametrize("code, status", [("SlowDown", 503), ("InternalError", 500), ("ServiceUnavailable", 503)])
+def test_a_config_s3_cannot_read_now_is_an_error_to_retry_not_a_broken_config(ecs_world, monkeypatch, code, status):
+    """The router must not skip a config as broken (and drop the push) because S3 did not answer: the error goes
+    up, so Lambda redelivers the push event; an object S3 refuses for good is still a broken config."""
+    from botocore.exceptions import ClientError
+
+    put_config("web", "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\n")
+    s3 = boto3.client("s3")
+
+    def unavailable(**kwargs):
+        raise ClientError(
+            {"Error": {"Code": code, "Message": "try again"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+            "GetObject",
+        )
+
+    monkeypatch.setattr(s3, "get_object", unavailable)
+    monkeypatch.setattr("ferry.aws.client", lambda service: s3 if service == "s3" else boto3.client(service))
+    with pytest.raises(ClientError, match=code):
+        config.load_all("ferry-config")
+    with pytest.raises(ClientError, match=code):
+        config.load("ferry-config", "web")

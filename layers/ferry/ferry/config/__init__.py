@@ -57,6 +57,12 @@ def _text(body: bytes, where: str) -> str:
         ) from None
 
 
+def _transient(exc: ClientError) -> bool:
+    """An S3 error that says nothing about the object: a 5xx, or S3 asking the caller to slow down."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status >= 500 or aws.error_code(exc) in ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout")
+
+
 @dataclass(frozen=True)
 class S3Folder:
     bucket: str
@@ -77,6 +83,11 @@ class S3Folder:
             # Without s3:ListBucket on the key's prefix, S3 answers a missing key with 403, not 404.
             if aws.error_code(exc) in ("NoSuchKey", "AccessDenied", "404", "403"):
                 return None
+            if _transient(exc):
+                # S3 did not answer (5xx, SlowDown): the config is not broken, so it must not be skipped as broken;
+                # the error goes up, and the caller is retried (Lambda redelivers the router's push event; a
+                # step's Retry runs it again).
+                raise
             raise ConfigInvalid(f"{self.describe(filename)} could not be read: {exc}") from exc
         if obj.get("ContentLength", 0) > MAX_CONFIG_BYTES:
             raise ConfigInvalid(_too_big(self.describe(filename), obj["ContentLength"]))
