@@ -49,6 +49,8 @@ PATHS: dict[str, tuple[str, dict[str, Any], tuple[str, str, str | None]]] = {
         ("FAILED", "Rollback failed and could not be explained: a person must act", "RollbackFailed"),
     ),
     "locked": (ROLLING, {}, ("FAILED", "Deployed, but the lock was not released", "LockUnavailable")),
+    # The rollback's watcher fails every time while ECS's circuit breaker rolls the service back by itself.
+    "unwatched": (ROLLING, {"exitCode": 1}, ("FAILED", "Rolled back", "RolledBack")),
     # Their canaries can never be stopped (StopTask fails for good): the clean-up's hour of retries runs out.
     "strand": (CANARY, {}, ("FAILED", "Clean-up did not finish: a person must act", "CleanupIncomplete")),
     "leftover": (
@@ -75,6 +77,12 @@ def broken_rollbacks(function: str, event: dict) -> None:
     if function == "RollbackFunction" and service in ("stuck", "mute") and event.get("action") == "start":
         raise ConnectionError("ECS endpoint unreachable")
     if function == "RollbackFunction" and service == "mute" and event.get("action") == "explain":
+        raise ConnectionError("ECS endpoint unreachable")
+    if (
+        function == "CheckDeploymentFunction"
+        and event.get("ecsService") == "unwatched"
+        and event.get("phase") == "rollback"
+    ):
         raise ConnectionError("ECS endpoint unreachable")
 
 

@@ -130,6 +130,7 @@ PATIENT_STATES = (
     "Wait for ECS to finish the rollback",
     "Bake while watching the alarms",
     "Check the alarms as the bake ends",
+    "Deregister the failed revision",
 )
 PATIENT_RETRY = {
     "ErrorEquals": ["States.ALL"],

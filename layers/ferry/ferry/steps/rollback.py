@@ -29,7 +29,7 @@ from ferry.runtime import clock
 from ferry.aws import canary_tasks
 from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primary_deployment, revision_name
 from ferry.contract import EcsStepInput, Model, Progress, key, read_action
-from ferry.errors import cause_text
+from ferry.errors import CleanupIncomplete, cause_text
 from ferry.runtime.observability import logger
 from ferry.runtime.settings import Settings
 from ferry.text import fit_lines
@@ -155,8 +155,12 @@ class RolledBack(Model):
 class Explained(Model):
     """The rollback failed ($.report): the Cause of the `Rollback failed` Fail state."""
 
-    error: str = key("error", doc="RollbackFailed")
-    cause: str = key("cause", doc="both failures, what the service runs now and the command that puts it back")
+    error: str = key("error", doc="RollbackFailed, or RolledBack when the service is back after all")
+    cause: str = key(
+        "cause",
+        doc="both failures, what the service runs now and the command that puts it back; or, back after all, the "
+        "Cause of `Rolled back`",
+    )
     recovered: bool = key(
         "recovered",
         kinds=(bool,),
@@ -288,10 +292,39 @@ def _retire(table: str, key: str, failed: str, keep: int) -> list[str]:
     return retired
 
 
+def _remove_canary(request: RollbackInput) -> None:
+    """Remove whatever of the failed revision's canary is left; CleanupIncomplete (retried by the state for up to
+    55 minutes) while anything of it still runs or is registered."""
+    cluster, service, execution = request.cluster, request.ecs_service, request.execution
+    recorded = {"task_definition_arn": request.failed_task_definition_arn or None}
+    try:
+        if not canary_tasks.left_behind(cluster, service, execution, **recorded):
+            return
+        try:
+            canary_tasks.remove_now(cluster, service, execution, **recorded)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("canary removal failed", extra={"error": aws.error_code(exc) or type(exc).__name__})
+        left = canary_tasks.left_behind(cluster, service, execution, **recorded)
+    except (ClientError, BotoCoreError) as exc:  # ECS or ELB did not answer: whether it is gone is unknown
+        raise CleanupIncomplete(
+            f"the rollback of {request.where} completed, but whether the canary of {execution} is gone could not "
+            f"be read ({aws.error_code(exc) or type(exc).__name__}). Ferry keeps trying; to check by hand: aws ecs "
+            f"list-tasks --cluster {cluster} --started-by {canary_tasks.started_by(execution)}"
+        ) from exc
+    if left:
+        raise CleanupIncomplete(
+            f"the rollback of {request.where} completed, but the canary of {execution} is not removed yet: "
+            f"{'; '.join(left)}. Ferry keeps trying; to remove it by hand: aws ecs stop-task --cluster {cluster} "
+            "--task <task>, and aws elbv2 deregister-targets for each target named"
+        )
+
+
 def finish(request: FinishInput, table: str, keep: int) -> RolledBack:
     """After the rollback completed: retire the failed revision and write the Cause of the RolledBack Fail state."""
     where, previous, desired = request.where, request.previous_task_definition_arn, request.desired_count
     failed, failure, method = request.failed, request.failure, request.method or "rolled back"
+    # The canary goes first: `Rolled back` is never reported while it still serves (the start only tried once).
+    _remove_canary(request)
     retired: list[str] = []
     note = ""
     if failed and failed != previous:
@@ -323,13 +356,24 @@ def explain(request: ExplainInput) -> Explained:
     failure, rollback_failure = request.failure, request.rollback_failure
     recovered = False
     try:
+        try:  # a canary must not keep serving, whatever else failed (the start tried once)
+            canary_tasks.remove_now(
+                cluster, service, request.execution, task_definition_arn=request.failed_task_definition_arn or None
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("canary removal failed", extra={"error": aws.error_code(exc) or type(exc).__name__})
         current = describe_service(cluster, service)
         primary = primary_deployment(current)
+        # Back after all: the previous revision is the PRIMARY deployment, COMPLETED with every task running, no
+        # other deployment runs a task, and nothing of the canary is left.
         recovered = (
             primary.get("taskDefinition") == previous
             and primary.get("rolloutState") == "COMPLETED"
             and primary.get("runningCount") == primary.get("desiredCount") == desired
-            and len(current.get("deployments", [])) == 1
+            and not any(d.get("runningCount") for d in current.get("deployments", []) if d is not primary)
+            and not canary_tasks.left_behind(
+                cluster, service, request.execution, task_definition_arn=request.failed_task_definition_arn or None
+            )
         )
         now = (
             f"It now runs {revision_name(primary['taskDefinition'])} (PRIMARY deployment {primary.get('rolloutState', '?')}, "
@@ -337,11 +381,20 @@ def explain(request: ExplainInput) -> Explained:
         )
     except Exception as exc:  # the explanation must still be written when ECS cannot be read
         now = f"Its current state could not be read ({type(exc).__name__})."
+    failed_name = revision_name(failed) if failed else "The new revision"
+    if recovered:
+        # The Cause of `Rolled back` when the rollback cannot be finished by its own states (the Choice after this).
+        cause = (
+            f"{failed_name} failed: {failure_message(failure)}\n"
+            f"{where} is stable on {revision_name(previous)} ({desired} tasks; ECS completed the rollback, or the "
+            f"service never left it), though Ferry could not follow it: {failure_message(rollback_failure)}"
+        )
+        return Explained(error="RolledBack", cause=fit_lines(cause, MAX_CAUSE, HISTORY), recovered=True)
     cause = (
         f"ROLLBACK FAILED: a person must act on {where}.\n"
-        f"{revision_name(failed) if failed else 'The new revision'} failed ({failure_message(failure)}), and rolling back "
+        f"{failed_name} failed ({failure_message(failure)}), and rolling back "
         f"to {revision_name(previous)} failed too: {failure_message(rollback_failure)}\n{now}\n"
         f"It should run {revision_name(previous)} with {desired} tasks: aws ecs update-service --cluster {cluster} "
         f"--service {service} --task-definition {revision_name(previous)} --desired-count {desired}"
     )
-    return Explained(error="RollbackFailed", cause=fit_lines(cause, MAX_CAUSE, HISTORY), recovered=recovered)
+    return Explained(error="RollbackFailed", cause=fit_lines(cause, MAX_CAUSE, HISTORY), recovered=False)
