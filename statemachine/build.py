@@ -375,6 +375,7 @@ def definition() -> dict[str, Any]:
             "alarms.$": "$.render.alarms",
             "targetGroups.$": "$.render.targetGroups",
             "readSecretValues.$": "$.render.readSecretValues",
+            "planSha256.$": "$.render.planSha256",
         },
         comment="Checks every image, role, secret, log group, target group, environment file and alarm the new "
         "revision refers to, and reports all problems at once. Nothing has changed yet.",
@@ -384,8 +385,9 @@ def definition() -> dict[str, Any]:
     )
     states[S.REGISTER] = lambda_task(
         "Register",
-        {"execution.$": EXECUTION_NAME, "service.$": "$.service"},
-        comment="Registers the verified revision, tagged with this execution; a retry reuses it.",
+        {"execution.$": EXECUTION_NAME, "service.$": "$.service", "planSha256.$": "$.render.planSha256"},
+        comment="Registers the verified revision (the plan whose hash Render passed on), tagged with this "
+        "execution; a retry reuses it.",
         result="$.register",
         catch=BEFORE_CHANGE,
         next=S.HAS_MIGRATIONS,
@@ -644,11 +646,8 @@ def definition() -> dict[str, Any]:
             "keepFailedRevisions.$": "$.render.keepFailedRevisions",
             **ROLLBACK,
         },
-        comment="Removes whatever is left of the canary (retried for up to 55 minutes while anything of it is: "
-        "`Rolled back` is never reported with a canary serving), then retires the failed revision.",
         result="$.report",
-        patient=True,
-        catch=[catch(S.RELEASE_LOCK_AFTER_FAILED_CLEANUP, "$.cleanupFailure", ("CleanupIncomplete",)), *ROLLBACK_BROKE],
+        catch=ROLLBACK_BROKE,
         next=S.RELEASE_LOCK_AFTER_ROLLBACK,
     )
     states[S.RELEASE_LOCK_AFTER_ROLLBACK] = lambda_task(
@@ -677,26 +676,14 @@ def definition() -> dict[str, Any]:
         "rollback did not fail, and the execution ends `Rolled back` as any other.",
         "Choices": [
             {
-                # Once: the rollback's own last step then removes the canary and retires the failed revision.
                 "And": [
                     {"Variable": "$.report.recovered", "BooleanEquals": True},
                     {"Variable": "$.rollback.method", "IsPresent": True},
-                    {"Not": {"Variable": "$.recoveredRollback", "IsPresent": True}},
                 ],
-                "Next": S.FINISH_RECOVERED_ROLLBACK,
-            },
-            # Back, but the rollback's last step cannot finish it (it failed again, or the rollback never
-            # started): `Rolled back`, with the explanation's Cause.
-            {"Variable": "$.report.recovered", "BooleanEquals": True, "Next": S.RELEASE_LOCK_AFTER_ROLLBACK},
+                "Next": S.DEREGISTER_FAILED_REVISION,
+            }
         ],
         "Default": S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK,
-    }
-    states[S.FINISH_RECOVERED_ROLLBACK] = {
-        "Type": "Pass",
-        "Comment": "Noted, so the rollback's last step is tried once more, not in a loop.",
-        "Result": True,
-        "ResultPath": "$.recoveredRollback",
-        "Next": S.DEREGISTER_FAILED_REVISION,
     }
     states[S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK] = lambda_task(
         "Lock",
