@@ -646,8 +646,11 @@ def definition() -> dict[str, Any]:
             "keepFailedRevisions.$": "$.render.keepFailedRevisions",
             **ROLLBACK,
         },
+        comment="Removes whatever is left of the canary (retried for up to 55 minutes while anything of it is: "
+        "`Rolled back` is never reported with a canary serving), then retires the failed revision.",
         result="$.report",
-        catch=ROLLBACK_BROKE,
+        patient=True,
+        catch=[catch(S.RELEASE_LOCK_AFTER_FAILED_CLEANUP, "$.cleanupFailure", ("CleanupIncomplete",)), *ROLLBACK_BROKE],
         next=S.RELEASE_LOCK_AFTER_ROLLBACK,
     )
     states[S.RELEASE_LOCK_AFTER_ROLLBACK] = lambda_task(
@@ -676,14 +679,26 @@ def definition() -> dict[str, Any]:
         "rollback did not fail, and the execution ends `Rolled back` as any other.",
         "Choices": [
             {
+                # Once: the rollback's own last step then removes the canary and retires the failed revision.
                 "And": [
                     {"Variable": "$.report.recovered", "BooleanEquals": True},
                     {"Variable": "$.rollback.method", "IsPresent": True},
+                    {"Not": {"Variable": "$.recoveredRollback", "IsPresent": True}},
                 ],
-                "Next": S.DEREGISTER_FAILED_REVISION,
-            }
+                "Next": S.FINISH_RECOVERED_ROLLBACK,
+            },
+            # Back, but the rollback's last step cannot finish it (it failed again, or the rollback never
+            # started): `Rolled back`, with the explanation's Cause.
+            {"Variable": "$.report.recovered", "BooleanEquals": True, "Next": S.RELEASE_LOCK_AFTER_ROLLBACK},
         ],
         "Default": S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK,
+    }
+    states[S.FINISH_RECOVERED_ROLLBACK] = {
+        "Type": "Pass",
+        "Comment": "Noted, so the rollback's last step is tried once more, not in a loop.",
+        "Result": True,
+        "ResultPath": "$.recoveredRollback",
+        "Next": S.DEREGISTER_FAILED_REVISION,
     }
     states[S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK] = lambda_task(
         "Lock",
