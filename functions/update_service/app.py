@@ -12,6 +12,6 @@ SETTINGS = settings.load()
 def handler(event, context):
     request = update_service.Input.from_state(event, "Update the service's input")
     bind(request.execution, request.service, request.where)
-    state = update_service.run(request, SETTINGS.artefacts_bucket).to_state()
+    state = update_service.run(request, SETTINGS.artefacts_bucket, SETTINGS.lock_table).to_state()
     logger.info("service update started", extra=state)
     return state

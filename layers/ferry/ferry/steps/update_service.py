@@ -8,6 +8,7 @@ from typing import Any
 from ferry.aws import artefacts
 from ferry import aws
 from ferry.contract import EcsStepInput, Model, Progress, key
+from ferry.lifecycle import journal
 from ferry.aws.ecs import check_in_seconds, created_at, describe_service, primary_deployment, revision_name
 
 
@@ -59,8 +60,9 @@ class Started:
 CONTRACTS = {None: (Input, Output)}
 
 
-def run(request: Input, artefacts_bucket: str) -> Output:
-    """The step: start the deployment (or find the one a first attempt started) and tell the wait about it."""
+def run(request: Input, artefacts_bucket: str, table: str | None = None) -> Output:
+    """The step: start the deployment (or find the one a first attempt started) and tell the wait about it. With
+    the lock `table`, what the service ran before is journalled first (ferry.lifecycle.journal)."""
     started = update_service(
         request.cluster,
         request.ecs_service,
@@ -68,12 +70,19 @@ def run(request: Input, artefacts_bucket: str) -> Output:
         request.execution,
         artefacts_bucket,
         native=request.native,
+        table=table,
     )
     return started.to_output(request.timeout_seconds, native=request.native)
 
 
 def update_service(
-    cluster: str, service: str, task_definition_arn: str, execution: str, artefacts_bucket: str, native: bool = False
+    cluster: str,
+    service: str,
+    task_definition_arn: str,
+    execution: str,
+    artefacts_bucket: str,
+    native: bool = False,
+    table: str | None = None,
 ) -> Started:
     """Start the ECS deployment; a retry after success returns the same deployment.
 
@@ -85,16 +94,16 @@ def update_service(
     if primary["taskDefinition"] == task_definition_arn:
         return Started(primary["id"], created_at(primary), task_definition_arn, True)
 
-    artefacts.put_json(
-        artefacts_bucket,
-        execution,
-        "service-before.json",
-        {
-            "taskDefinition": current["taskDefinition"],
-            "desiredCount": current["desiredCount"],
-            "deploymentConfiguration": current.get("deploymentConfiguration", {}),
-        },
-    )
+    before = {
+        "taskDefinition": current["taskDefinition"],
+        "desiredCount": current["desiredCount"],
+        "deploymentConfiguration": current.get("deploymentConfiguration", {}),
+    }
+    if table:
+        # Journalled before the change: refused (ExecutionEnded) once the execution has ended, so a stopped
+        # execution's step never changes the service after its clean-up ran.
+        journal.record(table, execution, previous=before)
+    artefacts.put_json(artefacts_bucket, execution, "service-before.json", before)
     params: dict[str, Any] = {"cluster": cluster, "service": service, "taskDefinition": task_definition_arn}
     if not native:
         config = dict(current.get("deploymentConfiguration") or {})
