@@ -451,6 +451,13 @@ def _observe(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .terminal import inert_output
+
+    with inert_output():  # Causes, log lines and values from AWS are printed inert (ferry_cli.terminal)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "world", None) is not None:
         from .sandbox import collect_less

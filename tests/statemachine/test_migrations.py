@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from ferry.steps import migrate
 
@@ -34,7 +35,7 @@ def test_migrations_run_in_order_then_the_deploy_continues(scenario):
     assert summary["locksHeld"] == 0
 
 
-def test_a_failing_migration_stops_the_deploy_with_its_exit_code_and_log_lines(scenario):
+def test_a_failing_migration_stops_the_deploy_with_its_exit_code_and_where_its_log_lines_are(scenario):
     scenario.config("web", ONE)
     scenario.world["migration"] = {
         "exitCode": 1,
@@ -48,8 +49,15 @@ def test_a_failing_migration_stops_the_deploy_with_its_exit_code_and_log_lines(s
     assert execution["error"] == "MigrationFailed"
     cause = execution["cause"]
     assert "Migration migrate (bin/rails db:migrate) in container app of web:2 exited with code 1" in cause
-    assert 'relation "index_orders_on_user_id" already exists' in cause
-    assert "sandbox-db-password-do-not-print" not in cause and "DATABASE_PASSWORD=***" in cause
+    # The Cause names the masked tail in the artefacts bucket and the log stream, and carries no log line
+    # (tests/statemachine/test_sensitive.py reads the tail).
+    assert re.search(
+        rf"\nIts last 3 log lines, masked: s3://\S+/executions/{execution['name']}/logs/(?P<task>[0-9a-f-]+)\.txt "
+        r"\(from CloudWatch Logs /ecs/web web/app/(?P=task)\)\.\n",
+        cause,
+    ), cause
+    assert "index_orders_on_user_id" not in cause and "DATABASE_PASSWORD" not in cause
+    assert "sandbox-db-password-do-not-print" not in cause
     assert "The service was not changed: it still runs web:1" in cause
 
 
@@ -203,4 +211,5 @@ def test_a_failing_migration_after_a_sidecar_reports_its_own_container_and_log_l
     execution = failed_at(scenario.run(push_event("web", "v2")), RUN)
     assert execution["error"] == "MigrationFailed"
     assert "in container app of web:2 exited with code 2" in execution["cause"]
-    assert "rake aborted!" in execution["cause"]
+    assert "Its last 1 log line, masked: s3://" in execution["cause"] and " web/app/" in execution["cause"]
+    assert "rake aborted!" not in execution["cause"]

@@ -359,7 +359,8 @@ def parse(name: str, text: str, source: str, folder: Folder | None = None, envir
     shape = shape_problems(data)
     if shape:
         raise ConfigInvalid(f"{source} cannot be read as settings:\n" + "\n".join(f"  - {p}: {m}" for p, m in shape))
-    require_valid(data, SCHEMA, source, ConfigInvalid)
+    # A Jsonnet config's values may come from SSM parameters and stack outputs: its errors do not quote values.
+    require_valid(data, SCHEMA, source, ConfigInvalid, quote_values=not source.endswith(".jsonnet"))
     data = with_defaults(data, SCHEMA)
     containers = {c: spec["repository"] for c, spec in data["containers"].items()}
     # No `triggers`: every push of a container's repository deploys; `triggers: []`: no push does (manual deploys only).

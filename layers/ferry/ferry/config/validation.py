@@ -167,8 +167,15 @@ def json_path(error: ValidationError) -> str:
     return path
 
 
-def _describe(error: ValidationError) -> str:
-    message = error.message
+def _unquoted(error: ValidationError) -> str:
+    """The schema's message with the value it quotes replaced by what kind of value it is (see problems)."""
+    value = error.instance
+    kind = {str: "a string", dict: "an object", list: "a list"}.get(type(value)) or _type_name(value)
+    return error.message.replace(repr(value), f"the value ({kind}, not shown)", 1)
+
+
+def _describe(error: ValidationError, quote_values: bool = True) -> str:
+    message = error.message if quote_values else _unquoted(error)
     if error.validator == "additionalProperties":
         if error.schema.get("additionalProperties") is False and isinstance(error.instance, dict):
             extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
@@ -179,17 +186,19 @@ def _describe(error: ValidationError) -> str:
         message = f"{shorten(message, MAX_MESSAGE)} (remove it, or check its spelling against the schema)"
     elif error.validator == "required":
         message = f"{message}: add it"
-    elif not isinstance(error.instance, (bool, int, float)) and error.instance is not None:
+    elif quote_values and not isinstance(error.instance, (bool, int, float)) and error.instance is not None:
         whole = repr(error.instance)
         if len(whole) > MAX_ECHO:
             message = message.replace(whole, cap(error.instance))
     return shorten(message, MAX_MESSAGE)
 
 
-def problems(instance: Any, schema_name: str) -> list[str]:
-    """Every schema violation as '<json path>: <what is wrong>', sorted by path."""
+def problems(instance: Any, schema_name: str, quote_values: bool = True) -> list[str]:
+    """Every schema violation as '<json path>: <what is wrong>', sorted by path. Without `quote_values` a message
+    names the path and the kind of value, never the value: a Jsonnet config's values may come from SSM parameters
+    and CloudFormation outputs (its native functions), and the message becomes a Cause every reader sees."""
     errors = sorted(_validator(schema_name).iter_errors(instance), key=lambda e: (json_path(e), e.message))
-    return [f"{json_path(e)}: {_describe(e)}" for e in errors]
+    return [f"{json_path(e)}: {_describe(e, quote_values)}" for e in errors]
 
 
 def with_defaults(instance: dict[str, Any], schema_name: str) -> dict[str, Any]:
@@ -221,9 +230,11 @@ def _fill(value: Any, prop: dict[str, Any]) -> Any:
     return value
 
 
-def require_valid(instance: Any, schema_name: str, source: str, error: type[Exception], what: str = "") -> None:
+def require_valid(
+    instance: Any, schema_name: str, source: str, error: type[Exception], what: str = "", quote_values: bool = True
+) -> None:
     """Raise `error` listing every violation, e.g. 'ferry.yaml breaks service-config.schema.json: ...'."""
-    found = problems(instance, schema_name)
+    found = problems(instance, schema_name, quote_values)
     if found:
         head = f"{source} {what}" if what else f"{source} breaks {schema_name}"
         raise error(f"{head}:\n" + "\n".join(f"  - {p}" for p in found))

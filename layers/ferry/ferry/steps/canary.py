@@ -41,6 +41,7 @@ from ferry.aws.ecs import (
 from ferry.contract import EcsStepInput, Model, key, read_action
 from ferry.errors import CanaryCrashed, CanaryUnhealthy, CleanupIncomplete, ExecutionEnded, InputInvalid, PhaseTimedOut
 from ferry.lifecycle import journal
+from ferry.runtime.observability import logger
 
 
 # ------------------------------------------------------------------ the step's contracts
@@ -333,26 +334,27 @@ def start(request: StartInput, table: str | None = None) -> Started:
 
 
 def _crash_cause(task: dict[str, Any], revision: str) -> str:
+    """Why a canary task stopped. Its container's log tail goes to the artefacts bucket (masked) and the Cause
+    names it, never its lines (ferry.aws.container_logs); the execution is the one the handler bound to its log."""
     essential = next(
         (c for c in task.get("containers", []) if c.get("exitCode") not in (None, 0, 143)),
         (task.get("containers") or [{}])[0],
     )
-    lines, where = (
-        container_logs.tail(
-            container_logs.config(task["taskDefinitionArn"], essential.get("name", "")),
-            essential.get("name", ""),
+    logs = (
+        container_logs.keep(
+            container_logs.config(task["taskDefinitionArn"], essential["name"]),
+            essential["name"],
             task["taskArn"],
-        )
+            logger.get_correlation_id(),
+        ).sentence
         if essential.get("name")
-        else ([], "")
-    )
-    log_part = (
-        (f"\nLast {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines)) if lines else ""
+        else ""
     )
     return (
         f"a canary task of {revision} stopped: {task.get('stopCode', 'stopped')}: {task.get('stoppedReason', 'no reason given')}"
         f"{'; container ' + essential['name'] + ' exited with code ' + str(essential['exitCode']) if essential.get('exitCode') is not None else ''}"
-        f"{'; ' + essential['reason'] if essential.get('reason') else ''}. Task: {task['taskArn']}.{log_part}\n"
+        f"{'; ' + essential['reason'] if essential.get('reason') else ''}. Task: {task['taskArn']}."
+        f"{chr(10) + logs if logs else ''}\n"
         "The service was not changed."
     )
 

@@ -33,6 +33,7 @@ from ferry.aws.ecs import describe_service, family_of, one_off_parameters, revis
 from ferry.contract import EcsStepInput, Migration, Model, key
 from ferry.errors import ExecutionEnded, FerryError, MigrationNotStarted
 from ferry.lifecycle import journal
+from ferry.text import looks_secret
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,7 +194,9 @@ def outcome(
     revision = context.get("revision", "the new revision")
     if exit_code == 0 and stop_code == "EssentialContainerExited":
         return Outcome(None, "", Output(name=migration.name, task_arn=arn, exit_code=0).to_state())
-    lines, where = container_logs.tail(log_stream, migration.container, arn)
+    # The tail goes to the artefacts bucket, masked; the Cause names it (container_logs says why no line goes here).
+    secret_overrides = [v for k, v in (migration.environment or {}).items() if looks_secret(k)]
+    kept = container_logs.keep(log_stream, migration.container, arn, context.get("execution"), secret_overrides)
     reason = task.get("stoppedReason") or "no reason given"
     if container.get("reason"):
         reason += f"; container: {container['reason']}"
@@ -209,15 +212,10 @@ def outcome(
         error, what = "MigrationFailed", f"was stopped by ECS before its container exited ({stop_code}: {reason})"
     else:
         error, what = "MigrationFailed", f"exited with code {exit_code} ({reason})"
-    log_part = (
-        (f"Last {len(lines)} log lines ({where}):\n" + "\n".join(f"  {line}" for line in lines))
-        if lines
-        else f"No log lines: {where}."
-    )
     previous = context.get("previousRevision")
     cause = (
         f"Migration {migration.label()} in container {migration.container} of {revision} {what}.\n"
-        f"Task: {arn}.\n{log_part}\n"
+        f"Task: {arn}.\n{kept.sentence}\n"
         f"The service was not changed{f': it still runs {previous}' if previous else ''}. "
         "Fix the migration (or raise timeoutSeconds) and deploy again."
     )

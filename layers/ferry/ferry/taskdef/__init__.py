@@ -49,6 +49,31 @@ def registration_input(described: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy({k: v for k, v in described.items() if k not in READ_ONLY_FIELDS})
 
 
+# botocore's report quotes each wrong value ("Invalid type for parameter containerDefinitions[0].cpu, value: ...").
+# A template fills values in from SSM parameters and CloudFormation outputs, and this text becomes a Cause that
+# every reader of the execution sees: the problem is said with the parameter's path and the value's type, never
+# the value.
+_UNQUOTED = {
+    "invalid type": "Invalid type for parameter {name}: {kind}, valid types: {valid_types}",
+    "invalid type for document": "Invalid type for document parameter {name}: {kind}, valid types: {valid_types}",
+    "invalid range": "Invalid value for parameter {name}: below the valid min value {min_allowed}",
+    "invalid length": "Invalid length for parameter {name}: shorter than the valid min length {min_allowed}",
+}
+
+
+def _problem(report: Any, error: tuple[str, str, dict[str, Any]]) -> str:
+    """One problem of botocore's validation report, as botocore words it but without the value."""
+    reason, name, details = error
+    if reason not in _UNQUOTED:
+        return " ".join(report._format_error(error).split())
+    return _UNQUOTED[reason].format(
+        name=name.lstrip(".") or "input",
+        kind=type(details.get("param")).__name__,
+        valid_types=", ".join(map(str, details.get("valid_types") or ())),
+        min_allowed=details.get("min_allowed"),
+    )
+
+
 def problems(spec: Any) -> list[str]:
     """Every way `spec` breaks RegisterTaskDefinition's input shape, plus the rules ECS checks on register."""
     if not isinstance(spec, dict):
@@ -56,8 +81,7 @@ def problems(spec: Any) -> list[str]:
     found = []
     report = ParamValidator().validate(spec, _input_shape())
     if report.has_errors():
-        # botocore's report is one 'Invalid ... for parameter X' line per problem, after a header line.
-        found += [line.strip() for line in report.generate_report().splitlines() if line.strip()]
+        found += [_problem(report, error) for error in report._errors]
     containers = spec.get("containerDefinitions")
     if isinstance(containers, list):
         names = [c.get("name") for c in containers if isinstance(c, dict)]
