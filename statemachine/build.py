@@ -375,6 +375,7 @@ def definition() -> dict[str, Any]:
             "alarms.$": "$.render.alarms",
             "targetGroups.$": "$.render.targetGroups",
             "readSecretValues.$": "$.render.readSecretValues",
+            "planSha256.$": "$.render.planSha256",
         },
         comment="Checks every image, role, secret, log group, target group, environment file and alarm the new "
         "revision refers to, and reports all problems at once. Nothing has changed yet.",
@@ -384,8 +385,9 @@ def definition() -> dict[str, Any]:
     )
     states[S.REGISTER] = lambda_task(
         "Register",
-        {"execution.$": EXECUTION_NAME, "service.$": "$.service"},
-        comment="Registers the verified revision, tagged with this execution; a retry reuses it.",
+        {"execution.$": EXECUTION_NAME, "service.$": "$.service", "planSha256.$": "$.render.planSha256"},
+        comment="Registers the verified revision (the plan whose hash Render passed on), tagged with this "
+        "execution; a retry reuses it.",
         result="$.register",
         catch=BEFORE_CHANGE,
         next=S.HAS_MIGRATIONS,

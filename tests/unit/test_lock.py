@@ -225,6 +225,11 @@ def test_every_delivery_of_a_request_has_the_same_order(at, start, owner):
     """The order reads only what every delivery of the event repeats: its time, the execution's start and ARN."""
     request = {"trigger": {"requestedAt": at}} if at is not None else {}
     started = start.isoformat(timespec="milliseconds") + "Z"
+    begun = lock.order_of({}, started, owner).started_at
+    if at is not None and math.isfinite(at) and at > begun + lock.CLOCK_SKEW_SECONDS:  # asked for after it began
+        with pytest.raises(InputInvalid, match=r"`trigger\.requestedAt`"):
+            lock.order_of(request, started, owner)
+        return
     first = lock.order_of(request, started, owner)
     again = lock.order_of(json.loads(json.dumps(request)), started, owner)
     assert first == again and first is not None
@@ -257,7 +262,8 @@ def test_the_tables_conditions_order_deploys_as_newer_does(ecs_world, a, b):
     lock.record_deployed("locks", "prod/web", b.owner, b.requested_at, started_at=b.started_at)
     item = ddb.get_item(TableName="locks", Key={"pk": {"S": "deployed#prod/web"}})["Item"]
     kept = lock.DeployOrder(float(item["requestedAt"]["N"]), float(item["startedAt"]["N"]), item["owner"]["S"])
-    assert kept == (a if lock.newer(a, b) else b)
+    # A record that claims a request time after its execution's start (plus the skew) counts for nothing.
+    assert kept == (a if lock.newer(a, b) and lock.credible(a) else b)
 
 
 # ---------------------------------------------------------------- the step: its three actions
@@ -512,3 +518,81 @@ def test_every_output_reads_back_as_it_was_written():
     ]
     for output in outputs:
         assert type(output).from_state(output.to_state()) == output
+
+
+# ---------------------------------------------------------------- a request time in the future (issue 19)
+# requestedAt is the execution's input: whoever may start an execution could write one in the future, and every
+# later deploy of the service would step aside (Superseded, reported as a success) with no end.
+FUTURE = START + 365 * 24 * 3600.0
+
+
+def test_a_request_time_after_the_executions_start_is_refused_before_anything_is_written(registry, sent, at):
+    with pytest.raises(InputInvalid) as refused:
+        lock.run(
+            step("acquire", startedAt=STARTED, request={"trigger": {"requestedAt": FUTURE}}, token="t-1"), SETTINGS
+        )
+    assert str(refused.value).startswith(
+        f"the input's `trigger.requestedAt` ({FUTURE!r}: 2027-12-01T10:00:00Z) is later than the execution's start "
+        f"({STARTED}) plus 5 minutes of clock skew"
+    )
+    assert str(refused.value).endswith("Nothing was locked or changed.")
+    assert aws.client("dynamodb").scan(TableName="locks")["Items"] == [] and sent == []
+    # A push's time a little after the start (another service's clock) is a request time like any other.
+    skewed = START + lock.CLOCK_SKEW_SECONDS
+    held = lock.run(step("acquire", startedAt=STARTED, request={"trigger": {"requestedAt": skewed}}), SETTINGS)
+    assert held.requested_at == skewed
+
+
+def test_a_deploy_record_from_the_future_supersedes_nothing_and_the_next_deploy_replaces_it(registry, sent, at):
+    """A record written before Ferry bounded requestedAt (or by hand) with a time in the future: a later
+    legitimate deploy goes ahead, and its record replaces that one, so what it deployed is what a rollback
+    request goes back from."""
+    ddb = aws.client("dynamodb")
+    ddb.put_item(
+        TableName="locks",
+        Item={
+            "pk": {"S": "deployed#prod/web"},
+            "owner": {"S": "forged"},
+            "requestedAt": {"N": repr(FUTURE)},
+            "startedAt": {"N": repr(START - 600)},
+            "revision": {"S": "web:9"},
+        },
+    )
+    request = {"trigger": {"requestedAt": START - 1}}
+    held = lock.run(step("acquire", startedAt=STARTED, request=request, token="t-1"), SETTINGS)
+    assert held.owner == OWNER and sent[-1] == ("t-1", {"output": held.to_state()})
+    lock.record_deployed("locks", "prod/web", OWNER, START - 1, "web:2", "web:1", 2, started_at=START)
+    item = ddb.get_item(TableName="locks", Key={"pk": {"S": "deployed#prod/web"}})["Item"]
+    assert (item["owner"]["S"], item["revision"]["S"], float(item["requestedAt"]["N"])) == (OWNER, "web:2", START - 1)
+    # The record it wrote is credible: an older request steps aside for it, as before.
+    from ferry.errors import Superseded
+
+    lock.release("locks", "prod/web", OWNER)
+    with pytest.raises(Superseded, match="has already gone out"):
+        lock.acquire("locks", "prod/web", "older", requested_at=START - 30, started_at=START - 20)
+
+
+def test_a_record_without_its_start_from_the_future_supersedes_nothing(ecs_world):
+    """A record an older Ferry wrote (no startedAt) is bounded by the time it is read."""
+    aws.client("dynamodb").put_item(
+        TableName="locks",
+        Item={"pk": {"S": "deployed#prod/web"}, "owner": {"S": "forged"}, "requestedAt": {"N": "1e12"}},
+    )
+    assert lock.acquire("locks", "prod/web", "new", now=START, requested_at=START - 5)["owner"] == "new"
+
+
+def test_a_queued_request_from_the_future_counts_for_nothing(registry, sent, at):
+    running = _execution("RUNNING")  # still running, and waiting: a credible one would make this deploy wait
+    aws.client("dynamodb").put_item(
+        TableName="locks",
+        Item={
+            "pk": {"S": "queue#prod/web"},
+            "newest": {"S": running},
+            "newestAt": {"N": repr(FUTURE)},
+            "newestStart": {"N": repr(START - 60)},
+        },
+    )
+    held = lock.run(step("acquire", startedAt=STARTED, request={"trigger": {"requestedAt": START - 1}}), SETTINGS)
+    assert held.owner == OWNER and lock.holder_of("locks", "prod/web") == OWNER
+    queue = aws.client("dynamodb").get_item(TableName="locks", Key={"pk": {"S": "queue#prod/web"}})["Item"]
+    assert queue["newest"]["S"] == OWNER  # it took that one's place

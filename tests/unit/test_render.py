@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import boto3
@@ -84,11 +85,24 @@ def test_the_step_reads_the_config_and_returns_what_the_later_states_read(ecs_wo
             "taskDefinitionInput": artefacts.key("exec-1", render.PLAN_ARTEFACT),
             "diff": artefacts.key("exec-1", render.DIFF_ARTEFACT),
         },
+        "planSha256": state["planSha256"],
     }
     assert state["canary"]["count"] == 2 and state["summary"].startswith("image app web:v1 -> web:v2")
     assert rendered.where == "prod/web" and revisions() == 1
     # A manifest can skip the migrations for one release.
     assert render.run(request(request={"migrate": False}), SETTINGS).has_migrations is False
+
+
+def test_the_plans_hash_is_that_of_the_exact_bytes_stored(web):
+    """Verify and Register act only on the document with this hash (issue 19: the verified plan could be swapped
+    in the bucket): it is the sha256 of the object as S3 holds it, not of a re-encoding."""
+    state = render.run(request(), SETTINGS).to_state()
+    body = boto3.client("s3").get_object(Bucket="ferry-artefacts", Key=state["artefacts"]["taskDefinitionInput"])
+    stored = body["Body"].read()
+    assert state["planSha256"] == hashlib.sha256(stored).hexdigest()
+    assert json.loads(stored)["family"] == "web"
+    # The same plan stored again (a retried Render) has the same hash: the encoding is canonical.
+    assert render.run(request(), SETTINGS).plan_sha256 == state["planSha256"]
 
 
 def test_the_step_refuses_a_service_on_a_cluster_it_may_not_deploy_to(web):

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from ferry import aws as ferry_aws
 from ferry.aws import artefacts
 from ferry.text import json_length
-from ferry.errors import InputInvalid, VerifyFailed
+from ferry.errors import InputInvalid, TaskDefinitionInvalid, VerifyFailed
 from ferry.runtime import causes
 from ferry.steps import verify as verify_module
 from ferry.steps.verify import Check, Report, verify
@@ -854,6 +854,7 @@ def step_input(**fields) -> verify_module.Input:
             "alarms": ["web-5xx"],
             "targetGroups": ["web-canary"],
             "readSecretValues": True,
+            "planSha256": "0" * 64,
             **fields,
         },
         "Verify's input",
@@ -862,9 +863,9 @@ def step_input(**fields) -> verify_module.Input:
 
 def test_the_step_verifies_the_planned_revision_and_keeps_the_report(world):
     boto3.client("s3").create_bucket(Bucket="verify-artefacts")
-    artefacts.put_json("verify-artefacts", "exec-1", artefacts.PLAN_ARTEFACT, world["taskDefinition"])
+    _, sha = artefacts.put_plan("verify-artefacts", "exec-1", world["taskDefinition"])
 
-    checked = verify_module.run(step_input(), "verify-artefacts")
+    checked = verify_module.run(step_input(planSha256=sha), "verify-artefacts")
 
     assert checked.failed == 0 and checked.failures == [] and checked.passed > 20
     assert checked.artefact == artefacts.key("exec-1", verify_module.REPORT_ARTEFACT)
@@ -875,10 +876,10 @@ def test_the_step_verifies_the_planned_revision_and_keeps_the_report(world):
 def test_the_step_fails_with_every_problem_and_still_keeps_the_report(world):
     boto3.client("s3").create_bucket(Bucket="verify-artefacts-2")
     broken = td_with(world, lambda td: container(td, "app").update(image=f"{REGISTRY}/web:missing"))
-    artefacts.put_json("verify-artefacts-2", "exec-2", artefacts.PLAN_ARTEFACT, broken)
+    _, sha = artefacts.put_plan("verify-artefacts-2", "exec-2", broken)
 
     with pytest.raises(VerifyFailed, match=r"Verify found 1 problem in web \(new revision\) \(nothing was changed\)"):
-        verify_module.run(step_input(execution="exec-2"), "verify-artefacts-2")
+        verify_module.run(step_input(execution="exec-2", planSha256=sha), "verify-artefacts-2")
     assert artefacts.get_json("verify-artefacts-2", "exec-2", verify_module.REPORT_ARTEFACT)["failed"] == 1
 
 
@@ -886,11 +887,11 @@ def test_many_problems_are_cut_by_verify_itself_naming_the_report_before_the_han
     """The guard (ferry.runtime.causes) cuts any message over 4096 characters of JSON and points at an object of
     its own; Verify's Cause stays under that, its last line the count left out and where the verify report is."""
     boto3.client("s3").create_bucket(Bucket="verify-artefacts-3")
-    artefacts.put_json("verify-artefacts-3", "exec-3", artefacts.PLAN_ARTEFACT, world["taskDefinition"])
+    _, sha = artefacts.put_plan("verify-artefacts-3", "exec-3", world["taskDefinition"])
     missing = [f"web-{i:02d}-" + "latency-p99-over-the-threshold-" * 6 for i in range(40)]
 
     with pytest.raises(VerifyFailed) as raised:
-        verify_module.run(step_input(execution="exec-3", alarms=missing), "verify-artefacts-3")
+        verify_module.run(step_input(execution="exec-3", alarms=missing, planSha256=sha), "verify-artefacts-3")
 
     cause = str(raised.value)
     report = f"s3://verify-artefacts-3/{artefacts.key('exec-3', verify_module.REPORT_ARTEFACT)}"
@@ -905,9 +906,31 @@ def test_many_problems_are_cut_by_verify_itself_naming_the_report_before_the_han
     assert artefacts.get_json("verify-artefacts-3", "exec-3", verify_module.REPORT_ARTEFACT)["failed"] == 40
 
 
+def test_the_step_verifies_only_the_plan_whose_hash_render_passed_on(world):
+    """The plan replaced between Render and Verify (issue 19): Verify refuses it, naming the object and both
+    hashes, and checks nothing, so no report of an unverified document can be taken for the plan's."""
+    boto3.client("s3").create_bucket(Bucket="verify-artefacts-4")
+    object_key, sha = artefacts.put_plan("verify-artefacts-4", "exec-4", world["taskDefinition"])
+    swapped = td_with(world, lambda td: container(td, "app").update(image=f"{REGISTRY}/web:evil"))
+    body = json.dumps(swapped).encode()
+    boto3.client("s3").put_object(Bucket="verify-artefacts-4", Key=object_key, Body=body)
+
+    with pytest.raises(TaskDefinitionInvalid) as refused:
+        verify_module.run(step_input(execution="exec-4", planSha256=sha), "verify-artefacts-4")
+
+    assert str(refused.value).startswith(
+        f"s3://verify-artefacts-4/{object_key} has sha256 {artefacts.sha256(body)}, but Render stored the plan "
+        f"with sha256 {sha}: the plan was changed after Render stored it; nothing was verified or registered."
+    )
+    listed = boto3.client("s3").list_objects_v2(Bucket="verify-artefacts-4").get("Contents", [])
+    assert [o["Key"] for o in listed] == [object_key]  # no verify report
+
+
 def test_a_bad_input_is_refused_naming_the_field():
     with pytest.raises(InputInvalid, match=r"Verify's input: `ecsService` is missing: the state must pass it"):
         step_input(ecsService=None)
+    with pytest.raises(InputInvalid, match=r"Verify's input: `planSha256` is missing: the state must pass it"):
+        step_input(planSha256=None)
     with pytest.raises(InputInvalid, match=r"Verify's input: `alarms` must be a list, got a string"):
         step_input(alarms="web-5xx")
     with pytest.raises(InputInvalid, match=r"Verify's input: `readSecretValues` must be true or false, got a string"):

@@ -667,6 +667,47 @@ def _running_by_default(list_tasks: Callable) -> Callable:
     return listed
 
 
+def _registered_by(register_task_definition: Callable) -> Callable:
+    """A registered revision names who registered it: DescribeTaskDefinition's and RegisterTaskDefinition's
+    taskDefinition has `registeredBy`, "The principal that registered the task definition" (ECS API reference,
+    TaskDefinition: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskDefinition.html; botocore ecs model, TaskDefinition.registeredBy); moto
+    leaves it out. The principal is the caller's ARN as STS GetCallerIdentity gives it for the request's access
+    key (for a role's session, `arn:aws:sts::<account>:assumed-role/<role>/<session>`, as ECS reports it)."""
+    from moto.sts.models import sts_backends
+
+    def registered(response: Any) -> Any:
+        result = register_task_definition(response)
+        task_definition = (getattr(result, "result", None) or {}).get("taskDefinition")
+        if task_definition is not None:
+            sts = sts_backends[response.current_account][response.partition]
+            _, arn, _ = sts.get_caller_identity(response.get_access_key(), response.region)
+            task_definition.registered_by = arn
+        return result
+
+    return registered
+
+
+def _sorted_as_asked(list_task_definitions: Callable) -> Callable:
+    """ListTaskDefinitions lists "by family name and in ascending numerical order by revision so that the newest
+    task definitions in a family are listed last. Setting this parameter to DESC reverses the sort order" (botocore
+    ecs model, ListTaskDefinitionsRequest.sort); moto lists in the order it keeps, and ignores `sort`, so a page
+    of the newest revisions (Register's look for the one its execution registered) was a page of the oldest."""
+
+    def key(arn: str) -> tuple[str, int]:
+        family, _, revision = arn.rsplit("/", 1)[-1].rpartition(":")
+        return family, int(revision) if revision.isdigit() else 0
+
+    def listed(response: Any) -> Any:
+        result = list_task_definitions(response)
+        data = getattr(result, "result", None)
+        if not isinstance(data, dict) or not isinstance(data.get("taskDefinitionArns"), list):
+            return result
+        arns = sorted(data["taskDefinitionArns"], key=key, reverse=response._get_param("sort") == "DESC")
+        return type(result)({**data, "taskDefinitionArns": arns})
+
+    return listed
+
+
 @contextmanager
 def enforce() -> Iterator[Enforcement]:
     """While active (inside mock_aws), every new botocore client obeys RULES and the models' constraints,
@@ -689,11 +730,21 @@ def enforce() -> Iterator[Enforcement]:
         mock.patch.object(
             EC2ContainerServiceBackend, "list_tasks", _running_by_default(EC2ContainerServiceBackend.list_tasks)
         ),
+        mock.patch.object(
+            EC2ContainerServiceResponse,
+            "register_task_definition",
+            _registered_by(EC2ContainerServiceResponse.register_task_definition),
+        ),
     ]
+    # What moto answers wrongly before it is cut into pages: the order of the whole list.
+    ordered = {("ecs", "ListTaskDefinitions"): _sorted_as_asked}
     for pages in PAGES:
         owner = responses[pages.service]
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", pages.operation).lower()
-        patches.append(mock.patch.object(owner, name, paginate_response(getattr(owner, name), pages)))
+        method = getattr(owner, name)
+        if (pages.service, pages.operation) in ordered:
+            method = ordered[(pages.service, pages.operation)](method)
+        patches.append(mock.patch.object(owner, name, paginate_response(method, pages)))
     with ExitStack() as stack:
         for patcher in patches:
             stack.enter_context(patcher)

@@ -22,6 +22,16 @@ last tie (two starts in the same millisecond): arbitrary, but the same wherever 
 deploys ever tie. Every order kept in the table keeps the three parts, and the conditions that compare them in
 DynamoDB (`_not_newer`) say what `newer` says.
 
+`requestedAt` comes from the execution's input, which whoever may start an execution writes: a time in the
+future would make that deploy newer than every later one, and every later deploy would step aside (Superseded)
+until then. So it is bounded by the execution's start, which Step Functions writes: a request is asked for
+before its execution starts (the router starts it after the event's `time`), give or take CLOCK_SKEW_SECONDS
+between the clocks of the service that timed the event and of Step Functions. An input with a later
+`requestedAt` is refused (InputInvalid, before anything is locked). The same bound makes every record that
+makes later deploys step aside expire: a deploy record or a queued request is newer than a later request only
+if that request was asked for before the recorded execution's start plus the skew; and a record that claims
+more (written before Ferry bounded `requestedAt`, or by hand) counts for nothing (`credible`) and is replaced.
+
 While it waits for the lock a deploy records itself in the service's `queue#` item if it is the newest. A
 waiting deploy is superseded (it steps aside, it does not fail) only by a newer deploy that has already gone
 out (`deployed#`), or that is still running and has taken the lock: an older image never goes out over a
@@ -47,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -56,7 +66,7 @@ from ferry import aws, config
 from ferry.aws import waiters
 from ferry.aws.ecs import revision_name
 from ferry.contract import Model, key, read_action
-from ferry.errors import LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
+from ferry.errors import InputInvalid, LockUnavailable, NothingToRollBack, ServiceLocked, Superseded
 from ferry.lifecycle import journal, summary
 from ferry.runtime import clock
 from ferry.runtime.settings import Settings
@@ -66,6 +76,12 @@ from ferry.runtime.settings import Settings
 DEFAULT_TTL_SECONDS = 24 * 3600
 # How long a deploy waits for another one of the same service before it gives up (ServiceLocked).
 MAX_LOCK_WAIT_SECONDS = 3600
+# How much later than its execution's start a request may say it was asked for. The request time is EventBridge's
+# `time` (stamped by ECR or S3) and the start is Step Functions' clock: two services' clocks, which may differ a
+# little. 5 minutes is the skew AWS itself tolerates between a signed request's time and its own clock (SigV4's
+# RequestTimeTooSkewed), far more than two of its services' clocks differ, so a time further ahead is no clock's
+# error. A manual deploy's request time is its start, so it never comes near.
+CLOCK_SKEW_SECONDS = 300
 
 
 def _key(service: str, kind: str = "service") -> dict:
@@ -89,6 +105,15 @@ class DeployOrder:
     def name(self) -> str:
         """The execution's name, as messages give it."""
         return self.owner.rsplit(":", 1)[-1]
+
+
+def credible(order: DeployOrder, now: float | None = None) -> bool:
+    """Whether a recorded order's request time is one a deploy could have: no later than its execution's start
+    (the time `now`, for a record that does not keep its start) plus CLOCK_SKEW_SECONDS. A record that is not
+    (written before Ferry bounded requestedAt, or by hand) makes no deploy step aside."""
+    known = math.isfinite(order.started_at) and order.started_at > 0
+    bound = order.started_at if known else (clock.now() if now is None else now)
+    return order.requested_at <= bound + CLOCK_SKEW_SECONDS
 
 
 def newer(a: DeployOrder, b: DeployOrder) -> bool:
@@ -170,7 +195,7 @@ def _check_gone_out(table: str, service: str, me: DeployOrder) -> None:
     if not deployed or deployed["owner"]["S"] == me.owner:
         return
     out = _stored_order(deployed, "requestedAt", "startedAt", "owner")
-    if newer(out, me):
+    if newer(out, me) and credible(out):
         raise Superseded(
             f"a newer deploy of {service} ({out.name}) has already gone out; "
             "this older request steps aside so it cannot roll the service back. Nothing was changed."
@@ -191,7 +216,7 @@ def _check_not_superseded(table: str, service: str, me: DeployOrder) -> None:
             continue
         if queued.owner == me.owner:
             return
-        if _ended(queued.owner):
+        if not credible(queued) or _ended(queued.owner):
             if _queue(table, service, me, "newest = :was", {":was": {"S": queued.owner}}):
                 # It may have gone out just before it ended: its record is written by then.
                 _check_gone_out(table, service, me)
@@ -218,7 +243,7 @@ def _still_waits(table: str, service: str, owner: str, me: DeployOrder | None) -
     if holder == owner:
         return False
     queued = _queued(table, service) if me is not None else None
-    if queued is not None and me is not None and newer(queued, me) and not _ended(queued.owner):
+    if queued is not None and me is not None and newer(queued, me) and credible(queued) and not _ended(queued.owner):
         return holder != queued.owner  # a newer one still waits; once it holds the lock, this one steps aside
     return holder is not None and not _ended(holder)
 
@@ -260,10 +285,39 @@ def record_deployed(
     except ClientError as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":  # a newer one is already recorded
             raise LockUnavailable(f"could not record the deploy of {service} in table {table}: {exc}") from exc
+        try:
+            _replace_incredible(table, service, update, values)
+        except ClientError as again:
+            if aws.error_code(again) != "ConditionalCheckFailedException":
+                raise LockUnavailable(f"could not record the deploy of {service} in table {table}: {again}") from again
+        except BotoCoreError as again:
+            raise LockUnavailable(
+                f"could not record the deploy of {service}: could not reach table {table}: {again}"
+            ) from again
     except BotoCoreError as exc:  # as LockUnavailable, the release states retry it like a ClientError
         raise LockUnavailable(
             f"could not record the deploy of {service}: could not reach table {table}: {exc}"
         ) from exc
+
+
+def _replace_incredible(table: str, service: str, update: str, values: dict) -> None:
+    """The deploy record kept a newer order than this deploy's: when that order is not `credible` (a request
+    time later than its execution's start plus the skew), it counts for nothing, and this deploy's record
+    replaces it, unless it changed meanwhile."""
+    ddb = aws.client("dynamodb")
+    item = ddb.get_item(TableName=table, Key=_key(service, "deployed"), ConsistentRead=True).get("Item")
+    if not item or "requestedAt" not in item or "owner" not in item:
+        return
+    if credible(_stored_order(item, "requestedAt", "startedAt", "owner")):
+        return  # a newer deploy is recorded: it stays
+    ddb.update_item(
+        TableName=table,
+        Key=_key(service, "deployed"),
+        UpdateExpression=update,
+        ConditionExpression="#owner = :was AND requestedAt = :wasAt",
+        ExpressionAttributeNames={"#owner": "owner"},
+        ExpressionAttributeValues={**values, ":was": item["owner"], ":wasAt": item["requestedAt"]},
+    )
 
 
 def rollback_target(table: str, service: str) -> tuple[str, str, int]:
@@ -680,15 +734,36 @@ def run(request: LockInput, settings: Settings) -> Held | Waiting | Released | R
 def requested_at(request: Mapping[str, Any], started_at: str | None) -> float | None:
     """When the deploy was asked for: the trigger's time, else the execution's start (a manual deploy).
 
-    None (no superseding) only for a caller outside the state machine that gives neither.
+    A trigger's time later than the execution's start (now, without one) plus CLOCK_SKEW_SECONDS is refused
+    (InputInvalid): no request is asked for after its deploy began, and one that said so would make every later
+    deploy of the service step aside. None (no superseding) only for a caller outside the state machine that
+    gives neither.
     """
     trigger = request.get("trigger") if isinstance(request.get("trigger"), dict) else {}
     at = trigger.get("requestedAt")
-    if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):
-        return float(at)
     start = _instant(started_at)
+    if isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at):
+        bound = (clock.now() if start is None else start) + CLOCK_SKEW_SECONDS
+        if at > bound:
+            began = f"the execution's start ({started_at})" if start is not None else f"now ({_iso(clock.now())})"
+            raise InputInvalid(
+                f"the input's `trigger.requestedAt` ({at!r}: {_iso(at)}) is later than {began} plus "
+                f"{CLOCK_SKEW_SECONDS // 60} minutes of clock skew: a deploy cannot be asked for after it began, "
+                "and one that claimed so would make every later deploy of the service step aside. Leave "
+                "`trigger.requestedAt` out (a deploy started by hand is as new as its start). Nothing was locked "
+                "or changed."
+            )
+        return float(at)
     # On EventBridge's one-second clock, as the events' times are: the start itself orders a tie (DeployOrder).
     return float(math.floor(start)) if start is not None else None
+
+
+def _iso(seconds: float) -> str:
+    """A time in seconds, as ISO 8601 in UTC (for messages); what it is when it is no date."""
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return "no date"
 
 
 def _instant(started_at: str | None) -> float | None:
@@ -715,6 +790,9 @@ def take_lock(request: AcquireInput, settings: Settings) -> Held | Waiting:
     its state retries). After MAX_LOCK_WAIT_SECONDS it gives up. A deploy that takes the lock wakes the waiters:
     the older ones step aside.
     """
+    # The request's order first: an input that claims a request time after the execution began is refused before
+    # anything is written.
+    me = order_of(request.request, request.started_at, request.owner)
     cfg = _config(request.service, settings)
     # The journal opens before the lock is taken: whatever ends this execution finds the lock (and what it
     # starts later) there, however the config changes meanwhile (ferry.lifecycle.journal).
@@ -726,7 +804,6 @@ def take_lock(request: AcquireInput, settings: Settings) -> Held | Waiting:
         ecs_service=cfg.service,
         migrations=[m.name for m in cfg.migrations],
     )
-    me = order_of(request.request, request.started_at, request.owner)
     at = me.requested_at if me is not None else None
     try:
         taken = acquire(

@@ -8,7 +8,8 @@ and the result is checked against ECS's input shape before anything is
 registered.
 
 The step's output ($.render, `Output`) is what every later state reads about the deploy: the ECS service, the
-strategy and its settings from the config, and the plan's previous revision, images and summary. "Find the
+strategy and its settings from the config, and the plan's previous revision, images, summary and content hash
+(`planSha256`: Verify and Register act only on the document with that hash). "Find the
 revision to roll back to" (ferry.steps.lock.RollbackTarget) writes $.render too, with the same keys for what
 both provide.
 """
@@ -104,6 +105,10 @@ class Output(Model):
     images: dict = key("images", kinds=(dict,), doc="container -> image pinned by digest, for the containers deployed")
     summary: str = key("summary", doc="the diff in one line: what the console and the notifications show")
     artefacts: Artefacts = key("artefacts", nested=Artefacts, doc="where the plan and the diff are kept")
+    plan_sha256: str = key(
+        "planSha256",
+        doc="the sha256 of the plan's bytes as stored: Verify checks, and Register registers, only that document",
+    )
 
     @property
     def where(self) -> str:
@@ -338,8 +343,11 @@ def store(planned: Plan, execution: str, artefacts_bucket: str, *, migrate: bool
     `migrate=False`: the request skips the migrations for this release."""
     cfg = planned.config
     spec = {**planned.spec, "tags": taskdef.user_tags(planned.spec.get("tags") or planned.current_tags)}
+    # The plan's hash travels in the state, which only Step Functions writes: Verify and Register refuse any other
+    # document found under the plan's key (ferry.aws.artefacts.get_plan).
+    plan_key, plan_sha256 = artefacts.put_plan(artefacts_bucket, execution, spec)
     stored = Artefacts(
-        task_definition_input=artefacts.put_json(artefacts_bucket, execution, PLAN_ARTEFACT, spec),
+        task_definition_input=plan_key,
         diff=artefacts.put_text(artefacts_bucket, execution, DIFF_ARTEFACT, planned.diff.text or "no changes\n"),
     )
     timeouts = cfg.timeouts
@@ -364,4 +372,5 @@ def store(planned: Plan, execution: str, artefacts_bucket: str, *, migrate: bool
         images={name: ref.pinned for name, ref in planned.pinned.items()},
         summary=planned.diff.summary,
         artefacts=stored,
+        plan_sha256=plan_sha256,
     )

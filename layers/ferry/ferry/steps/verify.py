@@ -12,7 +12,8 @@ Checks run concurrently; throttling is absorbed by the clients' adaptive retries
 Secret values: only `read_secret_values=True` reads one (to see a JSON key
 exists). The value is never logged, returned, stored or put in a message.
 
-The step (`run`) checks the revision Render planned, keeps the full report in the
+The step (`run`) checks the revision Render planned (the document whose hash Render
+passed on in $.render.planSha256, nothing else), keeps the full report in the
 artefacts bucket, and fails with VerifyFailed listing every problem; its output
 ($.verify) is the counts and the first failures.
 """
@@ -68,6 +69,10 @@ class Input(EcsStepInput):
         required=False,
         default=False,
         doc="$.render.readSecretValues: whether a secret's value may be read to find its JSON keys",
+    )
+    plan_sha256: str = key(
+        "planSha256",
+        doc="$.render.planSha256: the sha256 of the plan Render stored; Verify checks only that document",
     )
 
 
@@ -1255,7 +1260,13 @@ def verify(
 
 def run(request: Input, artefacts_bucket: str) -> Output:
     """The step: verify the revision Render planned; keep the full report; any problem fails it (VerifyFailed)."""
-    spec = artefacts.get_json(artefacts_bucket, request.execution, artefacts.PLAN_ARTEFACT)
+    spec = artefacts.get_plan(
+        artefacts_bucket,
+        request.execution,
+        request.plan_sha256,
+        changed="after Render stored it",
+        nothing="nothing was verified or registered",
+    )
     report = verify(
         spec,
         cluster=request.cluster,
