@@ -10,8 +10,10 @@ The execution-ended function calls this after its own work (lock, canary,
 migrations, manifest result), and a failure here is logged, never raised: a
 lost notification must not hold up a lock release.
 
-Nothing published carries a secret value: Causes are written without them,
-the summary line masks them, and the request's `values` are left out.
+Nothing published carries a secret value: Causes are written without them
+(a failed migration's or canary's Cause names its masked log tail in the
+artefacts bucket and quotes no line: ferry.aws.container_logs), the summary
+line masks them, and the request's `values` are left out.
 """
 
 from __future__ import annotations
