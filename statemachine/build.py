@@ -690,8 +690,17 @@ def definition() -> dict[str, Any]:
             # Back, but the rollback's last step cannot finish it (it failed again, or the rollback never
             # started): `Rolled back`, with the explanation's Cause.
             {"Variable": "$.report.recovered", "BooleanEquals": True, "Next": S.RELEASE_LOCK_AFTER_ROLLBACK},
+            # Back, but the canary may still serve: `Clean-up did not finish`, with the explanation's Cause.
+            {"Variable": "$.report.cleanupUnfinished", "BooleanEquals": True, "Next": S.NOTE_UNFINISHED_CLEANUP},
         ],
         "Default": S.RELEASE_LOCK_AFTER_FAILED_ROLLBACK,
+    }
+    states[S.NOTE_UNFINISHED_CLEANUP] = {
+        "Type": "Pass",
+        "Comment": "The explanation's Cause becomes the clean-up's failure, which `Clean-up did not finish` reports.",
+        "Parameters": {"Error": errors.CleanupIncomplete.__name__, "Cause.$": "$.report.cause"},
+        "ResultPath": "$.cleanupFailure",
+        "Next": S.RELEASE_LOCK_AFTER_FAILED_CLEANUP,
     }
     states[S.FINISH_RECOVERED_ROLLBACK] = {
         "Type": "Pass",

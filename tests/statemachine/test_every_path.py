@@ -51,6 +51,13 @@ PATHS: dict[str, tuple[str, dict[str, Any], tuple[str, str, str | None]]] = {
     "locked": (ROLLING, {}, ("FAILED", "Deployed, but the lock was not released", "LockUnavailable")),
     # The rollback's watcher fails every time while ECS's circuit breaker rolls the service back by itself.
     "unwatched": (ROLLING, {"exitCode": 1}, ("FAILED", "Rolled back", "RolledBack")),
+    # Its canary passes, its service's tasks crash, the rollback's watcher fails every time and its canary can
+    # never be stopped: back on its revision, but the canary is not known to be removed.
+    "unfinished": (
+        CANARY,
+        {"exitCode": 1, "tasks": "service"},
+        ("FAILED", "Clean-up did not finish: a person must act", "CleanupIncomplete"),
+    ),
     # Their canaries can never be stopped (StopTask fails for good): the clean-up's hour of retries runs out.
     "strand": (CANARY, {}, ("FAILED", "Clean-up did not finish: a person must act", "CleanupIncomplete")),
     "leftover": (
@@ -80,7 +87,7 @@ def broken_rollbacks(function: str, event: dict) -> None:
         raise ConnectionError("ECS endpoint unreachable")
     if (
         function == "CheckDeploymentFunction"
-        and event.get("ecsService") == "unwatched"
+        and event.get("ecsService") in ("unwatched", "unfinished")
         and event.get("phase") == "rollback"
     ):
         raise ConnectionError("ECS endpoint unreachable")
@@ -132,7 +139,7 @@ def walked(tmp_path_factory):
             ),
             *(
                 ApiFault("ecs", 1.0, operations=("StopTask",), body_contains=f"canary of {n}-")
-                for n in ("strand", "leftover")
+                for n in ("strand", "leftover", "unfinished")
             ),
         ]
     )
@@ -210,8 +217,9 @@ def test_a_bad_request_is_refused_and_a_rollback_request_rolls_back_and_an_older
 
 
 def test_nothing_is_left_running_except_what_a_person_must_see(walked):
-    # The canaries of `strand` and `leftover`, which StopTask refuses for good: their executions' Cause names them.
-    assert walked["canaries"] == 2
+    # The canaries of `strand`, `leftover` and `unfinished`, which StopTask refuses for good: their executions'
+    # Cause names them.
+    assert walked["canaries"] == 3
     for service in ("strand", "leftover"):
         [execution] = by_service(walked, service)
         assert (

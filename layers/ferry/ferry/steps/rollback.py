@@ -161,6 +161,14 @@ class Explained(Model):
         doc="both failures, what the service runs now and the command that puts it back; or, back after all, the "
         "Cause of `Rolled back`",
     )
+    cleanup_unfinished: bool = key(
+        "cleanupUnfinished",
+        kinds=(bool,),
+        required=False,
+        default=False,
+        doc="the service is back on the previous revision, but what is left of the canary could not be removed or "
+        "read: the execution ends `Clean-up did not finish`, with this Cause",
+    )
     recovered: bool = key(
         "recovered",
         kinds=(bool,),
@@ -350,30 +358,24 @@ def finish(request: FinishInput, table: str, keep: int) -> RolledBack:
 
 
 def explain(request: ExplainInput) -> Explained:
-    """The Cause of the RollbackFailed Fail state: a person must act, and exactly how."""
+    """The Cause of the RollbackFailed Fail state: a person must act, and exactly how. Unless the service is back on
+    its previous revision after all: then the Cause of `Rolled back` (`recovered`), or, when what is left of the
+    canary cannot be removed or read, the Cause of `Clean-up did not finish` (`cleanupUnfinished`)."""
     cluster, service, where = request.cluster, request.ecs_service, request.where
     previous, desired, failed = request.previous_task_definition_arn, request.desired_count, request.failed
     failure, rollback_failure = request.failure, request.rollback_failure
-    recovered = False
+    recorded = {"task_definition_arn": request.failed_task_definition_arn or None}
+    back, left = False, None  # left: what of the canary is still there, None while it cannot be read
     try:
-        try:  # a canary must not keep serving, whatever else failed (the start tried once)
-            canary_tasks.remove_now(
-                cluster, service, request.execution, task_definition_arn=request.failed_task_definition_arn or None
-            )
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning("canary removal failed", extra={"error": aws.error_code(exc) or type(exc).__name__})
         current = describe_service(cluster, service)
         primary = primary_deployment(current)
-        # Back after all: the previous revision is the PRIMARY deployment, COMPLETED with every task running, no
-        # other deployment runs a task, and nothing of the canary is left.
-        recovered = (
+        # Back after all: the previous revision is the PRIMARY deployment, COMPLETED with every task running, and
+        # no other deployment runs a task.
+        back = (
             primary.get("taskDefinition") == previous
             and primary.get("rolloutState") == "COMPLETED"
             and primary.get("runningCount") == primary.get("desiredCount") == desired
             and not any(d.get("runningCount") for d in current.get("deployments", []) if d is not primary)
-            and not canary_tasks.left_behind(
-                cluster, service, request.execution, task_definition_arn=request.failed_task_definition_arn or None
-            )
         )
         now = (
             f"It now runs {revision_name(primary['taskDefinition'])} (PRIMARY deployment {primary.get('rolloutState', '?')}, "
@@ -381,8 +383,17 @@ def explain(request: ExplainInput) -> Explained:
         )
     except Exception as exc:  # the explanation must still be written when ECS cannot be read
         now = f"Its current state could not be read ({type(exc).__name__})."
+    unreadable = ""
+    try:  # a canary must not keep serving, whatever else failed (the start tried once)
+        try:
+            canary_tasks.remove_now(cluster, service, request.execution, **recorded)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("canary removal failed", extra={"error": aws.error_code(exc) or type(exc).__name__})
+        left = canary_tasks.left_behind(cluster, service, request.execution, **recorded)
+    except Exception as exc:
+        unreadable = aws.error_code(exc) or type(exc).__name__
     failed_name = revision_name(failed) if failed else "The new revision"
-    if recovered:
+    if back and left == []:
         # The Cause of `Rolled back` when the rollback cannot be finished by its own states (the Choice after this).
         cause = (
             f"{failed_name} failed: {failure_message(failure)}\n"
@@ -390,6 +401,16 @@ def explain(request: ExplainInput) -> Explained:
             f"service never left it), though Ferry could not follow it: {failure_message(rollback_failure)}"
         )
         return Explained(error="RolledBack", cause=fit_lines(cause, MAX_CAUSE, HISTORY), recovered=True)
+    if back:
+        what = "; ".join(left) if left else f"whether it is gone could not be read ({unreadable})"
+        cause = (
+            f"{failed_name} failed: {failure_message(failure)}\n"
+            f"{where} is stable on {revision_name(previous)} ({desired} tasks), but the canary of {request.execution} "
+            f"is not known to be removed: {what}. The execution-ended function and the reaper go on removing it; by "
+            f"hand: aws ecs stop-task --cluster {cluster} --task <task>, and aws elbv2 deregister-targets for each "
+            "target"
+        )
+        return Explained(error="CleanupIncomplete", cause=fit_lines(cause, MAX_CAUSE, HISTORY), cleanup_unfinished=True)
     cause = (
         f"ROLLBACK FAILED: a person must act on {where}.\n"
         f"{failed_name} failed ({failure_message(failure)}), and rolling back "
