@@ -11,29 +11,7 @@ from ferry.aws import ecs
 from ferry.aws import canary_tasks
 from ferry.errors import CanaryCrashed, InputInvalid
 
-from .conftest import awsvpc, run_tasks
-
-
-@pytest.fixture
-def canary_world(runnable_world):
-    """prod/web behind an IP target group on port 80 (ECS's simulator is not here: nothing registers service tasks)."""
-    net = awsvpc()
-    elb = boto3.client("elbv2")
-    group = elb.create_target_group(Name="web-tg", Protocol="HTTP", Port=80, VpcId=net["vpc"], TargetType="ip")[
-        "TargetGroups"
-    ][0]["TargetGroupArn"]
-    client = boto3.client("ecs")
-    client.delete_service(cluster="prod", service="web", force=True)
-    client.create_service(
-        cluster="prod",
-        serviceName="web",
-        taskDefinition=runnable_world["taskDefinitionArn"],
-        desiredCount=2,
-        launchType="FARGATE",
-        loadBalancers=[{"targetGroupArn": group, "containerName": "app", "containerPort": 80}],
-        networkConfiguration={"awsvpcConfiguration": net["awsvpcConfiguration"]},
-    )
-    return {**runnable_world, "targetGroup": group, "network": net}
+from .conftest import run_tasks
 
 
 def registered(group: str) -> set[str]:

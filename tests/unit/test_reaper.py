@@ -40,27 +40,6 @@ READS = {"Scan", "ListTasks", "DescribeTasks", "DescribeExecution", "GetItem", "
 
 
 @pytest.fixture
-def served(runnable_world):
-    """prod/web behind an IP target group on port 80, as tests/unit/test_canary.py's served."""
-    net = awsvpc()
-    group = boto3.client("elbv2").create_target_group(
-        Name="web-tg", Protocol="HTTP", Port=80, VpcId=net["vpc"], TargetType="ip"
-    )["TargetGroups"][0]["TargetGroupArn"]
-    client = boto3.client("ecs")
-    client.delete_service(cluster="prod", service="web", force=True)
-    client.create_service(
-        cluster="prod",
-        serviceName="web",
-        taskDefinition=runnable_world["taskDefinitionArn"],
-        desiredCount=2,
-        launchType="FARGATE",
-        loadBalancers=[{"targetGroupArn": group, "containerName": "app", "containerPort": 80}],
-        networkConfiguration={"awsvpcConfiguration": net["awsvpcConfiguration"]},
-    )
-    return {**runnable_world, "targetGroup": group, "network": net}
-
-
-@pytest.fixture
 def machine(ecs_world):
     """The deploy state machine (its executions stay RUNNING until stopped: moto does not run them here)."""
     arn = boto3.client("stepfunctions").create_state_machine(
@@ -132,13 +111,13 @@ def test_an_empty_installation_costs_one_scan_and_one_list_tasks_per_cluster(mac
     assert not [line for line in logs() if "_aws" in line]  # no metric
 
 
-def test_nothing_to_do_makes_only_reads(served, machine, calls, logs):
+def test_nothing_to_do_makes_only_reads(canary_world, machine, calls, logs):
     """A deploy running with its journal, lock and canary; one that ended and was cleaned up: nothing is touched."""
     running = start("web-v3-1")
     journal.open("locks", owner=running, service="web", cluster="prod", ecs_service="web", migrations=[])
     lock.acquire("locks", "prod/web", running)
-    canary = ferry_task(served, "web-v3-1")
-    ip = in_target_group(served, canary)
+    canary = ferry_task(canary_world, "web-v3-1")
+    ip = in_target_group(canary_world, canary)
     done = start("web-v2-1")
     stop(done)
     journal.end("locks", done, "ABORTED")
@@ -148,15 +127,15 @@ def test_nothing_to_do_makes_only_reads(served, machine, calls, logs):
     assert found.orphaned == 0, found
     assert set(calls) <= READS and "Scan" in calls, calls
     assert calls.count("Scan") == 1 and calls.count("ListTasks") == 1
-    assert desired(canary) == "RUNNING" and ip in registered(served["targetGroup"])
+    assert desired(canary) == "RUNNING" and ip in registered(canary_world["targetGroup"])
     assert lock.holder_of("locks", "prod/web") == running
     assert not [line for line in logs() if "_aws" in line]
 
 
-def test_an_execution_that_ended_moments_ago_is_left_to_the_execution_ended_function(served, machine):
+def test_an_execution_that_ended_moments_ago_is_left_to_the_execution_ended_function(canary_world, machine):
     arn = start("web-v2-1")
     lock.acquire("locks", "prod/web", arn)
-    canary = ferry_task(served, "web-v2-1")
+    canary = ferry_task(canary_world, "web-v2-1")
     stop(arn)
     assert reaper.reap(SETTINGS).orphaned == 0  # within GRACE_SECONDS of its stop
     assert desired(canary) == "RUNNING" and lock.holder_of("locks", "prod/web") == arn
@@ -172,19 +151,19 @@ def test_an_execution_that_ended_moments_ago_is_left_to_the_execution_ended_func
 # ------------------------------------------------------------------ (a) journals not closed
 
 
-def test_a_lost_end_event_is_recorded_and_the_journal_cleaned_up_and_closed(served, machine):
+def test_a_lost_end_event_is_recorded_and_the_journal_cleaned_up_and_closed(canary_world, machine):
     arn = start("web-v2-1")
     journal.open("locks", owner=arn, service="web", cluster="prod", ecs_service="web", migrations=["schema"])
     lock.acquire("locks", "prod/web", arn)
-    canary = ferry_task(served, "web-v2-1")
-    ip = in_target_group(served, canary)
-    migration = ferry_task(served, "web-v2-1", "migration")
+    canary = ferry_task(canary_world, "web-v2-1")
+    ip = in_target_group(canary_world, canary)
+    migration = ferry_task(canary_world, "web-v2-1", "migration")
     stop(arn)  # ...and its status event never reaches the execution-ended function
     found = reap()
     assert (found.lost_ends, found.journals, found.canary_tasks, found.migration_tasks, found.locks) == (1, 1, 1, 1, 1)
     assert found.left == ()
     assert desired(canary) == desired(migration) == "STOPPED"
-    assert ip not in registered(served["targetGroup"])
+    assert ip not in registered(canary_world["targetGroup"])
     assert lock.holder_of("locks", "prod/web") is None
     record = journal.read("locks", arn)
     assert record.status == "ABORTED" and record.ended_at is not None and record.closed_at is not None
@@ -192,10 +171,10 @@ def test_a_lost_end_event_is_recorded_and_the_journal_cleaned_up_and_closed(serv
     assert reap() == reaper.Reaped()  # the next pass finds nothing
 
 
-def test_a_journal_the_clean_up_left_open_is_cleaned_up_by_the_next_pass(served, machine, monkeypatch):
+def test_a_journal_the_clean_up_left_open_is_cleaned_up_by_the_next_pass(canary_world, machine, monkeypatch):
     arn = start("web-v2-1")
     journal.open("locks", owner=arn, service="web", cluster="prod", ecs_service="web", migrations=["schema"])
-    migration = ferry_task(served, "web-v2-1", "migration")
+    migration = ferry_task(canary_world, "web-v2-1", "migration")
     stop(arn)
     record = journal.end("locks", arn, "ABORTED")
     client = boto3.client("ecs")
@@ -227,18 +206,18 @@ def test_a_journal_whose_execution_no_longer_exists_is_cleaned_up(ecs_world, mac
 # ------------------------------------------------------------------ (b) Ferry's tasks
 
 
-def test_tasks_of_an_ended_execution_without_a_journal_are_taken_out_and_stopped(served, machine, calls):
+def test_tasks_of_an_ended_execution_without_a_journal_are_taken_out_and_stopped(canary_world, machine, calls):
     """An older Ferry kept no journal: the canary's service is found among the cluster's services."""
     arn = start("web-v2-1")
-    canary = ferry_task(served, "web-v2-1")
-    ip = in_target_group(served, canary)
-    migration = ferry_task(served, "web-v2-1", "migration")
+    canary = ferry_task(canary_world, "web-v2-1")
+    ip = in_target_group(canary_world, canary)
+    migration = ferry_task(canary_world, "web-v2-1", "migration")
     stop(arn)
     found = reap()
     assert (found.canary_tasks, found.targets, found.migration_tasks, found.journals) == (1, 1, 1, 0)
     assert found.left == ()
     assert desired(canary) == desired(migration) == "STOPPED"
-    assert ip not in registered(served["targetGroup"])
+    assert ip not in registered(canary_world["targetGroup"])
     assert "ListServices" in calls
     reason = boto3.client("ecs").describe_tasks(cluster="prod", tasks=[canary["taskArn"]])["tasks"][0]["stoppedReason"]
     assert reason == "Ferry reaper: canary of web-v2-1, which has ended (ABORTED)"
@@ -246,7 +225,7 @@ def test_tasks_of_an_ended_execution_without_a_journal_are_taken_out_and_stopped
 
 
 def test_a_task_started_after_its_execution_was_cleaned_up_is_removed_by_the_service_its_journal_names(
-    served, machine, calls
+    canary_world, machine, calls
 ):
     """A step that finished after its execution stopped: the journal is closed, the canary it started runs."""
     arn = start("web-v2-1")
@@ -254,19 +233,19 @@ def test_a_task_started_after_its_execution_was_cleaned_up_is_removed_by_the_ser
     stop(arn)
     journal.end("locks", arn, "ABORTED")
     journal.close("locks", arn, [])
-    canary = ferry_task(served, "web-v2-1")
-    ip = in_target_group(served, canary)
+    canary = ferry_task(canary_world, "web-v2-1")
+    ip = in_target_group(canary_world, canary)
     del calls[:]
     found = reap()
     assert (found.canary_tasks, found.targets, found.journals) == (1, 1, 0)
-    assert desired(canary) == "STOPPED" and ip not in registered(served["targetGroup"])
+    assert desired(canary) == "STOPPED" and ip not in registered(canary_world["targetGroup"])
     assert "ListServices" not in calls  # the journal named the service
 
 
-def test_a_canary_that_cannot_be_taken_out_keeps_running_until_it_is(served, machine, monkeypatch):
+def test_a_canary_that_cannot_be_taken_out_keeps_running_until_it_is(canary_world, machine, monkeypatch):
     arn = start("web-v2-1")
-    canary = ferry_task(served, "web-v2-1")
-    ip = in_target_group(served, canary)
+    canary = ferry_task(canary_world, "web-v2-1")
+    ip = in_target_group(canary_world, canary)
     stop(arn)
     elb = boto3.client("elbv2")
 
@@ -283,7 +262,7 @@ def test_a_canary_that_cannot_be_taken_out_keeps_running_until_it_is(served, mac
     monkeypatch.undo()
     found = reap()
     assert (found.targets, found.canary_tasks) == (1, 1)
-    assert ip not in registered(served["targetGroup"])
+    assert ip not in registered(canary_world["targetGroup"])
 
 
 def test_tasks_no_execution_of_this_state_machine_owns_are_reported_and_left_alone(runnable_world, machine):
