@@ -439,6 +439,9 @@ def definition() -> dict[str, Any]:
                     # is retried at once (the function then looks at the task), and the migration's timeout ends it first.
                     timing={"HeartbeatSecondsPath": "$.migration.heartbeatSeconds", "TimeoutSeconds": 7800},
                     first=(at_once(30, "States.HeartbeatTimeout"),),
+                    # A migration past its timeout is stopped here: a throttled StopTask must not end the deploy
+                    # with the migration still running.
+                    patient=True,
                 )
             },
         },

@@ -367,3 +367,36 @@ def test_a_bake_whose_watcher_fails_three_times_still_deploys_a_good_revision(sc
     assert (execution["status"], execution["states"][-1]) == ("SUCCEEDED", "Deployed"), execution
     assert len(summary["faults"]["lambda"]) == 3
     assert summary["services"]["prod/web"]["taskDefinition"] == "web:2"
+
+
+def test_a_migration_past_its_timeout_is_stopped_before_deploy_failed_however_long_stoptask_is_refused(scenario):
+    """Case 1's migration variant: the migration is still starting past its timeout while StopTask is refused 60
+    times in a row (throttled): the migration's state retries until its task is stopped, and the deploy fails with
+    the migration's own verdict (it never started), not with the throttled StopTask and the migration still
+    running."""
+    scenario.config(
+        "web",
+        "cluster: prod\nservice: web\ncontainers: {app: {repository: web}}\nstrategy: {type: rolling}\n"
+        "migrations: [{name: schema, container: app, command: [bin/migrate], timeoutSeconds: 120}]\n",
+    )
+    scenario.world["behaviour"] = {"web:v2": {"startSeconds": 5000}}  # the migration never gets going
+    faults = Faults([ApiFault("ecs", 1.0, ("ThrottlingException",), operations=("StopTask",), limit=60)])
+    summary = scenario.run(push_event("web", "v2"), faults=faults)
+    [execution] = summary["executions"]
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "MigrationNotStarted", execution
+    assert "never started" in execution["cause"]
+    assert execution["states"][-2:] == ["Release the deploy lock after the failure", "Deploy failed"]
+    history = summary["histories"][execution["name"]]
+    throttled = [
+        e
+        for e in history
+        if e["type"] == "TaskFailed"
+        and e["state"] == "Run the migration task and wait for it to stop"
+        and "StopTask" in e["detail"]
+    ]
+    assert len(throttled) > 2, [e["detail"] for e in throttled]  # more than the two retries it used to have
+    assert summary["faults"]["services"]["ecs"]["injected"] == 60
+    web = summary["services"]["prod/web"]
+    assert (web["taskDefinition"], web["runningCount"]) == ("web:1", 2)
+    assert summary["locksHeld"] == 0

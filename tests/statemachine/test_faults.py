@@ -131,6 +131,7 @@ PATIENT_STATES = (
     "Bake while watching the alarms",
     "Check the alarms as the bake ends",
     "Deregister the failed revision",
+    "Run the migration task and wait for it to stop",
 )
 PATIENT_RETRY = {
     "ErrorEquals": ["States.ALL"],
