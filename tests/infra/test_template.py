@@ -896,13 +896,16 @@ def test_asl_substitute_names_an_undefined_key(tmp_path):
 
 
 # ---------------------------------------------------------------- events
+# Only the stack's own account: a foreign push or drop must not deploy (tests/statemachine/test_triggers.py).
 ECR_PATTERN = {
     "source": ["aws.ecr"],
+    "account": [{"Ref": "AWS::AccountId"}],
     "detail-type": ["ECR Image Action"],
     "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]},
 }
 S3_PATTERN = {
     "source": ["aws.s3"],
+    "account": [{"Ref": "AWS::AccountId"}],
     "detail-type": ["Object Created"],
     "detail": {"bucket": {"name": [{"Ref": "ConfigBucket"}]}, "object": {"key": [{"prefix": "manifests/"}]}},
 }
@@ -1351,3 +1354,12 @@ def test_the_reaper_alarm_watches_what_the_reaper_emits_three_passes_in_a_row():
     assert alarm["MetricName"] in [m["Name"] for m in directive["Metrics"]]
     assert [set(names) for names in directive["Dimensions"]] == [set(dimensions)]
     assert {n: document[n] for n in dimensions} == dimensions
+
+
+def test_an_event_in_the_dead_letter_queue_raises_an_alarm():
+    alarm = RESOURCES["EventsDeadLetterQueueAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["EventsDeadLetterQueue", "QueueName"]}}
+    ]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")

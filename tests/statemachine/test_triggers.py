@@ -165,3 +165,14 @@ def test_a_manual_rollback_request_goes_back_to_the_revision_the_last_deploy_rep
         # Not "back" to web:2, which was just rolled away from.
         assert history.outcome(sandbox.history(again))[0] == "NothingToRollBack"
         assert sandbox.simulator.services()["prod/web"]["taskDefinition"] == "web:1"
+
+
+def test_a_push_or_a_manifest_event_from_another_account_deploys_nothing(scenario):
+    """The rules accept only the stack's own account's events: a foreign push (another account's registry sending
+    to this bus) neither deploys nor supersedes; the same push from this account deploys."""
+    foreign = {**push_event("web", "v2", "event-foreign"), "account": "210987654321"}
+    summary = scenario.run(foreign)
+    assert summary["executions"] == []
+    assert summary["services"]["prod/web"]["taskDefinition"] == "web:1"
+    [execution] = scenario.run(push_event("web", "v2"))["executions"]
+    assert execution["status"] == "SUCCEEDED"
