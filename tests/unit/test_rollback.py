@@ -16,7 +16,6 @@ from ferry.errors import InputInvalid
 from ferry.runtime.settings import Settings
 
 
-
 def test_a_rollback_stops_in_flight_service_deployments_on_every_page(aws):
     """ListServiceDeployments answers 20 a page by default."""
     client = ferry_aws.client("ecs")
