@@ -170,6 +170,8 @@ def test_an_object_created_in_the_config_bucket_matches_only_under_manifests():
     event["detail"]["bucket"]["name"] = bucket  # rewritten: the bucket, to the config bucket
     assert matching(event) == set()  # key "example-key": not a manifest
     event["detail"]["object"]["key"] = "manifests/release.json"  # rewritten: the key
+    assert matching(event) == set()  # the sample's account, 111122223333, is not the stack's
+    event["account"] = DEFAULT_ACCOUNT  # rewritten: the account, to the stack's
     assert matching(event) == {"ManifestDropped"}
 
 
