@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ferry.lifecycle import journal
+from ferry.lifecycle import reaper
 from ferry_cli import history
 from ferry_cli.sandbox.faults import ApiFault, Faults, LambdaFault
 from ferry_cli.sandbox.run import world_session
@@ -109,7 +109,7 @@ def test_a_config_changed_mid_deploy_cannot_hide_the_canary_or_the_lock_from_the
         sandbox.settle_world()
         assert sandbox.simulator.canary_tasks() == 0
         assert sandbox.locks_held() == 0
-        assert list(journal.not_closed(sandbox.lock_table)) == []
+        assert reaper.scan_lock_table(sandbox.lock_table)[0] == []
         [ended] = [e for e in sandbox.status_events if e["event"]["detail"]["status"] == "ABORTED"]
         assert ended["error"] is None
 
@@ -249,7 +249,7 @@ def test_a_stop_while_a_step_starts_a_task_leaves_nothing_running(scenario, monk
         assert running == [], [(t["startedBy"], t["lastStatus"]) for t in running]
         assert sandbox.simulator.canary_tasks() == 0
         assert sandbox.locks_held() == 0
-        assert list(journal.not_closed(sandbox.lock_table)) == []
+        assert reaper.scan_lock_table(sandbox.lock_table)[0] == []
 
 
 # ------------------------------------------------------------------ records that match the service

@@ -144,14 +144,36 @@ def left_behind(
         return left  # no service, so none of its target groups to be registered in
     elb = aws.client("elbv2")
     for group, targets in targets_of(described, found(cluster, execution, described, task_definition_arn, task_arns)):
-        registered = {
-            (d["Target"]["Id"], d["Target"].get("Port"))
-            for d in elb.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
-            if (d.get("TargetHealth") or {}).get("State") != "draining"
-        }
+        registered = registered_targets(elb, group)
         left += [
             f"canary target {t['Id']}:{t['Port']} in target group {group}"
             for t in targets
             if (t["Id"], t["Port"]) in registered
         ]
     return left
+
+
+def registered_targets(elb: Any, group: str) -> set[tuple[str, Any]]:
+    """(address, port) of every target registered in `group`, those draining aside (they are on their way out)."""
+    return {
+        (d["Target"]["Id"], d["Target"].get("Port"))
+        for d in elb.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+        if (d.get("TargetHealth") or {}).get("State") != "draining"
+    }
+
+
+def removed(
+    cluster: str, service: str, execution: str, *, task_definition_arn: str | None = None, task_arns: Iterable[str] = ()
+) -> tuple[int, list[str], str | None]:
+    """Remove whatever of the execution's canary is still there (remove_now), then look again: (tasks stopped, what
+    is left in words, the removal's error code when it failed). Nothing is called but the look when nothing is
+    there. The looks raise when ECS or Elastic Load Balancing does not answer: what is left is then unknown."""
+    recorded = {"task_definition_arn": task_definition_arn, "task_arns": task_arns}
+    if not left_behind(cluster, service, execution, **recorded):
+        return 0, [], None
+    stopped, error = 0, None
+    try:
+        stopped = remove_now(cluster, service, execution, **recorded)
+    except (ClientError, BotoCoreError) as exc:
+        error = aws.error_code(exc) or type(exc).__name__
+    return stopped, left_behind(cluster, service, execution, **recorded), error

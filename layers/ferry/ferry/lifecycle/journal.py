@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -212,19 +212,3 @@ def close(table: str, execution: str, left: list[str]) -> None:
         ExpressionAttributeNames={"#left": "left"},
         ExpressionAttributeValues={":now": {"N": str(int(clock.now()))}},
     )
-
-
-def not_closed(table: str) -> Iterator[Journal]:
-    """Every journal not closed: the reaper's work list. A Scan of the lock table, which holds a handful of items
-    per service (docs/architecture.md), filtered on the journal prefix."""
-    for page in aws.pages(
-        aws.client("dynamodb"),
-        "scan",
-        token="LastEvaluatedKey",
-        TableName=table,
-        FilterExpression="begins_with(pk, :prefix) AND attribute_not_exists(closedAt)",
-        ExpressionAttributeValues={":prefix": {"S": PREFIX}},
-        ConsistentRead=True,
-    ):
-        for item in page.get("Items", []):
-            yield Journal.from_item(item)

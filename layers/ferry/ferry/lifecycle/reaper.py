@@ -183,7 +183,7 @@ def reap(settings: Settings, *, grace_seconds: float = GRACE_SECONDS) -> Reaped:
     if not settings.state_machine_arn:
         raise RuntimeError("environment variable STATE_MACHINE_ARN is not set: the reaper's template entry must set it")
     run = _Pass(settings, grace_seconds)
-    journals, locks = _scan(run.table)
+    journals, locks = scan_lock_table(run.table)
     for record in journals:
         _journal(run, record)
     for cluster in settings.allowed_clusters:
@@ -199,8 +199,9 @@ def reap(settings: Settings, *, grace_seconds: float = GRACE_SECONDS) -> Reaped:
     return found
 
 
-def _scan(table: str) -> tuple[list[journal.Journal], list[tuple[str, str]]]:
-    """The journals not closed and the deploy locks (cluster/service, owner), in one Scan of the lock table."""
+def scan_lock_table(table: str) -> tuple[list[journal.Journal], list[tuple[str, str]]]:
+    """The journals not closed and the deploy locks (cluster/service, owner), in one Scan of the lock table: the
+    pass's work list."""
     journals, locks = [], []
     for page in aws.pages(
         aws.client("dynamodb"),
@@ -381,11 +382,7 @@ def _take_out(run: _Pass, cluster: str, task: dict[str, Any], name: str, record:
 def _registered(run: _Pass, elb: Any, group: str) -> set[tuple[str, Any]]:
     """The targets registered in `group` (draining ones aside), read once a pass."""
     if group not in run.registered:
-        run.registered[group] = {
-            (d["Target"]["Id"], d["Target"].get("Port"))
-            for d in elb.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
-            if (d.get("TargetHealth") or {}).get("State") != "draining"
-        }
+        run.registered[group] = canary_tasks.registered_targets(elb, group)
     return run.registered[group]
 
 

@@ -520,21 +520,19 @@ def _removed(cluster: str, service: str, execution: str, first: Any, **recorded:
     (a StopTask or DeregisterTargets that failed: throttled, or a target group that did not answer). While
     anything is, raise CleanupIncomplete naming it, which the state retries with back-off for up to an hour. How
     many tasks were stopped."""
-    stopped, error = 0, ""
-    for attempt in (first, remove_now):
-        try:
-            stopped += (
-                attempt(cluster, execution) if attempt is stop else attempt(cluster, service, execution, **recorded)
-            )
-        except (ClientError, BotoCoreError) as exc:
-            error = f" (the last attempt: {aws.error_code(exc) or type(exc).__name__})"
-        if not canary_tasks.left_behind(cluster, service, execution, **recorded):
-            return stopped
-    left = canary_tasks.left_behind(cluster, service, execution, **recorded)
+    stopped, error = 0, None
+    try:
+        stopped = first(cluster, execution) if first is stop else first(cluster, service, execution, **recorded)
+    except (ClientError, BotoCoreError) as exc:
+        error = aws.error_code(exc) or type(exc).__name__
+    more, left, again = canary_tasks.removed(cluster, service, execution, **recorded)
+    if not left:
+        return stopped + more
+    last = again or error
     raise CleanupIncomplete(
-        f"the canary of {execution} is not removed yet{error}: {'; '.join(left)}. Ferry keeps trying; to remove it "
-        f"by hand: aws ecs stop-task --cluster {cluster} --task <task>, and aws elbv2 deregister-targets for each "
-        "target named"
+        f"the canary of {execution} is not removed yet{f' (the last attempt: {last})' if last else ''}: "
+        f"{'; '.join(left)}. Ferry keeps trying; to remove it by hand: aws ecs stop-task --cluster {cluster} --task "
+        "<task>, and aws elbv2 deregister-targets for each target named"
     )
 
 

@@ -306,19 +306,15 @@ def _remove_canary(request: RollbackInput) -> None:
     cluster, service, execution = request.cluster, request.ecs_service, request.execution
     recorded = {"task_definition_arn": request.failed_task_definition_arn or None}
     try:
-        if not canary_tasks.left_behind(cluster, service, execution, **recorded):
-            return
-        try:
-            canary_tasks.remove_now(cluster, service, execution, **recorded)
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning("canary removal failed", extra={"error": aws.error_code(exc) or type(exc).__name__})
-        left = canary_tasks.left_behind(cluster, service, execution, **recorded)
+        _, left, error = canary_tasks.removed(cluster, service, execution, **recorded)
     except (ClientError, BotoCoreError) as exc:  # ECS or ELB did not answer: whether it is gone is unknown
         raise CleanupIncomplete(
             f"the rollback of {request.where} completed, but whether the canary of {execution} is gone could not "
             f"be read ({aws.error_code(exc) or type(exc).__name__}). Ferry keeps trying; to check by hand: aws ecs "
             f"list-tasks --cluster {cluster} --started-by {canary_tasks.started_by(execution)}"
         ) from exc
+    if error:
+        logger.warning("canary removal failed", extra={"error": error})
     if left:
         raise CleanupIncomplete(
             f"the rollback of {request.where} completed, but the canary of {execution} is not removed yet: "
@@ -385,11 +381,9 @@ def explain(request: ExplainInput) -> Explained:
         now = f"Its current state could not be read ({type(exc).__name__})."
     unreadable = ""
     try:  # a canary must not keep serving, whatever else failed (the start tried once)
-        try:
-            canary_tasks.remove_now(cluster, service, request.execution, **recorded)
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning("canary removal failed", extra={"error": aws.error_code(exc) or type(exc).__name__})
-        left = canary_tasks.left_behind(cluster, service, request.execution, **recorded)
+        _, left, error = canary_tasks.removed(cluster, service, request.execution, **recorded)
+        if error:
+            logger.warning("canary removal failed", extra={"error": error})
     except Exception as exc:
         unreadable = aws.error_code(exc) or type(exc).__name__
     failed_name = revision_name(failed) if failed else "The new revision"
