@@ -58,12 +58,13 @@ def patches(sandbox: Sandbox) -> Iterator[Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _syntax_tree(definition: str) -> Any:
-    """The ANTLR tree of one ASL definition, parsed once per process (the parse is pure in its input)."""
+def _parsed(definition: str) -> tuple[Any, Any]:
+    """moto's (program, ANTLR tree) of one ASL definition, parsed and built once per process (see
+    _parse_once_patch)."""
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     original = AmazonStateLanguageParser.__dict__.get("_ferry_unpatched_parse") or AmazonStateLanguageParser.parse
-    return original(definition)[1]
+    return original(definition)
 
 
 def _history_watch_patch(sandbox: Sandbox) -> Any:
@@ -164,18 +165,7 @@ def _parse_once_patch() -> Any:
     if "_ferry_unpatched_parse" not in AmazonStateLanguageParser.__dict__:
         AmazonStateLanguageParser._ferry_unpatched_parse = AmazonStateLanguageParser.__dict__["parse"]
 
-    def parse(definition: str) -> tuple[Any, Any]:
-        return _program(definition), _syntax_tree(definition)
-
-    return mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse))
-
-
-@functools.lru_cache(maxsize=8)
-def _program(definition: str) -> Any:
-    """moto's program for one ASL definition, built once per process (see _parse_once_patch)."""
-    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
-
-    return Preprocessor().visit(_syntax_tree(definition))
+    return mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(_parsed))
 
 
 _VALID_DEFINITIONS: set[str] = set()
